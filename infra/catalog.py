@@ -1,0 +1,134 @@
+"""Machine facts, images and versions: the one table the rest of the program reads.
+
+Every literal that describes hardware (GPU counts, accelerator names, NIC counts, local SSDs) or pins a
+piece of software (images, chart versions) lives here, so that a review of "what does this deploy"
+starts and ends in this file.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class GpuDirect(str, enum.Enum):
+    """The GPU-to-GPU network stack a machine supports across nodes."""
+
+    NONE = "none"
+    TCPX = "tcpx"  # A3 High: 4 extra gVNICs, RxDM daemon v2
+    TCPXO = "tcpxo"  # A3 Mega: 8 extra gVNICs, "FasTrak" NCCL plugin
+
+
+@dataclass(frozen=True)
+class MachineProfile:
+    """What one GKE node of a machine type offers.
+
+    `gke_accelerator` is the GKE accelerator type (and the `cloud.google.com/gke-accelerator` node label);
+    `ray_accelerator` is the name Ray derives from NVML for the same GPU (the `accelerator_type:<X>` resource
+    and what `LLMConfig.accelerator_type` must say).
+    """
+
+    machine_type: str
+    gpu_count: int
+    gke_accelerator: str
+    ray_accelerator: str
+    gpu_memory_gib: int
+    gpudirect: GpuDirect
+    gpu_nic_count: int
+    local_ssd_count: int
+    vcpus: int
+    memory_gib: int
+    # Compute Engine's PERIODIC host maintenance: A3 VMs do not live-migrate, so maintenance is scheduled.
+    periodic_host_maintenance: bool
+    # Flex-start and queued provisioning drop compact placement on these machines (A3 High/Mega).
+    compact_placement_with_dws: bool
+
+
+MACHINE_PROFILES: dict[str, MachineProfile] = {
+    profile.machine_type: profile
+    for profile in (
+        MachineProfile(
+            machine_type="a3-highgpu-8g",
+            gpu_count=8,
+            gke_accelerator="nvidia-h100-80gb",
+            ray_accelerator="H100",
+            gpu_memory_gib=80,
+            gpudirect=GpuDirect.TCPX,
+            gpu_nic_count=4,
+            local_ssd_count=16,
+            vcpus=208,
+            memory_gib=1872,
+            periodic_host_maintenance=True,
+            compact_placement_with_dws=False,
+        ),
+        MachineProfile(
+            machine_type="a3-megagpu-8g",
+            gpu_count=8,
+            gke_accelerator="nvidia-h100-mega-80gb",
+            ray_accelerator="H100",
+            gpu_memory_gib=80,
+            gpudirect=GpuDirect.TCPXO,
+            gpu_nic_count=8,
+            local_ssd_count=16,
+            vcpus=208,
+            memory_gib=1872,
+            periodic_host_maintenance=True,
+            compact_placement_with_dws=False,
+        ),
+        # The cheap development profile: two L4s per node, no GPU NICs, no GPUDirect.
+        MachineProfile(
+            machine_type="g2-standard-24",
+            gpu_count=2,
+            gke_accelerator="nvidia-l4",
+            ray_accelerator="L4",
+            gpu_memory_gib=24,
+            gpudirect=GpuDirect.NONE,
+            gpu_nic_count=0,
+            local_ssd_count=2,
+            vcpus=24,
+            memory_gib=96,
+            periodic_host_maintenance=False,
+            compact_placement_with_dws=True,
+        ),
+    )
+}
+
+# Networking facts shared by every GPUDirect flavour.
+GPU_NETWORK_MTU = 8244  # GKE's best practice for the GPU VPCs (and used on the primary VPC too)
+# The GPU networks' range is split into this many equal subnets, whatever the machine needs, so that moving
+# from A3 High (4 NICs) to A3 Mega (8 NICs) adds subnets without renumbering the existing ones.
+GPU_SUBNET_SLOTS = 8
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+ACCELERATOR_NODE_LABEL = "cloud.google.com/gke-accelerator"
+NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
+
+
+@dataclass(frozen=True)
+class GpuDirectRelease:
+    """Images that must move together: the NCCL plugin installer and the receive-datapath daemon it was
+    qualified with (a skewed pair fails at NCCL init)."""
+
+    installer_image: str
+    rxdm_image: str
+
+
+GPUDIRECT_RELEASES: dict[GpuDirect, GpuDirectRelease] = {
+    GpuDirect.TCPX: GpuDirectRelease(
+        installer_image="us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/nccl-plugin-gpudirecttcpx-dev:v3.1.9",
+        rxdm_image="us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12",
+    ),
+    GpuDirect.TCPXO: GpuDirectRelease(
+        installer_image="us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpxo/nccl-plugin-gpudirecttcpx-dev:v1.0.15",
+        rxdm_image="us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpxo/tcpgpudmarxd-dev:v1.0.21",
+    ),
+}
+NRI_DEVICE_INJECTOR_IMAGE = (
+    "gcr.io/gke-release/nri-device-injector@sha256:6e79483d52abdc28454bf186320b10a56b0f117a10e8d65d5c74dbb821a76970"
+)
+PAUSE_IMAGE = "gke.gcr.io/pause:3.8@sha256:880e63f94b145e46f1b1082bb71b85e21f16b99b180b9996407d61240ceb9830"
+# The TCPXO installer's first init container prepares the host with nsenter; any glibc image with a shell works.
+HOST_SETUP_IMAGE = "ubuntu:22.04"
+
+# Kubernetes minor version the rendered objects are validated against in tests.
+KUBERNETES_SCHEMA_VERSION = "1.33.0"

@@ -1,0 +1,135 @@
+"""The GPU node pool: machine and accelerators from the profile table, GPU NICs, compact placement, capacity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.catalog import GPU_TAINT_KEY
+from infra.cluster import CLOUD_PLATFORM_SCOPE
+from infra.config import GpuPoolConfig
+from infra.network import GpuNetwork
+
+GPU_POOL_LABEL = {"llmserve.dev/pool": "gpu"}
+RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
+
+
+@dataclass(frozen=True)
+class GpuPoolArgs:
+    settings: GpuPoolConfig
+    region: str
+    cluster_id: pulumi.Input[str]
+    cluster_location: str
+    node_service_account: pulumi.Input[str]
+    gpu_networks: Sequence[GpuNetwork]
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    """An H100 (or L4) node pool sized and placed for multi-node model replicas.
+
+    Upgrades use surge 0 / unavailable 1: there is never a spare 8-GPU machine to surge onto, and a surge
+    request would sit in a stockout. Compact placement is a named COLLOCATED resource policy, not GKE's
+    implicit one, so that it can be inspected and reused; it sets no `vm_count`, which would force every VM
+    to be created at once and break autoscaling.
+    """
+
+    node_pool: gcp.container.NodePool
+    placement_policy: Optional[gcp.compute.ResourcePolicy]
+
+    def __init__(self, name: str, args: GpuPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llmserve:gke:GpuNodePool", name, None, opts)
+        settings = args.settings
+        machine = settings.machine
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.placement_policy = None
+        placement = None
+        if settings.compact_placement:
+            self.placement_policy = gcp.compute.ResourcePolicy(
+                f"{name}-placement",
+                region=args.region,
+                group_placement_policy=gcp.compute.ResourcePolicyGroupPlacementPolicyArgs(collocation="COLLOCATED"),
+                opts=child,
+            )
+            placement = gcp.container.NodePoolPlacementPolicyArgs(type="COMPACT",
+                                                                  policy_name=self.placement_policy.name)
+
+        network_config = None
+        if args.gpu_networks:
+            network_config = gcp.container.NodePoolNetworkConfigArgs(additional_node_network_configs=[
+                gcp.container.NodePoolNetworkConfigAdditionalNodeNetworkConfigArgs(
+                    network=network.vpc_name, subnetwork=network.subnet_name)
+                for network in args.gpu_networks
+            ])
+
+        self.node_pool = gcp.container.NodePool(
+            name,
+            cluster=args.cluster_id,
+            location=args.cluster_location,
+            node_locations=list(settings.zones),
+            node_count=None if settings.autoscaling else settings.node_count,
+            initial_node_count=settings.min_nodes if settings.autoscaling else None,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                total_min_node_count=settings.min_nodes,
+                total_max_node_count=settings.max_nodes,
+                location_policy="ANY",  # take capacity wherever the pool's zones have it
+            ) if settings.autoscaling else None,
+            management=gcp.container.NodePoolManagementArgs(
+                auto_repair=not settings.flex_start,  # flex-start VMs cannot be repaired, only released
+                auto_upgrade=True,
+            ),
+            upgrade_settings=gcp.container.NodePoolUpgradeSettingsArgs(strategy="SURGE", max_surge=0,
+                                                                       max_unavailable=1),
+            placement_policy=placement,
+            network_config=network_config,
+            queued_provisioning=gcp.container.NodePoolQueuedProvisioningArgs(enabled=True)
+            if settings.queued_provisioning else None,
+            node_config=gcp.container.NodePoolNodeConfigArgs(
+                machine_type=machine.machine_type,
+                image_type="COS_CONTAINERD",
+                guest_accelerators=[gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
+                    type=machine.gke_accelerator,
+                    count=machine.gpu_count,
+                    gpu_driver_installation_config=(
+                        gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
+                            gpu_driver_version=settings.driver_version)),
+                )],
+                gvnic=gcp.container.NodePoolNodeConfigGvnicArgs(enabled=True),
+                # Container images and the model weight cache live on local NVMe, not the boot disk.
+                ephemeral_storage_local_ssd_config=(
+                    gcp.container.NodePoolNodeConfigEphemeralStorageLocalSsdConfigArgs(
+                        local_ssd_count=machine.local_ssd_count)),
+                reservation_affinity=_reservation_affinity(settings),
+                host_maintenance_policy=gcp.container.NodePoolNodeConfigHostMaintenancePolicyArgs(
+                    maintenance_interval="PERIODIC") if machine.periodic_host_maintenance else None,
+                spot=settings.spot or None,
+                flex_start=settings.flex_start or None,
+                # GKE adds this taint to GPU pools anyway; declaring it keeps Pulumi's view equal to GKE's.
+                taints=[gcp.container.NodePoolNodeConfigTaintArgs(key=GPU_TAINT_KEY, value="present",
+                                                                  effect="NO_SCHEDULE")],
+                workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
+                    mode="GKE_METADATA"),
+                # Secure boot stays off: the TCPXO installer loads the import-helper kernel module at boot.
+                shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+                    enable_secure_boot=False, enable_integrity_monitoring=True),
+                service_account=args.node_service_account,
+                oauth_scopes=[CLOUD_PLATFORM_SCOPE],
+                labels=dict(GPU_POOL_LABEL),
+            ),
+            opts=child,
+        )
+        self.register_outputs({"node_pool": self.node_pool.name})
+
+
+def _reservation_affinity(settings: GpuPoolConfig) -> gcp.container.NodePoolNodeConfigReservationAffinityArgs:
+    if settings.reservation:
+        return gcp.container.NodePoolNodeConfigReservationAffinityArgs(
+            consume_reservation_type="SPECIFIC_RESERVATION", key=RESERVATION_NAME_KEY,
+            values=[settings.reservation])
+    if settings.spot or settings.flex_start or settings.queued_provisioning:
+        # These modes refuse to run with any reservation affinity other than none.
+        return gcp.container.NodePoolNodeConfigReservationAffinityArgs(consume_reservation_type="NO_RESERVATION")
+    return gcp.container.NodePoolNodeConfigReservationAffinityArgs(consume_reservation_type="ANY_RESERVATION")

@@ -1,0 +1,297 @@
+"""The offline plan: run the real program for a stack under Pulumi mocks and write down what it would create.
+
+No cloud account, no Pulumi CLI, no network. The stack's config is read from `Pulumi.yaml` (defaults) and
+`Pulumi.<stack>.yaml` exactly as the CLI would pass it; `__main__.py` runs unchanged; every resource
+registration is recorded. Outputs:
+
+- `resources.json`: one object per registered resource, `{"type", "name", "parent", "inputs"}`, sorted
+  by name (registration order varies from run to run), inputs as the engine receives them (camelCase), secrets as "[secret]";
+- `manifests.yaml`: every Kubernetes object the stack creates directly, as the API server receives it;
+- a summary on stdout. Invalid config exits 2 with the problems on stderr.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import json
+import logging
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from infra.config import PROJECT
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+REDACTED = "[redacted]"
+
+# Special values of Pulumi's wire format (sdk/python/lib/pulumi/runtime/rpc.py).
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+# Kubernetes resource types that are not Kubernetes objects sent to the API server.
+_NOT_MANIFESTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "pulumi:providers:")
+
+
+class PlanError(Exception):
+    """A stack that cannot be planned (missing stack file, unreadable YAML). Exit code 2."""
+
+
+# --- config ------------------------------------------------------------------------------------------------
+
+
+def stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[dict[str, str], list[str]]:
+    """The config map the Pulumi CLI would hand the program for `stack`: `{"ns:key": "value"}` plus the secret
+    keys. Project defaults from Pulumi.yaml apply where the stack file is silent. Encrypted values cannot be
+    read offline and become "[secret]"."""
+    stack_file = root / f"Pulumi.{stack}.yaml"
+    if not stack_file.is_file():
+        known = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
+        raise PlanError(f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'}")
+    project = _load_yaml(root / "Pulumi.yaml")
+    values: dict[str, Any] = {}
+    for name, declaration in (project.get("config") or {}).items():
+        full_name = name if ":" in name else f"{PROJECT}:{name}"
+        if isinstance(declaration, dict):
+            if "default" in declaration:
+                values[full_name] = declaration["default"]
+            elif "value" in declaration:
+                values[full_name] = declaration["value"]
+        else:
+            values[full_name] = declaration
+    values.update((_load_yaml(stack_file).get("config") or {}))
+
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for name, value in values.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[name] = SECRET
+            secret_keys.append(name)
+        else:
+            config[name] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise PlanError(f"{path.name}: not valid YAML: {error}") from error
+
+
+# --- recording the program's resources -----------------------------------------------------------------------
+
+
+@dataclass
+class RecordedResource:
+    type: str
+    name: str
+    parent: Optional[str]
+    inputs: dict
+    provider: Optional[str] = None  # the explicit provider's logical name; not part of resources.json
+
+    def as_json(self) -> dict:
+        return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
+
+
+def _plain(value: Any) -> Any:
+    """A wire-format value (from `MessageToDict`) as plain JSON data, secrets and unknowns spelled out."""
+    if isinstance(value, dict):
+        signature = value.get(_SIG_KEY)
+        if signature == _SECRET_SIG:
+            return SECRET
+        if signature == _RESOURCE_SIG:
+            return value.get("urn", "").split("::")[-1]
+        return {key: _plain(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if value == _UNKNOWN_VALUE:
+        return UNKNOWN
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # protobuf Structs carry every number as a double
+    return value
+
+
+class PlanMocks:
+    """Realistic outputs for the resources this program creates, so that derived values (kubeconfig, names,
+    emails) look like the real ones. Every other output echoes the inputs."""
+
+    def __init__(self, gcp_project: str = "my-gcp-project"):
+        self.gcp_project = gcp_project
+
+    def new_resource(self, args) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        name = outputs.get("name") or args.name
+        kind = args.typ
+        if kind.startswith("gcp:"):
+            outputs.setdefault("name", name)
+            outputs.setdefault("project", self.gcp_project)
+        if kind in ("gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork",
+                    "gcp:compute/resourcePolicy:ResourcePolicy"):
+            collection = {"gcp:compute/network:Network": "global/networks",
+                          "gcp:compute/subnetwork:Subnetwork": f"regions/{outputs.get('region')}/subnetworks",
+                          "gcp:compute/resourcePolicy:ResourcePolicy":
+                              f"regions/{outputs.get('region')}/resourcePolicies"}[kind]
+            resource_id = f"projects/{self.gcp_project}/{collection}/{name}"
+            outputs["selfLink"] = f"https://www.googleapis.com/compute/v1/{resource_id}"
+            return resource_id, outputs
+        if kind == "gcp:container/cluster:Cluster":
+            outputs.update(endpoint="192.0.2.10", masterAuth={
+                "clusterCaCertificate": base64.b64encode(b"offline-plan-ca").decode()})
+            return f"projects/{self.gcp_project}/locations/{outputs.get('location')}/clusters/{name}", outputs
+        if kind == "gcp:serviceaccount/account:Account":
+            outputs["email"] = f"{outputs['accountId']}@{self.gcp_project}.iam.gserviceaccount.com"
+        if kind == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = "offline-plan-" + "x" * max(0, int(outputs.get("length", 32)) - 13)
+        return f"{name}-id", outputs
+
+    def call(self, args) -> tuple[dict, list]:
+        return {}, []
+
+
+def run_program(stack: str, root: Path = PROJECT_ROOT):
+    """Run `__main__.py` for `stack` under mocks; returns the parsed `StackConfig` and what the program
+    registered. Raises `ConfigError` for bad config before any resource is registered."""
+    import pulumi
+    from google.protobuf import json_format
+    from pulumi.runtime import mocks as pulumi_mocks
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.config import load_stack_config
+
+    values, secret_keys = stack_config(stack, root)
+    set_all_config(values, secret_keys)
+    recorded: list[RecordedResource] = []
+
+    class RecordingMonitor(pulumi_mocks.MockMonitor):
+        def RegisterResource(self, request):
+            if request.type != "pulumi:pulumi:Stack":
+                parent = request.parent.split("::")[-1] if request.parent else None
+                if parent and request.parent.split("::")[2] == "pulumi:pulumi:Stack":
+                    parent = None
+                # A provider reference is "<provider urn>::<provider id>"; the urn ends with the logical name.
+                provider = request.provider.rsplit("::", 1)[0].split("::")[-1] if request.provider else None
+                recorded.append(RecordedResource(request.type, request.name, parent,
+                                                 _plain(json_format.MessageToDict(request.object)), provider))
+            return super().RegisterResource(request)
+
+    mocks = _as_pulumi_mocks(PlanMocks(values.get("gcp:project", "my-gcp-project")))
+    quiet = logging.getLogger("llmserve.plan")  # warnings reach the summary; the engine log would repeat them
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=quiet,
+                             monitor=RecordingMonitor(mocks))
+    config = load_stack_config()  # fail on bad config here, outside the engine loop, with nothing registered
+    main = root / "__main__.py"
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+    return config, recorded
+
+
+def _as_pulumi_mocks(plan_mocks: PlanMocks):
+    import pulumi
+
+    class _Mocks(pulumi.runtime.Mocks):
+        def new_resource(self, args):
+            return plan_mocks.new_resource(args)
+
+        def call(self, args):
+            return plan_mocks.call(args)
+
+    return _Mocks()
+
+
+# --- what the plan writes -------------------------------------------------------------------------------------
+
+
+def kubernetes_manifests(resources: list[RecordedResource]) -> list[dict]:
+    """The Kubernetes objects among `resources`, shaped as the API server receives them."""
+    manifests = []
+    for resource in resources:
+        if not resource.type.startswith("kubernetes:") or resource.type.startswith(_NOT_MANIFESTS):
+            continue
+        body = {key: value for key, value in resource.inputs.items() if not key.startswith("__")}
+        manifest = {"apiVersion": body.pop("apiVersion", None), "kind": body.pop("kind", None),
+                    "metadata": body.pop("metadata", {})}
+        if manifest["kind"] == "Secret":
+            for field_name in ("data", "stringData"):
+                if field_name in body:
+                    body[field_name] = {key: REDACTED for key in body[field_name]}
+        manifest.update(body)
+        manifests.append(manifest)
+    return manifests
+
+
+@dataclass
+class Plan:
+    stack: str
+    resources: list[RecordedResource]
+    manifests: list[dict]
+    warnings: tuple[str, ...] = field(default=())
+
+    def summary(self, config) -> str:
+        by_type = collections.Counter(resource.type for resource in self.resources)
+        pool = config.gpu_pool
+        machine = pool.machine
+        size = (f"{pool.min_nodes}-{pool.max_nodes} nodes (autoscaling)" if pool.autoscaling
+                else f"{pool.node_count} nodes")
+        lines = [f"Offline plan of stack '{self.stack}': {len(self.resources)} resources, "
+                 f"{len(self.manifests)} Kubernetes objects", "", "Resources by type:"]
+        lines += [f"  {count:3d}  {kind}" for kind, count in sorted(by_type.items())]
+        lines += ["", "GPUs by pool:",
+                  f"  gpu: {machine.machine_type} x {size}, {machine.gpu_count} x {machine.gke_accelerator} per "
+                  f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
+                  "", f"GPUDirect: {pool.gpudirect.value}"
+                  + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
+        lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
+        return "\n".join(lines)
+
+
+def write_plan(plan: Plan, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "resources.json").write_text(
+        json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n")
+    (out / "manifests.yaml").write_text(yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120))
+
+
+def make_plan(stack: str, root: Path = PROJECT_ROOT):
+    """Plan `stack`; returns the plan and the parsed stack config."""
+    config, resources = run_program(stack, root)
+    # Registration order depends on when each resource's inputs resolve; sort for byte-stable output.
+    resources = sorted(resources, key=lambda resource: (resource.name, resource.type))
+    return Plan(stack, resources, kubernetes_manifests(resources), config.warnings), config
+
+
+def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
+    import argparse
+
+    from infra.errors import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
+    plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
+    plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
+    args = parser.parse_args(argv)
+
+    os.chdir(root)  # the program reads paths relative to the project, as under the CLI
+    try:
+        plan, config = make_plan(args.stack, root)
+    except (ConfigError, PlanError) as error:
+        print(f"error: stack '{args.stack}': {error}", file=sys.stderr)
+        return 2
+    out = args.out or root / "build" / args.stack
+    write_plan(plan, out)
+    print(plan.summary(config))
+    print(f"\nWrote {out / 'resources.json'} and {out / 'manifests.yaml'}")
+    return 0

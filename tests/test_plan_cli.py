@@ -1,0 +1,77 @@
+"""`python -m infra plan <stack>`: the files reviewers' tooling reads, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.plan import PROJECT_ROOT, main
+
+
+@pytest.fixture(scope="module")
+def prod_plan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan")
+    assert main(["plan", "prod", "--out", str(out)]) == 0
+    return out
+
+
+def test_resources_json_has_one_object_per_resource_with_the_agreed_keys(prod_plan):
+    resources = json.loads((prod_plan / "resources.json").read_text())
+    assert isinstance(resources, list) and resources
+    for resource in resources:
+        assert list(resource) == ["type", "name", "parent", "inputs"], resource
+    names = {resource["name"] for resource in resources}
+    dangling = [r["name"] for r in resources if r["parent"] is not None and r["parent"] not in names]
+    assert not dangling, f"parents that are not in the plan: {dangling}"
+    node_pool = next(r for r in resources if r["name"] == "llm-gpu" and r["type"].endswith(":NodePool"))
+    assert node_pool["parent"] == "llm-gpu" and node_pool["inputs"]["nodeConfig"]["machineType"] == "a3-megagpu-8g"
+
+
+def test_manifests_yaml_holds_api_server_shaped_objects(prod_plan):
+    manifests = list(yaml.safe_load_all((prod_plan / "manifests.yaml").read_text()))
+    assert manifests
+    for manifest in manifests:
+        assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"], manifest
+    kinds = sorted({m["kind"] for m in manifests})
+    assert {"DaemonSet", "GKENetworkParamSet", "Network"} <= set(kinds), kinds
+
+
+def test_plan_output_is_byte_stable(prod_plan, tmp_path):
+    assert main(["plan", "prod", "--out", str(tmp_path)]) == 0
+    for name in ("resources.json", "manifests.yaml"):
+        assert (tmp_path / name).read_bytes() == (prod_plan / name).read_bytes(), name
+
+
+def test_summary_lists_gpus_gpudirect_and_warnings(capsys, tmp_path):
+    assert main(["plan", "staging", "--out", str(tmp_path)]) == 0
+    summary = capsys.readouterr().out
+    assert "a3-highgpu-8g x 2 nodes, 8 x nvidia-h100-80gb per node, up to 16 GPUs" in summary, summary
+    assert "GPUDirect: tcpx (4 GPU NIC networks)" in summary, summary
+    assert "documentation range" in summary, summary
+
+
+def _project_with(tmp_path: Path, stack: str, config: dict) -> Path:
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
+    (tmp_path / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
+    return tmp_path
+
+
+def test_invalid_config_exits_2_with_the_problem_on_stderr_and_writes_nothing(tmp_path, capsys):
+    root = _project_with(tmp_path, "broken", {
+        "gcp:project": "p", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
+        "llmserve:gpuZones": ["us-west1-a"], "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"]})
+    assert main(["plan", "broken"], root=root) == 2
+    err = capsys.readouterr().err
+    assert "llmserve:gpuZones[0]: zone 'us-west1-a' is not in gcp:region 'us-east4'" in err, err
+    assert "0.0.0.0/0 opens the control plane" in err, err
+    assert not (root / "build").exists()
+
+
+def test_unknown_stack_exits_2_and_lists_the_known_stacks(capsys):
+    assert main(["plan", "nosuchstack"]) == 2
+    err = capsys.readouterr().err
+    assert "no stack file Pulumi.nosuchstack.yaml; known stacks: dev, prod, staging" in err, err

@@ -1,0 +1,257 @@
+"""The platform each stack creates, checked under Pulumi mocks (preview=False, so no check is silently skipped).
+
+Each stack's real program runs once (`infra.plan.run_program`); every test states one invariant and names the
+resource that breaks it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import kubernetes_validate
+import pytest
+
+from infra.catalog import GPU_NETWORK_MTU, KUBERNETES_SCHEMA_VERSION, MACHINE_PROFILES
+from infra.plan import kubernetes_manifests, run_program
+
+STACKS = ("dev", "staging", "prod")
+EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
+_planned: dict = {}
+
+
+def planned(stack: str):
+    if stack not in _planned:
+        _planned[stack] = run_program(stack)
+    return _planned[stack]
+
+
+def resources(stack: str, type_token: str) -> list:
+    return [resource for resource in planned(stack)[1] if resource.type == type_token]
+
+
+def only(stack: str, type_token: str, name: str):
+    matches = [resource for resource in resources(stack, type_token) if resource.name == name]
+    assert len(matches) == 1, f"{stack}: expected one {type_token} named {name}, found {len(matches)}"
+    return matches[0]
+
+
+def cluster(stack):
+    return only(stack, "gcp:container/cluster:Cluster", "llm-gke").inputs
+
+
+def gpu_pool(stack):
+    return only(stack, "gcp:container/nodePool:NodePool", "llm-gpu").inputs
+
+
+def system_pool(stack):
+    return only(stack, "gcp:container/nodePool:NodePool", "llm-gke-system").inputs
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_resource_but_the_top_components_has_a_parent(stack):
+    orphans = [f"{r.type} {r.name}" for r in planned(stack)[1]
+               if r.parent is None and not r.type.startswith("llmserve:")]
+    assert not orphans, f"{stack}: resources outside any component: {orphans}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_has_multi_networking_and_dataplane_v2_from_creation(stack):
+    inputs = cluster(stack)
+    assert inputs["enableMultiNetworking"] is True, f"{stack}: llm-gke without multi-networking"
+    assert inputs["datapathProvider"] == "ADVANCED_DATAPATH", f"{stack}: llm-gke without Dataplane V2"
+    assert inputs["networkingMode"] == "VPC_NATIVE", f"{stack}: llm-gke is not VPC-native"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_has_private_nodes_and_a_fenced_public_endpoint(stack):
+    inputs = cluster(stack)
+    private = inputs["privateClusterConfig"]
+    assert private["enablePrivateNodes"] is True, f"{stack}: llm-gke nodes are public"
+    networks = inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"]
+    assert networks and all(block["cidrBlock"] != "0.0.0.0/0" for block in networks), \
+        f"{stack}: llm-gke control plane authorized networks {networks}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_has_workload_identity_gcsfuse_and_managed_prometheus_with_dcgm(stack):
+    inputs = cluster(stack)
+    assert inputs["workloadIdentityConfig"]["workloadPool"] == "my-gcp-project.svc.id.goog", stack
+    assert inputs["addonsConfig"]["gcsFuseCsiDriverConfig"]["enabled"] is True, stack
+    monitoring = inputs["monitoringConfig"]
+    assert monitoring["managedPrometheus"]["enabled"] is True, stack
+    assert "DCGM" in monitoring["enableComponents"], f"{stack}: llm-gke does not export DCGM GPU metrics"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_removes_the_default_pool_and_shields_nodes(stack):
+    inputs = cluster(stack)
+    assert inputs["removeDefaultNodePool"] is True, stack
+    assert inputs["enableShieldedNodes"] is True, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_cluster_freezes_minor_and_node_upgrades_until_end_of_support(stack):
+    policy = cluster(stack)["maintenancePolicy"]
+    assert policy["dailyMaintenanceWindow"]["startTime"] == "03:00", stack
+    (exclusion,) = policy["maintenanceExclusions"]
+    assert exclusion["exclusionOptions"] == {"scope": "NO_MINOR_OR_NODE_UPGRADES",
+                                             "endTimeBehavior": "UNTIL_END_OF_SUPPORT"}, stack
+    assert cluster(stack)["releaseChannel"]["channel"] == "REGULAR", stack
+
+
+@pytest.mark.parametrize("stack, protected", [("dev", False), ("staging", False), ("prod", True)])
+def test_deletion_protection_is_on_for_prod_only(stack, protected):
+    assert cluster(stack)["deletionProtection"] is protected, f"{stack}: llm-gke deletionProtection"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_system_pool_is_untainted_cpu_with_workload_identity(stack):
+    node_config = system_pool(stack)["nodeConfig"]
+    assert "guestAccelerators" not in node_config and "taints" not in node_config, \
+        f"{stack}: llm-gke-system must take the Ray head, which tolerates no GPU taint"
+    assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_nodes_use_the_dedicated_service_account_not_the_compute_default(stack):
+    account = only(stack, "gcp:serviceaccount/account:Account", "llm-gke-nodes").inputs["accountId"]
+    email = f"{account}@my-gcp-project.iam.gserviceaccount.com"
+    for pool in (system_pool(stack), gpu_pool(stack)):
+        assert pool["nodeConfig"]["serviceAccount"] == email, f"{stack}: node pool runs as {pool['nodeConfig']}"
+    roles = sorted(r.inputs["role"] for r in resources(stack, "gcp:projects/iAMMember:IAMMember"))
+    assert roles == ["roles/artifactregistry.reader", "roles/container.defaultNodeServiceAccount"], roles
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_pool_machine_and_accelerators_come_from_the_profile(stack):
+    config = planned(stack)[0]
+    profile = MACHINE_PROFILES[config.gpu_pool.machine.machine_type]
+    node_config = gpu_pool(stack)["nodeConfig"]
+    assert node_config["machineType"] == profile.machine_type, stack
+    (accelerator,) = node_config["guestAccelerators"]
+    assert (accelerator["type"], accelerator["count"]) == (profile.gke_accelerator, profile.gpu_count), stack
+    assert accelerator["gpuDriverInstallationConfig"]["gpuDriverVersion"] == "LATEST", stack
+    assert node_config["ephemeralStorageLocalSsdConfig"]["localSsdCount"] == profile.local_ssd_count, stack
+    assert node_config["gvnic"]["enabled"] is True, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_pool_carries_the_gpu_taint_and_gke_metadata(stack):
+    node_config = gpu_pool(stack)["nodeConfig"]
+    assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"} in node_config["taints"], stack
+    assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_pool_upgrades_without_surge(stack):
+    settings = gpu_pool(stack)["upgradeSettings"]
+    assert (settings["maxSurge"], settings["maxUnavailable"]) == (0, 1), f"{stack}: llm-gpu upgrade {settings}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_pool_attaches_one_network_per_gpu_nic_by_name(stack):
+    gpu_vpcs = [r.name for r in resources(stack, "gcp:compute/network:Network")
+                if r.name.startswith("llm-net-gpu")]
+    assert len(gpu_vpcs) == EXPECTED_GPU_NICS[stack], f"{stack}: GPU VPCs {gpu_vpcs}"
+    attached = gpu_pool(stack).get("networkConfig", {}).get("additionalNodeNetworkConfigs", [])
+    assert [config["network"] for config in attached] == gpu_vpcs, f"{stack}: llm-gpu attaches {attached}"
+    assert all(not config["subnetwork"].startswith("projects/") for config in attached), \
+        f"{stack}: additional node networks must be referenced by short name: {attached}"
+
+
+@pytest.mark.parametrize("stack", ("staging", "prod"))
+def test_gpu_vpcs_use_jumbo_frames_and_allow_internal_traffic(stack):
+    for vpc in resources(stack, "gcp:compute/network:Network"):
+        assert vpc.inputs["mtu"] == GPU_NETWORK_MTU, f"{stack}: {vpc.name} mtu {vpc.inputs['mtu']}"
+    subnets = {r.name: r.inputs["ipCidrRange"] for r in resources(stack, "gcp:compute/subnetwork:Subnetwork")}
+    rules = resources(stack, "gcp:compute/firewall:Firewall")
+    assert len(rules) == EXPECTED_GPU_NICS[stack], stack
+    for rule in rules:
+        subnet = subnets[rule.name.replace("-internal", "-subnet")]
+        assert rule.inputs["sourceRanges"] == [subnet], f"{stack}: {rule.name} sources {rule.inputs['sourceRanges']}"
+        assert {allow["protocol"] for allow in rule.inputs["allows"]} == {"tcp", "udp", "icmp"}, rule.name
+    gpu_ranges = [ipaddress.ip_network(cidr) for name, cidr in subnets.items() if name.startswith("llm-net-gpu")]
+    assert all(a == b or not a.overlaps(b) for a in gpu_ranges for b in gpu_ranges), gpu_ranges
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_private_nodes_get_cloud_nat(stack):
+    nat = only(stack, "gcp:compute/routerNat:RouterNat", "llm-net-nat").inputs
+    assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES", stack
+
+
+@pytest.mark.parametrize("stack", ("staging", "prod"))
+def test_a3_pools_use_a_named_collocated_placement_policy_in_one_zone(stack):
+    policy = only(stack, "gcp:compute/resourcePolicy:ResourcePolicy", "llm-gpu-placement").inputs
+    assert policy["groupPlacementPolicy"] == {"collocation": "COLLOCATED"}, \
+        f"{stack}: llm-gpu-placement {policy['groupPlacementPolicy']} (no vmCount: it breaks autoscaling)"
+    pool = gpu_pool(stack)
+    assert pool["placementPolicy"] == {"type": "COMPACT", "policyName": "llm-gpu-placement"}, stack
+    assert len(pool["nodeLocations"]) == 1, stack
+    assert pool["nodeConfig"]["hostMaintenancePolicy"]["maintenanceInterval"] == "PERIODIC", stack
+
+
+def test_prod_consumes_its_specific_reservation():
+    affinity = gpu_pool("prod")["nodeConfig"]["reservationAffinity"]
+    assert affinity == {"consumeReservationType": "SPECIFIC_RESERVATION",
+                        "key": "compute.googleapis.com/reservation-name",
+                        "values": ["llmserve-a3mega-prod"]}, affinity
+
+
+def test_dev_pool_scales_to_zero_without_placement_policy():
+    pool = gpu_pool("dev")
+    assert pool["autoscaling"]["totalMinNodeCount"] == 0, pool["autoscaling"]
+    assert "nodeCount" not in pool, "dev: llm-gpu sets a static nodeCount next to autoscaling"
+    assert "placementPolicy" not in pool and not resources("dev", "gcp:compute/resourcePolicy:ResourcePolicy")
+
+
+@pytest.mark.parametrize("stack, kinds", [
+    ("dev", {}),
+    ("staging", {"GKENetworkParamSet": 4, "Network": 4, "DaemonSet": 2}),
+    ("prod", {"GKENetworkParamSet": 8, "Network": 8, "DaemonSet": 2}),
+])
+def test_gpudirect_objects_exist_exactly_on_a3_stacks(stack, kinds):
+    found: dict = {}
+    for manifest in kubernetes_manifests(planned(stack)[1]):
+        if manifest["kind"] in ("GKENetworkParamSet", "Network", "DaemonSet"):
+            found[manifest["kind"]] = found.get(manifest["kind"], 0) + 1
+    assert found == kinds, f"{stack}: GPUDirect objects {found}"
+
+
+@pytest.mark.parametrize("stack", ("staging", "prod"))
+def test_gke_network_param_sets_point_at_the_gpu_vpcs_and_subnets(stack):
+    vpcs = [r.name for r in resources(stack, "gcp:compute/network:Network") if r.name.startswith("llm-net-gpu")]
+    param_sets = {m["metadata"]["name"]: m["spec"] for m in kubernetes_manifests(planned(stack)[1])
+                  if m["kind"] == "GKENetworkParamSet"}
+    expected = {f"vpc{index}": {"vpc": vpc, "vpcSubnet": f"{vpc}-subnet", "deviceMode": "NetDevice"}
+                for index, vpc in enumerate(vpcs, start=1)}
+    assert param_sets == expected, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_kubernetes_object_goes_through_the_clusters_provider(stack):
+    strays = [r.name for r in planned(stack)[1]
+              if r.type.startswith("kubernetes:") and r.provider != "llm-gke-k8s"]
+    assert not strays, f"{stack}: Kubernetes objects on the ambient provider (would hit ~/.kube/config): {strays}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack):
+    import json
+    provider = only(stack, "pulumi:providers:kubernetes", "llm-gke-k8s").inputs
+    kubeconfig = json.loads(provider["kubeconfig"])
+    assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.0.2.10", stack
+    assert kubeconfig["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin", stack
+
+
+BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "policy/v1")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
+    for manifest in kubernetes_manifests(planned(stack)[1]):
+        if manifest["apiVersion"] in BUILT_IN_GROUPS:
+            try:
+                kubernetes_validate.validate(manifest, KUBERNETES_SCHEMA_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                raise AssertionError(f"{stack}: {manifest['kind']} {manifest['metadata'].get('name')}: {error}")
