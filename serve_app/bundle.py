@@ -1,0 +1,32 @@
+"""The files the cluster needs to import the project's ingress, for a ConfigMap on PYTHONPATH.
+
+The infrastructure mounts the result of `cluster_sources()` as a directory on every Ray container's
+PYTHONPATH (head and workers: Serve builds the application on the head and runs ingress replicas on any
+node), preserving the relative paths, so that ``import serve_app.ingress`` works there.
+
+Only the ingress and what it imports are shipped: the ingress must not depend on Pulumi or on the
+deploy-time modules (spec, builder), and a test checks that the shipped set is closed under imports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `ingress.py`.
+CLUSTER_FILES: tuple[str, ...] = (
+    "serve_app/__init__.py",
+    "serve_app/auth.py",
+    "serve_app/contract.py",
+    "serve_app/ingress.py",
+)
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cluster_sources() -> dict[str, str]:
+    """Relative file path -> file text, for exactly the files the cluster needs (sorted by path).
+
+    ConfigMap keys cannot contain "/", so the infrastructure maps each path to a key (for example
+    ``serve_app__ingress.py``) and back with `items: [{key, path}]` in the volume.
+    """
+    return {path: (_ROOT / path).read_text(encoding="utf-8") for path in sorted(CLUSTER_FILES)}

@@ -1,0 +1,307 @@
+"""API-key authentication: the ASGI middleware, key loading, and the ingress class wired the way Ray wires it.
+
+`serve_app.ingress` subclasses Ray Serve LLM's `OpenAiIngress`, whose module needs vLLM, which is not
+installed for these tests. The ingress tests therefore put a stand-in for that one module in
+`sys.modules` (mirroring the real constructor signature, which is checked against Ray's source) and run
+the rest through Ray's real `serve.ingress` wrapper. The full path (build_openai_app, serve deploy, HTTP)
+is checked by `e2e_ingress_check.py` where vLLM is available.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import importlib
+import inspect
+import sys
+import textwrap
+import types
+import warnings
+from pathlib import Path
+import pytest
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from serve_app import auth
+from serve_app.auth import (
+    ApiKeyConfigError,
+    ApiKeyMiddleware,
+    ApiKeyVerifier,
+    api_key_auth_installed,
+    install_api_key_auth,
+    load_api_keys,
+)
+from serve_app.contract import API_KEY_ENV_KWARG, INGRESS_CLASS_PATH
+
+with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import ray
+    from ray import serve
+
+def run_coroutine(coroutine):
+    """A private event loop (see conftest.run_coroutine for why not asyncio.run)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
+
+
+KEY_A = "a" * 8 + "-key-number-one-0001"
+KEY_B = "b" * 8 + "-key-number-two-0002"
+RAY_INGRESS_MODULE = "ray.llm._internal.serve.core.ingress.ingress"
+RAY_ROOT = Path(ray.__file__).parent
+
+
+def openai_like_app() -> FastAPI:
+    """A FastAPI app shaped like Ray's OpenAI ingress app (CORS middleware, /v1 routes)."""
+    app = FastAPI()
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"object": "list", "data": [{"id": "deepseek-r1"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat() -> dict:
+        return {"object": "chat.completion"}
+
+    @app.get("/-/healthz")
+    def healthz() -> str:
+        return "success"
+
+    return app
+
+
+@pytest.fixture
+def protected_app() -> FastAPI:
+    return install_api_key_auth(openai_like_app(), ApiKeyVerifier([KEY_A, KEY_B]))
+
+
+# ---------------------------------------------------------------------------------------------- middleware
+
+
+@pytest.mark.parametrize(
+    ("case", "method", "path", "headers", "status", "code"),
+    [
+        ("no header", "GET", "/v1/models", {}, 401, "missing_api_key"),
+        ("no header, chat", "POST", "/v1/chat/completions", {}, 401, "missing_api_key"),
+        ("wrong key", "POST", "/v1/chat/completions", {"Authorization": "Bearer not-the-key-0000000"}, 401,
+         "invalid_api_key"),
+        ("prefix of a key", "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A[:-1]}"}, 401, "invalid_api_key"),
+        ("key plus suffix", "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A}x"}, 401, "invalid_api_key"),
+        ("basic auth", "GET", "/v1/models", {"Authorization": f"Basic {KEY_A}"}, 401, "missing_api_key"),
+        ("bearer without token", "GET", "/v1/models", {"Authorization": "Bearer "}, 401, "missing_api_key"),
+        ("key in another header", "GET", "/v1/models", {"X-Api-Key": KEY_A}, 401, "missing_api_key"),
+        ("unknown route is denied, not 404", "GET", "/v2/anything", {}, 401, "missing_api_key"),
+        ("openapi docs", "GET", "/openapi.json", {}, 401, "missing_api_key"),
+        ("plain OPTIONS", "OPTIONS", "/v1/models", {}, 401, "missing_api_key"),
+        ("first key", "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A}"}, 200, None),
+        ("second key (rotation)", "POST", "/v1/chat/completions", {"Authorization": f"Bearer {KEY_B}"}, 200, None),
+        ("lowercase scheme", "GET", "/v1/models", {"authorization": f"bearer {KEY_A}"}, 200, None),
+        ("serve health route", "GET", "/-/healthz", {}, 200, None),
+        ("CORS preflight", "OPTIONS", "/v1/chat/completions",
+         {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}, 200, None),
+    ],
+)
+def test_middleware(protected_app, asgi_call, case, method, path, headers, status, code) -> None:
+    response = asgi_call(protected_app, method, path, headers)
+    assert response.status == status, f"{case}: {method} {path} -> {response.status} {response.body!r}"
+    if status == 401:
+        assert response.headers["content-type"] == "application/json", f"{case}: {response.headers}"
+        assert response.headers["www-authenticate"] == "Bearer", f"{case}: {response.headers}"
+        error = response.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, None), f"{case}: {error}"
+        assert KEY_A not in response.body.decode() and KEY_B not in response.body.decode(), f"{case}: key echoed"
+
+
+def test_websocket_without_key_is_closed_with_policy_violation(run_async) -> None:
+    sent: list[dict] = []
+
+    async def inner(scope, receive, send):  # pragma: no cover - must not be reached
+        raise AssertionError("the app behind the middleware was called without a key")
+
+    async def send(message):
+        sent.append(message)
+
+    middleware = ApiKeyMiddleware(inner, ApiKeyVerifier([KEY_A]))
+    run_async(middleware({"type": "websocket", "path": "/v1/realtime", "headers": []}, None, send))
+    assert sent == [{"type": "websocket.close", "code": 1008, "reason": "invalid or missing API key"}], sent
+
+
+def test_lifespan_passes_through(run_async) -> None:
+    seen: list[str] = []
+
+    async def inner(scope, receive, send):
+        seen.append(scope["type"])
+
+    run_async(ApiKeyMiddleware(inner, ApiKeyVerifier([KEY_A]))({"type": "lifespan"}, None, None))
+    assert seen == ["lifespan"]
+
+
+@pytest.mark.parametrize("matching_index", [0, 2, None])
+def test_keys_are_compared_in_constant_time(monkeypatch, matching_index) -> None:
+    """Every accepted key is compared, with fixed-length digests, whether or where a key matches."""
+    keys = [f"key-{i}-" + "x" * 20 for i in range(3)]
+    verifier = ApiKeyVerifier(keys)
+    calls: list[tuple[int, int]] = []
+    real = auth.hmac.compare_digest
+
+    def counting(a, b):
+        calls.append((len(a), len(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    presented = keys[matching_index] if matching_index is not None else "short"
+    assert verifier.verify(presented) is (matching_index is not None)
+    assert calls == [(32, 32)] * 3, f"match at {matching_index}: compare_digest calls {calls}"
+
+
+def test_install_marks_the_app_and_refuses_after_start(asgi_call) -> None:
+    app = openai_like_app()
+    assert not api_key_auth_installed(app)
+    install_api_key_auth(app, ApiKeyVerifier([KEY_A]))
+    assert api_key_auth_installed(app)
+    asgi_call(app, "GET", "/-/healthz")  # first request builds the middleware stack
+    with pytest.raises(RuntimeError, match="Cannot add middleware after an application has started"):
+        install_api_key_auth(app, ApiKeyVerifier([KEY_A]))
+
+
+# ---------------------------------------------------------------------------------------------- key loading
+
+
+@pytest.mark.parametrize(
+    ("value", "keys"),
+    [
+        (KEY_A, (KEY_A,)),
+        (f"{KEY_A},{KEY_B}", (KEY_A, KEY_B)),
+        (f" {KEY_A} ,\n{KEY_B}\n", (KEY_A, KEY_B)),
+        (f"{KEY_A} {KEY_B},,", (KEY_A, KEY_B)),
+    ],
+)
+def test_keys_are_read_from_the_named_variable(value: str, keys: tuple) -> None:
+    assert load_api_keys("MY_KEYS", {"MY_KEYS": value}) == keys
+
+
+@pytest.mark.parametrize(
+    ("name", "environ", "message"),
+    [
+        ("MY_KEYS", {}, "environment variable MY_KEYS is not set on this Ray pod"),
+        ("MY_KEYS", {"MY_KEYS": " , "}, "environment variable MY_KEYS is empty"),
+        ("MY_KEYS", {"MY_KEYS": f"{KEY_A},short"}, r"key number\(s\) 2 are shorter than 16 characters"),
+        ("MY-KEYS", {"MY-KEYS": KEY_A}, "api_key_env must be an environment variable name"),
+    ],
+)
+def test_missing_or_weak_keys_refuse_to_start(name: str, environ: dict, message: str) -> None:
+    with pytest.raises(ApiKeyConfigError, match=message):
+        load_api_keys(name, environ)
+
+
+def test_error_messages_never_contain_the_keys() -> None:
+    with pytest.raises(ApiKeyConfigError) as caught:
+        load_api_keys("MY_KEYS", {"MY_KEYS": f"{KEY_A},tiny-secret"})
+    assert "tiny-secret" not in str(caught.value) and KEY_A not in str(caught.value), str(caught.value)
+
+
+# ------------------------------------------------------------------------------------------ ingress class
+
+
+class _StandInOpenAiIngress:
+    """Stands in for Ray's OpenAiIngress; its constructor signature is checked against Ray's source."""
+
+    def __init__(self, llm_deployments, model_cards, *, lora_paths=None, _get_lora_model_metadata_func=None):
+        self.init_args = {"llm_deployments": llm_deployments, "model_cards": model_cards, "lora_paths": lora_paths}
+        self.health_checked = False
+
+    async def check_health(self):
+        self.health_checked = True
+
+
+@pytest.fixture
+def ingress_module(monkeypatch):
+    """`serve_app.ingress` imported against the stand-in base class; removed again afterwards."""
+    stand_in = types.ModuleType(RAY_INGRESS_MODULE)
+    stand_in.OpenAiIngress = _StandInOpenAiIngress
+    monkeypatch.setitem(sys.modules, RAY_INGRESS_MODULE, stand_in)
+    sys.modules.pop("serve_app.ingress", None)
+    module = importlib.import_module("serve_app.ingress")
+    yield module
+    sys.modules.pop("serve_app.ingress", None)
+
+
+def _replica(module, monkeypatch, env: dict[str, str] | None, *, run_hook: bool = True):
+    """Do what Ray does for one ingress replica: make_fastapi_ingress + serve.ingress, construct, run the hook."""
+    for name, value in (env or {}).items():
+        monkeypatch.setenv(name, value)
+    app = openai_like_app()
+    cls = module.AuthenticatedOpenAiIngress
+    subclass = type(cls.__name__, (cls,), {})  # what make_fastapi_ingress does before serve.ingress(app)
+    wrapped = serve.ingress(app)(subclass)
+    wrapped.__del__ = lambda self: None  # Ray's async destructor needs a replica's event loop; not under test here
+    instance = wrapped.__new__(wrapped)
+    run_coroutine(instance.__init__({"deepseek-r1": "handle"}, {"deepseek-r1": "card"}, lora_paths={},
+                                  **{API_KEY_ENV_KWARG: "SERVE_APP_TEST_KEYS"}))
+    if run_hook:  # replica.py _initialize_asgi_callable: app = __serve_build_asgi_app__(); _set_asgi_app(app)
+        built = instance.__serve_build_asgi_app__()
+        assert built is instance.app, "the hook must return Ray's FastAPI app itself (metrics, exception handlers)"
+        instance._set_asgi_app(built)
+    return instance
+
+
+def test_ingress_class_path_resolves(ingress_module) -> None:
+    module_name, _, class_name = INGRESS_CLASS_PATH.partition(":")
+    assert module_name == "serve_app.ingress" and getattr(ingress_module, class_name).__name__ == class_name
+
+
+def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, monkeypatch, asgi_call) -> None:
+    instance = _replica(ingress_module, monkeypatch, {"SERVE_APP_TEST_KEYS": f"{KEY_A},{KEY_B}"})
+    assert instance.init_args == {"llm_deployments": {"deepseek-r1": "handle"}, "model_cards": {"deepseek-r1": "card"},
+                                  "lora_paths": {}}, "Ray's constructor arguments must reach OpenAiIngress unchanged"
+    assert asgi_call(instance.app, "GET", "/v1/models").status == 401
+    assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": "Bearer wrong-key-000000000"}).status == 401
+    assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
+    run_coroutine(instance.check_health())
+    assert instance.health_checked, "check_health must still run OpenAiIngress's own check"
+
+
+def test_ingress_without_keys_does_not_start(ingress_module, monkeypatch) -> None:
+    monkeypatch.delenv("SERVE_APP_TEST_KEYS", raising=False)
+    with pytest.raises(ApiKeyConfigError, match="SERVE_APP_TEST_KEYS is not set"):
+        _replica(ingress_module, monkeypatch, None)
+
+
+def test_ingress_health_check_fails_if_the_hook_never_ran(ingress_module, monkeypatch) -> None:
+    instance = _replica(ingress_module, monkeypatch, {"SERVE_APP_TEST_KEYS": KEY_A}, run_hook=False)
+    with pytest.raises(RuntimeError, match="API-key middleware is not installed"):
+        run_coroutine(instance.check_health())
+
+
+# ------------------------------------------------- the Ray 2.60 behaviour the ingress relies on (from source)
+
+
+def _function(path: Path, class_name: str | None, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    tree = ast.parse(path.read_text())
+    scope = tree.body
+    if class_name is not None:
+        scope = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name).body
+    return next(node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name)
+
+
+def test_stand_in_matches_rays_openai_ingress_constructor() -> None:
+    real = _function(RAY_ROOT / "llm/_internal/serve/core/ingress/ingress.py", "OpenAiIngress", "__init__")
+    stand_in = ast.parse(textwrap.dedent(inspect.getsource(_StandInOpenAiIngress.__init__))).body[0]
+    describe = lambda f: ([a.arg for a in f.args.args], [a.arg for a in f.args.kwonlyargs])  # noqa: E731
+    assert describe(real) == describe(stand_in), f"Ray's OpenAiIngress.__init__ changed: {describe(real)}"
+
+
+def test_build_openai_app_binds_extra_kwargs_into_the_ingress_constructor() -> None:
+    source = ast.unparse(_function(RAY_ROOT / "llm/_internal/serve/core/ingress/builder.py", None, "build_openai_app"))
+    assert "make_fastapi_ingress(ingress_cls_config.ingress_cls)" in source, source
+    assert "**ingress_cls_config.ingress_extra_kwargs" in source, source
+
+
+def test_replica_calls_the_build_hook_even_when_an_app_is_given() -> None:
+    replica = RAY_ROOT / "serve/_private/replica.py"
+    assert 'SERVE_BUILD_ASGI_APP_METHOD = "__serve_build_asgi_app__"' in replica.read_text()
+    source = ast.unparse(_function(replica, "UserCallableWrapper", "_initialize_asgi_callable"))
+    assert "if build_asgi_app is not None:" in source and "self._callable._set_asgi_app(app)" in source, source

@@ -1,0 +1,284 @@
+"""`serve_app.builder`: the Ray Serve config, checked against Ray 2.60's own schema classes.
+
+Golden file: ``golden/deepseek-r1.serve.yaml`` is the serveConfigV2 for the project's DeepSeek-R1 model.
+After an intended change, regenerate it and review the diff::
+
+    SERVE_APP_UPDATE_GOLDEN=1 PYTHONPATH=. .venv/bin/python -m pytest tests/serve_app -q
+
+Validation without vLLM: `LLMConfig` (ray.llm._internal...llm_config) and `ServeDeploySchema` import
+without vLLM, but the public router path ``ray.serve.llm.request_router:PrefixCacheAffinityRouter``
+imports `ray.serve.llm`, which needs vLLM. So LLMConfigs with a router are validated on a copy whose
+router class is the internal class the public one subclasses (checked from Ray's source below), and the
+router block itself is tested separately.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+from pathlib import Path
+from typing import Any
+
+import warnings
+
+import pytest
+import yaml
+
+with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at import
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
+    from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router import (
+        PrefixCacheAffinityRouter as InternalPrefixCacheAffinityRouter,
+    )
+    from ray.serve._private.config import DeploymentConfig
+    from ray.serve.schema import RayActorOptionsSchema, ServeDeploySchema
+
+from serve_app.builder import (
+    BUILD_OPENAI_APP,
+    PREFIX_CACHE_ROUTER,
+    PREFIX_CACHE_ROUTER_KWARGS,
+    AuthSettings,
+    build_serve_config,
+    serve_config_yaml,
+)
+from serve_app.errors import ModelConfigError
+from serve_app.spec import ModelSpec, parse_models
+
+GOLDEN = Path(__file__).parent / "golden" / "deepseek-r1.serve.yaml"
+INTERNAL_ROUTER = (
+    "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router:PrefixCacheAffinityRouter"
+)
+R1_MODEL = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+    "minReplicas": 1,
+    "maxReplicas": 1,
+}
+
+
+def small(**overrides: Any) -> dict[str, Any]:
+    return {"id": "small", "source": "Qwen/Qwen2.5-0.5B-Instruct", "acceleratorType": "L4", **overrides}
+
+
+def app_args(config: dict[str, Any]) -> dict[str, Any]:
+    (application,) = config["applications"]
+    return application["args"]
+
+
+def llm_configs_by_id(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["model_loading_config"]["model_id"]: c for c in app_args(config)["llm_configs"]}
+
+
+def validate_with_ray(config: dict[str, Any]) -> None:
+    """Validate the whole config and each LLMConfig with Ray 2.60's own classes (see module docstring)."""
+    ServeDeploySchema.model_validate(config)
+    for llm_config in app_args(config)["llm_configs"]:
+        candidate = copy.deepcopy(llm_config)
+        router = candidate["deployment_config"].get("request_router_config")
+        if router is not None:
+            assert router["request_router_class"] == PREFIX_CACHE_ROUTER, router
+            router["request_router_class"] = INTERNAL_ROUTER
+        validated = LLMConfig.model_validate(candidate)
+        model_id = llm_config["model_loading_config"]["model_id"]
+        assert validated.model_id == model_id, f"{model_id}: LLMConfig read back model_id {validated.model_id}"
+    ingress = app_args(config)["ingress_deployment_config"]
+    RayActorOptionsSchema.model_validate(ingress["ray_actor_options"])
+
+
+CONFIGS: dict[str, list[dict[str, Any]]] = {
+    "deepseek-r1": [R1_MODEL],
+    "two models": [R1_MODEL, small(minReplicas=0, maxReplicas=4, targetOngoingRequests=16)],
+    "scale to zero": [small(minReplicas=0, maxReplicas=1)],
+    "routing on": [small(minReplicas=2, maxReplicas=4, initialReplicas=3, targetOngoingRequests=32)],
+    "mirror with explicit preset": [dict(R1_MODEL, source="gs://weights/deepseek-r1", preset="deepseek-r1")],
+    "extra engine options": [small(engineKwargs={"enforce_eager": True, "kv_cache_dtype": "fp8",
+                                                 "speculative_config": {"method": "ngram", "num_speculative_tokens": 2}},
+                                   envVars={"VLLM_PP_LAYER_PARTITION": "32,29"})],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_validates_with_rays_own_schemas(name: str) -> None:
+    validate_with_ray(build_serve_config(parse_models(CONFIGS[name])))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_never_emits_removed_vllm_options(name: str) -> None:
+    text = serve_config_yaml(parse_models(CONFIGS[name]))
+    for removed in ("enable_reasoning", "device:", "VLLM_USE_V1"):
+        assert removed not in text, f"{name}: serve config contains {removed!r}"
+
+
+def test_deepseek_r1_golden_file() -> None:
+    text = serve_config_yaml(parse_models([R1_MODEL]))
+    if os.environ.get("SERVE_APP_UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(text)
+    assert GOLDEN.exists(), f"{GOLDEN} is missing; create it with SERVE_APP_UPDATE_GOLDEN=1"
+    assert text == GOLDEN.read_text(), (
+        f"deepseek-r1 serve config differs from {GOLDEN.name}; if intended, regenerate with SERVE_APP_UPDATE_GOLDEN=1 "
+        "and review the diff"
+    )
+
+
+def test_application_shape() -> None:
+    config = build_serve_config(parse_models([R1_MODEL]), app_name="deepseek", route_prefix="/", http_port=8000)
+    (application,) = config["applications"]
+    assert application["import_path"] == BUILD_OPENAI_APP == "ray.serve.llm:build_openai_app"
+    assert (application["name"], application["route_prefix"]) == ("deepseek", "/")
+    assert config["http_options"] == {"host": "0.0.0.0", "port": 8000}
+    assert set(app_args(config)) == {"llm_configs", "ingress_cls_config", "ingress_deployment_config"}
+
+
+def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
+    r1 = llm_configs_by_id(build_serve_config(parse_models([R1_MODEL])))["deepseek-r1"]
+    assert r1["model_loading_config"] == {"model_id": "deepseek-r1", "model_source": "deepseek-ai/DeepSeek-R1"}
+    assert r1["accelerator_type"] == "H100" and r1["log_engine_metrics"] is True, r1
+    assert r1["engine_kwargs"] == {
+        "tensor_parallel_size": 8,
+        "pipeline_parallel_size": 2,
+        "gpu_memory_utilization": 0.92,
+        "max_model_len": 32768,
+        "max_num_seqs": 64,
+        "max_num_batched_tokens": 8192,
+        "enable_chunked_prefill": True,
+        "enable_prefix_caching": True,
+        "reasoning_parser": "deepseek_r1",
+    }, f"deepseek-r1 engine_kwargs: {r1['engine_kwargs']}"
+    assert r1["deployment_config"] == {
+        "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        "health_check_period_s": 30,
+        "health_check_timeout_s": 60,
+    }, f"deepseek-r1 deployment_config: {r1['deployment_config']}"
+    assert r1["runtime_env"] == {"env_vars": {
+        "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
+        "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
+        "HF_HUB_ENABLE_HF_TRANSFER": "1",
+    }}, f"deepseek-r1 runtime_env: {r1['runtime_env']}"
+
+
+def test_two_models_in_one_config() -> None:
+    config = build_serve_config(parse_models(CONFIGS["two models"]))
+    configs = app_args(config)["llm_configs"]
+    assert [c["model_loading_config"]["model_id"] for c in configs] == ["deepseek-r1", "small"], "sorted by id"
+    by_id = llm_configs_by_id(config)
+    assert by_id["small"]["engine_kwargs"] == {"enable_prefix_caching": True, "pipeline_parallel_size": 1,
+                                               "tensor_parallel_size": 1}, f"small: {by_id['small']['engine_kwargs']}"
+    assert "runtime_env" not in by_id["small"], "small has no env vars and gets no runtime_env"
+    assert by_id["deepseek-r1"]["engine_kwargs"]["tensor_parallel_size"] == 8, "models keep their own settings"
+
+
+def test_scale_to_zero_model() -> None:
+    small_config = llm_configs_by_id(build_serve_config(parse_models(CONFIGS["scale to zero"])))["small"]
+    assert small_config["deployment_config"]["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 1}, small_config
+    assert "request_router_config" not in small_config["deployment_config"], "max 1: no routing between replicas"
+
+
+@pytest.mark.parametrize(
+    ("model", "routing"),
+    [
+        (small(), False),
+        (small(minReplicas=0, maxReplicas=1), False),
+        (small(maxReplicas=2, targetOngoingRequests=8), True),
+        (small(minReplicas=2, maxReplicas=2), True),
+        (small(maxReplicas=4, targetOngoingRequests=8, prefixCacheRouting=False), False),
+    ],
+)
+def test_prefix_cache_routing_automatic_on_with_two_or_more_replicas(model: dict, routing: bool) -> None:
+    config = llm_configs_by_id(build_serve_config(parse_models([model])))["small"]
+    router = config["deployment_config"].get("request_router_config")
+    if routing:
+        assert router == {"request_router_class": PREFIX_CACHE_ROUTER,
+                          "request_router_kwargs": dict(PREFIX_CACHE_ROUTER_KWARGS)}, f"{model}: {router}"
+        assert config["engine_kwargs"]["enable_prefix_caching"] is True, f"{model}: routing needs prefix caching"
+    else:
+        assert router is None, f"{model}: expected no router, got {router}"
+
+
+def test_router_block_validates_with_serve_deployment_config() -> None:
+    """The router block, on its own: Serve's DeploymentConfig loads the class and keeps the kwargs."""
+    config = llm_configs_by_id(build_serve_config(parse_models(CONFIGS["routing on"])))["small"]
+    router = dict(config["deployment_config"]["request_router_config"], request_router_class=INTERNAL_ROUTER)
+    validated = DeploymentConfig(request_router_config=router).request_router_config
+    assert validated.request_router_kwargs == dict(PREFIX_CACHE_ROUTER_KWARGS)
+    accepted = set(inspect.signature(InternalPrefixCacheAffinityRouter.initialize_state).parameters)
+    assert set(PREFIX_CACHE_ROUTER_KWARGS) <= accepted, f"router kwargs not accepted by initialize_state: {accepted}"
+
+
+def test_public_router_path_is_a_thin_subclass_of_the_internal_router() -> None:
+    """Justifies validating with the internal class: ray.serve.llm.request_router only re-exports it."""
+    import ray
+
+    module, _, cls = PREFIX_CACHE_ROUTER.partition(":")
+    source = (Path(ray.__file__).parent / "serve" / "llm" / "request_router.py").read_text()
+    assert module == "ray.serve.llm.request_router" and f"class {cls}(_{cls}):" in source, source[:400]
+    assert f"{INTERNAL_ROUTER.split(':')[0]} import (\n    {cls} as _{cls}," in source, "internal import moved"
+
+
+def test_auth_is_on_by_default() -> None:
+    for auth in (None, AuthSettings()):
+        args = app_args(build_serve_config(parse_models([small()]), auth=auth))
+        assert args["ingress_cls_config"] == {
+            "ingress_cls": "serve_app.ingress:AuthenticatedOpenAiIngress",
+            "ingress_extra_kwargs": {"api_key_env": "LLMSERVE_API_KEYS"},
+        }, f"auth={auth}: {args.get('ingress_cls_config')}"
+
+
+def test_auth_key_variable_name_is_configurable_and_only_the_name_is_in_the_config() -> None:
+    text = serve_config_yaml(parse_models([small()]), auth=AuthSettings(api_key_env="TEAM_A_KEYS"))
+    assert "api_key_env: TEAM_A_KEYS" in text, text
+
+
+def test_auth_off_only_when_explicitly_disabled() -> None:
+    args = app_args(build_serve_config(parse_models([small()]), auth=AuthSettings(enabled=False)))
+    assert "ingress_cls_config" not in args, "auth disabled: Ray's default OpenAiIngress"
+
+
+@pytest.mark.parametrize("bad", ["", "1KEYS", "MY-KEYS", "keys with space"])
+def test_auth_settings_reject_bad_variable_names(bad: str) -> None:
+    with pytest.raises(ValueError, match="AuthSettings.api_key_env must be an environment variable name"):
+        AuthSettings(api_key_env=bad)
+
+
+def test_model_env_vars_may_not_carry_the_api_key_variable() -> None:
+    with pytest.raises(ModelConfigError, match=r"models\[0\]\.envVars\.TEAM_KEYS: the API-key variable must come from"):
+        build_serve_config(parse_models([small(envVars={"TEAM_KEYS": "abc"})]), auth=AuthSettings(api_key_env="TEAM_KEYS"))
+
+
+def test_ingress_request_timeout_reaches_the_ingress_actor_environment() -> None:
+    args = app_args(build_serve_config(parse_models([small()]), ingress_request_timeout_s=7200))
+    env = args["ingress_deployment_config"]["ray_actor_options"]["runtime_env"]["env_vars"]
+    assert env == {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": "7200"}, env
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"app_name": ""}, "app_name must be a non-empty string"),
+        ({"route_prefix": "v1"}, "route_prefix must start with '/'"),
+        ({"route_prefix": "/llm/"}, "route_prefix must start with '/' and not end with one"),
+        ({"http_port": 0}, "http_port must be an integer in 1..65535"),
+        ({"ingress_request_timeout_s": 0}, "ingress_request_timeout_s must be a positive integer"),
+        ({"auth": True}, "auth must be an AuthSettings or None"),
+    ],
+)
+def test_bad_builder_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_serve_config(parse_models([small()]), **kwargs)
+
+
+def test_builder_validates_specs_built_in_code() -> None:
+    spec = ModelSpec(model_id="x", model_source="a/b", accelerator_type="L4", prefix_cache_routing=True)
+    with pytest.raises(ModelConfigError, match=r"models\[0\]\.prefixCacheRouting: prefix-cache routing chooses"):
+        build_serve_config([spec])
+
+
+def test_output_is_deterministic_and_round_trips() -> None:
+    models = parse_models(CONFIGS["two models"])
+    text = serve_config_yaml(models)
+    assert text == serve_config_yaml(tuple(reversed(models))), "model order must not change the output"
+    assert yaml.safe_load(text) == build_serve_config(models), "YAML must load back to the same dict"
