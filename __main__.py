@@ -6,12 +6,16 @@ from infra.catalog import GpuDirect
 from infra.cluster import Cluster, ClusterArgs
 from infra.config import load_stack_config
 from infra.gpu_pool import GpuNodePool, GpuPoolArgs
-from infra.gpudirect import GpuDirectObjects, GpuDirectArgs
+from infra.gpudirect import GpuDirectArgs, GpuDirectObjects
+from infra.kuberay import KubeRayArgs, KubeRayOperator
 from infra.network import Network, NetworkArgs
+from infra.render.rayservice import RayServiceSettings, serve_urls
+from infra.serving import LlmService, LlmServiceArgs
 
 config = load_stack_config()
 for warning in config.warnings:
     pulumi.log.warn(warning)
+serving = config.serving
 
 network = Network("llm-net", NetworkArgs(settings=config.network))
 cluster = Cluster("llm-gke", ClusterArgs(
@@ -21,6 +25,7 @@ cluster = Cluster("llm-gke", ClusterArgs(
     network=network.vpc.id,
     subnetwork=network.subnet.id,
 ))
+on_cluster = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster.system_pool])
 gpu_pool = GpuNodePool("llm-gpu", GpuPoolArgs(
     settings=config.gpu_pool,
     region=config.region,
@@ -29,11 +34,35 @@ gpu_pool = GpuNodePool("llm-gpu", GpuPoolArgs(
     node_service_account=cluster.node_service_account.email,
     gpu_networks=network.gpu_networks,
 ))
+gpudirect = []
 if config.gpu_pool.gpudirect is not GpuDirect.NONE:
-    GpuDirectObjects("llm-gpudirect", GpuDirectArgs(
+    gpudirect = [GpuDirectObjects("llm-gpudirect", GpuDirectArgs(
         flavour=config.gpu_pool.gpudirect,
         gpu_networks=network.gpu_networks,
-    ), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster.cluster]))
+    ), on_cluster)]
+kuberay = KubeRayOperator("llm-kuberay", KubeRayArgs(), on_cluster)
+
+rayservice = RayServiceSettings(
+    name="llm",
+    namespace=serving.namespace,
+    image=serving.ray_image,
+    models=serving.models,
+    machine=config.gpu_pool.machine,
+    gpudirect=config.gpu_pool.gpudirect,
+    max_gpu_nodes=config.gpu_pool.max_gpu_nodes,
+    cpu_workers=serving.cpu_workers,
+    upgrade=serving.ray_cluster_upgrade,
+    exposure=serving.exposure,
+    source_ranges=serving.source_ranges,
+    api_auth=serving.api_auth,
+    hf_token=serving.hf_token is not None,
+)
+llm = LlmService("llm-serve", LlmServiceArgs(
+    settings=rayservice,
+    ready_timeout_minutes=serving.ready_timeout_minutes,
+    api_key=serving.api_key,
+    hf_token=serving.hf_token,
+), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[kuberay, gpu_pool, *gpudirect]))
 
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", config.cluster.location)
@@ -43,3 +72,7 @@ pulumi.export("get_credentials_command", cluster.cluster.name.apply(
                  f"--project {config.gcp_project}"))
 pulumi.export("gpu_node_pool", gpu_pool.node_pool.name)
 pulumi.export("gpudirect", config.gpu_pool.gpudirect.value)
+pulumi.export("models", [model.model_id for model in serving.models])
+for output_name, value in serve_urls(rayservice).items():
+    pulumi.export(output_name, value)
+pulumi.export("api_key", llm.api_key)

@@ -42,6 +42,14 @@ class MachineProfile:
     periodic_host_maintenance: bool
     # Flex-start and queued provisioning drop compact placement on these machines (A3 High/Mega).
     compact_placement_with_dws: bool
+    # What one Ray worker pod (one per node) requests: the node's allocatable CPU and memory less GKE's
+    # reservations and the DaemonSets (logging, metrics, GPU device plugin, GPUDirect installers).
+    ray_worker_cpu: int
+    ray_worker_memory_gib: int
+
+    @property
+    def local_ssd_gib(self) -> int:
+        return self.local_ssd_count * 375 * 1000**3 // 1024**3
 
 
 MACHINE_PROFILES: dict[str, MachineProfile] = {
@@ -60,6 +68,8 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             memory_gib=1872,
             periodic_host_maintenance=True,
             compact_placement_with_dws=False,
+            ray_worker_cpu=192,
+            ray_worker_memory_gib=1600,
         ),
         MachineProfile(
             machine_type="a3-megagpu-8g",
@@ -74,6 +84,8 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             memory_gib=1872,
             periodic_host_maintenance=True,
             compact_placement_with_dws=False,
+            ray_worker_cpu=192,
+            ray_worker_memory_gib=1600,
         ),
         # The cheap development profile: two L4s per node, no GPU NICs, no GPUDirect.
         MachineProfile(
@@ -89,6 +101,8 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             memory_gib=96,
             periodic_host_maintenance=False,
             compact_placement_with_dws=True,
+            ray_worker_cpu=20,
+            ray_worker_memory_gib=72,
         ),
     )
 }
@@ -132,3 +146,14 @@ HOST_SETUP_IMAGE = "ubuntu:22.04"
 
 # Kubernetes minor version the rendered objects are validated against in tests.
 KUBERNETES_SCHEMA_VERSION = "1.33.0"
+
+# --- serving stack -----------------------------------------------------------------------------------------
+RAY_VERSION = "2.60.0"
+# Ray's LLM image for this Ray version: vLLM 0.29.0 (pinned by ray[llm]==2.60.0), CUDA 13, Python 3.12.
+# CUDA 13 needs an R580+ driver on the nodes, hence gpuDriverVersion LATEST by default.
+RAY_LLM_IMAGE = "rayproject/ray-llm:2.60.0-py312-cu130"
+KUBERAY_CHART = "kuberay-operator"
+KUBERAY_CHART_VERSION = "1.7.0"
+KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
+KUBERAY_OPERATOR_IMAGE = "quay.io/kuberay/operator"
+KUBERAY_OPERATOR_TAG = "v1.7.0"

@@ -19,12 +19,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
-from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, GpuDirect, MachineProfile
+from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
+from serve_app.errors import ModelConfigError
+from serve_app.spec import ModelSpec, parse_models
 
 PROJECT = "llmserve"  # the project name in Pulumi.yaml, and so the namespace of its config keys
 
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
+RAY_CLUSTER_UPGRADES = ("NewCluster", "Recreate")
+SERVE_EXPOSURES = ("cluster", "internal", "external")
 GPU_DRIVER_VERSIONS = ("DEFAULT", "LATEST")
 OPEN_TO_THE_INTERNET = ipaddress.ip_network("0.0.0.0/0")
 # RFC 5737 documentation ranges: fine for an offline plan, useless for reaching a real control plane.
@@ -35,12 +39,22 @@ DOCUMENTATION_RANGES = tuple(
 
 @dataclass(frozen=True)
 class ConfigKey:
-    """One project config key. `default=None` means the key is required."""
+    """One project config key. `default=None` means the key is required.
+
+    Pulumi.yaml can only type strings, integers, booleans and arrays of them, and a typed key without a
+    default would be required by the CLI; so `object` keys (the model list) and `secret` keys (optional
+    secrets) are documented in Pulumi.yaml's comments and the README instead of its `config:` block.
+    """
 
     name: str
-    type: str  # "string" | "integer" | "boolean" | "array" (of strings), as in Pulumi.yaml
+    type: str  # "string" | "integer" | "boolean" | "array" (of strings) | "object" (a list of objects)
     description: str
     default: Any = None
+    secret: bool = False
+
+    @property
+    def declared_in_pulumi_yaml(self) -> bool:
+        return self.type != "object" and not self.secret
 
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
@@ -105,6 +119,39 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("masterCidr", "string", "The control plane's private /28.", "172.16.0.32/28"),
     ConfigKey("gpuNetworksCidr", "string",
               "Range split into 8 equal subnets, one per GPU NIC network.", "192.168.0.0/16"),
+    # --- serving -----------------------------------------------------------------------------------------
+    ConfigKey("models", "object",
+              "The models to serve: a list of objects (keys in serve_app/spec.py KEYS and the README)."),
+    ConfigKey("servingNamespace", "string", "Kubernetes namespace of the RayService and its secrets.", "llm"),
+    ConfigKey("rayImage", "string",
+              "Container image of the Ray head and workers; empty takes the pinned image in infra/catalog.py.",
+              ""),
+    ConfigKey("rayClusterUpgrade", "string",
+              "How a change to the Ray cluster spec (image, resources, worker groups) is rolled out: NewCluster "
+              "lets KubeRay build a second cluster and switch once it serves (zero downtime, needs the GPUs "
+              "twice over); Recreate deletes and recreates the RayService (downtime of a cold start, no spare "
+              "GPUs needed). Serve config changes apply in place either way.", "NewCluster"),
+    ConfigKey("cpuWorkers", "integer",
+              "Ray CPU worker pods on the system pool; they host the OpenAI ingress, so GPU groups can scale "
+              "to zero and still be woken by a request.", 1),
+    ConfigKey("serveExposure", "string",
+              "Who can reach the OpenAI API: cluster (ClusterIP only), internal (an internal load balancer in "
+              "the VPC) or external (a public load balancer; plain HTTP).", "cluster"),
+    ConfigKey("serveSourceRanges", "array",
+              "CIDRs allowed through the load balancer when serveExposure is internal or external; empty "
+              "allows any source that can route to it.", []),
+    ConfigKey("apiAuth", "boolean",
+              "Require `Authorization: Bearer <key>` on the OpenAI API; false is refused unless "
+              "serveExposure is cluster.", True),
+    ConfigKey("serveReadyTimeoutMinutes", "integer",
+              "How long `pulumi up` waits for the RayService to be Ready (a cold start of a 700 GB model "
+              "takes 20-40 minutes).", 150),
+    ConfigKey("apiKey", "string",
+              "The API key clients send; set with `pulumi config set --secret llmserve:apiKey ...`. Unset: a "
+              "random key is generated and exported as the `api_key` secret output.", secret=True),
+    ConfigKey("hfToken", "string",
+              "Hugging Face token for gated models or higher rate limits; set with "
+              "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 
@@ -159,6 +206,22 @@ class GpuPoolConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    models: tuple[ModelSpec, ...]
+    namespace: str
+    ray_image: str
+    ray_cluster_upgrade: str
+    cpu_workers: int
+    exposure: str
+    source_ranges: tuple[str, ...]
+    api_auth: bool
+    ready_timeout_minutes: int
+    # Secrets stay Pulumi outputs end to end; None when the stack does not set them.
+    api_key: Optional[Any] = None
+    hf_token: Optional[Any] = None
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     gcp_project: str
@@ -166,6 +229,7 @@ class StackConfig:
     network: NetworkConfig
     cluster: ClusterConfig
     gpu_pool: GpuPoolConfig
+    serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -257,10 +321,14 @@ def _to_str_list(raw: Any) -> list[str]:
     return value
 
 
+def _to_json(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
 _COERCE: dict[str, Callable[[Any], Any]] = {"string": str, "integer": _to_int, "boolean": _to_bool,
-                                            "array": _to_str_list}
+                                            "array": _to_str_list, "object": _to_json}
 _TYPE_WORDS = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
-               "array": "a list of strings"}
+               "array": "a list of strings", "object": "a YAML/JSON list of objects"}
 
 
 def _is_hh_mm(value: str) -> bool:
@@ -283,12 +351,15 @@ def _is_reservation(value: str) -> bool:
 # --- both stages -------------------------------------------------------------------------------------------
 
 
-def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any]) -> StackConfig:
+def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any],
+                       secrets: Optional[Mapping[str, Any]] = None) -> StackConfig:
     """Build the typed `StackConfig` from raw config values, or raise `ConfigError` listing every problem.
 
     `values` holds the project's keys without their `llmserve:` prefix; `gcp_values` the `gcp:` provider keys
     (`project`, `region`). Values may be strings (as the engine passes them) or already-typed JSON values.
+    `secrets` maps the secret keys that are set to their (opaque) values, which are passed through unread.
     """
+    secrets = dict(secrets or {})
     unknown = sorted(set(values) - set(CONFIG_KEYS_BY_NAME))
     read = _Reader(values)
     for name in unknown:
@@ -338,6 +409,27 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     allow_open = read.get("allowOpenControlPlane")
     ranges = {name: read.cidr(name) for name in
               ("primarySubnetCidr", "podsCidr", "servicesCidr", "masterCidr", "gpuNetworksCidr")}
+    raw_models = read.get("models")
+    namespace = read.matching("servingNamespace", lambda v: re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)
+                              is not None, "a Kubernetes namespace name (lowercase letters, digits, '-')")
+    ray_image = read.get("rayImage")
+    ray_cluster_upgrade = read.one_of("rayClusterUpgrade", RAY_CLUSTER_UPGRADES)
+    cpu_workers = read.get("cpuWorkers")
+    exposure = read.one_of("serveExposure", SERVE_EXPOSURES)
+    source_ranges = read.cidr_list("serveSourceRanges")
+    api_auth = read.get("apiAuth")
+    ready_timeout = read.get("serveReadyTimeoutMinutes")
+    secret_names = {key.name for key in CONFIG_KEYS if key.secret}
+    for name in sorted(set(values) & secret_names):
+        read.problems.append(f"{PROJECT}:{name}: must be stored encrypted; found a plain value; set it with "
+                             f"`pulumi config set --secret {PROJECT}:{name} <value>`")
+
+    models: tuple[ModelSpec, ...] = ()
+    if raw_models is not None:
+        try:
+            models = parse_models(raw_models, key=f"{PROJECT}:models")
+        except ModelConfigError as error:
+            read.problems.extend(error.problems)
 
     if read.problems:
         raise ConfigError(read.problems)
@@ -415,6 +507,20 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         problems.append(f"{key('masterAuthorizedNetworks')}: needs at least one CIDR (the machine that runs "
                         f"`pulumi up` must reach the control plane); found []")
 
+    if machine is not None:
+        max_gpu_nodes = max_nodes if autoscaling else node_count
+        problems += serving_problems(models, machine, max_gpu_nodes)
+    if not api_auth and exposure != "cluster":
+        problems.append(f"{key('apiAuth')}: false with {key('serveExposure')}={exposure!r} would put an open "
+                        f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
+    if cpu_workers < 1 and any(model.min_replicas == 0 for model in models):
+        problems.append(f"{key('cpuWorkers')}: a model that scales to zero needs a CPU worker for the ingress "
+                        f"that wakes it; found {cpu_workers}; allowed: 1 or more")
+    if cpu_workers < 0:
+        problems.append(f"{key('cpuWorkers')}: must be 0 or more; found {cpu_workers}")
+    if ready_timeout < 1:
+        problems.append(f"{key('serveReadyTimeoutMinutes')}: must be 1 or more; found {ready_timeout}")
+
     if problems:
         raise ConfigError(problems)
 
@@ -424,6 +530,14 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         warnings.append(f"{key('gpuCompactPlacement')}: A3 Mega pool creation has been reported to fail when a "
                         f"placement policy is added on top of a dense specific reservation; if it does, set it "
                         f"to false")
+    if exposure == "external":
+        warnings.append(f"{key('serveExposure')}: external serves plain HTTP on a public address; the API key "
+                        f"travels unencrypted. Put a TLS-terminating gateway in front for production")
+    if exposure != "cluster" and not source_ranges:
+        warnings.append(f"{key('serveSourceRanges')}: empty, so the {exposure} load balancer accepts any source")
+    if not api_auth:
+        warnings.append(f"{key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
+                        f"the models")
     if machine is not None and machine.gpudirect is not GpuDirect.NONE and not gpudirect_wanted:
         warnings.append(f"{key('gpuDirect')}: off on {machine.machine_type}; cross-node NCCL traffic uses eth0 only")
 
@@ -468,8 +582,49 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
             reservation=reservation or None,
             driver_version=driver_version,
         ),
+        serving=ServingConfig(
+            models=models,
+            namespace=namespace,
+            ray_image=ray_image or RAY_LLM_IMAGE,
+            ray_cluster_upgrade=ray_cluster_upgrade,
+            cpu_workers=cpu_workers,
+            exposure=exposure,
+            source_ranges=tuple(str(network) for network in source_ranges),
+            api_auth=api_auth,
+            ready_timeout_minutes=ready_timeout,
+            api_key=secrets.get("apiKey"),
+            hf_token=secrets.get("hfToken"),
+        ),
         warnings=tuple(warnings),
     )
+
+
+def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max_gpu_nodes: int) -> list[str]:
+    """Rules between the models and the GPU pool they run on."""
+    problems = []
+    per_node = machine.gpu_count
+    pool_gpus = per_node * max_gpu_nodes
+    for index, model in enumerate(models):
+        where = f"{PROJECT}:models[{index}]"
+        if model.accelerator_type != machine.ray_accelerator:
+            problems.append(f"{where}.acceleratorType: {model.accelerator_type!r} does not match the GPU pool's "
+                            f"{machine.gke_accelerator} ({machine.machine_type}); allowed: "
+                            f"{machine.ray_accelerator!r}")
+        gpus = model.gpus_per_replica
+        if gpus % per_node and per_node % gpus:
+            problems.append(f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
+                            f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
+                            f"{per_node}, or a divisor of it so that replicas share a node evenly")
+        elif gpus * max(model.min_replicas, 1) > pool_gpus:
+            problems.append(f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
+                            f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
+                            f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
+                            f"or shrink the model")
+    needed = sum(model.gpus_per_replica * model.min_replicas for model in models)
+    if needed > pool_gpus and not problems:
+        problems.append(f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
+                        f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool")
+    return problems
 
 
 def _check_ranges(ranges: Mapping[str, ipaddress.IPv4Network], key: Callable[[str], str]) -> list[str]:
@@ -496,11 +651,14 @@ def load_stack_config() -> StackConfig:
 
     project_config = pulumi.Config(PROJECT)
     gcp_config = pulumi.Config("gcp")
-    names = set(CONFIG_KEYS_BY_NAME) | _project_keys_set()
+    secret_names = {key.name for key in CONFIG_KEYS if key.secret}
+    names = (set(CONFIG_KEYS_BY_NAME) | _project_keys_set()) - secret_names
     values = {name: project_config.get(name) for name in sorted(names)}
     values = {name: value for name, value in values.items() if value is not None}
+    secrets = {name: project_config.get_secret(name) for name in sorted(secret_names)}
+    secrets = {name: value for name, value in secrets.items() if value is not None}
     gcp_values = {"project": gcp_config.get("project"), "region": gcp_config.get("region")}
-    return parse_stack_config(pulumi.get_stack(), values, gcp_values)
+    return parse_stack_config(pulumi.get_stack(), values, gcp_values, secrets)
 
 
 def _project_keys_set() -> set[str]:

@@ -97,7 +97,9 @@ class RecordedResource:
     name: str
     parent: Optional[str]
     inputs: dict
-    provider: Optional[str] = None  # the explicit provider's logical name; not part of resources.json
+    # What the engine is told besides the inputs; not part of resources.json, used by tests.
+    provider: Optional[str] = None  # the explicit provider's logical name
+    options: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
         return {"type": self.type, "name": self.name, "parent": self.parent, "inputs": self.inputs}
@@ -182,8 +184,13 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
                     parent = None
                 # A provider reference is "<provider urn>::<provider id>"; the urn ends with the logical name.
                 provider = request.provider.rsplit("::", 1)[0].split("::")[-1] if request.provider else None
+                options = {"replaceOnChanges": list(request.replaceOnChanges),
+                           "deleteBeforeReplace": request.deleteBeforeReplace,
+                           "customTimeouts": json_format.MessageToDict(request.customTimeouts),
+                           "dependencies": sorted(urn.split("::")[-1] for urn in request.dependencies)}
                 recorded.append(RecordedResource(request.type, request.name, parent,
-                                                 _plain(json_format.MessageToDict(request.object)), provider))
+                                                 _plain(json_format.MessageToDict(request.object)), provider,
+                                                 options))
             return super().RegisterResource(request)
 
     mocks = _as_pulumi_mocks(PlanMocks(values.get("gcp:project", "my-gcp-project")))

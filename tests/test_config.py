@@ -14,10 +14,13 @@ from infra.config import CONFIG_KEYS, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP = {"project": "p", "region": "us-east4"}
+R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+      "tensorParallelSize": 8, "pipelineParallelSize": 2}
 BASE = {
     "gpuMachineType": "a3-megagpu-8g",
     "gpuZones": '["us-east4-b"]',
     "masterAuthorizedNetworks": '["198.18.0.0/24"]',
+    "models": json.dumps([R1]),
 }
 
 
@@ -159,6 +162,53 @@ BAD_INPUT = [
     ("bad reservation name",
      dict(gpuReservation="My Reservation"),
      r"llmserve:gpuReservation: expected a reservation name"),
+    ("model accelerator not matching the pool",
+     dict(models=[dict(R1, acceleratorType="A100-80G")]),
+     r"llmserve:models\[0\].acceleratorType: 'A100-80G' does not match the GPU pool's nvidia-h100-mega-80gb "
+     r"\(a3-megagpu-8g\); allowed: 'H100'"),
+    ("tp x pp not filling whole nodes",
+     dict(models=[dict(R1, tensorParallelSize=4, pipelineParallelSize=3)]),
+     r"llmserve:models\[0\]: tensorParallelSize x pipelineParallelSize = 12 GPUs does not fill whole "
+     r"a3-megagpu-8g nodes \(8 GPUs each\); allowed: a multiple of 8, or a divisor of it"),
+    ("model larger than the pool can ever be",
+     dict(gpuNodeCount=1),
+     r"llmserve:models\[0\]: needs 16 GPUs \(1 x 16\) but the GPU pool can never have more than 8 "
+     r"\(1 x 8\)"),
+    ("minimum replicas of all models exceed the pool",
+     dict(models=[dict(R1, id="a"), dict(R1, id="b")]),
+     r"llmserve:models: the minimum replicas need 32 GPUs together but the GPU pool can never have more than 16"),
+    ("duplicate model ids",
+     dict(models=[R1, R1]),
+     r"llmserve:models\[1\].id: .*deepseek-r1"),
+    ("unknown engine option for the pinned vllm",
+     dict(models=[dict(R1, engineKwargs={"enable_reasoning": True})]),
+     r"llmserve:models\[0\].engineKwargs.enable_reasoning"),
+    ("model min replicas above max",
+     dict(models=[dict(R1, minReplicas=2, maxReplicas=1)]),
+     r"llmserve:models\[0\].*minReplicas"),
+    ("prefix routing with max replicas 1",
+     dict(models=[dict(R1, prefixCacheRouting=True)]),
+     r"llmserve:models\[0\].prefixCacheRouting"),
+    ("no models",
+     dict(models="null"),
+     r"llmserve:models: required but not set"),
+    ("open api on a load balancer",
+     dict(apiAuth=False, serveExposure="external"),
+     r"llmserve:apiAuth: false with llmserve:serveExposure='external' would put an open model endpoint on a "
+     r"load balancer"),
+    ("unknown exposure",
+     dict(serveExposure="public"),
+     r"llmserve:serveExposure: unknown value 'public'; allowed: cluster, internal, external"),
+    ("unknown upgrade strategy",
+     dict(rayClusterUpgrade="Rolling"),
+     r"llmserve:rayClusterUpgrade: unknown value 'Rolling'; allowed: NewCluster, Recreate"),
+    ("scale to zero without a cpu worker",
+     dict(cpuWorkers=0, models=[dict(R1, minReplicas=0, maxReplicas=1)]),
+     r"llmserve:cpuWorkers: a model that scales to zero needs a CPU worker"),
+    ("api key in plain text",
+     dict(apiKey="sk-123"),
+     r"llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
+     r"`pulumi config set --secret llmserve:apiKey <value>`"),
     ("bad maintenance window",
      dict(maintenanceWindowStart="3am"),
      r"llmserve:maintenanceWindowStart: expected HH:MM \(UTC\); found '3am'"),
@@ -171,6 +221,25 @@ def test_bad_input_is_rejected_with_a_message_naming_key_value_and_what_is_allow
     assert re.search(message, problems), f"{case}: expected /{message}/ in:\n{problems}"
 
 
+def test_serving_defaults_are_safe():
+    serving = parse().serving
+    assert (serving.api_auth, serving.exposure, serving.ray_cluster_upgrade) == (True, "cluster", "NewCluster")
+    assert serving.ray_image == "rayproject/ray-llm:2.60.0-py312-cu130"
+    assert serving.api_key is None and serving.hf_token is None
+    assert [model.model_id for model in serving.models] == ["deepseek-r1"]
+
+
+def test_secrets_pass_through_unread():
+    token = object()
+    config = parse_stack_config("test", BASE, GCP, secrets={"hfToken": token})
+    assert config.serving.hf_token is token
+
+
+def test_external_exposure_warns_about_plain_http():
+    config = parse(serveExposure="external")
+    assert any("plain HTTP" in warning for warning in config.warnings), config.warnings
+
+
 def test_every_problem_is_reported_at_once():
     problems = problems_of(gpuNodeCount="two", releaseChannel="NIGHTLY", gpuMachineType="x")
     assert problems.count("\n  - ") == 3, problems
@@ -178,13 +247,21 @@ def test_every_problem_is_reported_at_once():
 
 def test_pulumi_yaml_declares_exactly_the_keys_infra_config_reads_with_the_same_defaults():
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
-    assert list(declared) == [key.name for key in CONFIG_KEYS]
-    for key in CONFIG_KEYS:
+    typed_keys = [key for key in CONFIG_KEYS if key.declared_in_pulumi_yaml]
+    assert list(declared) == [key.name for key in typed_keys]
+    for key in typed_keys:
         declaration = declared[key.name]
         assert declaration["type"] == key.type, key.name
         assert declaration["description"] == key.description, key.name
         assert declaration.get("default") == key.default, key.name
         assert ("default" in declaration) == (key.default is not None), key.name
+
+
+def test_pulumi_yaml_comments_document_the_keys_it_cannot_type():
+    text = (ROOT / "Pulumi.yaml").read_text()
+    for key in CONFIG_KEYS:
+        if not key.declared_in_pulumi_yaml:
+            assert f"#   {key.name} " in text, f"Pulumi.yaml does not document {key.name} in its comments"
 
 
 def test_readme_documents_every_config_key():

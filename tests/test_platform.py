@@ -255,3 +255,75 @@ def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
                 kubernetes_validate.validate(manifest, KUBERNETES_SCHEMA_VERSION, strict=True)
             except kubernetes_validate.ValidationError as error:
                 raise AssertionError(f"{stack}: {manifest['kind']} {manifest['metadata'].get('name')}: {error}")
+
+
+# --- serving ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kuberay_operator_is_a_pinned_helm_release_on_the_system_pool(stack):
+    release = only(stack, "kubernetes:helm.sh/v3:Release", "llm-kuberay").inputs
+    assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0"), stack
+    assert release["repositoryOpts"]["repo"] == "https://ray-project.github.io/kuberay-helm/", stack
+    assert release["namespace"] == "kuberay-system" and release["createNamespace"] is True, stack
+    assert release["values"]["image"] == {"repository": "quay.io/kuberay/operator", "tag": "v1.7.0"}, stack
+    assert release["values"]["nodeSelector"] == {"llmserve.dev/pool": "system"}, stack
+    assert "skipCrds" not in release or release["skipCrds"] is False, f"{stack}: the chart must install its CRDs"
+
+
+def rayservice(stack):
+    return only(stack, "kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(stack):
+    dependencies = set(rayservice(stack).options["dependencies"])
+    assert {"llm-kuberay", "llm-gpu", "llm-serve-api-key", "llm-serve-serve-app"} <= dependencies, \
+        f"{stack}: llm-serve-rayservice depends on {sorted(dependencies)}"
+    if EXPECTED_GPU_NICS[stack]:
+        assert f"llm-gpudirect-network-vpc{EXPECTED_GPU_NICS[stack]}" in dependencies, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack):
+    resource = rayservice(stack)
+    assert resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready", stack
+    assert resource.options["customTimeouts"] == {"create": "150m", "update": "150m"}, stack
+
+
+@pytest.mark.parametrize("stack, recreate", [("dev", False), ("staging", True), ("prod", True)])
+def test_recreate_stacks_replace_the_rayservice_when_the_cluster_spec_changes(stack, recreate):
+    resource = rayservice(stack)
+    assert resource.inputs["spec"]["upgradeStrategy"]["type"] == ("None" if recreate else "NewCluster"), stack
+    assert resource.options["replaceOnChanges"] == (["spec.rayClusterConfig"] if recreate else []), stack
+    assert resource.options["deleteBeforeReplace"] is recreate, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_manifests_carry_the_rayservice_and_the_redacted_api_key_secret(stack):
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in kubernetes_manifests(planned(stack)[1])}
+    assert ("RayService", "llm") in manifests, f"{stack}: {sorted(manifests)}"
+    secret = manifests[("Secret", "llm-api-key")]
+    assert secret["stringData"] == {"keys": "[redacted]"}, f"{stack}: {secret['stringData']}"
+    assert ("Namespace", "llm") in manifests and ("PodMonitoring", "llm-ray") in manifests, stack
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_api_key_never_appears_in_plain_text(stack):
+    import json
+    generated = only(stack, "random:index/randomPassword:RandomPassword", "llm-serve-api-key")
+    assert generated.inputs["length"] >= 32 and generated.inputs["special"] is False, stack
+    secret = only(stack, "kubernetes:v1:Secret", "llm-serve-api-key").inputs
+    assert secret["stringData"] == {"keys": "[secret]"}, f"{stack}: the key reached the engine unmarked"
+    assert "offline-plan-xxx" not in json.dumps([r.inputs for r in planned(stack)[1]]), stack
+
+
+def test_dev_serves_two_models_that_scale_to_zero():
+    spec = rayservice("dev").inputs["spec"]
+    import yaml as _yaml
+    serve = _yaml.safe_load(spec["serveConfigV2"])
+    configs = serve["applications"][0]["args"]["llm_configs"]
+    assert sorted(c["model_loading_config"]["model_id"] for c in configs) == \
+        ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
+    assert all(c["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for c in configs)
+    assert spec["rayClusterConfig"]["enableInTreeAutoscaling"] is True

@@ -1,0 +1,383 @@
+"""The serving objects as plain dicts: the RayService that runs the models, and what it mounts and reads.
+
+Pure: `render_rayservice(settings)` and friends take typed settings and return Kubernetes objects; the
+`LlmService` component (infra/serving.py) turns them into resources. The Ray Serve config inside the
+RayService comes from `serve_app.builder`, the single source of truth for what is served.
+
+Shape of the Ray cluster:
+- the head runs on the CPU system pool with `num-cpus: 0` and `num-gpus: 0`, so no Serve replica and no vLLM
+  worker ever lands on it (a head that sees GPUs makes pipeline-parallel placement hang);
+- a small CPU worker group on the system pool hosts the OpenAI ingress, so GPU groups can scale to zero and
+  still be woken by a request;
+- one GPU worker group per model shape (GPUs per replica), one pod per node taking all of its GPUs, sized
+  from tensor x pipeline parallel over GPUs per node; on A3 the GPUDirect pod patch is applied.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import yaml
+
+from infra.catalog import (
+    ACCELERATOR_NODE_LABEL,
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
+    RAY_VERSION,
+    GpuDirect,
+    MachineProfile,
+)
+from infra.render.gpudirect import workload_pod_patch
+from serve_app.builder import AuthSettings, build_serve_config
+from serve_app.bundle import cluster_sources
+from serve_app.contract import DEFAULT_API_KEY_ENV
+from serve_app.spec import ModelSpec
+
+SERVE_PORT = 8000
+DASHBOARD_PORT = 8265
+HEAD_CPU, HEAD_MEMORY = "4", "16Gi"
+CPU_WORKER_CPU, CPU_WORKER_MEMORY = "2", "8Gi"
+SERVE_APP_MOUNT = "/opt/llmserve"  # the ConfigMap with serve_app's in-cluster files; on PYTHONPATH
+WEIGHT_CACHE_MOUNT = "/mnt/hf-cache"  # HF_HOME on local NVMe: ~690 GB of R1 weights per node
+API_KEY_SECRET_KEY = "keys"
+HF_TOKEN_SECRET_KEY = "token"
+SYSTEM_POOL_SELECTOR = {"llmserve.dev/pool": "system"}
+GPU_POOL_SELECTOR = {"llmserve.dev/pool": "gpu"}
+PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
+# The Kubernetes provider waits for this before `pulumi up` returns: KubeRay sets Ready once the Serve
+# applications run and the serve Service has endpoints.
+WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
+WAIT_FOR_READY = "condition=Ready"
+KUBERAY_UPGRADE_TYPE = {"NewCluster": "NewCluster", "Recreate": "None"}
+HEAD_PORTS = (
+    ("gcs-server", 6379), ("dashboard", DASHBOARD_PORT), ("client", 10001), ("serve", SERVE_PORT),
+    ("metrics", 8080), ("as-metrics", 44217), ("dash-metrics", 44227),
+)
+LOAD_BALANCER_ANNOTATIONS = {
+    "internal": {"networking.gke.io/load-balancer-type": "Internal"},
+    "external": {},
+}
+
+
+@dataclass(frozen=True)
+class RayServiceSettings:
+    """Everything the serving objects depend on, already validated by infra/config.py."""
+
+    name: str
+    namespace: str
+    image: str
+    models: tuple[ModelSpec, ...]
+    machine: MachineProfile
+    gpudirect: GpuDirect
+    max_gpu_nodes: int
+    cpu_workers: int
+    upgrade: str  # "NewCluster" | "Recreate"
+    exposure: str  # "cluster" | "internal" | "external"
+    source_ranges: tuple[str, ...] = ()
+    api_auth: bool = True
+    hf_token: bool = False  # whether an HF token Secret exists
+    api_key_env: str = DEFAULT_API_KEY_ENV
+
+    @property
+    def api_key_secret(self) -> str:
+        return f"{self.name}-api-key"
+
+    @property
+    def hf_token_secret(self) -> str:
+        return f"{self.name}-hf-token"
+
+    @property
+    def serve_service(self) -> str:
+        return f"{self.name}-serve-svc"  # KubeRay's name for the Service in front of the Serve proxies
+
+    @property
+    def head_service(self) -> str:
+        return f"{self.name}-head-svc"
+
+
+@dataclass(frozen=True)
+class WorkerGroupSize:
+    """One GPU worker group: every model whose replicas need `gpus_per_replica` GPUs."""
+
+    name: str
+    gpus_per_replica: int
+    model_ids: tuple[str, ...]
+    min_pods: int
+    max_pods: int
+
+
+# --- sizing -------------------------------------------------------------------------------------------------
+
+
+def pods_for(replicas: int, gpus_per_replica: int, gpus_per_node: int) -> int:
+    """Worker pods (= nodes) that `replicas` replicas occupy: a replica spans whole nodes, or several replicas
+    share one node evenly."""
+    if gpus_per_replica >= gpus_per_node:
+        return replicas * (gpus_per_replica // gpus_per_node)
+    return math.ceil(replicas / (gpus_per_node // gpus_per_replica))
+
+
+def gpu_worker_groups(models: Sequence[ModelSpec], machine: MachineProfile, max_gpu_nodes: int) \
+        -> list[WorkerGroupSize]:
+    """One group per model shape, sized from the models' min/max replicas and capped at the pool's size."""
+    shapes: dict[int, list[ModelSpec]] = {}
+    for model in models:
+        shapes.setdefault(model.gpus_per_replica, []).append(model)
+    groups = []
+    for gpus, members in sorted(shapes.items()):
+        min_pods = sum(pods_for(m.min_replicas, gpus, machine.gpu_count) for m in members)
+        max_pods = sum(pods_for(m.max_replicas, gpus, machine.gpu_count) for m in members)
+        groups.append(WorkerGroupSize(
+            name=f"{machine.ray_accelerator.lower()}-x{gpus}",
+            gpus_per_replica=gpus,
+            model_ids=tuple(sorted(m.model_id for m in members)),
+            min_pods=min(min_pods, max_gpu_nodes),
+            max_pods=min(max_pods, max_gpu_nodes),
+        ))
+    return groups
+
+
+# --- the objects ----------------------------------------------------------------------------------------------
+
+
+def render_namespace(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(PART_OF_LABEL)}}
+
+
+def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dict:
+    """An Opaque Secret; values may be Pulumi secret outputs, which stay secret."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
+            "stringData": string_data}
+
+
+@functools.cache
+def serve_app_files() -> dict[str, tuple[str, str]]:
+    """The in-cluster serve_app files: ConfigMap key (which cannot contain "/") -> (relative path, text).
+    Read once per process: every Ray pod template and the ConfigMap refer to the same content."""
+    return {path.replace("/", "."): (path, text) for path, text in cluster_sources().items()}
+
+
+def serve_app_configmap_name(settings: RayServiceSettings) -> str:
+    """Named after its content: new ingress code means a new ConfigMap and so a new pod template, which is
+    what makes KubeRay roll the Ray cluster (a changed ConfigMap under a running pod is never re-read)."""
+    digest = hashlib.sha256()
+    for key, (path, text) in sorted(serve_app_files().items()):
+        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
+    return f"{settings.name}-serve-app-{digest.hexdigest()[:10]}"
+
+
+def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
+            "metadata": {"name": serve_app_configmap_name(settings), "namespace": settings.namespace,
+                         "labels": dict(PART_OF_LABEL)},
+            "data": {key: text for key, (_, text) in sorted(serve_app_files().items())}}
+
+
+def render_serve_config(settings: RayServiceSettings) -> dict:
+    return build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
+                                                                  api_key_env=settings.api_key_env),
+                              http_port=SERVE_PORT)
+
+
+def render_rayservice(settings: RayServiceSettings) -> dict:
+    """The RayService. `serveConfigV2` changes roll out in place; anything under `rayClusterConfig` rolls out
+    per `settings.upgrade` (see infra/serving.py)."""
+    groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
+    autoscaling = any(group.min_pods != group.max_pods for group in groups)
+    cluster: dict[str, Any] = {
+        "rayVersion": RAY_VERSION,
+        "enableInTreeAutoscaling": autoscaling,
+        # Ray 2.60 turns token auth on by default; say so explicitly and let KubeRay create the token Secret,
+        # inject it into every Ray container and present it to the dashboard when it deploys serveConfigV2.
+        # The token guards the dashboard and job API (remote code execution); the OpenAI API has its own key.
+        "authOptions": {"mode": "token"},
+        "headGroupSpec": _head_group(settings),
+        "workerGroupSpecs": [_gpu_group(settings, group, autoscaling) for group in groups]
+                            + ([_cpu_group(settings)] if settings.cpu_workers else []),
+    }
+    if autoscaling:
+        cluster["autoscalerOptions"] = {"version": "v2", "upscalingMode": "Default", "idleTimeoutSeconds": 600}
+    spec: dict[str, Any] = {
+        "upgradeStrategy": {"type": KUBERAY_UPGRADE_TYPE[settings.upgrade]},
+        "serveConfigV2": yaml.safe_dump(render_serve_config(settings), sort_keys=True, width=120),
+        "rayClusterConfig": cluster,
+    }
+    if settings.upgrade == "NewCluster":
+        spec["rayClusterDeletionDelaySeconds"] = 60
+    if settings.exposure != "cluster":
+        spec["serveService"] = _load_balancer(settings)
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL),
+                     "annotations": {WAIT_FOR_ANNOTATION: WAIT_FOR_READY}},
+        "spec": spec,
+    }
+
+
+def _common_env(settings: RayServiceSettings) -> list[dict]:
+    env = [{"name": "PYTHONPATH", "value": SERVE_APP_MOUNT}]
+    if settings.api_auth:
+        env.append({"name": settings.api_key_env, "valueFrom": {"secretKeyRef": {
+            "name": settings.api_key_secret, "key": API_KEY_SECRET_KEY}}})
+    return env
+
+
+def _serve_app_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
+    volume = {"name": "serve-app", "configMap": {
+        "name": serve_app_configmap_name(settings),
+        "items": [{"key": key, "path": path} for key, (path, _) in sorted(serve_app_files().items())],
+    }}
+    return volume, {"name": "serve-app", "mountPath": SERVE_APP_MOUNT, "readOnly": True}
+
+
+def _resources(cpu: str, memory: str, gpus: int = 0) -> dict:
+    amounts = {"cpu": cpu, "memory": memory}
+    if gpus:
+        amounts[GPU_RESOURCE] = str(gpus)
+    return {"requests": dict(amounts), "limits": dict(amounts)}
+
+
+def _head_group(settings: RayServiceSettings) -> dict:
+    volume, mount = _serve_app_volume(settings)
+    return {
+        "rayStartParams": {"num-cpus": "0", "num-gpus": "0"},
+        "template": {
+            "metadata": {"labels": dict(PART_OF_LABEL)},
+            "spec": {
+                "nodeSelector": dict(SYSTEM_POOL_SELECTOR),
+                "containers": [{
+                    "name": "ray-head",
+                    "image": settings.image,
+                    "resources": _resources(HEAD_CPU, HEAD_MEMORY),
+                    "ports": [{"name": name, "containerPort": port} for name, port in HEAD_PORTS],
+                    "env": _common_env(settings),
+                    "volumeMounts": [mount],
+                }],
+                "volumes": [volume],
+            },
+        },
+    }
+
+
+def _cpu_group(settings: RayServiceSettings) -> dict:
+    volume, mount = _serve_app_volume(settings)
+    return {
+        "groupName": "cpu",
+        "replicas": settings.cpu_workers,
+        "minReplicas": settings.cpu_workers,
+        "maxReplicas": settings.cpu_workers,
+        "numOfHosts": 1,
+        "rayStartParams": {},
+        "template": {
+            "metadata": {"labels": dict(PART_OF_LABEL)},
+            "spec": {
+                "nodeSelector": dict(SYSTEM_POOL_SELECTOR),
+                "containers": [{
+                    "name": "ray-worker",
+                    "image": settings.image,
+                    "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY),
+                    "env": _common_env(settings),
+                    "volumeMounts": [mount],
+                }],
+                "volumes": [volume],
+            },
+        },
+    }
+
+
+def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling: bool) -> dict:
+    machine = settings.machine
+    volume, mount = _serve_app_volume(settings)
+    env = _common_env(settings) + [
+        {"name": "HF_HOME", "value": WEIGHT_CACHE_MOUNT},
+        # Pods on multi-NIC nodes have eth1..ethN too: keep Gloo's rendezvous on the pod network.
+        {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"},
+    ]
+    if settings.gpudirect is GpuDirect.NONE:
+        env.append({"name": "NCCL_SOCKET_IFNAME", "value": "eth0"})  # the GPUDirect patch sets its own
+    if settings.hf_token:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
+            "name": settings.hf_token_secret, "key": HF_TOKEN_SECRET_KEY}}})
+    template = {
+        "metadata": {"labels": dict(PART_OF_LABEL)},
+        "spec": {
+            "nodeSelector": {ACCELERATOR_NODE_LABEL: machine.gke_accelerator, **GPU_POOL_SELECTOR},
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [{
+                "name": "ray-worker",
+                "image": settings.image,
+                "resources": _resources(str(machine.ray_worker_cpu), f"{machine.ray_worker_memory_gib}Gi",
+                                        machine.gpu_count),
+                "env": env,
+                "volumeMounts": [mount, {"name": "weight-cache", "mountPath": WEIGHT_CACHE_MOUNT}],
+            }],
+            "volumes": [volume, {"name": "weight-cache",
+                                 "emptyDir": {"sizeLimit": f"{machine.local_ssd_gib // 2}Gi"}}],
+        },
+    }
+    patch = workload_pod_patch(settings.gpudirect, machine.gpu_nic_count, machine.gpu_count)
+    if not patch.is_empty:
+        template = patch.apply_to_pod_template(template, "ray-worker")
+    worker = {
+        "groupName": group.name,
+        "replicas": group.min_pods,
+        "minReplicas": group.min_pods,
+        "maxReplicas": group.max_pods,
+        "numOfHosts": 1,
+        "rayStartParams": {},
+        "template": template,
+    }
+    if autoscaling:
+        # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for
+        # `accelerator_type:<GPU>`, so without this a scale-up from zero is "infeasible".
+        worker["resources"] = {f"accelerator_type:{machine.ray_accelerator}": "1"}
+    return worker
+
+
+def _load_balancer(settings: RayServiceSettings) -> dict:
+    spec: dict[str, Any] = {"type": "LoadBalancer",
+                            "ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT,
+                                       "protocol": "TCP"}]}
+    if settings.source_ranges:
+        spec["loadBalancerSourceRanges"] = list(settings.source_ranges)
+    metadata: dict[str, Any] = {"labels": dict(PART_OF_LABEL)}
+    if LOAD_BALANCER_ANNOTATIONS[settings.exposure]:
+        metadata["annotations"] = dict(LOAD_BALANCER_ANNOTATIONS[settings.exposure])
+    return {"metadata": metadata, "spec": spec}
+
+
+def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
+    """Managed Prometheus scrapes of Ray's metrics port on every Ray pod (Ray, Serve and the vLLM engine
+    metrics Serve LLM re-exports as ray_vllm_*) and of the head's autoscaler and dashboard metrics. The
+    `ray_io_cluster` label is what Ray's Grafana dashboards filter on."""
+    from_pod = [{"from": "ray.io/cluster", "to": "ray_io_cluster"}, {"from": "ray.io/node-type", "to": "ray_node_type"}]
+
+    def monitoring(name: str, selector: dict, ports: Sequence[str]) -> dict:
+        return {"apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
+                "metadata": {"name": name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL)},
+                "spec": {"selector": {"matchLabels": selector},
+                         "endpoints": [{"port": port, "interval": "30s"} for port in ports],
+                         "targetLabels": {"fromPod": from_pod}}}
+
+    return [
+        monitoring(f"{settings.name}-ray", {"ray.io/is-ray-node": "yes"}, ["metrics"]),
+        monitoring(f"{settings.name}-ray-head", {"ray.io/node-type": "head"}, ["as-metrics", "dash-metrics"]),
+    ]
+
+
+def serve_urls(settings: RayServiceSettings) -> dict[str, str]:
+    """How to reach what the RayService serves, for the stack outputs."""
+    namespace = settings.namespace
+    return {
+        "openai_base_url": f"http://{settings.serve_service}.{namespace}.svc.cluster.local:{SERVE_PORT}/v1",
+        "port_forward_command": f"kubectl -n {namespace} port-forward svc/{settings.serve_service} "
+                                f"{SERVE_PORT}:{SERVE_PORT}  # then use http://127.0.0.1:{SERVE_PORT}/v1",
+        "ray_dashboard_command": f"kubectl -n {namespace} port-forward svc/{settings.head_service} "
+                                 f"{DASHBOARD_PORT}:{DASHBOARD_PORT}  # then open http://127.0.0.1:{DASHBOARD_PORT}",
+    }

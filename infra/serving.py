@@ -1,0 +1,81 @@
+"""The served models on the cluster: namespace, secrets, the serve_app ConfigMap, the RayService, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_random as random
+
+from infra.kubernetes import KubernetesObject
+from infra.render import rayservice as render
+from infra.render.rayservice import API_KEY_SECRET_KEY, HF_TOKEN_SECRET_KEY, RayServiceSettings
+
+
+@dataclass(frozen=True)
+class LlmServiceArgs:
+    settings: RayServiceSettings
+    ready_timeout_minutes: int
+    api_key: Optional[pulumi.Input[str]] = None  # None: generate one
+    hf_token: Optional[pulumi.Input[str]] = None
+
+
+class LlmService(pulumi.ComponentResource):
+    """A RayService that serves `settings.models` behind an OpenAI-compatible, API-key-checked endpoint.
+
+    `pulumi up` returns only once KubeRay reports the RayService Ready (the Serve applications run), or fails
+    after `ready_timeout_minutes`. With `upgrade="Recreate"` a change under `rayClusterConfig` makes Pulumi
+    delete and recreate the RayService, because KubeRay's own `None` strategy would ignore the change.
+    Pass the cluster's Kubernetes provider (and a dependency on the KubeRay operator) through `opts`.
+    """
+
+    api_key: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LlmServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llmserve:k8s:LlmService", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+        # Children do not inherit a component's depends_on; the operator's CRDs, the GPU pool and the GPU
+        # network objects must exist before the namespace (and so everything in it) is created.
+        upstream = _as_list(opts.depends_on if opts else None)
+
+        namespace = KubernetesObject(f"{name}-namespace", render.render_namespace(settings.namespace),
+                                     pulumi.ResourceOptions(parent=self, depends_on=upstream))
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+
+        if args.api_key is not None:
+            self.api_key = pulumi.Output.secret(args.api_key)
+        else:
+            generated = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
+            self.api_key = pulumi.Output.secret(generated.result)
+        mounted: list[pulumi.Resource] = [
+            KubernetesObject(f"{name}-api-key", render.render_secret(
+                settings.api_key_secret, settings.namespace, {API_KEY_SECRET_KEY: self.api_key}), in_namespace),
+            KubernetesObject(f"{name}-serve-app", render.render_serve_app_configmap(settings), in_namespace),
+        ]
+        if args.hf_token is not None:
+            mounted.append(KubernetesObject(f"{name}-hf-token", render.render_secret(
+                settings.hf_token_secret, settings.namespace,
+                {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(args.hf_token)}), in_namespace))
+
+        timeout = f"{args.ready_timeout_minutes}m"
+        rollout: dict[str, Any] = {}
+        if settings.upgrade == "Recreate":
+            rollout = {"replace_on_changes": ["spec.rayClusterConfig"], "delete_before_replace": True}
+        self.rayservice = KubernetesObject(
+            f"{name}-rayservice",
+            render.render_rayservice(settings),
+            pulumi.ResourceOptions(parent=self, depends_on=[namespace, *upstream, *mounted],
+                                   custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+                                   **rollout),
+        )
+        for monitoring in render.render_pod_monitorings(settings):
+            KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
+        self.register_outputs({"api_key": self.api_key})
+
+
+def _as_list(depends_on: Any) -> list:
+    if depends_on is None:
+        return []
+    return list(depends_on) if isinstance(depends_on, (list, tuple)) else [depends_on]

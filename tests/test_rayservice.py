@@ -1,0 +1,285 @@
+"""The RayService renderer: worker sizing, head settings, GPUDirect wiring, auth, exposure, validity.
+
+Pure: no Pulumi engine. The rendered RayService is checked against the project's own model of the KubeRay
+v1 CRD (tests/kuberay_schema.py), its pod templates against Kubernetes' OpenAPI schema, and its Serve config
+against Ray's own `ServeDeploySchema`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import kubernetes_validate
+import pytest
+import yaml
+from ray.serve.schema import ServeDeploySchema
+
+from infra.catalog import KUBERNETES_SCHEMA_VERSION, MACHINE_PROFILES, GpuDirect
+from infra.render import rayservice as render
+from infra.render.rayservice import RayServiceSettings, gpu_worker_groups, pods_for, render_rayservice
+from kuberay_schema import validate_rayservice
+from serve_app.spec import parse_models
+
+A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
+R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+      "tensorParallelSize": 8, "pipelineParallelSize": 2}
+DISTILLS = [
+    {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "L4",
+     "tensorParallelSize": 2, "minReplicas": 0, "maxReplicas": 1},
+    {"id": "qwen-1.5b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "acceleratorType": "L4",
+     "minReplicas": 0, "maxReplicas": 2, "targetOngoingRequests": 16},
+]
+
+
+def settings(machine=A3_MEGA, models=(R1,), gpudirect=None, max_gpu_nodes=2, **overrides) -> RayServiceSettings:
+    values = dict(name="llm", namespace="llm", image="ray-llm:test", models=parse_models(list(models)),
+                  machine=machine, gpudirect=machine.gpudirect if gpudirect is None else gpudirect,
+                  max_gpu_nodes=max_gpu_nodes, cpu_workers=1, upgrade="NewCluster", exposure="cluster")
+    values.update(overrides)
+    return RayServiceSettings(**values)
+
+
+def cluster_of(rayservice: dict) -> dict:
+    return rayservice["spec"]["rayClusterConfig"]
+
+
+def group(rayservice: dict, name: str) -> dict:
+    groups = {g["groupName"]: g for g in cluster_of(rayservice)["workerGroupSpecs"]}
+    assert name in groups, f"no worker group {name}; groups: {sorted(groups)}"
+    return groups[name]
+
+
+def container(template: dict) -> dict:
+    return template["spec"]["containers"][0]
+
+
+def env_of(template: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(template).get("env", [])}
+
+
+# --- sizing ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("replicas, gpus, per_node, pods", [
+    (1, 16, 8, 2),   # R1 TP8 x PP2 on A3: one replica spans two nodes
+    (2, 16, 8, 4),
+    (0, 16, 8, 0),   # scaled to zero
+    (1, 8, 8, 1),
+    (3, 4, 8, 2),    # two TP4 replicas share a node
+    (2, 1, 2, 1),    # two TP1 replicas on one 2 x L4 node
+    (1, 2, 2, 1),
+])
+def test_pods_for_replicas(replicas, gpus, per_node, pods):
+    assert pods_for(replicas, gpus, per_node) == pods, f"{replicas} x {gpus} GPUs on {per_node}-GPU nodes"
+
+
+def test_deepseek_r1_tp8_pp2_gets_one_static_group_of_two_a3_nodes():
+    (only,) = gpu_worker_groups(parse_models([R1]), A3_MEGA, max_gpu_nodes=2)
+    assert (only.name, only.min_pods, only.max_pods, only.model_ids) == ("h100-x16", 2, 2, ("deepseek-r1",))
+
+
+def test_two_models_of_different_shapes_get_a_group_each_scaling_from_zero():
+    groups = gpu_worker_groups(parse_models(DISTILLS), G2, max_gpu_nodes=2)
+    assert [(g.name, g.min_pods, g.max_pods, g.model_ids) for g in groups] == [
+        ("l4-x1", 0, 1, ("qwen-1.5b",)), ("l4-x2", 0, 1, ("qwen-7b",))]
+
+
+def test_group_size_is_capped_at_the_pool_size():
+    model = dict(R1, minReplicas=1, maxReplicas=3, targetOngoingRequests=8)
+    (only,) = gpu_worker_groups(parse_models([model]), A3_MEGA, max_gpu_nodes=4)
+    assert (only.min_pods, only.max_pods) == (2, 4)
+
+
+# --- head ---------------------------------------------------------------------------------------------------------
+
+def test_head_takes_no_gpus_and_no_serve_replicas_on_the_system_pool():
+    head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
+    assert head["rayStartParams"] == {"num-cpus": "0", "num-gpus": "0"}
+    spec = head["template"]["spec"]
+    assert spec["nodeSelector"] == {"llmserve.dev/pool": "system"}
+    assert "tolerations" not in spec, "the head must not tolerate the GPU taint"
+    assert "nvidia.com/gpu" not in container(head["template"])["resources"]["limits"]
+
+
+def test_head_declares_the_metrics_ports_managed_prometheus_scrapes():
+    head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
+    ports = {p["name"]: p["containerPort"] for p in container(head["template"])["ports"]}
+    assert {"metrics": 8080, "as-metrics": 44217, "dash-metrics": 44227, "serve": 8000}.items() <= ports.items()
+    monitored = {e["port"] for m in render.render_pod_monitorings(settings()) for e in m["spec"]["endpoints"]}
+    assert monitored == {"metrics", "as-metrics", "dash-metrics"}
+
+
+def test_ray_token_auth_is_explicitly_on():
+    assert cluster_of(render_rayservice(settings()))["authOptions"] == {"mode": "token"}
+
+
+# --- GPU workers -----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("machine", [A3_MEGA, A3_HIGH])
+def test_gpu_workers_take_a_whole_node_on_the_gpu_pool(machine):
+    worker = group(render_rayservice(settings(machine=machine)), "h100-x16")
+    spec = worker["template"]["spec"]
+    assert container(worker["template"])["resources"]["limits"]["nvidia.com/gpu"] == str(machine.gpu_count)
+    assert spec["nodeSelector"]["cloud.google.com/gke-accelerator"] == machine.gke_accelerator
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+    assert (worker["replicas"], worker["minReplicas"], worker["maxReplicas"]) == (2, 2, 2)
+
+
+def test_gpu_workers_cache_weights_on_local_ssd():
+    worker = group(render_rayservice(settings()), "h100-x16")
+    volumes = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}
+    assert volumes["weight-cache"]["emptyDir"]["sizeLimit"] == f"{A3_MEGA.local_ssd_gib // 2}Gi"
+    assert env_of(worker["template"])["HF_HOME"] == render.WEIGHT_CACHE_MOUNT
+
+
+@pytest.mark.parametrize("machine, daemon, nics", [(A3_MEGA, "tcpxo-daemon", 8), (A3_HIGH, "tcpx-daemon", 4)])
+def test_a3_gpu_workers_carry_the_gpudirect_wiring(machine, daemon, nics):
+    worker = group(render_rayservice(settings(machine=machine)), "h100-x16")
+    annotations = worker["template"]["metadata"]["annotations"]
+    assert f'"network":"vpc{nics}"' in annotations["networking.gke.io/interfaces"]
+    (sidecar,) = worker["template"]["spec"]["initContainers"]
+    assert (sidecar["name"], sidecar["restartPolicy"]) == (daemon, "Always")
+    assert container(worker["template"])["name"] == "ray-worker", "KubeRay needs the Ray container first"
+    assert env_of(worker["template"])["NCCL_SOCKET_IFNAME"] == "eth0"
+
+
+def test_gpudirect_wiring_stays_off_the_head_the_cpu_group_and_non_a3_pools():
+    rayservice = render_rayservice(settings())
+    for template in (cluster_of(rayservice)["headGroupSpec"]["template"], group(rayservice, "cpu")["template"]):
+        assert "initContainers" not in template["spec"] and "annotations" not in template["metadata"]
+    dev = render_rayservice(settings(machine=G2, models=DISTILLS))
+    assert all("initContainers" not in g["template"]["spec"] for g in cluster_of(dev)["workerGroupSpecs"])
+    off = render_rayservice(settings(gpudirect=GpuDirect.NONE))
+    assert "initContainers" not in group(off, "h100-x16")["template"]["spec"]
+
+
+def test_autoscaling_groups_declare_the_accelerator_resource_and_turn_on_the_autoscaler():
+    dev = cluster_of(render_rayservice(settings(machine=G2, models=DISTILLS)))
+    assert dev["enableInTreeAutoscaling"] is True
+    assert dev["autoscalerOptions"]["version"] == "v2"
+    for worker in dev["workerGroupSpecs"]:
+        if worker["groupName"] != "cpu":
+            assert worker["resources"] == {"accelerator_type:L4": "1"}, worker["groupName"]
+            assert worker["minReplicas"] == 0, worker["groupName"]
+    static = cluster_of(render_rayservice(settings()))
+    assert static["enableInTreeAutoscaling"] is False and "autoscalerOptions" not in static
+    assert "resources" not in group(render_rayservice(settings()), "h100-x16")
+
+
+def test_cpu_group_on_the_system_pool_hosts_the_ingress_so_gpus_can_scale_to_zero():
+    cpu = group(render_rayservice(settings(machine=G2, models=DISTILLS)), "cpu")
+    assert cpu["template"]["spec"]["nodeSelector"] == {"llmserve.dev/pool": "system"}
+    assert (cpu["minReplicas"], cpu["maxReplicas"]) == (1, 1)
+    names = [g["groupName"] for g in cluster_of(render_rayservice(settings(cpu_workers=0)))["workerGroupSpecs"]]
+    assert names == ["h100-x16"]
+
+
+# --- auth, serve app, exposure, rollout -------------------------------------------------------------------------------
+
+def ray_templates(rayservice: dict) -> list[dict]:
+    cluster = cluster_of(rayservice)
+    return [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+
+
+def test_auth_is_on_by_default_every_ray_container_reads_the_keys_from_the_secret():
+    rayservice = render_rayservice(settings())
+    for template in ray_templates(rayservice):
+        assert env_of(template)["LLMSERVE_API_KEYS"] == {"secretKeyRef": {"name": "llm-api-key", "key": "keys"}}
+    serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    ingress = serve["applications"][0]["args"]["ingress_cls_config"]
+    assert ingress["ingress_cls"] == "serve_app.ingress:AuthenticatedOpenAiIngress"
+    assert "LLMSERVE_API_KEYS" in str(ingress) and "keys" not in serve["applications"][0]["args"]
+
+
+def test_auth_off_removes_the_key_and_the_custom_ingress():
+    rayservice = render_rayservice(settings(api_auth=False))
+    assert all("LLMSERVE_API_KEYS" not in env_of(t) for t in ray_templates(rayservice))
+    assert "ingress_cls_config" not in yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
+
+
+def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monkeypatch):
+    current = settings()
+    configmap = render.render_serve_app_configmap(current)
+    assert "serve_app.ingress.py" in configmap["data"] and configmap["immutable"] is True
+    for template in ray_templates(render_rayservice(current)):
+        assert env_of(template)["PYTHONPATH"] == render.SERVE_APP_MOUNT
+        volume = next(v for v in template["spec"]["volumes"] if v["name"] == "serve-app")
+        assert volume["configMap"]["name"] == configmap["metadata"]["name"]
+        assert {"key": "serve_app.ingress.py", "path": "serve_app/ingress.py"} in volume["configMap"]["items"]
+    render.serve_app_files.cache_clear()
+    monkeypatch.setattr(render, "cluster_sources", lambda: {"serve_app/ingress.py": "changed"})
+    try:
+        assert render.serve_app_configmap_name(current) != configmap["metadata"]["name"]
+    finally:
+        render.serve_app_files.cache_clear()
+
+
+def test_hf_token_reaches_gpu_workers_only_when_configured():
+    without = group(render_rayservice(settings()), "h100-x16")
+    assert "HF_TOKEN" not in env_of(without["template"])
+    with_token = group(render_rayservice(settings(hf_token=True)), "h100-x16")
+    assert env_of(with_token["template"])["HF_TOKEN"] == {"secretKeyRef": {"name": "llm-hf-token", "key": "token"}}
+
+
+@pytest.mark.parametrize("exposure, annotations", [
+    ("internal", {"networking.gke.io/load-balancer-type": "Internal"}), ("external", None)])
+def test_load_balancer_exposure_is_opt_in(exposure, annotations):
+    assert "serveService" not in render_rayservice(settings())["spec"]
+    service = render_rayservice(settings(exposure=exposure, source_ranges=("10.0.0.0/8",)))["spec"]["serveService"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
+    assert service["metadata"].get("annotations") == annotations
+
+
+@pytest.mark.parametrize("upgrade, kuberay_type", [("NewCluster", "NewCluster"), ("Recreate", "None")])
+def test_upgrade_strategy_is_explicit(upgrade, kuberay_type):
+    spec = render_rayservice(settings(upgrade=upgrade))["spec"]
+    assert spec["upgradeStrategy"] == {"type": kuberay_type}
+
+
+def test_pulumi_waits_for_the_rayservice_to_be_ready():
+    assert render_rayservice(settings())["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
+
+
+# --- validity ----------------------------------------------------------------------------------------------------------
+
+CASES = {
+    "prod": dict(),
+    "staging": dict(machine=A3_HIGH),
+    "dev": dict(machine=G2, models=DISTILLS),
+    "exposed": dict(exposure="internal", source_ranges=("10.0.0.0/8",), upgrade="Recreate", hf_token=True),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case):
+    validate_rayservice(render_rayservice(settings(**CASES[case])))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_pod_template_is_a_valid_pod(case):
+    for template in ray_templates(render_rayservice(settings(**CASES[case]))):
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template.get("metadata", {})},
+               "spec": template["spec"]}
+        try:
+            kubernetes_validate.validate(pod, KUBERNETES_SCHEMA_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            raise AssertionError(f"{case}: {container(template)['name']} pod template: {error}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_serve_config_validates_with_rays_own_schema(case):
+    serve = yaml.safe_load(render_rayservice(settings(**CASES[case]))["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(serve)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_built_in_objects_validate_against_the_openapi_schema(case):
+    current = settings(**CASES[case])
+    for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
+                render.render_secret("s", "llm", {"keys": "k"})):
+        kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+
+
+def test_settings_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings().name = "other"  # type: ignore[misc]
