@@ -21,10 +21,10 @@ from typing import Any, Callable, Mapping, Optional
 
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
+from infra.stackfiles import PROJECT
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
-PROJECT = "llmserve"  # the project name in Pulumi.yaml, and so the namespace of its config keys
 
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
 RAY_CLUSTER_UPGRADES = ("NewCluster", "Recreate")

@@ -25,10 +25,8 @@ from typing import Any, Optional
 
 import yaml
 
-from infra.config import PROJECT
+from infra.stackfiles import PROJECT, PROJECT_ROOT, SECRET, StackFileError, stack_config
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SECRET = "[secret]"
 UNKNOWN = "[unknown]"
 REDACTED = "[redacted]"
 
@@ -42,50 +40,7 @@ _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _NOT_MANIFESTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "pulumi:providers:")
 
 
-class PlanError(Exception):
-    """A stack that cannot be planned (missing stack file, unreadable YAML). Exit code 2."""
-
-
-# --- config ------------------------------------------------------------------------------------------------
-
-
-def stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[dict[str, str], list[str]]:
-    """The config map the Pulumi CLI would hand the program for `stack`: `{"ns:key": "value"}` plus the secret
-    keys. Project defaults from Pulumi.yaml apply where the stack file is silent. Encrypted values cannot be
-    read offline and become "[secret]"."""
-    stack_file = root / f"Pulumi.{stack}.yaml"
-    if not stack_file.is_file():
-        known = sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
-        raise PlanError(f"no stack file {stack_file.name}; known stacks: {', '.join(known) or 'none'}")
-    project = _load_yaml(root / "Pulumi.yaml")
-    values: dict[str, Any] = {}
-    for name, declaration in (project.get("config") or {}).items():
-        full_name = name if ":" in name else f"{PROJECT}:{name}"
-        if isinstance(declaration, dict):
-            if "default" in declaration:
-                values[full_name] = declaration["default"]
-            elif "value" in declaration:
-                values[full_name] = declaration["value"]
-        else:
-            values[full_name] = declaration
-    values.update((_load_yaml(stack_file).get("config") or {}))
-
-    config: dict[str, str] = {}
-    secret_keys: list[str] = []
-    for name, value in values.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            config[name] = SECRET
-            secret_keys.append(name)
-        else:
-            config[name] = value if isinstance(value, str) else json.dumps(value)
-    return config, secret_keys
-
-
-def _load_yaml(path: Path) -> dict:
-    try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise PlanError(f"{path.name}: not valid YAML: {error}") from error
+PlanError = StackFileError  # a stack that cannot be planned: exit code 2
 
 
 # --- recording the program's resources -----------------------------------------------------------------------
