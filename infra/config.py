@@ -22,6 +22,8 @@ from typing import Any, Callable, Mapping, Optional
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
 from infra.stackfiles import PROJECT
+from infra.stackfiles import SECRET as OFFLINE_SECRET
+from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
@@ -352,12 +354,14 @@ def _is_reservation(value: str) -> bool:
 
 
 def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any],
-                       secrets: Optional[Mapping[str, Any]] = None) -> StackConfig:
+                       secrets: Optional[Mapping[str, Any]] = None,
+                       plain_secrets: Optional[Mapping[str, str]] = None) -> StackConfig:
     """Build the typed `StackConfig` from raw config values, or raise `ConfigError` listing every problem.
 
     `values` holds the project's keys without their `llmserve:` prefix; `gcp_values` the `gcp:` provider keys
     (`project`, `region`). Values may be strings (as the engine passes them) or already-typed JSON values.
-    `secrets` maps the secret keys that are set to their (opaque) values, which are passed through unread.
+    `secrets` maps the secret keys that are set to their (opaque) values, which are passed through unread;
+    `plain_secrets` holds the same values in plain text for checks only (never stored, never printed).
     """
     secrets = dict(secrets or {})
     unknown = sorted(set(values) - set(CONFIG_KEYS_BY_NAME))
@@ -420,6 +424,13 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     api_auth = read.get("apiAuth")
     ready_timeout = read.get("serveReadyTimeoutMinutes")
     secret_names = {key.name for key in CONFIG_KEYS if key.secret}
+    api_key = (plain_secrets or {}).get("apiKey")
+    if api_key is not None:
+        short = [index for index, key in enumerate(parse_api_keys(api_key)) if len(key) < MIN_API_KEY_LENGTH]
+        if short or not parse_api_keys(api_key):
+            read.problems.append(f"{PROJECT}:apiKey: every key (comma-separated) needs at least "
+                                 f"{MIN_API_KEY_LENGTH} characters, or the ingress refuses to start; found "
+                                 f"{'no key' if not short else f'short key(s) at position(s) {short}'}")
     for name in sorted(set(values) & secret_names):
         read.problems.append(f"{PROJECT}:{name}: must be stored encrypted; found a plain value; set it with "
                              f"`pulumi config set --secret {PROJECT}:{name} <value>`")
@@ -657,8 +668,16 @@ def load_stack_config() -> StackConfig:
     values = {name: value for name, value in values.items() if value is not None}
     secrets = {name: project_config.get_secret(name) for name in sorted(secret_names)}
     secrets = {name: value for name, value in secrets.items() if value is not None}
+    # The runtime's own reader returns a secret's text without the "use get_secret" warning; it is used
+    # for checks only and never leaves parse_stack_config. The offline plan cannot decrypt secrets and
+    # passes a placeholder, which is not checked.
+    from pulumi.runtime.config import get_config
+
+    plain = {name: get_config(f"{PROJECT}:{name}") for name in secrets}
     gcp_values = {"project": gcp_config.get("project"), "region": gcp_config.get("region")}
-    return parse_stack_config(pulumi.get_stack(), values, gcp_values, secrets)
+    return parse_stack_config(pulumi.get_stack(), values, gcp_values, secrets,
+                              {name: value for name, value in plain.items()
+                               if isinstance(value, str) and value != OFFLINE_SECRET})
 
 
 def _project_keys_set() -> set[str]:

@@ -235,6 +235,23 @@ def test_secrets_pass_through_unread():
     assert config.serving.hf_token is token
 
 
+@pytest.mark.parametrize("api_key, ok", [("k" * 16, True), ("k" * 40 + ",old-key-" + "x" * 8, True),
+                                         ("abc-secret-1", False), ("k" * 20 + ",tiny-secret", False),
+                                         (" , ", False)])
+def test_a_configured_api_key_must_be_long_enough_for_the_ingress(api_key, ok):
+    def run():
+        return parse_stack_config("test", BASE, GCP, secrets={"apiKey": object()},
+                                  plain_secrets={"apiKey": api_key})
+    if ok:
+        run()
+    else:
+        with pytest.raises(ConfigError, match="llmserve:apiKey: every key .* needs at least 16 characters"):
+            run()
+        with pytest.raises(ConfigError) as raised:
+            run()
+        assert api_key.strip(" ,") == "" or api_key.split(",")[-1] not in str(raised.value), "leaked the key"
+
+
 def test_external_exposure_warns_about_plain_http():
     config = parse(serveExposure="external")
     assert any("plain HTTP" in warning for warning in config.warnings), config.warnings

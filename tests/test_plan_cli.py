@@ -77,3 +77,19 @@ def test_unknown_stack_exits_2_and_lists_the_known_stacks(capsys):
     assert main(["plan", "nosuchstack"]) == 2
     err = capsys.readouterr().err
     assert "no stack file Pulumi.nosuchstack.yaml; known stacks: dev, prod, staging" in err, err
+
+
+def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
+    root = PROJECT_ROOT
+    stack = yaml.safe_load((root / "Pulumi.prod.yaml").read_text())["config"]
+    stack["llmserve:apiKey"] = {"secure": "v1:AAAAencrypted"}
+    work = tmp_path / "project"
+    shutil.copytree(root, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
+    (work / "Pulumi.withkey.yaml").write_text(yaml.safe_dump({"config": stack}))
+    out = tmp_path / "out"
+    assert main(["plan", "withkey", "--out", str(out)], root=work) == 0
+    resources = json.loads((out / "resources.json").read_text())
+    assert not [r for r in resources if r["type"] == "random:index/randomPassword:RandomPassword"], \
+        "a configured apiKey must replace the generated one"
+    secret = next(r for r in resources if r["name"] == "llm-serve-api-key" and r["type"] == "kubernetes:v1:Secret")
+    assert secret["inputs"]["stringData"] == {"keys": "[secret]"}
