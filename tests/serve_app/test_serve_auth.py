@@ -4,7 +4,7 @@
 installed for these tests. The ingress tests therefore put a stand-in for that one module in
 `sys.modules` (mirroring the real constructor signature, which is checked against Ray's source) and run
 the rest through Ray's real `serve.ingress` wrapper. The full path (build_openai_app, serve deploy, HTTP)
-is checked by `e2e_ingress_check.py` where vLLM is available.
+is checked end to end by tests/e2e/test_local_server.py (the e2e tier).
 """
 
 from __future__ import annotations

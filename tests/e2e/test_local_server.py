@@ -1,0 +1,93 @@
+"""End to end: the dev stack's own Serve application on this CPU, through the official `openai` client.
+
+`python -m serve_app.local dev` builds tiny models of the stack's architectures, starts Ray, deploys the
+stack's serve config through `serve deploy` and serves the OpenAI API with the project's API-key ingress.
+Both dev models scale to zero, so the first request to each also exercises Serve's scale-up from zero.
+
+Run in the heavy environment (requirements-local.txt):
+    .venv-local/bin/python -m pytest -m e2e tests/e2e
+A server that never answers fails the module (it is not skipped).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from serve_app.local import LaunchedServer, LocalRunError, free_port
+
+pytestmark = pytest.mark.e2e
+
+STACK = "dev"
+MODELS = ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
+REQUEST_TIMEOUT_S = 300  # a cold start from zero replicas is part of the first request to each model
+
+
+@pytest.fixture(scope="module")
+def server():
+    launched = LaunchedServer(STACK, free_port(), ready_timeout_s=600)
+    try:
+        info = launched.wait_ready()
+    except LocalRunError as error:
+        launched.stop()
+        pytest.fail(f"the local {STACK} server did not come up: {error}")
+    yield info
+    exit_code = launched.stop()
+    assert exit_code == 0, f"the server did not stop cleanly ({exit_code}):\n{launched.output[-4000:]}"
+    assert_nothing_left_running()
+
+
+def assert_nothing_left_running():
+    import psutil
+
+    strays = [f"{p.pid} {p.info['name']}" for p in psutil.process_iter(["name"])
+              if p.info["name"] in ("gcs_server", "raylet", "dashboard")]
+    assert not strays, f"processes left behind: {strays}"
+
+
+def client(info, api_key=None):
+    import openai
+
+    return openai.OpenAI(base_url=info["base_url"], api_key=api_key or info["api_key"],
+                         timeout=REQUEST_TIMEOUT_S, max_retries=0)
+
+
+def test_models_lists_every_model_of_the_stack(server):
+    assert sorted(model.id for model in client(server).models.list().data) == MODELS
+
+
+def test_completion(server):
+    response = client(server).completions.create(model=MODELS[0], prompt="The sky is", max_tokens=8)
+    assert response.model == MODELS[0]
+    assert response.usage.completion_tokens > 0, response
+    assert isinstance(response.choices[0].text, str)
+
+
+def test_chat_completion_on_the_second_model(server):
+    response = client(server).chat.completions.create(
+        model=MODELS[1], messages=[{"role": "user", "content": "Why is the sky blue?"}], max_tokens=8)
+    assert response.model == MODELS[1]
+    assert response.choices[0].finish_reason in ("length", "stop"), response
+    assert response.usage.completion_tokens > 0, response
+
+
+def test_streamed_chat_completion(server):
+    stream = client(server).chat.completions.create(
+        model=MODELS[0], messages=[{"role": "user", "content": "Count to three."}], max_tokens=8, stream=True)
+    chunks = list(stream)
+    assert len(chunks) >= 2, f"expected several chunks, got {chunks}"
+    assert chunks[-1].choices[0].finish_reason in ("length", "stop") or chunks[-2].choices[0].finish_reason
+    assert all(chunk.model == MODELS[0] for chunk in chunks)
+
+
+@pytest.mark.parametrize("api_key", ["", "not-the-key-0123456789"], ids=["missing", "wrong"])
+def test_requests_without_the_right_key_get_401(server, api_key):
+    import httpx
+    import openai
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    response = httpx.get(f"{server['base_url']}/models", headers=headers, timeout=30)
+    assert response.status_code == 401, response.text
+    if api_key:
+        with pytest.raises(openai.AuthenticationError) as raised:
+            client(server, api_key=api_key).models.list()
+        assert raised.value.status_code == 401
