@@ -115,7 +115,9 @@ GPU_SUBNET_SLOTS = 8
 GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_NODE_LABEL = "cloud.google.com/gke-accelerator"
-NODE_POOL_LABEL = "cloud.google.com/gke-nodepool"
+# Node labels the pools carry and the Ray pods select on: one definition, so the two cannot drift apart.
+SYSTEM_POOL_LABELS = {"llmserve.dev/pool": "system"}
+GPU_POOL_LABELS = {"llmserve.dev/pool": "gpu"}
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from infra.catalog import SYSTEM_POOL_LABELS
 from infra.config import ClusterConfig
 from infra.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.render.kubeconfig import render_kubeconfig
@@ -18,7 +19,6 @@ CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 # Least privilege for nodes: GKE's own role for logs, metrics and autoscaler signals, plus image pulls.
 NODE_SERVICE_ACCOUNT_ROLES = ("roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader")
 MONITORED_COMPONENTS = ("SYSTEM_COMPONENTS", "POD", "DAEMONSET", "DEPLOYMENT", "STATEFULSET", "DCGM")
-SYSTEM_POOL_LABEL = {"llmserve.dev/pool": "system"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class Cluster(pulumi.ComponentResource):
                     mode="GKE_METADATA"),
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
                     enable_secure_boot=True, enable_integrity_monitoring=True),
-                labels=dict(SYSTEM_POOL_LABEL),
+                labels=dict(SYSTEM_POOL_LABELS),
             ),
             opts=child,
         )

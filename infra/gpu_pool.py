@@ -8,12 +8,11 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.catalog import GPU_TAINT_KEY
+from infra.catalog import GPU_POOL_LABELS, GPU_TAINT_KEY
 from infra.cluster import CLOUD_PLATFORM_SCOPE
 from infra.config import GpuPoolConfig
 from infra.network import GpuNetwork
 
-GPU_POOL_LABEL = {"llmserve.dev/pool": "gpu"}
 RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
 
 
@@ -117,7 +116,7 @@ class GpuNodePool(pulumi.ComponentResource):
                     enable_secure_boot=False, enable_integrity_monitoring=True),
                 service_account=args.node_service_account,
                 oauth_scopes=[CLOUD_PLATFORM_SCOPE],
-                labels=dict(GPU_POOL_LABEL),
+                labels=dict(GPU_POOL_LABELS),
             ),
             opts=child,
         )

@@ -14,8 +14,8 @@ from infra.catalog import (
     KUBERAY_CHART_VERSION,
     KUBERAY_OPERATOR_IMAGE,
     KUBERAY_OPERATOR_TAG,
+    SYSTEM_POOL_LABELS,
 )
-from infra.render.rayservice import SYSTEM_POOL_SELECTOR
 
 OPERATOR_NAMESPACE = "kuberay-system"
 
@@ -29,7 +29,7 @@ def operator_values() -> dict:
     """Chart values: the pinned image, on the system pool, with metrics for Managed Prometheus."""
     return {
         "image": {"repository": KUBERAY_OPERATOR_IMAGE, "tag": KUBERAY_OPERATOR_TAG},
-        "nodeSelector": dict(SYSTEM_POOL_SELECTOR),
+        "nodeSelector": dict(SYSTEM_POOL_LABELS),
         "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
         "metrics": {"enabled": True},
     }

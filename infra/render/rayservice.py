@@ -26,8 +26,10 @@ import yaml
 from infra.catalog import (
     ACCELERATOR_NODE_LABEL,
     GPU_RESOURCE,
+    GPU_POOL_LABELS,
     GPU_TAINT_KEY,
     RAY_VERSION,
+    SYSTEM_POOL_LABELS,
     GpuDirect,
     MachineProfile,
 )
@@ -45,8 +47,6 @@ SERVE_APP_MOUNT = "/opt/llmserve"  # the ConfigMap with serve_app's in-cluster f
 WEIGHT_CACHE_MOUNT = "/mnt/hf-cache"  # HF_HOME on local NVMe: ~690 GB of R1 weights per node
 API_KEY_SECRET_KEY = "keys"
 HF_TOKEN_SECRET_KEY = "token"
-SYSTEM_POOL_SELECTOR = {"llmserve.dev/pool": "system"}
-GPU_POOL_SELECTOR = {"llmserve.dev/pool": "gpu"}
 PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
 # The Kubernetes provider waits for this before `pulumi up` returns: KubeRay sets Ready once the Serve
 # applications run and the serve Service has endpoints.
@@ -250,7 +250,7 @@ def _head_group(settings: RayServiceSettings) -> dict:
         "template": {
             "metadata": {"labels": dict(PART_OF_LABEL)},
             "spec": {
-                "nodeSelector": dict(SYSTEM_POOL_SELECTOR),
+                "nodeSelector": dict(SYSTEM_POOL_LABELS),
                 "containers": [{
                     "name": "ray-head",
                     "image": settings.image,
@@ -277,7 +277,7 @@ def _cpu_group(settings: RayServiceSettings) -> dict:
         "template": {
             "metadata": {"labels": dict(PART_OF_LABEL)},
             "spec": {
-                "nodeSelector": dict(SYSTEM_POOL_SELECTOR),
+                "nodeSelector": dict(SYSTEM_POOL_LABELS),
                 "containers": [{
                     "name": "ray-worker",
                     "image": settings.image,
@@ -307,7 +307,7 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     template = {
         "metadata": {"labels": dict(PART_OF_LABEL)},
         "spec": {
-            "nodeSelector": {ACCELERATOR_NODE_LABEL: machine.gke_accelerator, **GPU_POOL_SELECTOR},
+            "nodeSelector": {ACCELERATOR_NODE_LABEL: machine.gke_accelerator, **GPU_POOL_LABELS},
             "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
             "containers": [{
                 "name": "ray-worker",
