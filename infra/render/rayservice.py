@@ -243,58 +243,51 @@ def _resources(cpu: str, memory: str, gpus: int = 0) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
+def _pod_template(settings: RayServiceSettings, container: dict, node_selector: dict, *,
+                  volumes: Sequence[dict] = (), tolerations: Sequence[dict] = ()) -> dict:
+    """A Ray pod template: `container` (name, resources, and any env, mounts or ports of its own) gains the
+    image, the env every Ray container needs and the serve_app mount; the pod gains the serve_app volume."""
+    serve_app_volume, serve_app_mount = _serve_app_volume(settings)
+    container = {
+        **container,
+        "image": settings.image,
+        "env": _common_env(settings) + container.get("env", []),
+        "volumeMounts": [serve_app_mount, *container.get("volumeMounts", [])],
+    }
+    spec: dict[str, Any] = {"nodeSelector": node_selector}
+    if tolerations:
+        spec["tolerations"] = list(tolerations)
+    spec["containers"] = [container]
+    spec["volumes"] = [serve_app_volume, *volumes]
+    return {"metadata": {"labels": dict(PART_OF_LABEL)}, "spec": spec}
+
+
+def _worker_group(name: str, min_pods: int, max_pods: int, template: dict) -> dict:
+    return {"groupName": name, "replicas": min_pods, "minReplicas": min_pods, "maxReplicas": max_pods,
+            "numOfHosts": 1, "rayStartParams": {}, "template": template}
+
+
 def _head_group(settings: RayServiceSettings) -> dict:
-    volume, mount = _serve_app_volume(settings)
     return {
         "rayStartParams": {"num-cpus": "0", "num-gpus": "0"},
-        "template": {
-            "metadata": {"labels": dict(PART_OF_LABEL)},
-            "spec": {
-                "nodeSelector": dict(SYSTEM_POOL_LABELS),
-                "containers": [{
-                    "name": "ray-head",
-                    "image": settings.image,
-                    "resources": _resources(HEAD_CPU, HEAD_MEMORY),
-                    "ports": [{"name": name, "containerPort": port} for name, port in HEAD_PORTS],
-                    "env": _common_env(settings),
-                    "volumeMounts": [mount],
-                }],
-                "volumes": [volume],
-            },
-        },
+        "template": _pod_template(settings, {
+            "name": "ray-head",
+            "resources": _resources(HEAD_CPU, HEAD_MEMORY),
+            "ports": [{"name": name, "containerPort": port} for name, port in HEAD_PORTS],
+        }, dict(SYSTEM_POOL_LABELS)),
     }
 
 
 def _cpu_group(settings: RayServiceSettings) -> dict:
-    volume, mount = _serve_app_volume(settings)
-    return {
-        "groupName": "cpu",
-        "replicas": settings.cpu_workers,
-        "minReplicas": settings.cpu_workers,
-        "maxReplicas": settings.cpu_workers,
-        "numOfHosts": 1,
-        "rayStartParams": {},
-        "template": {
-            "metadata": {"labels": dict(PART_OF_LABEL)},
-            "spec": {
-                "nodeSelector": dict(SYSTEM_POOL_LABELS),
-                "containers": [{
-                    "name": "ray-worker",
-                    "image": settings.image,
-                    "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY),
-                    "env": _common_env(settings),
-                    "volumeMounts": [mount],
-                }],
-                "volumes": [volume],
-            },
-        },
-    }
+    template = _pod_template(settings, {"name": "ray-worker",
+                                        "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY)},
+                             dict(SYSTEM_POOL_LABELS))
+    return _worker_group("cpu", settings.cpu_workers, settings.cpu_workers, template)
 
 
 def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling: bool) -> dict:
     machine = settings.machine
-    volume, mount = _serve_app_volume(settings)
-    env = _common_env(settings) + [
+    env = [
         {"name": "HF_HOME", "value": WEIGHT_CACHE_MOUNT},
         # Pods on multi-NIC nodes have eth1..ethN too: keep Gloo's rendezvous on the pod network.
         {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"},
@@ -304,35 +297,23 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     if settings.hf_token:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
             "name": settings.hf_token_secret, "key": HF_TOKEN_SECRET_KEY}}})
-    template = {
-        "metadata": {"labels": dict(PART_OF_LABEL)},
-        "spec": {
-            "nodeSelector": {ACCELERATOR_NODE_LABEL: machine.gke_accelerator, **GPU_POOL_LABELS},
-            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
-            "containers": [{
-                "name": "ray-worker",
-                "image": settings.image,
-                "resources": _resources(str(machine.ray_worker_cpu), f"{machine.ray_worker_memory_gib}Gi",
-                                        machine.gpu_count),
-                "env": env,
-                "volumeMounts": [mount, {"name": "weight-cache", "mountPath": WEIGHT_CACHE_MOUNT}],
-            }],
-            "volumes": [volume, {"name": "weight-cache",
-                                 "emptyDir": {"sizeLimit": f"{machine.local_ssd_gib // 2}Gi"}}],
+    template = _pod_template(
+        settings,
+        {
+            "name": "ray-worker",
+            "resources": _resources(str(machine.ray_worker_cpu), f"{machine.ray_worker_memory_gib}Gi",
+                                    machine.gpu_count),
+            "env": env,
+            "volumeMounts": [{"name": "weight-cache", "mountPath": WEIGHT_CACHE_MOUNT}],
         },
-    }
+        {ACCELERATOR_NODE_LABEL: machine.gke_accelerator, **GPU_POOL_LABELS},
+        volumes=[{"name": "weight-cache", "emptyDir": {"sizeLimit": f"{machine.local_ssd_gib // 2}Gi"}}],
+        tolerations=[{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+    )
     patch = workload_pod_patch(settings.gpudirect, machine.gpu_nic_count, machine.gpu_count)
     if not patch.is_empty:
         template = patch.apply_to_pod_template(template, "ray-worker")
-    worker = {
-        "groupName": group.name,
-        "replicas": group.min_pods,
-        "minReplicas": group.min_pods,
-        "maxReplicas": group.max_pods,
-        "numOfHosts": 1,
-        "rayStartParams": {},
-        "template": template,
-    }
+    worker = _worker_group(group.name, group.min_pods, group.max_pods, template)
     if autoscaling:
         # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for
         # `accelerator_type:<GPU>`, so without this a scale-up from zero is "infeasible".
