@@ -25,7 +25,7 @@ cluster = Cluster("llm-gke", ClusterArgs(
     network=network.vpc.id,
     subnetwork=network.subnet.id,
 ))
-on_cluster = pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster.system_pool])
+on_cluster = pulumi.ResourceOptions(provider=cluster.provider)  # the provider itself waits for the system pool
 gpu_pool = GpuNodePool("llm-gpu", GpuPoolArgs(
     settings=config.gpu_pool,
     region=config.region,
@@ -55,14 +55,13 @@ rayservice = RayServiceSettings(
     exposure=serving.exposure,
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
-    hf_token=serving.hf_token is not None,
 )
 llm = LlmService("llm-serve", LlmServiceArgs(
     settings=rayservice,
     ready_timeout_minutes=serving.ready_timeout_minutes,
     api_key=serving.api_key,
     hf_token=serving.hf_token,
-), pulumi.ResourceOptions(provider=cluster.provider, depends_on=[kuberay, gpu_pool, *gpudirect]))
+), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
 
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", config.cluster.location)

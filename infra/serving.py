@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -34,7 +35,8 @@ class LlmService(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LlmServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmserve:k8s:LlmService", name, None, opts)
-        settings = args.settings
+        # Whether the workers read an HF token follows from whether one is given, not from a second flag.
+        settings = dataclasses.replace(args.settings, hf_token=args.hf_token is not None)
         child = pulumi.ResourceOptions(parent=self)
         # Children do not inherit a component's depends_on; the operator's CRDs, the GPU pool and the GPU
         # network objects must exist before the namespace (and so everything in it) is created.

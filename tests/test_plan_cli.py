@@ -93,3 +93,20 @@ def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
         "a configured apiKey must replace the generated one"
     secret = next(r for r in resources if r["name"] == "llm-serve-api-key" and r["type"] == "kubernetes:v1:Secret")
     assert secret["inputs"]["stringData"] == {"keys": "[secret]"}
+
+
+def test_a_configured_hf_token_reaches_the_gpu_workers_from_its_secret(tmp_path):
+    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    stack["llmserve:hfToken"] = {"secure": "v1:AAAAencrypted"}
+    work = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
+    (work / "Pulumi.withtoken.yaml").write_text(yaml.safe_dump({"config": stack}))
+    out = tmp_path / "out"
+    assert main(["plan", "withtoken", "--out", str(out)], root=work) == 0
+    resources = json.loads((out / "resources.json").read_text())
+    secret = next(r for r in resources if r["name"] == "llm-serve-hf-token")
+    assert secret["inputs"]["stringData"] == {"token": "[secret]"}
+    rayservice = next(r for r in resources if r["type"] == "kubernetes:ray.io/v1:RayService")
+    for group in rayservice["inputs"]["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
+        env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
+        assert ("HF_TOKEN" in env) == (group["groupName"] != "cpu"), group["groupName"]

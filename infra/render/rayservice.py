@@ -79,7 +79,7 @@ class RayServiceSettings:
     exposure: str  # "cluster" | "internal" | "external"
     source_ranges: tuple[str, ...] = ()
     api_auth: bool = True
-    hf_token: bool = False  # whether an HF token Secret exists
+    hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
     api_key_env: str = DEFAULT_API_KEY_ENV
 
     @property
