@@ -156,6 +156,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
+SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,12 @@ class GpuPoolConfig:
 
     @property
     def max_gpu_nodes(self) -> int:
-        return self.max_nodes if self.autoscaling else self.node_count
+        return largest_pool_size(self.autoscaling, self.node_count, self.max_nodes)
+
+
+def largest_pool_size(autoscaling: bool, node_count: int, max_nodes: int) -> int:
+    """The most nodes the GPU pool can ever have: its autoscaling ceiling, or its static size."""
+    return max_nodes if autoscaling else node_count
 
 
 @dataclass(frozen=True)
@@ -423,15 +429,15 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     source_ranges = read.cidr_list("serveSourceRanges")
     api_auth = read.get("apiAuth")
     ready_timeout = read.get("serveReadyTimeoutMinutes")
-    secret_names = {key.name for key in CONFIG_KEYS if key.secret}
     api_key = (plain_secrets or {}).get("apiKey")
     if api_key is not None:
-        short = [index for index, key in enumerate(parse_api_keys(api_key)) if len(key) < MIN_API_KEY_LENGTH]
-        if short or not parse_api_keys(api_key):
+        api_keys = parse_api_keys(api_key)
+        short = [index for index, key in enumerate(api_keys) if len(key) < MIN_API_KEY_LENGTH]
+        if short or not api_keys:
             read.problems.append(f"{PROJECT}:apiKey: every key (comma-separated) needs at least "
                                  f"{MIN_API_KEY_LENGTH} characters, or the ingress refuses to start; found "
                                  f"{'no key' if not short else f'short key(s) at position(s) {short}'}")
-    for name in sorted(set(values) & secret_names):
+    for name in sorted(set(values) & SECRET_KEY_NAMES):
         read.problems.append(f"{PROJECT}:{name}: must be stored encrypted; found a plain value; set it with "
                              f"`pulumi config set --secret {PROJECT}:{name} <value>`")
 
@@ -519,8 +525,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
                         f"`pulumi up` must reach the control plane); found []")
 
     if machine is not None:
-        max_gpu_nodes = max_nodes if autoscaling else node_count
-        problems += serving_problems(models, machine, max_gpu_nodes)
+        problems += serving_problems(models, machine, largest_pool_size(autoscaling, node_count, max_nodes))
     if not api_auth and exposure != "cluster":
         problems.append(f"{key('apiAuth')}: false with {key('serveExposure')}={exposure!r} would put an open "
                         f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
@@ -662,11 +667,10 @@ def load_stack_config() -> StackConfig:
 
     project_config = pulumi.Config(PROJECT)
     gcp_config = pulumi.Config("gcp")
-    secret_names = {key.name for key in CONFIG_KEYS if key.secret}
-    names = (set(CONFIG_KEYS_BY_NAME) | _project_keys_set()) - secret_names
+    names = (set(CONFIG_KEYS_BY_NAME) | _project_keys_set()) - SECRET_KEY_NAMES
     values = {name: project_config.get(name) for name in sorted(names)}
     values = {name: value for name, value in values.items() if value is not None}
-    secrets = {name: project_config.get_secret(name) for name in sorted(secret_names)}
+    secrets = {name: project_config.get_secret(name) for name in sorted(SECRET_KEY_NAMES)}
     secrets = {name: value for name, value in secrets.items() if value is not None}
     # The runtime's own reader returns a secret's text without the "use get_secret" warning; it is used
     # for checks only and never leaves parse_stack_config. The offline plan cannot decrypt secrets and
