@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 
-import kubernetes_validate
 import pytest
 
-from infra.catalog import GPU_NETWORK_MTU, KUBERNETES_SCHEMA_VERSION, MACHINE_PROFILES
+from infra.catalog import GPU_NETWORK_MTU, MACHINE_PROFILES
 from infra.plan import kubernetes_manifests, run_program
+from kubernetes_openapi import assert_valid_kubernetes_object
 
 STACKS = ("dev", "staging", "prod")
 EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
@@ -251,10 +251,7 @@ BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", 
 def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
     for manifest in kubernetes_manifests(planned(stack)[1]):
         if manifest["apiVersion"] in BUILT_IN_GROUPS:
-            try:
-                kubernetes_validate.validate(manifest, KUBERNETES_SCHEMA_VERSION, strict=True)
-            except kubernetes_validate.ValidationError as error:
-                raise AssertionError(f"{stack}: {manifest['kind']} {manifest['metadata'].get('name')}: {error}")
+            assert_valid_kubernetes_object(manifest, stack)
 
 
 # --- serving ---------------------------------------------------------------------------------------------------

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 
-import kubernetes_validate
 import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from infra.catalog import KUBERNETES_SCHEMA_VERSION, MACHINE_PROFILES, GpuDirect
+from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
 from infra.render.rayservice import RayServiceSettings, gpu_worker_groups, pods_for, render_rayservice
 from kuberay_schema import validate_rayservice
+from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
 
 A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
@@ -260,10 +260,7 @@ def test_every_pod_template_is_a_valid_pod(case):
     for template in ray_templates(render_rayservice(settings(**CASES[case]))):
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template.get("metadata", {})},
                "spec": template["spec"]}
-        try:
-            kubernetes_validate.validate(pod, KUBERNETES_SCHEMA_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as error:
-            raise AssertionError(f"{case}: {container(template)['name']} pod template: {error}")
+        assert_valid_kubernetes_object(pod, f"{case}: {container(template)['name']} pod template")
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -277,7 +274,7 @@ def test_built_in_objects_validate_against_the_openapi_schema(case):
     current = settings(**CASES[case])
     for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
                 render.render_secret("s", "llm", {"keys": "k"})):
-        kubernetes_validate.validate(obj, KUBERNETES_SCHEMA_VERSION, strict=True)
+        assert_valid_kubernetes_object(obj, case)
 
 
 def test_settings_are_frozen():

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import json
 
-import kubernetes_validate
 import pytest
 import yaml
 
 from infra import catalog
 from infra.catalog import GpuDirect
 from infra.render import gpudirect
+from kubernetes_openapi import assert_valid_kubernetes_object
 
 GPUDIRECT_FLAVOURS = [GpuDirect.TCPX, GpuDirect.TCPXO]
 SERVING_CONTAINER = "ray-worker"
@@ -98,12 +98,7 @@ BUILT_IN_OBJECTS = {
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN_OBJECTS))
 def test_built_in_objects_validate_against_kubernetes_schema(name):
-    obj = BUILT_IN_OBJECTS[name]()
-    try:
-        kubernetes_validate.validate(obj, catalog.KUBERNETES_SCHEMA_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        pytest.fail(f"{name} is not a valid {obj['kind']} for Kubernetes {catalog.KUBERNETES_SCHEMA_VERSION}: "
-                    f"{getattr(err, 'message', err)} at {list(getattr(err, 'absolute_path', []))}")
+    assert_valid_kubernetes_object(BUILT_IN_OBJECTS[name](), name)
 
 
 # --------------------------------------------------------------------------------------------------------
