@@ -40,9 +40,6 @@ _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 _NOT_MANIFESTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "pulumi:providers:")
 
 
-PlanError = StackFileError  # a stack that cannot be planned: exit code 2
-
-
 # --- recording the program's resources -----------------------------------------------------------------------
 
 
@@ -249,7 +246,7 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     try:
         plan, config = make_plan(args.stack, root)
-    except (ConfigError, PlanError) as error:
+    except (ConfigError, StackFileError) as error:  # bad config, or a stack that cannot be read: exit 2
         print(f"error: stack '{args.stack}': {error}", file=sys.stderr)
         return 2
     out = args.out or root / "build" / args.stack
