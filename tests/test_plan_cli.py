@@ -79,16 +79,20 @@ def test_unknown_stack_exits_2_and_lists_the_known_stacks(capsys):
     assert "no stack file Pulumi.nosuchstack.yaml; known stacks: dev, prod, staging" in err, err
 
 
-def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
-    root = PROJECT_ROOT
-    stack = yaml.safe_load((root / "Pulumi.prod.yaml").read_text())["config"]
-    stack["llmserve:apiKey"] = {"secure": "v1:AAAAencrypted"}
+def _plan_with_secret(tmp_path: Path, base_stack: str, key: str) -> list[dict]:
+    """Plan a copy of the project whose `base_stack` also sets the encrypted config value `key`."""
+    stack = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{base_stack}.yaml").read_text())["config"]
+    stack[key] = {"secure": "v1:AAAAencrypted"}
     work = tmp_path / "project"
-    shutil.copytree(root, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
-    (work / "Pulumi.withkey.yaml").write_text(yaml.safe_dump({"config": stack}))
+    shutil.copytree(PROJECT_ROOT, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
+    (work / "Pulumi.withsecret.yaml").write_text(yaml.safe_dump({"config": stack}))
     out = tmp_path / "out"
-    assert main(["plan", "withkey", "--out", str(out)], root=work) == 0
-    resources = json.loads((out / "resources.json").read_text())
+    assert main(["plan", "withsecret", "--out", str(out)], root=work) == 0
+    return json.loads((out / "resources.json").read_text())
+
+
+def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
+    resources = _plan_with_secret(tmp_path, "prod", "llmserve:apiKey")
     assert not [r for r in resources if r["type"] == "random:index/randomPassword:RandomPassword"], \
         "a configured apiKey must replace the generated one"
     secret = next(r for r in resources if r["name"] == "llm-serve-api-key" and r["type"] == "kubernetes:v1:Secret")
@@ -96,14 +100,7 @@ def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
 
 
 def test_a_configured_hf_token_reaches_the_gpu_workers_from_its_secret(tmp_path):
-    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.dev.yaml").read_text())["config"]
-    stack["llmserve:hfToken"] = {"secure": "v1:AAAAencrypted"}
-    work = tmp_path / "project"
-    shutil.copytree(PROJECT_ROOT, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
-    (work / "Pulumi.withtoken.yaml").write_text(yaml.safe_dump({"config": stack}))
-    out = tmp_path / "out"
-    assert main(["plan", "withtoken", "--out", str(out)], root=work) == 0
-    resources = json.loads((out / "resources.json").read_text())
+    resources = _plan_with_secret(tmp_path, "dev", "llmserve:hfToken")
     secret = next(r for r in resources if r["name"] == "llm-serve-hf-token")
     assert secret["inputs"]["stringData"] == {"token": "[secret]"}
     rayservice = next(r for r in resources if r["type"] == "kubernetes:ray.io/v1:RayService")
