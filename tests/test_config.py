@@ -13,7 +13,7 @@ from infra.catalog import GpuDirect
 from infra.config import CONFIG_KEYS, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
-GCP = {"project": "p", "region": "us-east4"}
+GCP = {"project": "my-project", "region": "us-east4"}
 R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
 BASE = {
@@ -135,7 +135,7 @@ BAD_INPUT = [
      dict(gcp={"region": "us-east4"}),
      r"gcp:project: required but not set; run `pulumi config set gcp:project <project-id>`"),
     ("missing region",
-     dict(gcp={"project": "p"}),
+     dict(gcp={"project": "my-project"}),
      r"gcp:region: required but not set"),
     ("control plane open to the internet",
      dict(masterAuthorizedNetworks=["0.0.0.0/0"]),

@@ -62,7 +62,7 @@ def _project_with(tmp_path: Path, stack: str, config: dict) -> Path:
 
 def test_invalid_config_exits_2_with_the_problem_on_stderr_and_writes_nothing(tmp_path, capsys):
     root = _project_with(tmp_path, "broken", {
-        "gcp:project": "p", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
+        "gcp:project": "my-project", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
         "llmserve:gpuZones": ["us-west1-a"], "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"],
         "llmserve:models": [{"id": "r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
                              "tensorParallelSize": 8, "pipelineParallelSize": 2}]})
