@@ -107,3 +107,32 @@ def test_a_configured_hf_token_reaches_the_gpu_workers_from_its_secret(tmp_path)
     for group in rayservice["inputs"]["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
         env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
         assert ("HF_TOKEN" in env) == (group["groupName"] != "cpu"), group["groupName"]
+
+
+def test_a_failed_plan_removes_the_earlier_plan_so_nothing_out_of_date_is_left(tmp_path, capsys):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copy(PROJECT_ROOT / "Pulumi.dev.yaml", root / "Pulumi.dev.yaml")
+    shutil.copy(PROJECT_ROOT / "__main__.py", root / "__main__.py")
+    assert main(["plan", "dev"], root=root) == 0
+    out = root / "build" / "dev"
+    assert (out / "resources.json").is_file() and (out / "manifests.yaml").is_file()
+    capsys.readouterr()
+
+    (root / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text().replace(
+        "llmserve:gpuMaxNodes: 2", "llmserve:gpuMaxNodes: -1"))
+    assert main(["plan", "dev"], root=root) == 2
+    err = capsys.readouterr().err
+    assert "llmserve:gpuMaxNodes: out of range; found -1; allowed: 0 to 1000" in err, err
+    assert f"Removed the earlier plan in {out}" in err, err
+    assert not out.exists()
+
+
+def test_a_failed_plan_leaves_other_files_in_the_output_folder_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "resources.json").write_text("[]\n")
+    (out / "notes.txt").write_text("mine\n")
+    assert main(["plan", "nosuchstack", "--out", str(out)]) == 2
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt"]
