@@ -20,7 +20,7 @@ import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from infra import gcp_rules
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
@@ -740,28 +740,34 @@ def load_stack_config() -> StackConfig:
     import pulumi
     from pulumi.runtime import config as runtime_config
 
+    # `pulumi.Config` cannot list keys; the runtime's config map can (set by the engine or `set_all_config`),
+    # so that a misspelt key or namespace is reported instead of silently ignored.
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     encrypted = set(runtime_config.get_config_secret_keys_env()) | {
         name for name in everything if runtime_config.is_config_secret(name)}
-    prefix = f"{PROJECT}:"
-    project_keys = {name[len(prefix):] for name in everything if name.startswith(prefix)}
-
     project_config = pulumi.Config(PROJECT)
-    gcp_config = pulumi.Config("gcp")
+    return config_from_map(pulumi.get_stack(), everything, encrypted, project_config.get_secret)
+
+
+def config_from_map(stack: str, config: Mapping[str, Any], encrypted: Iterable[str],
+                    secret: Callable[[str], Any] = lambda name: None) -> StackConfig:
+    """`parse_stack_config` for a whole config map as the engine holds it, `{"namespace:key": "text"}`, with the
+    keys stored encrypted. `secret(name)` wraps a secret key's value (a `pulumi.Output` under the engine); its
+    text is used for checks only. Pure: the property tests call it with stack files read by infra/stackfiles."""
+    prefix = f"{PROJECT}:"
+    encrypted = set(encrypted)
+    project_keys = {name[len(prefix):] for name in config if name.startswith(prefix)}
     # A secret key stored in plain text goes with the ordinary values, where parse_stack_config refuses it.
     plain_text = {name for name in SECRET_KEY_NAMES & project_keys if f"{prefix}{name}" not in encrypted}
-    names = (set(CONFIG_KEYS_BY_NAME) | project_keys) - (SECRET_KEY_NAMES - plain_text)
-    values = {name: project_config.get(name) for name in sorted(names)}
+    stored_secrets = (SECRET_KEY_NAMES & project_keys) - plain_text
+    values = {name: config[f"{prefix}{name}"] for name in sorted(project_keys - stored_secrets)}
     values = {name: value for name, value in values.items() if value is not None}
-    secrets = {name: project_config.get_secret(name) for name in sorted(SECRET_KEY_NAMES - plain_text)}
-    secrets = {name: value for name, value in secrets.items() if value is not None}
-    # The runtime's own reader returns a secret's text without the "use get_secret" warning; it is used
-    # for checks only and never leaves parse_stack_config. The offline plan cannot decrypt secrets and
-    # passes a placeholder, which is not checked.
-    plain = {name: runtime_config.get_config(f"{prefix}{name}") for name in secrets}
-    gcp_values = {"project": gcp_config.get("project"), "region": gcp_config.get("region")}
-    other_keys = {name: name in encrypted for name in everything if not name.startswith(prefix)}
-    return parse_stack_config(pulumi.get_stack(), values, gcp_values, secrets,
+    secrets = {name: secret(name) or config[f"{prefix}{name}"] for name in sorted(stored_secrets)}
+    # The offline plan cannot decrypt secrets and passes a placeholder, which is not checked.
+    plain = {name: config[f"{prefix}{name}"] for name in stored_secrets}
+    gcp_values = {"project": config.get("gcp:project"), "region": config.get("gcp:region")}
+    other_keys = {name: name in encrypted for name in config if not name.startswith(prefix)}
+    return parse_stack_config(stack, values, gcp_values, secrets,
                               {name: value for name, value in plain.items()
                                if isinstance(value, str) and value != OFFLINE_SECRET},
                               other_keys=other_keys,
