@@ -550,6 +550,10 @@ def _read_serving(read: ValueReader, pool: Optional[GpuPoolConfig], secrets: Map
     if exposure == "cluster" and source_ranges:
         read.warnings.append(f"{_key('serveSourceRanges')}: has no effect with {_key('serveExposure')}=cluster "
                              f"(no load balancer)")
+    if pool.driver_version == "DEFAULT" and "-cu13" in (ray_image or RAY_LLM_IMAGE):
+        read.warnings.append(f"{_key('gpuDriverVersion')}: DEFAULT with a CUDA 13 image "
+                             f"({ray_image or RAY_LLM_IMAGE}); CUDA 13 needs an R580 or newer driver, which GKE's "
+                             f"default driver may not be; LATEST is the safe choice")
     if not api_auth:
         read.warnings.append(f"{_key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
                              f"the models")

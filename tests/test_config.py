@@ -417,3 +417,14 @@ def test_yaml_1_2_booleans_in_any_of_their_spellings_are_read():
     for spelling in ("true", "True", "TRUE"):
         assert parse(gpuDirect=spelling.replace("true", "false").replace("True", "False")
                      .replace("TRUE", "FALSE")).gpu_pool.gpu_network_count == 0
+
+
+def test_the_default_driver_with_a_cuda_13_image_is_a_warning():
+    config = parse(gpuDriverVersion="DEFAULT")
+    assert any("gpuDriverVersion: DEFAULT with a CUDA 13 image" in warning for warning in config.warnings)
+    assert not any("gpuDriverVersion" in warning for warning in parse().warnings)
+
+
+def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused():
+    problems = problems_of(models=[dict(R1, maxModelLen=2**60)])
+    assert "llmserve:models[0].maxModelLen: too large to pass through Pulumi exactly" in problems, problems
