@@ -243,7 +243,7 @@ _STR = "tag:yaml.org,2002:str"
 _CORE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 
 
-class _Yaml12Loader(yaml.SafeLoader):
+class _Yaml12Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when the wheel has it
     """PyYAML's parser and composer without its YAML 1.1 implicit types: every untagged plain scalar gets the
     `_PLAIN` tag and is resolved by `_resolve_scalar`."""
 
