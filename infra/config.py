@@ -464,8 +464,7 @@ def _read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tupl
         read.problem(f"{_key('systemMachineType')}: must not be empty; allowed: {gcp_rules.MACHINE_TYPE_RULE}")
     system_node_count = read.get("systemNodeCount")
     release_channel = read.one_of("releaseChannel", RELEASE_CHANNELS)
-    kubernetes_version = read.matching("kubernetesVersion",
-                                       lambda value: re.fullmatch(r"1\.\d+(\.\d+(-gke\.\d+)?)?", value) is not None,
+    kubernetes_version = read.matching("kubernetesVersion", _is_gke_version,
                                        "a GKE version like 1.33 or 1.33.5-gke.1080000")
     window_start = read.matching("maintenanceWindowStart", _is_hh_mm, "HH:MM (UTC)")
     if window_start == "":
@@ -711,12 +710,16 @@ def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max
     return problems
 
 
+def _is_gke_version(value: str) -> bool:
+    return re.fullmatch(r"1\.\d+(\.\d+(-gke\.\d+)?)?", value, re.ASCII) is not None
+
+
 def _is_hh_mm(value: str) -> bool:
-    return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value) is not None
+    return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value, re.ASCII) is not None
 
 
 def _is_rfc3339(value: str) -> bool:
-    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value, re.ASCII):
         return False
     try:
         parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -379,9 +379,10 @@ def _with_other_keys(other_keys, **overrides):
 
 
 @pytest.mark.parametrize("key, message", [
-    ("llmserv:gpuNodeCount", r"llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its "
-                             r"providers, so `pulumi up` would ignore the key \(did you mean llmserve:gpuNodeCount\?\); "
-                             r"allowed namespaces: llmserve:, gcp:, kubernetes:, random:, pulumi:"),
+    ("llmserv:gpuNodeCount",
+     r"llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers, so `pulumi up` "
+     r"would ignore the key \(did you mean llmserve:gpuNodeCount\?\); allowed namespaces: llmserve:, gcp:, "
+     r"kubernetes:, random:, pulumi:"),
     ("gpuNodeCount", r"gpuNodeCount: config key without a namespace; allowed: llmserve:gpuNodeCount"),
     ("aws:region", r"aws:region: namespace 'aws' is read by neither"),
 ])
@@ -428,3 +429,10 @@ def test_the_default_driver_with_a_cuda_13_image_is_a_warning():
 def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused():
     problems = problems_of(models=[dict(R1, maxModelLen=2**60)])
     assert "llmserve:models[0].maxModelLen: too large to pass through Pulumi exactly" in problems, problems
+
+
+@pytest.mark.parametrize("key, value", [("maintenanceWindowStart", "０３:00"), ("kubernetesVersion", "1.３３"),
+                                        ("nodeUpgradeFreezeStart", "２026-11-01T00:00:00Z"),
+                                        ("servingNamespace", "llm-ü"), ("gpuZones", ["us-east4-ä"])])
+def test_non_ascii_look_alikes_are_refused(key, value):
+    assert f"llmserve:{key}" in problems_of(**{key: value})

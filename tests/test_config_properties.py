@@ -66,24 +66,23 @@ leaves = st.one_of(
     st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.booleans()), scalars, max_size=3),
 )
 # Values each key may well have, so that many mutated stacks stay valid and the rules between keys are reached.
-PLAUSIBLE = {
-    "llmserve:gpuNodeCount": [0, 1, 2, 3, 4], "llmserve:gpuAutoscaling": [True, False],
-    "llmserve:gpuMinNodes": [0, 1, 2], "llmserve:gpuMaxNodes": [0, 1, 2, 4], "llmserve:gpuCompactPlacement": [True, False],
-    "llmserve:gpuDirect": [True, False], "llmserve:gpuSpot": [True, False], "llmserve:gpuFlexStart": [True, False],
-    "llmserve:gpuQueuedProvisioning": [True, False], "llmserve:gpuNetworkCount": [0, 4, 8],
-    "llmserve:gpuReservation": ["", "res-1", "res-1/reservationBlocks/block-1"], "llmserve:regionalCluster": [True, False],
-    "llmserve:releaseChannel": ["RAPID", "STABLE"], "llmserve:kubernetesVersion": ["", "1.33", "1.33.5-gke.1080000"],
-    "llmserve:serveExposure": ["cluster", "internal", "external"], "llmserve:apiAuth": [True, False],
-    "llmserve:cpuWorkers": [0, 1, 2], "llmserve:serveSourceRanges": [[], ["10.8.0.0/16"], ["10.8.0.0/16"] * 2],
-    "llmserve:masterAuthorizedNetworks": [["198.18.0.0/24"], ["0.0.0.0/0"], ["198.18.0.0/24", "198.19.0.0/24"]],
-    "llmserve:allowOpenControlPlane": [True, False], "llmserve:podsCidr": ["10.4.0.0/14", "10.0.0.0/14", "10.64.0.0/14"],
-    "llmserve:servicesCidr": ["10.0.32.0/20", "10.0.0.0/20"], "llmserve:gpuNetworksCidr": ["192.168.0.0/16", "10.0.0.0/16"],
-    "llmserve:rayClusterUpgrade": ["NewCluster", "Recreate"], "llmserve:rayImage": ["", "rayproject/ray-llm:2.60.0"],
-    "llmserve:gpuMachineType": ["a3-highgpu-8g", "a3-megagpu-8g", "g2-standard-24"],
-    "llmserve:gpuZones": [["us-east4-a"], ["us-east4-a", "us-east4-b"], ["us-central1-a"]],
-    "llmserve:deletionProtection": [True, False], "llmserve:nodeUpgradeFreeze": [True, False],
-    "gcp:region": ["us-east4", "us-central1"], "gcp:project": ["my-gcp-project", "p"],
-}
+PLAUSIBLE = {f"llmserve:{name}": values for name, values in {
+    "gpuNodeCount": [0, 1, 2, 3, 4], "gpuAutoscaling": [True, False], "gpuMinNodes": [0, 1, 2],
+    "gpuMaxNodes": [0, 1, 2, 4], "gpuCompactPlacement": [True, False], "gpuDirect": [True, False],
+    "gpuSpot": [True, False], "gpuFlexStart": [True, False], "gpuQueuedProvisioning": [True, False],
+    "gpuNetworkCount": [0, 4, 8], "gpuReservation": ["", "res-1", "res-1/reservationBlocks/block-1"],
+    "regionalCluster": [True, False], "releaseChannel": ["RAPID", "STABLE"],
+    "kubernetesVersion": ["", "1.33", "1.33.5-gke.1080000"], "serveExposure": ["cluster", "internal", "external"],
+    "apiAuth": [True, False], "cpuWorkers": [0, 1, 2], "serveSourceRanges": [[], ["10.8.0.0/16"], ["10.8.0.0/16"] * 2],
+    "masterAuthorizedNetworks": [["198.18.0.0/24"], ["0.0.0.0/0"], ["198.18.0.0/24", "198.19.0.0/24"]],
+    "allowOpenControlPlane": [True, False], "podsCidr": ["10.4.0.0/14", "10.0.0.0/14", "10.64.0.0/14"],
+    "servicesCidr": ["10.0.32.0/20", "10.0.0.0/20"], "gpuNetworksCidr": ["192.168.0.0/16", "10.0.0.0/16"],
+    "rayClusterUpgrade": ["NewCluster", "Recreate"], "rayImage": ["", "rayproject/ray-llm:2.60.0"],
+    "gpuMachineType": ["a3-highgpu-8g", "a3-megagpu-8g", "g2-standard-24"],
+    "gpuZones": [["us-east4-a"], ["us-east4-a", "us-east4-b"], ["us-central1-a"]],
+    "deletionProtection": [True, False], "nodeUpgradeFreeze": [True, False],
+}.items()}
+PLAUSIBLE.update({"gcp:region": ["us-east4", "us-central1"], "gcp:project": ["my-gcp-project", "p"]})
 
 namespaced_keys = st.one_of(
     st.sampled_from(KEY_NAMES).map(lambda name: f"llmserve:{name}"),
