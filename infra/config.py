@@ -612,6 +612,27 @@ def _namespace_problems(other_keys: Iterable[str]) -> list[str]:
     return problems
 
 
+def _check_keys(read: ValueReader, values: Mapping[str, Any], other_keys: Mapping[str, bool],
+                encrypted: set[str]) -> None:
+    """Problems with the keys themselves, before any value is read: unknown keys and namespaces, secrets in
+    plain text, encrypted values where none belongs."""
+    for name in sorted(set(values) - set(CONFIG_KEYS_BY_NAME)):
+        hint = difflib.get_close_matches(name, list(CONFIG_KEYS_BY_NAME), n=1)
+        read.problem(f"{_key(name)}: unknown config key" + (f" (did you mean {hint[0]}?)" if hint else "")
+                     + f"; known keys: {', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
+    for name in sorted(set(values) & SECRET_KEY_NAMES):
+        read.problem(_plain_secret_problem(_key(name)))
+    read.problems.extend(_namespace_problems(other_keys))
+    for name in PROVIDER_SECRET_KEYS:
+        if name in other_keys and not other_keys[name]:
+            read.problem(_plain_secret_problem(name))
+    if "models" in encrypted:
+        read.problem(f"{_key('models')}: holds an encrypted value, but the models end up in the Serve config, "
+                     f"which the RayService stores in plain text; allowed: no secrets in models (the Hugging "
+                     f"Face token goes in {_key('hfToken')}, set with `pulumi config set --secret`)")
+        read.reported.add("models")
+
+
 def _plain_secret_problem(full_name: str) -> str:
     return (f"{full_name}: must be stored encrypted; found a plain value; set it with "
             f"`pulumi config set --secret {full_name} <value>`")
@@ -636,29 +657,8 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     to whether it is stored encrypted. `encrypted` names the project keys that are not secrets but are stored
     encrypted (an encrypted part inside `models` would reach the plain-text serve config).
     """
-    secrets = dict(secrets or {})
     read = ValueReader(values, CONFIG_KEYS_BY_NAME, INTEGER_BOUNDS)
-    for name in sorted(set(values) - set(CONFIG_KEYS_BY_NAME)):
-        hint = difflib.get_close_matches(name, list(CONFIG_KEYS_BY_NAME), n=1)
-        read.problem(f"{_key(name)}: unknown config key" + (f" (did you mean {hint[0]}?)" if hint else "")
-                     + f"; known keys: {', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
-    for name in sorted(set(values) & SECRET_KEY_NAMES):
-        read.problem(_plain_secret_problem(_key(name)))
-    other_keys = dict(other_keys or {})
-    read.problems.extend(_namespace_problems(other_keys))
-    for name in PROVIDER_SECRET_KEYS:
-        if name in other_keys and not other_keys[name]:
-            read.problem(_plain_secret_problem(name))
-    for name in sorted(set(encrypted) - SECRET_KEY_NAMES):
-        if name == "models":
-            read.problem(f"{_key('models')}: holds an encrypted value, but the models end up in the Serve config, "
-                         f"which the RayService stores in plain text; allowed: no secrets in models (the Hugging "
-                         f"Face token goes in {_key('hfToken')}, set with `pulumi config set --secret`)")
-    values_read = {name: value for name, value in values.items() if name in CONFIG_KEYS_BY_NAME}
-    for name, value in values_read.items():
-        if value == OFFLINE_SECRET and name not in SECRET_KEY_NAMES and name != "models":
-            read.problem(f"{_key(name)}: stored encrypted, which the offline plan cannot read, and it is not a "
-                         f"secret; allowed: a plain value (`pulumi config set {_key(name)} <value>`)")
+    _check_keys(read, values, dict(other_keys or {}), set(encrypted))
 
     gcp_project, region = _read_gcp(read, gcp_values)
     zones = _read_zones(read, region)
@@ -666,7 +666,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     ranges = _read_ranges(read)
     network = _read_network(read, region, ranges, pool)
     cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
-    serving = _read_serving(read, pool, secrets, plain_secrets or {})
+    serving = _read_serving(read, pool, secrets or {}, plain_secrets or {})
 
     if read.problems:
         raise ConfigError(read.problems)

@@ -14,7 +14,9 @@ import math
 import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-PROJECT = "llmserve"
+from infra.stackfiles import PROJECT
+from infra.stackfiles import SECRET as OFFLINE_SECRET
+
 MAX_SHOWN = 80  # characters of a bad value quoted in a message
 
 
@@ -38,6 +40,7 @@ class ValueReader:
         self._bounds = bounds
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.reported: set[str] = set()  # keys whose problem is already told; reading them gives None silently
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
@@ -46,6 +49,11 @@ class ValueReader:
         """The typed value of `name` (its default when unset), or None when it is missing or bad."""
         key = self._keys[name]
         raw = self._values.get(name)
+        if raw == OFFLINE_SECRET and not key.secret:
+            if name not in self.reported:
+                self.problem(f"{PROJECT}:{name}: stored encrypted, which the offline plan cannot read, and it is "
+                             f"not a secret; allowed: a plain value (`pulumi config set {PROJECT}:{name} <value>`)")
+            return None
         if raw is None:
             if key.default is None:
                 self.problem(f"{PROJECT}:{name}: required but not set ({key.description})")

@@ -60,7 +60,7 @@ scalars = st.one_of(numbers, st.booleans(), st.none(), st.sampled_from(STRINGS),
                     st.text(max_size=12), st.sampled_from(CIDRS + ZONES))
 leaves = st.one_of(
     scalars,
-    st.just([]), st.just({}),
+    st.just([]), st.just({}), st.just({"secure": "v1:AAAAencrypted"}),   # encrypted, anywhere
     st.lists(st.sampled_from(CIDRS + ZONES), max_size=4),           # overlapping and duplicate entries
     st.lists(scalars, max_size=3),
     st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.booleans()), scalars, max_size=3),
