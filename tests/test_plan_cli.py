@@ -136,3 +136,28 @@ def test_a_failed_plan_leaves_other_files_in_the_output_folder_alone(tmp_path, c
     (out / "notes.txt").write_text("mine\n")
     assert main(["plan", "nosuchstack", "--out", str(out)]) == 2
     assert sorted(path.name for path in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"llmserve:apiKey": "a-plain-text-key-of-40-characters-xxxxxxx"},
+     "llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
+     "`pulumi config set --secret llmserve:apiKey <value>`"),
+    ({"gcp:credentials": "{\"type\": \"service_account\"}"},
+     "gcp:credentials: must be stored encrypted; found a plain value"),
+    ({"llmserv:gpuNodeCount": "3"},
+     "llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers"),
+    ({"llmserve:gpuAutoscaling": "yes"}, "llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
+    ({"llmserve:models": []}, "llmserve:models: must list at least one model"),
+    ({"llmserve:gpuNodeCount": {"secure": "v1:AAAAencrypted"}},
+     "llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot read"),
+])
+def test_the_plan_refuses_what_pulumi_up_would_get_wrong(tmp_path, capsys, extra, message):
+    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    root = _project_with(tmp_path, "bad", {**stack, **extra})
+    if extra.get("llmserve:gpuAutoscaling") == "yes":  # written plain, as a user would, not quoted by the dumper
+        path = root / "Pulumi.bad.yaml"
+        path.write_text(path.read_text().replace("'yes'", "yes"))
+    assert main(["plan", "bad"], root=root) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n  - ") == 1, err
