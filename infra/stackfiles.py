@@ -172,6 +172,8 @@ def _config_value(node: yaml.Node, where: str) -> tuple[str, bool]:
         if node.tag not in (_PLAIN, _STR, _NON_SPECIFIC) and node.tag not in _CORE_TAGS:
             raise StackFileError(f"{where}: unsupported YAML tag {node.tag}; allowed: plain values or !!str, "
                                  f"!!int, !!float, !!bool, !!null")
+        if node.tag in _CORE_TAGS:
+            _resolve_scalar(node, where)  # `!!int abc` is refused by the CLI's parser too
         # The CLI unmarshals a scalar into a string first, which keeps the text as written; null gives "".
         return ("" if _is_null(node) else node.value), False
     if _is_secure(node):

@@ -71,6 +71,7 @@ MALFORMED = [
     ("merge key", "config:\n  llmserve:models:\n    - <<: {id: a}\n", r"merge keys"),
     ("unknown tag", "config:\n  llmserve:gpuNodeCount: !custom 3\n", r"unsupported YAML tag"),
     ("wrong explicit tag", "config:\n  llmserve:models: [!!int abc]\n", r"'abc' is not a valid !!int"),
+    ("wrong explicit tag at the top", "config:\n  llmserve:gpuNodeCount: !!int abc\n", r"'abc' is not a valid !!int"),
     ("not yaml", "config: [\n", r"not valid YAML"),
     ("two documents", "config: {}\n---\nconfig: {}\n", r"not valid YAML"),
     ("tab indentation", "config:\n\tllmserve:gpuNodeCount: 3\n", r"not valid YAML"),
