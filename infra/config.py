@@ -26,7 +26,7 @@ from infra import gcp_rules
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.config_values import ValueReader, shown
 from infra.errors import ConfigError
-from infra.stackfiles import PROJECT
+from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
@@ -262,11 +262,6 @@ INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
     "serveReadyTimeoutMinutes": (1, 10080, "at most a week"),
 }
 
-# Config namespaces a stack may set: this project's, and those read by the engine and by the providers the
-# program uses (pulumi-gcp, pulumi-kubernetes, pulumi-random). Anything else (a misspelt `llmserv:`) is read by
-# nobody, so a key there would be silently ignored by `pulumi up`.
-PROVIDER_NAMESPACES = ("gcp", "kubernetes", "random", "pulumi")
-CONFIG_NAMESPACES = (PROJECT, *PROVIDER_NAMESPACES)
 # Provider keys that carry credentials: like the project's secret keys, they must be stored encrypted.
 PROVIDER_SECRET_KEYS = ("gcp:accessToken", "gcp:credentials")
 

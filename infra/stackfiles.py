@@ -36,6 +36,11 @@ import yaml
 PROJECT = "llmserve"  # the project name in Pulumi.yaml, and so the namespace of its config keys
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SECRET = "[secret]"
+# Config namespaces a stack may set: this project's, and those read by the engine and by the providers the
+# program uses (pulumi-gcp, pulumi-kubernetes, pulumi-random). Anything else (a misspelt `llmserv:`) is read by
+# nobody, so a key there would be silently ignored by `pulumi up` (infra/config.py refuses it).
+PROVIDER_NAMESPACES = ("gcp", "kubernetes", "random", "pulumi")
+CONFIG_NAMESPACES = (PROJECT, *PROVIDER_NAMESPACES)
 
 
 class StackFileError(Exception):
@@ -106,8 +111,8 @@ def _stack_values(path: Path) -> list[tuple[str, yaml.Node]]:
             raise StackFileError(
                 f"{path.name}, line {key_node.start_mark.line + 1}: config key {name!r} is not of the form "
                 f"<namespace>:<key>, which the Pulumi CLI refuses; allowed: {PROJECT}:<key> for this project's "
-                f"keys (for example {PROJECT}:{name.rsplit(':', 1)[-1] or 'gpuNodeCount'}), or a provider's "
-                f"namespace such as gcp:project")
+                f"keys (for example {PROJECT}:{name.rsplit(':', 1)[-1] or 'gpuNodeCount'}), or a key in one of "
+                f"the namespaces {', '.join(f'{namespace}:' for namespace in CONFIG_NAMESPACES)}")
         values.append((name, value_node))
     return values
 

@@ -57,7 +57,8 @@ MALFORMED = [
     ("config a list", "config:\n  - llmserve:gpuNodeCount: 3\n", r"`config:` must be a map"),
     ("config a string", "config: text\n", r"`config:` must be a map"),
     ("key without namespace", "config:\n  gpuNodeCount: 3\n",
-     r"config key 'gpuNodeCount' is not of the form <namespace>:<key>.*llmserve:gpuNodeCount"),
+     r"config key 'gpuNodeCount' is not of the form <namespace>:<key>.*llmserve:gpuNodeCount.*namespaces "
+     r"llmserve:, gcp:, kubernetes:, random:, pulumi:"),
     ("non-string key", "config:\n  1: 3\n", r"keys must be strings; found '1' \(int\)"),
     ("null key", "config:\n  ~: 3\n", r"keys must be strings"),
     ("list as key", "config:\n  ? [a]\n  : 3\n", r"keys must be strings; found a list"),
