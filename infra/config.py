@@ -324,13 +324,20 @@ def _read_zones(read: ValueReader, region: Optional[str]) -> Optional[tuple[str,
     return tuple(zones) if len(read.problems) == start else None
 
 
-def _read_gpu_pool(read: ValueReader, zones: Optional[tuple[str, ...]]) -> Optional[GpuPoolConfig]:
-    start = len(read.problems)
+def _read_machine(read: ValueReader) -> Optional[MachineProfile]:
+    """gpuMachineType: a profile of infra/catalog.py. Read on its own, because the models' rules need only the
+    machine and are checked even when the pool's size is bad."""
     machine_type = read.get("gpuMachineType")
     machine = MACHINE_PROFILES.get(machine_type) if machine_type is not None else None
     if machine_type is not None and machine is None:
         read.problem(f"{_key('gpuMachineType')}: unknown machine type {shown(machine_type)}; allowed: "
                      f"{', '.join(sorted(MACHINE_PROFILES))}")
+    return machine
+
+
+def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
+                   zones: Optional[tuple[str, ...]]) -> Optional[GpuPoolConfig]:
+    start = len(read.problems)
     node_count = read.get("gpuNodeCount")
     autoscaling = read.get("gpuAutoscaling")
     min_nodes = read.get("gpuMinNodes")
@@ -388,7 +395,7 @@ def _read_gpu_pool(read: ValueReader, zones: Optional[tuple[str, ...]]) -> Optio
         if machine.gpudirect is not GpuDirect.NONE and not gpudirect_wanted:
             read.warnings.append(f"{_key('gpuDirect')}: off on {machine.machine_type}; cross-node NCCL traffic "
                                  f"uses eth0 only")
-    if len(read.problems) > start or zones is None:
+    if len(read.problems) > start or not _ok(machine, zones):
         return None
 
     if spot and (node_count > 1 or (autoscaling and max_nodes > 1)):
@@ -504,7 +511,8 @@ def _read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tupl
     )
 
 
-def _read_serving(read: ValueReader, pool: Optional[GpuPoolConfig], secrets: Mapping[str, Any],
+def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Optional[GpuPoolConfig],
+                  secrets: Mapping[str, Any],
                   plain_secrets: Mapping[str, str]) -> Optional[ServingConfig]:
     start = len(read.problems)
     models = _read_models(read)
@@ -530,8 +538,8 @@ def _read_serving(read: ValueReader, pool: Optional[GpuPoolConfig], secrets: Map
     if _ok(cpu_workers, models) and cpu_workers < 1 and any(model.min_replicas == 0 for model in models):
         read.problem(f"{_key('cpuWorkers')}: a model that scales to zero needs a CPU worker for the ingress that "
                      f"wakes it; found {cpu_workers}; allowed: 1 or more")
-    if _ok(models, pool):
-        read.problems.extend(serving_problems(models, pool.machine, pool.max_gpu_nodes))
+    if _ok(models, machine):
+        read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
     if len(read.problems) > start or not _ok(models, pool):
         return None
 
@@ -657,11 +665,12 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
 
     gcp_project, region = _read_gcp(read, gcp_values)
     zones = _read_zones(read, region)
-    pool = _read_gpu_pool(read, zones)
+    machine = _read_machine(read)
+    pool = _read_gpu_pool(read, machine, zones)
     ranges = _read_ranges(read)
     network = _read_network(read, region, ranges, pool)
     cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
-    serving = _read_serving(read, pool, secrets or {}, plain_secrets or {})
+    serving = _read_serving(read, machine, pool, secrets or {}, plain_secrets or {})
 
     if read.problems:
         raise ConfigError(read.problems)
@@ -669,11 +678,13 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
                        gpu_pool=pool, serving=serving, warnings=tuple(read.warnings))
 
 
-def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max_gpu_nodes: int) -> list[str]:
-    """Rules between the models and the GPU pool they run on."""
+def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,
+                     max_gpu_nodes: Optional[int]) -> list[str]:
+    """Rules between the models and the GPU pool they run on; those about the pool's size are skipped when
+    `max_gpu_nodes` is None (the size is bad and already reported)."""
     problems = []
     per_node = machine.gpu_count
-    pool_gpus = per_node * max_gpu_nodes
+    pool_gpus = per_node * max_gpu_nodes if max_gpu_nodes is not None else None
     for index, model in enumerate(models):
         where = f"{PROJECT}:models[{index}]"
         if model.accelerator_type != machine.ray_accelerator:
@@ -693,13 +704,13 @@ def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max
             problems.append(f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
                             f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
                             f"{per_node}, or a divisor of it so that replicas share a node evenly")
-        elif gpus * max(model.min_replicas, 1) > pool_gpus:
+        elif pool_gpus is not None and gpus * max(model.min_replicas, 1) > pool_gpus:
             problems.append(f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
                             f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
                             f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
                             f"or shrink the model")
     needed = sum(model.gpus_per_replica * model.min_replicas for model in models)
-    if needed > pool_gpus and not problems:
+    if pool_gpus is not None and needed > pool_gpus and not problems:
         problems.append(f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
                         f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool")
     return problems

@@ -184,11 +184,7 @@ def _config_value(node: yaml.Node, where: str) -> tuple[str, bool]:
     if _is_secure(node):
         return SECRET, True
     value = _construct(node, where, set())
-    try:
-        text = json.dumps(_go_json(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except ValueError as error:
-        raise StackFileError(f"{where}: holds .inf or .nan, which the Pulumi CLI cannot pass to the program "
-                             f"(JSON has no such numbers); allowed: finite numbers") from error
+    text = json.dumps(_go_json(value), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return text, _holds_secret(value)
 
 
@@ -197,7 +193,12 @@ def _construct(node: yaml.Node, where: str, path: set[int]) -> Any:
         raise StackFileError(f"{where}: a YAML alias refers to itself (a recursive structure); allowed: plain, "
                              f"finite values")
     if isinstance(node, yaml.ScalarNode):
-        return _resolve_scalar(node, where)
+        value = _resolve_scalar(node, where)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise StackFileError(f"{where}, line {node.start_mark.line + 1}: {node.value} inside a list or map, "
+                                 f"which the Pulumi CLI cannot pass to the program (JSON has no such numbers); "
+                                 f"allowed: finite numbers")
+        return value
     path = path | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, f"{where}[{index}]", path) for index, item in enumerate(node.value)]

@@ -436,3 +436,9 @@ def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused():
                                         ("servingNamespace", "llm-ü"), ("gpuZones", ["us-east4-ä"])])
 def test_non_ascii_look_alikes_are_refused(key, value):
     assert f"llmserve:{key}" in problems_of(**{key: value})
+
+
+def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad():
+    problems = problems_of(gpuNodeCount=-1, models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)])
+    assert "llmserve:models[0].tensorParallelSize: a tensor-parallel group stays within one node" in problems
+    assert problems.count("\n  - ") == 2 and "never have more than" not in problems, problems
