@@ -250,7 +250,8 @@ class StackConfig:
 
 
 # Inclusive ranges of the integer keys, with the reason for a bound that is not obvious. Every integer key has
-# one, so a huge or negative value is refused here rather than by Google's API or a Go duration overflow.
+# one (a test checks that a new key gets one), so a huge or negative value is refused here rather than by
+# Google's API or a Go duration overflow.
 _NODES_PER_POOL_ZONE = "GKE allows at most 1000 nodes per node pool and zone"
 INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
     "gpuNodeCount": (0, 1000, _NODES_PER_POOL_ZONE),

@@ -442,3 +442,13 @@ def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad():
     problems = problems_of(gpuNodeCount=-1, models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)])
     assert "llmserve:models[0].tensorParallelSize: a tensor-parallel group stays within one node" in problems
     assert problems.count("\n  - ") == 2 and "never have more than" not in problems, problems
+
+
+def test_every_integer_key_has_a_range():
+    from infra.config import INTEGER_BOUNDS
+
+    assert sorted(INTEGER_BOUNDS) == sorted(key.name for key in CONFIG_KEYS if key.type == "integer")
+    for key in CONFIG_KEYS:
+        if key.type == "integer" and key.default is not None:
+            low, high, _ = INTEGER_BOUNDS[key.name]
+            assert low <= key.default <= high, key.name
