@@ -58,7 +58,8 @@ numbers = st.one_of(
 )
 scalars = st.one_of(numbers, st.booleans(), st.none(), st.sampled_from(STRINGS),
                     st.text(max_size=12), st.sampled_from(CIDRS + ZONES))
-leaves = st.one_of(
+leaves = st.deferred(lambda: _leaves).map(copy.deepcopy)  # a fresh object each draw: `just` shares its value
+_leaves = st.one_of(
     scalars,
     st.just([]), st.just({}), st.just({"secure": "v1:AAAAencrypted"}),   # encrypted, anywhere
     st.lists(st.sampled_from(CIDRS + ZONES), max_size=4),           # overlapping and duplicate entries
@@ -130,7 +131,7 @@ def mutated_stacks(draw) -> Any:
         elif action in ("repeat_models", "empty_models", "add_model_key"):
             models = config.get("llmserve:models")
             if action == "empty_models" or not isinstance(models, list):
-                config["llmserve:models"] = draw(st.sampled_from([[], None, {}, [None]]))
+                config["llmserve:models"] = copy.deepcopy(draw(st.sampled_from([[], None, {}, [None]])))
             elif action == "repeat_models":
                 config["llmserve:models"] = models + copy.deepcopy(models)
             elif models and isinstance(models[0], dict):
