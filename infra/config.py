@@ -5,23 +5,28 @@ declares the same keys (a test keeps the two in step). `parse_stack_config` is p
 (strings, as the Pulumi engine hands them over) and returns a `StackConfig` or raises `ConfigError` listing
 every problem at once. `load_stack_config` is the only function here that touches `pulumi.Config`.
 
-Validation runs in two stages: first each key on its own (type, enum, format), then the rules that tie keys
-together (capacity options that exclude each other, CIDR overlaps, NIC counts). The second stage only runs
-when the first found nothing, so its messages never talk about half-parsed values.
+One reader per section (GPU pool, network, cluster, serving) turns its keys into its frozen settings: first
+each key on its own (type, range, format; `infra/config_values.py`), then the rules between its keys, each
+run only when the values it depends on were read cleanly. A section with a bad value returns None, and the
+sections and rules that depend on it are skipped, so every problem is reported once, by the key that holds
+it: `gpuNodeCount: -1` says "out of range" and nothing about how many GPUs a pool of -1 nodes has.
+Google Cloud's naming rules live in `infra/gcp_rules.py`.
 """
 
 from __future__ import annotations
 
 import datetime
+import difflib
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
+from infra import gcp_rules
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
+from infra.config_values import ValueReader, shown
 from infra.errors import ConfigError
-from infra.stackfiles import PROJECT
+from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
@@ -244,106 +249,485 @@ class StackConfig:
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
 
 
-class _Reader:
-    """Turns raw config strings into typed values, collecting a message per bad key instead of stopping."""
+# Inclusive ranges of the integer keys, with the reason for a bound that is not obvious. Every integer key has
+# one (a test checks that a new key gets one), so a huge or negative value is refused here rather than by
+# Google's API or a Go duration overflow.
+_NODES_PER_POOL_ZONE = "GKE allows at most 1000 nodes per node pool and zone"
+INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
+    "gpuNodeCount": (0, 1000, _NODES_PER_POOL_ZONE),
+    "gpuMinNodes": (0, 1000, _NODES_PER_POOL_ZONE),
+    "gpuMaxNodes": (0, 1000, _NODES_PER_POOL_ZONE),
+    "gpuNetworkCount": (0, GPU_SUBNET_SLOTS, "0 derives it from the machine"),
+    "systemNodeCount": (1, 1000, "the Ray head and controllers need at least 1 node; " + _NODES_PER_POOL_ZONE),
+    "cpuWorkers": (0, 1000, ""),
+    "serveReadyTimeoutMinutes": (1, 10080, "at most a week"),
+}
 
-    def __init__(self, values: Mapping[str, Any]):
-        self._values = values
-        self.problems: list[str] = []
-
-    def get(self, name: str) -> Any:
-        key = CONFIG_KEYS_BY_NAME[name]
-        raw = self._values.get(name)
-        if raw is None:
-            if key.default is None:
-                self.problems.append(f"{PROJECT}:{name}: required but not set ({key.description})")
-            return key.default
-        try:
-            return _COERCE[key.type](raw)
-        except ValueError:
-            self.problems.append(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {raw!r}")
-            return key.default
-
-    def one_of(self, name: str, allowed: tuple[str, ...]) -> str:
-        value = self.get(name)
-        if value is not None and value not in allowed:
-            self.problems.append(f"{PROJECT}:{name}: unknown value {value!r}; allowed: {', '.join(allowed)}")
-        return value
-
-    def matching(self, name: str, check: Callable[[str], bool], what: str) -> str:
-        value = self.get(name)
-        if value and not check(value):
-            self.problems.append(f"{PROJECT}:{name}: expected {what}; found {value!r}")
-        return value
-
-    def cidr(self, name: str) -> Optional[ipaddress.IPv4Network]:
-        value = self.get(name)
-        return self._parse_cidr(f"{PROJECT}:{name}", value)
-
-    def cidr_list(self, name: str) -> list[ipaddress.IPv4Network]:
-        networks = []
-        for index, value in enumerate(self.get(name) or []):
-            network = self._parse_cidr(f"{PROJECT}:{name}[{index}]", value)
-            if network is not None:
-                networks.append(network)
-        return networks
-
-    def _parse_cidr(self, where: str, value: Any) -> Optional[ipaddress.IPv4Network]:
-        if value is None:
-            return None
-        try:
-            network = ipaddress.ip_network(value, strict=True)
-        except ValueError:
-            self.problems.append(f"{where}: expected an IPv4 CIDR with no host bits set, like 10.0.0.0/20; "
-                                 f"found {value!r}")
-            return None
-        if network.version != 4:
-            self.problems.append(f"{where}: expected an IPv4 CIDR; found {value!r}")
-            return None
-        return network
+# Provider keys that carry credentials: like the project's secret keys, they must be stored encrypted.
+PROVIDER_SECRET_KEYS = ("gcp:accessToken", "gcp:credentials")
 
 
-def _to_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if str(raw).lower() in ("true", "false"):
-        return str(raw).lower() == "true"
-    raise ValueError(raw)
+# --- the sections -------------------------------------------------------------------------------------------
+#
+# One reader per section. Each reads its keys (type, range, format: one problem per bad key), then checks the
+# rules between them, running a rule only when every value it depends on was read cleanly, and returns its
+# frozen settings, or None when anything in it is bad. A section that depends on another (the network needs the
+# GPU pool's NIC count, serving needs the pool's machine and size) gets None for it and skips those rules, so a
+# bad value is reported once, by the key that holds it, and never as follow-on nonsense.
 
 
-def _to_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(raw)
-    if isinstance(raw, int):
-        return raw
-    text = str(raw).strip()
-    if not re.fullmatch(r"-?\d+", text):
-        raise ValueError(raw)
-    return int(text)
+def _key(name: str) -> str:
+    return f"{PROJECT}:{name}"
 
 
-def _to_str_list(raw: Any) -> list[str]:
-    value = json.loads(raw) if isinstance(raw, str) else raw
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(raw)
-    return value
+def _ok(*values: Any) -> bool:
+    """Every value a rule depends on was read cleanly."""
+    return all(value is not None for value in values)
 
 
-def _to_json(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) else raw
+def _read_gcp(read: ValueReader, gcp_values: Mapping[str, Any]) -> tuple[Optional[str], Optional[str]]:
+    """The `gcp:` provider keys: (project, region), each None when missing or refused."""
+    project, region = gcp_values.get("project"), gcp_values.get("region")
+    if not project:
+        read.problem("gcp:project: required but not set; run `pulumi config set gcp:project <project-id>`")
+        project = None
+    elif not isinstance(project, str) or gcp_rules.project_id_problem(project):
+        read.problem(f"gcp:project: not a valid project id; found {shown(project)}; allowed: "
+                     f"{gcp_rules.PROJECT_ID_RULE}")
+        project = None
+    if not region:
+        read.problem("gcp:region: required but not set; run `pulumi config set gcp:region us-central1` "
+                     "(or the region of your GPU capacity)")
+        region = None
+    elif not isinstance(region, str) or gcp_rules.region_problem(region):
+        read.problem(f"gcp:region: not a region name; found {shown(region)}; allowed: {gcp_rules.REGION_RULE}")
+        region = None
+    return project, region
 
 
-_COERCE: dict[str, Callable[[Any], Any]] = {"string": str, "integer": _to_int, "boolean": _to_bool,
-                                            "array": _to_str_list, "object": _to_json}
-_TYPE_WORDS = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
-               "array": "a list of strings", "object": "a YAML/JSON list of objects"}
+def _read_zones(read: ValueReader, region: Optional[str]) -> Optional[tuple[str, ...]]:
+    """gpuZones: at least one, each a zone of gcp:region, none twice."""
+    zones = read.get("gpuZones")
+    if zones is None:
+        return None
+    start = len(read.problems)
+    if not zones:
+        read.problem(f"{_key('gpuZones')}: needs at least one zone{f' in {region}' if region else ''}; found []")
+    for index, zone in enumerate(zones):
+        if gcp_rules.zone_problem(zone):
+            read.problem(f"{_key('gpuZones')}[{index}]: not a zone name; found {shown(zone)}; allowed: "
+                         f"{gcp_rules.ZONE_RULE}")
+        elif region is not None and zone.rsplit("-", 1)[0] != region:
+            read.problem(f"{_key('gpuZones')}[{index}]: zone {zone!r} is not in gcp:region {region!r}; "
+                         f"allowed: zones named {region}-<letter>")
+    if len(set(zones)) != len(zones):
+        read.problem(f"{_key('gpuZones')}: lists a zone twice; found {shown(zones)}; allowed: each zone once")
+    return tuple(zones) if len(read.problems) == start else None
+
+
+def _read_machine(read: ValueReader) -> Optional[MachineProfile]:
+    """gpuMachineType: a profile of infra/catalog.py. Read on its own, because the models' rules need only the
+    machine and are checked even when the pool's size is bad."""
+    machine_type = read.get("gpuMachineType")
+    machine = MACHINE_PROFILES.get(machine_type) if machine_type is not None else None
+    if machine_type is not None and machine is None:
+        read.problem(f"{_key('gpuMachineType')}: unknown machine type {shown(machine_type)}; allowed: "
+                     f"{', '.join(sorted(MACHINE_PROFILES))}")
+    return machine
+
+
+def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
+                   zones: Optional[tuple[str, ...]]) -> Optional[GpuPoolConfig]:
+    start = len(read.problems)
+    node_count = read.get("gpuNodeCount")
+    autoscaling = read.get("gpuAutoscaling")
+    min_nodes = read.get("gpuMinNodes")
+    max_nodes = read.get("gpuMaxNodes")
+    compact_placement = read.get("gpuCompactPlacement")
+    gpudirect_wanted = read.get("gpuDirect")
+    gpu_network_count = read.get("gpuNetworkCount")
+    spot = read.get("gpuSpot")
+    flex_start = read.get("gpuFlexStart")
+    queued = read.get("gpuQueuedProvisioning")
+    reservation = read.matching("gpuReservation", _is_reservation,
+                                f"a reservation name, optionally NAME/reservationBlocks/BLOCK, each "
+                                f"{gcp_rules.RFC1035_RULE}")
+    driver_version = read.one_of("gpuDriverVersion", GPU_DRIVER_VERSIONS)
+
+    if _ok(compact_placement, zones) and compact_placement and len(zones) > 1:
+        read.problem(f"{_key('gpuZones')}: compact placement keeps the pool in one zone; found {len(zones)} "
+                     f"zones {list(zones)}; allowed: exactly one zone, or set {_key('gpuCompactPlacement')} to "
+                     f"false")
+    if _ok(autoscaling, min_nodes, max_nodes) and autoscaling and (max_nodes < 1 or min_nodes > max_nodes):
+        read.problem(f"{_key('gpuMinNodes')}/{_key('gpuMaxNodes')}: need 0 <= min <= max and max >= 1; "
+                     f"found min={min_nodes}, max={max_nodes}")
+
+    capacity = {"gpuSpot": spot, "gpuFlexStart": flex_start, "gpuQueuedProvisioning": queued}
+    chosen = [name for name, on in capacity.items() if on]
+    if len(chosen) > 1:
+        read.problem(f"{' and '.join(_key(name) for name in chosen)}: these provisioning modes exclude each "
+                     f"other; allowed: at most one of {', '.join(_key(name) for name in capacity)}")
+    if reservation:
+        for name in chosen:
+            read.problem(f"{_key(name)}: cannot be combined with {_key('gpuReservation')}={reservation!r}; a "
+                         f"reservation is consumed by on-demand VMs only; allowed: {_key(name)}=false or an "
+                         f"empty {_key('gpuReservation')}")
+    dws = [name for name in ("gpuFlexStart", "gpuQueuedProvisioning") if capacity[name]]
+    if dws and autoscaling is False:
+        read.problem(f"{_key(dws[0])}: needs {_key('gpuAutoscaling')}=true (the pool scales up from zero when "
+                     f"capacity is granted); found {_key('gpuAutoscaling')}=false")
+    if queued and autoscaling and min_nodes is not None and min_nodes != 0:
+        read.problem(f"{_key('gpuQueuedProvisioning')}: needs {_key('gpuMinNodes')}=0; found {min_nodes}")
+    if dws and compact_placement and machine is not None and not machine.compact_placement_with_dws:
+        read.problem(f"{_key(dws[0])}: GKE does not support compact placement with flex-start or queued "
+                     f"provisioning on {machine.machine_type}; found {_key('gpuCompactPlacement')}=true; allowed: "
+                     f"turn one of them off")
+
+    gpudirect = None
+    if _ok(machine, gpudirect_wanted):
+        gpudirect = machine.gpudirect if gpudirect_wanted else GpuDirect.NONE
+        needed_nics = machine.gpu_nic_count if gpudirect is not GpuDirect.NONE else 0
+        if gpu_network_count and gpu_network_count != needed_nics:
+            why = (f"{machine.machine_type} with GPUDirect-{gpudirect.value.upper()} uses {needed_nics} GPU NICs"
+                   if needed_nics else
+                   f"{machine.machine_type} uses no GPU NIC networks here (gpuDirect off or unsupported)")
+            read.problem(f"{_key('gpuNetworkCount')}: {why}; found {gpu_network_count}; allowed: {needed_nics}, "
+                         f"or 0 to derive it from the machine")
+        if machine.gpudirect is not GpuDirect.NONE and not gpudirect_wanted:
+            read.warnings.append(f"{_key('gpuDirect')}: off on {machine.machine_type}; cross-node NCCL traffic "
+                                 f"uses eth0 only")
+    if len(read.problems) > start or not _ok(machine, zones):
+        return None
+
+    if spot and (node_count > 1 or (autoscaling and max_nodes > 1)):
+        read.warnings.append(f"{_key('gpuSpot')}: a preempted Spot node takes down every model replica that "
+                             f"spans it")
+    if reservation and compact_placement and gpudirect is GpuDirect.TCPXO:
+        read.warnings.append(f"{_key('gpuCompactPlacement')}: A3 Mega pool creation has been reported to fail when "
+                             f"a placement policy is added on top of a dense specific reservation; if it does, set "
+                             f"it to false")
+    return GpuPoolConfig(
+        machine=machine, zones=zones, node_count=node_count, autoscaling=autoscaling, min_nodes=min_nodes,
+        max_nodes=max_nodes, compact_placement=compact_placement, gpudirect=gpudirect, spot=spot,
+        flex_start=flex_start, queued_provisioning=queued, reservation=reservation or None,
+        driver_version=driver_version)
+
+
+_RANGE_KEYS = ("primarySubnetCidr", "podsCidr", "servicesCidr", "masterCidr", "gpuNetworksCidr")
+
+
+def _read_ranges(read: ValueReader) -> dict[str, Optional[ipaddress.IPv4Network]]:
+    """The address ranges, each None when bad; sizes checked on their own, overlaps between the good ones."""
+    ranges = {name: read.cidr(name) for name in _RANGE_KEYS}
+    master, gpu = ranges["masterCidr"], ranges["gpuNetworksCidr"]
+    if master is not None and master.prefixlen != 28:
+        read.problem(f"{_key('masterCidr')}: GKE needs a /28 for the control plane; found {master}")
+        ranges["masterCidr"] = None
+    if gpu is not None and gpu.prefixlen > gcp_rules.SMALLEST_SUBNET_PREFIX - 3:
+        read.problem(f"{_key('gpuNetworksCidr')}: too small to split into {GPU_SUBNET_SLOTS} GPU subnets of at "
+                     f"least /{gcp_rules.SMALLEST_SUBNET_PREFIX} (Google's smallest subnet); found {gpu}; allowed: "
+                     f"/{gcp_rules.SMALLEST_SUBNET_PREFIX - 3} or larger (/16 recommended)")
+        ranges["gpuNetworksCidr"] = None
+    for name in ("primarySubnetCidr", "podsCidr", "servicesCidr"):
+        network = ranges[name]
+        if network is not None and network.prefixlen > gcp_rules.SMALLEST_SUBNET_PREFIX:
+            read.problem(f"{_key(name)}: Google's smallest subnet range is a /{gcp_rules.SMALLEST_SUBNET_PREFIX}; "
+                         f"found {network}; allowed: /{gcp_rules.SMALLEST_SUBNET_PREFIX} or larger")
+            ranges[name] = None
+    good = [name for name in _RANGE_KEYS if ranges[name] is not None]
+    for i, first in enumerate(good):
+        for second in good[i + 1:]:
+            if ranges[first].overlaps(ranges[second]):
+                read.problem(f"{_key(first)} and {_key(second)}: ranges overlap; found {ranges[first]} and "
+                             f"{ranges[second]}; allowed: disjoint ranges")
+    return ranges
+
+
+def _read_network(read: ValueReader, region: Optional[str], ranges: Mapping[str, Any],
+                  pool: Optional[GpuPoolConfig]) -> Optional[NetworkConfig]:
+    if not _ok(region, pool, *ranges.values()):
+        return None
+    slots = list(ranges["gpuNetworksCidr"].subnets(prefixlen_diff=3))[:GPU_SUBNET_SLOTS]
+    return NetworkConfig(
+        region=region,
+        primary_subnet_cidr=str(ranges["primarySubnetCidr"]),
+        pods_cidr=str(ranges["podsCidr"]),
+        services_cidr=str(ranges["servicesCidr"]),
+        gpu_subnet_cidrs=tuple(str(slot) for slot in slots[:pool.gpu_network_count]),
+    )
+
+
+def _read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tuple[str, ...]],
+                  master_cidr: Optional[ipaddress.IPv4Network]) -> Optional[ClusterConfig]:
+    start = len(read.problems)
+    regional = read.get("regionalCluster")
+    system_machine_type = read.matching("systemMachineType", lambda value: not gcp_rules.machine_type_problem(value),
+                                        gcp_rules.MACHINE_TYPE_RULE)
+    if system_machine_type == "":
+        read.problem(f"{_key('systemMachineType')}: must not be empty; allowed: {gcp_rules.MACHINE_TYPE_RULE}")
+    system_node_count = read.get("systemNodeCount")
+    release_channel = read.one_of("releaseChannel", RELEASE_CHANNELS)
+    kubernetes_version = read.matching("kubernetesVersion", _is_gke_version,
+                                       "a GKE version like 1.33 or 1.33.5-gke.1080000")
+    window_start = read.matching("maintenanceWindowStart", _is_hh_mm, "HH:MM (UTC)")
+    if window_start == "":
+        read.problem(f"{_key('maintenanceWindowStart')}: must not be empty; allowed: HH:MM (UTC)")
+    freeze = read.get("nodeUpgradeFreeze")
+    freeze_start = read.matching("nodeUpgradeFreezeStart", _is_rfc3339,
+                                 "an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z")
+    if freeze and freeze_start == "":
+        read.problem(f"{_key('nodeUpgradeFreezeStart')}: must be set while {_key('nodeUpgradeFreeze')} is true; "
+                     f"allowed: an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z")
+    deletion_protection = read.get("deletionProtection")
+    authorized = read.cidr_list("masterAuthorizedNetworks")
+    allow_open = read.get("allowOpenControlPlane")
+
+    if authorized is not None:
+        if not authorized:
+            read.problem(f"{_key('masterAuthorizedNetworks')}: needs at least one CIDR (the machine that runs "
+                         f"`pulumi up` must reach the control plane); found []")
+        for network in authorized:
+            if network == OPEN_TO_THE_INTERNET and allow_open is False:
+                read.problem(f"{_key('masterAuthorizedNetworks')}: {network} opens the control plane to the whole "
+                             f"internet; allowed: specific CIDRs (the machine running `pulumi up`), or set "
+                             f"{_key('allowOpenControlPlane')}=true to accept the risk")
+            if any(network.subnet_of(doc) for doc in DOCUMENTATION_RANGES):
+                read.warnings.append(f"{_key('masterAuthorizedNetworks')}: {network} is a documentation range "
+                                     f"(RFC 5737); replace it with the CIDR of the machine that runs `pulumi up`, "
+                                     f"or the Kubernetes objects cannot be applied")
+    if len(read.problems) > start or not _ok(region, zones, regional, master_cidr):
+        return None
+    return ClusterConfig(
+        location=region if regional else zones[0],
+        node_zones=zones,
+        release_channel=release_channel,
+        kubernetes_version=kubernetes_version or None,
+        maintenance_window_start=window_start,
+        node_upgrade_freeze_start=freeze_start if freeze else None,
+        deletion_protection=deletion_protection,
+        master_cidr=str(master_cidr),
+        master_authorized_networks=tuple(str(network) for network in authorized),
+        system_machine_type=system_machine_type,
+        system_node_count=system_node_count,
+    )
+
+
+def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Optional[GpuPoolConfig],
+                  secrets: Mapping[str, Any],
+                  plain_secrets: Mapping[str, str]) -> Optional[ServingConfig]:
+    start = len(read.problems)
+    models = _read_models(read)
+    namespace = read.matching("servingNamespace", lambda value: _K8S_LABEL.fullmatch(value) is not None,
+                              "a Kubernetes namespace name: 1 to 63 lowercase letters, digits and '-', starting "
+                              "and ending with a letter or digit")
+    if namespace == "":
+        read.problem(f"{_key('servingNamespace')}: must not be empty; allowed: a Kubernetes namespace name")
+    ray_image = read.matching("rayImage", lambda value: _IMAGE.fullmatch(value) is not None,
+                              "a container image reference like registry/repository:tag or "
+                              "repository@sha256:<digest>, or empty for the pinned image")
+    ray_cluster_upgrade = read.one_of("rayClusterUpgrade", RAY_CLUSTER_UPGRADES)
+    cpu_workers = read.get("cpuWorkers")
+    exposure = read.one_of("serveExposure", SERVE_EXPOSURES)
+    source_ranges = read.cidr_list("serveSourceRanges")
+    api_auth = read.get("apiAuth")
+    ready_timeout = read.get("serveReadyTimeoutMinutes")
+    _check_api_key(read, plain_secrets.get("apiKey"))
+
+    if api_auth is False and exposure is not None and exposure != "cluster":
+        read.problem(f"{_key('apiAuth')}: false with {_key('serveExposure')}={exposure!r} would put an open "
+                     f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
+    if _ok(cpu_workers, models) and cpu_workers < 1 and any(model.min_replicas == 0 for model in models):
+        read.problem(f"{_key('cpuWorkers')}: a model that scales to zero needs a CPU worker for the ingress that "
+                     f"wakes it; found {cpu_workers}; allowed: 1 or more")
+    if _ok(models, machine):
+        read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
+    if len(read.problems) > start or not _ok(models, pool):
+        return None
+
+    if exposure == "external":
+        read.warnings.append(f"{_key('serveExposure')}: external serves plain HTTP on a public address; the API "
+                             f"key travels unencrypted. Put a TLS-terminating gateway in front for production")
+    if exposure != "cluster" and not source_ranges:
+        read.warnings.append(f"{_key('serveSourceRanges')}: empty, so the {exposure} load balancer accepts any "
+                             f"source")
+    if exposure == "cluster" and source_ranges:
+        read.warnings.append(f"{_key('serveSourceRanges')}: has no effect with {_key('serveExposure')}=cluster "
+                             f"(no load balancer)")
+    if pool.driver_version == "DEFAULT" and "-cu13" in (ray_image or RAY_LLM_IMAGE):
+        read.warnings.append(f"{_key('gpuDriverVersion')}: DEFAULT with a CUDA 13 image "
+                             f"({ray_image or RAY_LLM_IMAGE}); CUDA 13 needs an R580 or newer driver, which GKE's "
+                             f"default driver may not be; LATEST is the safe choice")
+    if not api_auth:
+        read.warnings.append(f"{_key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
+                             f"the models")
+    return ServingConfig(
+        models=models,
+        namespace=namespace,
+        ray_image=ray_image or RAY_LLM_IMAGE,
+        ray_cluster_upgrade=ray_cluster_upgrade,
+        cpu_workers=cpu_workers,
+        exposure=exposure,
+        source_ranges=tuple(str(network) for network in source_ranges),
+        api_auth=api_auth,
+        ready_timeout_minutes=ready_timeout,
+        api_key=secrets.get("apiKey"),
+        hf_token=secrets.get("hfToken"),
+    )
+
+
+def _read_models(read: ValueReader) -> Optional[tuple[ModelSpec, ...]]:
+    raw_models = read.get("models")
+    if raw_models is None:
+        return None
+    try:
+        return parse_models(raw_models, key=_key("models"))
+    except ModelConfigError as error:
+        read.problems.extend(error.problems)
+        return None
+
+
+def _check_api_key(read: ValueReader, api_key: Optional[str]) -> None:
+    if api_key is None:
+        return
+    api_keys = parse_api_keys(api_key)
+    short = [index for index, key in enumerate(api_keys) if len(key) < MIN_API_KEY_LENGTH]
+    if short or not api_keys:
+        read.problem(f"{_key('apiKey')}: every key (comma-separated) needs at least {MIN_API_KEY_LENGTH} "
+                     f"characters, or the ingress refuses to start; found "
+                     f"{'no key' if not short else f'short key(s) at position(s) {short}'}")
+
+
+def _namespace_problems(other_keys: Iterable[str]) -> list[str]:
+    """Keys outside this project's namespace: refused when no one reads them, or when they hold credentials in
+    plain text (`other_keys` maps each to whether it is stored encrypted)."""
+    problems = []
+    allowed = ", ".join(f"{namespace}:" for namespace in CONFIG_NAMESPACES)
+    for name in sorted(other_keys):
+        namespace, colon, rest = name.partition(":")
+        if not colon:
+            problems.append(f"{name}: config key without a namespace; allowed: {PROJECT}:{name} for this "
+                            f"project's key, or a key in one of the namespaces {allowed}")
+        elif namespace not in CONFIG_NAMESPACES:
+            hint = difflib.get_close_matches(namespace, CONFIG_NAMESPACES, n=1)
+            problems.append(f"{name}: namespace {namespace!r} is read by neither this project nor its providers, "
+                            f"so `pulumi up` would ignore the key"
+                            + (f" (did you mean {hint[0]}:{rest}?)" if hint else "")
+                            + f"; allowed namespaces: {allowed}")
+    return problems
+
+
+def _check_keys(read: ValueReader, values: Mapping[str, Any], other_keys: Mapping[str, bool],
+                encrypted: set[str]) -> None:
+    """Problems with the keys themselves, before any value is read: unknown keys and namespaces, secrets in
+    plain text, encrypted values where none belongs."""
+    for name in sorted(set(values) - set(CONFIG_KEYS_BY_NAME)):
+        hint = difflib.get_close_matches(name, list(CONFIG_KEYS_BY_NAME), n=1)
+        read.problem(f"{_key(name)}: unknown config key" + (f" (did you mean {hint[0]}?)" if hint else "")
+                     + f"; known keys: {', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
+    for name in sorted(set(values) & SECRET_KEY_NAMES):
+        read.problem(_plain_secret_problem(_key(name)))
+    read.problems.extend(_namespace_problems(other_keys))
+    for name in PROVIDER_SECRET_KEYS:
+        if name in other_keys and not other_keys[name]:
+            read.problem(_plain_secret_problem(name))
+    if "models" in encrypted:
+        read.problem(f"{_key('models')}: holds an encrypted value, but the models end up in the Serve config, "
+                     f"which the RayService stores in plain text; allowed: no secrets in models (the Hugging "
+                     f"Face token goes in {_key('hfToken')}, set with `pulumi config set --secret`)")
+        read.reported.add("models")
+
+
+def _plain_secret_problem(full_name: str) -> str:
+    return (f"{full_name}: must be stored encrypted; found a plain value; set it with "
+            f"`pulumi config set --secret {full_name} <value>`")
+
+
+# --- both stages, all sections --------------------------------------------------------------------------------
+
+
+def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any],
+                       secrets: Optional[Mapping[str, Any]] = None,
+                       plain_secrets: Optional[Mapping[str, str]] = None,
+                       other_keys: Optional[Mapping[str, bool]] = None,
+                       encrypted: Iterable[str] = ()) -> StackConfig:
+    """Build the typed `StackConfig` from raw config values, or raise `ConfigError` listing every problem.
+
+    `values` holds the project's keys without their `llmserve:` prefix; `gcp_values` the `gcp:` provider keys
+    (`project`, `region`). Values may be strings (as the engine passes them) or already-typed JSON values. A
+    secret key found in `values` was stored in plain text and is refused. `secrets` maps the secret keys that
+    are set to their (opaque) values, which are passed through unread; `plain_secrets` holds the same values
+    in plain text for checks only (never stored, never printed). `other_keys` maps every key the stack sets
+    outside the project's namespace (`gcp:project`, a misspelt `llmserv:gpuNodeCount`, a bare `gpuNodeCount`)
+    to whether it is stored encrypted. `encrypted` names the project keys that are not secrets but are stored
+    encrypted (an encrypted part inside `models` would reach the plain-text serve config).
+    """
+    read = ValueReader(values, CONFIG_KEYS_BY_NAME, INTEGER_BOUNDS)
+    _check_keys(read, values, dict(other_keys or {}), set(encrypted))
+
+    gcp_project, region = _read_gcp(read, gcp_values)
+    zones = _read_zones(read, region)
+    machine = _read_machine(read)
+    pool = _read_gpu_pool(read, machine, zones)
+    ranges = _read_ranges(read)
+    network = _read_network(read, region, ranges, pool)
+    cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
+    serving = _read_serving(read, machine, pool, secrets or {}, plain_secrets or {})
+
+    if read.problems:
+        raise ConfigError(read.problems)
+    return StackConfig(stack=stack, gcp_project=gcp_project, region=region, network=network, cluster=cluster,
+                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings))
+
+
+def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,
+                     max_gpu_nodes: Optional[int]) -> list[str]:
+    """Rules between the models and the GPU pool they run on; those about the pool's size are skipped when
+    `max_gpu_nodes` is None (the size is bad and already reported)."""
+    problems = []
+    per_node = machine.gpu_count
+    pool_gpus = per_node * max_gpu_nodes if max_gpu_nodes is not None else None
+    for index, model in enumerate(models):
+        where = f"{PROJECT}:models[{index}]"
+        if model.accelerator_type != machine.ray_accelerator:
+            problems.append(f"{where}.acceleratorType: {model.accelerator_type!r} does not match the GPU pool's "
+                            f"{machine.gke_accelerator} ({machine.machine_type}); allowed: "
+                            f"{machine.ray_accelerator!r}")
+        tensor = model.tensor_parallel_size
+        if per_node % tensor:
+            problems.append(f"{where}.tensorParallelSize: a tensor-parallel group stays within one node (its GPUs "
+                            f"exchange activations every layer; only pipeline stages cross nodes); found {tensor} "
+                            f"on {machine.machine_type} nodes with {per_node} GPUs; allowed: a divisor of "
+                            f"{per_node} ({', '.join(str(n) for n in range(1, per_node + 1) if per_node % n == 0)}); "
+                            f"use pipelineParallelSize to span nodes")
+            continue
+        gpus = model.gpus_per_replica
+        if gpus % per_node and per_node % gpus:
+            problems.append(f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
+                            f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
+                            f"{per_node}, or a divisor of it so that replicas share a node evenly")
+        elif pool_gpus is not None and gpus * max(model.min_replicas, 1) > pool_gpus:
+            problems.append(f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
+                            f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
+                            f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
+                            f"or shrink the model")
+    needed = sum(model.gpus_per_replica * model.min_replicas for model in models)
+    if pool_gpus is not None and needed > pool_gpus and not problems:
+        problems.append(f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
+                        f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool")
+    return problems
+
+
+def _is_gke_version(value: str) -> bool:
+    return re.fullmatch(r"1\.\d+(\.\d+(-gke\.\d+)?)?", value, re.ASCII) is not None
 
 
 def _is_hh_mm(value: str) -> bool:
-    return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value) is not None
+    return re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value, re.ASCII) is not None
 
 
 def _is_rfc3339(value: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value, re.ASCII):
+        return False
     try:
         parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -356,341 +740,49 @@ def _is_reservation(value: str) -> bool:
     return re.fullmatch(rf"{name}(/reservationBlocks/{name})?", value) is not None
 
 
-# --- both stages -------------------------------------------------------------------------------------------
+_K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# A container image reference (distribution/reference's grammar, simplified): [registry[:port]/]path[:tag][@digest].
+_IMAGE = re.compile(r"([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+                    r"(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?")
 
 
-def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any],
-                       secrets: Optional[Mapping[str, Any]] = None,
-                       plain_secrets: Optional[Mapping[str, str]] = None) -> StackConfig:
-    """Build the typed `StackConfig` from raw config values, or raise `ConfigError` listing every problem.
-
-    `values` holds the project's keys without their `llmserve:` prefix; `gcp_values` the `gcp:` provider keys
-    (`project`, `region`). Values may be strings (as the engine passes them) or already-typed JSON values.
-    `secrets` maps the secret keys that are set to their (opaque) values, which are passed through unread;
-    `plain_secrets` holds the same values in plain text for checks only (never stored, never printed).
-    """
-    secrets = dict(secrets or {})
-    unknown = sorted(set(values) - set(CONFIG_KEYS_BY_NAME))
-    read = _Reader(values)
-    for name in unknown:
-        read.problems.append(f"{PROJECT}:{name}: unknown config key; known keys: "
-                             f"{', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
-
-    gcp_project = gcp_values.get("project")
-    region = gcp_values.get("region")
-    if not gcp_project:
-        read.problems.append("gcp:project: required but not set; run `pulumi config set gcp:project <project-id>`")
-    if not region:
-        read.problems.append("gcp:region: required but not set; run `pulumi config set gcp:region us-central1` "
-                             "(or the region of your GPU capacity)")
-
-    machine_type = read.get("gpuMachineType")
-    machine = MACHINE_PROFILES.get(machine_type) if machine_type is not None else None
-    if machine_type is not None and machine is None:
-        read.problems.append(f"{PROJECT}:gpuMachineType: unknown machine type {machine_type!r}; allowed: "
-                             f"{', '.join(sorted(MACHINE_PROFILES))}")
-
-    zones = read.get("gpuZones") or []
-    node_count = read.get("gpuNodeCount")
-    autoscaling = read.get("gpuAutoscaling")
-    min_nodes = read.get("gpuMinNodes")
-    max_nodes = read.get("gpuMaxNodes")
-    compact_placement = read.get("gpuCompactPlacement")
-    gpudirect_wanted = read.get("gpuDirect")
-    gpu_network_count = read.get("gpuNetworkCount")
-    spot = read.get("gpuSpot")
-    flex_start = read.get("gpuFlexStart")
-    queued = read.get("gpuQueuedProvisioning")
-    reservation = read.matching("gpuReservation", _is_reservation,
-                                "a reservation name, optionally NAME/reservationBlocks/BLOCK")
-    driver_version = read.one_of("gpuDriverVersion", GPU_DRIVER_VERSIONS)
-    regional = read.get("regionalCluster")
-    system_machine_type = read.get("systemMachineType")
-    system_node_count = read.get("systemNodeCount")
-    release_channel = read.one_of("releaseChannel", RELEASE_CHANNELS)
-    kubernetes_version = read.matching("kubernetesVersion", lambda v: re.fullmatch(r"1\.\d+(\.\d+(-gke\.\d+)?)?", v)
-                                       is not None, "a GKE version like 1.33 or 1.33.5-gke.1080000")
-    window_start = read.matching("maintenanceWindowStart", _is_hh_mm, "HH:MM (UTC)")
-    freeze = read.get("nodeUpgradeFreeze")
-    freeze_start = read.matching("nodeUpgradeFreezeStart", _is_rfc3339,
-                                 "an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z")
-    deletion_protection = read.get("deletionProtection")
-    authorized = read.cidr_list("masterAuthorizedNetworks")
-    allow_open = read.get("allowOpenControlPlane")
-    ranges = {name: read.cidr(name) for name in
-              ("primarySubnetCidr", "podsCidr", "servicesCidr", "masterCidr", "gpuNetworksCidr")}
-    raw_models = read.get("models")
-    namespace = read.matching("servingNamespace", lambda v: re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", v)
-                              is not None, "a Kubernetes namespace name (lowercase letters, digits, '-')")
-    ray_image = read.get("rayImage")
-    ray_cluster_upgrade = read.one_of("rayClusterUpgrade", RAY_CLUSTER_UPGRADES)
-    cpu_workers = read.get("cpuWorkers")
-    exposure = read.one_of("serveExposure", SERVE_EXPOSURES)
-    source_ranges = read.cidr_list("serveSourceRanges")
-    api_auth = read.get("apiAuth")
-    ready_timeout = read.get("serveReadyTimeoutMinutes")
-    api_key = (plain_secrets or {}).get("apiKey")
-    if api_key is not None:
-        api_keys = parse_api_keys(api_key)
-        short = [index for index, key in enumerate(api_keys) if len(key) < MIN_API_KEY_LENGTH]
-        if short or not api_keys:
-            read.problems.append(f"{PROJECT}:apiKey: every key (comma-separated) needs at least "
-                                 f"{MIN_API_KEY_LENGTH} characters, or the ingress refuses to start; found "
-                                 f"{'no key' if not short else f'short key(s) at position(s) {short}'}")
-    for name in sorted(set(values) & SECRET_KEY_NAMES):
-        read.problems.append(f"{PROJECT}:{name}: must be stored encrypted; found a plain value; set it with "
-                             f"`pulumi config set --secret {PROJECT}:{name} <value>`")
-
-    models: tuple[ModelSpec, ...] = ()
-    if raw_models is not None:
-        try:
-            models = parse_models(raw_models, key=f"{PROJECT}:models")
-        except ModelConfigError as error:
-            read.problems.extend(error.problems)
-
-    if read.problems:
-        raise ConfigError(read.problems)
-
-    # --- stage 2: rules between keys ----------------------------------------------------------------------
-    problems: list[str] = []
-    warnings: list[str] = []
-    key = lambda name: f"{PROJECT}:{name}"  # noqa: E731 - a short local spelling for message keys
-
-    if not zones:
-        problems.append(f"{key('gpuZones')}: needs at least one zone in {region}; found []")
-    for index, zone in enumerate(zones):
-        if not re.fullmatch(rf"{re.escape(region)}-[a-z]", zone):
-            problems.append(f"{key('gpuZones')}[{index}]: zone {zone!r} is not in gcp:region {region!r}; "
-                            f"allowed: zones named {region}-<letter>")
-    if len(set(zones)) != len(zones):
-        problems.append(f"{key('gpuZones')}: lists a zone twice; found {zones}")
-    if compact_placement and len(zones) > 1:
-        problems.append(f"{key('gpuZones')}: compact placement keeps the pool in one zone; found {len(zones)} "
-                        f"zones {zones}; allowed: exactly one zone, or set {key('gpuCompactPlacement')} to false")
-
-    if autoscaling:
-        if min_nodes < 0 or max_nodes < 1 or min_nodes > max_nodes:
-            problems.append(f"{key('gpuMinNodes')}/{key('gpuMaxNodes')}: need 0 <= min <= max and max >= 1; "
-                            f"found min={min_nodes}, max={max_nodes}")
-    elif node_count < 0:
-        problems.append(f"{key('gpuNodeCount')}: must be 0 or more; found {node_count}")
-    if system_node_count < 1:
-        problems.append(f"{key('systemNodeCount')}: the Ray head and controllers need at least 1 node; "
-                        f"found {system_node_count}")
-
-    capacity = {"gpuSpot": spot, "gpuFlexStart": flex_start, "gpuQueuedProvisioning": queued}
-    chosen = [name for name, on in capacity.items() if on]
-    if len(chosen) > 1:
-        problems.append(f"{' and '.join(key(name) for name in chosen)}: these provisioning modes exclude each "
-                        f"other; allowed: at most one of {', '.join(key(name) for name in capacity)}")
-    if reservation:
-        for name in chosen:
-            problems.append(f"{key(name)}: cannot be combined with {key('gpuReservation')}={reservation!r}; "
-                            f"a reservation is consumed by on-demand VMs only; allowed: {key(name)}=false or "
-                            f"an empty {key('gpuReservation')}")
-    if (flex_start or queued) and not autoscaling:
-        mode = key("gpuFlexStart") if flex_start else key("gpuQueuedProvisioning")
-        problems.append(f"{mode}: needs {key('gpuAutoscaling')}=true (the pool scales up from zero when capacity "
-                        f"is granted); found {key('gpuAutoscaling')}=false")
-    if queued and autoscaling and min_nodes != 0:
-        problems.append(f"{key('gpuQueuedProvisioning')}: needs {key('gpuMinNodes')}=0; found {min_nodes}")
-    if (flex_start or queued) and compact_placement and machine is not None \
-            and not machine.compact_placement_with_dws:
-        mode = key("gpuFlexStart") if flex_start else key("gpuQueuedProvisioning")
-        problems.append(f"{mode}: GKE does not support compact placement with flex-start or queued provisioning "
-                        f"on {machine.machine_type}; found {key('gpuCompactPlacement')}=true; allowed: turn one "
-                        f"of them off")
-
-    gpudirect = machine.gpudirect if (machine is not None and gpudirect_wanted) else GpuDirect.NONE
-    needed_nics = machine.gpu_nic_count if gpudirect is not GpuDirect.NONE else 0
-    if gpu_network_count and gpu_network_count != needed_nics:
-        why = (f"{machine.machine_type} with GPUDirect-{gpudirect.value.upper()} uses {needed_nics} GPU NICs"
-               if needed_nics else f"{machine_type} uses no GPU NIC networks here (gpuDirect off or unsupported)")
-        problems.append(f"{key('gpuNetworkCount')}: {why}; found {gpu_network_count}; allowed: {needed_nics}, "
-                        f"or 0 to derive it from the machine")
-
-    problems += _check_ranges(ranges, key)
-
-    for network in authorized:
-        if network == OPEN_TO_THE_INTERNET and not allow_open:
-            problems.append(f"{key('masterAuthorizedNetworks')}: 0.0.0.0/0 opens the control plane to the whole "
-                            f"internet; allowed: specific CIDRs (the machine running `pulumi up`), or set "
-                            f"{key('allowOpenControlPlane')}=true to accept the risk")
-        if any(network.subnet_of(doc) for doc in DOCUMENTATION_RANGES):
-            warnings.append(f"{key('masterAuthorizedNetworks')}: {network} is a documentation range (RFC 5737); "
-                            f"replace it with the CIDR of the machine that runs `pulumi up`, or the Kubernetes "
-                            f"objects cannot be applied")
-    if not authorized:
-        problems.append(f"{key('masterAuthorizedNetworks')}: needs at least one CIDR (the machine that runs "
-                        f"`pulumi up` must reach the control plane); found []")
-
-    if machine is not None:
-        problems += serving_problems(models, machine, largest_pool_size(autoscaling, node_count, max_nodes))
-    if not api_auth and exposure != "cluster":
-        problems.append(f"{key('apiAuth')}: false with {key('serveExposure')}={exposure!r} would put an open "
-                        f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
-    if cpu_workers < 1 and any(model.min_replicas == 0 for model in models):
-        problems.append(f"{key('cpuWorkers')}: a model that scales to zero needs a CPU worker for the ingress "
-                        f"that wakes it; found {cpu_workers}; allowed: 1 or more")
-    if cpu_workers < 0:
-        problems.append(f"{key('cpuWorkers')}: must be 0 or more; found {cpu_workers}")
-    if ready_timeout < 1:
-        problems.append(f"{key('serveReadyTimeoutMinutes')}: must be 1 or more; found {ready_timeout}")
-
-    if problems:
-        raise ConfigError(problems)
-
-    if spot and machine is not None and (node_count > 1 or (autoscaling and max_nodes > 1)):
-        warnings.append(f"{key('gpuSpot')}: a preempted Spot node takes down every model replica that spans it")
-    if reservation and compact_placement and gpudirect is GpuDirect.TCPXO:
-        warnings.append(f"{key('gpuCompactPlacement')}: A3 Mega pool creation has been reported to fail when a "
-                        f"placement policy is added on top of a dense specific reservation; if it does, set it "
-                        f"to false")
-    if exposure == "external":
-        warnings.append(f"{key('serveExposure')}: external serves plain HTTP on a public address; the API key "
-                        f"travels unencrypted. Put a TLS-terminating gateway in front for production")
-    if exposure != "cluster" and not source_ranges:
-        warnings.append(f"{key('serveSourceRanges')}: empty, so the {exposure} load balancer accepts any source")
-    if not api_auth:
-        warnings.append(f"{key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
-                        f"the models")
-    if machine is not None and machine.gpudirect is not GpuDirect.NONE and not gpudirect_wanted:
-        warnings.append(f"{key('gpuDirect')}: off on {machine.machine_type}; cross-node NCCL traffic uses eth0 only")
-
-    gpu_cidr = ranges["gpuNetworksCidr"]
-    slots = list(gpu_cidr.subnets(prefixlen_diff=3))[:GPU_SUBNET_SLOTS]
-    return StackConfig(
-        stack=stack,
-        gcp_project=gcp_project,
-        region=region,
-        network=NetworkConfig(
-            region=region,
-            primary_subnet_cidr=str(ranges["primarySubnetCidr"]),
-            pods_cidr=str(ranges["podsCidr"]),
-            services_cidr=str(ranges["servicesCidr"]),
-            gpu_subnet_cidrs=tuple(str(slot) for slot in slots[:needed_nics]),
-        ),
-        cluster=ClusterConfig(
-            location=region if regional else zones[0],
-            node_zones=tuple(zones),
-            release_channel=release_channel,
-            kubernetes_version=kubernetes_version or None,
-            maintenance_window_start=window_start,
-            node_upgrade_freeze_start=freeze_start if freeze else None,
-            deletion_protection=deletion_protection,
-            master_cidr=str(ranges["masterCidr"]),
-            master_authorized_networks=tuple(str(network) for network in authorized),
-            system_machine_type=system_machine_type,
-            system_node_count=system_node_count,
-        ),
-        gpu_pool=GpuPoolConfig(
-            machine=machine,
-            zones=tuple(zones),
-            node_count=node_count,
-            autoscaling=autoscaling,
-            min_nodes=min_nodes,
-            max_nodes=max_nodes,
-            compact_placement=compact_placement,
-            gpudirect=gpudirect,
-            spot=spot,
-            flex_start=flex_start,
-            queued_provisioning=queued,
-            reservation=reservation or None,
-            driver_version=driver_version,
-        ),
-        serving=ServingConfig(
-            models=models,
-            namespace=namespace,
-            ray_image=ray_image or RAY_LLM_IMAGE,
-            ray_cluster_upgrade=ray_cluster_upgrade,
-            cpu_workers=cpu_workers,
-            exposure=exposure,
-            source_ranges=tuple(str(network) for network in source_ranges),
-            api_auth=api_auth,
-            ready_timeout_minutes=ready_timeout,
-            api_key=secrets.get("apiKey"),
-            hf_token=secrets.get("hfToken"),
-        ),
-        warnings=tuple(warnings),
-    )
-
-
-def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max_gpu_nodes: int) -> list[str]:
-    """Rules between the models and the GPU pool they run on."""
-    problems = []
-    per_node = machine.gpu_count
-    pool_gpus = per_node * max_gpu_nodes
-    for index, model in enumerate(models):
-        where = f"{PROJECT}:models[{index}]"
-        if model.accelerator_type != machine.ray_accelerator:
-            problems.append(f"{where}.acceleratorType: {model.accelerator_type!r} does not match the GPU pool's "
-                            f"{machine.gke_accelerator} ({machine.machine_type}); allowed: "
-                            f"{machine.ray_accelerator!r}")
-        gpus = model.gpus_per_replica
-        if gpus % per_node and per_node % gpus:
-            problems.append(f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
-                            f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
-                            f"{per_node}, or a divisor of it so that replicas share a node evenly")
-        elif gpus * max(model.min_replicas, 1) > pool_gpus:
-            problems.append(f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
-                            f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
-                            f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
-                            f"or shrink the model")
-    needed = sum(model.gpus_per_replica * model.min_replicas for model in models)
-    if needed > pool_gpus and not problems:
-        problems.append(f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
-                        f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool")
-    return problems
-
-
-def _check_ranges(ranges: Mapping[str, ipaddress.IPv4Network], key: Callable[[str], str]) -> list[str]:
-    problems = []
-    master = ranges["masterCidr"]
-    if master.prefixlen != 28:
-        problems.append(f"{key('masterCidr')}: GKE needs a /28 for the control plane; found {master}")
-    gpu = ranges["gpuNetworksCidr"]
-    if gpu.prefixlen > 29 - 3:
-        problems.append(f"{key('gpuNetworksCidr')}: too small to split into {GPU_SUBNET_SLOTS} GPU subnets; "
-                        f"found {gpu}; allowed: /26 or larger (/16 recommended)")
-    names = list(ranges)
-    for i, first in enumerate(names):
-        for second in names[i + 1:]:
-            if ranges[first].overlaps(ranges[second]):
-                problems.append(f"{key(first)} and {key(second)}: ranges overlap; found {ranges[first]} and "
-                                f"{ranges[second]}; allowed: disjoint ranges")
-    return problems
+# --- reading through Pulumi ---------------------------------------------------------------------------------
 
 
 def load_stack_config() -> StackConfig:
     """Read the current stack's config through `pulumi.Config`, once. The only place that does."""
     import pulumi
-
-    project_config = pulumi.Config(PROJECT)
-    gcp_config = pulumi.Config("gcp")
-    names = (set(CONFIG_KEYS_BY_NAME) | _project_keys_set()) - SECRET_KEY_NAMES
-    values = {name: project_config.get(name) for name in sorted(names)}
-    values = {name: value for name, value in values.items() if value is not None}
-    secrets = {name: project_config.get_secret(name) for name in sorted(SECRET_KEY_NAMES)}
-    secrets = {name: value for name, value in secrets.items() if value is not None}
-    # The runtime's own reader returns a secret's text without the "use get_secret" warning; it is used
-    # for checks only and never leaves parse_stack_config. The offline plan cannot decrypt secrets and
-    # passes a placeholder, which is not checked.
-    from pulumi.runtime.config import get_config
-
-    plain = {name: get_config(f"{PROJECT}:{name}") for name in secrets}
-    gcp_values = {"project": gcp_config.get("project"), "region": gcp_config.get("region")}
-    return parse_stack_config(pulumi.get_stack(), values, gcp_values, secrets,
-                              {name: value for name, value in plain.items()
-                               if isinstance(value, str) and value != OFFLINE_SECRET})
-
-
-def _project_keys_set() -> set[str]:
-    """Every `llmserve:` key the stack sets, so that a misspelt key is reported instead of silently ignored.
-
-    `pulumi.Config` cannot list keys; the runtime's config map can (set by the engine or `set_all_config`).
-    """
     from pulumi.runtime import config as runtime_config
 
+    # `pulumi.Config` cannot list keys; the runtime's config map can (set by the engine or `set_all_config`),
+    # so that a misspelt key or namespace is reported instead of silently ignored.
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    encrypted = set(runtime_config.get_config_secret_keys_env()) | {
+        name for name in everything if runtime_config.is_config_secret(name)}
+    project_config = pulumi.Config(PROJECT)
+    return config_from_map(pulumi.get_stack(), everything, encrypted, project_config.get_secret)
+
+
+def config_from_map(stack: str, config: Mapping[str, Any], encrypted: Iterable[str],
+                    secret: Callable[[str], Any] = lambda name: None) -> StackConfig:
+    """`parse_stack_config` for a whole config map as the engine holds it, `{"namespace:key": "text"}`, with the
+    keys stored encrypted. `secret(name)` wraps a secret key's value (a `pulumi.Output` under the engine); its
+    text is used for checks only. Pure: the property tests call it with stack files read by infra/stackfiles."""
     prefix = f"{PROJECT}:"
-    return {name[len(prefix):] for name in everything if name.startswith(prefix)}
+    encrypted = set(encrypted)
+    project_keys = {name[len(prefix):] for name in config if name.startswith(prefix)}
+    # A secret key stored in plain text goes with the ordinary values, where parse_stack_config refuses it.
+    plain_text = {name for name in SECRET_KEY_NAMES & project_keys if f"{prefix}{name}" not in encrypted}
+    stored_secrets = (SECRET_KEY_NAMES & project_keys) - plain_text
+    values = {name: config[f"{prefix}{name}"] for name in sorted(project_keys - stored_secrets)}
+    values = {name: value for name, value in values.items() if value is not None}
+    secrets = {name: secret(name) or config[f"{prefix}{name}"] for name in sorted(stored_secrets)}
+    # The offline plan cannot decrypt secrets and passes a placeholder, which is not checked.
+    plain = {name: config[f"{prefix}{name}"] for name in stored_secrets}
+    gcp_values = {"project": config.get("gcp:project"), "region": config.get("gcp:region")}
+    other_keys = {name: name in encrypted for name in config if not name.startswith(prefix)}
+    return parse_stack_config(stack, values, gcp_values, secrets,
+                              {name: value for name, value in plain.items()
+                               if isinstance(value, str) and value != OFFLINE_SECRET},
+                              other_keys=other_keys,
+                              encrypted={name[len(prefix):] for name in encrypted if name.startswith(prefix)})

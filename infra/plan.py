@@ -7,7 +7,8 @@ registration is recorded. Outputs:
 - `resources.json`: one object per registered resource, `{"type", "name", "parent", "inputs"}`, sorted
   by name (registration order varies from run to run), inputs as the engine receives them (camelCase), secrets as "[secret]";
 - `manifests.yaml`: every Kubernetes object the stack creates directly, as the API server receives it;
-- a summary on stdout. Invalid config exits 2 with the problems on stderr.
+- a summary on stdout. Invalid config, or a stack file that cannot be read, exits 2 with the problems on
+  stderr and removes an earlier plan of the stack from the output folder, so no out-of-date plan is left.
 """
 
 from __future__ import annotations
@@ -216,11 +217,30 @@ class Plan:
         return "\n".join(lines)
 
 
+PLAN_FILES = ("resources.json", "manifests.yaml")
+
+
 def write_plan(plan: Plan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "resources.json").write_text(
-        json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n")
-    (out / "manifests.yaml").write_text(yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120))
+    texts = {"resources.json": json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n",
+             "manifests.yaml": yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120)}
+    for name in PLAN_FILES:  # write beside, then rename: a reader never sees half a file
+        partial = out / f".{name}.partial"
+        partial.write_text(texts[name])
+        os.replace(partial, out / name)
+
+
+def remove_stale_plan(out: Path) -> bool:
+    """Delete the plan files a failed plan would otherwise leave behind, out of date, in `out` (and `out`
+    itself when nothing else is in it). Only the files the plan writes are touched. True if any was there."""
+    removed = False
+    for name in PLAN_FILES:
+        if (out / name).is_file():
+            (out / name).unlink()
+            removed = True
+    if removed and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    return removed
 
 
 def make_plan(stack: str, root: Path = PROJECT_ROOT):
@@ -244,12 +264,14 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     args = parser.parse_args(argv)
 
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
+    out = args.out or root / "build" / args.stack
     try:
         plan, config = make_plan(args.stack, root)
     except (ConfigError, StackFileError) as error:  # bad config, or a stack that cannot be read: exit 2
         print(f"error: stack '{args.stack}': {error}", file=sys.stderr)
+        if remove_stale_plan(out):
+            print(f"Removed the earlier plan in {out}: it no longer matches the stack's config.", file=sys.stderr)
         return 2
-    out = args.out or root / "build" / args.stack
     write_plan(plan, out)
     print(plan.summary(config))
     print(f"\nWrote {out / 'resources.json'} and {out / 'manifests.yaml'}")

@@ -370,7 +370,14 @@ def _type_problem(path: str, key: ConfigKey, value: Any) -> str | None:
                     f"{article} {expected}")
 
 
+# Pulumi carries numbers as doubles (protobuf Struct), which hold integers exactly only up to 2**53.
+_LARGEST_EXACT_INTEGER = 2**53
+
+
 def _range_problem(path: str, key: ConfigKey, value: float) -> str | None:
+    if key.type == "integer" and abs(value) > _LARGEST_EXACT_INTEGER:
+        return _problem(path, "too large to pass through Pulumi exactly (its numbers are doubles)", _show(value),
+                        f"integers up to 2**53 ({_LARGEST_EXACT_INTEGER})")
     low_ok = key.minimum is None or (value > key.minimum if key.exclusive_minimum else value >= key.minimum)
     high_ok = key.maximum is None or value <= key.maximum
     if low_ok and high_ok:

@@ -13,7 +13,7 @@ from infra.catalog import GpuDirect
 from infra.config import CONFIG_KEYS, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
-GCP = {"project": "p", "region": "us-east4"}
+GCP = {"project": "my-project", "region": "us-east4"}
 R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
 BASE = {
@@ -135,7 +135,7 @@ BAD_INPUT = [
      dict(gcp={"region": "us-east4"}),
      r"gcp:project: required but not set; run `pulumi config set gcp:project <project-id>`"),
     ("missing region",
-     dict(gcp={"project": "p"}),
+     dict(gcp={"project": "my-project"}),
      r"gcp:region: required but not set"),
     ("control plane open to the internet",
      dict(masterAuthorizedNetworks=["0.0.0.0/0"]),
@@ -209,6 +209,78 @@ BAD_INPUT = [
      dict(apiKey="sk-123"),
      r"llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
      r"`pulumi config set --secret llmserve:apiKey <value>`"),
+    ("a YAML 1.1 boolean, which the Pulumi CLI passes as the string 'yes'",
+     dict(gpuAutoscaling="yes"),
+     r"llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
+    ("negative node count",
+     dict(gpuNodeCount=-1),
+     r"llmserve:gpuNodeCount: out of range; found -1; allowed: 0 to 1000 \(GKE allows at most 1000 nodes"),
+    ("huge node count",
+     dict(gpuNodeCount="9" * 25),
+     r"llmserve:gpuNodeCount: out of range; found 9{25}; allowed: 0 to 1000"),
+    ("absurdly long number",
+     dict(gpuNodeCount="9" * 5000),
+     r"llmserve:gpuNodeCount: expected a whole number; found '9{60,}\.\.\.$"),
+    ("ready timeout of zero",
+     dict(serveReadyTimeoutMinutes=0),
+     r"llmserve:serveReadyTimeoutMinutes: out of range; found 0; allowed: 1 to 10080"),
+    ("no system node",
+     dict(systemNodeCount=0),
+     r"llmserve:systemNodeCount: out of range; found 0; allowed: 1 to 1000 \(the Ray head"),
+    ("tensor parallelism across nodes",
+     dict(models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)]),
+     r"llmserve:models\[0\].tensorParallelSize: a tensor-parallel group stays within one node .* found 16 on "
+     r"a3-megagpu-8g nodes with 8 GPUs; allowed: a divisor of 8 \(1, 2, 4, 8\)"),
+    ("project id Google refuses",
+     dict(gcp={"project": "My_Project", "region": "us-east4"}),
+     r"gcp:project: not a valid project id; found 'My_Project'; allowed: a Google Cloud project id: 6 to 30 "
+     r"characters"),
+    ("project id too short",
+     dict(gcp={"project": "abc", "region": "us-east4"}),
+     r"gcp:project: not a valid project id; found 'abc'"),
+    ("region name Google refuses",
+     dict(gcp={"project": "my-project", "region": "US East"}),
+     r"gcp:region: not a region name; found 'US East'; allowed: a Compute Engine region name"),
+    ("zone name Google refuses",
+     dict(gpuZones=["us-east4"]),
+     r"llmserve:gpuZones\[0\]: not a zone name; found 'us-east4'"),
+    ("system machine type Google refuses",
+     dict(systemMachineType="E2 Standard"),
+     r"llmserve:systemMachineType: expected a Compute Engine machine type name"),
+    ("authorized network listed twice",
+     dict(masterAuthorizedNetworks=["198.18.0.0/24", "198.18.0.0/24"]),
+     r"llmserve:masterAuthorizedNetworks\[1\]: 198.18.0.0/24 is listed twice \(also at \[0\]\)"),
+    ("gpu range too small for eight /29 subnets",
+     dict(gpuNetworksCidr="192.168.0.0/27"),
+     r"llmserve:gpuNetworksCidr: too small to split into 8 GPU subnets of at least /29"),
+    ("subnet smaller than Google allows",
+     dict(primarySubnetCidr="10.0.0.0/30"),
+     r"llmserve:primarySubnetCidr: Google's smallest subnet range is a /29; found 10.0.0.0/30"),
+    ("ipv6 cidr",
+     dict(podsCidr="fd00::/64"),
+     r"llmserve:podsCidr: expected an IPv4 CIDR; found 'fd00::/64'"),
+    ("image reference with spaces",
+     dict(rayImage="my image"),
+     r"llmserve:rayImage: expected a container image reference"),
+    ("empty namespace",
+     dict(servingNamespace=""),
+     r"llmserve:servingNamespace: must not be empty"),
+    ("freeze without a start",
+     dict(nodeUpgradeFreezeStart=""),
+     r"llmserve:nodeUpgradeFreezeStart: must be set while llmserve:nodeUpgradeFreeze is true"),
+    ("empty model list",
+     dict(models=[]),
+     r"llmserve:models: must list at least one model"),
+    ("models not a list",
+     dict(models={"id": "x"}),
+     r"llmserve:models: must be a list of model objects"),
+    ("models not json",
+     dict(models="[{"),
+     r"llmserve:models: expected a YAML/JSON list of objects"),
+    ("hf token in plain text",
+     dict(hfToken="hf_abc"),
+     r"llmserve:hfToken: must be stored encrypted; found a plain value; set it with "
+     r"`pulumi config set --secret llmserve:hfToken <value>`"),
     ("bad maintenance window",
      dict(maintenanceWindowStart="3am"),
      r"llmserve:maintenanceWindowStart: expected HH:MM \(UTC\); found '3am'"),
@@ -285,3 +357,98 @@ def test_readme_documents_every_config_key():
     readme = (ROOT / "README.md").read_text()
     missing = [key.name for key in CONFIG_KEYS if f"`{key.name}`" not in readme]
     assert not missing, f"README.md does not document: {missing}"
+
+
+def test_a_bad_value_is_reported_once_without_follow_on_rules():
+    problems = problems_of(gpuNodeCount=-1)
+    assert problems.count("\n  - ") == 1, problems
+    assert "never have more than" not in problems, problems
+
+
+def test_a_bad_machine_type_skips_the_rules_that_need_the_machine_but_not_the_others():
+    problems = problems_of(gpuMachineType="x", models=[dict(R1, acceleratorType="A100-80G", minReplicas=2,
+                                                            maxReplicas=1)], releaseChannel="NIGHTLY")
+    assert "gpuMachineType: unknown machine type 'x'" in problems
+    assert "minReplicas" in problems and "releaseChannel" in problems
+    assert "acceleratorType" not in problems and "GPU pool" not in problems, problems
+
+
+def _with_other_keys(other_keys, **overrides):
+    values = {**BASE, **overrides}
+    return parse_stack_config("test", values, GCP, other_keys=other_keys)
+
+
+@pytest.mark.parametrize("key, message", [
+    ("llmserv:gpuNodeCount",
+     r"llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers, so `pulumi up` "
+     r"would ignore the key \(did you mean llmserve:gpuNodeCount\?\); allowed namespaces: llmserve:, gcp:, "
+     r"kubernetes:, random:, pulumi:"),
+    ("gpuNodeCount", r"gpuNodeCount: config key without a namespace; allowed: llmserve:gpuNodeCount"),
+    ("aws:region", r"aws:region: namespace 'aws' is read by neither"),
+])
+def test_keys_nobody_reads_are_refused_with_the_allowed_namespaces(key, message):
+    with pytest.raises(ConfigError, match=message):
+        _with_other_keys({key: False})
+
+
+def test_provider_keys_are_accepted():
+    config = _with_other_keys({"gcp:project": False, "gcp:zone": False, "kubernetes:context": False,
+                               "pulumi:tags": False, "gcp:credentials": True})
+    assert config.gcp_project == "my-project"
+
+
+def test_provider_credentials_in_plain_text_are_refused_with_the_fix():
+    with pytest.raises(ConfigError, match=r"gcp:credentials: must be stored encrypted; found a plain value; set it "
+                                          r"with `pulumi config set --secret gcp:credentials <value>`"):
+        _with_other_keys({"gcp:credentials": False})
+
+
+def test_an_encrypted_part_of_the_models_is_refused():
+    with pytest.raises(ConfigError, match=r"llmserve:models: holds an encrypted value"):
+        parse_stack_config("test", BASE, GCP, encrypted={"models"})
+
+
+def test_an_encrypted_ordinary_key_cannot_be_planned_offline():
+    with pytest.raises(ConfigError, match=r"llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot "
+                                          r"read"):
+        parse_stack_config("test", {**BASE, "gpuNodeCount": "[secret]"}, GCP)
+
+
+def test_yaml_1_2_booleans_in_any_of_their_spellings_are_read():
+    for spelling in ("true", "True", "TRUE"):
+        assert parse(gpuDirect=spelling.replace("true", "false").replace("True", "False")
+                     .replace("TRUE", "FALSE")).gpu_pool.gpu_network_count == 0
+
+
+def test_the_default_driver_with_a_cuda_13_image_is_a_warning():
+    config = parse(gpuDriverVersion="DEFAULT")
+    assert any("gpuDriverVersion: DEFAULT with a CUDA 13 image" in warning for warning in config.warnings)
+    assert not any("gpuDriverVersion" in warning for warning in parse().warnings)
+
+
+def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused():
+    problems = problems_of(models=[dict(R1, maxModelLen=2**60)])
+    assert "llmserve:models[0].maxModelLen: too large to pass through Pulumi exactly" in problems, problems
+
+
+@pytest.mark.parametrize("key, value", [("maintenanceWindowStart", "０３:00"), ("kubernetesVersion", "1.３３"),
+                                        ("nodeUpgradeFreezeStart", "２026-11-01T00:00:00Z"),
+                                        ("servingNamespace", "llm-ü"), ("gpuZones", ["us-east4-ä"])])
+def test_non_ascii_look_alikes_are_refused(key, value):
+    assert f"llmserve:{key}" in problems_of(**{key: value})
+
+
+def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad():
+    problems = problems_of(gpuNodeCount=-1, models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)])
+    assert "llmserve:models[0].tensorParallelSize: a tensor-parallel group stays within one node" in problems
+    assert problems.count("\n  - ") == 2 and "never have more than" not in problems, problems
+
+
+def test_every_integer_key_has_a_range():
+    from infra.config import INTEGER_BOUNDS
+
+    assert sorted(INTEGER_BOUNDS) == sorted(key.name for key in CONFIG_KEYS if key.type == "integer")
+    for key in CONFIG_KEYS:
+        if key.type == "integer" and key.default is not None:
+            low, high, _ = INTEGER_BOUNDS[key.name]
+            assert low <= key.default <= high, key.name

@@ -62,7 +62,7 @@ def _project_with(tmp_path: Path, stack: str, config: dict) -> Path:
 
 def test_invalid_config_exits_2_with_the_problem_on_stderr_and_writes_nothing(tmp_path, capsys):
     root = _project_with(tmp_path, "broken", {
-        "gcp:project": "p", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
+        "gcp:project": "my-project", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
         "llmserve:gpuZones": ["us-west1-a"], "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"],
         "llmserve:models": [{"id": "r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
                              "tensorParallelSize": 8, "pipelineParallelSize": 2}]})
@@ -107,3 +107,57 @@ def test_a_configured_hf_token_reaches_the_gpu_workers_from_its_secret(tmp_path)
     for group in rayservice["inputs"]["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
         env = {e["name"]: e for e in group["template"]["spec"]["containers"][0]["env"]}
         assert ("HF_TOKEN" in env) == (group["groupName"] != "cpu"), group["groupName"]
+
+
+def test_a_failed_plan_removes_the_earlier_plan_so_nothing_out_of_date_is_left(tmp_path, capsys):
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(PROJECT_ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copy(PROJECT_ROOT / "Pulumi.dev.yaml", root / "Pulumi.dev.yaml")
+    shutil.copy(PROJECT_ROOT / "__main__.py", root / "__main__.py")
+    assert main(["plan", "dev"], root=root) == 0
+    out = root / "build" / "dev"
+    assert (out / "resources.json").is_file() and (out / "manifests.yaml").is_file()
+    capsys.readouterr()
+
+    (root / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text().replace(
+        "llmserve:gpuMaxNodes: 2", "llmserve:gpuMaxNodes: -1"))
+    assert main(["plan", "dev"], root=root) == 2
+    err = capsys.readouterr().err
+    assert "llmserve:gpuMaxNodes: out of range; found -1; allowed: 0 to 1000" in err, err
+    assert f"Removed the earlier plan in {out}" in err, err
+    assert not out.exists()
+
+
+def test_a_failed_plan_leaves_other_files_in_the_output_folder_alone(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "resources.json").write_text("[]\n")
+    (out / "notes.txt").write_text("mine\n")
+    assert main(["plan", "nosuchstack", "--out", str(out)]) == 2
+    assert sorted(path.name for path in out.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"llmserve:apiKey": "a-plain-text-key-of-40-characters-xxxxxxx"},
+     "llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
+     "`pulumi config set --secret llmserve:apiKey <value>`"),
+    ({"gcp:credentials": "{\"type\": \"service_account\"}"},
+     "gcp:credentials: must be stored encrypted; found a plain value"),
+    ({"llmserv:gpuNodeCount": "3"},
+     "llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers"),
+    ({"llmserve:gpuAutoscaling": "yes"}, "llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
+    ({"llmserve:models": []}, "llmserve:models: must list at least one model"),
+    ({"llmserve:gpuNodeCount": {"secure": "v1:AAAAencrypted"}},
+     "llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot read"),
+])
+def test_the_plan_refuses_what_pulumi_up_would_get_wrong(tmp_path, capsys, extra, message):
+    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    root = _project_with(tmp_path, "bad", {**stack, **extra})
+    if extra.get("llmserve:gpuAutoscaling") == "yes":  # written plain, as a user would, not quoted by the dumper
+        path = root / "Pulumi.bad.yaml"
+        path.write_text(path.read_text().replace("'yes'", "yes"))
+    assert main(["plan", "bad"], root=root) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n  - ") == 1, err

@@ -1,0 +1,172 @@
+"""Reading single config values: raw text (as the Pulumi engine passes it) to a typed value, or a problem.
+
+`ValueReader` never raises: each bad value becomes one problem line naming the key, the value found (shortened)
+and what is allowed, and the reader returns None for it, so that the rules that depend on the value can be
+skipped (`infra/config.py`'s section readers do that). Every key is read through its declared type, so a key
+added to CONFIG_KEYS gets type and range checks without code of its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import re
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+from infra.stackfiles import PROJECT
+from infra.stackfiles import SECRET as OFFLINE_SECRET
+
+MAX_SHOWN = 80  # characters of a bad value quoted in a message
+
+
+def shown(value: Any) -> str:
+    """`value` as a message quotes it: repr, shortened."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+
+
+class ValueReader:
+    """Typed access to the project's config values, collecting a problem per bad value.
+
+    `keys` maps each key name to its declaration (name, type, description, default); `bounds` gives the
+    inclusive integer range of integer keys that have one.
+    """
+
+    def __init__(self, values: Mapping[str, Any], keys: Mapping[str, Any],
+                 bounds: Mapping[str, tuple[Optional[int], Optional[int], str]]):
+        self._values = values
+        self._keys = keys
+        self._bounds = bounds
+        self.problems: list[str] = []
+        self.warnings: list[str] = []
+        self.reported: set[str] = set()  # keys whose problem is already told; reading them gives None silently
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+    def get(self, name: str) -> Any:
+        """The typed value of `name` (its default when unset), or None when it is missing or bad."""
+        key = self._keys[name]
+        raw = self._values.get(name)
+        if raw == OFFLINE_SECRET and not key.secret:
+            if name not in self.reported:
+                self.problem(f"{PROJECT}:{name}: stored encrypted, which the offline plan cannot read, and it is "
+                             f"not a secret; allowed: a plain value (`pulumi config set {PROJECT}:{name} <value>`)")
+            return None
+        if raw is None:
+            if key.default is None:
+                self.problem(f"{PROJECT}:{name}: required but not set ({key.description})")
+            return key.default
+        try:
+            value = _COERCE[key.type](raw)
+        except (ValueError, TypeError, RecursionError):
+            self.problem(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {shown(raw)}")
+            return None
+        if key.type == "integer" and name in self._bounds:
+            low, high, why = self._bounds[name]
+            if (low is not None and value < low) or (high is not None and value > high):
+                allowed = (f"{low} to {high}" if low is not None and high is not None
+                           else f"{low} or more" if low is not None else f"{high} or less")
+                self.problem(f"{PROJECT}:{name}: out of range; found {shown(value)}; allowed: {allowed}"
+                             + (f" ({why})" if why else ""))
+                return None
+        return value
+
+    def one_of(self, name: str, allowed: Sequence[str]) -> Optional[str]:
+        value = self.get(name)
+        if value is not None and value not in allowed:
+            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}; allowed: {', '.join(allowed)}")
+            return None
+        return value
+
+    def matching(self, name: str, check: Callable[[str], bool], what: str) -> Optional[str]:
+        """A string that is empty or passes `check`; `what` says what is allowed."""
+        value = self.get(name)
+        if value and not check(value):
+            self.problem(f"{PROJECT}:{name}: expected {what}; found {shown(value)}")
+            return None
+        return value
+
+    def cidr(self, name: str) -> Optional[ipaddress.IPv4Network]:
+        return self.parse_cidr(f"{PROJECT}:{name}", self.get(name))
+
+    def cidr_list(self, name: str) -> Optional[list[ipaddress.IPv4Network]]:
+        """The CIDRs of an array key; None if any is bad or one is listed twice."""
+        values = self.get(name)
+        if values is None:
+            return None
+        networks = [self.parse_cidr(f"{PROJECT}:{name}[{index}]", value) for index, value in enumerate(values)]
+        if any(network is None for network in networks):
+            return None
+        seen: dict[ipaddress.IPv4Network, int] = {}
+        duplicate = False
+        for index, network in enumerate(networks):
+            if network in seen:
+                self.problem(f"{PROJECT}:{name}[{index}]: {network} is listed twice (also at [{seen[network]}]); "
+                             f"allowed: each CIDR once")
+                duplicate = True
+            seen.setdefault(network, index)
+        return None if duplicate else networks
+
+    def parse_cidr(self, where: str, value: Any) -> Optional[ipaddress.IPv4Network]:
+        if value is None:
+            return None
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except (ValueError, TypeError):
+            self.problem(f"{where}: expected an IPv4 CIDR with no host bits set, like 10.0.0.0/20; "
+                         f"found {shown(value)}")
+            return None
+        if network.version != 4:
+            self.problem(f"{where}: expected an IPv4 CIDR; found {shown(value)}")
+            return None
+        return network
+
+
+def to_bool(raw: Any) -> bool:
+    """The YAML 1.2 core schema's booleans (true, True, TRUE and the same for false); not yes/no/on/off."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw in ("true", "True", "TRUE", "false", "False", "FALSE"):
+        return raw.lower() == "true"
+    raise ValueError(raw)
+
+
+def to_int(raw: Any) -> int:
+    """A whole number written in decimal digits (as `pulumi.Config.get_int` and YAML 1.2 read it)."""
+    if isinstance(raw, bool):
+        raise ValueError(raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        if math.isfinite(raw) and raw.is_integer():
+            return int(raw)
+        raise ValueError(raw)
+    text = str(raw).strip()
+    if not re.fullmatch(r"[-+]?[0-9]{1,30}", text):
+        raise ValueError(raw)
+    return int(text)
+
+
+def to_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError(raw)
+    return raw
+
+
+def to_str_list(raw: Any) -> list[str]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(raw)
+    return value
+
+
+def to_json(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+_COERCE: dict[str, Callable[[Any], Any]] = {"string": to_str, "integer": to_int, "boolean": to_bool,
+                                            "array": to_str_list, "object": to_json}
+_TYPE_WORDS = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
+               "array": "a list of strings", "object": "a YAML/JSON list of objects"}
