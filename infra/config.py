@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
+from infra.secure import SecureSettings, read_secure_settings, secure_problems, secure_warnings
 from infra.stackfiles import PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
@@ -85,7 +86,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Use DWS flex-start VMs (autoscaling only; no reservation, no Spot, no compact placement on A3).",
               False),
     ConfigKey("gpuQueuedProvisioning", "boolean",
-              "Use DWS queued provisioning (autoscaling from 0; no reservation, no Spot, no compact placement).",
+              "DWS queued provisioning: refused (true is a config error), because only a ProvisioningRequest "
+              "fills such a pool and the Ray autoscaler's workers cannot use one; use gpuFlexStart.",
               False),
     ConfigKey("gpuReservation", "string",
               "Name of a specific Compute Engine reservation to consume (optionally "
@@ -138,10 +140,11 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "to zero and still be woken by a request.", 1),
     ConfigKey("serveExposure", "string",
               "Who can reach the OpenAI API: cluster (ClusterIP only), internal (an internal load balancer in "
-              "the VPC) or external (a public load balancer; plain HTTP).", "cluster"),
+              "the VPC; plain HTTP, needs serveAllowPlainHttp) or external (HTTPS through a GKE Gateway with a "
+              "Google-managed certificate for serveHostname).", "cluster"),
     ConfigKey("serveSourceRanges", "array",
-              "CIDRs allowed through the load balancer when serveExposure is internal or external; empty "
-              "allows any source that can route to it.", []),
+              "CIDRs allowed through the internal load balancer when serveExposure is internal; empty "
+              "allows any source that can route to it. Not supported with external (HTTPS Gateway).", []),
     ConfigKey("apiAuth", "boolean",
               "Require `Authorization: Bearer <key>` on the OpenAI API; false is refused unless "
               "serveExposure is cluster.", True),
@@ -154,6 +157,27 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("hfToken", "string",
               "Hugging Face token for gated models or higher rate limits; set with "
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
+    # --- secure defaults and capacity settings (infra/secure.py) -------------------------------------------
+    ConfigKey("gpuSecureBoot", "boolean",
+              "Secure boot on GPU nodes (verified boot chain; GKE's NVIDIA drivers and the GPUDirect installers "
+              "load signed modules). false is an opt-out for custom unsigned kernel modules.", True),
+    ConfigKey("gpuHostMaintenanceInterval", "string",
+              "Host maintenance interval of GPU nodes: empty leaves it to GKE (as Google's A3 blueprints do); "
+              "PERIODIC or AS_NEEDED only when Google Cloud asks for it, since a pool that sets it may not match a "
+              "reservation created without it.", ""),
+    ConfigKey("networkPolicies", "boolean",
+              "NetworkPolicies that let only the Ray cluster's own pods reach the Ray ports (plus the KubeRay "
+              "operator on the dashboard and Managed Prometheus on the metrics ports) and only the ingress path "
+              "reach the Serve port. false removes them.", True),
+    ConfigKey("serveClientNamespaces", "array",
+              "Namespaces whose pods may call the OpenAI API (Serve port 8000) inside the cluster, besides the "
+              "serving namespace itself.", []),
+    ConfigKey("serveHostname", "string",
+              "DNS name of the public HTTPS endpoint when serveExposure is external (a Google-managed certificate "
+              "is issued for it); empty otherwise.", ""),
+    ConfigKey("serveAllowPlainHttp", "boolean",
+              "Accept plain HTTP on the internal load balancer (serveExposure=internal); external exposure is "
+              "always HTTPS.", False),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
@@ -239,6 +263,7 @@ class StackConfig:
     gpu_pool: GpuPoolConfig
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
+    secure: SecureSettings = field(default=SecureSettings())
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -441,6 +466,8 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         read.problems.append(f"{PROJECT}:{name}: must be stored encrypted; found a plain value; set it with "
                              f"`pulumi config set --secret {PROJECT}:{name} <value>`")
 
+    secure = read_secure_settings(read, queued)
+
     models: tuple[ModelSpec, ...] = ()
     if raw_models is not None:
         try:
@@ -536,6 +563,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         problems.append(f"{key('cpuWorkers')}: must be 0 or more; found {cpu_workers}")
     if ready_timeout < 1:
         problems.append(f"{key('serveReadyTimeoutMinutes')}: must be 1 or more; found {ready_timeout}")
+    problems += secure_problems(secure, exposure=exposure, source_ranges=source_ranges)
 
     if problems:
         raise ConfigError(problems)
@@ -546,10 +574,9 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         warnings.append(f"{key('gpuCompactPlacement')}: A3 Mega pool creation has been reported to fail when a "
                         f"placement policy is added on top of a dense specific reservation; if it does, set it "
                         f"to false")
-    if exposure == "external":
-        warnings.append(f"{key('serveExposure')}: external serves plain HTTP on a public address; the API key "
-                        f"travels unencrypted. Put a TLS-terminating gateway in front for production")
-    if exposure != "cluster" and not source_ranges:
+    warnings += secure_warnings(secure, machine_type=machine_type,
+                                on_demand=not (reservation or spot or flex_start or queued))
+    if exposure == "internal" and not source_ranges:
         warnings.append(f"{key('serveSourceRanges')}: empty, so the {exposure} load balancer accepts any source")
     if not api_auth:
         warnings.append(f"{key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
@@ -612,6 +639,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
             hf_token=secrets.get("hfToken"),
         ),
         warnings=tuple(warnings),
+        secure=secure,
     )
 
 
