@@ -115,10 +115,9 @@ class GpuNodePool(pulumi.ComponentResource):
                                                                   effect="NO_SCHEDULE")],
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
                     mode="GKE_METADATA"),
-                # Secure boot on by default. The TCPXO installer's `modprobe import-helper` loads a module that
-                # ships signed with COS, and GKE's managed NVIDIA drivers are signed too: cluster-toolkit's
-                # gke-node-pool keeps secure boot on ("unless custom kernel modules need to be loaded") and its
-                # gke-a3-megagpu example runs the same TCPXO installer with it on.
+                # Secure boot on by default (llmserve:gpuSecureBoot): cluster-toolkit's gke-node-pool keeps it on
+                # ("unless custom kernel modules need to be loaded") and its gke-a3-megagpu example runs the same
+                # TCPXO installer, whose `modprobe import-helper` was the reason it used to be off, with it on.
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
                     enable_secure_boot=args.secure_boot, enable_integrity_monitoring=True),
                 service_account=args.node_service_account,
