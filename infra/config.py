@@ -167,8 +167,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "reservation created without it.", ""),
     ConfigKey("networkPolicies", "boolean",
               "NetworkPolicies that let only the Ray cluster's own pods reach the Ray ports (plus the KubeRay "
-              "operator on the dashboard and Managed Prometheus on the metrics ports) and only the ingress path "
-              "reach the Serve port. false removes them.", True),
+              "operator on the head's dashboard and Serve proxy, and Managed Prometheus on the metrics ports) and "
+              "only the ingress path reach the Serve port. false removes them.", True),
     ConfigKey("serveClientNamespaces", "array",
               "Namespaces whose pods may call the OpenAI API (Serve port 8000) inside the cluster, besides the "
               "serving namespace itself.", []),

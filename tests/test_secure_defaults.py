@@ -177,8 +177,12 @@ def test_a_random_ray_worker_port_is_reachable_from_ray_pods_only():
 
 
 def test_serve_port_in_cluster_exposure_is_open_to_the_serving_namespace_only():
-    peers = allowed_peers(policies_of(planned("prod")[1]), SERVE_PORT, WORKER_LABELS)
+    policies = policies_of(planned("prod")[1])
+    peers = allowed_peers(policies, SERVE_PORT, WORKER_LABELS)
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, [RAY_PEER, {"podSelector": {}}]))
+    # and the operator, which health-checks the head's Serve proxy to label the head for the serve Service
+    head = allowed_peers(policies, SERVE_PORT, HEAD_LABELS)
+    assert sorted(map(json.dumps, head)) == sorted(map(json.dumps, [RAY_PEER, {"podSelector": {}}, OPERATOR_PEER]))
 
 
 def _exposure(**overrides) -> ExposureSettings:
@@ -270,6 +274,8 @@ STRUCTURAL_SCHEMAS = {
             "type": "object", "required": ["type"],
             "properties": {"type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
                            "httpHealthCheck": {"type": "object", "additionalProperties": False, "properties": {
+                               "portSpecification": {"enum": ["USE_FIXED_PORT", "USE_NAMED_PORT",
+                                                              "USE_SERVING_PORT"]},
                                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                                "requestPath": {"type": "string", "pattern": "^/"}}}}}}}}}),
     "GCPBackendPolicy": _object("networking.gke.io/v1", "GCPBackendPolicy", {

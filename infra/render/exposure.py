@@ -8,7 +8,8 @@ so each policy here states one allowed path:
 - `<name>-ray-internal`: Ray pods of the cluster talk to each other on any port (GCS 6379, client 10001,
   dashboard 8265, object manager, node manager and worker ports, which Ray picks at random);
 - `<name>-ray-operator`: the KubeRay operator reaches the head's dashboard port (8265), through which it
-  deploys serveConfigV2 and reads the Serve application status;
+  deploys serveConfigV2 and reads the Serve application status, and the head's Serve port (8000), where it
+  asks the proxy's `/-/healthz` to set the head's `ray.io/serve` label (KubeRay's RayHttpProxyClient);
 - `<name>-ray-metrics`: Managed Prometheus collectors (namespace gmp-system) scrape the metrics ports;
 - `<name>-serve-ingress`: the Serve port (8000) from the serving namespace, the namespaces listed in
   `serveClientNamespaces`, and the exposure's own path: the internal load balancer's clients, or the Google
@@ -93,7 +94,7 @@ def render_network_policies(settings: ExposureSettings) -> list[dict]:
         _policy(settings, "ray-operator", RAY_HEAD_SELECTOR,
                 [{"from": [{"namespaceSelector": _namespace_selector(settings.operator_namespace),
                             "podSelector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)}}],
-                  "ports": _tcp(DASHBOARD_PORT)}]),
+                  "ports": _tcp(DASHBOARD_PORT, SERVE_PORT)}]),
         _policy(settings, "ray-metrics", RAY_NODE_SELECTOR,
                 [{"from": [{"namespaceSelector": _namespace_selector(MANAGED_PROMETHEUS_NAMESPACE)}],
                   "ports": _tcp(*metrics_ports)}]),
@@ -136,7 +137,7 @@ def render_gateway_objects(settings: ExposureSettings, certificate_map: Any, add
         {"apiVersion": GKE_NETWORKING_API, "kind": "HealthCheckPolicy",
          "metadata": metadata(f"{serving.name}-serve-health"),
          "spec": {"default": {"config": {"type": "HTTP", "httpHealthCheck": {
-             "port": SERVE_PORT, "requestPath": SERVE_HEALTH_PATH}}},
+             "portSpecification": "USE_FIXED_PORT", "port": SERVE_PORT, "requestPath": SERVE_HEALTH_PATH}}},
                   "targetRef": dict(service_ref)}},
         {"apiVersion": GKE_NETWORKING_API, "kind": "GCPBackendPolicy",
          "metadata": metadata(f"{serving.name}-serve-backend"),
