@@ -7,8 +7,10 @@ from infra.cluster import Cluster, ClusterArgs
 from infra.config import load_stack_config
 from infra.gpu_pool import GpuNodePool, GpuPoolArgs
 from infra.gpudirect import GpuDirectArgs, GpuDirectObjects
-from infra.kuberay import KubeRayArgs, KubeRayOperator
+from infra.exposure import ServingExposure, ServingExposureArgs
+from infra.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
 from infra.network import Network, NetworkArgs
+from infra.render.exposure import ExposureSettings, public_base_url
 from infra.render.rayservice import RayServiceSettings, serve_urls
 from infra.serving import LlmService, LlmServiceArgs
 
@@ -33,6 +35,8 @@ gpu_pool = GpuNodePool("llm-gpu", GpuPoolArgs(
     cluster_location=config.cluster.location,
     node_service_account=cluster.node_service_account.email,
     gpu_networks=network.gpu_networks,
+    secure_boot=config.secure.gpu_secure_boot,
+    host_maintenance_interval=config.secure.host_maintenance_interval,
 ))
 gpudirect = []
 if config.gpu_pool.gpudirect is not GpuDirect.NONE:
@@ -56,11 +60,16 @@ rayservice = RayServiceSettings(
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
 )
+exposure = ServingExposure("llm-exposure", ServingExposureArgs(settings=ExposureSettings(
+    serving=rayservice, operator_namespace=OPERATOR_NAMESPACE, pods_cidr=config.network.pods_cidr,
+    client_namespaces=config.secure.serve_client_namespaces, hostname=config.secure.serve_hostname,
+), secure=config.secure))
 llm = LlmService("llm-serve", LlmServiceArgs(
     settings=rayservice,
     ready_timeout_minutes=serving.ready_timeout_minutes,
     api_key=serving.api_key,
     hf_token=serving.hf_token,
+    guard_objects=exposure.guard_objects,
 ), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
 
 pulumi.export("cluster_name", cluster.cluster.name)
@@ -75,3 +84,7 @@ pulumi.export("models", [model.model_id for model in serving.models])
 for output_name, value in serve_urls(rayservice).items():
     pulumi.export(output_name, value)
 pulumi.export("api_key", llm.api_key)
+if exposure.address is not None:
+    pulumi.export("public_base_url", public_base_url(config.secure.serve_hostname))
+    pulumi.export("public_address", exposure.address.address)
+    pulumi.export("dns_records_to_create", exposure.dns_records)

@@ -38,8 +38,6 @@ class MachineProfile:
     local_ssd_count: int
     vcpus: int
     memory_gib: int
-    # Compute Engine's PERIODIC host maintenance: A3 VMs do not live-migrate, so maintenance is scheduled.
-    periodic_host_maintenance: bool
     # Flex-start and queued provisioning drop compact placement on these machines (A3 High/Mega).
     compact_placement_with_dws: bool
     # What one Ray worker pod (one per node) requests: the node's allocatable CPU and memory less GKE's
@@ -66,7 +64,6 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             local_ssd_count=16,
             vcpus=208,
             memory_gib=1872,
-            periodic_host_maintenance=True,
             compact_placement_with_dws=False,
             ray_worker_cpu=192,
             ray_worker_memory_gib=1600,
@@ -82,7 +79,6 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             local_ssd_count=16,
             vcpus=208,
             memory_gib=1872,
-            periodic_host_maintenance=True,
             compact_placement_with_dws=False,
             ray_worker_cpu=192,
             ray_worker_memory_gib=1600,
@@ -99,7 +95,6 @@ MACHINE_PROFILES: dict[str, MachineProfile] = {
             local_ssd_count=2,
             vcpus=24,
             memory_gib=96,
-            periodic_host_maintenance=False,
             compact_placement_with_dws=True,
             ray_worker_cpu=20,
             ray_worker_memory_gib=72,

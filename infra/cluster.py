@@ -112,6 +112,8 @@ class Cluster(pulumi.ComponentResource):
                 managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True),
             ),
             enable_shielded_nodes=True,
+            # The Gateway API (GKE's controller and CRDs) for the HTTPS endpoint of serveExposure=external.
+            gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel="CHANNEL_STANDARD"),
             release_channel=gcp.container.ClusterReleaseChannelArgs(channel=settings.release_channel),
             min_master_version=settings.kubernetes_version,
             maintenance_policy=_maintenance_policy(settings),

@@ -26,6 +26,8 @@ from infra import gcp_rules
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.config_values import ValueReader, shown
 from infra.errors import ConfigError
+from infra.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secure_settings, secure_problems,
+                          secure_warnings)
 from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
@@ -90,7 +92,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Use DWS flex-start VMs (autoscaling only; no reservation, no Spot, no compact placement on A3).",
               False),
     ConfigKey("gpuQueuedProvisioning", "boolean",
-              "Use DWS queued provisioning (autoscaling from 0; no reservation, no Spot, no compact placement).",
+              "DWS queued provisioning: refused (true is a config error), because only a ProvisioningRequest "
+              "fills such a pool and the Ray autoscaler's workers cannot use one; use gpuFlexStart.",
               False),
     ConfigKey("gpuReservation", "string",
               "Name of a specific Compute Engine reservation to consume (optionally "
@@ -143,10 +146,11 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "to zero and still be woken by a request.", 1),
     ConfigKey("serveExposure", "string",
               "Who can reach the OpenAI API: cluster (ClusterIP only), internal (an internal load balancer in "
-              "the VPC) or external (a public load balancer; plain HTTP).", "cluster"),
+              "the VPC; plain HTTP, needs serveAllowPlainHttp) or external (HTTPS through a GKE Gateway with a "
+              "Google-managed certificate for serveHostname).", "cluster"),
     ConfigKey("serveSourceRanges", "array",
-              "CIDRs allowed through the load balancer when serveExposure is internal or external; empty "
-              "allows any source that can route to it.", []),
+              "CIDRs allowed through the internal load balancer when serveExposure is internal; empty "
+              "allows any source that can route to it. Not supported with external (HTTPS Gateway).", []),
     ConfigKey("apiAuth", "boolean",
               "Require `Authorization: Bearer <key>` on the OpenAI API; false is refused unless "
               "serveExposure is cluster.", True),
@@ -159,6 +163,27 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("hfToken", "string",
               "Hugging Face token for gated models or higher rate limits; set with "
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
+    # --- secure defaults and capacity settings (infra/secure.py) -------------------------------------------
+    ConfigKey("gpuSecureBoot", "boolean",
+              "Secure boot on GPU nodes (verified boot chain; GKE's NVIDIA drivers and the GPUDirect installers "
+              "load signed modules). false is an opt-out for custom unsigned kernel modules.", True),
+    ConfigKey("gpuHostMaintenanceInterval", "string",
+              "Host maintenance interval of GPU nodes: empty leaves it to GKE (as Google's A3 blueprints do); "
+              "PERIODIC or AS_NEEDED only when Google Cloud asks for it, since a pool that sets it may not match a "
+              "reservation created without it.", ""),
+    ConfigKey("networkPolicies", "boolean",
+              "NetworkPolicies that let only the Ray cluster's own pods reach the Ray ports (plus the KubeRay "
+              "operator on the head's dashboard and Serve proxy, and Managed Prometheus on the metrics ports) and "
+              "only the ingress path reach the Serve port. false removes them.", True),
+    ConfigKey("serveClientNamespaces", "array",
+              "Namespaces whose pods may call the OpenAI API (Serve port 8000) inside the cluster, besides the "
+              "serving namespace itself.", []),
+    ConfigKey("serveHostname", "string",
+              "DNS name of the public HTTPS endpoint when serveExposure is external (a Google-managed certificate "
+              "is issued for it); empty otherwise.", ""),
+    ConfigKey("serveAllowPlainHttp", "boolean",
+              "Accept plain HTTP on the internal load balancer (serveExposure=internal); external exposure is "
+              "always HTTPS.", False),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
@@ -244,6 +269,7 @@ class StackConfig:
     gpu_pool: GpuPoolConfig
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
+    secure: SecureSettings = field(default=SecureSettings())
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -362,7 +388,10 @@ def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
         read.problem(f"{_key('gpuMinNodes')}/{_key('gpuMaxNodes')}: need 0 <= min <= max and max >= 1; "
                      f"found min={min_nodes}, max={max_nodes}")
 
-    capacity = {"gpuSpot": spot, "gpuFlexStart": flex_start, "gpuQueuedProvisioning": queued}
+    if queued:
+        # Refused on its own (infra/secure.py says why), so no other rule talks about a queued pool.
+        read.problem(f"{_key('gpuQueuedProvisioning')}: true is refused: {QUEUED_PROVISIONING_REFUSAL}")
+    capacity = {"gpuSpot": spot, "gpuFlexStart": flex_start}
     chosen = [name for name, on in capacity.items() if on]
     if len(chosen) > 1:
         read.problem(f"{' and '.join(_key(name) for name in chosen)}: these provisioning modes exclude each "
@@ -372,16 +401,13 @@ def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
             read.problem(f"{_key(name)}: cannot be combined with {_key('gpuReservation')}={reservation!r}; a "
                          f"reservation is consumed by on-demand VMs only; allowed: {_key(name)}=false or an "
                          f"empty {_key('gpuReservation')}")
-    dws = [name for name in ("gpuFlexStart", "gpuQueuedProvisioning") if capacity[name]]
-    if dws and autoscaling is False:
-        read.problem(f"{_key(dws[0])}: needs {_key('gpuAutoscaling')}=true (the pool scales up from zero when "
-                     f"capacity is granted); found {_key('gpuAutoscaling')}=false")
-    if queued and autoscaling and min_nodes is not None and min_nodes != 0:
-        read.problem(f"{_key('gpuQueuedProvisioning')}: needs {_key('gpuMinNodes')}=0; found {min_nodes}")
-    if dws and compact_placement and machine is not None and not machine.compact_placement_with_dws:
-        read.problem(f"{_key(dws[0])}: GKE does not support compact placement with flex-start or queued "
-                     f"provisioning on {machine.machine_type}; found {_key('gpuCompactPlacement')}=true; allowed: "
-                     f"turn one of them off")
+    if flex_start and autoscaling is False:
+        read.problem(f"{_key('gpuFlexStart')}: needs {_key('gpuAutoscaling')}=true (the pool scales up from zero "
+                     f"when capacity is granted); found {_key('gpuAutoscaling')}=false")
+    if flex_start and compact_placement and machine is not None and not machine.compact_placement_with_dws:
+        read.problem(f"{_key('gpuFlexStart')}: GKE does not support compact placement with flex-start on "
+                     f"{machine.machine_type}; found {_key('gpuCompactPlacement')}=true; allowed: turn one of them "
+                     f"off")
 
     gpudirect = None
     if _ok(machine, gpudirect_wanted):
@@ -513,7 +539,7 @@ def _read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tupl
 
 
 def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Optional[GpuPoolConfig],
-                  secrets: Mapping[str, Any],
+                  secure: Optional[SecureSettings], secrets: Mapping[str, Any],
                   plain_secrets: Mapping[str, str]) -> Optional[ServingConfig]:
     start = len(read.problems)
     models = _read_models(read)
@@ -541,13 +567,12 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
                      f"wakes it; found {cpu_workers}; allowed: 1 or more")
     if _ok(models, machine):
         read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
-    if len(read.problems) > start or not _ok(models, pool):
+    if _ok(secure, exposure, source_ranges):
+        read.problems.extend(secure_problems(secure, exposure=exposure, source_ranges=source_ranges))
+    if len(read.problems) > start or not _ok(models, pool, secure):
         return None
 
-    if exposure == "external":
-        read.warnings.append(f"{_key('serveExposure')}: external serves plain HTTP on a public address; the API "
-                             f"key travels unencrypted. Put a TLS-terminating gateway in front for production")
-    if exposure != "cluster" and not source_ranges:
+    if exposure == "internal" and not source_ranges:
         read.warnings.append(f"{_key('serveSourceRanges')}: empty, so the {exposure} load balancer accepts any "
                              f"source")
     if exposure == "cluster" and source_ranges:
@@ -671,12 +696,16 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     ranges = _read_ranges(read)
     network = _read_network(read, region, ranges, pool)
     cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
-    serving = _read_serving(read, machine, pool, secrets or {}, plain_secrets or {})
+    secure = read_secure_settings(read)
+    serving = _read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
+    if secure is not None and pool is not None:
+        read.warnings.extend(secure_warnings(secure, machine_type=pool.machine.machine_type,
+                                             on_demand=not (pool.reservation or pool.spot or pool.flex_start)))
 
     if read.problems:
         raise ConfigError(read.problems)
     return StackConfig(stack=stack, gcp_project=gcp_project, region=region, network=network, cluster=cluster,
-                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings))
+                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings), secure=secure)
 
 
 def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,

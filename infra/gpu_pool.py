@@ -24,6 +24,8 @@ class GpuPoolArgs:
     cluster_location: str
     node_service_account: pulumi.Input[str]
     gpu_networks: Sequence[GpuNetwork]
+    secure_boot: bool = True  # llmserve:gpuSecureBoot
+    host_maintenance_interval: Optional[str] = None  # llmserve:gpuHostMaintenanceInterval; None leaves it to GKE
 
 
 class GpuNodePool(pulumi.ComponentResource):
@@ -102,8 +104,10 @@ class GpuNodePool(pulumi.ComponentResource):
                     gcp.container.NodePoolNodeConfigEphemeralStorageLocalSsdConfigArgs(
                         local_ssd_count=machine.local_ssd_count)),
                 reservation_affinity=_reservation_affinity(settings),
+                # Unset unless asked for: Google's A3 blueprints leave it empty, and a pool that asks for PERIODIC
+                # may not match a reservation created without it (cluster-toolkit PR #2420).
                 host_maintenance_policy=gcp.container.NodePoolNodeConfigHostMaintenancePolicyArgs(
-                    maintenance_interval="PERIODIC") if machine.periodic_host_maintenance else None,
+                    maintenance_interval=args.host_maintenance_interval) if args.host_maintenance_interval else None,
                 spot=settings.spot or None,
                 flex_start=settings.flex_start or None,
                 # GKE adds this taint to GPU pools anyway; declaring it keeps Pulumi's view equal to GKE's.
@@ -111,9 +115,11 @@ class GpuNodePool(pulumi.ComponentResource):
                                                                   effect="NO_SCHEDULE")],
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
                     mode="GKE_METADATA"),
-                # Secure boot stays off: the TCPXO installer loads the import-helper kernel module at boot.
+                # Secure boot on by default (llmserve:gpuSecureBoot): cluster-toolkit's gke-node-pool keeps it on
+                # ("unless custom kernel modules need to be loaded") and its gke-a3-megagpu example runs the same
+                # TCPXO installer, whose `modprobe import-helper` was the reason it used to be off, with it on.
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                    enable_secure_boot=False, enable_integrity_monitoring=True),
+                    enable_secure_boot=args.secure_boot, enable_integrity_monitoring=True),
                 service_account=args.node_service_account,
                 oauth_scopes=[CLOUD_PLATFORM_SCOPE],
                 labels=dict(GPU_POOL_LABELS),

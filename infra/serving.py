@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_random as random
@@ -20,6 +20,8 @@ class LlmServiceArgs:
     ready_timeout_minutes: int
     api_key: Optional[pulumi.Input[str]] = None  # None: generate one
     hf_token: Optional[pulumi.Input[str]] = None
+    # Objects that must exist in the namespace before the Ray pods start: NetworkPolicies, the HTTPS Gateway.
+    guard_objects: Sequence[Mapping[str, Any]] = ()
 
 
 class LlmService(pulumi.ComponentResource):
@@ -60,6 +62,9 @@ class LlmService(pulumi.ComponentResource):
             mounted.append(KubernetesObject(f"{name}-hf-token", render.render_secret(
                 settings.hf_token_secret, settings.namespace,
                 {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(args.hf_token)}), in_namespace))
+
+        mounted += [KubernetesObject(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, in_namespace)
+                    for obj in args.guard_objects]
 
         timeout = f"{args.ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}

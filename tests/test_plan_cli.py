@@ -49,7 +49,8 @@ def test_plan_output_is_byte_stable(prod_plan, tmp_path):
 def test_summary_lists_gpus_gpudirect_and_warnings(capsys, tmp_path):
     assert main(["plan", "staging", "--out", str(tmp_path)]) == 0
     summary = capsys.readouterr().out
-    assert "a3-highgpu-8g x 2 nodes, 8 x nvidia-h100-80gb per node, up to 16 GPUs" in summary, summary
+    assert "a3-highgpu-8g x 0-2 nodes (autoscaling), 8 x nvidia-h100-80gb per node, up to 16 GPUs" in summary, \
+        summary
     assert "GPUDirect: tcpx (4 GPU NIC networks)" in summary, summary
     assert "documentation range" in summary, summary
 

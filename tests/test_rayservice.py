@@ -220,14 +220,14 @@ def test_hf_token_reaches_gpu_workers_only_when_configured():
     assert env_of(with_token["template"])["HF_TOKEN"] == {"secretKeyRef": {"name": "llm-hf-token", "key": "token"}}
 
 
-@pytest.mark.parametrize("exposure, annotations", [
-    ("internal", {"networking.gke.io/load-balancer-type": "Internal"}), ("external", None)])
-def test_load_balancer_exposure_is_opt_in(exposure, annotations):
+def test_load_balancer_exposure_is_opt_in_and_internal_only():
     assert "serveService" not in render_rayservice(settings())["spec"]
-    service = render_rayservice(settings(exposure=exposure, source_ranges=("10.0.0.0/8",)))["spec"]["serveService"]
+    service = render_rayservice(settings(exposure="internal", source_ranges=("10.0.0.0/8",)))["spec"]["serveService"]
     assert service["spec"]["type"] == "LoadBalancer"
     assert service["spec"]["loadBalancerSourceRanges"] == ["10.0.0.0/8"]
-    assert service["metadata"].get("annotations") == annotations
+    assert service["metadata"].get("annotations") == {"networking.gke.io/load-balancer-type": "Internal"}
+    # external goes through the HTTPS Gateway (infra/render/exposure.py): no plain-HTTP public load balancer
+    assert "serveService" not in render_rayservice(settings(exposure="external"))["spec"]
 
 
 @pytest.mark.parametrize("upgrade, kuberay_type", [("NewCluster", "NewCluster"), ("Recreate", "None")])

@@ -57,10 +57,9 @@ HEAD_PORTS = (
     ("gcs-server", 6379), ("dashboard", DASHBOARD_PORT), ("client", 10001), ("serve", SERVE_PORT),
     ("metrics", 8080), ("as-metrics", 44217), ("dash-metrics", 44227),
 )
-LOAD_BALANCER_ANNOTATIONS = {
-    "internal": {"networking.gke.io/load-balancer-type": "Internal"},
-    "external": {},
-}
+# Only the internal exposure is a load balancer on the serve Service; external goes through the HTTPS Gateway
+# (infra/render/exposure.py), so no public plain-HTTP load balancer is ever rendered.
+LOAD_BALANCER_ANNOTATIONS = {"internal": {"networking.gke.io/load-balancer-type": "Internal"}}
 
 
 @dataclass(frozen=True)
@@ -209,7 +208,7 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
     }
     if settings.upgrade == "NewCluster":
         spec["rayClusterDeletionDelaySeconds"] = 60
-    if settings.exposure != "cluster":
+    if settings.exposure in LOAD_BALANCER_ANNOTATIONS:
         spec["serveService"] = _load_balancer(settings)
     return {
         "apiVersion": "ray.io/v1",
@@ -327,9 +326,8 @@ def _load_balancer(settings: RayServiceSettings) -> dict:
                                        "protocol": "TCP"}]}
     if settings.source_ranges:
         spec["loadBalancerSourceRanges"] = list(settings.source_ranges)
-    metadata: dict[str, Any] = {"labels": dict(PART_OF_LABEL)}
-    if LOAD_BALANCER_ANNOTATIONS[settings.exposure]:
-        metadata["annotations"] = dict(LOAD_BALANCER_ANNOTATIONS[settings.exposure])
+    metadata: dict[str, Any] = {"labels": dict(PART_OF_LABEL),
+                                "annotations": dict(LOAD_BALANCER_ANNOTATIONS[settings.exposure])}
     return {"metadata": metadata, "spec": spec}
 
 
