@@ -588,3 +588,42 @@ def architecture_for(spec: Any) -> Optional[Architecture]:
     if arch is None and spec.model_source.startswith("/") and Path(spec.model_source, "config.json").is_file():
         arch = load_architecture(Path(spec.model_source))
     return arch
+
+
+def model_reports(models: Any, machine: Any) -> list[tuple[int, Any, Optional[CapacityReport], Optional[str]]]:
+    """(index, spec, report or None, why not) for each model of a stack on the GPU pool's machine profile."""
+    gpu = GPU_MEMORY.get(machine.gke_accelerator)
+    results = []
+    for index, spec in enumerate(models):
+        if gpu is None:
+            results.append((index, spec, None, f"no GPU memory profile for {machine.gke_accelerator}"))
+            continue
+        try:
+            arch = architecture_for(spec)
+            settings = settings_for(spec)
+        except (ValueError, OSError) as error:
+            results.append((index, spec, None, str(error)))
+            continue
+        if arch is None:
+            results.append((index, spec, None, f"no known architecture for source {spec.model_source!r} (built in: "
+                            f"{', '.join(a.name for a in ARCHITECTURES.values())}; or set preset deepseek-r1 for a "
+                            "mirrored R1)"))
+            continue
+        results.append((index, spec, plan_capacity(arch, gpu, settings), None))
+    return results
+
+
+def capacity_findings(models: Any, machine: Any, key: str = "llmserve:models") -> tuple[list[str], list[str]]:
+    """(errors, warnings) for config validation: models that cannot start on the pool's GPUs are errors."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    for index, spec, report, why_not in model_reports(models, machine):
+        where = f"{key}[{index}]"
+        if spec.accelerator_type != machine.ray_accelerator:
+            continue  # reported by serving_problems; its GPUs would not be these
+        if report is None:
+            warnings.append(f"{where}: capacity not checked: {why_not}")
+            continue
+        errors += [problem.text(where) for problem in report.errors]
+        warnings += [problem.text(where) for problem in report.warnings]
+    return errors, warnings

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
+from infra.capacity import capacity_findings
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
 from infra.stackfiles import PROJECT
@@ -526,6 +527,9 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
 
     if machine is not None:
         problems += serving_problems(models, machine, largest_pool_size(autoscaling, node_count, max_nodes))
+        capacity_errors, capacity_warnings = capacity_findings(models, machine, key("models"))
+        problems += capacity_errors
+        warnings += capacity_warnings
     if not api_auth and exposure != "cluster":
         problems.append(f"{key('apiAuth')}: false with {key('serveExposure')}={exposure!r} would put an open "
                         f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
