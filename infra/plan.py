@@ -197,6 +197,7 @@ class Plan:
     resources: list[RecordedResource]
     manifests: list[dict]
     warnings: tuple[str, ...] = field(default=())
+    capacity: Optional[dict] = None  # capacity.json (infra/capacity_report.py)
 
     def summary(self, config) -> str:
         by_type = collections.Counter(resource.type for resource in self.resources)
@@ -212,6 +213,10 @@ class Plan:
                   f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
                   "", f"GPUDirect: {pool.gpudirect.value}"
                   + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
+        if self.capacity is not None:
+            from infra.capacity_report import summary_lines
+
+            lines += summary_lines(self.capacity)
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
         return "\n".join(lines)
 
@@ -221,6 +226,8 @@ def write_plan(plan: Plan, out: Path) -> None:
     (out / "resources.json").write_text(
         json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n")
     (out / "manifests.yaml").write_text(yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120))
+    if plan.capacity is not None:
+        (out / "capacity.json").write_text(json.dumps(plan.capacity, indent=2) + "\n")
 
 
 def make_plan(stack: str, root: Path = PROJECT_ROOT):
@@ -228,7 +235,9 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
     config, resources = run_program(stack, root)
     # Registration order depends on when each resource's inputs resolve; sort for byte-stable output.
     resources = sorted(resources, key=lambda resource: (resource.name, resource.type))
-    return Plan(stack, resources, kubernetes_manifests(resources), config.warnings), config
+    from infra.capacity_report import stack_capacity
+
+    return Plan(stack, resources, kubernetes_manifests(resources), config.warnings, stack_capacity(config)), config
 
 
 def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
@@ -241,7 +250,13 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
     plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
+    capacity_command = commands.add_parser("capacity", help="size a model on a machine (weights, KV cache, cost)")
+    from infra.capacity_report import add_arguments as add_capacity_arguments, run as run_capacity
+
+    add_capacity_arguments(capacity_command)
     args = parser.parse_args(argv)
+    if args.command == "capacity":
+        return run_capacity(args)
 
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     try:
@@ -252,5 +267,5 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     out = args.out or root / "build" / args.stack
     write_plan(plan, out)
     print(plan.summary(config))
-    print(f"\nWrote {out / 'resources.json'} and {out / 'manifests.yaml'}")
+    print(f"\nWrote {out / 'resources.json'}, {out / 'manifests.yaml'} and {out / 'capacity.json'}")
     return 0
