@@ -22,7 +22,7 @@ from infra.capacity import (
 )
 from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.coldstart import DEFAULT_WEIGHT_SOURCE, NODE_PROVISIONING_MINUTES, cold_start_minutes
-from infra.costs import stack_cost
+from infra.costs import PRICES, PRICES_AS_OF, stack_cost
 from serve_app.versions_data import VLLM_VERSION
 
 CAPACITY_FORMAT = 1
@@ -134,6 +134,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=None, help="engineKwargs.block_size")
     parser.add_argument("--enforce-eager", action="store_true",
                         help="no CUDA graphs, so no CUDA-graph memory is subtracted")
+    parser.add_argument("--region", default="us-east4", help="region of the list prices (default us-east4)")
     parser.add_argument("--overhead-gib", type=float, default=None,
                         help="activation + non-torch + CUDA-graph memory per GPU (default: the GPU's estimate)")
 
@@ -164,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
     for line in model_lines(arch.name, report.as_json()):
         print(line)
     print(_cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
+    price = PRICES.get((machine.machine_type, args.region))
+    rates = "no list price in infra/costs.py" if price is None else ", ".join(
+        f"{mode} ${nodes * rate:,.2f}/h" for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
+        if rate is not None)
+    print(f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
+          f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}")
     for problem in report.errors:
         print(f"error: {problem.text()}")
     for problem in report.warnings:

@@ -183,6 +183,7 @@ def test_capacity_command_prints_the_table(capsys):
     out = capsys.readouterr().out
     assert "deepseek-ai/DeepSeek-R1 on a3-megagpu-8g" in out and "a replica spans 2 nodes" in out
     assert "KV cache: 854,400 tokens" in out and "13.04x concurrency at 65,536 tokens" in out, out
+    assert "16 GPU-hours per hour, on-demand $184.43/h, spot $43.47/h" in out, out  # 2 x (92.2143, 21.73517)
 
 
 def test_capacity_command_exits_1_when_the_model_cannot_start(capsys):
