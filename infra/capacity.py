@@ -447,7 +447,13 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
     cuda_total = round(gpu.cuda_total_gib * GIB)
     requested = math.ceil(cuda_total * util)
 
-    partition = pp_partition(arch.num_layers, pp, settings.pp_layer_partition)
+    try:
+        partition = pp_partition(arch.num_layers, pp, settings.pp_layer_partition)
+    except ValueError as error:
+        problems.append(Problem("envVars", f"{error}, or vLLM refuses to start",
+                                f"VLLM_PP_LAYER_PARTITION={','.join(map(str, settings.pp_layer_partition or ()))}",
+                                f"{pp} layer counts that sum to {arch.num_layers}, or unset"))
+        partition = pp_partition(arch.num_layers, pp)
     stages = []
     first_layer = 0
     for index, layers in enumerate(partition):
@@ -561,7 +567,17 @@ def settings_for(spec: Any) -> EngineSettings:
     if quantization not in (None, "fp8"):
         raise ValueError(f"engineKwargs.quantization {quantization!r} is not sized by the capacity planner "
                          f"(known: fp8)")
+    for name in ("block_size", "kv_cache_memory_bytes"):
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"engineKwargs.{name} {value!r} is not a positive whole number the capacity planner "
+                             "can size")
     partition = env.get("VLLM_PP_LAYER_PARTITION")
+    try:
+        layer_partition = tuple(int(part) for part in partition.split(",")) if partition else None
+    except ValueError:
+        raise ValueError(f"envVars.VLLM_PP_LAYER_PARTITION {partition!r} is not a comma-separated list of layer "
+                         "counts") from None
     return EngineSettings(
         tensor_parallel_size=spec.tensor_parallel_size,
         pipeline_parallel_size=spec.pipeline_parallel_size,
@@ -574,7 +590,7 @@ def settings_for(spec: Any) -> EngineSettings:
         cuda_graphs=not kwargs.get("enforce_eager", False)
         and env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", "1") != "0",
         kv_cache_memory_bytes=kwargs.get("kv_cache_memory_bytes"),
-        pp_layer_partition=tuple(int(part) for part in partition.split(",")) if partition else None,
+        pp_layer_partition=layer_partition,
         allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").lower() in ("1", "true"),
     )
 

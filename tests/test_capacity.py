@@ -295,3 +295,24 @@ def test_every_built_in_architecture_plans_on_every_gpu_without_crashing():
         for gpu in GPU_MEMORY.values():
             report = plan_capacity(architecture, gpu, EngineSettings(tensor_parallel_size=4, max_model_len=4096))
             assert report.stages and report.as_json()["architecture"] == architecture.name
+
+
+def test_a_layer_partition_that_does_not_add_up_is_an_error_naming_env_vars():
+    report = plan_capacity(R1, H100, EngineSettings(tensor_parallel_size=8, pipeline_parallel_size=2,
+                                                    max_model_len=32768, pp_layer_partition=(30, 30)))
+    [problem] = report.errors
+    assert problem.key == "envVars" and problem.found == "VLLM_PP_LAYER_PARTITION=30,30"
+    assert [stage.layers for stage in report.stages] == [31, 30]  # figures for vLLM's default split
+
+
+@pytest.mark.parametrize("engine_kwargs, env_vars, message", [
+    ({"kv_cache_dtype": "fp8_ds_mla"}, {}, "engineKwargs.kv_cache_dtype 'fp8_ds_mla' is not sized"),
+    ({"quantization": "awq"}, {}, "engineKwargs.quantization 'awq' is not sized"),
+    ({"block_size": "64"}, {}, "engineKwargs.block_size '64' is not a positive whole number"),
+    ({}, {"VLLM_PP_LAYER_PARTITION": "a,b"}, "envVars.VLLM_PP_LAYER_PARTITION 'a,b' is not a comma-separated"),
+])
+def test_engine_options_the_planner_cannot_size_are_named(engine_kwargs, env_vars, message):
+    spec = ModelSpec("r1", "deepseek-ai/DeepSeek-R1", "H100", tensor_parallel_size=8, pipeline_parallel_size=2,
+                     engine_kwargs=engine_kwargs, env_vars=env_vars)
+    with pytest.raises(ValueError, match=message):
+        settings_for(spec)
