@@ -231,6 +231,9 @@ def architecture_from_config(config: Mapping[str, Any], name: str) -> Architectu
             moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
             first_k_dense_replace=config.get("first_k_dense_replace") or 0)
     if model_type in _DENSE_TYPES:
+        if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
+            raise ValueError(f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
+                             "sized by the capacity planner")
         heads = need("num_attention_heads")
         return Architecture(
             name=name, attention="gqa", hidden_size=need("hidden_size"), num_layers=need("num_hidden_layers"),

@@ -273,6 +273,8 @@ def test_unsupported_config_json_is_a_clear_error():
         architecture_from_config({"model_type": "mamba"}, "x")
     with pytest.raises(ValueError, match="no 'num_hidden_layers'"):
         architecture_from_config({"model_type": "llama", "hidden_size": 8, "num_attention_heads": 1}, "x")
+    with pytest.raises(ValueError, match="sliding-window attention"):
+        architecture_from_config({"model_type": "mistral", "sliding_window": 4096}, "x")
 
 
 def test_settings_come_from_the_model_spec_its_engine_kwargs_and_env():
