@@ -422,8 +422,12 @@ def pp_partition(num_layers: int, pp: int, override: Optional[tuple[int, ...]] =
     return tuple(parts)
 
 
-def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSettings) -> CapacityReport:
-    """Size one replica of `arch` on GPUs of kind `gpu` with `settings` (see the module docstring)."""
+def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSettings,
+                  suggest: bool = True) -> CapacityReport:
+    """Size one replica of `arch` on GPUs of kind `gpu` with `settings` (see the module docstring).
+
+    With `suggest`, a replica that does not fit searches the smallest deeper pipeline that would.
+    """
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     if tp < 1 or pp < 1:
         raise ValueError(f"tensor and pipeline parallel sizes must be >= 1; found {tp} x {pp}")
@@ -479,7 +483,7 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
         requested = max(stage.weight_bytes for stage in stages) + overhead + settings.kv_cache_memory_bytes
     report = CapacityReport(arch, gpu, settings, util, max_len, block_size, kv_dtype_bytes, requested, overhead,
                             tuple(stages), binding, blocks)
-    problems += _memory_problems(report, cuda_total)
+    problems += _memory_problems(report, cuda_total, suggest)
     return replace(report, problems=tuple(problems))
 
 
@@ -500,14 +504,14 @@ def _shape_problems(arch: Architecture, tp: int, pp: int) -> list[Problem]:
     return problems
 
 
-def _memory_problems(report: CapacityReport, cuda_total: int) -> list[Problem]:
+def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> list[Problem]:
     arch, settings, gpu = report.architecture, report.settings, report.gpu
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     gib = lambda value: f"{value / GIB:.1f} GiB"  # noqa: E731
     heaviest = max(report.stages, key=lambda stage: stage.weight_bytes)
     topology = f"tensorParallelSize={tp}, pipelineParallelSize={pp}"
     if heaviest.weight_bytes + report.overhead_bytes > cuda_total:
-        key, hint = _more_gpus_hint(report)
+        key, hint = _more_gpus_hint(report, suggest)
         return [Problem(key, f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU (stage {heaviest.index}) "
                         f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
                         f"{gib(cuda_total)} a {gpu.gke_accelerator} has", topology, hint)]
@@ -517,7 +521,7 @@ def _memory_problems(report: CapacityReport, cuda_total: int) -> list[Problem]:
                         f"{heaviest.index}) plus ≈{gib(report.overhead_bytes)} overhead exceed "
                         f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
                         f"{report.gpu_memory_utilization} with {topology}",
-                        f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report)[1]}")]
+                        f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}")]
     if report.blocks < report.blocks_per_sequence:
         fits = report.blocks * report.block_size
         return [Problem("maxModelLen", f"the KV cache holds {fits} tokens per replica (binding stage "
@@ -536,12 +540,13 @@ def _memory_problems(report: CapacityReport, cuda_total: int) -> list[Problem]:
     return []
 
 
-def _more_gpus_hint(report: CapacityReport) -> tuple[str, str]:
+def _more_gpus_hint(report: CapacityReport, suggest: bool) -> tuple[str, str]:
     """(key, allowed): the smallest pipeline depth (same TP) that leaves room for one sequence, if any."""
     settings = report.settings
-    for pp in range(settings.pipeline_parallel_size + 1, min(report.architecture.num_layers, 16) + 1):
+    deeper = range(settings.pipeline_parallel_size + 1, min(report.architecture.num_layers, 16) + 1)
+    for pp in deeper if suggest else ():
         trial = replace(settings, pipeline_parallel_size=pp, pp_layer_partition=None, max_num_seqs=None)
-        candidate = plan_capacity(report.architecture, report.gpu, trial)
+        candidate = plan_capacity(report.architecture, report.gpu, trial, suggest=False)
         if not candidate.errors:
             return ("pipelineParallelSize",
                     f"tensorParallelSize x pipelineParallelSize >= {settings.tensor_parallel_size * pp} "

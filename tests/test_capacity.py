@@ -318,3 +318,14 @@ def test_engine_options_the_planner_cannot_size_are_named(engine_kwargs, env_var
                      engine_kwargs=engine_kwargs, env_vars=env_vars)
     with pytest.raises(ValueError, match=message):
         settings_for(spec)
+
+
+def test_a_hopeless_model_is_refused_quickly_with_a_generic_hint():
+    import time
+
+    started = time.perf_counter()
+    # R1 on L4s at TP 2: even 16 pipeline stages leave 4 MoE layers (≈ 23 GB of FP8 experts) per GPU.
+    report = plan_capacity(R1, L4, EngineSettings(tensor_parallel_size=2))
+    assert time.perf_counter() - started < 1.0
+    [problem] = report.errors
+    assert problem.key == "tensorParallelSize" and problem.allowed.startswith("more GPUs per replica")
