@@ -510,23 +510,26 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
     gib = lambda value: f"{value / GIB:.1f} GiB"  # noqa: E731
     heaviest = max(report.stages, key=lambda stage: stage.weight_bytes)
     topology = f"tensorParallelSize={tp}, pipelineParallelSize={pp}"
-    if heaviest.weight_bytes + report.overhead_bytes > cuda_total:
+    stage = lambda index: "" if pp == 1 else f" (pipeline stage {index + 1} of {pp})"  # noqa: E731
+    fixed = heaviest.weight_bytes + report.overhead_bytes
+    if fixed > cuda_total:
         key, hint = _more_gpus_hint(report, suggest)
-        return [Problem(key, f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU (stage {heaviest.index}) "
+        return [Problem(key, f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU{stage(heaviest.index)} "
                         f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
                         f"{gib(cuda_total)} a {gpu.gke_accelerator} has", topology, hint)]
-    if settings.kv_cache_memory_bytes is None and heaviest.weight_bytes + report.overhead_bytes >= report.requested_bytes:
+    if settings.kv_cache_memory_bytes is None and fixed >= report.requested_bytes:
         return [Problem("gpuMemoryUtilization",
-                        f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU (stage "
-                        f"{heaviest.index}) plus ≈{gib(report.overhead_bytes)} overhead exceed "
+                        f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU"
+                        f"{stage(heaviest.index)} plus ≈{gib(report.overhead_bytes)} overhead exceed "
                         f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
                         f"{report.gpu_memory_utilization} with {topology}",
                         f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}")]
     if report.blocks < report.blocks_per_sequence:
         fits = report.blocks * report.block_size
-        return [Problem("maxModelLen", f"the KV cache holds {fits} tokens per replica (binding stage "
-                        f"{report.binding_stage}: {gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
-                        f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token), less than one "
+        return [Problem("maxModelLen", f"the KV cache holds {fits} tokens per replica ("
+                        f"{gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
+                        f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token"
+                        f"{stage(report.binding_stage)}), less than one "
                         f"full-context sequence, so vLLM refuses to start",
                         f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
                         f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
