@@ -44,6 +44,18 @@ def test_r1_on_one_h100_node_is_refused_naming_pipeline_parallel_size(tmp_path, 
            "pipelineParallelSize >= 16 (e.g. pipelineParallelSize 2)" in err, err
 
 
+def test_the_command_line_itself_exits_2_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    root = _project(tmp_path, "staging", **{"llmserve:models": [{**R1, "pipelineParallelSize": 1}]})
+    done = subprocess.run([sys.executable, "-m", "infra", "plan", "probe"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 2, done
+    assert "error: stack 'probe': invalid stack configuration:" in done.stderr
+    assert "  - llmserve:models[0].pipelineParallelSize: deepseek-ai/DeepSeek-R1's weights need" in done.stderr
+    assert "Traceback" not in done.stderr and not (root / "build").exists()
+
+
 def test_max_model_len_beyond_r1s_positions_is_refused(tmp_path, capsys):
     root = _project(tmp_path, "staging", **{"llmserve:models": [{**R1, "maxModelLen": 200000}]})
     err = _refused(root, capsys)
