@@ -154,3 +154,37 @@ KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
 KUBERAY_OPERATOR_IMAGE = "quay.io/kuberay/operator"
 KUBERAY_OPERATOR_TAG = "v1.7.0"
+
+
+# --- GPU memory as vLLM sees it (capacity planner) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuMemoryProfile:
+    """What vLLM can budget on one GPU, keyed by the GKE accelerator label.
+
+    `cuda_total_gib` is `cudaMemGetInfo`'s total (what PyTorch prints as "total capacity"), smaller than the
+    marketing size and nvidia-smi's total; vLLM multiplies it by gpu_memory_utilization. The two overhead terms
+    are per-GPU estimates of what vLLM 0.29 subtracts besides the weights: the activation peak plus non-torch
+    memory (NCCL, cuBLAS, sampler) measured by its profile run, and the CUDA-graph estimate it subtracts by
+    default since v0.21 (zero with enforce_eager). Both are estimates from published logs; a measured
+    "Available KV cache memory" beats them (set engineKwargs.kv_cache_memory_bytes).
+    """
+
+    gke_accelerator: str
+    cuda_total_gib: float
+    activation_overhead_gib: float
+    cudagraph_overhead_gib: float
+    # FlashMLA (Hopper/Blackwell) insists on 64-token KV blocks for MLA models; elsewhere vLLM keeps 16.
+    flashmla: bool
+
+
+GPU_MEMORY: dict[str, GpuMemoryProfile] = {
+    profile.gke_accelerator: profile
+    for profile in (
+        GpuMemoryProfile("nvidia-h100-80gb", 79.21, 1.5, 3.0, flashmla=True),
+        GpuMemoryProfile("nvidia-h100-mega-80gb", 79.21, 1.5, 3.0, flashmla=True),
+        GpuMemoryProfile("nvidia-h200-141gb", 139.80, 1.5, 3.0, flashmla=True),
+        GpuMemoryProfile("nvidia-l4", 21.96, 1.5, 0.5, flashmla=False),
+    )
+}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 from infra import gcp_rules
+from infra.capacity import capacity_findings
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.config_values import ValueReader, shown
 from infra.errors import ConfigError
@@ -567,6 +568,9 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
                      f"wakes it; found {cpu_workers}; allowed: 1 or more")
     if _ok(models, machine):
         read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
+        capacity_errors, capacity_warnings = capacity_findings(models, machine, _key("models"))
+        read.problems.extend(capacity_errors)
+        read.warnings.extend(capacity_warnings)
     if _ok(secure, exposure, source_ranges):
         read.problems.extend(secure_problems(secure, exposure=exposure, source_ranges=source_ranges))
     if len(read.problems) > start or not _ok(models, pool, secure):

@@ -198,6 +198,7 @@ class Plan:
     resources: list[RecordedResource]
     manifests: list[dict]
     warnings: tuple[str, ...] = field(default=())
+    capacity: Optional[dict] = None  # capacity.json (infra/capacity_report.py)
 
     def summary(self, config) -> str:
         by_type = collections.Counter(resource.type for resource in self.resources)
@@ -213,20 +214,26 @@ class Plan:
                   f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
                   "", f"GPUDirect: {pool.gpudirect.value}"
                   + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
+        if self.capacity is not None:
+            from infra.capacity_report import summary_lines
+
+            lines += summary_lines(self.capacity)
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
         return "\n".join(lines)
 
 
-PLAN_FILES = ("resources.json", "manifests.yaml")
+PLAN_FILES = ("resources.json", "manifests.yaml", "capacity.json")
 
 
 def write_plan(plan: Plan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     texts = {"resources.json": json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n",
              "manifests.yaml": yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120)}
-    for name in PLAN_FILES:  # write beside, then rename: a reader never sees half a file
+    if plan.capacity is not None:
+        texts["capacity.json"] = json.dumps(plan.capacity, indent=2) + "\n"
+    for name, text in texts.items():  # write beside, then rename: a reader never sees half a file
         partial = out / f".{name}.partial"
-        partial.write_text(texts[name])
+        partial.write_text(text)
         os.replace(partial, out / name)
 
 
@@ -248,7 +255,9 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
     config, resources = run_program(stack, root)
     # Registration order depends on when each resource's inputs resolve; sort for byte-stable output.
     resources = sorted(resources, key=lambda resource: (resource.name, resource.type))
-    return Plan(stack, resources, kubernetes_manifests(resources), config.warnings), config
+    from infra.capacity_report import stack_capacity
+
+    return Plan(stack, resources, kubernetes_manifests(resources), config.warnings, stack_capacity(config)), config
 
 
 def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
@@ -261,7 +270,13 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
     plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
+    capacity_command = commands.add_parser("capacity", help="size a model on a machine (weights, KV cache, cost)")
+    from infra.capacity_report import add_arguments as add_capacity_arguments, run as run_capacity
+
+    add_capacity_arguments(capacity_command)
     args = parser.parse_args(argv)
+    if args.command == "capacity":
+        return run_capacity(args)
 
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     out = args.out or root / "build" / args.stack
@@ -274,5 +289,5 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
         return 2
     write_plan(plan, out)
     print(plan.summary(config))
-    print(f"\nWrote {out / 'resources.json'} and {out / 'manifests.yaml'}")
+    print(f"\nWrote {out / 'resources.json'}, {out / 'manifests.yaml'} and {out / 'capacity.json'}")
     return 0

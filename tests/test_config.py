@@ -49,7 +49,8 @@ def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo():
     assert config.cluster.location == "us-east4"
     assert config.cluster.deletion_protection is True
     assert config.cluster.node_upgrade_freeze_start == "2026-11-01T00:00:00Z"
-    assert config.warnings == ()
+    # The R1 preset batches 64 sequences, of which only about 26 fit at the full 32k context (infra/capacity.py).
+    assert [warning.split(": ")[0] for warning in config.warnings] == ["llmserve:models[0].maxNumSeqs"]
 
 
 def test_a3_high_uses_the_first_four_gpu_subnets_so_a_move_to_mega_keeps_them():

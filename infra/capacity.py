@@ -1,0 +1,656 @@
+"""Capacity planner: does a model fit its replica's GPUs, and how many tokens of KV cache are left?
+
+Pure Python (no Pulumi, no torch), so that the offline plan and `pulumi preview` can refuse a configuration
+that cannot start before 16 GPUs are rented. The arithmetic mirrors vLLM 0.29's own sizing:
+
+- weights: each pipeline stage holds its layers (split the way `get_pp_indices` splits them) plus the
+  embedding (first stage) or `lm_head` (last stage); tensor-parallel layers are divided TP ways, replicated
+  ones are not (DeepSeek's `q_a_proj`/`kv_a_proj_with_mqa`, the MoE router, norms);
+- KV bytes per token per GPU: MLA keeps one latent of `kv_lora_rank + qk_rope_head_dim` per layer on every
+  TP rank (not split by TP); GQA splits the KV heads over TP and replicates them when TP > kv heads;
+- the KV budget per GPU: `ceil(cuda_total x gpu_memory_utilization) - weights - activation/non-torch peak -
+  CUDA-graph estimate`, cut into blocks of `block_size` tokens; every pipeline stage is then cut to the
+  smallest block count of all stages, so the binding stage sets the capacity of the whole replica;
+- concurrency at full context = blocks / ceil(max_model_len / block_size), and the "GPU KV cache size"
+  vLLM logs is int(concurrency x max_model_len).
+
+`plan_capacity` never raises for a configuration that does not fit: it returns a `CapacityReport` whose
+`problems` say what is wrong, which key to change and the numbers. Overheads are estimates (see
+`infra.catalog.GPU_MEMORY`); everything else is exact arithmetic on the model's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from infra.catalog import GPU_MEMORY, GpuMemoryProfile
+
+GIB = 1024**3
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py in 0.29 (older releases: 0.90)
+DEFAULT_BLOCK_SIZE = 16  # CacheConfig.DEFAULT_BLOCK_SIZE; FlashAttention keeps it
+FLASHMLA_BLOCK_SIZE = 64  # FlashMLA's only supported kernel block size
+VOCAB_PADDING = 64  # vocab_parallel_embedding.py pads the vocabulary to a multiple of this before splitting
+
+# Bytes per element of the KV cache; "auto" is the model's dtype, BF16 for every model here (FP8 DeepSeek too).
+KV_CACHE_DTYPE_BYTES: Mapping[str, int] = {
+    "auto": 2, "bfloat16": 2, "float16": 2, "half": 2,
+    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+}
+# Bytes per parameter of the linear layers; embeddings, lm_head, norms and the MoE router stay 2 bytes.
+WEIGHT_FORMAT_BYTES: Mapping[str, int] = {"bf16": 2, "fp16": 2, "fp8": 1}
+
+
+# --- model shapes ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The fields of a model's config.json that decide its memory, plus its checkpoint format.
+
+    `attention` is "gqa" (Llama/Qwen2 style, K and V per kv head) or "mla" (DeepSeek-V2/V3: one compressed
+    latent per token and layer). MoE fields are used by the MLA family only (DeepSeek's layout).
+    """
+
+    name: str
+    attention: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    max_positions: int
+    weight_format: str = "bf16"
+    tie_word_embeddings: bool = False
+    qkv_bias: bool = False
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    n_routed_experts: int = 0
+    n_shared_experts: int = 0
+    moe_intermediate_size: int = 0
+    first_k_dense_replace: int = 0
+    checkpoint_bytes: Optional[int] = None  # on-disk safetensors total when known; else computed
+
+    # -- parameters, for checking the table against published counts --
+
+    def layer_parameters(self, layer: int) -> int:
+        replicated, sharded, small = self._layer_parts(layer)
+        return replicated + sharded + small
+
+    def parameter_count(self) -> int:
+        """Parameters of the main model (DeepSeek's MTP layer is not loaded by vLLM and not counted)."""
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        return sum(self.layer_parameters(layer) for layer in range(self.num_layers)) + embeddings + self.hidden_size
+
+    def stored_bytes(self) -> int:
+        """Bytes each node reads when it loads the checkpoint (the whole checkpoint, whatever its stage)."""
+        if self.checkpoint_bytes is not None:
+            return self.checkpoint_bytes
+        embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
+        linear = self.parameter_count() - embeddings
+        return linear * WEIGHT_FORMAT_BYTES[self.weight_format] + embeddings * 2
+
+    def _layer_parts(self, layer: int, tp: int = 1) -> tuple[int, int, int]:
+        """(replicated linear params, TP-sharded linear params per GPU, small BF16 params) of one layer."""
+        hidden = self.hidden_size
+        if self.attention == "mla":
+            q_head = self.qk_nope_head_dim + self.qk_rope_head_dim
+            replicated = hidden * (self.kv_lora_rank + self.qk_rope_head_dim)  # kv_a_proj_with_mqa
+            small = self.kv_lora_rank + 2 * hidden  # kv_a_layernorm, the two layer norms
+            if self.q_lora_rank:
+                replicated += hidden * self.q_lora_rank  # q_a_proj
+                sharded = self.q_lora_rank * self.num_heads * q_head  # q_b_proj
+                small += self.q_lora_rank  # q_a_layernorm
+            else:
+                sharded = hidden * self.num_heads * q_head  # q_proj
+            sharded += self.kv_lora_rank * self.num_heads * (self.qk_nope_head_dim + self.v_head_dim)  # kv_b_proj
+            sharded += self.num_heads * self.v_head_dim * hidden  # o_proj
+            if self.n_routed_experts and layer >= self.first_k_dense_replace:
+                experts = self.n_routed_experts + self.n_shared_experts
+                sharded += experts * 3 * hidden * self.moe_intermediate_size
+                small += self.n_routed_experts * hidden + self.n_routed_experts  # router and its bias
+            else:
+                sharded += 3 * hidden * self.intermediate_size
+            return replicated, _split(sharded, tp), small
+        q_width = self.num_heads * self.head_dim
+        kv_width = _kv_heads_per_rank(self.num_kv_heads, tp) * self.head_dim
+        sharded = _split(hidden * q_width + q_width * hidden + 3 * hidden * self.intermediate_size, tp)
+        sharded += 2 * hidden * kv_width  # k_proj, v_proj: split over TP, replicated beyond the kv heads
+        small = 2 * hidden
+        if self.qkv_bias:
+            small += _split(q_width, tp) + 2 * kv_width
+        return 0, sharded, small
+
+    # -- per GPU --
+
+    def layer_bytes_per_gpu(self, layer: int, tp: int) -> int:
+        replicated, sharded, small = self._layer_parts(layer, tp)
+        return (replicated + sharded) * WEIGHT_FORMAT_BYTES[self.weight_format] + small * 2
+
+    def embedding_bytes_per_gpu(self, tp: int) -> int:
+        """One vocab-parallel table (embed_tokens or lm_head) on one GPU, BF16."""
+        padded = -(-self.vocab_size // VOCAB_PADDING) * VOCAB_PADDING
+        return -(-padded // tp) * self.hidden_size * 2
+
+    def kv_bytes_per_token_per_layer(self, tp: int, kv_dtype_bytes: int) -> int:
+        if self.attention == "mla":
+            return (self.kv_lora_rank + self.qk_rope_head_dim) * kv_dtype_bytes
+        return 2 * _kv_heads_per_rank(self.num_kv_heads, tp) * self.head_dim * kv_dtype_bytes
+
+
+def _split(params: int, tp: int) -> int:
+    return -(-params // tp)
+
+
+def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
+    return max(1, kv_heads // tp)
+
+
+def _dense(name: str, *, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab: int,
+           qkv_bias: bool, checkpoint_bytes: Optional[int] = None) -> Architecture:
+    return Architecture(name=name, attention="gqa", hidden_size=hidden, num_layers=layers, num_heads=heads,
+                        num_kv_heads=kv_heads, head_dim=hidden // heads, intermediate_size=intermediate,
+                        vocab_size=vocab, max_positions=131072, qkv_bias=qkv_bias,
+                        checkpoint_bytes=checkpoint_bytes)
+
+
+def _deepseek_v3(name: str) -> Architecture:
+    return Architecture(
+        name=name, attention="mla", hidden_size=7168, num_layers=61, num_heads=128, num_kv_heads=128,
+        head_dim=192, intermediate_size=18432, vocab_size=129280, max_positions=163840, weight_format="fp8",
+        q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+        n_routed_experts=256, n_shared_experts=1, moe_intermediate_size=2048, first_k_dense_replace=3,
+        # The checkpoint's index total_size (DeepSeek-V3; R1 has the same tensor layout): MTP layer included.
+        checkpoint_bytes=688_586_727_753)
+
+
+# config.json values of each repository (huggingface.co/<repo>/blob/main/config.json). The parameter counts
+# they give reproduce the published safetensors counts exactly (tests/test_capacity.py).
+ARCHITECTURES: Mapping[str, Architecture] = {
+    arch.name.lower(): arch
+    for arch in (
+        _deepseek_v3("deepseek-ai/DeepSeek-R1"),
+        _deepseek_v3("deepseek-ai/DeepSeek-R1-0528"),
+        _deepseek_v3("deepseek-ai/DeepSeek-V3"),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", hidden=1536, layers=28, heads=12, kv_heads=2,
+               intermediate=8960, vocab=151936, qkv_bias=True),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", hidden=3584, layers=28, heads=28, kv_heads=4,
+               intermediate=18944, vocab=152064, qkv_bias=True),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", hidden=5120, layers=48, heads=40, kv_heads=8,
+               intermediate=13824, vocab=152064, qkv_bias=True),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", hidden=5120, layers=64, heads=40, kv_heads=8,
+               intermediate=27648, vocab=152064, qkv_bias=True),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", hidden=4096, layers=32, heads=32, kv_heads=8,
+               intermediate=14336, vocab=128256, qkv_bias=False),
+        _dense("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", hidden=8192, layers=80, heads=64, kv_heads=8,
+               intermediate=28672, vocab=128256, qkv_bias=False),
+    )
+}
+# Short names for the command line: the repository name without the owner, lowercased.
+ARCHITECTURE_ALIASES: Mapping[str, str] = {key.split("/", 1)[1]: key for key in ARCHITECTURES}
+
+_DENSE_TYPES = {"llama": False, "mistral": False, "qwen2": True}
+_MLA_TYPES = ("deepseek_v2", "deepseek_v3")
+
+
+def architecture_from_config(config: Mapping[str, Any], name: str) -> Architecture:
+    """An `Architecture` from a Hugging Face config.json (Llama, Mistral, Qwen2 or DeepSeek-V2/V3).
+
+    Raises ValueError naming the field that is missing or the model type that is not supported.
+    """
+    model_type = config.get("model_type")
+
+    def need(key: str) -> Any:
+        if key not in config:
+            raise ValueError(f"{name}: config.json has no {key!r} (model_type {model_type!r})")
+        return config[key]
+
+    quant = config.get("quantization_config") or {}
+    weight_format = "fp8" if quant.get("quant_method") == "fp8" else "bf16"
+    if model_type in _MLA_TYPES:
+        experts = config.get("n_routed_experts") or 0
+        return Architecture(
+            name=name, attention="mla", hidden_size=need("hidden_size"), num_layers=need("num_hidden_layers"),
+            num_heads=need("num_attention_heads"), num_kv_heads=config.get("num_key_value_heads") or 1,
+            head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"),
+            intermediate_size=need("intermediate_size"), vocab_size=need("vocab_size"),
+            max_positions=need("max_position_embeddings"), weight_format=weight_format,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            q_lora_rank=config.get("q_lora_rank") or 0, kv_lora_rank=need("kv_lora_rank"),
+            qk_nope_head_dim=need("qk_nope_head_dim"), qk_rope_head_dim=need("qk_rope_head_dim"),
+            v_head_dim=need("v_head_dim"), n_routed_experts=experts,
+            n_shared_experts=config.get("n_shared_experts") or 0,
+            moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
+            first_k_dense_replace=config.get("first_k_dense_replace") or 0)
+    if model_type in _DENSE_TYPES:
+        if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
+            raise ValueError(f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
+                             "sized by the capacity planner")
+        heads = need("num_attention_heads")
+        return Architecture(
+            name=name, attention="gqa", hidden_size=need("hidden_size"), num_layers=need("num_hidden_layers"),
+            num_heads=heads, num_kv_heads=config.get("num_key_value_heads") or heads,
+            head_dim=config.get("head_dim") or need("hidden_size") // heads,
+            intermediate_size=need("intermediate_size"), vocab_size=need("vocab_size"),
+            max_positions=need("max_position_embeddings"), weight_format=weight_format,
+            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+            qkv_bias=bool(config.get("attention_bias", _DENSE_TYPES[model_type])))
+    supported = ", ".join([*_DENSE_TYPES, *_MLA_TYPES])
+    raise ValueError(f"{name}: model_type {model_type!r} is not supported by the capacity planner; "
+                     f"supported: {supported}")
+
+
+def load_architecture(path: Path) -> Architecture:
+    """Read a local config.json (or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    return architecture_from_config(json.loads(path.read_text()), name=str(path.parent))
+
+
+def find_architecture(name: str) -> Optional[Architecture]:
+    """A built-in architecture by Hugging Face id or short name (case-insensitive), or None."""
+    key = name.strip().rstrip("/").lower()
+    return ARCHITECTURES.get(key) or ARCHITECTURES.get(ARCHITECTURE_ALIASES.get(key, ""))
+
+
+# --- engine settings and the report ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The vLLM options that decide memory. None means vLLM's default (or the model's, for max_model_len)."""
+
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    max_model_len: Optional[int] = None
+    gpu_memory_utilization: Optional[float] = None
+    max_num_seqs: Optional[int] = None
+    kv_cache_dtype: str = "auto"
+    weight_format: Optional[str] = None  # None: the checkpoint's; "fp8" also means quantization=fp8
+    block_size: Optional[int] = None
+    cuda_graphs: bool = True  # False with enforce_eager or VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0
+    kv_cache_memory_bytes: Optional[int] = None  # bypasses the utilization budget, as in vLLM
+    pp_layer_partition: Optional[tuple[int, ...]] = None  # VLLM_PP_LAYER_PARTITION
+    allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
+    overhead_gib: Optional[float] = None  # activation + non-torch + CUDA graphs; None: the GPU's estimate
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that stops the engine from starting (error) or from doing what the config asks (warning).
+
+    `key` is the model config key to change (camelCase, as in the stack file); `found` and `allowed` carry
+    the numbers.
+    """
+
+    key: str
+    message: str
+    found: str
+    allowed: str
+    warning: bool = False
+
+    def text(self, where: str = "") -> str:
+        prefix = f"{where}.{self.key}" if where else self.key
+        return f"{prefix}: {self.message}; found {self.found}; allowed: {self.allowed}"
+
+
+@dataclass(frozen=True)
+class StageCapacity:
+    index: int
+    layers: int
+    weight_bytes: int  # per GPU
+    kv_bytes_per_token: int  # per GPU
+    kv_budget_bytes: int  # per GPU, may be negative
+    blocks: int
+
+
+@dataclass(frozen=True)
+class CapacityReport:
+    architecture: Architecture
+    gpu: GpuMemoryProfile
+    settings: EngineSettings
+    gpu_memory_utilization: float
+    max_model_len: int
+    block_size: int
+    kv_dtype_bytes: int
+    requested_bytes: int  # per GPU: ceil(cuda_total x utilization), or weights + overhead + kv_cache_memory_bytes
+    overhead_bytes: int  # per GPU
+    stages: tuple[StageCapacity, ...]
+    binding_stage: int
+    blocks: int  # per replica, after the minimum over stages
+    problems: tuple[Problem, ...] = field(default=())
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.settings.tensor_parallel_size * self.settings.pipeline_parallel_size
+
+    @property
+    def weight_bytes_per_gpu(self) -> int:
+        """Weights on the GPUs of the binding stage."""
+        return self.stages[self.binding_stage].weight_bytes
+
+    @property
+    def max_weight_bytes_per_gpu(self) -> int:
+        return max(stage.weight_bytes for stage in self.stages)
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.blocks * self.block_size
+
+    @property
+    def blocks_per_sequence(self) -> int:
+        return -(-self.max_model_len // self.block_size)
+
+    @property
+    def concurrency(self) -> float:
+        """Full-context (max_model_len) sequences the KV cache holds at once (vLLM's "Maximum concurrency")."""
+        return self.blocks / self.blocks_per_sequence
+
+    @property
+    def kv_tokens(self) -> int:
+        """vLLM's logged "GPU KV cache size: N tokens" = int(concurrency x max_model_len)."""
+        return int(self.concurrency * self.max_model_len)
+
+    @property
+    def headroom_bytes(self) -> int:
+        """KV memory per GPU of the binding stage left after one full-context sequence (negative: refused)."""
+        stage = self.stages[self.binding_stage]
+        return stage.kv_budget_bytes - self.blocks_per_sequence * self.block_size * stage.kv_bytes_per_token
+
+    @property
+    def errors(self) -> tuple[Problem, ...]:
+        return tuple(problem for problem in self.problems if not problem.warning)
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return tuple(problem for problem in self.problems if problem.warning)
+
+    def as_json(self) -> dict:
+        gib = lambda value: round(value / GIB, 2)  # noqa: E731
+        return {
+            "architecture": self.architecture.name,
+            "gpu": self.gpu.gke_accelerator,
+            "tensor_parallel_size": self.settings.tensor_parallel_size,
+            "pipeline_parallel_size": self.settings.pipeline_parallel_size,
+            "gpus_per_replica": self.gpus_per_replica,
+            "weight_format": self.settings.weight_format or self.architecture.weight_format,
+            "kv_cache_dtype": self.settings.kv_cache_dtype,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.settings.max_num_seqs,
+            "block_size": self.block_size,
+            "per_gpu_gib": {
+                "cuda_total": self.gpu.cuda_total_gib,
+                "requested": gib(self.requested_bytes),
+                "weights": gib(self.weight_bytes_per_gpu),
+                "overhead": gib(self.overhead_bytes),
+                "kv_cache": gib(self.stages[self.binding_stage].kv_budget_bytes),
+                "headroom": gib(self.headroom_bytes),
+            },
+            "stages": [{"layers": stage.layers, "weights_gib": gib(stage.weight_bytes),
+                        "kv_bytes_per_token": stage.kv_bytes_per_token, "kv_cache_gib": gib(stage.kv_budget_bytes),
+                        "blocks": stage.blocks} for stage in self.stages],
+            "binding_stage": self.binding_stage,
+            "kv_cache_blocks": self.blocks,
+            "kv_tokens": self.kv_tokens,
+            "concurrency_at_full_context": round(self.concurrency, 2),
+            "errors": [problem.text() for problem in self.errors],
+            "warnings": [problem.text() for problem in self.warnings],
+        }
+
+
+def pp_partition(num_layers: int, pp: int, override: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+    """Layers per pipeline stage as vLLM's `get_pp_indices` splits them: equal shares, the remainder one
+    layer each to the stages just before the last (61 / 2 -> 31, 30; 61 / 4 -> 15, 15, 16, 15)."""
+    if override is not None:
+        if len(override) != pp or sum(override) != num_layers or min(override) < 1:
+            raise ValueError(f"VLLM_PP_LAYER_PARTITION {','.join(map(str, override))} must list {pp} positive "
+                             f"layer counts that sum to {num_layers}")
+        return tuple(override)
+    parts = [num_layers // pp] * pp
+    for index in range(2, num_layers % pp + 2):
+        parts[-index] += 1
+    return tuple(parts)
+
+
+def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSettings,
+                  suggest: bool = True) -> CapacityReport:
+    """Size one replica of `arch` on GPUs of kind `gpu` with `settings` (see the module docstring).
+
+    With `suggest`, a replica that does not fit searches the smallest deeper pipeline that would.
+    """
+    tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
+    if tp < 1 or pp < 1:
+        raise ValueError(f"tensor and pipeline parallel sizes must be >= 1; found {tp} x {pp}")
+    problems: list[Problem] = []
+    if settings.weight_format is not None and settings.weight_format != arch.weight_format:
+        arch = replace(arch, weight_format=settings.weight_format)
+    util = settings.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+    max_len = settings.max_model_len or arch.max_positions
+    kv_dtype_bytes = KV_CACHE_DTYPE_BYTES[settings.kv_cache_dtype]
+    block_size = settings.block_size or (
+        FLASHMLA_BLOCK_SIZE if arch.attention == "mla" and gpu.flashmla else DEFAULT_BLOCK_SIZE)
+
+    problems += _shape_problems(arch, tp, pp)
+    if max_len > arch.max_positions:
+        problems.append(Problem(
+            "maxModelLen", f"longer than {arch.name}'s max_position_embeddings"
+            + (" (allowed only because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; outputs past it are likely garbage)"
+               if settings.allow_long_max_model_len else ", so vLLM refuses to start"),
+            f"{max_len}", f"{arch.max_positions} or less", warning=settings.allow_long_max_model_len))
+
+    overhead_gib = settings.overhead_gib if settings.overhead_gib is not None else (
+        gpu.activation_overhead_gib + (gpu.cudagraph_overhead_gib if settings.cuda_graphs else 0.0))
+    overhead = round(overhead_gib * GIB)
+    cuda_total = round(gpu.cuda_total_gib * GIB)
+    requested = math.ceil(cuda_total * util)
+
+    try:
+        partition = pp_partition(arch.num_layers, pp, settings.pp_layer_partition)
+    except ValueError as error:
+        problems.append(Problem("envVars", f"{error}, or vLLM refuses to start",
+                                f"VLLM_PP_LAYER_PARTITION={','.join(map(str, settings.pp_layer_partition or ()))}",
+                                f"{pp} layer counts that sum to {arch.num_layers}, or unset"))
+        partition = pp_partition(arch.num_layers, pp)
+    stages = []
+    first_layer = 0
+    for index, layers in enumerate(partition):
+        weights = sum(arch.layer_bytes_per_gpu(layer, tp) for layer in range(first_layer, first_layer + layers))
+        if index == 0:
+            weights += arch.embedding_bytes_per_gpu(tp)
+        if index == pp - 1:
+            weights += arch.hidden_size * 2  # final norm
+            if not (arch.tie_word_embeddings and pp == 1):
+                weights += arch.embedding_bytes_per_gpu(tp)  # lm_head
+        per_token = layers * arch.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
+        budget = (settings.kv_cache_memory_bytes if settings.kv_cache_memory_bytes is not None
+                  else requested - weights - overhead)
+        stages.append(StageCapacity(index, layers, weights, per_token, budget,
+                                    max(0, budget) // (per_token * block_size)))
+        first_layer += layers
+    binding = min(range(pp), key=lambda index: (stages[index].blocks, -stages[index].weight_bytes))
+    blocks = stages[binding].blocks
+    if settings.kv_cache_memory_bytes is not None:
+        requested = max(stage.weight_bytes for stage in stages) + overhead + settings.kv_cache_memory_bytes
+    report = CapacityReport(arch, gpu, settings, util, max_len, block_size, kv_dtype_bytes, requested, overhead,
+                            tuple(stages), binding, blocks)
+    problems += _memory_problems(report, cuda_total, suggest)
+    return replace(report, problems=tuple(problems))
+
+
+def _shape_problems(arch: Architecture, tp: int, pp: int) -> list[Problem]:
+    problems = []
+    if arch.num_heads % tp:
+        divisors = [str(n) for n in range(1, arch.num_heads + 1) if arch.num_heads % n == 0 and n <= 16]
+        problems.append(Problem("tensorParallelSize", f"vLLM needs the {arch.num_heads} attention heads of "
+                                f"{arch.name} to divide evenly over the TP ranks", f"{tp}",
+                                ", ".join(divisors)))
+    elif arch.attention == "gqa" and arch.num_kv_heads % tp and tp % arch.num_kv_heads:
+        problems.append(Problem("tensorParallelSize", f"the {arch.num_kv_heads} KV heads of {arch.name} can be "
+                                "neither split nor replicated evenly over the TP ranks", f"{tp}",
+                                f"a divisor or a multiple of {arch.num_kv_heads}"))
+    if pp > arch.num_layers:
+        problems.append(Problem("pipelineParallelSize", f"more stages than {arch.name}'s {arch.num_layers} layers",
+                                f"{pp}", f"1..{arch.num_layers}"))
+    return problems
+
+
+def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> list[Problem]:
+    arch, settings, gpu = report.architecture, report.settings, report.gpu
+    tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
+    gib = lambda value: f"{value / GIB:.1f} GiB"  # noqa: E731
+    heaviest = max(report.stages, key=lambda stage: stage.weight_bytes)
+    topology = f"tensorParallelSize={tp}, pipelineParallelSize={pp}"
+    stage = lambda index: "" if pp == 1 else f" (pipeline stage {index + 1} of {pp})"  # noqa: E731
+    fixed = heaviest.weight_bytes + report.overhead_bytes
+    if fixed > cuda_total:
+        key, hint = _more_gpus_hint(report, suggest)
+        return [Problem(key, f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU{stage(heaviest.index)} "
+                        f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
+                        f"{gib(cuda_total)} a {gpu.gke_accelerator} has", topology, hint)]
+    if settings.kv_cache_memory_bytes is None and fixed >= report.requested_bytes:
+        return [Problem("gpuMemoryUtilization",
+                        f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU"
+                        f"{stage(heaviest.index)} plus ≈{gib(report.overhead_bytes)} overhead exceed "
+                        f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
+                        f"{report.gpu_memory_utilization} with {topology}",
+                        f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}")]
+    if report.blocks < report.blocks_per_sequence:
+        fits = report.blocks * report.block_size
+        return [Problem("maxModelLen", f"the KV cache holds {fits} tokens per replica ("
+                        f"{gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
+                        f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token"
+                        f"{stage(report.binding_stage)}), less than one "
+                        f"full-context sequence, so vLLM refuses to start",
+                        f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
+                        f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
+                        f"more GPUs per replica")]
+    if settings.max_num_seqs is not None and settings.max_num_seqs > report.concurrency:
+        return [Problem("maxNumSeqs", f"the KV cache holds {report.concurrency:.1f} full-context "
+                        f"({report.max_model_len}-token) sequences, so that many sequences can only run when "
+                        "they are shorter; longer ones queue or are preempted", f"{settings.max_num_seqs}",
+                        f"{math.floor(report.concurrency)} or less to guarantee full-context concurrency",
+                        warning=True)]
+    return []
+
+
+def _more_gpus_hint(report: CapacityReport, suggest: bool) -> tuple[str, str]:
+    """(key, allowed): the smallest pipeline depth (same TP) that leaves room for one sequence, if any."""
+    settings = report.settings
+    deeper = range(settings.pipeline_parallel_size + 1, min(report.architecture.num_layers, 16) + 1)
+    for pp in deeper if suggest else ():
+        trial = replace(settings, pipeline_parallel_size=pp, pp_layer_partition=None, max_num_seqs=None)
+        candidate = plan_capacity(report.architecture, report.gpu, trial, suggest=False)
+        if not candidate.errors:
+            return ("pipelineParallelSize",
+                    f"tensorParallelSize x pipelineParallelSize >= {settings.tensor_parallel_size * pp} "
+                    f"(e.g. pipelineParallelSize {pp}), or GPUs with more memory")
+    return ("tensorParallelSize",
+            "more GPUs per replica (tensorParallelSize x pipelineParallelSize), GPUs with more memory, or a "
+            "quantized checkpoint")
+
+
+# --- from the stack's model config -------------------------------------------------------------------------
+
+
+def settings_for(spec: Any) -> EngineSettings:
+    """The engine settings of a `serve_app.spec.ModelSpec` (fields, engineKwargs and envVars).
+
+    Raises ValueError for an engine option the planner cannot size (message names the option).
+    """
+    kwargs: Mapping[str, Any] = spec.engine_kwargs
+    env: Mapping[str, str] = spec.env_vars
+    kv_dtype = str(kwargs.get("kv_cache_dtype", "auto"))
+    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
+        raise ValueError(f"engineKwargs.kv_cache_dtype {kv_dtype!r} is not sized by the capacity planner "
+                         f"(known: {', '.join(KV_CACHE_DTYPE_BYTES)})")
+    quantization = kwargs.get("quantization")
+    weight_format = "fp8" if quantization == "fp8" else None
+    if quantization not in (None, "fp8"):
+        raise ValueError(f"engineKwargs.quantization {quantization!r} is not sized by the capacity planner "
+                         f"(known: fp8)")
+    for name in ("block_size", "kv_cache_memory_bytes"):
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"engineKwargs.{name} {value!r} is not a positive whole number the capacity planner "
+                             "can size")
+    partition = env.get("VLLM_PP_LAYER_PARTITION")
+    try:
+        layer_partition = tuple(int(part) for part in partition.split(",")) if partition else None
+    except ValueError:
+        raise ValueError(f"envVars.VLLM_PP_LAYER_PARTITION {partition!r} is not a comma-separated list of layer "
+                         "counts") from None
+    return EngineSettings(
+        tensor_parallel_size=spec.tensor_parallel_size,
+        pipeline_parallel_size=spec.pipeline_parallel_size,
+        max_model_len=spec.max_model_len,
+        gpu_memory_utilization=spec.gpu_memory_utilization,
+        max_num_seqs=spec.max_num_seqs,
+        kv_cache_dtype=kv_dtype,
+        weight_format=weight_format,
+        block_size=kwargs.get("block_size"),
+        cuda_graphs=not kwargs.get("enforce_eager", False)
+        and env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", "1") != "0",
+        kv_cache_memory_bytes=kwargs.get("kv_cache_memory_bytes"),
+        pp_layer_partition=layer_partition,
+        allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").lower() in ("1", "true"),
+    )
+
+
+def architecture_for(spec: Any) -> Optional[Architecture]:
+    """The architecture of a ModelSpec: by its Hugging Face id, else by its preset (a mirrored R1 that says
+    `preset: deepseek-r1`), else from a config.json in a local `source` folder; None if unknown."""
+    arch = find_architecture(spec.model_source)
+    if arch is None and spec.preset == "deepseek-r1":
+        arch = ARCHITECTURES["deepseek-ai/deepseek-r1"]
+    if arch is None and spec.model_source.startswith("/") and Path(spec.model_source, "config.json").is_file():
+        arch = load_architecture(Path(spec.model_source))
+    return arch
+
+
+def model_reports(models: Any, machine: Any) -> list[tuple[int, Any, Optional[CapacityReport], Optional[str]]]:
+    """(index, spec, report or None, why not) for each model of a stack on the GPU pool's machine profile."""
+    gpu = GPU_MEMORY.get(machine.gke_accelerator)
+    results = []
+    for index, spec in enumerate(models):
+        if gpu is None:
+            results.append((index, spec, None, f"no GPU memory profile for {machine.gke_accelerator}"))
+            continue
+        try:
+            arch = architecture_for(spec)
+            settings = settings_for(spec)
+        except (ValueError, OSError) as error:
+            results.append((index, spec, None, str(error)))
+            continue
+        if arch is None:
+            results.append((index, spec, None, f"no known architecture for source {spec.model_source!r} (built in: "
+                            f"{', '.join(a.name for a in ARCHITECTURES.values())}; or set preset deepseek-r1 for a "
+                            "mirrored R1)"))
+            continue
+        results.append((index, spec, plan_capacity(arch, gpu, settings), None))
+    return results
+
+
+def capacity_findings(models: Any, machine: Any, key: str = "llmserve:models") -> tuple[list[str], list[str]]:
+    """(errors, warnings) for config validation: models that cannot start on the pool's GPUs are errors."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    for index, spec, report, why_not in model_reports(models, machine):
+        where = f"{key}[{index}]"
+        if spec.accelerator_type != machine.ray_accelerator:
+            continue  # reported by serving_problems; its GPUs would not be these
+        if report is None:
+            warnings.append(f"{where}: capacity not checked: {why_not}")
+            continue
+        errors += [problem.text(where) for problem in report.errors]
+        warnings += [problem.text(where) for problem in report.warnings]
+    return errors, warnings

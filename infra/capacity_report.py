@@ -1,0 +1,178 @@
+"""The capacity figures of a stack, as `capacity.json` and as lines of the plan's summary, and the
+`python -m infra capacity` command that prints the same table for a model and machine before a stack exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from infra.capacity import (
+    ARCHITECTURE_ALIASES,
+    KV_CACHE_DTYPE_BYTES,
+    WEIGHT_FORMAT_BYTES,
+    CapacityReport,
+    EngineSettings,
+    find_architecture,
+    load_architecture,
+    model_reports,
+    plan_capacity,
+)
+from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
+from infra.coldstart import DEFAULT_WEIGHT_SOURCE, NODE_PROVISIONING_MINUTES, cold_start_minutes
+from infra.costs import PRICES, PRICES_AS_OF, stack_cost
+from serve_app.versions_data import VLLM_VERSION
+
+CAPACITY_FORMAT = 1
+
+
+def stack_capacity(config: Any) -> dict:
+    """capacity.json for a parsed `StackConfig`: per model memory and concurrency, per stack cost."""
+    machine = config.gpu_pool.machine
+    models = []
+    for _, spec, report, why_not in model_reports(config.serving.models, machine):
+        models.append({
+            "id": spec.model_id,
+            "source": spec.model_source,
+            "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
+            "capacity": report.as_json() if report is not None else None,
+            "not_checked": why_not,
+            "cold_start_minutes": (cold_start_minutes(report.architecture.stored_bytes())
+                                   if report is not None else None),
+        })
+    return {
+        "format": CAPACITY_FORMAT,
+        "stack": config.stack,
+        "model": f"vLLM {VLLM_VERSION} memory sizing; overheads, prices and cold starts are estimates",
+        "machine": machine.machine_type,
+        "gpu": machine.gke_accelerator,
+        "models": models,
+        "cost": stack_cost(config),
+        "cold_start": {"current_weight_source": DEFAULT_WEIGHT_SOURCE,
+                       "node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
+                                                     "high": NODE_PROVISIONING_MINUTES[1]}},
+    }
+
+
+def model_lines(model_id: str, capacity: dict) -> list[str]:
+    """The summary lines of one model's capacity (from `CapacityReport.as_json`)."""
+    gpu = capacity["per_gpu_gib"]
+    stages = capacity["stages"]
+    binding = (f", stage {capacity['binding_stage'] + 1} of {len(stages)} binds" if len(stages) > 1 else "")
+    seqs = capacity["max_num_seqs"]
+    lines = [
+        f"  {model_id}: {capacity['gpus_per_replica']} x {capacity['gpu']} per replica "
+        f"(TP {capacity['tensor_parallel_size']} x PP {capacity['pipeline_parallel_size']})",
+        f"    per GPU: {gpu['cuda_total']} GiB total, {gpu['requested']} GiB for vLLM "
+        f"(gpuMemoryUtilization {capacity['gpu_memory_utilization']}), weights {gpu['weights']} GiB "
+        f"({capacity['weight_format']}{binding}), overhead ≈{gpu['overhead']} GiB, KV cache {gpu['kv_cache']} GiB",
+        f"    KV cache: {capacity['kv_tokens']:,} tokens ({capacity['kv_cache_dtype']}, "
+        f"{stages[capacity['binding_stage']]['kv_bytes_per_token']:,} B/token/GPU), "
+        f"{capacity['concurrency_at_full_context']}x concurrency at {capacity['max_model_len']:,} tokens"
+        + (f" (maxNumSeqs {seqs})" if seqs else "")
+        + f"; {gpu['headroom']} GiB/GPU to spare after one full-context sequence",
+    ]
+    return lines
+
+
+def _cold_start_line(minutes: dict, current: Optional[str]) -> str:
+    parts = [f"{source} {span['low']:g}-{span['high']:g} min" + (" (current)" if source == current else "")
+             for source, span in minutes.items()]
+    return "    cold start (estimate, nodes up): " + ", ".join(parts)
+
+
+def summary_lines(capacity: dict) -> list[str]:
+    """The plan summary's capacity and cost section."""
+    lines = ["", f"Capacity ({capacity['model']}):"]
+    current = capacity["cold_start"]["current_weight_source"]
+    for model in capacity["models"]:
+        if model["capacity"] is None:
+            lines.append(f"  {model['id']}: not checked ({model['not_checked']})")
+            continue
+        lines += model_lines(model["id"], model["capacity"])
+        lines.append(_cold_start_line(model["cold_start_minutes"], current))
+    node = capacity["cold_start"]["node_provisioning_minutes"]
+    lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")
+    cost = capacity["cost"]
+    gpu_hours = cost["gpu_hours_per_hour"]
+    nodes = cost["gpu_nodes"]
+    span = lambda pair, fmt: (fmt.format(pair["max"]) if pair["idle"] == pair["max"]  # noqa: E731
+                              else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most")
+    lines += ["", f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes "
+              f"{cost['excludes']}):",
+              f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
+              f"x {cost['gpus_per_node']} GPUs)"]
+    for mode, pair in cost["hourly_usd"].items():
+        name = mode.replace("_", "-")
+        configured = " <- configured" if name == cost["capacity_mode"] or (
+            name == "on-demand" and cost["capacity_mode"] in ("flex-start", "queued-provisioning")) else ""
+        value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
+        lines.append(f"  {name}: {value}{configured}")
+    lines += [f"  note: {note}" for note in cost["notes"]]
+    return lines
+
+
+# --- `python -m infra capacity` --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a built-in model (" + ", ".join(sorted(ARCHITECTURE_ALIASES)) + "; or "
+                        "its Hugging Face id), or a path to a config.json or a folder holding one")
+    parser.add_argument("--machine", required=True, choices=sorted(MACHINE_PROFILES), help="GPU machine type")
+    parser.add_argument("--tp", type=int, default=1, help="tensorParallelSize (default 1)")
+    parser.add_argument("--pp", type=int, default=1, help="pipelineParallelSize (default 1)")
+    parser.add_argument("--max-model-len", type=int, default=None, help="maxModelLen (default: the model's)")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
+                        help="gpuMemoryUtilization (default: vLLM's 0.92)")
+    parser.add_argument("--max-num-seqs", type=int, default=None, help="maxNumSeqs")
+    parser.add_argument("--kv-cache-dtype", default="auto", choices=sorted(KV_CACHE_DTYPE_BYTES),
+                        help="engineKwargs.kv_cache_dtype (default auto = the model's dtype, BF16)")
+    parser.add_argument("--weight-dtype", default=None, choices=sorted(WEIGHT_FORMAT_BYTES),
+                        help="format of the linear layers (default: the checkpoint's)")
+    parser.add_argument("--block-size", type=int, default=None, help="engineKwargs.block_size")
+    parser.add_argument("--enforce-eager", action="store_true",
+                        help="no CUDA graphs, so no CUDA-graph memory is subtracted")
+    parser.add_argument("--region", default="us-east4", help="region of the list prices (default us-east4)")
+    parser.add_argument("--overhead-gib", type=float, default=None,
+                        help="activation + non-torch + CUDA-graph memory per GPU (default: the GPU's estimate)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the capacity table of one model on one machine; exit 1 when it cannot start, 2 on bad input."""
+    machine = MACHINE_PROFILES[args.machine]
+    try:
+        arch = find_architecture(args.model)
+        if arch is None:
+            path = Path(args.model)
+            if not path.exists():
+                raise ValueError(f"unknown model {args.model!r}; built in: {', '.join(sorted(ARCHITECTURE_ALIASES))}"
+                                 f"; or a path to a config.json")
+            arch = load_architecture(path)
+        settings = EngineSettings(
+            tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp, max_model_len=args.max_model_len,
+            gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
+            kv_cache_dtype=args.kv_cache_dtype, weight_format=args.weight_dtype, block_size=args.block_size,
+            cuda_graphs=not args.enforce_eager, overhead_gib=args.overhead_gib)
+        report: CapacityReport = plan_capacity(arch, GPU_MEMORY[machine.gke_accelerator], settings)
+    except (ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    nodes = -(-report.gpus_per_replica // machine.gpu_count)
+    print(f"{arch.name} on {machine.machine_type} ({machine.gpu_count} x {machine.gke_accelerator} per node; "
+          f"a replica spans {nodes} node{'s' if nodes > 1 else ''}), vLLM {VLLM_VERSION} memory sizing:")
+    for line in model_lines(arch.name, report.as_json()):
+        print(line)
+    print(_cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
+    price = PRICES.get((machine.machine_type, args.region))
+    rates = "no list price in infra/costs.py" if price is None else ", ".join(
+        f"{mode} ${nodes * rate:,.2f}/h" for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
+        if rate is not None)
+    print(f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
+          f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}")
+    for problem in report.errors:
+        print(f"error: {problem.text()}")
+    for problem in report.warnings:
+        print(f"warning: {problem.text()}")
+    return 1 if report.errors else 0

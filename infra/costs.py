@@ -1,0 +1,130 @@
+"""What a stack costs per hour at list price, and how many GPU-hours it burns per hour.
+
+One price table, with its source and date. Prices are Google Cloud list prices in USD per hour per VM, read
+from the SkyPilot catalog (`skypilot-org/skypilot-catalog`, `catalogs/v9/gcp/vms.csv` at commit 2c3d7ea),
+where a GPU machine is a VM row (vCPU + memory) plus a GPU row; researched on 2026-11-28. The GKE fee is
+from cloud.google.com/kubernetes-engine/pricing. Spot prices move up to once a day: treat them as a dated
+snapshot, not a quote.
+
+Not included: Cloud NAT and its traffic, boot and bundled local-SSD disks (≈ $0.66/h per A3 node, unverified
+rate), GCS storage and egress, committed-use discounts. A reservation is billed at the on-demand rate whether
+its VMs run or not, so a pool that consumes one costs its reserved size around the clock; the table
+assumes the reservation is exactly the pool's largest size. Flex-start and queued provisioning are priced
+at the on-demand list price (their discounts are not modelled).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+PRICE_SOURCE = ("Google Cloud list prices via the SkyPilot catalog (catalogs/v9/gcp/vms.csv, commit 2c3d7ea); "
+                "GKE fee from cloud.google.com/kubernetes-engine/pricing")
+PRICES_AS_OF = "2026-11-28"
+GKE_CLUSTER_FEE_PER_HOUR = 0.10  # per cluster, any topology; the free tier's credit is per billing account
+
+
+@dataclass(frozen=True)
+class MachinePrice:
+    """USD per hour of one VM: the VM row (vCPU + memory) plus its GPUs, on-demand and Spot."""
+
+    on_demand_vm: float
+    on_demand_gpus: float
+    spot_vm: Optional[float]
+    spot_gpus: Optional[float]
+
+    @property
+    def on_demand(self) -> float:
+        return self.on_demand_vm + self.on_demand_gpus
+
+    @property
+    def spot(self) -> Optional[float]:
+        return None if self.spot_vm is None or self.spot_gpus is None else self.spot_vm + self.spot_gpus
+
+
+# (machine type, region) -> price. Rows the catalog shows inconsistently (a3-highgpu-8g on-demand and
+# a3-megagpu-8g Spot in us-central1) are left out rather than guessed.
+PRICES: dict[tuple[str, str], MachinePrice] = {
+    ("a3-highgpu-8g", "us-east4"): MachinePrice(9.46006, 78.37241, 3.68077, 30.4792),
+    ("a3-highgpu-8g", "us-east5"): MachinePrice(10.65487, 88.2708, 3.78186, 31.3336),
+    ("a3-megagpu-8g", "us-east4"): MachinePrice(9.46006, 82.75424, 3.68077, 18.0544),
+    ("a3-megagpu-8g", "us-central1"): MachinePrice(9.46006, 82.75421, None, None),
+    ("g2-standard-24", "us-central1"): MachinePrice(0.88075, 2 * 0.56004, 0.4501, 2 * 0.2862),
+    ("g2-standard-24", "us-east4"): MachinePrice(0.87787, 2 * 0.55821, 0.38698, 2 * 0.2461),
+    ("e2-standard-8", "us-central1"): MachinePrice(0.26805, 0.0, 0.1547, 0.0),
+    ("e2-standard-8", "us-east4"): MachinePrice(0.30188, 0.0, 0.15765, 0.0),
+    ("e2-standard-8", "us-east5"): MachinePrice(0.26805, 0.0, 0.08454, 0.0),
+    # E2 is priced per vCPU and GB, so e2-standard-16 is exactly twice e2-standard-8 (computed).
+    ("e2-standard-16", "us-central1"): MachinePrice(2 * 0.26805, 0.0, 2 * 0.1547, 0.0),
+    ("e2-standard-16", "us-east4"): MachinePrice(2 * 0.30188, 0.0, 2 * 0.15765, 0.0),
+    ("e2-standard-16", "us-east5"): MachinePrice(2 * 0.26805, 0.0, 2 * 0.08454, 0.0),
+}
+
+
+def capacity_mode(pool: Any) -> str:
+    """How the GPU pool gets its VMs: reservation, spot, flex-start, queued-provisioning or on-demand."""
+    if pool.reservation:
+        return "reservation"
+    if pool.spot:
+        return "spot"
+    if pool.flex_start:
+        return "flex-start"
+    if pool.queued_provisioning:
+        return "queued-provisioning"
+    return "on-demand"
+
+
+def stack_cost(config: Any) -> dict:
+    """GPU-hours per hour and USD per hour of a `StackConfig`, idle (the pool's floor) and at its ceiling."""
+    pool, cluster = config.gpu_pool, config.cluster
+    machine = pool.machine
+    idle_nodes = pool.min_nodes if pool.autoscaling else pool.node_count
+    max_nodes = pool.max_gpu_nodes
+    mode = capacity_mode(pool)
+    gpu_price = PRICES.get((machine.machine_type, config.region))
+    system_price = PRICES.get((cluster.system_machine_type, config.region))
+    notes = []
+    if gpu_price is None:
+        notes.append(f"no list price for {machine.machine_type} in {config.region} in infra/costs.py")
+    if system_price is None:
+        notes.append(f"no list price for {cluster.system_machine_type} in {config.region} in infra/costs.py")
+
+    def hourly(gpu_rate: Optional[float], system_rate: Optional[float], gpu_nodes: int) -> Optional[float]:
+        if gpu_rate is None or system_rate is None:
+            return None
+        return round(gpu_nodes * gpu_rate + cluster.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR, 2)
+
+    on_demand_gpu = gpu_price.on_demand if gpu_price else None
+    on_demand_system = system_price.on_demand if system_price else None
+    hourly_usd = {
+        "on_demand": {"idle": hourly(on_demand_gpu, on_demand_system, idle_nodes),
+                      "max": hourly(on_demand_gpu, on_demand_system, max_nodes)},
+        "spot": {"idle": hourly(gpu_price.spot if gpu_price else None, on_demand_system, idle_nodes),
+                 "max": hourly(gpu_price.spot if gpu_price else None, on_demand_system, max_nodes)},
+    }
+    if gpu_price is not None and gpu_price.spot is None:
+        notes.append(f"no Spot price for {machine.machine_type} in {config.region} in infra/costs.py")
+    if cluster.location != config.region:
+        notes.append("a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal "
+                     "cluster's fee")
+    if mode in ("flex-start", "queued-provisioning"):
+        notes.append(f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
+                     f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound")
+    if mode == "reservation":
+        reserved = hourly(on_demand_gpu, on_demand_system, max_nodes)  # billed whether the VMs run or not
+        hourly_usd["reservation"] = {"idle": reserved, "max": reserved}
+    return {
+        "currency": "USD",
+        "prices": {"source": PRICE_SOURCE, "as_of": PRICES_AS_OF},
+        "region": config.region,
+        "capacity_mode": mode,
+        "gpu_machine": machine.machine_type,
+        "gpus_per_node": machine.gpu_count,
+        "gpu_nodes": {"idle": idle_nodes, "max": max_nodes},
+        "gpu_hours_per_hour": {"idle": idle_nodes * machine.gpu_count, "max": max_nodes * machine.gpu_count},
+        "system_nodes": {"machine": cluster.system_machine_type, "count": cluster.system_node_count},
+        "gke_fee_per_hour": GKE_CLUSTER_FEE_PER_HOUR,
+        "hourly_usd": hourly_usd,
+        "excludes": "Cloud NAT and traffic, disks and bundled local SSD, GCS, egress, committed-use discounts",
+        "notes": notes,
+    }
