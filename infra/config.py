@@ -23,6 +23,7 @@ from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, Gpu
 from infra.errors import ConfigError
 from infra.stackfiles import PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
+from infra.weights import WeightsConfig, read_weight_keys, resolve_weights
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -154,6 +155,36 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("hfToken", "string",
               "Hugging Face token for gated models or higher rate limits; set with "
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
+    # --- model weights (infra/weights.py) ----------------------------------------------------------------
+    ConfigKey("weightSource", "string",
+              "Default weight source of models that set none: auto (gcsfuse for the 690 GB class, models with "
+              "the deepseek-r1 preset; huggingface for the rest), gcsfuse (staged once into the model store, "
+              "mounted on every GPU worker), runai-streamer (streamed from the store into GPU memory) or "
+              "huggingface (each node downloads at every start).", "auto"),
+    ConfigKey("modelStoreBucket", "string",
+              "GCS bucket of the model store, created when a model uses gcsfuse or runai-streamer; empty "
+              "derives <gcp project>-<stack>-models.", ""),
+    ConfigKey("modelStoreLocation", "string",
+              "Location of the model store; must be gcp:region (the GPU pool's region). Empty takes gcp:region.",
+              ""),
+    ConfigKey("modelStoreForceDestroy", "boolean",
+              "Let `pulumi destroy` delete the model store with its staged weights; refused while "
+              "deletionProtection is true.", False),
+    ConfigKey("rayImageHasRunaiStreamer", "boolean",
+              "Declare that rayImage contains runai-model-streamer[gcs]; required by weightSource "
+              "runai-streamer (the pinned Ray image is not known to contain it).", False),
+    ConfigKey("stagingTimeoutMinutes", "integer",
+              "How long `pulumi up` waits for the in-cluster staging Job of a model (690 GB takes roughly "
+              "10-30 minutes in-region) before failing.", 180),
+    ConfigKey("s3EndpointUrl", "string",
+              "Endpoint of an S3-compatible store for s3:// staging sources; empty means AWS S3.", ""),
+    ConfigKey("s3AccessKeyId", "string",
+              "Access key id for s3:// staging sources; set with `pulumi config set --secret "
+              "llmserve:s3AccessKeyId ...` together with s3SecretAccessKey. Optional (public buckets).",
+              secret=True),
+    ConfigKey("s3SecretAccessKey", "string",
+              "Secret access key for s3:// staging sources; set with `pulumi config set --secret "
+              "llmserve:s3SecretAccessKey ...`.", secret=True),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
@@ -239,6 +270,7 @@ class StackConfig:
     gpu_pool: GpuPoolConfig
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
+    weights: Optional[WeightsConfig] = None  # None only for StackConfigs built by hand in tests
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -429,6 +461,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     source_ranges = read.cidr_list("serveSourceRanges")
     api_auth = read.get("apiAuth")
     ready_timeout = read.get("serveReadyTimeoutMinutes")
+    weight_keys = read_weight_keys(read.get, read.one_of)
     api_key = (plain_secrets or {}).get("apiKey")
     if api_key is not None:
         api_keys = parse_api_keys(api_key)
@@ -536,6 +569,11 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         problems.append(f"{key('cpuWorkers')}: must be 0 or more; found {cpu_workers}")
     if ready_timeout < 1:
         problems.append(f"{key('serveReadyTimeoutMinutes')}: must be 1 or more; found {ready_timeout}")
+    weights, weight_problems, weight_warnings = resolve_weights(
+        weight_keys, models, stack=stack, gcp_project=gcp_project, region=region,
+        deletion_protection=deletion_protection, ray_image=ray_image or RAY_LLM_IMAGE, secrets=secrets)
+    problems += weight_problems
+    warnings += weight_warnings
 
     if problems:
         raise ConfigError(problems)
@@ -612,6 +650,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
             hf_token=secrets.get("hfToken"),
         ),
         warnings=tuple(warnings),
+        weights=weights,
     )
 
 
