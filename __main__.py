@@ -11,6 +11,7 @@ from infra.kuberay import KubeRayArgs, KubeRayOperator
 from infra.network import Network, NetworkArgs
 from infra.render.rayservice import RayServiceSettings, serve_urls
 from infra.serving import LlmService, LlmServiceArgs
+from infra.weight_staging import model_weights
 
 config = load_stack_config()
 for warning in config.warnings:
@@ -42,6 +43,7 @@ if config.gpu_pool.gpudirect is not GpuDirect.NONE:
     ), on_cluster)]
 kuberay = KubeRayOperator("llm-kuberay", KubeRayArgs(), on_cluster)
 
+weights, weight_staging, model_store = model_weights("llm", config, hf_token=serving.hf_token is not None)
 rayservice = RayServiceSettings(
     name="llm",
     namespace=serving.namespace,
@@ -55,12 +57,14 @@ rayservice = RayServiceSettings(
     exposure=serving.exposure,
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
+    weights=weights,
 )
 llm = LlmService("llm-serve", LlmServiceArgs(
     settings=rayservice,
     ready_timeout_minutes=serving.ready_timeout_minutes,
     api_key=serving.api_key,
     hf_token=serving.hf_token,
+    prerequisites=weight_staging,
 ), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
 
 pulumi.export("cluster_name", cluster.cluster.name)
@@ -75,3 +79,5 @@ pulumi.export("models", [model.model_id for model in serving.models])
 for output_name, value in serve_urls(rayservice).items():
     pulumi.export(output_name, value)
 pulumi.export("api_key", llm.api_key)
+if model_store is not None:
+    pulumi.export("model_store_bucket", model_store.bucket.name)

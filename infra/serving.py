@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pulumi
 import pulumi_random as random
@@ -20,6 +20,9 @@ class LlmServiceArgs:
     ready_timeout_minutes: int
     api_key: Optional[pulumi.Input[str]] = None  # None: generate one
     hf_token: Optional[pulumi.Input[str]] = None
+    # Creates what the RayService needs inside the namespace before it starts (the weight staging objects,
+    # infra/weight_staging.py); called with options that place it in the namespace.
+    prerequisites: Optional[Callable[[pulumi.ResourceOptions], pulumi.Resource]] = None
 
 
 class LlmService(pulumi.ComponentResource):
@@ -60,6 +63,9 @@ class LlmService(pulumi.ComponentResource):
             mounted.append(KubernetesObject(f"{name}-hf-token", render.render_secret(
                 settings.hf_token_secret, settings.namespace,
                 {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(args.hf_token)}), in_namespace))
+
+        if args.prerequisites is not None:
+            mounted.append(args.prerequisites(pulumi.ResourceOptions(parent=self, depends_on=[namespace, *mounted])))
 
         timeout = f"{args.ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}

@@ -19,7 +19,7 @@ import functools
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -34,6 +34,7 @@ from infra.catalog import (
     MachineProfile,
 )
 from infra.render.gpudirect import workload_pod_patch
+from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_ENV
@@ -81,6 +82,7 @@ class RayServiceSettings:
     api_auth: bool = True
     hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
     api_key_env: str = DEFAULT_API_KEY_ENV
+    weights: Optional[WeightsSettings] = None  # where the weights come from (infra/render/weights.py)
 
     @property
     def api_key_secret(self) -> str:
@@ -179,9 +181,10 @@ def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
 
 
 def render_serve_config(settings: RayServiceSettings) -> dict:
-    return build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
-                                                                  api_key_env=settings.api_key_env),
-                              http_port=SERVE_PORT)
+    config = build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
+                                                                    api_key_env=settings.api_key_env),
+                                http_port=SERVE_PORT)
+    return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
 
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
@@ -255,6 +258,8 @@ def _pod_template(settings: RayServiceSettings, container: dict, node_selector: 
         "volumeMounts": [serve_app_mount, *container.get("volumeMounts", [])],
     }
     spec: dict[str, Any] = {"nodeSelector": node_selector}
+    if settings.weights is not None and settings.weights.bucket:
+        spec["serviceAccountName"] = settings.weights.ray_service_account  # Workload Identity: reads the store
     if tolerations:
         spec["tolerations"] = list(tolerations)
     spec["containers"] = [container]
@@ -313,6 +318,10 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     patch = workload_pod_patch(settings.gpudirect, machine.gpu_nic_count, machine.gpu_count)
     if not patch.is_empty:
         template = patch.apply_to_pod_template(template, "ray-worker")
+    if settings.weights is not None:
+        template = patch_gpu_template(template, settings.weights,
+                                      [model for model in settings.models if model.model_id in group.model_ids],
+                                      machine)
     worker = _worker_group(group.name, group.min_pods, group.max_pods, template)
     if autoscaling:
         # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for
