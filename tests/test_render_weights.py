@@ -17,7 +17,7 @@ import yaml
 from infra.catalog import MACHINE_PROFILES, STAGING_IMAGE
 from infra.config import parse_stack_config
 from infra.render import weights as render
-from infra.render.rayservice import RayServiceSettings, render_rayservice
+from infra.render.rayservice import HF_TOKEN_SECRET_KEY, RayServiceSettings, render_rayservice
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
 
@@ -178,7 +178,7 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
     assert "-r /opt/staging/requirements-staging.txt" in container["command"][2]
     assert 'exec python -m staging "$@"' in container["command"][2]
     env = {item["name"]: item for item in container["env"]}
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "llm-hf-token", "key": "token"}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "llm-hf-token", "key": HF_TOKEN_SECRET_KEY}
     assert env["HF_XET_HIGH_PERFORMANCE"]["value"] == "1" and "AWS_ACCESS_KEY_ID" not in env
     items = {item["path"] for item in pod["volumes"][0]["configMap"]["items"]}
     assert {"staging/copy.py", "staging/__main__.py", "requirements-staging.txt"} <= items

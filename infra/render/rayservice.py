@@ -34,7 +34,7 @@ from infra.catalog import (
     MachineProfile,
 )
 from infra.render.gpudirect import workload_pod_patch
-from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config
+from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_ENV
@@ -258,8 +258,6 @@ def _pod_template(settings: RayServiceSettings, container: dict, node_selector: 
         "volumeMounts": [serve_app_mount, *container.get("volumeMounts", [])],
     }
     spec: dict[str, Any] = {"nodeSelector": node_selector}
-    if settings.weights is not None and settings.weights.bucket:
-        spec["serviceAccountName"] = settings.weights.ray_service_account  # Workload Identity: reads the store
     if tolerations:
         spec["tolerations"] = list(tolerations)
     spec["containers"] = [container]
@@ -287,6 +285,8 @@ def _cpu_group(settings: RayServiceSettings) -> dict:
     template = _pod_template(settings, {"name": "ray-worker",
                                         "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY)},
                              dict(SYSTEM_POOL_LABELS))
+    if settings.weights is not None:
+        template = with_store_identity(template, settings.weights)
     return _worker_group("cpu", settings.cpu_workers, settings.cpu_workers, template)
 
 
@@ -319,6 +319,7 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     if not patch.is_empty:
         template = patch.apply_to_pod_template(template, "ray-worker")
     if settings.weights is not None:
+        template = with_store_identity(template, settings.weights)
         template = patch_gpu_template(template, settings.weights,
                                       [model for model in settings.models if model.model_id in group.model_ids],
                                       machine)

@@ -54,6 +54,7 @@ GCSFUSE_MOUNT_OPTIONS = (
     "file-cache:parallel-downloads-per-file:16",
 )
 WARMUP_PARALLEL_FILES = 16
+HF_TOKEN_KEY = "token"  # the key of the HF token Secret (infra/render/rayservice.py HF_TOKEN_SECRET_KEY)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,17 @@ def _volume_name(model_id: str) -> str:
 def gcsfuse_models(weights: WeightsConfig, model_ids: Sequence[str]) -> list[ModelWeights]:
     return [weights.for_model(model_id) for model_id in sorted(model_ids)
             if weights.for_model(model_id).source == "gcsfuse"]
+
+
+def with_store_identity(template: dict, settings: WeightsSettings) -> dict:
+    """A worker pod template that runs as the store reader's Kubernetes service account (Workload Identity).
+    Workers only: the head reads no weights and keeps the service account KubeRay gives it (the in-tree
+    autoscaler's RBAC is bound to that one)."""
+    if not settings.bucket:
+        return template
+    template = copy.deepcopy(template)
+    template["spec"]["serviceAccountName"] = settings.ray_service_account
+    return template
 
 
 def cache_request_gib(models: Sequence[ModelSpec], machine: MachineProfile) -> int:
@@ -154,7 +166,9 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
         "image": ray["image"],
         "command": ["/bin/bash", "-c", _warmup_script([mount_path(w.model_id) for w in mounted])],
         "volumeMounts": mounts,
-        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+        # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
+        # nearly all of the node's allocatable CPU.
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
     })
     return template
 
@@ -297,7 +311,7 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
                     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     elif settings.hf_token_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret,
-                                                                        "key": "token"}}})
+                                                                        "key": HF_TOKEN_KEY}}})
     script = (f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
               f"--disable-pip-version-check --target {WORK_MOUNT}/deps -r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} "
               f"&& exec python -m staging \"$@\"")
