@@ -215,6 +215,10 @@ class Plan:
                   f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
                   "", f"GPUDirect: {pool.gpudirect.value}"
                   + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
+        if config.weights is not None:
+            from infra.weights import weights_summary
+
+            lines += ["", "Model weights:"] + [f"  {line}" for line in weights_summary(config.weights)]
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
         return "\n".join(lines)
 

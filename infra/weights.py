@@ -278,3 +278,19 @@ def runai_extra_config(model: ModelSpec) -> dict[str, Any]:
     """`model_loader_extra_config` for the streamer: distributed per node (each rank reads 1/TP and
     broadcasts over NVLink), 16 readers, a 100 GB host buffer (A3 nodes have ~1.8 TB of RAM)."""
     return {**RUNAI_EXTRA_CONFIG_DEFAULTS, **dict(model.engine_kwargs.get("model_loader_extra_config") or {})}
+
+
+def weights_summary(weights: WeightsConfig) -> list[str]:
+    """One line per model for the plan's summary, and the store."""
+    lines = []
+    for model in weights.models:
+        if not model.uses_store:
+            lines.append(f"{model.model_id}: {model.source} (each node downloads it at start)")
+            continue
+        where = f"gs://{weights.store.bucket}/{model.prefix}"
+        how = f"staged by a Job from {model.origin}" if model.staged_by_job else "staged by hand"
+        lines.append(f"{model.model_id}: {model.source} from {where} ({how})")
+    if weights.store is not None:
+        lines.append(f"model store: {weights.store.bucket} in {weights.store.location}"
+                     + (", force-destroy on" if weights.store.force_destroy else ""))
+    return lines

@@ -97,3 +97,20 @@ def test_dev_downloads_from_the_hub_and_creates_no_store():
     assert of_type("dev", "kubernetes:v1:ServiceAccount") == []
     (service,) = [m for m in kubernetes_manifests(planned("dev")) if m["kind"] == "RayService"]
     assert "serviceAccountName" not in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+
+
+def test_the_pulumi_program_needs_none_of_the_staging_libraries():
+    """`pulumi up` runs on a laptop with requirements.txt only: planning a stack with a staged model imports
+    neither the staging libraries nor the staging code that uses them (only the pure `staging.layout`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    probe = ("import sys; from infra.plan import make_plan; make_plan('prod'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'huggingface_hub') "
+             "or m.startswith(('google.cloud.storage', 'google_crc32c', 'staging.copy', 'staging.sources')) "
+             "or m == 'staging.__main__'))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
