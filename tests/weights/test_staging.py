@@ -339,3 +339,25 @@ def test_open_source_picks_the_source_kind(snapshot, s3_client):
     assert isinstance(open_source(str(snapshot), "v1"), LocalSource)
     assert isinstance(open_source("s3://weights/m", "v1", s3_client=s3_client), S3Source)
     assert isinstance(open_source("org/tiny", COMMIT, hf_api=object()), HuggingFaceSource)
+
+
+# --- the local run's model store (python -m serve_app.local <stack> --weights-store) --------------------------
+
+
+def test_the_local_run_serves_models_read_back_from_a_store_after_the_manifest_check(snapshot, capsys):
+    from serve_app.local import _serve_from_local_store
+
+    store, served = _serve_from_local_store({"tiny/model": snapshot})
+    try:
+        mount = served["tiny/model"]
+        assert mount.name == "model" and mount.parent.name == "tiny"
+        served_files = source_files(mount)
+        assert json.loads(served_files.pop(MANIFEST_NAME))["revision"] == "local"
+        assert served_files == source_files(snapshot)
+        assert not (mount / "config.json").stat().st_mode & 0o222  # read-only, like the FUSE mount
+        output = capsys.readouterr().out
+        assert "staged tiny/model: 9 files" in output and f"weights ok: {mount}: 9 files, revision local" in output
+        workdir, process = store.workdir, store.process
+    finally:
+        store.close()
+    assert not workdir.exists() and process.poll() is not None
