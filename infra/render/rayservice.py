@@ -16,7 +16,6 @@ Shape of the Ray cluster:
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
@@ -33,6 +32,7 @@ from infra.catalog import (
     GpuDirect,
     MachineProfile,
 )
+from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.gpudirect import workload_pod_patch
 from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config
@@ -161,23 +161,18 @@ def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dic
 def serve_app_files() -> dict[str, tuple[str, str]]:
     """The in-cluster serve_app files: ConfigMap key (which cannot contain "/") -> (relative path, text).
     Read once per process: every Ray pod template and the ConfigMap refer to the same content."""
-    return {path.replace("/", "."): (path, text) for path, text in cluster_sources().items()}
+    return keyed_files(cluster_sources())
 
 
 def serve_app_configmap_name(settings: RayServiceSettings) -> str:
     """Named after its content: new ingress code means a new ConfigMap and so a new pod template, which is
     what makes KubeRay roll the Ray cluster (a changed ConfigMap under a running pod is never re-read)."""
-    digest = hashlib.sha256()
-    for key, (path, text) in sorted(serve_app_files().items()):
-        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
-    return f"{settings.name}-serve-app-{digest.hexdigest()[:10]}"
+    return content_name(f"{settings.name}-serve-app", serve_app_files())
 
 
 def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
-            "metadata": {"name": serve_app_configmap_name(settings), "namespace": settings.namespace,
-                         "labels": dict(PART_OF_LABEL)},
-            "data": {key: text for key, (_, text) in sorted(serve_app_files().items())}}
+    return files_configmap(serve_app_configmap_name(settings), settings.namespace, serve_app_files(),
+                           PART_OF_LABEL)
 
 
 def render_serve_config(settings: RayServiceSettings) -> dict:
@@ -232,10 +227,7 @@ def _common_env(settings: RayServiceSettings) -> list[dict]:
 
 
 def _serve_app_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
-    volume = {"name": "serve-app", "configMap": {
-        "name": serve_app_configmap_name(settings),
-        "items": [{"key": key, "path": path} for key, (path, _) in sorted(serve_app_files().items())],
-    }}
+    volume = files_volume("serve-app", serve_app_configmap_name(settings), serve_app_files())
     return volume, {"name": "serve-app", "mountPath": SERVE_APP_MOUNT, "readOnly": True}
 
 

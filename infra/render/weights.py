@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from infra.catalog import STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
+from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.weights import RUNAI_LOAD_FORMAT, ModelWeights, WeightsConfig
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
@@ -252,22 +253,16 @@ WORK_MOUNT = "/work"
 @functools.cache
 def staging_files() -> dict[str, tuple[str, str]]:
     """ConfigMap key -> (path under the mount, text): the staging package and its pinned requirements."""
-    return {path.replace("/", "."): (path, (_ROOT / path).read_text(encoding="utf-8"))
-            for path in (*STAGING_FILES, STAGING_REQUIREMENTS)}
+    return keyed_files({path: (_ROOT / path).read_text(encoding="utf-8")
+                        for path in (*STAGING_FILES, STAGING_REQUIREMENTS)})
 
 
 def staging_configmap_name(settings: WeightsSettings) -> str:
-    digest = hashlib.sha256()
-    for key, (path, text) in sorted(staging_files().items()):
-        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
-    return f"{settings.name}-staging-code-{digest.hexdigest()[:10]}"
+    return content_name(f"{settings.name}-staging-code", staging_files())
 
 
 def render_staging_configmap(settings: WeightsSettings) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
-            "metadata": {"name": staging_configmap_name(settings), "namespace": settings.namespace,
-                         "labels": dict(PART_OF_LABEL)},
-            "data": {key: text for key, (_, text) in sorted(staging_files().items())}}
+    return files_configmap(staging_configmap_name(settings), settings.namespace, staging_files(), PART_OF_LABEL)
 
 
 def render_s3_secret(settings: WeightsSettings) -> dict:
@@ -347,10 +342,7 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
                         ],
                     }],
                     "volumes": [
-                        {"name": "staging-code", "configMap": {
-                            "name": staging_configmap_name(settings),
-                            "items": [{"key": key, "path": path} for key, (path, _) in sorted(staging_files().items())],
-                        }},
+                        files_volume("staging-code", staging_configmap_name(settings), staging_files()),
                         {"name": "work", "emptyDir": {"sizeLimit": f"{STAGING_SCRATCH_GIB}Gi"}},
                     ],
                 },
