@@ -114,3 +114,46 @@ def test_the_pulumi_program_needs_none_of_the_staging_libraries():
     result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_jobs(tmp_path):
+    """A copy of prod with R1 on the RunAI streamer (declared image) and a second model staged from S3 with
+    encrypted S3 keys."""
+    import json
+    import shutil
+
+    from infra.plan import PROJECT_ROOT, main
+
+    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    r1 = stack["llmserve:models"][0]
+    stack["llmserve:models"] = [
+        {**r1, "weightSource": "runai-streamer"},
+        {**r1, "id": "r1-team", "source": "s3://team-weights/deepseek-r1", "revision": "2026-11",
+         "preset": "deepseek-r1"},
+    ]
+    stack.update({"llmserve:gpuNodeCount": 4, "llmserve:rayImage": "example/ray-llm-runai:2.60.0",
+                  "llmserve:rayImageHasRunaiStreamer": True, "llmserve:s3EndpointUrl": "https://s3.example.com",
+                  "llmserve:s3AccessKeyId": {"secure": "v1:AAAAid"}, "llmserve:s3SecretAccessKey": {"secure": "v1:AAAAkey"}})
+    work = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
+    (work / "Pulumi.mixed.yaml").write_text(yaml.safe_dump({"config": stack}))
+    assert main(["plan", "mixed", "--out", str(tmp_path / "out")], root=work) == 0
+    resources = json.loads((tmp_path / "out" / "resources.json").read_text())
+
+    roles = {(r["inputs"]["role"], r["inputs"]["member"].split("@")[0]) for r in resources
+             if r["type"] == "gcp:storage/bucketIAMMember:BucketIAMMember"}
+    assert ("roles/storage.bucketViewer", "serviceAccount:llm-weights-ro-mixed") in roles  # the streamer's buckets.get
+    secret = next(r for r in resources if r["name"] == "llm-weights-s3-credentials")
+    assert secret["inputs"]["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    jobs = {r["inputs"]["spec"]["template"]["spec"]["containers"][0]["args"][1]: r for r in resources
+            if r["type"] == "kubernetes:batch/v1:Job"}
+    assert sorted(jobs) == ["deepseek-ai/DeepSeek-R1", "s3://team-weights/deepseek-r1"]
+    env = {e["name"]: e for e in jobs["s3://team-weights/deepseek-r1"]["inputs"]["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "llm-s3-credentials"
+    service = next(r for r in resources if r["type"] == "kubernetes:ray.io/v1:RayService")
+    serve = yaml.safe_load(service["inputs"]["spec"]["serveConfigV2"])
+    sources = {c["model_loading_config"]["model_id"]: c["model_loading_config"]["model_source"]
+               for c in serve["applications"][0]["args"]["llm_configs"]}
+    assert sources == {"deepseek-r1": {"bucket_uri": f"gs://my-gcp-project-mixed-models/deepseek-r1/{COMMIT}"},
+                       "r1-team": "/mnt/models/r1-team"}
