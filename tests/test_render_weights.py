@@ -116,7 +116,16 @@ def test_runai_streamer_streams_from_the_store_uri_with_distributed_loading():
     assert r1["engine_kwargs"]["model_loader_extra_config"] == {"distributed": True, "concurrency": 16,
                                                                 "memory_limit": 100_000_000_000}
     template = gpu_template(service)
-    assert "csi" not in json.dumps(template["spec"]["volumes"]) and template["spec"]["serviceAccountName"] == "llm-ray"
+    assert template["spec"]["serviceAccountName"] == "llm-ray"
+    # Mounted for the manifest check only: no file cache, not in the Ray container, no warm-up.
+    (volume,) = [v for v in template["spec"]["volumes"] if "csi" in v]
+    options = volume["csi"]["volumeAttributes"]["mountOptions"].split(",")
+    assert f"only-dir=deepseek-r1/{COMMIT}" in options and not any(o.startswith("file-cache") for o in options)
+    assert "/mnt/models" not in json.dumps(template["spec"]["containers"][0]["volumeMounts"])
+    assert [c["name"] for c in template["spec"]["containers"]] == ["ray-worker"]
+    (check,) = [c for c in template["spec"]["initContainers"] if c["name"] == "weights-manifest-check"]
+    assert check["command"][-1] == "/mnt/models/deepseek-r1"
+    assert "gke-gcsfuse/ephemeral-storage-request" not in template["metadata"]["annotations"]
 
 
 def test_huggingface_only_stacks_render_as_before():

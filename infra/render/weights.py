@@ -54,6 +54,8 @@ GCSFUSE_MOUNT_OPTIONS = (
     "file-cache:enable-parallel-downloads:true",
     "file-cache:parallel-downloads-per-file:16",
 )
+# For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
+GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
 WARMUP_PARALLEL_FILES = 16
 HF_TOKEN_KEY = "token"  # the key of the HF token Secret (infra/render/rayservice.py HF_TOKEN_SECRET_KEY)
 
@@ -120,13 +122,19 @@ def cache_request_gib(models: Sequence[ModelSpec], machine: MachineProfile) -> i
 
 def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequence[ModelSpec],
                        machine: MachineProfile) -> dict:
-    """The GPU worker pod template with the gcsfuse models of its group mounted; unchanged without any."""
-    mounted = gcsfuse_models(settings.config, [model.model_id for model in models])
-    if not mounted:
+    """The GPU worker pod template with its group's store-backed models mounted and checked; unchanged when
+    the group has none.
+
+    gcsfuse models are mounted for vLLM (file cache, warm-up). runai-streamer models, which vLLM streams from
+    gs:// itself, are mounted too, metadata only (no file cache), so that the same manifest check refuses to
+    start a pod on a model that is not completely staged.
+    """
+    fused = gcsfuse_models(settings.config, [model.model_id for model in models])
+    streamed = [settings.config.for_model(model.model_id) for model in models
+                if settings.config.for_model(model.model_id).source == "runai-streamer"]
+    if not fused and not streamed:
         return template
     template = copy.deepcopy(template)
-    cache_gib = cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"],
-                                  machine)
     annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
     annotations.update({
         "gke-gcsfuse/volumes": "true",
@@ -134,43 +142,48 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
         "gke-gcsfuse/cpu-limit": "0",
         "gke-gcsfuse/memory-limit": "0",
         "gke-gcsfuse/ephemeral-storage-limit": "0",
-        # The file cache (an emptyDir on the local SSD) counts against the pod's ephemeral storage.
-        "gke-gcsfuse/ephemeral-storage-request": f"{cache_gib}Gi",
     })
+    if fused:
+        # The file cache (an emptyDir on the local SSD) counts against the pod's ephemeral storage.
+        cache_gib = cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"],
+                                      machine)
+        annotations["gke-gcsfuse/ephemeral-storage-request"] = f"{cache_gib}Gi"
     spec = template["spec"]
-    mounts = []
-    for weights in mounted:
+    mounts = {}
+    for weights in (*fused, *streamed):
         name = _volume_name(weights.model_id)
+        options = GCSFUSE_MOUNT_OPTIONS if weights.source == "gcsfuse" else GCSFUSE_METADATA_OPTIONS
         spec.setdefault("volumes", []).append({"name": name, "csi": {
             "driver": GCSFUSE_DRIVER,
             "readOnly": True,
             "volumeAttributes": {
                 "bucketName": settings.bucket,
-                "mountOptions": ",".join((*GCSFUSE_MOUNT_OPTIONS, f"only-dir={weights.prefix.rstrip('/')}")),
+                "mountOptions": ",".join((*options, f"only-dir={weights.prefix.rstrip('/')}")),
             },
         }})
-        mounts.append({"name": name, "mountPath": mount_path(weights.model_id), "readOnly": True})
+        mounts[weights.model_id] = {"name": name, "mountPath": mount_path(weights.model_id), "readOnly": True}
     containers = spec["containers"]
     ray = next(container for container in containers if container["name"] == RAY_CONTAINER)
-    ray["volumeMounts"] = [*ray.get("volumeMounts", []), *mounts]
+    if fused:
+        ray["volumeMounts"] = [*ray.get("volumeMounts", []), *(mounts[w.model_id] for w in fused)]
     # Needs GKE >= 1.29.3-gke.1093000 (FUSE volumes in init containers, native sidecar).
     spec["initContainers"] = [*spec.get("initContainers", []), {
         "name": "weights-manifest-check",
         "image": ray["image"],
-        "command": ["python3", "-c", MANIFEST_CHECK, *[mount_path(w.model_id) for w in mounted]],
-        "volumeMounts": mounts,
+        "command": ["python3", "-c", MANIFEST_CHECK, *[mount["mountPath"] for mount in mounts.values()]],
+        "volumeMounts": list(mounts.values()),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
     }]
-    ray_index = containers.index(ray)
-    containers.insert(ray_index + 1, {
-        "name": "weights-warmup",
-        "image": ray["image"],
-        "command": ["/bin/bash", "-c", _warmup_script([mount_path(w.model_id) for w in mounted])],
-        "volumeMounts": mounts,
-        # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
-        # nearly all of the node's allocatable CPU.
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-    })
+    if fused:
+        containers.insert(containers.index(ray) + 1, {
+            "name": "weights-warmup",
+            "image": ray["image"],
+            "command": ["/bin/bash", "-c", _warmup_script([mount_path(w.model_id) for w in fused])],
+            "volumeMounts": [mounts[w.model_id] for w in fused],
+            # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
+            # nearly all of the node's allocatable CPU.
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        })
     return template
 
 
