@@ -13,6 +13,7 @@ from infra.network import Network, NetworkArgs
 from infra.render.exposure import ExposureSettings, public_base_url
 from infra.render.rayservice import RayServiceSettings, serve_urls
 from infra.serving import LlmService, LlmServiceArgs
+from infra.weight_staging import model_weights
 
 config = load_stack_config()
 for warning in config.warnings:
@@ -46,6 +47,7 @@ if config.gpu_pool.gpudirect is not GpuDirect.NONE:
     ), on_cluster)]
 kuberay = KubeRayOperator("llm-kuberay", KubeRayArgs(), on_cluster)
 
+weights, weight_staging, model_store = model_weights("llm", config, hf_token=serving.hf_token is not None)
 rayservice = RayServiceSettings(
     name="llm",
     namespace=serving.namespace,
@@ -59,6 +61,7 @@ rayservice = RayServiceSettings(
     exposure=serving.exposure,
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
+    weights=weights,
 )
 exposure = ServingExposure("llm-exposure", ServingExposureArgs(settings=ExposureSettings(
     serving=rayservice, operator_namespace=OPERATOR_NAMESPACE, pods_cidr=config.network.pods_cidr,
@@ -70,6 +73,7 @@ llm = LlmService("llm-serve", LlmServiceArgs(
     api_key=serving.api_key,
     hf_token=serving.hf_token,
     guard_objects=exposure.guard_objects,
+    prerequisites=weight_staging,
 ), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
 
 pulumi.export("cluster_name", cluster.cluster.name)
@@ -88,3 +92,5 @@ if exposure.address is not None:
     pulumi.export("public_base_url", public_base_url(config.secure.serve_hostname))
     pulumi.export("public_address", exposure.address.address)
     pulumi.export("dns_records_to_create", exposure.dns_records)
+if model_store is not None:
+    pulumi.export("model_store_bucket", model_store.bucket.name)

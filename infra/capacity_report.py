@@ -21,7 +21,7 @@ from infra.capacity import (
     plan_capacity,
 )
 from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
-from infra.coldstart import DEFAULT_WEIGHT_SOURCE, NODE_PROVISIONING_MINUTES, cold_start_minutes
+from infra.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
 from infra.costs import PRICES, PRICES_AS_OF, stack_cost
 from serve_app.versions_data import VLLM_VERSION
 
@@ -36,6 +36,9 @@ def stack_capacity(config: Any) -> dict:
         models.append({
             "id": spec.model_id,
             "source": spec.model_source,
+            # What this model's replicas load from (infra/weights.py); None for a hand-built config in tests.
+            "weight_source": (config.weights.for_model(spec.model_id).source
+                              if getattr(config, "weights", None) is not None else None),
             "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
             "capacity": report.as_json() if report is not None else None,
             "not_checked": why_not,
@@ -50,8 +53,7 @@ def stack_capacity(config: Any) -> dict:
         "gpu": machine.gke_accelerator,
         "models": models,
         "cost": stack_cost(config),
-        "cold_start": {"current_weight_source": DEFAULT_WEIGHT_SOURCE,
-                       "node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
+        "cold_start": {"node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
                                                      "high": NODE_PROVISIONING_MINUTES[1]}},
     }
 
@@ -78,7 +80,7 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
 
 
 def _cold_start_line(minutes: dict, current: Optional[str]) -> str:
-    parts = [f"{source} {span['low']:g}-{span['high']:g} min" + (" (current)" if source == current else "")
+    parts = [f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
              for source, span in minutes.items()]
     return "    cold start (estimate, nodes up): " + ", ".join(parts)
 
@@ -86,13 +88,12 @@ def _cold_start_line(minutes: dict, current: Optional[str]) -> str:
 def summary_lines(capacity: dict) -> list[str]:
     """The plan summary's capacity and cost section."""
     lines = ["", f"Capacity ({capacity['model']}):"]
-    current = capacity["cold_start"]["current_weight_source"]
     for model in capacity["models"]:
         if model["capacity"] is None:
             lines.append(f"  {model['id']}: not checked ({model['not_checked']})")
             continue
         lines += model_lines(model["id"], model["capacity"])
-        lines.append(_cold_start_line(model["cold_start_minutes"], current))
+        lines.append(_cold_start_line(model["cold_start_minutes"], model["weight_source"]))
     node = capacity["cold_start"]["node_provisioning_minutes"]
     lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")
     cost = capacity["cost"]

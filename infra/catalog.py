@@ -154,6 +154,9 @@ KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
 KUBERAY_OPERATOR_IMAGE = "quay.io/kuberay/operator"
 KUBERAY_OPERATOR_TAG = "v1.7.0"
+# The in-cluster weight-staging Job: a plain Python image that pip-installs requirements-staging.txt (pinned)
+# at start, so no project image has to be built and pushed; the Job runs once per model revision.
+STAGING_IMAGE = "python:3.11-slim-bookworm"
 
 
 # --- GPU memory as vLLM sees it (capacity planner) ------------------------------------------------------------

@@ -4,7 +4,7 @@ The figures are the reference's cold-start budget for DeepSeek-R1 FP8 on 2 x a3-
 every node reads in full, both nodes in parallel), none of them measured on this project's clusters yet:
 
 - weight phase (transfer to the node and load into GPU memory), per source, for those 690 GB per node:
-  `huggingface` (vLLM downloads from the Hub into the node's cache; today's default) 7-29 min,
+  `huggingface` (vLLM downloads from the Hub into the node's cache) 7-29 min,
   `gcsfuse` (in-region bucket through the GCS FUSE CSI driver with a local-SSD file cache) 3-8 min,
   `runai-streamer` (vLLM's Run:ai streamer straight from gs:// to the GPUs) 1-3 min;
   scaled linearly by the checkpoint bytes each node reads, for other models;
@@ -26,7 +26,6 @@ WEIGHT_PHASE_MINUTES: Mapping[str, tuple[float, float]] = {
     "gcsfuse": (3.0, 8.0),
     "runai-streamer": (1.0, 3.0),
 }
-DEFAULT_WEIGHT_SOURCE = "huggingface"
 COMMON_STAGES_MINUTES: Mapping[str, tuple[float, float]] = {
     "image_pull": (2.0, 5.0),
     "ray_and_serve_deploy": (0.5, 1.0),

@@ -31,6 +31,7 @@ from infra.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secu
                           secure_warnings)
 from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
+from infra.weights import WeightsConfig, read_weight_keys, resolve_weights
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -185,6 +186,36 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("serveAllowPlainHttp", "boolean",
               "Accept plain HTTP on the internal load balancer (serveExposure=internal); external exposure is "
               "always HTTPS.", False),
+    # --- model weights (infra/weights.py) ----------------------------------------------------------------
+    ConfigKey("weightSource", "string",
+              "Default weight source of models that set none: auto (gcsfuse for the 690 GB class, models with "
+              "the deepseek-r1 preset; huggingface for the rest), gcsfuse (staged once into the model store, "
+              "mounted on every GPU worker), runai-streamer (streamed from the store into GPU memory) or "
+              "huggingface (each node downloads at every start).", "auto"),
+    ConfigKey("modelStoreBucket", "string",
+              "GCS bucket of the model store, created when a model uses gcsfuse or runai-streamer; empty "
+              "derives <gcp project>-<stack>-models.", ""),
+    ConfigKey("modelStoreLocation", "string",
+              "Location of the model store; must be gcp:region (the GPU pool's region). Empty takes gcp:region.",
+              ""),
+    ConfigKey("modelStoreForceDestroy", "boolean",
+              "Let `pulumi destroy` delete the model store with its staged weights; refused while "
+              "deletionProtection is true.", False),
+    ConfigKey("rayImageHasRunaiStreamer", "boolean",
+              "Declare that rayImage contains runai-model-streamer[gcs]; required by weightSource "
+              "runai-streamer (the pinned Ray image is not known to contain it).", False),
+    ConfigKey("stagingTimeoutMinutes", "integer",
+              "How long `pulumi up` waits for the in-cluster staging Job of a model (690 GB takes roughly "
+              "10-30 minutes in-region) before failing.", 180),
+    ConfigKey("s3EndpointUrl", "string",
+              "Endpoint of an S3-compatible store for s3:// staging sources; empty means AWS S3.", ""),
+    ConfigKey("s3AccessKeyId", "string",
+              "Access key id for s3:// staging sources; set with `pulumi config set --secret "
+              "llmserve:s3AccessKeyId ...` together with s3SecretAccessKey. Optional (public buckets).",
+              secret=True),
+    ConfigKey("s3SecretAccessKey", "string",
+              "Secret access key for s3:// staging sources; set with `pulumi config set --secret "
+              "llmserve:s3SecretAccessKey ...`.", secret=True),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
@@ -271,6 +302,7 @@ class StackConfig:
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
     secure: SecureSettings = field(default=SecureSettings())
+    weights: Optional[WeightsConfig] = None  # None only for StackConfigs built by hand in tests
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -288,6 +320,7 @@ INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
     "systemNodeCount": (1, 1000, "the Ray head and controllers need at least 1 node; " + _NODES_PER_POOL_ZONE),
     "cpuWorkers": (0, 1000, ""),
     "serveReadyTimeoutMinutes": (1, 10080, "at most a week"),
+    "stagingTimeoutMinutes": (1, 10080, "at most a week"),
 }
 
 # Provider keys that carry credentials: like the project's secret keys, they must be stored encrypted.
@@ -702,6 +735,14 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
     secure = read_secure_settings(read)
     serving = _read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
+    weight_keys = read_weight_keys(read.get, read.one_of)
+    weights = None
+    if _ok(serving, cluster, gcp_project, region, *weight_keys.values()):
+        weights, weight_problems, weight_warnings = resolve_weights(
+            weight_keys, serving.models, stack=stack, gcp_project=gcp_project, region=region,
+            deletion_protection=cluster.deletion_protection, ray_image=serving.ray_image, secrets=secrets or {})
+        read.problems.extend(weight_problems)
+        read.warnings.extend(weight_warnings)
     if secure is not None and pool is not None:
         read.warnings.extend(secure_warnings(secure, machine_type=pool.machine.machine_type,
                                              on_demand=not (pool.reservation or pool.spot or pool.flex_start)))
@@ -709,7 +750,8 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     if read.problems:
         raise ConfigError(read.problems)
     return StackConfig(stack=stack, gcp_project=gcp_project, region=region, network=network, cluster=cluster,
-                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings), secure=secure)
+                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings), secure=secure,
+                       weights=weights)
 
 
 def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,

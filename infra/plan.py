@@ -105,6 +105,9 @@ class PlanMocks:
             return f"projects/{self.gcp_project}/locations/{outputs.get('location')}/clusters/{name}", outputs
         if kind == "gcp:serviceaccount/account:Account":
             outputs["email"] = f"{outputs['accountId']}@{self.gcp_project}.iam.gserviceaccount.com"
+            outputs["name"] = f"projects/{self.gcp_project}/serviceAccounts/{outputs['email']}"
+        if kind == "gcp:storage/bucket:Bucket":
+            outputs["url"] = f"gs://{name}"
         if kind == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "offline-plan-" + "x" * max(0, int(outputs.get("length", 32)) - 13)
         return f"{name}-id", outputs
@@ -218,6 +221,10 @@ class Plan:
             from infra.capacity_report import summary_lines
 
             lines += summary_lines(self.capacity)
+        if config.weights is not None:
+            from infra.weights import weights_summary
+
+            lines += ["", "Model weights:"] + [f"  {line}" for line in weights_summary(config.weights)]
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
         return "\n".join(lines)
 

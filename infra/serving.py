@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_random as random
@@ -22,6 +22,9 @@ class LlmServiceArgs:
     hf_token: Optional[pulumi.Input[str]] = None
     # Objects that must exist in the namespace before the Ray pods start: NetworkPolicies, the HTTPS Gateway.
     guard_objects: Sequence[Mapping[str, Any]] = ()
+    # Creates what the RayService needs inside the namespace before it starts (the weight staging objects,
+    # infra/weight_staging.py); called with options that place it in the namespace.
+    prerequisites: Optional[Callable[[pulumi.ResourceOptions], pulumi.Resource]] = None
 
 
 class LlmService(pulumi.ComponentResource):
@@ -65,6 +68,8 @@ class LlmService(pulumi.ComponentResource):
 
         mounted += [KubernetesObject(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, in_namespace)
                     for obj in args.guard_objects]
+        if args.prerequisites is not None:
+            mounted.append(args.prerequisites(pulumi.ResourceOptions(parent=self, depends_on=[namespace, *mounted])))
 
         timeout = f"{args.ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}

@@ -347,7 +347,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="port of the OpenAI API on 127.0.0.1")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where tiny models are built and kept")
     parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for RUNNING")
+    parser.add_argument("--weights-store", action="store_true",
+                        help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
+                             "copy read back from it after the manifest check, like the gcsfuse weight source")
     args = parser.parse_args(argv)
+    store = None
 
     try:
         models, auth = stack_serving(args.stack)
@@ -358,9 +362,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model_paths = {model.model_id: tiny_model_for(model.model_source, cache_dir) for model in models}
         print(f"tiny models ready in {time.monotonic() - started:.1f} s: "
               + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()), flush=True)
+        if args.weights_store:
+            store, model_paths = _serve_from_local_store(model_paths)
         api_key = os.environ.get("LLMSERVE_LOCAL_API_KEY") or secrets.token_urlsafe(32)
         config = local_serve_config(models, auth, model_paths, args.port)
     except (LocalRunError, UnsupportedModelError) as error:
+        if store is not None:
+            store.close()
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
 
@@ -384,6 +392,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("llmserve local: stopped", flush=True)
         return 0 if ready else 130
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _serve_from_local_store(model_paths: Mapping[str, Path]):
+    """Stage each tiny model into a local GCS emulator and return the store with the paths to serve from:
+    the copies read back from it, each passing the same manifest check the GPU workers run."""
+    from infra.render.weights import MANIFEST_CHECK
+    from staging.local_store import LocalModelStore
+    from staging.sources import StagingError
+
+    store = LocalModelStore(Path(tempfile.mkdtemp(prefix="llmserve-store-")))
+    try:
+        store.start()
+        served = {model_id: store.stage(model_id, path) for model_id, path in model_paths.items()}
+        check = subprocess.run([sys.executable, "-c", MANIFEST_CHECK, *map(str, served.values())],
+                               capture_output=True, text=True)
+        print(check.stdout + check.stderr, end="", flush=True)
+        if check.returncode != 0:
+            raise LocalRunError("the staged models failed the manifest check", exit_code=1)
+    except (StagingError, LocalRunError, OSError) as error:
+        store.close()
+        raise LocalRunError(f"--weights-store: {error}", exit_code=1) from error
+    return store, served
 
 
 if __name__ == "__main__":  # vLLM spawns processes: the guard keeps them from re-running the CLI

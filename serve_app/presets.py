@@ -57,7 +57,9 @@ DEEPSEEK_R1 = Preset(
             "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
             # 163 shards load for longer than vLLM's 600 s default (§5 #2).
             "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
-            "HF_HUB_ENABLE_HF_TRANSFER": "1",
+            # Xet's high-performance mode for the Hub download (huggingface_hub >= 1.x; the old
+            # HF_HUB_ENABLE_HF_TRANSFER only prints a deprecation warning there).
+            "HF_XET_HIGH_PERFORMANCE": "1",
         }
     ),
     # ≈690 GB of weights: 8 × H200-141GB is the smallest single-node fit, 16 × H100-80GB the usual one.

@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+# The values of a model's `weightSource` (and of the stack's default, which also allows "auto").
+WEIGHT_SOURCES: tuple[str, ...] = ("gcsfuse", "runai-streamer", "huggingface")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ class ModelSpec:
     env_vars: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     """Extra environment variables for the model's replica and its vLLM workers (Ray runtime_env).
     Never secrets: the Serve config is stored in plain text in the RayService."""
+    weight_source: str | None = None
+    """How the GPU workers get the weights: ``gcsfuse`` (the stack's model store mounted through the GCS FUSE
+    CSI driver), ``runai-streamer`` (vLLM streams from the store), ``huggingface`` (each node downloads
+    `model_source`); None = the stack's default. The infrastructure (infra/weights.py) resolves it."""
+    weights_revision: str | None = None
+    """For the model store: the Hugging Face commit (40 hex characters) or, for an ``s3://`` source, a label
+    that names the store folder ``<id>/<revision>/``. None when the weights come straight from `source`."""
     preset: str | None = None
     """The preset whose defaults were applied (filled in by `with_preset` / `parse_models`), or None."""
 
@@ -198,6 +207,14 @@ KEYS: tuple[ConfigKey, ...] = (
               "to each node).", required=True),
     ConfigKey("acceleratorType", "accelerator_type", "string", "(required)", "Ray's GPU name (`H100`, "
               "`H200`, `L4`, `A100-80G`, ...); replicas run only on nodes with that GPU.", required=True),
+    ConfigKey("weightSource", "weight_source", "string", "the stack's `weightSource`", "How GPU workers get "
+              "the weights: `gcsfuse` (staged once into the stack's model store, mounted on every worker), "
+              "`runai-streamer` (streamed from the store into GPU memory; needs an image with the streamer), "
+              "`huggingface` (each node downloads `source` at every start).",
+              choices=WEIGHT_SOURCES),
+    ConfigKey("revision", "weights_revision", "string", "(unset)", "With `gcsfuse`/`runai-streamer`: the "
+              "Hugging Face commit to stage (40 hex characters), or a label (`v1`, `2026-11`) for an `s3://` "
+              "source; the weights live in `gs://<model store>/<id>/<revision>/`. A new value re-stages."),
     ConfigKey("preset", "preset", "string", "auto", "Defaults for a model family: `auto` (by `source`), "
               "`none`, `deepseek-r1`, `deepseek-r1-distill`. Explicit keys always win.",
               choices=PRESET_CHOICES),
@@ -242,7 +259,7 @@ KEYS: tuple[ConfigKey, ...] = (
               f"name (checked against vLLM {VLLM_VERSION}); options owned by the keys above are rejected."),
     ConfigKey("envVars", "env_vars", "map", "{}", "Extra env vars for the replica and vLLM workers, merged "
               "over the preset's (deepseek-r1: RAYLLM_ENGINE_START_TIMEOUT_S=7200, "
-              "VLLM_ENGINE_READY_TIMEOUT_S=5400, HF_HUB_ENABLE_HF_TRANSFER=1). No secrets."),
+              "VLLM_ENGINE_READY_TIMEOUT_S=5400, HF_XET_HIGH_PERFORMANCE=1). No secrets."),
 )
 _KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.key: key for key in KEYS})
 
@@ -410,7 +427,7 @@ def _string_problems(path: str, key: ConfigKey, value: str) -> list[str]:
 def _source_problems(path: str, value: str) -> list[str]:
     if value.startswith(_REMOTE_SCHEMES):
         scheme, _, rest = value.partition("://")
-        if not rest.strip("/"):
+        if not rest.split("/")[0]:
             return [_problem(path, f"{scheme}:// URI without a bucket", _show(value), f"{scheme}://<bucket>/<path>")]
         return []
     if "://" in value:

@@ -11,7 +11,8 @@ import yaml
 
 from infra.plan import PROJECT_ROOT, main
 
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1",
+      "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad", "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
 
 
@@ -115,7 +116,9 @@ def test_capacity_json_has_the_documented_shape(planned):
         assert list(capacity) == ["format", "stack", "model", "machine", "gpu", "models", "cost", "cold_start"]
         assert capacity["stack"] == stack and capacity["format"] == 1
         for model in capacity["models"]:
-            assert list(model) == ["id", "source", "replicas", "capacity", "not_checked", "cold_start_minutes"]
+            assert list(model) == ["id", "source", "weight_source", "replicas", "capacity", "not_checked",
+                                   "cold_start_minutes"]
+            assert model["weight_source"] in ("huggingface", "gcsfuse", "runai-streamer")
             assert set(model["capacity"]["per_gpu_gib"]) == {"cuda_total", "requested", "weights", "overhead",
                                                              "kv_cache", "headroom"}
             assert set(model["cold_start_minutes"]) == {"huggingface", "gcsfuse", "runai-streamer"}
@@ -144,7 +147,9 @@ def test_prod_capacity_and_cost(planned):
     assert "KV cache: 854,400 tokens" in summary and "26.07x concurrency at 32,768 tokens" in summary
     assert "GPU-hours per hour: 16 (2 x a3-megagpu-8g x 8 GPUs)" in summary
     assert "reservation: $185.13/h <- configured" in summary
-    assert "huggingface 11.5-40.9 min (current), gcsfuse 7.5-20 min, runai-streamer 5.5-15 min" in summary
+    # prod stages R1 into the model store and mounts it (infra/weights.py): that source is the configured one.
+    assert r1["weight_source"] == "gcsfuse"
+    assert "huggingface 11.5-40.9 min, gcsfuse 7.5-20 min (configured), runai-streamer 5.5-15 min" in summary
 
 
 def test_staging_is_flex_start_priced_at_on_demand_as_an_upper_bound(planned):

@@ -14,7 +14,8 @@ from infra.config import CONFIG_KEYS, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP = {"project": "my-project", "region": "us-east4"}
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
+R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": R1_REVISION, "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
 BASE = {
     "gpuMachineType": "a3-megagpu-8g",

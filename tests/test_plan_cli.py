@@ -66,6 +66,7 @@ def test_invalid_config_exits_2_with_the_problem_on_stderr_and_writes_nothing(tm
         "gcp:project": "my-project", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
         "llmserve:gpuZones": ["us-west1-a"], "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"],
         "llmserve:models": [{"id": "r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+                             "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad",
                              "tensorParallelSize": 8, "pipelineParallelSize": 2}]})
     assert main(["plan", "broken"], root=root) == 2
     err = capsys.readouterr().err

@@ -21,7 +21,8 @@ from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
 
 A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
+R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
+R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": R1_REVISION, "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
 DISTILLS = [
     {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "L4",

@@ -16,10 +16,9 @@ Shape of the Ray cluster:
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import yaml
 
@@ -33,7 +32,9 @@ from infra.catalog import (
     GpuDirect,
     MachineProfile,
 )
+from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.gpudirect import workload_pod_patch
+from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_ENV
@@ -80,6 +81,7 @@ class RayServiceSettings:
     api_auth: bool = True
     hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
     api_key_env: str = DEFAULT_API_KEY_ENV
+    weights: Optional[WeightsSettings] = None  # where the weights come from (infra/render/weights.py)
 
     @property
     def api_key_secret(self) -> str:
@@ -158,29 +160,25 @@ def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dic
 def serve_app_files() -> dict[str, tuple[str, str]]:
     """The in-cluster serve_app files: ConfigMap key (which cannot contain "/") -> (relative path, text).
     Read once per process: every Ray pod template and the ConfigMap refer to the same content."""
-    return {path.replace("/", "."): (path, text) for path, text in cluster_sources().items()}
+    return keyed_files(cluster_sources())
 
 
 def serve_app_configmap_name(settings: RayServiceSettings) -> str:
     """Named after its content: new ingress code means a new ConfigMap and so a new pod template, which is
     what makes KubeRay roll the Ray cluster (a changed ConfigMap under a running pod is never re-read)."""
-    digest = hashlib.sha256()
-    for key, (path, text) in sorted(serve_app_files().items()):
-        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
-    return f"{settings.name}-serve-app-{digest.hexdigest()[:10]}"
+    return content_name(f"{settings.name}-serve-app", serve_app_files())
 
 
 def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
-            "metadata": {"name": serve_app_configmap_name(settings), "namespace": settings.namespace,
-                         "labels": dict(PART_OF_LABEL)},
-            "data": {key: text for key, (_, text) in sorted(serve_app_files().items())}}
+    return files_configmap(serve_app_configmap_name(settings), settings.namespace, serve_app_files(),
+                           PART_OF_LABEL)
 
 
 def render_serve_config(settings: RayServiceSettings) -> dict:
-    return build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
-                                                                  api_key_env=settings.api_key_env),
-                              http_port=SERVE_PORT)
+    config = build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
+                                                                    api_key_env=settings.api_key_env),
+                                http_port=SERVE_PORT)
+    return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
 
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
@@ -228,10 +226,7 @@ def _common_env(settings: RayServiceSettings) -> list[dict]:
 
 
 def _serve_app_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
-    volume = {"name": "serve-app", "configMap": {
-        "name": serve_app_configmap_name(settings),
-        "items": [{"key": key, "path": path} for key, (path, _) in sorted(serve_app_files().items())],
-    }}
+    volume = files_volume("serve-app", serve_app_configmap_name(settings), serve_app_files())
     return volume, {"name": "serve-app", "mountPath": SERVE_APP_MOUNT, "readOnly": True}
 
 
@@ -281,6 +276,8 @@ def _cpu_group(settings: RayServiceSettings) -> dict:
     template = _pod_template(settings, {"name": "ray-worker",
                                         "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY)},
                              dict(SYSTEM_POOL_LABELS))
+    if settings.weights is not None:
+        template = with_store_identity(template, settings.weights)
     return _worker_group("cpu", settings.cpu_workers, settings.cpu_workers, template)
 
 
@@ -312,6 +309,11 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     patch = workload_pod_patch(settings.gpudirect, machine.gpu_nic_count, machine.gpu_count)
     if not patch.is_empty:
         template = patch.apply_to_pod_template(template, "ray-worker")
+    if settings.weights is not None:
+        template = with_store_identity(template, settings.weights)
+        template = patch_gpu_template(template, settings.weights,
+                                      [model for model in settings.models if model.model_id in group.model_ids],
+                                      machine)
     worker = _worker_group(group.name, group.min_pods, group.max_pods, template)
     if autoscaling:
         # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for

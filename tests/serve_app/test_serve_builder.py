@@ -157,7 +157,7 @@ def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
     assert r1["runtime_env"] == {"env_vars": {
         "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
         "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
-        "HF_HUB_ENABLE_HF_TRANSFER": "1",
+        "HF_XET_HIGH_PERFORMANCE": "1",
     }}, f"deepseek-r1 runtime_env: {r1['runtime_env']}"
 
 

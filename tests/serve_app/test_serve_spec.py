@@ -242,7 +242,7 @@ def test_deepseek_r1_gets_the_reference_defaults() -> None:
     assert dict(spec.env_vars) == {
         "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
         "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
-        "HF_HUB_ENABLE_HF_TRANSFER": "1",
+        "HF_XET_HIGH_PERFORMANCE": "1",
     }, f"deepseek-r1 env vars: {dict(spec.env_vars)}"
     assert spec.gpus_per_replica == 16, f"deepseek-r1 TP8 x PP2: {spec.gpus_per_replica}"
 

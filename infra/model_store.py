@@ -1,0 +1,98 @@
+"""The model store: one GCS bucket per stack for staged weights, and the two identities that use it.
+
+- the bucket sits in the GPU pool's region, with uniform bucket-level access, public access prevention
+  enforced and a hierarchical namespace (real folders: faster GCS FUSE listings); force-destroy only when the
+  stack asks for it (refused on protected stacks by infra/weights.py);
+- a read-only Google service account for the Ray pods: `roles/storage.objectViewer` on the bucket (plus
+  `roles/storage.bucketViewer` when a model uses the RunAI streamer, whose GCS client calls buckets.get),
+  bound through Workload Identity to the Kubernetes service account every Ray pod runs as;
+- a separate writer for the staging Job: `roles/storage.objectUser` on this bucket only (create, read and
+  replace objects; replacing a corrupt object needs delete), bound to the stager's Kubernetes service account.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.render.weights import gsa_email
+from infra.weights import ModelStoreConfig
+
+READER_ROLES = ("roles/storage.objectViewer",)
+RUNAI_READER_ROLES = ("roles/storage.bucketViewer",)
+WRITER_ROLES = ("roles/storage.objectUser",)
+
+
+def store_account_ids(stack: str) -> tuple[str, str]:
+    """The reader's and the writer's service-account ids (6-30 characters), unique per stack in a project."""
+    slug = re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-") or "stack"
+    return tuple(f"llm-weights-{kind}-{slug}"[:30].rstrip("-") for kind in ("ro", "rw"))  # type: ignore[return-value]
+
+
+def store_emails(stack: str, gcp_project: str) -> tuple[str, str]:
+    reader, writer = store_account_ids(stack)
+    return gsa_email(reader, gcp_project), gsa_email(writer, gcp_project)
+
+
+def workload_identity_member(gcp_project: str, namespace: str, service_account: str) -> str:
+    return f"serviceAccount:{gcp_project}.svc.id.goog[{namespace}/{service_account}]"
+
+
+@dataclass(frozen=True)
+class ModelStoreArgs:
+    store: ModelStoreConfig
+    gcp_project: str
+    stack: str
+    namespace: str
+    ray_service_account: str  # the Kubernetes service account of the Ray pods
+    stager_service_account: str  # the Kubernetes service account of the staging Job
+    runai_streamer: bool = False
+
+
+class ModelStore(pulumi.ComponentResource):
+    bucket: gcp.storage.Bucket
+    reader: gcp.serviceaccount.Account
+    writer: gcp.serviceaccount.Account
+    grants: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: ModelStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llmserve:gcp:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        store = args.store
+        self.bucket = gcp.storage.Bucket(
+            name,
+            name=store.bucket,
+            location=store.location.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            hierarchical_namespace=gcp.storage.BucketHierarchicalNamespaceArgs(enabled=True),
+            force_destroy=store.force_destroy,
+            labels={"app": "llmserve", "stack": re.sub(r"[^a-z0-9_-]", "-", args.stack.lower())[:63]},
+            opts=child,
+        )
+        reader_id, writer_id = store_account_ids(args.stack)
+        self.reader = gcp.serviceaccount.Account(
+            f"{name}-reader", account_id=reader_id, display_name=f"llmserve {args.stack}: Ray pods read the model store",
+            opts=child)
+        self.writer = gcp.serviceaccount.Account(
+            f"{name}-writer", account_id=writer_id, display_name=f"llmserve {args.stack}: staging writes the model store",
+            opts=child)
+
+        reader_roles = READER_ROLES + (RUNAI_READER_ROLES if args.runai_streamer else ())
+        self.grants = []
+        for account, roles, ksa, kind in ((self.reader, reader_roles, args.ray_service_account, "reader"),
+                                          (self.writer, WRITER_ROLES, args.stager_service_account, "writer")):
+            member = account.email.apply(lambda email: f"serviceAccount:{email}")
+            for role in roles:
+                self.grants.append(gcp.storage.BucketIAMMember(
+                    f"{name}-{kind}-{role.split('/')[-1].replace('.', '-')}", bucket=self.bucket.name, role=role,
+                    member=member, opts=child))
+            self.grants.append(gcp.serviceaccount.IAMMember(
+                f"{name}-{kind}-workload-identity", service_account_id=account.name,
+                role="roles/iam.workloadIdentityUser",
+                member=workload_identity_member(args.gcp_project, args.namespace, ksa), opts=child))
+        self.register_outputs({"bucket": self.bucket.name, "reader": self.reader.email, "writer": self.writer.email})

@@ -1,0 +1,159 @@
+"""The model store, its identities and the staging runner in the offline plans of the three stacks."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from infra.plan import kubernetes_manifests, run_program
+from kubernetes_openapi import assert_valid_kubernetes_object
+
+_planned: dict = {}
+COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
+
+
+def planned(stack):
+    if stack not in _planned:
+        _planned[stack] = run_program(stack)[1]
+    return _planned[stack]
+
+
+def of_type(stack, type_token):
+    return [resource for resource in planned(stack) if resource.type == type_token]
+
+
+def named(stack, type_token, name):
+    (match,) = [resource for resource in of_type(stack, type_token) if resource.name == name]
+    return match
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_model_store_is_a_private_regional_bucket(stack):
+    bucket = named(stack, "gcp:storage/bucket:Bucket", "llm-models").inputs
+    assert bucket["name"] == f"my-gcp-project-{stack}-models" and bucket["location"] == "US-EAST4"
+    assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
+    assert bucket["forceDestroy"] is False and bucket["hierarchicalNamespace"] == {"enabled": True}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_a_read_only_identity_for_the_ray_pods_and_a_writer_for_staging(stack):
+    reader = f"llm-weights-ro-{stack}@my-gcp-project.iam.gserviceaccount.com"
+    writer = f"llm-weights-rw-{stack}@my-gcp-project.iam.gserviceaccount.com"
+    grants = {(r.inputs["role"], r.inputs["member"]) for r in of_type(stack, "gcp:storage/bucketIAMMember:BucketIAMMember")}
+    assert grants == {("roles/storage.objectViewer", f"serviceAccount:{reader}"),
+                      ("roles/storage.objectUser", f"serviceAccount:{writer}")}
+    bindings = {(r.inputs["serviceAccountId"], r.inputs["member"])
+                for r in of_type(stack, "gcp:serviceaccount/iAMMember:IAMMember")}
+    assert bindings == {(f"projects/my-gcp-project/serviceAccounts/{reader}",
+                         "serviceAccount:my-gcp-project.svc.id.goog[llm/llm-ray]"),
+                        (f"projects/my-gcp-project/serviceAccounts/{writer}",
+                         "serviceAccount:my-gcp-project.svc.id.goog[llm/llm-weights-stager]")}
+    assert {r.inputs["role"] for r in of_type(stack, "gcp:serviceaccount/iAMMember:IAMMember")} == {
+        "roles/iam.workloadIdentityUser"}
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in kubernetes_manifests(planned(stack))}
+    assert manifests[("ServiceAccount", "llm-ray")]["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": reader}
+    assert manifests[("ServiceAccount", "llm-weights-stager")]["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": writer}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(stack):
+    (job,) = of_type(stack, "kubernetes:batch/v1:Job")
+    assert job.inputs["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
+        "--source", "deepseek-ai/DeepSeek-R1", "--revision", COMMIT]
+    assert job.options["customTimeouts"]["create"] == "180m"
+    assert {"llm-models-writer-storage-objectUser", "llm-models-writer-workload-identity",
+            "llm-weights-stager-ksa"} <= set(job.options["dependencies"])
+    rayservice = named(stack, "kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
+    # Depending on the component is depending on its children: the Job (awaited to completion) and the KSA.
+    assert {"llm-weights-job-deepseek-r1", "llm-weights-ray-ksa"} <= set(rayservice.options["dependencies"])
+    assert job.parent == "llm-weights"
+    assert_valid_kubernetes_object(kubernetes_manifests([job])[0], f"{stack} staging Job")
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack):
+    (service,) = [m for m in kubernetes_manifests(planned(stack)) if m["kind"] == "RayService"]
+    cluster = service["spec"]["rayClusterConfig"]
+    assert "serviceAccountName" not in cluster["headGroupSpec"]["template"]["spec"]  # KubeRay's own, for RBAC
+    assert {g["template"]["spec"]["serviceAccountName"] for g in cluster["workerGroupSpecs"]} == {"llm-ray"}
+    (gpu,) = [g for g in cluster["workerGroupSpecs"] if g["groupName"] == "h100-x16"]
+    template = gpu["template"]
+    assert template["metadata"]["annotations"]["gke-gcsfuse/volumes"] == "true"
+    (volume,) = [v for v in template["spec"]["volumes"] if "csi" in v]
+    assert volume["csi"]["volumeAttributes"]["bucketName"] == f"my-gcp-project-{stack}-models"
+    assert f"only-dir=deepseek-r1/{COMMIT}" in volume["csi"]["volumeAttributes"]["mountOptions"]
+    env = {item["name"] for item in template["spec"]["containers"][0]["env"]}
+    assert "HF_HUB_ENABLE_HF_TRANSFER" not in env
+    serve = yaml.safe_load(service["spec"]["serveConfigV2"])
+    (r1,) = serve["applications"][0]["args"]["llm_configs"]
+    assert r1["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
+    assert r1["runtime_env"]["env_vars"]["HF_XET_HIGH_PERFORMANCE"] == "1"
+
+
+def test_dev_downloads_from_the_hub_and_creates_no_store():
+    assert of_type("dev", "gcp:storage/bucket:Bucket") == [] and of_type("dev", "kubernetes:batch/v1:Job") == []
+    assert of_type("dev", "kubernetes:v1:ServiceAccount") == []
+    (service,) = [m for m in kubernetes_manifests(planned("dev")) if m["kind"] == "RayService"]
+    assert "serviceAccountName" not in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+
+
+def test_the_pulumi_program_needs_none_of_the_staging_libraries():
+    """`pulumi up` runs on a laptop with requirements.txt only: planning a stack with a staged model imports
+    neither the staging libraries nor the staging code that uses them (only the pure `staging.layout`)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    probe = ("import sys; from infra.plan import make_plan; make_plan('prod'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'huggingface_hub') "
+             "or m.startswith(('google.cloud.storage', 'google_crc32c', 'staging.copy', 'staging.sources')) "
+             "or m == 'staging.__main__'))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_jobs(tmp_path):
+    """A copy of prod with R1 on the RunAI streamer (declared image) and a second model staged from S3 with
+    encrypted S3 keys."""
+    import json
+    import shutil
+
+    from infra.plan import PROJECT_ROOT, main
+
+    stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
+    r1 = stack["llmserve:models"][0]
+    stack["llmserve:models"] = [
+        {**r1, "weightSource": "runai-streamer"},
+        {**r1, "id": "r1-team", "source": "s3://team-weights/deepseek-r1", "revision": "2026-11",
+         "preset": "deepseek-r1"},
+    ]
+    stack.update({"llmserve:gpuNodeCount": 4, "llmserve:rayImage": "example/ray-llm-runai:2.60.0",
+                  "llmserve:rayImageHasRunaiStreamer": True, "llmserve:s3EndpointUrl": "https://s3.example.com",
+                  "llmserve:s3AccessKeyId": {"secure": "v1:AAAAid"}, "llmserve:s3SecretAccessKey": {"secure": "v1:AAAAkey"}})
+    work = tmp_path / "project"
+    shutil.copytree(PROJECT_ROOT, work, ignore=shutil.ignore_patterns(".venv*", "build", ".git", "__pycache__"))
+    (work / "Pulumi.mixed.yaml").write_text(yaml.safe_dump({"config": stack}))
+    assert main(["plan", "mixed", "--out", str(tmp_path / "out")], root=work) == 0
+    resources = json.loads((tmp_path / "out" / "resources.json").read_text())
+
+    roles = {(r["inputs"]["role"], r["inputs"]["member"].split("@")[0]) for r in resources
+             if r["type"] == "gcp:storage/bucketIAMMember:BucketIAMMember"}
+    assert ("roles/storage.bucketViewer", "serviceAccount:llm-weights-ro-mixed") in roles  # the streamer's buckets.get
+    secret = next(r for r in resources if r["name"] == "llm-weights-s3-credentials")
+    assert secret["inputs"]["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
+    jobs = {r["inputs"]["spec"]["template"]["spec"]["containers"][0]["args"][1]: r for r in resources
+            if r["type"] == "kubernetes:batch/v1:Job"}
+    assert sorted(jobs) == ["deepseek-ai/DeepSeek-R1", "s3://team-weights/deepseek-r1"]
+    env = {e["name"]: e for e in jobs["s3://team-weights/deepseek-r1"]["inputs"]["spec"]["template"]["spec"]
+           ["containers"][0]["env"]}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "llm-s3-credentials"
+    service = next(r for r in resources if r["type"] == "kubernetes:ray.io/v1:RayService")
+    serve = yaml.safe_load(service["inputs"]["spec"]["serveConfigV2"])
+    sources = {c["model_loading_config"]["model_id"]: c["model_loading_config"]["model_source"]
+               for c in serve["applications"][0]["args"]["llm_configs"]}
+    assert sources == {"deepseek-r1": {"bucket_uri": f"gs://my-gcp-project-mixed-models/deepseek-r1/{COMMIT}"},
+                       "r1-team": "/mnt/models/r1-team"}
