@@ -11,9 +11,14 @@ A server that never answers fails the module (it is not skipped).
 
 from __future__ import annotations
 
+import secrets
+import time
+from pathlib import Path
+
 import pytest
 
-from serve_app.local import LaunchedServer, LocalRunError, free_port
+from serve_app.contract import DEFAULT_API_KEY_RELOAD_S
+from serve_app.local import LaunchedServer, LocalRunError, free_port, write_api_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +96,48 @@ def test_requests_without_the_right_key_get_401(server, api_key):
         with pytest.raises(openai.AuthenticationError) as raised:
             client(server, api_key=api_key).models.list()
         assert raised.value.status_code == 401
+
+
+# --- key rotation: the same key file and reload interval as on the cluster --------------------------------------
+
+# The ingress re-reads its key file every api_key_reload_s (10 s); allow for a request already in flight.
+ROTATION_BOUND_S = DEFAULT_API_KEY_RELOAD_S + 5
+
+
+def _status(server, key):
+    import httpx
+
+    return httpx.get(f"{server['base_url']}/models", headers={"Authorization": f"Bearer {key}"},
+                     timeout=30).status_code
+
+
+def _poll_until(server, *, steady_key, changing_key, wanted):
+    """Poll until `changing_key` answers `wanted`; `steady_key` must get 200 on every poll meanwhile.
+    Returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        steady = _status(server, steady_key) if steady_key else 200
+        assert steady == 200, f"a key valid throughout the rotation got {steady} after " \
+                              f"{time.monotonic() - started:.1f} s"
+        if _status(server, changing_key) == wanted:
+            return time.monotonic() - started
+        assert time.monotonic() - started < ROTATION_BOUND_S, \
+            f"the rotated key did not answer {wanted} within {ROTATION_BOUND_S:.0f} s"
+        time.sleep(0.5)
+
+
+def test_key_rotation_reaches_the_running_ingress_without_a_restart(server):
+    """Add a second key, then remove the first, by rewriting the key file as the kubelet rewrites a Secret
+    volume; no restart, no redeploy. Runs last: it leaves the original key in place again."""
+    key_file = Path(server["api_key_file"])
+    first, second = server["api_key"], secrets.token_urlsafe(32)
+    try:
+        write_api_keys(key_file, [first, second])
+        added_after = _poll_until(server, steady_key=first, changing_key=second, wanted=200)
+        write_api_keys(key_file, [second])
+        removed_after = _poll_until(server, steady_key=second, changing_key=first, wanted=401)
+        print(f"rotation: new key accepted after {added_after:.1f} s, old key refused after {removed_after:.1f} s "
+              f"(bound {ROTATION_BOUND_S:.0f} s)")
+    finally:
+        write_api_keys(key_file, [first])
+        _poll_until(server, steady_key=None, changing_key=first, wanted=200)
