@@ -8,6 +8,7 @@ from infra.config import load_stack_config
 from infra.gpu_pool import GpuNodePool, GpuPoolArgs
 from infra.gpudirect import GpuDirectArgs, GpuDirectObjects
 from infra.kuberay import KubeRayArgs, KubeRayOperator
+from infra.monitoring import Monitoring, MonitoringArgs, monitoring_settings
 from infra.network import Network, NetworkArgs
 from infra.render.rayservice import RayServiceSettings, serve_urls
 from infra.serving import LlmService, LlmServiceArgs
@@ -62,6 +63,13 @@ llm = LlmService("llm-serve", LlmServiceArgs(
     api_key=serving.api_key,
     hf_token=serving.hf_token,
 ), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
+monitoring = Monitoring("llm-monitoring", MonitoringArgs(
+    settings=monitoring_settings(config, rayservice),
+    gcp_project=config.gcp_project,
+    kubernetes_provider=cluster.provider,
+    operator_namespace=KubeRayArgs().namespace,
+    operator=kuberay,
+))
 
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", config.cluster.location)
@@ -75,3 +83,4 @@ pulumi.export("models", [model.model_id for model in serving.models])
 for output_name, value in serve_urls(rayservice).items():
     pulumi.export(output_name, value)
 pulumi.export("api_key", llm.api_key)
+pulumi.export("dashboard", monitoring.dashboard.id)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.errors import ConfigError
+from infra.render.monitoring import NOTIFICATION_CHANNEL_KEY, THRESHOLD_RANGES, AlertThresholds, alert_thresholds
 from infra.stackfiles import PROJECT
 from infra.stackfiles import SECRET as OFFLINE_SECRET
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
@@ -154,8 +155,26 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("hfToken", "string",
               "Hugging Face token for gated models or higher rate limits; set with "
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
+    # --- dashboard and alerts (ranges and the channel format are checked in infra/render/monitoring.py) ---
+    ConfigKey("alertNotificationChannel", "string",
+              "Cloud Monitoring notification channel the alert policies notify, as "
+              "projects/<project-id>/notificationChannels/<id>; empty: alerts show in the console only.", ""),
+    ConfigKey("alertNotReadyMinutes", "integer",
+              "Minutes the RayService may be not Ready, or an always-on model without a healthy replica, "
+              "before alerting (1-1440).", 10),
+    ConfigKey("alertTtftP95Seconds", "integer",
+              "Alert when a model's p95 time to first token over 10 minutes exceeds this many seconds (1-3600).",
+              10),
+    ConfigKey("alertKvCacheUsagePercent", "integer",
+              "Alert when a model's KV-cache usage stays above this percentage (50-100) for "
+              "alertKvCacheMinutes.", 95),
+    ConfigKey("alertKvCacheMinutes", "integer",
+              "Minutes the KV cache must stay above alertKvCacheUsagePercent before alerting (1-1440).", 10),
+    ConfigKey("alertWedgedMinutes", "integer",
+              "Alert when a model has waiting requests but generates no token for this many minutes (1-1440).", 5),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
+ALERT_KEYS = (NOTIFICATION_CHANNEL_KEY, *(key for key, *_ in THRESHOLD_RANGES))
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
 
 
@@ -239,6 +258,7 @@ class StackConfig:
     gpu_pool: GpuPoolConfig
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
+    alerts: AlertThresholds = field(default=AlertThresholds())
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -429,6 +449,8 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     source_ranges = read.cidr_list("serveSourceRanges")
     api_auth = read.get("apiAuth")
     ready_timeout = read.get("serveReadyTimeoutMinutes")
+    alerts, alert_problems = alert_thresholds({name: read.get(name) for name in ALERT_KEYS}, f"{PROJECT}:")
+    read.problems.extend(alert_problems)
     api_key = (plain_secrets or {}).get("apiKey")
     if api_key is not None:
         api_keys = parse_api_keys(api_key)
@@ -612,6 +634,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
             hf_token=secrets.get("hfToken"),
         ),
         warnings=tuple(warnings),
+        alerts=alerts,
     )
 
 
