@@ -241,7 +241,11 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
     plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
+    from infra import smoke  # day-2 subcommands live in their own modules
+    smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
     args = parser.parse_args(argv)
+    if args.command == "smoke":
+        return smoke.run(args, root)
 
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     try:

@@ -11,6 +11,7 @@ A server that never answers fails the module (it is not skipped).
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from pathlib import Path
@@ -96,6 +97,59 @@ def test_requests_without_the_right_key_get_401(server, api_key):
         with pytest.raises(openai.AuthenticationError) as raised:
             client(server, api_key=api_key).models.list()
         assert raised.value.status_code == 401
+
+
+
+# --- day-2 tools against the live server ------------------------------------------------------------------------
+
+def test_smoke_command_passes_against_the_local_server(server):
+    """`python -m infra smoke` (stdlib only) against the real Serve app: reasoning in vLLM 0.29's field."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", server["base_url"],
+         "--api-key", server["api_key"], "--model", MODELS[0], "--max-tokens", "16"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
+    print(result.stdout)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "5 passed, 0 failed" in result.stdout, result.stdout
+
+
+def test_smoke_command_fails_clearly_on_a_dead_url():
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = subprocess.run([sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and f"{url}/models does not answer" in result.stderr, result
+
+
+def scraped_names(metrics_url: str) -> set[str]:
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=30).text
+    return {re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_name(server):
+    """The dashboard and alerts query these names; a rename in Ray or vLLM must fail here, not in production."""
+    from infra.render.monitoring import LOCAL_METRICS
+
+    # Prefix-cache hits need a repeated prompt longer than one KV block; the other counters need a request.
+    prompt = "Repeat after me: " + " ".join(f"word{i}" for i in range(80))
+    for _ in range(2):
+        client(server).completions.create(model=MODELS[0], prompt=prompt, max_tokens=4)
+    wanted = {name for metric in LOCAL_METRICS for name in metric.exported_names}
+    deadline = time.monotonic() + 90  # Ray's metrics agent exports on an interval
+    while True:
+        missing = wanted - scraped_names(server["metrics_url"])
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert not missing, f"listed in infra/render/monitoring.py METRICS as local, but not exported: {sorted(missing)}"
 
 
 # --- key rotation: the same key file and reload interval as on the cluster --------------------------------------
