@@ -241,15 +241,22 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
     plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
-    from infra import smoke  # day-2 subcommands live in their own modules
+    plan_command.add_argument("--against", type=Path, default=None,
+                              help="a previous plan folder: print what changes and how the RayService upgrades")
+    from infra import plandiff, smoke  # day-2 subcommands live in their own modules
     smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
     args = parser.parse_args(argv)
     if args.command == "smoke":
         return smoke.run(args, root)
 
+    against = args.against.resolve() if args.against else None  # relative to where the command runs
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     try:
+        previous = plandiff.load_previous(against) if against else None  # before --out overwrites it
         plan, config = make_plan(args.stack, root)
+    except plandiff.PlanDiffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (ConfigError, StackFileError) as error:  # bad config, or a stack that cannot be read: exit 2
         print(f"error: stack '{args.stack}': {error}", file=sys.stderr)
         return 2
@@ -257,4 +264,7 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     write_plan(plan, out)
     print(plan.summary(config))
     print(f"\nWrote {out / 'resources.json'} and {out / 'manifests.yaml'}")
+    if previous is not None:
+        new = [resource.as_json() for resource in plan.resources]
+        print("\n" + plandiff.format_diff(plandiff.diff_plans(previous, new), str(args.against)))
     return 0
