@@ -234,8 +234,6 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
 def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     import argparse
 
-    from infra.errors import ConfigError
-
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
@@ -246,8 +244,9 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     from infra import plandiff, smoke  # day-2 subcommands live in their own modules
     smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
     args = parser.parse_args(argv)
-    if args.command == "smoke":
+    if args.command == "smoke":  # stdlib only: runs where Pulumi is not installed
         return smoke.run(args, root)
+    from infra.errors import ConfigError
 
     against = args.against.resolve() if args.against else None  # relative to where the command runs
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI

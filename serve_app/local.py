@@ -395,7 +395,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps({"base_url": server.base_url, "models": sorted(model_paths),
                               "api_key": api_key if auth.enabled else None,
                               "api_key_file": str(server.api_key_file) if auth.enabled else None,
-                              "metrics_url": server.metrics_url}), flush=True)
+                              "metrics_url": server.metrics_url,
+                              "model_paths": {model_id: str(path) for model_id, path in model_paths.items()}}),
+                  flush=True)
             print("Ctrl-C stops the server.", flush=True)
             while True:
                 time.sleep(1)

@@ -137,3 +137,16 @@ def test_without_an_endpoint_and_without_the_pulumi_cli_it_says_what_to_pass(mon
 def test_a_url_without_a_scheme_is_refused(capsys):
     assert main(["smoke", "dev", "--base-url", "127.0.0.1:8000", "--api-key", KEY]) == 2
     assert "--base-url must start with http:// or https://; found '127.0.0.1:8000'" in capsys.readouterr().err
+
+
+def test_smoke_runs_where_pulumi_is_not_installed():
+    """The heavy local env and a client's laptop may lack Pulumi: the smoke path must not import it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.modules['pulumi'] = None; from infra.plan import main; "
+            "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "http://127.0.0.1:9/v1/models does not answer" in result.stderr, result
