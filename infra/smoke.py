@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -200,6 +201,12 @@ def stack_outputs(stack: str, root: Path) -> dict:
     return json.loads(result.stdout or "{}")
 
 
+def newest_key(configured: Optional[str]) -> Optional[str]:
+    """The key a client should use from the `api_key` output: during a rotation it holds "OLD,NEW"."""
+    keys = [key for key in re.split(r"[,\s]+", configured or "") if key]
+    return keys[-1] if keys else None
+
+
 def normalized_base_url(url: str) -> str:
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace, root: Optional[Path] = None) -> int:
         if base_url is None or api_key is None:
             outputs = stack_outputs(args.stack, root)
             base_url = base_url or outputs.get("openai_base_url")
-            api_key = api_key or outputs.get("api_key")
+            api_key = api_key or newest_key(outputs.get("api_key"))
             if not base_url:
                 raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
         target = Target(normalized_base_url(base_url), api_key, timeout_s=args.timeout)

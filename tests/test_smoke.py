@@ -150,3 +150,11 @@ def test_smoke_runs_where_pulumi_is_not_installed():
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "http://127.0.0.1:9/v1/models does not answer" in result.stderr, result
+
+
+def test_during_a_rotation_the_newest_configured_key_is_used():
+    from infra.smoke import newest_key
+
+    assert newest_key("old-key-0000000000000000,new-key-1111111111111111") == "new-key-1111111111111111"
+    assert newest_key(" only-key-000000000000 ") == "only-key-000000000000"
+    assert newest_key("") is None and newest_key(None) is None
