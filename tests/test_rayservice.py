@@ -261,6 +261,7 @@ def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
     only the application status shows DEPLOYING / DEPLOY_FAILED."""
     annotations = render_rayservice(settings())["metadata"]["annotations"]
     assert json.loads(annotations["pulumi.com/waitFor"]) == [
+        "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
         "condition=Ready",
         "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
     ]
@@ -274,7 +275,8 @@ def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
 ])
 def test_every_application_gets_its_own_running_condition(names, paths):
     conditions = wait_for_conditions({"applications": [{"name": name} for name in names]})
-    assert conditions == ["condition=Ready"] + [f"jsonpath={path}=RUNNING" for path in paths]
+    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready"] + [
+        f"jsonpath={path}=RUNNING" for path in paths]
 
 
 
