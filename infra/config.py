@@ -147,8 +147,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Require `Authorization: Bearer <key>` on the OpenAI API; false is refused unless "
               "serveExposure is cluster.", True),
     ConfigKey("serveReadyTimeoutMinutes", "integer",
-              "How long `pulumi up` waits for the RayService to be Ready (a cold start of a 700 GB model "
-              "takes 20-40 minutes).", 150),
+              "How long `pulumi up` waits for the RayService to be Ready with every Serve application "
+              "RUNNING (a cold start of a 700 GB model takes 20-40 minutes).", 150),
     ConfigKey("apiKey", "string",
               "The API key clients send; set with `pulumi config set --secret llmserve:apiKey ...`. Unset: a "
               "random key is generated and exported as the `api_key` secret output.", secret=True),
