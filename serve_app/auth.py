@@ -102,7 +102,11 @@ def check_api_keys(keys: tuple[str, ...], where: str) -> tuple[str, ...]:
 def read_api_key_file(path: str) -> tuple[str, ...]:
     """The keys in file `path`. `OSError` if it cannot be read; `ApiKeyConfigError` if it holds no usable key."""
     with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as error:
+            raise ApiKeyConfigError(f"API-key file {path} is not UTF-8 text ({error.reason} at byte "
+                                    f"{error.start})") from None
     return check_api_keys(parse_api_keys(text), f"API-key file {path}")
 
 

@@ -268,6 +268,15 @@ def test_a_reread_with_no_usable_key_fails_closed_at_once(key_file, text) -> Non
     assert verifier.verify(KEY_B) and not verifier.verify(KEY_A)
 
 
+def test_a_reread_of_binary_garbage_fails_closed_instead_of_raising_into_requests(key_file) -> None:
+    path, clock, verifier = key_file
+    partial = path.with_name("garbage")
+    partial.write_bytes(b"\xff\xfe\x00 not text")
+    partial.replace(path)
+    clock.now += 10
+    assert verifier.verify(KEY_A) is False
+
+
 def test_an_unreadable_file_keeps_the_last_good_keys_for_max_stale_then_fails_closed(key_file) -> None:
     path, clock, verifier = key_file
     path.unlink()
