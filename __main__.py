@@ -9,6 +9,7 @@ from infra.gpu_pool import GpuNodePool, GpuPoolArgs
 from infra.gpudirect import GpuDirectArgs, GpuDirectObjects
 from infra.exposure import ServingExposure, ServingExposureArgs
 from infra.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
+from infra.monitoring import Monitoring, MonitoringArgs, monitoring_settings
 from infra.network import Network, NetworkArgs
 from infra.render.exposure import ExposureSettings, public_base_url
 from infra.render.rayservice import RayServiceSettings, serve_urls
@@ -75,6 +76,13 @@ llm = LlmService("llm-serve", LlmServiceArgs(
     guard_objects=exposure.guard_objects,
     prerequisites=weight_staging,
 ), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
+monitoring = Monitoring("llm-monitoring", MonitoringArgs(
+    settings=monitoring_settings(config, rayservice),
+    gcp_project=config.gcp_project,
+    kubernetes_provider=cluster.provider,
+    operator_namespace=OPERATOR_NAMESPACE,
+    operator=kuberay,
+))
 
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", config.cluster.location)
@@ -94,3 +102,4 @@ if exposure.address is not None:
     pulumi.export("dns_records_to_create", exposure.dns_records)
 if model_store is not None:
     pulumi.export("model_store_bucket", model_store.bucket.name)
+pulumi.export("dashboard", monitoring.dashboard.id)

@@ -27,6 +27,7 @@ from infra.capacity import capacity_findings
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
 from infra.config_values import ValueReader, shown
 from infra.errors import ConfigError
+from infra.render.monitoring import NOTIFICATION_CHANNEL_KEY, THRESHOLD_RANGES, AlertThresholds, alert_thresholds
 from infra.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secure_settings, secure_problems,
                           secure_warnings)
 from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
@@ -157,8 +158,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Require `Authorization: Bearer <key>` on the OpenAI API; false is refused unless "
               "serveExposure is cluster.", True),
     ConfigKey("serveReadyTimeoutMinutes", "integer",
-              "How long `pulumi up` waits for the RayService to be Ready (a cold start of a 700 GB model "
-              "takes 20-40 minutes).", 150),
+              "How long `pulumi up` waits for the RayService to be Ready with every Serve application "
+              "RUNNING (a cold start of a 700 GB model takes 20-40 minutes).", 150),
     ConfigKey("apiKey", "string",
               "The API key clients send; set with `pulumi config set --secret llmserve:apiKey ...`. Unset: a "
               "random key is generated and exported as the `api_key` secret output.", secret=True),
@@ -216,8 +217,26 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("s3SecretAccessKey", "string",
               "Secret access key for s3:// staging sources; set with `pulumi config set --secret "
               "llmserve:s3SecretAccessKey ...`.", secret=True),
+    # --- dashboard and alerts (ranges and the channel format are checked in infra/render/monitoring.py) ---
+    ConfigKey("alertNotificationChannel", "string",
+              "Cloud Monitoring notification channel the alert policies notify, as "
+              "projects/<project-id>/notificationChannels/<id>; empty: alerts show in the console only.", ""),
+    ConfigKey("alertNotReadyMinutes", "integer",
+              "Minutes the RayService may be not Ready, or an always-on model without a healthy replica, "
+              "before alerting (1-1440).", 10),
+    ConfigKey("alertTtftP95Seconds", "integer",
+              "Alert when a model's p95 time to first token over 10 minutes exceeds this many seconds (1-3600).",
+              10),
+    ConfigKey("alertKvCacheUsagePercent", "integer",
+              "Alert when a model's KV-cache usage stays above this percentage (50-100) for "
+              "alertKvCacheMinutes.", 95),
+    ConfigKey("alertKvCacheMinutes", "integer",
+              "Minutes the KV cache must stay above alertKvCacheUsagePercent before alerting (1-1440).", 10),
+    ConfigKey("alertWedgedMinutes", "integer",
+              "Alert when a model has waiting requests but generates no token for this many minutes (1-1440).", 5),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
+ALERT_KEYS = (NOTIFICATION_CHANNEL_KEY, *(key for key, *_ in THRESHOLD_RANGES))
 SECRET_KEY_NAMES = frozenset(key.name for key in CONFIG_KEYS if key.secret)
 
 
@@ -303,6 +322,7 @@ class StackConfig:
     warnings: tuple[str, ...] = field(default=())
     secure: SecureSettings = field(default=SecureSettings())
     weights: Optional[WeightsConfig] = None  # None only for StackConfigs built by hand in tests
+    alerts: AlertThresholds = field(default=AlertThresholds())
 
 
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
@@ -321,6 +341,7 @@ INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
     "cpuWorkers": (0, 1000, ""),
     "serveReadyTimeoutMinutes": (1, 10080, "at most a week"),
     "stagingTimeoutMinutes": (1, 10080, "at most a week"),
+    **{name: (lowest, highest, "") for name, _, lowest, highest in THRESHOLD_RANGES},
 }
 
 # Provider keys that carry credentials: like the project's secret keys, they must be stored encrypted.
@@ -637,6 +658,17 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
     )
 
 
+def _read_alerts(read: ValueReader) -> Optional[AlertThresholds]:
+    """The alert thresholds and notification channel (ranges and the channel's format: infra/render/monitoring.py);
+    None when any is bad."""
+    raw = {name: read.get(name) for name in ALERT_KEYS}
+    if not _ok(*raw.values()):
+        return None
+    alerts, problems = alert_thresholds(raw, f"{PROJECT}:")
+    read.problems.extend(problems)
+    return None if problems else alerts
+
+
 def _read_models(read: ValueReader) -> Optional[tuple[ModelSpec, ...]]:
     raw_models = read.get("models")
     if raw_models is None:
@@ -735,6 +767,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     cluster = _read_cluster(read, region, zones, ranges["masterCidr"])
     secure = read_secure_settings(read)
     serving = _read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
+    alerts = _read_alerts(read)
     weight_keys = read_weight_keys(read.get, read.one_of)
     weights = None
     if _ok(serving, cluster, gcp_project, region, *weight_keys.values()):
@@ -751,7 +784,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
         raise ConfigError(read.problems)
     return StackConfig(stack=stack, gcp_project=gcp_project, region=region, network=network, cluster=cluster,
                        gpu_pool=pool, serving=serving, warnings=tuple(read.warnings), secure=secure,
-                       weights=weights)
+                       weights=weights, alerts=alerts)
 
 
 def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,

@@ -270,25 +270,35 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
 def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     import argparse
 
-    from infra.errors import ConfigError
-
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
     plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
-    capacity_command = commands.add_parser("capacity", help="size a model on a machine (weights, KV cache, cost)")
+    plan_command.add_argument("--against", type=Path, default=None,
+                              help="a previous plan folder: print what changes and how the RayService upgrades")
+    from infra import plandiff, smoke  # day-2 subcommands live in their own modules
     from infra.capacity_report import add_arguments as add_capacity_arguments, run as run_capacity
 
-    add_capacity_arguments(capacity_command)
+    smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
+    add_capacity_arguments(commands.add_parser("capacity",
+                                               help="size a model on a machine (weights, KV cache, cost)"))
     args = parser.parse_args(argv)
+    if args.command == "smoke":  # stdlib only: runs where Pulumi is not installed
+        return smoke.run(args, root)
     if args.command == "capacity":
         return run_capacity(args)
+    from infra.errors import ConfigError
 
+    against = args.against.resolve() if args.against else None  # relative to where the command runs
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI
     out = args.out or root / "build" / args.stack
     try:
+        previous = plandiff.load_previous(against) if against else None  # before --out overwrites it
         plan, config = make_plan(args.stack, root)
+    except plandiff.PlanDiffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (ConfigError, StackFileError) as error:  # bad config, or a stack that cannot be read: exit 2
         print(f"error: stack '{args.stack}': {error}", file=sys.stderr)
         if remove_stale_plan(out):
@@ -297,4 +307,7 @@ def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
     write_plan(plan, out)
     print(plan.summary(config))
     print(f"\nWrote {out / 'resources.json'}, {out / 'manifests.yaml'} and {out / 'capacity.json'}")
+    if previous is not None:
+        new = [resource.as_json() for resource in plan.resources]
+        print("\n" + plandiff.format_diff(plandiff.diff_plans(previous, new), str(args.against)))
     return 0

@@ -8,10 +8,20 @@ without Ray or vLLM.
 
 Contract:
 
-* The accepted keys come from an environment variable whose *name* is in the Serve config
-  (`ingress_extra_kwargs.api_key_env`); its value is one or more keys separated by commas or whitespace,
-  so a key can be rotated by deploying "old,new" and later "new". The value itself never appears in any
-  config: the pods get it from a Kubernetes Secret.
+* The accepted keys are read from a file (`ingress_extra_kwargs.api_key_file` in the Serve config; on the
+  cluster a mounted Secret volume, see `serve_app.contract.DEFAULT_API_KEY_FILE`). It holds one or more keys
+  separated by commas or whitespace, so a key is rotated by deploying "old,new" and later "new". The keys
+  themselves never appear in any config.
+* The file is re-read at most every `api_key_reload_s` seconds (default 10), on the first request after the
+  interval, so a rotation reaches a running ingress without a restart. What happens when a re-read fails:
+
+  - the file is read but holds no usable key (empty, or a key shorter than 16 characters): **fail closed**,
+    every request gets 401 until the file is fixed (an emptied Secret means "revoke everything");
+  - the file cannot be read (missing, permission, I/O error; the kubelet swaps the volume's files with an
+    atomic symlink rename, so a missing file is not expected even mid-update): the **last good keys stay**
+    for up to `api_key_max_stale_s` (default 60 s) after the last good read, then fail closed;
+  - at replica start any problem is fatal (`ApiKeyConfigError`): the replica never serves without keys.
+
 * Every HTTP or WebSocket request needs ``Authorization: Bearer <key>``; otherwise the answer is HTTP 401
   with an OpenAI-style JSON error body and ``WWW-Authenticate: Bearer``. Deny by default: new routes that a
   later Ray adds to the app are protected too.
@@ -29,34 +39,41 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
+import logging
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from serve_app.contract import DEFAULT_API_KEY_ENV, ENV_NAME_PATTERN
+from serve_app.contract import DEFAULT_API_KEY_FILE, DEFAULT_API_KEY_RELOAD_S
 
 if TYPE_CHECKING:  # only the ASGI type names; at run time this module needs nothing but the stdlib
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
-    "DEFAULT_API_KEY_ENV",
+    "DEFAULT_API_KEY_FILE",
     "ApiKeyConfigError",
+    "ApiKeyFile",
     "ApiKeyMiddleware",
     "ApiKeyVerifier",
     "api_key_auth_installed",
+    "check_api_keys",
     "install_api_key_auth",
-    "load_api_keys",
+    "read_api_key_file",
 ]
 
 # Short keys are guessable; refuse to start with one rather than serve behind it.
 MIN_API_KEY_LENGTH = 16
 EXEMPT_PATH_PREFIXES: tuple[str, ...] = ("/-/",)
 _KEY_SEPARATORS = re.compile(r"[,\s]+")
+# How long the last good keys outlive a file that cannot be read (see the module docstring).
+DEFAULT_MAX_STALE_S = 60.0
+# Serve replicas log through the "ray.serve" logger; messages here land in the ingress replica's log.
+log = logging.getLogger("ray.serve")
 
 
 class ApiKeyConfigError(RuntimeError):
-    """The API-key environment variable is missing, empty or holds a key that is too short.
+    """The API-key file is missing or empty, or holds a key that is too short.
 
     Raised when the ingress replica starts, so that a misconfigured deployment fails loudly (the Serve
     application goes to DEPLOY_FAILED) instead of running open or rejecting every request silently.
@@ -64,57 +81,130 @@ class ApiKeyConfigError(RuntimeError):
 
 
 def parse_api_keys(value: str) -> tuple[str, ...]:
-    """Split the variable's value into keys (commas and/or whitespace separate them; empties are dropped)."""
+    """Split a key list into keys (commas and/or whitespace separate them; empties are dropped)."""
     return tuple(key for key in _KEY_SEPARATORS.split(value) if key)
 
 
-def load_api_keys(env_name: str, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """The keys in environment variable `env_name`; raises `ApiKeyConfigError` if there is no usable key."""
-    if not ENV_NAME_PATTERN.match(env_name or ""):
-        raise ApiKeyConfigError(f"api_key_env must be an environment variable name; found {env_name!r}")
-    environ = os.environ if environ is None else environ
-    raw = environ.get(env_name)
-    if raw is None:
-        raise ApiKeyConfigError(
-            f"environment variable {env_name} is not set on this Ray pod, so the OpenAI routes would have no "
-            "accepted API key; set it from a Kubernetes Secret on every Ray container (head and workers)"
-        )
-    keys = parse_api_keys(raw)
+def check_api_keys(keys: tuple[str, ...], where: str) -> tuple[str, ...]:
+    """`keys` if there is at least one and none is too short; else `ApiKeyConfigError` naming `where`."""
     if not keys:
-        raise ApiKeyConfigError(f"environment variable {env_name} is empty; it must hold at least one API key")
+        raise ApiKeyConfigError(f"{where} is empty; it must hold at least one API key")
     short = [index for index, key in enumerate(keys) if len(key) < MIN_API_KEY_LENGTH]
     if short:
         raise ApiKeyConfigError(
-            f"environment variable {env_name}: key number(s) {', '.join(str(i + 1) for i in short)} "
+            f"{where}: key number(s) {', '.join(str(i + 1) for i in short)} "
             f"are shorter than {MIN_API_KEY_LENGTH} characters; use long random keys "
             "(for example `openssl rand -hex 32`)"
         )
     return keys
 
 
+def read_api_key_file(path: str) -> tuple[str, ...]:
+    """The keys in file `path`. `OSError` if it cannot be read; `ApiKeyConfigError` if it holds no usable key."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            text = handle.read()
+        except UnicodeDecodeError as error:
+            raise ApiKeyConfigError(f"API-key file {path} is not UTF-8 text ({error.reason} at byte "
+                                    f"{error.start})") from None
+    return check_api_keys(parse_api_keys(text), f"API-key file {path}")
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
-class ApiKeyVerifier:
-    """Checks a presented key against the accepted ones in constant time."""
-
+class _FixedKeys:
     def __init__(self, keys: Iterable[str]):
         self._digests = tuple(_digest(key) for key in keys)
         if not self._digests:
             raise ApiKeyConfigError("at least one API key is required")
 
+    def digests(self) -> tuple[bytes, ...]:
+        return self._digests
+
+
+class ApiKeyFile:
+    """The accepted keys of a file, re-read at most every `reload_interval_s` seconds (see the module docstring).
+
+    The first read happens in the constructor and any problem there raises `ApiKeyConfigError`. Re-reads
+    happen lazily, on the first `digests()` call after the interval, so an idle ingress does no I/O; the read
+    is a few hundred bytes from a tmpfs volume, cheap enough for the request path.
+    """
+
+    def __init__(self, path: str, reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S,
+                 max_stale_s: float = DEFAULT_MAX_STALE_S, clock: Callable[[], float] | None = None):
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ApiKeyConfigError(f"api_key_file must be an absolute path; found {path!r}")
+        for name, value in (("api_key_reload_s", reload_interval_s), ("api_key_max_stale_s", max_stale_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ApiKeyConfigError(f"{name} must be a positive number of seconds; found {value!r}")
+        self.path = path
+        self.reload_interval_s = float(reload_interval_s)
+        self.max_stale_s = float(max_stale_s)
+        self._clock = clock if clock is not None else (lambda: time.monotonic())
+        try:
+            keys = read_api_key_file(path)
+        except OSError as error:
+            raise ApiKeyConfigError(
+                f"API-key file {path} cannot be read ({error.strerror or error}); mount the API-key Secret as a "
+                "volume there on every Ray container (head and workers)"
+            ) from error
+        now = self._clock()
+        self._digests = tuple(_digest(key) for key in keys)
+        self._checked_at = now
+        self._last_good_at = now
+
+    def digests(self) -> tuple[bytes, ...]:
+        now = self._clock()
+        if now - self._checked_at >= self.reload_interval_s:
+            self._reload(now)
+        return self._digests
+
+    def _reload(self, now: float) -> None:
+        self._checked_at = now
+        try:
+            keys = read_api_key_file(self.path)
+        except ApiKeyConfigError as error:  # read fine, nothing usable in it: fail closed at once
+            if self._digests:
+                log.error("API keys revoked: %s; every request is refused until it holds a valid key", error)
+            self._digests = ()
+        except OSError as error:  # cannot read: keep the last good keys for a while
+            stale_for = now - self._last_good_at
+            if stale_for > self.max_stale_s:
+                if self._digests:
+                    log.error("API-key file %s unreadable for %.0f s (%s); refusing every request", self.path,
+                              stale_for, error.strerror or error)
+                self._digests = ()
+            else:
+                log.warning("API-key file %s unreadable (%s); keeping the last good keys for up to %.0f s",
+                            self.path, error.strerror or error, self.max_stale_s)
+        else:
+            digests = tuple(_digest(key) for key in keys)
+            if digests != self._digests:
+                log.info("API keys reloaded from %s: %d key(s) accepted", self.path, len(digests))
+            self._digests = digests
+            self._last_good_at = now
+
+
+class ApiKeyVerifier:
+    """Checks a presented key against the accepted ones (fixed, or from an `ApiKeyFile`) in constant time."""
+
+    def __init__(self, keys: Iterable[str] | ApiKeyFile):
+        self._source = keys if isinstance(keys, ApiKeyFile) else _FixedKeys(keys)
+
     @classmethod
-    def from_env(cls, env_name: str, environ: Mapping[str, str] | None = None) -> ApiKeyVerifier:
-        return cls(load_api_keys(env_name, environ))
+    def from_file(cls, path: str, reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S,
+                  max_stale_s: float = DEFAULT_MAX_STALE_S) -> ApiKeyVerifier:
+        return cls(ApiKeyFile(path, reload_interval_s, max_stale_s))
 
     def __len__(self) -> int:
-        return len(self._digests)
+        return len(self._source.digests())
 
     def verify(self, presented: str) -> bool:
         presented_digest = _digest(presented)
         matched = False
-        for accepted in self._digests:  # no early exit: the time does not depend on which key matched
+        for accepted in self._source.digests():  # no early exit: the time does not depend on which key matched
             matched |= hmac.compare_digest(accepted, presented_digest)
         return matched
 

@@ -7,7 +7,7 @@ plain data, deterministic (keys sorted on dump, models sorted by id), so golden-
     from serve_app.spec import parse_models
 
     models = parse_models(pulumi.Config().require_object("models"))
-    rayservice_spec["serveConfigV2"] = serve_config_yaml(models)   # auth on, keys from LLMSERVE_API_KEYS
+    rayservice_spec["serveConfigV2"] = serve_config_yaml(models)   # auth on, keys from the mounted key file
 
 The application uses Ray's own builder, ``ray.serve.llm:build_openai_app``, with one LLMConfig per model
 and, unless auth is explicitly disabled, the project's ingress class (`serve_app.ingress`), which the
@@ -22,8 +22,13 @@ from typing import Any
 
 import yaml
 
-from serve_app.contract import API_KEY_ENV_KWARG, DEFAULT_API_KEY_ENV, ENV_NAME_PATTERN, INGRESS_CLASS_PATH
-from serve_app.errors import ModelConfigError
+from serve_app.contract import (
+    API_KEY_FILE_KWARG,
+    API_KEY_RELOAD_KWARG,
+    DEFAULT_API_KEY_FILE,
+    DEFAULT_API_KEY_RELOAD_S,
+    INGRESS_CLASS_PATH,
+)
 from serve_app.spec import ModelSpec, validate_models
 
 __all__ = [
@@ -50,22 +55,26 @@ ROUTER_HTTP_TIMEOUT_ENV = "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"
 class AuthSettings:
     """API-key authentication of the OpenAI routes.
 
-    On by default; turning it off takes an explicit ``AuthSettings(enabled=False)``. `api_key_env` is the
-    *name* of the environment variable that holds the accepted keys on the Ray pods (set from a Kubernetes
-    Secret by the infrastructure); the keys never appear in the Serve config.
+    On by default; turning it off takes an explicit ``AuthSettings(enabled=False)``. `api_key_file` is the
+    *path* of the file that holds the accepted keys on the Ray pods (a mounted Kubernetes Secret volume, set
+    up by the infrastructure); the keys never appear in the Serve config. The ingress re-reads it every
+    `reload_interval_s` seconds, which bounds how long a key rotation takes to reach it.
     """
 
     enabled: bool = True
-    api_key_env: str = DEFAULT_API_KEY_ENV
+    api_key_file: str = DEFAULT_API_KEY_FILE
+    reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(f"AuthSettings.enabled must be a bool; found {self.enabled!r}")
-        if not isinstance(self.api_key_env, str) or not ENV_NAME_PATTERN.match(self.api_key_env):
-            raise ValueError(
-                f"AuthSettings.api_key_env must be an environment variable name; found {self.api_key_env!r}; "
-                "allowed letters, digits and '_', not starting with a digit"
-            )
+        if not isinstance(self.api_key_file, str) or not self.api_key_file.startswith("/") \
+                or self.api_key_file.endswith("/"):
+            raise ValueError(f"AuthSettings.api_key_file must be an absolute file path; found {self.api_key_file!r}")
+        interval = self.reload_interval_s
+        if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 1 <= interval <= 300:
+            raise ValueError(f"AuthSettings.reload_interval_s must be a number of seconds in 1..300; found "
+                             f"{interval!r}")
 
 
 def _plain(value: Any) -> Any:
@@ -147,7 +156,7 @@ def build_serve_config(
     Args:
         models: the models to serve (from `parse_models`, or built in code); validated again here.
         auth: API-key settings; None means the default, ``AuthSettings()`` (on, keys in
-            ``LLMSERVE_API_KEYS``). Only ``AuthSettings(enabled=False)`` serves without keys.
+            the mounted key file). Only ``AuthSettings(enabled=False)`` serves without keys.
         app_name: the Serve application name (shows in ``serve status`` and metrics).
         route_prefix: where the OpenAI routes live on the Serve HTTP proxy (``/v1/...`` below it).
         http_host, http_port: the Serve HTTP proxy's bind address (the RayService's serve port).
@@ -155,7 +164,7 @@ def build_serve_config(
             the first chunk of a streaming one) before answering 408; Ray's default is 600.
 
     Raises:
-        ModelConfigError: listing every problem with `models` (and with env vars that clash with auth).
+        ModelConfigError: listing every problem with `models`.
         ValueError: for a bad argument of this function.
     """
     auth = AuthSettings() if auth is None else auth
@@ -163,17 +172,6 @@ def build_serve_config(
         raise ValueError(f"auth must be an AuthSettings or None; found {auth!r}")
     _check_arguments(app_name, route_prefix, http_port, ingress_request_timeout_s)
     validate_models(models)
-    if auth.enabled:
-        clashes = [
-            f"models[{index}].envVars.{auth.api_key_env}: the API-key variable must come from a Kubernetes Secret "
-            f"on the Ray pods, never from the Serve config; found {auth.api_key_env}=<redacted>; allowed "
-            "remove it from envVars"
-            for index, spec in enumerate(models)
-            if auth.api_key_env in spec.env_vars
-        ]
-        if clashes:
-            raise ModelConfigError(clashes)
-
     args: dict[str, Any] = {
         "ingress_deployment_config": {
             "ray_actor_options": {
@@ -185,7 +183,8 @@ def build_serve_config(
     if auth.enabled:
         args["ingress_cls_config"] = {
             "ingress_cls": INGRESS_CLASS_PATH,
-            "ingress_extra_kwargs": {API_KEY_ENV_KWARG: auth.api_key_env},
+            "ingress_extra_kwargs": {API_KEY_FILE_KWARG: auth.api_key_file,
+                                     API_KEY_RELOAD_KWARG: float(auth.reload_interval_s)},
         }
     return {
         "applications": [

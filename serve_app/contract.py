@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import re
 
-# Default name of the environment variable that holds the accepted API keys (never the keys themselves).
-DEFAULT_API_KEY_ENV = "LLMSERVE_API_KEYS"
+# Where the accepted API keys are read on the Ray pods: a file of a mounted Secret volume (never `subPath`,
+# never env), which the kubelet updates in place when the Secret changes, so keys rotate without a restart.
+DEFAULT_API_KEY_FILE = "/etc/llmserve/api-keys/keys"
+# How often (seconds) the ingress re-reads that file; part of the documented rotation bound.
+DEFAULT_API_KEY_RELOAD_S = 10.0
 # `ingress_cls_config.ingress_cls`: Ray loads it with `load_class("module:Class")`.
 INGRESS_CLASS_PATH = "serve_app.ingress:AuthenticatedOpenAiIngress"
-# The constructor keyword the builder passes through `ingress_cls_config.ingress_extra_kwargs`.
-API_KEY_ENV_KWARG = "api_key_env"
+# The constructor keywords the builder passes through `ingress_cls_config.ingress_extra_kwargs`.
+API_KEY_FILE_KWARG = "api_key_file"
+API_KEY_RELOAD_KWARG = "api_key_reload_s"
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

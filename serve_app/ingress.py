@@ -5,7 +5,7 @@ builder selects it with::
 
     ingress_cls_config:
       ingress_cls: serve_app.ingress:AuthenticatedOpenAiIngress
-      ingress_extra_kwargs: {api_key_env: LLMSERVE_API_KEYS}
+      ingress_extra_kwargs: {api_key_file: /etc/llmserve/api-keys/keys, api_key_reload_s: 10.0}
 
 How it hooks in (read from the Ray 2.60.0 source):
 
@@ -18,8 +18,9 @@ How it hooks in (read from the Ray 2.60.0 source):
   (`ray/serve/_private/replica.py`). That hook is where the FastAPI app exists but has not started, so
   ``app.add_middleware`` is still allowed. The middleware wraps the whole app, so every route, including
   any that a later Ray version adds, is protected.
-* Fail closed: the constructor raises if the key variable is missing, empty or weak (the replica never
-  starts), and `check_health` fails the replica if the middleware is somehow not installed (for example
+* Fail closed: the constructor raises if the key file is missing, empty or weak (the replica never
+  starts); afterwards the file is re-read every `api_key_reload_s` seconds, so a rotated Secret reaches the
+  running replica without a restart (the rules for a bad re-read are in `serve_app.auth`), and `check_health` fails the replica if the middleware is somehow not installed (for example
   if a future Ray stopped calling the hook).
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
 from serve_app.auth import ApiKeyVerifier, api_key_auth_installed, install_api_key_auth
-from serve_app.contract import DEFAULT_API_KEY_ENV
+from serve_app.contract import DEFAULT_API_KEY_FILE, DEFAULT_API_KEY_RELOAD_S
 
 
 class AuthenticatedOpenAiIngress(OpenAiIngress):
@@ -41,12 +42,12 @@ class AuthenticatedOpenAiIngress(OpenAiIngress):
         llm_deployments: dict[str, Any],
         model_cards: dict[str, Any],
         *,
-        api_key_env: str = DEFAULT_API_KEY_ENV,
+        api_key_file: str = DEFAULT_API_KEY_FILE,
+        api_key_reload_s: float = DEFAULT_API_KEY_RELOAD_S,
         **kwargs: Any,
     ):
         # Read the keys before anything else: a replica without keys must not start.
-        self._api_key_env = api_key_env
-        self._api_key_verifier = ApiKeyVerifier.from_env(api_key_env)
+        self._api_key_verifier = ApiKeyVerifier.from_file(api_key_file, api_key_reload_s)
         super().__init__(llm_deployments, model_cards, **kwargs)
 
     def __serve_build_asgi_app__(self) -> Any:

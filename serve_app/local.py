@@ -7,8 +7,8 @@ accelerator becomes the CPU, and the context and KV cache shrink. Routing, autos
 included), the API-key ingress and its settings stay exactly as configured.
 
 Then, like KubeRay on the cluster: a local Ray head with token authentication (`ray start`), the serve_app
-cluster files on PYTHONPATH (as the ConfigMap mount does), the API key in the environment (as the Secret
-does), and the config deployed through the dashboard's declarative API (`serve deploy`). The OpenAI API is
+cluster files on PYTHONPATH (as the ConfigMap mount does), the API key in a file that the ingress re-reads
+(as the mounted Secret volume is; edit it to rotate keys, see `LocalServer.write_api_keys`), and the config deployed through the dashboard's declarative API (`serve deploy`). The OpenAI API is
 served on 127.0.0.1 until interrupted; everything started is stopped and every temporary file removed.
 
 Needs the heavy environment of requirements-local.txt (Ray 2.60, vLLM's CPU build); see the README.
@@ -36,6 +36,7 @@ import yaml
 
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
+from serve_app.contract import API_KEY_FILE_KWARG
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
@@ -150,8 +151,11 @@ class LocalServer:
         self.ready_timeout_s = ready_timeout_s
         self.port = serve_config["http_options"]["port"]
         self.workdir = Path(tempfile.mkdtemp(prefix="llmserve-", dir="/tmp"))  # short: Unix socket paths
+        self.api_key_file = self.workdir / "api-keys" / "keys"
+        self._use_api_key_file()
         self.dashboard_port = free_port()
         self.gcs_port = free_port()
+        self.metrics_port = free_port()  # Ray's Prometheus endpoint, port 8080 on the cluster
         self.env = self._environment()
         self.started = False
 
@@ -176,21 +180,25 @@ class LocalServer:
             "TORCHINDUCTOR_CACHE_DIR": str(self.workdir / "inductor-cache"),
             "TRITON_CACHE_DIR": str(self.workdir / "triton-cache"),
         })
-        for name in self._api_key_envs():
-            env[name] = self.api_key or ""
         return env
 
-    def _api_key_envs(self) -> list[str]:
-        names = []
+    def _use_api_key_file(self) -> None:
+        """Point every authenticated ingress at this server's key file, the local stand-in for the Secret
+        volume, and write the key there. The same reload mechanism as on the cluster reads it."""
         for application in self.serve_config["applications"]:
-            kwargs = application["args"].get("ingress_cls_config", {}).get("ingress_extra_kwargs", {})
-            if "api_key_env" in kwargs:
-                names.append(kwargs["api_key_env"])
-        return names
+            kwargs = application["args"].get("ingress_cls_config", {}).get("ingress_extra_kwargs")
+            if kwargs is not None and API_KEY_FILE_KWARG in kwargs:
+                kwargs[API_KEY_FILE_KWARG] = str(self.api_key_file)
+        if self.api_key:
+            write_api_keys(self.api_key_file, [self.api_key])
 
     @property
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def base_url(self) -> str:
@@ -206,7 +214,8 @@ class LocalServer:
         started = self._run(
             "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.gcs_port),
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-            "--num-cpus", str(RAY_LOGICAL_CPUS), "--num-gpus", "0", "--temp-dir", str(self.workdir / "ray"),
+            "--num-cpus", str(RAY_LOGICAL_CPUS), "--num-gpus", "0",
+            "--metrics-export-port", str(self.metrics_port), "--temp-dir", str(self.workdir / "ray"),
             "--disable-usage-stats")
         self.started = True
         if started.returncode:
@@ -265,6 +274,16 @@ class LocalServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def write_api_keys(path: Path, keys: Sequence[str]) -> None:
+    """Replace the key file atomically (write, then rename), as the kubelet swaps a Secret volume's files, so
+    the ingress never reads a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text("\n".join(keys) + "\n")
+    partial.chmod(0o600)
+    os.replace(partial, path)
 
 
 def _serve_status(output: str) -> dict:
@@ -382,7 +401,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             ready = True
             print(f"{READY_MARKER} in {time.monotonic() - started:.1f} s", flush=True)
             print(json.dumps({"base_url": server.base_url, "models": sorted(model_paths),
-                              "api_key": api_key if auth.enabled else None}), flush=True)
+                              "api_key": api_key if auth.enabled else None,
+                              "api_key_file": str(server.api_key_file) if auth.enabled else None,
+                              "metrics_url": server.metrics_url,
+                              "model_paths": {model_id: str(path) for model_id, path in model_paths.items()}}),
+                  flush=True)
             print("Ctrl-C stops the server.", flush=True)
             while True:
                 time.sleep(1)

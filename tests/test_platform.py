@@ -6,6 +6,8 @@ resource that breaks it.
 
 from __future__ import annotations
 
+import json
+
 import ipaddress
 
 import pytest
@@ -283,7 +285,9 @@ def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(sta
 @pytest.mark.parametrize("stack", STACKS)
 def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack):
     resource = rayservice(stack)
-    assert resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"] == "condition=Ready", stack
+    conditions = json.loads(resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"])
+    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
+                          "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING"], stack
     assert resource.options["customTimeouts"] == {"create": "150m", "update": "150m"}, stack
 
 

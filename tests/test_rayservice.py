@@ -8,6 +8,7 @@ against Ray's own `ServeDeploySchema`.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import yaml
@@ -15,7 +16,13 @@ from ray.serve.schema import ServeDeploySchema
 
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
-from infra.render.rayservice import RayServiceSettings, gpu_worker_groups, pods_for, render_rayservice
+from infra.render.rayservice import (
+    RayServiceSettings,
+    gpu_worker_groups,
+    pods_for,
+    render_rayservice,
+    wait_for_conditions,
+)
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
@@ -181,19 +188,32 @@ def ray_templates(rayservice: dict) -> list[dict]:
     return [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
 
 
-def test_auth_is_on_by_default_every_ray_container_reads_the_keys_from_the_secret():
+def key_volume_of(template: dict) -> tuple[list[dict], list[dict]]:
+    volumes = [v for v in template["spec"]["volumes"] if v["name"] == "api-keys"]
+    mounts = [m for m in container(template)["volumeMounts"] if m["name"] == "api-keys"]
+    return volumes, mounts
+
+
+def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_volume():
+    """A Secret volume (no subPath) is updated in place by the kubelet; env from a Secret is read once."""
     rayservice = render_rayservice(settings())
     for template in ray_templates(rayservice):
-        assert env_of(template)["LLMSERVE_API_KEYS"] == {"secretKeyRef": {"name": "llm-api-key", "key": "keys"}}
+        volumes, mounts = key_volume_of(template)
+        assert volumes == [{"name": "api-keys", "secret": {"secretName": "llm-api-key", "defaultMode": 0o444,
+                                                           "items": [{"key": "keys", "path": "keys"}]}}]
+        assert mounts == [{"name": "api-keys", "mountPath": "/etc/llmserve/api-keys", "readOnly": True}]
+        assert all("secretKeyRef" not in str(value) for value in env_of(template).values()
+                   if "llm-api-key" in str(value)), "the keys must not also come from env"
     serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     ingress = serve["applications"][0]["args"]["ingress_cls_config"]
     assert ingress["ingress_cls"] == "serve_app.ingress:AuthenticatedOpenAiIngress"
-    assert "LLMSERVE_API_KEYS" in str(ingress) and "keys" not in serve["applications"][0]["args"]
+    assert ingress["ingress_extra_kwargs"] == {"api_key_file": "/etc/llmserve/api-keys/keys",
+                                               "api_key_reload_s": 10.0}
 
 
 def test_auth_off_removes_the_key_and_the_custom_ingress():
     rayservice = render_rayservice(settings(api_auth=False))
-    assert all("LLMSERVE_API_KEYS" not in env_of(t) for t in ray_templates(rayservice))
+    assert all(key_volume_of(t) == ([], []) for t in ray_templates(rayservice))
     assert "ingress_cls_config" not in yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
 
 
@@ -237,8 +257,28 @@ def test_upgrade_strategy_is_explicit(upgrade, kuberay_type):
     assert spec["upgradeStrategy"] == {"type": kuberay_type}
 
 
-def test_pulumi_waits_for_the_rayservice_to_be_ready():
-    assert render_rayservice(settings())["metadata"]["annotations"] == {"pulumi.com/waitFor": "condition=Ready"}
+def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
+    """A JSON list: the provider waits until all hold; an in-place serveConfigV2 update keeps Ready=True, so
+    only the application status shows DEPLOYING / DEPLOY_FAILED."""
+    annotations = render_rayservice(settings())["metadata"]["annotations"]
+    assert json.loads(annotations["pulumi.com/waitFor"]) == [
+        "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
+        "condition=Ready",
+        "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
+    ]
+
+
+@pytest.mark.parametrize("names, paths", [
+    (["llm"], ["{.status.activeServiceStatus.applicationStatuses.llm.status}"]),
+    (["b_app", "a-app"], ["{.status.activeServiceStatus.applicationStatuses['a-app'].status}",
+                          "{.status.activeServiceStatus.applicationStatuses.b_app.status}"]),
+    (["it's"], ["{.status.activeServiceStatus.applicationStatuses['it\\'s'].status}"]),
+])
+def test_every_application_gets_its_own_running_condition(names, paths):
+    conditions = wait_for_conditions({"applications": [{"name": name} for name in names]})
+    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready"] + [
+        f"jsonpath={path}=RUNNING" for path in paths]
+
 
 
 # --- validity ----------------------------------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ Shape of the Ray cluster:
 from __future__ import annotations
 
 import functools
+import json
 import math
+import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -37,7 +40,7 @@ from infra.render.gpudirect import workload_pod_patch
 from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
-from serve_app.contract import DEFAULT_API_KEY_ENV
+from serve_app.contract import DEFAULT_API_KEY_FILE
 from serve_app.spec import ModelSpec
 
 SERVE_PORT = 8000
@@ -49,10 +52,15 @@ WEIGHT_CACHE_MOUNT = "/mnt/hf-cache"  # HF_HOME on local NVMe: ~690 GB of R1 wei
 API_KEY_SECRET_KEY = "keys"
 HF_TOKEN_SECRET_KEY = "token"
 PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
-# The Kubernetes provider waits for this before `pulumi up` returns: KubeRay sets Ready once the Serve
-# applications run and the serve Service has endpoints.
+# The Kubernetes provider waits for these before `pulumi up` returns (see `wait_for_conditions`).
 WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
 WAIT_FOR_READY = "condition=Ready"
+# KubeRay sets status.observedGeneration in the same status write as the application statuses it fetched after
+# submitting the new serveConfigV2 (rayservice_controller.go: reconcileServe, then calculateStatus). Until the
+# two generations match, the statuses are the previous config's. The provider's RFC 9535 JSONPath compares
+# against the object's own metadata.generation: the filter selects .status only once it has caught up.
+WAIT_FOR_OBSERVED = "jsonpath={$[?@.observedGeneration == $.metadata.generation]}"
+API_KEY_VOLUME = "api-keys"
 KUBERAY_UPGRADE_TYPE = {"NewCluster": "NewCluster", "Recreate": "None"}
 HEAD_PORTS = (
     ("gcs-server", 6379), ("dashboard", DASHBOARD_PORT), ("client", 10001), ("serve", SERVE_PORT),
@@ -80,7 +88,7 @@ class RayServiceSettings:
     source_ranges: tuple[str, ...] = ()
     api_auth: bool = True
     hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
-    api_key_env: str = DEFAULT_API_KEY_ENV
+    api_key_file: str = DEFAULT_API_KEY_FILE
     weights: Optional[WeightsSettings] = None  # where the weights come from (infra/render/weights.py)
 
     @property
@@ -176,15 +184,42 @@ def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
 
 def render_serve_config(settings: RayServiceSettings) -> dict:
     config = build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
-                                                                    api_key_env=settings.api_key_env),
+                                                                    api_key_file=settings.api_key_file),
                                 http_port=SERVE_PORT)
     return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
+
+
+def application_status_path(app_name: str) -> str:
+    """KubeRay 1.7's per-application Serve status (RUNNING, DEPLOYING, DEPLOY_FAILED, ...) as JSONPath."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", app_name):
+        selector = f".{app_name}"
+    else:  # RFC 9535 name selector for names with '-', '.' or spaces
+        selector = "['" + app_name.replace("\\", "\\\\").replace("'", "\\'") + "']"
+    return "{.status.activeServiceStatus.applicationStatuses" + selector + ".status}"
+
+
+def wait_for_conditions(serve_config: dict) -> list[str]:
+    """What `pulumi up` waits for on the RayService: KubeRay has seen this spec, it is Ready, and every Serve
+    application is RUNNING.
+
+    `condition=Ready` alone is not enough: on an in-place serveConfigV2 update KubeRay keeps Ready=True while
+    the old endpoints serve, so the update would return while the new application still deploys, and a
+    DEPLOY_FAILED one would look fine. The application statuses alone are not enough either: right after the
+    update they still say RUNNING for the previous config, hence the observedGeneration condition first. The
+    Kubernetes provider (>= 4.18; RFC 9535 JSONPath since 4.24) takes a JSON list of conditions and waits
+    until all hold at once; while it waits it shows the first unmet condition with the value it found
+    (e.g. `found "DEPLOY_FAILED"`), and at the custom timeout it fails with that last state of the object.
+    """
+    apps = sorted(application["name"] for application in serve_config["applications"])
+    return [WAIT_FOR_OBSERVED, WAIT_FOR_READY] + [f"jsonpath={application_status_path(app)}=RUNNING"
+                                                  for app in apps]
 
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
     """The RayService. `serveConfigV2` changes roll out in place; anything under `rayClusterConfig` rolls out
     per `settings.upgrade` (see infra/serving.py)."""
     groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
+    serve_config = render_serve_config(settings)
     autoscaling = any(group.min_pods != group.max_pods for group in groups)
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
@@ -201,7 +236,7 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
         cluster["autoscalerOptions"] = {"version": "v2", "upscalingMode": "Default", "idleTimeoutSeconds": 600}
     spec: dict[str, Any] = {
         "upgradeStrategy": {"type": KUBERAY_UPGRADE_TYPE[settings.upgrade]},
-        "serveConfigV2": yaml.safe_dump(render_serve_config(settings), sort_keys=True, width=120),
+        "serveConfigV2": yaml.safe_dump(serve_config, sort_keys=True, width=120),
         "rayClusterConfig": cluster,
     }
     if settings.upgrade == "NewCluster":
@@ -212,17 +247,23 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
         "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL),
-                     "annotations": {WAIT_FOR_ANNOTATION: WAIT_FOR_READY}},
+                     "annotations": {WAIT_FOR_ANNOTATION: json.dumps(wait_for_conditions(serve_config))}},
         "spec": spec,
     }
 
 
 def _common_env(settings: RayServiceSettings) -> list[dict]:
-    env = [{"name": "PYTHONPATH", "value": SERVE_APP_MOUNT}]
-    if settings.api_auth:
-        env.append({"name": settings.api_key_env, "valueFrom": {"secretKeyRef": {
-            "name": settings.api_key_secret, "key": API_KEY_SECRET_KEY}}})
-    return env
+    return [{"name": "PYTHONPATH", "value": SERVE_APP_MOUNT}]
+
+
+def _api_key_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
+    """The API-key Secret as a volume (not env, not subPath): the kubelet updates the file in place when the
+    Secret changes and the ingress re-reads it, so a key rotation needs no restart."""
+    directory, filename = posixpath.split(settings.api_key_file)
+    volume = {"name": API_KEY_VOLUME, "secret": {
+        "secretName": settings.api_key_secret, "defaultMode": 0o444,
+        "items": [{"key": API_KEY_SECRET_KEY, "path": filename}]}}
+    return volume, {"name": API_KEY_VOLUME, "mountPath": directory, "readOnly": True}
 
 
 def _serve_app_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
@@ -242,17 +283,22 @@ def _pod_template(settings: RayServiceSettings, container: dict, node_selector: 
     """A Ray pod template: `container` (name, resources, and any env, mounts or ports of its own) gains the
     image, the env every Ray container needs and the serve_app mount; the pod gains the serve_app volume."""
     serve_app_volume, serve_app_mount = _serve_app_volume(settings)
+    own_volumes, own_mounts = [serve_app_volume], [serve_app_mount]
+    if settings.api_auth:  # every Ray container: the ingress replica may land on any node
+        key_volume, key_mount = _api_key_volume(settings)
+        own_volumes.append(key_volume)
+        own_mounts.append(key_mount)
     container = {
         **container,
         "image": settings.image,
         "env": _common_env(settings) + container.get("env", []),
-        "volumeMounts": [serve_app_mount, *container.get("volumeMounts", [])],
+        "volumeMounts": [*own_mounts, *container.get("volumeMounts", [])],
     }
     spec: dict[str, Any] = {"nodeSelector": node_selector}
     if tolerations:
         spec["tolerations"] = list(tolerations)
     spec["containers"] = [container]
-    spec["volumes"] = [serve_app_volume, *volumes]
+    spec["volumes"] = [*own_volumes, *volumes]
     return {"metadata": {"labels": dict(PART_OF_LABEL)}, "spec": spec}
 
 

@@ -11,9 +11,15 @@ A server that never answers fails the module (it is not skipped).
 
 from __future__ import annotations
 
+import re
+import secrets
+import time
+from pathlib import Path
+
 import pytest
 
-from serve_app.local import LaunchedServer, LocalRunError, free_port
+from serve_app.contract import DEFAULT_API_KEY_RELOAD_S
+from serve_app.local import LaunchedServer, LocalRunError, free_port, write_api_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -91,3 +97,101 @@ def test_requests_without_the_right_key_get_401(server, api_key):
         with pytest.raises(openai.AuthenticationError) as raised:
             client(server, api_key=api_key).models.list()
         assert raised.value.status_code == 401
+
+
+
+# --- day-2 tools against the live server ------------------------------------------------------------------------
+
+def test_smoke_command_passes_against_the_local_server(server):
+    """`python -m infra smoke` (stdlib only) against the real Serve app: reasoning in vLLM 0.29's field."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", server["base_url"],
+         "--api-key", server["api_key"], "--model", MODELS[0], "--max-tokens", "16"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
+    print(result.stdout)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "5 passed, 0 failed" in result.stdout, result.stdout
+
+
+def test_smoke_command_fails_clearly_on_a_dead_url():
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    result = subprocess.run([sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20],
+                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and f"{url}/models does not answer" in result.stderr, result
+
+
+def scraped_names(metrics_url: str) -> set[str]:
+    import httpx
+
+    text = httpx.get(metrics_url, timeout=30).text
+    return {re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0) for line in text.splitlines()
+            if line and not line.startswith("#")}
+
+
+def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_name(server):
+    """The dashboard and alerts query these names; a rename in Ray or vLLM must fail here, not in production."""
+    from infra.render.monitoring import LOCAL_METRICS
+
+    # Prefix-cache hits need a repeated prompt longer than one KV block; the other counters need a request.
+    prompt = "Repeat after me: " + " ".join(f"word{i}" for i in range(80))
+    for _ in range(2):
+        client(server).completions.create(model=MODELS[0], prompt=prompt, max_tokens=4)
+    wanted = {name for metric in LOCAL_METRICS for name in metric.exported_names}
+    deadline = time.monotonic() + 90  # Ray's metrics agent exports on an interval
+    while True:
+        missing = wanted - scraped_names(server["metrics_url"])
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert not missing, f"listed in infra/render/monitoring.py METRICS as local, but not exported: {sorted(missing)}"
+
+
+# --- key rotation: the same key file and reload interval as on the cluster --------------------------------------
+
+# The ingress re-reads its key file every api_key_reload_s (10 s); allow for a request already in flight.
+ROTATION_BOUND_S = DEFAULT_API_KEY_RELOAD_S + 5
+
+
+def _status(server, key):
+    import httpx
+
+    return httpx.get(f"{server['base_url']}/models", headers={"Authorization": f"Bearer {key}"},
+                     timeout=30).status_code
+
+
+def _poll_until(server, *, steady_key, changing_key, wanted):
+    """Poll until `changing_key` answers `wanted`; `steady_key` must get 200 on every poll meanwhile.
+    Returns the seconds it took."""
+    started = time.monotonic()
+    while True:
+        steady = _status(server, steady_key) if steady_key else 200
+        assert steady == 200, f"a key valid throughout the rotation got {steady} after " \
+                              f"{time.monotonic() - started:.1f} s"
+        if _status(server, changing_key) == wanted:
+            return time.monotonic() - started
+        assert time.monotonic() - started < ROTATION_BOUND_S, \
+            f"the rotated key did not answer {wanted} within {ROTATION_BOUND_S:.0f} s"
+        time.sleep(0.5)
+
+
+def test_key_rotation_reaches_the_running_ingress_without_a_restart(server):
+    """Add a second key, then remove the first, by rewriting the key file as the kubelet rewrites a Secret
+    volume; no restart, no redeploy. Runs last: it leaves the original key in place again."""
+    key_file = Path(server["api_key_file"])
+    first, second = server["api_key"], secrets.token_urlsafe(32)
+    try:
+        write_api_keys(key_file, [first, second])
+        added_after = _poll_until(server, steady_key=first, changing_key=second, wanted=200)
+        write_api_keys(key_file, [second])
+        removed_after = _poll_until(server, steady_key=second, changing_key=first, wanted=401)
+        print(f"rotation: new key accepted after {added_after:.1f} s, old key refused after {removed_after:.1f} s "
+              f"(bound {ROTATION_BOUND_S:.0f} s)")
+    finally:
+        write_api_keys(key_file, [first])
+        _poll_until(server, steady_key=None, changing_key=first, wanted=200)

@@ -25,13 +25,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from serve_app import auth
 from serve_app.auth import (
     ApiKeyConfigError,
+    ApiKeyFile,
     ApiKeyMiddleware,
     ApiKeyVerifier,
     api_key_auth_installed,
     install_api_key_auth,
-    load_api_keys,
+    parse_api_keys,
+    read_api_key_file,
 )
-from serve_app.contract import API_KEY_ENV_KWARG, INGRESS_CLASS_PATH
+from serve_app.contract import API_KEY_FILE_KWARG, API_KEY_RELOAD_KWARG, INGRESS_CLASS_PATH
 
 with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -179,28 +181,126 @@ def test_install_marks_the_app_and_refuses_after_start(asgi_call) -> None:
         (f"{KEY_A} {KEY_B},,", (KEY_A, KEY_B)),
     ],
 )
-def test_keys_are_read_from_the_named_variable(value: str, keys: tuple) -> None:
-    assert load_api_keys("MY_KEYS", {"MY_KEYS": value}) == keys
+def test_keys_are_split_on_commas_and_whitespace(value: str, keys: tuple) -> None:
+    assert parse_api_keys(value) == keys
+
+
+def write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(text)
+    partial.replace(path)  # atomic, as the kubelet swaps a Secret volume's files
 
 
 @pytest.mark.parametrize(
-    ("name", "environ", "message"),
+    ("text", "message"),
     [
-        ("MY_KEYS", {}, "environment variable MY_KEYS is not set on this Ray pod"),
-        ("MY_KEYS", {"MY_KEYS": " , "}, "environment variable MY_KEYS is empty"),
-        ("MY_KEYS", {"MY_KEYS": f"{KEY_A},short"}, r"key number\(s\) 2 are shorter than 16 characters"),
-        ("MY-KEYS", {"MY-KEYS": KEY_A}, "api_key_env must be an environment variable name"),
+        (" , \n", "API-key file .* is empty"),
+        (f"{KEY_A},short", r"key number\(s\) 2 are shorter than 16 characters"),
     ],
 )
-def test_missing_or_weak_keys_refuse_to_start(name: str, environ: dict, message: str) -> None:
+def test_empty_or_weak_key_files_refuse_to_start(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "keys"
+    path.write_text(text)
     with pytest.raises(ApiKeyConfigError, match=message):
-        load_api_keys(name, environ)
+        ApiKeyVerifier.from_file(str(path))
 
 
-def test_error_messages_never_contain_the_keys() -> None:
+def test_a_missing_key_file_refuses_to_start_and_says_how_to_mount_it(tmp_path) -> None:
+    with pytest.raises(ApiKeyConfigError, match=r"cannot be read .*mount the API-key Secret as a volume"):
+        ApiKeyVerifier.from_file(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("bad", [{"path": "relative/keys"}, {"reload_interval_s": 0}, {"max_stale_s": -1},
+                                 {"reload_interval_s": True}])
+def test_key_file_arguments_are_checked(tmp_path, bad) -> None:
+    path = tmp_path / "keys"
+    path.write_text(KEY_A)
+    arguments = {"path": str(path), **bad}
+    with pytest.raises(ApiKeyConfigError, match="must be"):
+        ApiKeyFile(**arguments)
+
+
+def test_error_messages_never_contain_the_keys(tmp_path) -> None:
+    path = tmp_path / "keys"
+    path.write_text(f"{KEY_A},tiny-secret")
     with pytest.raises(ApiKeyConfigError) as caught:
-        load_api_keys("MY_KEYS", {"MY_KEYS": f"{KEY_A},tiny-secret"})
+        read_api_key_file(str(path))
     assert "tiny-secret" not in str(caught.value) and KEY_A not in str(caught.value), str(caught.value)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def key_file(tmp_path):
+    path = tmp_path / "keys"
+    write(path, KEY_A)
+    clock = FakeClock()
+    verifier = ApiKeyVerifier(ApiKeyFile(str(path), reload_interval_s=10, max_stale_s=60, clock=clock))
+    return path, clock, verifier
+
+
+def test_rotation_add_then_remove_reaches_the_verifier_within_the_reload_interval(key_file) -> None:
+    path, clock, verifier = key_file
+    write(path, f"{KEY_A},{KEY_B}")
+    clock.now += 9.9
+    assert (verifier.verify(KEY_A), verifier.verify(KEY_B)) == (True, False), "re-read before the interval"
+    clock.now += 0.1
+    assert (verifier.verify(KEY_A), verifier.verify(KEY_B)) == (True, True), "second key not picked up"
+    write(path, KEY_B)
+    clock.now += 10
+    assert (verifier.verify(KEY_A), verifier.verify(KEY_B)) == (False, True), "removed key still accepted"
+
+
+@pytest.mark.parametrize("text", ["", " ,\n", f"{KEY_B},short"])
+def test_a_reread_with_no_usable_key_fails_closed_at_once(key_file, text) -> None:
+    path, clock, verifier = key_file
+    write(path, text)
+    clock.now += 10
+    assert not verifier.verify(KEY_A) and not verifier.verify(KEY_B) and len(verifier) == 0
+    write(path, KEY_B)  # and recovers as soon as the file is good again
+    clock.now += 10
+    assert verifier.verify(KEY_B) and not verifier.verify(KEY_A)
+
+
+def test_a_reread_of_binary_garbage_fails_closed_instead_of_raising_into_requests(key_file) -> None:
+    path, clock, verifier = key_file
+    partial = path.with_name("garbage")
+    partial.write_bytes(b"\xff\xfe\x00 not text")
+    partial.replace(path)
+    clock.now += 10
+    assert verifier.verify(KEY_A) is False
+
+
+def test_an_unreadable_file_keeps_the_last_good_keys_for_max_stale_then_fails_closed(key_file) -> None:
+    path, clock, verifier = key_file
+    path.unlink()
+    for _ in range(6):  # 60 s of failed re-reads, every 10 s: still the last good key
+        clock.now += 10
+        assert verifier.verify(KEY_A), f"{clock.now - 1000:.0f} s after the last good read"
+    clock.now += 10
+    assert not verifier.verify(KEY_A), "still serving 70 s after the file became unreadable"
+    write(path, KEY_A)
+    clock.now += 10
+    assert verifier.verify(KEY_A), "did not recover once the file was back"
+
+
+def test_an_idle_verifier_does_no_io(key_file, monkeypatch) -> None:
+    path, clock, verifier = key_file
+    opened = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    for _ in range(100):
+        verifier.verify(KEY_A)
+    assert opened == [], "re-read the file within the interval"
+    clock.now += 10
+    verifier.verify(KEY_A)
+    assert opened == [str(path)]
 
 
 # ------------------------------------------------------------------------------------------ ingress class
@@ -229,10 +329,12 @@ def ingress_module(monkeypatch):
     sys.modules.pop("serve_app.ingress", None)
 
 
-def _replica(module, monkeypatch, env: dict[str, str] | None, *, run_hook: bool = True):
+def _replica(module, tmp_path, keys: str | None, *, run_hook: bool = True):
     """Do what Ray does for one ingress replica: make_fastapi_ingress + serve.ingress, construct, run the hook."""
-    for name, value in (env or {}).items():
-        monkeypatch.setenv(name, value)
+    key_file = tmp_path / "api-keys" / "keys"
+    if keys is not None:
+        key_file.parent.mkdir(exist_ok=True)
+        key_file.write_text(keys)
     app = openai_like_app()
     cls = module.AuthenticatedOpenAiIngress
     subclass = type(cls.__name__, (cls,), {})  # what make_fastapi_ingress does before serve.ingress(app)
@@ -240,7 +342,7 @@ def _replica(module, monkeypatch, env: dict[str, str] | None, *, run_hook: bool 
     wrapped.__del__ = lambda self: None  # Ray's async destructor needs a replica's event loop; not under test here
     instance = wrapped.__new__(wrapped)
     run_coroutine(instance.__init__({"deepseek-r1": "handle"}, {"deepseek-r1": "card"}, lora_paths={},
-                                  **{API_KEY_ENV_KWARG: "SERVE_APP_TEST_KEYS"}))
+                                  **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0}))
     if run_hook:  # replica.py _initialize_asgi_callable: app = __serve_build_asgi_app__(); _set_asgi_app(app)
         built = instance.__serve_build_asgi_app__()
         assert built is instance.app, "the hook must return Ray's FastAPI app itself (metrics, exception handlers)"
@@ -253,8 +355,8 @@ def test_ingress_class_path_resolves(ingress_module) -> None:
     assert module_name == "serve_app.ingress" and getattr(ingress_module, class_name).__name__ == class_name
 
 
-def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, monkeypatch, asgi_call) -> None:
-    instance = _replica(ingress_module, monkeypatch, {"SERVE_APP_TEST_KEYS": f"{KEY_A},{KEY_B}"})
+def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, tmp_path, asgi_call) -> None:
+    instance = _replica(ingress_module, tmp_path, f"{KEY_A},{KEY_B}")
     assert instance.init_args == {"llm_deployments": {"deepseek-r1": "handle"}, "model_cards": {"deepseek-r1": "card"},
                                   "lora_paths": {}}, "Ray's constructor arguments must reach OpenAiIngress unchanged"
     assert asgi_call(instance.app, "GET", "/v1/models").status == 401
@@ -264,14 +366,23 @@ def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, monke
     assert instance.health_checked, "check_health must still run OpenAiIngress's own check"
 
 
-def test_ingress_without_keys_does_not_start(ingress_module, monkeypatch) -> None:
-    monkeypatch.delenv("SERVE_APP_TEST_KEYS", raising=False)
-    with pytest.raises(ApiKeyConfigError, match="SERVE_APP_TEST_KEYS is not set"):
-        _replica(ingress_module, monkeypatch, None)
+def test_ingress_without_keys_does_not_start(ingress_module, tmp_path) -> None:
+    with pytest.raises(ApiKeyConfigError, match="api-keys/keys cannot be read"):
+        _replica(ingress_module, tmp_path, None)
 
 
-def test_ingress_health_check_fails_if_the_hook_never_ran(ingress_module, monkeypatch) -> None:
-    instance = _replica(ingress_module, monkeypatch, {"SERVE_APP_TEST_KEYS": KEY_A}, run_hook=False)
+def test_ingress_reads_a_rotated_key_file_without_a_restart(ingress_module, tmp_path, asgi_call, monkeypatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(auth.time, "monotonic", clock)
+    instance = _replica(ingress_module, tmp_path, KEY_A)
+    write(tmp_path / "api-keys" / "keys", KEY_B)
+    clock.now += 10
+    assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
+    assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A}"}).status == 401
+
+
+def test_ingress_health_check_fails_if_the_hook_never_ran(ingress_module, tmp_path) -> None:
+    instance = _replica(ingress_module, tmp_path, KEY_A, run_hook=False)
     with pytest.raises(RuntimeError, match="API-key middleware is not installed"):
         run_coroutine(instance.check_health())
 

@@ -224,13 +224,14 @@ def test_auth_is_on_by_default() -> None:
         args = app_args(build_serve_config(parse_models([small()]), auth=auth))
         assert args["ingress_cls_config"] == {
             "ingress_cls": "serve_app.ingress:AuthenticatedOpenAiIngress",
-            "ingress_extra_kwargs": {"api_key_env": "LLMSERVE_API_KEYS"},
+            "ingress_extra_kwargs": {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0},
         }, f"auth={auth}: {args.get('ingress_cls_config')}"
 
 
-def test_auth_key_variable_name_is_configurable_and_only_the_name_is_in_the_config() -> None:
-    text = serve_config_yaml(parse_models([small()]), auth=AuthSettings(api_key_env="TEAM_A_KEYS"))
-    assert "api_key_env: TEAM_A_KEYS" in text, text
+def test_auth_key_file_is_configurable_and_only_its_path_is_in_the_config() -> None:
+    text = serve_config_yaml(parse_models([small()]), auth=AuthSettings(api_key_file="/keys/team-a",
+                                                                        reload_interval_s=15))
+    assert "api_key_file: /keys/team-a" in text and "api_key_reload_s: 15.0" in text, text
 
 
 def test_auth_off_only_when_explicitly_disabled() -> None:
@@ -238,15 +239,16 @@ def test_auth_off_only_when_explicitly_disabled() -> None:
     assert "ingress_cls_config" not in args, "auth disabled: Ray's default OpenAiIngress"
 
 
-@pytest.mark.parametrize("bad", ["", "1KEYS", "MY-KEYS", "keys with space"])
-def test_auth_settings_reject_bad_variable_names(bad: str) -> None:
-    with pytest.raises(ValueError, match="AuthSettings.api_key_env must be an environment variable name"):
-        AuthSettings(api_key_env=bad)
+@pytest.mark.parametrize("bad", ["", "keys", "relative/keys", "/etc/keys/"])
+def test_auth_settings_reject_bad_key_file_paths(bad: str) -> None:
+    with pytest.raises(ValueError, match="AuthSettings.api_key_file must be an absolute file path"):
+        AuthSettings(api_key_file=bad)
 
 
-def test_model_env_vars_may_not_carry_the_api_key_variable() -> None:
-    with pytest.raises(ModelConfigError, match=r"models\[0\]\.envVars\.TEAM_KEYS: the API-key variable must come from"):
-        build_serve_config(parse_models([small(envVars={"TEAM_KEYS": "abc"})]), auth=AuthSettings(api_key_env="TEAM_KEYS"))
+@pytest.mark.parametrize("bad", [0, 0.5, 301, True, "10"])
+def test_auth_settings_reject_reload_intervals_out_of_range(bad) -> None:
+    with pytest.raises(ValueError, match=r"AuthSettings.reload_interval_s must be a number of seconds in 1..300"):
+        AuthSettings(reload_interval_s=bad)
 
 
 def test_ingress_request_timeout_reaches_the_ingress_actor_environment() -> None:

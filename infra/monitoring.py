@@ -1,0 +1,90 @@
+"""Seeing the endpoint: a Cloud Monitoring dashboard, PromQL alert policies and the KubeRay operator scrape.
+
+The dashboard and the alerts are rendered by `infra/render/monitoring.py` from the one metric list there;
+this component only turns them into resources. The Ray pods' own PodMonitorings belong to the serving
+component (infra/serving.py); the operator's, which the RayService-not-ready alert needs, is made here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.kubernetes import KubernetesObject
+from infra.render import monitoring as render
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    settings: render.MonitoringSettings
+    gcp_project: str
+    kubernetes_provider: pulumi.ProviderResource
+    operator_namespace: str
+    # What must exist before the operator's PodMonitoring (its namespace, the GMP CRDs).
+    operator: Optional[pulumi.Resource] = None
+
+
+class Monitoring(pulumi.ComponentResource):
+    """One dashboard and one alert policy per `render_alerts` entry, for one stack."""
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("llmserve:monitoring:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        settings = args.settings
+
+        self.dashboard = gcp.monitoring.Dashboard(
+            f"{name}-dashboard", dashboard_json=render.dashboard_json(settings), project=args.gcp_project,
+            opts=child)
+        self.alert_policies = [
+            gcp.monitoring.AlertPolicy(f"{name}-{spec.key}", project=args.gcp_project,
+                                       **_alert_policy_inputs(render.alert_policy_args(spec, settings)),
+                                       opts=child)
+            for spec in render.render_alerts(settings)
+        ]
+        KubernetesObject(
+            f"{name}-kuberay-operator-podmonitoring",
+            render.render_operator_pod_monitoring(args.operator_namespace),
+            pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider,
+                                   depends_on=[args.operator] if args.operator else None),
+        )
+        self.register_outputs({"dashboard": self.dashboard.id})
+
+
+def monitoring_settings(config, rayservice) -> render.MonitoringSettings:
+    """What the dashboard and the alerts depend on, from the stack config and the RayService settings."""
+    pool = config.gpu_pool
+    # A static pool has node_count nodes in each of its zones; an autoscaling one never fewer than min_nodes.
+    nodes = pool.min_nodes if pool.autoscaling else pool.node_count * len(pool.zones)
+    return render.MonitoringSettings(
+        stack=config.stack,
+        namespace=rayservice.namespace,
+        rayservice=rayservice.name,
+        model_ids=tuple(model.model_id for model in rayservice.models),
+        always_on_model_ids=tuple(model.model_id for model in rayservice.models if model.min_replicas >= 1),
+        min_gpus=nodes * pool.machine.gpu_count,
+        thresholds=config.alerts,
+    )
+
+
+def _alert_policy_inputs(plain: dict) -> dict:
+    """The renderer's plain dict as pulumi-gcp's typed Args."""
+    monitoring = gcp.monitoring
+    condition = plain["conditions"][0]
+    promql = condition["condition_prometheus_query_language"]
+    return {
+        "display_name": plain["display_name"],
+        "combiner": plain["combiner"],
+        "severity": plain["severity"],
+        "conditions": [monitoring.AlertPolicyConditionArgs(
+            display_name=condition["display_name"],
+            condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                **promql),
+        )],
+        "documentation": monitoring.AlertPolicyDocumentationArgs(**plain["documentation"]),
+        "notification_channels": plain["notification_channels"],
+        "alert_strategy": monitoring.AlertPolicyAlertStrategyArgs(**plain["alert_strategy"]),
+        "user_labels": plain["user_labels"],
+    }

@@ -1,0 +1,421 @@
+"""The stack's Cloud Monitoring dashboard and alert policies, as plain data built from metric names.
+
+Pure: `METRICS` is the one list of every metric name the dashboard and the alerts use, with where it comes
+from; `render_dashboard(settings)` returns the dashboard as a dict (the `dashboard_json` of
+`gcp.monitoring.Dashboard`, after `dashboard_json()`), `render_alerts(settings)` the alert policies as
+`AlertSpec`s. `infra/monitoring.py` wraps them in resources. Every PromQL string is assembled here from the
+names in `METRICS` (`metric()` refuses any other), so a renamed metric is one edit.
+
+Metric names are as Managed Prometheus stores them (`observability-and-policy` reference, §1.2 and §2):
+Ray exports on each Ray pod's port 8080, with counters ending in `_total` and histograms queried through
+`_bucket`; vLLM's engine metrics come through Ray as `ray_vllm_*` with a `model_name` label; DCGM metrics come
+from GKE's managed DCGM exporter; KubeRay's from the operator (scraped by the PodMonitoring made here).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+RAY = "Ray 2.60 Serve"
+VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
+DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
+KUBERAY = "KubeRay 1.7 operator"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric as PromQL names it. `local`: the local CPU server exports it too (the e2e tier checks it)."""
+
+    name: str
+    kind: str  # "counter" | "gauge" | "histogram"
+    source: str
+    meaning: str
+    local: bool = False
+
+    @property
+    def exported_names(self) -> tuple[str, ...]:
+        """The series names a scrape shows (a histogram as its buckets, sum and count)."""
+        if self.kind == "histogram":
+            return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "sum", "count"))
+        return (self.name,)
+
+
+METRICS: tuple[Metric, ...] = (
+    # Ray Serve (proxy, replicas, controller)
+    Metric("ray_serve_num_http_requests_total", "counter", RAY, "HTTP requests by route and status code", True),
+    Metric("ray_serve_num_http_error_requests_total", "counter", RAY, "HTTP requests answered 4xx or 5xx", True),
+    Metric("ray_serve_deployment_error_counter_total", "counter", RAY,
+           "exceptions in a deployment's replicas (per model: deployment LLMServer:<model>)"),
+    Metric("ray_serve_deployment_replica_healthy", "gauge", RAY, "1 per healthy replica, by deployment", True),
+    # vLLM engine metrics through Ray, labelled model_name
+    Metric("ray_vllm_num_requests_running", "gauge", VLLM, "requests in the running batch", True),
+    Metric("ray_vllm_num_requests_waiting", "gauge", VLLM, "requests queued for the engine", True),
+    Metric("ray_vllm_kv_cache_usage_perc", "gauge", VLLM, "KV-cache usage as a fraction (1 = full)", True),
+    Metric("ray_vllm_prefix_cache_queries_total", "counter", VLLM, "prefix-cache lookups, in tokens", True),
+    Metric("ray_vllm_prefix_cache_hits_total", "counter", VLLM, "prefix-cache hits, in tokens", True),
+    Metric("ray_vllm_prompt_tokens_total", "counter", VLLM, "prompt tokens processed", True),
+    Metric("ray_vllm_generation_tokens_total", "counter", VLLM, "tokens generated", True),
+    Metric("ray_vllm_request_success_total", "counter", VLLM, "finished requests by finished_reason", True),
+    Metric("ray_vllm_time_to_first_token_seconds", "histogram", VLLM, "time to first token (TTFT)", True),
+    Metric("ray_vllm_inter_token_latency_seconds", "histogram", VLLM, "time between output tokens (ITL)", True),
+    # GPUs (DCGM), labelled Hostname and gpu
+    Metric("DCGM_FI_DEV_GPU_UTIL", "gauge", DCGM, "GPU busy %, 0-100"),
+    Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),
+    Metric("DCGM_FI_DEV_FB_FREE", "gauge", DCGM, "GPU memory free, MiB"),
+    Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
+    Metric("DCGM_FI_DEV_XID_ERRORS", "gauge", DCGM,
+           "last XID error code (0 = none); only where the exporter's field list includes it"),
+    # KubeRay
+    Metric("kuberay_service_condition_ready", "gauge", KUBERAY,
+           "always 1; the RayService Ready state is the `condition` label (\"true\"/\"false\")"),
+)
+METRICS_BY_NAME = {metric.name: metric for metric in METRICS}
+LOCAL_METRICS = tuple(metric for metric in METRICS if metric.local)
+
+
+def metric(name: str) -> str:
+    """`name`, if it is in `METRICS`; every query goes through here so that none uses an unlisted name."""
+    if name not in METRICS_BY_NAME:
+        raise KeyError(f"metric {name!r} is not in infra/render/monitoring.py METRICS; add it there with its source")
+    return name
+
+
+def metric_names_in(promql: str) -> set[str]:
+    """The metrics a PromQL string uses: identifiers that look like metric names, a histogram's series
+    (`_bucket`, `_sum`, `_count`) named by the histogram."""
+    words = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", re.sub(r'"[^"]*"', '""', promql)))
+    names = set()
+    for word in words:
+        if not word.startswith(("ray_", "DCGM_", "kuberay_")):
+            continue
+        base = re.sub(r"_(bucket|sum|count)$", "", word)
+        listed = METRICS_BY_NAME.get(base)
+        names.add(base if listed is not None and listed.kind == "histogram" else word)
+    return names
+
+
+def serve_deployment_name(model_id: str) -> str:
+    """The Serve deployment `build_openai_app` makes for a model (Ray 2.60 `_get_deployment_name`)."""
+    return "LLMServer:" + model_id.replace("/", "--").replace(".", "_")
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """Validated alert thresholds (infra/config.py reads them from the `alert*` keys)."""
+
+    not_ready_minutes: int = 10
+    ttft_p95_seconds: int = 10
+    kv_cache_percent: int = 95
+    kv_cache_minutes: int = 10
+    wedged_minutes: int = 5
+    notification_channel: str = ""
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    stack: str
+    namespace: str  # the RayService's namespace
+    rayservice: str  # the RayService's name
+    model_ids: tuple[str, ...]
+    always_on_model_ids: tuple[str, ...]  # minReplicas >= 1: "no healthy replica" is an outage for these
+    min_gpus: int  # GPUs the pool always has (0 when it scales to zero)
+    thresholds: AlertThresholds = AlertThresholds()
+
+
+# --- config: keys, ranges, messages ---------------------------------------------------------------------------
+
+# (config key, AlertThresholds field, lowest, highest)
+THRESHOLD_RANGES: tuple[tuple[str, str, int, int], ...] = (
+    ("alertNotReadyMinutes", "not_ready_minutes", 1, 1440),
+    ("alertTtftP95Seconds", "ttft_p95_seconds", 1, 3600),
+    ("alertKvCacheUsagePercent", "kv_cache_percent", 50, 100),
+    ("alertKvCacheMinutes", "kv_cache_minutes", 1, 1440),
+    ("alertWedgedMinutes", "wedged_minutes", 1, 1440),
+)
+NOTIFICATION_CHANNEL_KEY = "alertNotificationChannel"
+# projects/<project id>/notificationChannels/<numeric id>; a project id is 6-30 lowercase letters, digits and
+# hyphens starting with a letter (legacy domain-scoped ids add "domain:").
+NOTIFICATION_CHANNEL = re.compile(
+    r"projects/(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+")
+
+
+def alert_thresholds(values: dict[str, Any], prefix: str) -> tuple[AlertThresholds, list[str]]:
+    """Thresholds from already-typed config values (key -> int / str); problems name the key, the value found
+    and what is allowed. Missing keys keep the defaults."""
+    problems: list[str] = []
+    fields: dict[str, Any] = {}
+    for key, field_name, lowest, highest in THRESHOLD_RANGES:
+        value = values.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+            problems.append(f"{prefix}{key}: out of range; found {value!r}; allowed: an integer from {lowest} to "
+                            f"{highest}")
+            continue
+        fields[field_name] = value
+    channel = values.get(NOTIFICATION_CHANNEL_KEY) or ""
+    if channel and not NOTIFICATION_CHANNEL.fullmatch(channel):
+        problems.append(f"{prefix}{NOTIFICATION_CHANNEL_KEY}: not a notification channel resource name; found "
+                        f"{channel!r}; allowed: projects/<project-id>/notificationChannels/<numeric-id> (`gcloud "
+                        f"beta monitoring channels list --format='value(name)'`), or empty for none")
+    else:
+        fields["notification_channel"] = channel
+    return AlertThresholds(**fields), problems
+
+
+# --- PromQL ---------------------------------------------------------------------------------------------------
+
+
+def _in_namespace(settings: MonitoringSettings) -> str:
+    return f'namespace="{settings.namespace}"'
+
+
+def _serve(settings: MonitoringSettings, extra: str = "") -> str:
+    # Serve's own health routes (/-/healthz, /-/routes) are not traffic.
+    return "{" + _in_namespace(settings) + ',route!~"/-/.*"' + (f",{extra}" if extra else "") + "}"
+
+
+def _ns(settings: MonitoringSettings) -> str:
+    return "{" + _in_namespace(settings) + "}"
+
+
+def quantile_query(settings: MonitoringSettings, histogram: str, q: float, window: str = "5m") -> str:
+    return (f"histogram_quantile({q}, sum by (le, model_name) "
+            f"(rate({metric(histogram)}_bucket{_ns(settings)}[{window}])))")
+
+
+@dataclass(frozen=True)
+class Series:
+    query: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    series: tuple[Series, ...]
+    unit: str = "1"
+    plot: str = "LINE"
+
+
+def panels(settings: MonitoringSettings) -> list[Panel]:
+    """The dashboard's charts, in reading order."""
+    ns = _ns(settings)
+    llm_deployments = 'deployment=~"LLMServer:.*"'
+    return [
+        Panel("Requests/s by status code", (Series(
+            f"sum by (status_code) (rate({metric('ray_serve_num_http_requests_total')}{_serve(settings)}[5m]))",
+            "${labels.status_code}"),), "1/s", "STACKED_AREA"),
+        Panel("Errors/s (HTTP 4xx/5xx by code; replica exceptions by model)", (
+            Series(f"sum by (error_code) (rate({metric('ray_serve_num_http_error_requests_total')}"
+                   f"{_serve(settings)}[5m]))", "HTTP ${labels.error_code}"),
+            Series(f"sum by (deployment) (rate({metric('ray_serve_deployment_error_counter_total')}"
+                   f"{{{_in_namespace(settings)},{llm_deployments}}}[5m]))", "${labels.deployment}"),
+        ), "1/s"),
+        Panel("Finished requests/s by model", (Series(
+            f"sum by (model_name, finished_reason) (rate({metric('ray_vllm_request_success_total')}{ns}[5m]))",
+            "${labels.model_name} ${labels.finished_reason}"),), "1/s", "STACKED_AREA"),
+        Panel("Time to first token p50 / p95", tuple(
+            Series(quantile_query(settings, "ray_vllm_time_to_first_token_seconds", q), f"p{int(q * 100)} "
+                   "${labels.model_name}") for q in (0.5, 0.95)), "s"),
+        Panel("Inter-token latency p50 / p95", tuple(
+            Series(quantile_query(settings, "ray_vllm_inter_token_latency_seconds", q), f"p{int(q * 100)} "
+                   "${labels.model_name}") for q in (0.5, 0.95)), "s"),
+        Panel("Tokens/s by model (prompt, generation)", tuple(
+            Series(f"sum by (model_name) (rate({metric(name)}{ns}[5m]))", f"{kind} " "${labels.model_name}")
+            for kind, name in (("prompt", "ray_vllm_prompt_tokens_total"),
+                               ("generation", "ray_vllm_generation_tokens_total"))), "1/s"),
+        Panel("Running and waiting requests by model", tuple(
+            Series(f"sum by (model_name) ({metric(name)}{ns})", f"{kind} " "${labels.model_name}")
+            for kind, name in (("running", "ray_vllm_num_requests_running"),
+                               ("waiting", "ray_vllm_num_requests_waiting"))), "1"),
+        Panel("KV-cache usage by model", (Series(
+            f"100 * max by (model_name) ({metric('ray_vllm_kv_cache_usage_perc')}{ns})",
+            "${labels.model_name}"),), "%"),
+        Panel("Prefix-cache hit rate by model", (Series(
+            f"100 * sum by (model_name) (rate({metric('ray_vllm_prefix_cache_hits_total')}{ns}[5m])) / "
+            f"sum by (model_name) (rate({metric('ray_vllm_prefix_cache_queries_total')}{ns}[5m]))",
+            "${labels.model_name}"),), "%"),
+        Panel("Healthy Serve replicas by model", (Series(
+            f"sum by (deployment) ({metric('ray_serve_deployment_replica_healthy')}"
+            f"{{{_in_namespace(settings)},{llm_deployments}}})", "${labels.deployment}"),), "1"),
+        Panel("GPU utilisation by node", (Series(
+            f"avg by (Hostname) ({metric('DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),), "%"),
+        Panel("GPU memory used by node", (Series(
+            f"100 * sum by (Hostname) ({metric('DCGM_FI_DEV_FB_USED')}) / "
+            f"(sum by (Hostname) ({metric('DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
+            f"({metric('DCGM_FI_DEV_FB_FREE')}))", "${labels.Hostname}"),), "%"),
+    ]
+
+
+# --- the dashboard --------------------------------------------------------------------------------------------
+
+COLUMNS = 48
+TILE_WIDTH, TILE_HEIGHT = 24, 16
+
+
+def _chart(panel: Panel) -> dict:
+    # The server fills these defaults in; emitting them avoids a permanent diff on every `pulumi up`.
+    return {
+        "title": panel.title,
+        "xyChart": {
+            "chartOptions": {"mode": "COLOR"},
+            "dataSets": [{
+                "legendTemplate": series.legend,
+                "minAlignmentPeriod": "60s",
+                "plotType": panel.plot,
+                "targetAxis": "Y1",
+                "timeSeriesQuery": {"prometheusQuery": series.query, "unitOverride": panel.unit},
+            } for series in panel.series],
+            "thresholds": [],
+            "yAxis": {"label": "", "scale": "LINEAR"},
+        },
+    }
+
+
+def render_dashboard(settings: MonitoringSettings) -> dict:
+    """The dashboard (REST `projects.dashboards` shape): two charts per row on a 48-column mosaic."""
+    tiles = [{"xPos": (index % 2) * TILE_WIDTH, "yPos": (index // 2) * TILE_HEIGHT, "width": TILE_WIDTH,
+              "height": TILE_HEIGHT, "widget": _chart(panel)} for index, panel in enumerate(panels(settings))]
+    return {
+        "displayName": f"llmserve {settings.stack}: LLM serving",
+        "labels": {"llmserve": "", f"stack-{settings.stack}": ""},
+        "mosaicLayout": {"columns": COLUMNS, "tiles": tiles},
+    }
+
+
+def dashboard_json(settings: MonitoringSettings) -> str:
+    """`render_dashboard` as the provider wants it: a JSON string, keys sorted so that it is stable."""
+    return json.dumps(render_dashboard(settings), sort_keys=True, separators=(",", ":"))
+
+
+# --- the alerts -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """One alert policy with one PromQL condition (the provider's docs leave mixing kinds unverified)."""
+
+    key: str  # short, stable; names the Pulumi resource
+    display_name: str
+    query: str
+    duration_s: int
+    severity: str  # CRITICAL | ERROR | WARNING
+    documentation: str
+
+
+def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
+    t = settings.thresholds
+    ns = _ns(settings)
+    alerts = [
+        AlertSpec(
+            "not-ready", f"llmserve {settings.stack}: RayService not ready",
+            f'max by (name) ({metric("kuberay_service_condition_ready")}'
+            f'{{name="{settings.rayservice}",exported_namespace="{settings.namespace}",condition="false"}}) == 1',
+            t.not_ready_minutes * 60, "CRITICAL",
+            "KubeRay reports the RayService not Ready: no Serve endpoint answers. Check `kubectl -n "
+            f"{settings.namespace} describe rayservice {settings.rayservice}` and the head pod's logs.",
+        ),
+        AlertSpec(
+            "wedged-engine", f"llmserve {settings.stack}: requests waiting but no tokens generated",
+            f"(sum by (model_name) ({metric('ray_vllm_num_requests_waiting')}{ns}) > 0) unless on (model_name) "
+            f"(sum by (model_name) (rate({metric('ray_vllm_generation_tokens_total')}{ns}[5m])) > 0)",
+            t.wedged_minutes * 60, "CRITICAL",
+            "A model's engine has queued requests but produced no token: a wedged engine (NCCL hang, a dead "
+            "pipeline stage). Restarting its replica (or the GPU worker pods) usually clears it.",
+        ),
+        AlertSpec(
+            "ttft-p95", f"llmserve {settings.stack}: p95 time to first token above {t.ttft_p95_seconds} s",
+            f"{quantile_query(settings, 'ray_vllm_time_to_first_token_seconds', 0.95)} > {t.ttft_p95_seconds}",
+            600, "WARNING",
+            f"p95 TTFT over 10 minutes is above {t.ttft_p95_seconds} s (llmserve:alertTtftP95Seconds): the queue "
+            "is building or prompts got longer. See the dashboard's waiting requests and KV-cache panels.",
+        ),
+        AlertSpec(
+            "kv-cache-full", f"llmserve {settings.stack}: KV cache above {t.kv_cache_percent}%",
+            f"100 * max by (model_name) ({metric('ray_vllm_kv_cache_usage_perc')}{ns}) > {t.kv_cache_percent}",
+            t.kv_cache_minutes * 60, "WARNING",
+            f"A model's KV cache has been above {t.kv_cache_percent}% for {t.kv_cache_minutes} minutes: requests "
+            "queue and get preempted. Add replicas or lower maxNumSeqs / maxModelLen.",
+        ),
+    ]
+    if settings.always_on_model_ids:
+        names = "|".join(re.escape(serve_deployment_name(model_id)) for model_id in settings.always_on_model_ids)
+        healthy = metric("ray_serve_deployment_replica_healthy")
+        # `sum` over nothing is nothing, so an absent series (the head or the Serve controller gone) needs the
+        # `or` branch to fire as well.
+        alerts.append(AlertSpec(
+            "no-healthy-replica", f"llmserve {settings.stack}: a model has no healthy replica",
+            f'(sum by (deployment) ({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}}) < 1) or '
+            f'absent({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}})',
+            t.not_ready_minutes * 60, "CRITICAL",
+            "A model that should always run (minReplicas >= 1) has no healthy Serve replica, or Serve reports "
+            "nothing at all.",
+        ))
+    if settings.min_gpus:
+        alerts.append(AlertSpec(
+            "gpu-lost", f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
+            f"(count({metric('DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
+            300, "CRITICAL",
+            f"The GPU pool always has {settings.min_gpus} GPUs, but fewer report DCGM metrics: a GPU node was "
+            "lost (preempted, repaired, or its driver failed).",
+        ))
+    alerts.append(AlertSpec(
+        "gpu-xid", f"llmserve {settings.stack}: GPU XID error",
+        f"max by (Hostname, gpu) ({metric('DCGM_FI_DEV_XID_ERRORS')}) > 0", 0, "ERROR",
+        "A GPU reported an XID error (the value is the XID code; 48, 63, 64, 74, 79 and 94/95 usually need the "
+        "node drained). Only fires where the DCGM exporter exports DCGM_FI_DEV_XID_ERRORS.",
+    ))
+    return alerts
+
+
+def alert_policy_args(spec: AlertSpec, settings: MonitoringSettings) -> dict:
+    """Keyword arguments of `gcp.monitoring.AlertPolicy` as plain data (the component builds the Args)."""
+    channels = [settings.thresholds.notification_channel] if settings.thresholds.notification_channel else []
+    return {
+        "display_name": spec.display_name,
+        "combiner": "OR",
+        "severity": spec.severity,
+        "conditions": [{
+            "display_name": spec.display_name,
+            "condition_prometheus_query_language": {
+                "query": spec.query,
+                "duration": f"{spec.duration_s}s",
+                "evaluation_interval": "60s",
+                "alert_rule": re.sub(r"[^A-Za-z0-9_]", "_", spec.key),
+                "rule_group": f"llmserve_{re.sub(r'[^A-Za-z0-9_]', '_', settings.stack)}",
+                # A fresh stack has written none of these metrics yet; creation must not depend on them.
+                "disable_metric_validation": True,
+            },
+        }],
+        "documentation": {"content": spec.documentation, "mime_type": "text/markdown",
+                          "subject": spec.display_name},
+        "notification_channels": channels,
+        "alert_strategy": {"auto_close": "1800s"},
+        "user_labels": {"llmserve": "true", "stack": re.sub(r"[^a-z0-9_-]", "-", settings.stack.lower())},
+    }
+
+
+def render_operator_pod_monitoring(namespace: str) -> dict:
+    """Scrape the KubeRay operator (chart 1.7.0: container port `http` 8080 serves /metrics), for the
+    kuberay_* metrics the not-ready alert reads."""
+    return {
+        "apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
+        "metadata": {"name": "kuberay-operator", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "llmserve"}},
+        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+                 "endpoints": [{"port": "http", "interval": "30s"}]},
+    }
+
+
+def metrics_used(settings: MonitoringSettings, alerts: Optional[Sequence[AlertSpec]] = None) -> set[str]:
+    """Every metric name the dashboard and the alerts use (for tests and reviews)."""
+    queries = [series.query for panel in panels(settings) for series in panel.series]
+    queries += [spec.query for spec in (alerts if alerts is not None else render_alerts(settings))]
+    return set().union(*(metric_names_in(query) for query in queries))

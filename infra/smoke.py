@@ -1,0 +1,251 @@
+"""`python -m infra smoke <stack>`: check a running endpoint the way a client uses it; the exit code says pass or fail.
+
+Checks, each timed: `GET /v1/models` lists the model; a chat completion returns the reasoning separately
+(vLLM 0.29's `message.reasoning`, not DeepSeek's `reasoning_content`); a streamed chat completion sends chunks
+and ends with `[DONE]`; a request without a key and one with a wrong key both get 401.
+
+The endpoint and key come from `--base-url` / `--api-key` (or `LLMSERVE_API_KEY`), else from the stack's
+outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. Standard library only, so it runs from the
+deploy environment. Exit codes: 0 every check passed, 1 a check failed or the endpoint does not answer,
+2 bad usage (no endpoint known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
+PROMPT = "What is 17 + 25? Answer with the number."
+
+
+class SmokeError(Exception):
+    """The endpoint cannot be checked at all (exit code 1), or the command was misused (exit code 2)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class Target:
+    base_url: str  # ends with /v1
+    api_key: Optional[str]
+    timeout_s: float = 300.0
+    checks: list[Check] = field(default_factory=list)
+
+    # --- HTTP ------------------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Optional[dict] = None, key: Optional[str] = "default"):
+        key = self.api_key if key == "default" else key
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout_s)
+        except urllib.error.HTTPError as error:
+            return error  # an HTTP answer: the caller checks the status
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise SmokeError(f"{self.base_url + path} does not answer ({reason}); is the endpoint up and "
+                             f"reachable from here (for an in-cluster URL, run the stack's "
+                             f"port_forward_command and pass --base-url http://127.0.0.1:8000/v1)?") from error
+
+    def run(self, name: str, check: Callable[[], str]) -> None:
+        started = time.perf_counter()
+        try:
+            detail = check()
+            passed = True
+        except AssertionError as failure:
+            detail, passed = str(failure), False
+        self.checks.append(Check(name, passed, time.perf_counter() - started, detail))
+
+
+def _json(response) -> Any:
+    text = response.read().decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise AssertionError(f"HTTP {response.status}: not JSON: {text[:200]!r}") from None
+
+
+def check_models(target: Target, wanted: Optional[str]) -> tuple[str, str]:
+    """The model to use and a description; AssertionError when /v1/models is not right."""
+    response = target.request("GET", "/models")
+    assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
+    ids = [model.get("id") for model in _json(response).get("data", [])]
+    assert ids, "no model listed"
+    if wanted is not None:
+        assert wanted in ids, f"{wanted!r} not listed; listed: {ids}"
+        return wanted, f"{len(ids)} model(s): {', '.join(ids)}"
+    return ids[0], f"{len(ids)} model(s): {', '.join(ids)}"
+
+
+def check_chat(target: Target, model: str, max_tokens: int, reasoning: bool) -> str:
+    response = target.request("POST", "/chat/completions", {
+        "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens})
+    assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
+    body = _json(response)
+    message = body["choices"][0]["message"]
+    tokens = body.get("usage", {}).get("completion_tokens", 0)
+    assert tokens > 0, f"no completion tokens: {body}"
+    if reasoning:
+        if "reasoning" not in message and message.get("reasoning_content"):
+            raise AssertionError("the reasoning came back as `reasoning_content`, not vLLM 0.29's `reasoning`")
+        assert isinstance(message.get("reasoning"), str) and message["reasoning"], \
+            f"no separate reasoning in the message (is a reasoning parser configured?): {message}"
+        assert "<think>" not in (message.get("content") or ""), "the reasoning leaked into content"
+        return (f"{tokens} tokens, reasoning {len(message['reasoning'])} chars, content "
+                f"{'none (cut short while thinking)' if message.get('content') is None else len(message['content'])}"
+                f"{'' if message.get('content') is None else ' chars'}")
+    return f"{tokens} tokens"
+
+
+def check_stream(target: Target, model: str, max_tokens: int) -> str:
+    started = time.perf_counter()
+    response = target.request("POST", "/chat/completions", {
+        "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
+        "stream": True})
+    assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
+    chunks, first_token_s, done = 0, None, False
+    for raw in response:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:"):].strip()
+        if data == "[DONE]":
+            done = True
+            break
+        choices = json.loads(data).get("choices") or [{}]
+        delta = choices[0].get("delta") or {}
+        if delta.get("content") or delta.get("reasoning"):
+            chunks += 1
+            if first_token_s is None:
+                first_token_s = time.perf_counter() - started
+    assert chunks >= 1, "the stream carried no token"
+    assert done, "the stream did not end with data: [DONE]"
+    return f"{chunks} chunks with tokens, first after {first_token_s * 1000:.0f} ms"
+
+
+def check_unauthorized(target: Target, key: Optional[str]) -> str:
+    response = target.request("GET", "/models", key=key)
+    assert response.status == 401, f"expected 401, got HTTP {response.status}"
+    return "401"
+
+
+def smoke(target: Target, model: Optional[str] = None, max_tokens: int = 64, reasoning: bool = True) -> bool:
+    """Run every check against `target` (results in `target.checks`); True when all passed."""
+    chosen: list[str] = []
+
+    def models() -> str:
+        name, detail = check_models(target, model)
+        chosen.append(name)
+        return detail
+
+    target.run("GET /v1/models", models)
+    if chosen:
+        target.run(f"chat completion ({chosen[0]})", lambda: check_chat(target, chosen[0], max_tokens, reasoning))
+        target.run(f"streamed chat completion ({chosen[0]})", lambda: check_stream(target, chosen[0], max_tokens))
+    if target.api_key:
+        target.run("401 without a key", lambda: check_unauthorized(target, None))
+        target.run("401 with a wrong key", lambda: check_unauthorized(target, WRONG_KEY))
+    return all(check.passed for check in target.checks)
+
+
+def report(target: Target) -> str:
+    width = max(len(check.name) for check in target.checks)
+    lines = [f"smoke test of {target.base_url}"]
+    for check in target.checks:
+        lines.append(f"  {'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.seconds * 1000:8.0f} ms"
+                     f"  {check.detail}")
+    failed = sum(not check.passed for check in target.checks)
+    lines.append(f"{len(target.checks) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+# --- finding the endpoint ---------------------------------------------------------------------------------------
+
+
+def stack_outputs(stack: str, root: Path) -> dict:
+    """The stack's outputs through the Pulumi CLI (secrets shown: the key is one)."""
+    pulumi = shutil.which("pulumi")
+    if pulumi is None:
+        raise SmokeError(f"no --base-url given, and the Pulumi CLI is not installed to read the outputs of "
+                         f"stack '{stack}'; pass --base-url and --api-key (or set LLMSERVE_API_KEY)", exit_code=2)
+    result = subprocess.run([pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack],
+                            cwd=root, capture_output=True, text=True, timeout=120)
+    if result.returncode:
+        raise SmokeError(f"`pulumi stack output --stack {stack}` failed: {result.stderr.strip()}; pass --base-url "
+                         f"and --api-key instead", exit_code=2)
+    return json.loads(result.stdout or "{}")
+
+
+def newest_key(configured: Optional[str]) -> Optional[str]:
+    """The key a client should use from the `api_key` output: during a rotation it holds "OLD,NEW"."""
+    keys = [key for key in re.split(r"[,\s]+", configured or "") if key]
+    return keys[-1] if keys else None
+
+
+def normalized_base_url(url: str) -> str:
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SmokeError(f"--base-url must start with http:// or https://; found {url!r}", exit_code=2)
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def main(argv: Optional[Sequence[str]] = None, root: Optional[Path] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra smoke", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv), root)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stack", help="stack name; its outputs give the endpoint and key unless flags do")
+    parser.add_argument("--base-url", help="the OpenAI API base URL, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api-key", help="API key (default: $LLMSERVE_API_KEY, else the stack's api_key output)")
+    parser.add_argument("--model", help="model id to use (default: the first one /v1/models lists)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="completion tokens per request (default 64)")
+    parser.add_argument("--timeout", type=float, default=300, help="seconds per request (default 300: a model "
+                        "scaled to zero starts on the first request)")
+    parser.add_argument("--no-reasoning", action="store_true",
+                        help="do not require a separate reasoning field (models without a reasoning parser)")
+
+
+def run(args: argparse.Namespace, root: Optional[Path] = None) -> int:
+    root = root or Path(__file__).resolve().parent.parent
+    try:
+        base_url, api_key = args.base_url, args.api_key or os.environ.get("LLMSERVE_API_KEY")
+        if base_url is None or api_key is None:
+            outputs = stack_outputs(args.stack, root)
+            base_url = base_url or outputs.get("openai_base_url")
+            api_key = api_key or newest_key(outputs.get("api_key"))
+            if not base_url:
+                raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
+        target = Target(normalized_base_url(base_url), api_key, timeout_s=args.timeout)
+        passed = smoke(target, args.model, args.max_tokens, reasoning=not args.no_reasoning)
+    except SmokeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(report(target))
+    return 0 if passed else 1

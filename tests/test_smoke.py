@@ -1,0 +1,160 @@
+"""`python -m infra smoke`: the checks against a small stand-in OpenAI server on 127.0.0.1.
+
+The stand-in answers the way vLLM 0.29 behind the project's ingress does (or, per test, in one wrong way);
+the real thing is checked by the e2e tier (tests/e2e/test_local_server.py runs the command against the
+local CPU server).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from infra.plan import main
+
+KEY = "k" * 32
+
+
+class Behaviour:
+    reasoning_field = "reasoning"
+    stream_done = True
+    check_key = True
+
+
+def make_handler(behaviour: Behaviour):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _authorized(self) -> bool:
+            if behaviour.check_key and self.headers.get("Authorization") != f"Bearer {KEY}":
+                self._send(401, {"error": {"message": "Incorrect API key provided."}})
+                return False
+            return True
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self._authorized():
+                self._send(200, {"object": "list", "data": [{"id": "deepseek-r1"}, {"id": "other"}]})
+
+        def do_POST(self):
+            if not self._authorized():
+                return
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if not body.get("stream"):
+                message = {"role": "assistant", "content": None, behaviour.reasoning_field: "Adding 17 and 25"}
+                self._send(200, {"model": body["model"], "choices": [{"message": message, "finish_reason": "length"}],
+                                 "usage": {"completion_tokens": 8}})
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for piece in ("Adding", " 17"):
+                chunk = {"choices": [{"delta": {"reasoning": piece}}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            if behaviour.stream_done:
+                self.wfile.write(b"data: [DONE]\n\n")
+            self.close_connection = True
+
+    return Handler
+
+
+@pytest.fixture
+def endpoint():
+    behaviour = Behaviour()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(behaviour))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", behaviour
+    server.shutdown()
+    server.server_close()
+
+
+def smoke(url, *extra):
+    return main(["smoke", "dev", "--base-url", url, "--api-key", KEY, "--timeout", "10", *extra])
+
+
+def test_a_correct_endpoint_passes_every_check_and_prints_latencies(endpoint, capsys):
+    url, _ = endpoint
+    assert smoke(url) == 0
+    out = capsys.readouterr().out
+    assert f"smoke test of {url}/v1" in out
+    for name in ("GET /v1/models", "chat completion (deepseek-r1)", "streamed chat completion (deepseek-r1)",
+                 "401 without a key", "401 with a wrong key"):
+        assert any(line.strip().startswith(f"PASS  {name}") and " ms " in line for line in out.splitlines()), out
+    assert "5 passed, 0 failed" in out and "content none (cut short while thinking)" in out
+
+
+def test_the_model_flag_picks_a_listed_model_and_refuses_an_unlisted_one(endpoint, capsys):
+    url, _ = endpoint
+    assert smoke(url + "/v1/", "--model", "other") == 0
+    assert "chat completion (other)" in capsys.readouterr().out
+    assert smoke(url, "--model", "missing") == 1
+    assert "'missing' not listed; listed: ['deepseek-r1', 'other']" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, failure", [
+    (("reasoning_field", "reasoning_content"), "came back as `reasoning_content`, not vLLM 0.29's `reasoning`"),
+    (("stream_done", False), "the stream did not end with data: [DONE]"),
+    (("check_key", False), "expected 401, got HTTP 200"),
+])
+def test_each_wrong_behaviour_fails_its_check_and_the_exit_code(endpoint, capsys, change, failure):
+    url, behaviour = endpoint
+    setattr(behaviour, *change)
+    assert smoke(url) == 1
+    out = capsys.readouterr().out
+    assert failure in out and "FAIL" in out, out
+
+
+def test_a_target_that_does_not_answer_names_the_url(capsys):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert smoke(f"http://127.0.0.1:{port}/v1") == 1
+    err = capsys.readouterr().err
+    assert f"http://127.0.0.1:{port}/v1/models does not answer" in err and "port_forward_command" in err
+
+
+def test_without_an_endpoint_and_without_the_pulumi_cli_it_says_what_to_pass(monkeypatch, capsys):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("LLMSERVE_API_KEY", raising=False)
+    assert main(["smoke", "dev"]) == 2
+    assert "pass --base-url and --api-key" in capsys.readouterr().err
+
+
+def test_a_url_without_a_scheme_is_refused(capsys):
+    assert main(["smoke", "dev", "--base-url", "127.0.0.1:8000", "--api-key", KEY]) == 2
+    assert "--base-url must start with http:// or https://; found '127.0.0.1:8000'" in capsys.readouterr().err
+
+
+def test_smoke_runs_where_pulumi_is_not_installed():
+    """The heavy local env and a client's laptop may lack Pulumi: the smoke path must not import it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; sys.modules['pulumi'] = None; from infra.plan import main; "
+            "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "http://127.0.0.1:9/v1/models does not answer" in result.stderr, result
+
+
+def test_during_a_rotation_the_newest_configured_key_is_used():
+    from infra.smoke import newest_key
+
+    assert newest_key("old-key-0000000000000000,new-key-1111111111111111") == "new-key-1111111111111111"
+    assert newest_key(" only-key-000000000000 ") == "only-key-000000000000"
+    assert newest_key("") is None and newest_key(None) is None
