@@ -101,7 +101,8 @@ def test_dev_downloads_from_the_hub_and_creates_no_store():
 
 def test_the_pulumi_program_needs_none_of_the_staging_libraries():
     """`pulumi up` runs on a laptop with requirements.txt only: planning a stack with a staged model imports
-    neither the staging libraries nor the staging code that uses them (only the pure `staging.layout`)."""
+    neither the staging libraries nor the staging code that uses them (only the pure `staging.layout`), nor
+    pulumi_gcp's storage module (the bucket is registered by type token)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -110,7 +111,10 @@ def test_the_pulumi_program_needs_none_of_the_staging_libraries():
     probe = ("import sys; from infra.plan import make_plan; make_plan('prod'); "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'huggingface_hub') "
              "or m.startswith(('google.cloud.storage', 'google_crc32c', 'staging.copy', 'staging.sources')) "
-             "or m == 'staging.__main__'))")
+             "or m == 'staging.__main__' "
+             # infra/gcp_resources.py: the storage SDK module alone costs the plan 0.3 s (pulumi_gcp lists
+             # the package itself lazily, so its modules are what an import would load).
+             "or m.startswith('pulumi_gcp.storage.')))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
@@ -157,3 +161,23 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
                for c in serve["applications"][0]["args"]["llm_configs"]}
     assert sources == {"deepseek-r1": {"bucket_uri": f"gs://my-gcp-project-mixed-models/deepseek-r1/{COMMIT}"},
                        "r1-team": "/mnt/models/r1-team"}
+
+
+def test_the_bucket_registered_by_type_token_carries_the_typed_resources_spelling():
+    """infra/gcp_resources.py registers the bucket and its grants without pulumi_gcp.storage: the inputs must
+    be the camelCase names the typed `gcp.storage.Bucket` / `BucketIAMMember` send, or the provider would
+    ignore them."""
+    import pulumi_gcp as gcp
+
+    from infra.gcp_resources import BUCKET, BUCKET_IAM_MEMBER
+
+    [bucket] = of_type("prod", BUCKET)
+    typed = gcp.storage.Bucket._internal_init.__code__.co_varnames  # noqa: SLF001 - the generated input names
+    for name in bucket.inputs:
+        assert "".join(f"_{c.lower()}" if c.isupper() else c for c in name) in typed, name
+    assert bucket.inputs["uniformBucketLevelAccess"] is True and bucket.inputs["publicAccessPrevention"] == "enforced"
+    grants = of_type("prod", BUCKET_IAM_MEMBER)
+    assert {grant.inputs["role"] for grant in grants} == {"roles/storage.objectViewer", "roles/storage.objectUser"}
+    typed_grant = gcp.storage.BucketIAMMember._internal_init.__code__.co_varnames  # noqa: SLF001
+    for grant in grants:
+        assert set(grant.inputs) == {"bucket", "role", "member"} and set(grant.inputs) <= set(typed_grant)
