@@ -159,7 +159,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "serveExposure is cluster.", True),
     ConfigKey("serveReadyTimeoutMinutes", "integer",
               "How long `pulumi up` waits for the RayService to be Ready with every Serve application "
-              "RUNNING (a cold start of a 700 GB model takes 20-40 minutes).", 150),
+              "RUNNING (a cold start of DeepSeek-R1 takes about 7.5-20 minutes from the model store, up to 41 "
+              "from the Hub; see capacity.json).", 150),
     ConfigKey("apiKey", "string",
               "The API key clients send; set with `pulumi config set --secret llmserve:apiKey ...`. Unset: a "
               "random key is generated and exported as the `api_key` secret output.", secret=True),

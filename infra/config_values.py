@@ -61,22 +61,28 @@ class ValueReader:
         try:
             value = _COERCE[key.type](raw)
         except (ValueError, TypeError, RecursionError):
-            self.problem(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {shown(raw)}")
+            allowed = f"; allowed: {self._range_words(name)}" if key.type == "integer" and name in self._bounds else ""
+            self.problem(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {shown(raw)}{allowed}")
             return None
         if key.type == "integer" and name in self._bounds:
             low, high, why = self._bounds[name]
             if (low is not None and value < low) or (high is not None and value > high):
-                allowed = (f"{low} to {high}" if low is not None and high is not None
-                           else f"{low} or more" if low is not None else f"{high} or less")
-                self.problem(f"{PROJECT}:{name}: out of range; found {shown(value)}; allowed: {allowed}"
-                             + (f" ({why})" if why else ""))
+                self.problem(f"{PROJECT}:{name}: out of range; found {shown(value)}; allowed: "
+                             f"{self._range_words(name)}" + (f" ({why})" if why else ""))
                 return None
         return value
+
+    def _range_words(self, name: str) -> str:
+        low, high, _ = self._bounds[name]
+        if low is not None and high is not None:
+            return f"{low} to {high}"
+        return f"{low} or more" if low is not None else f"{high} or less"
 
     def one_of(self, name: str, allowed: Sequence[str]) -> Optional[str]:
         value = self.get(name)
         if value is not None and value not in allowed:
-            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}; allowed: {', '.join(allowed)}")
+            choices = ", ".join(choice or '"" (unset)' for choice in allowed)
+            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}; allowed: {choices}")
             return None
         return value
 

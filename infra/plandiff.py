@@ -9,7 +9,8 @@ changed input paths, and for the RayService which upgrade path the change takes 
 - `spec.rayClusterConfig` (image, resources, worker groups, the ingress code's ConfigMap) changed, with
   `rayClusterUpgrade: Recreate` (KubeRay upgrade type `None`): **recreate with downtime**; infra/serving.py
   sets `replace_on_changes=["spec.rayClusterConfig"]` and `delete_before_replace`, so Pulumi deletes the
-  RayService and creates it again: one cold start of downtime (20-40 minutes for DeepSeek-R1);
+  RayService and creates it again: one cold start of downtime (an estimated 7.5-20 minutes for DeepSeek-R1
+  from the model store);
 - the same with `rayClusterUpgrade: NewCluster`: **a second cluster with twice the GPUs**; KubeRay builds a new
   Ray cluster beside the old one and switches traffic once it serves, so the new cluster's GPUs must be free
   while the old one still holds its own.
@@ -146,7 +147,7 @@ def rayservice_upgrade(old: Optional[dict], new: Optional[dict]) -> UpgradePath:
             return UpgradePath("recreate with downtime", (
                 "spec.rayClusterConfig changed and rayClusterUpgrade is Recreate: Pulumi deletes and "
                 "recreates the RayService (replace_on_changes on spec.rayClusterConfig), so the endpoint is down "
-                "for one cold start (20-40 minutes for DeepSeek-R1)"))
+                "for one cold start (7.5-20 minutes for DeepSeek-R1 from the model store, estimated)"))
         smallest, largest = _gpus(new_spec)
         needs = f"{smallest} more GPUs" + (f" (up to {largest} as it scales)" if largest != smallest else "")
         return UpgradePath("second cluster", (

@@ -250,10 +250,10 @@ KEYS: tuple[ConfigKey, ...] = (
               f"(a name registered in vLLM {VLLM_VERSION}, or one from engineKwargs.reasoning_parser_plugin). "
               "deepseek-r1 and distills: `deepseek_r1`."),
     ConfigKey("healthCheckPeriodS", "health_check_period_s", "number", _SERVE_DEFAULT, "Seconds between "
-              "Serve health checks deepseek-r1: 30.", minimum=0,
+              "Serve health checks. deepseek-r1: 30.", minimum=0,
               exclusive_minimum=True),
     ConfigKey("healthCheckTimeoutS", "health_check_timeout_s", "number", _SERVE_DEFAULT, "Seconds before a "
-              "health check fails deepseek-r1: 60.", minimum=0,
+              "health check fails. deepseek-r1: 60.", minimum=0,
               exclusive_minimum=True),
     ConfigKey("engineKwargs", "engine_kwargs", "map", "{}", "Extra vLLM options by their snake_case vLLM "
               f"name (checked against vLLM {VLLM_VERSION}); options owned by the keys above are rejected."),

@@ -62,9 +62,16 @@ def main(argv: Optional[list[str]] = None, *, storage_client=None, hf_api=None, 
     from staging.copy import Stager
 
     if storage_client is None:
+        import google.auth.exceptions
         from google.cloud import storage
 
-        storage_client = storage.Client(project=args.project)
+        try:
+            storage_client = storage.Client(project=args.project)
+        except google.auth.exceptions.GoogleAuthError as error:
+            log.error("no Google Cloud credentials to write gs://%s (%s); run `gcloud auth application-default "
+                      "login` (with write access to the bucket), or let the in-cluster staging Job do it", args.bucket,
+                      error)
+            return 2
     try:
         Stager(source, storage_client.bucket(args.bucket), prefix, workers=args.workers, scratch=args.scratch,
                progress_interval=args.progress_seconds).run()

@@ -219,7 +219,7 @@ BAD_INPUT = [
      r"llmserve:gpuNodeCount: out of range; found 9{25}; allowed: 0 to 1000"),
     ("absurdly long number",
      dict(gpuNodeCount="9" * 5000),
-     r"llmserve:gpuNodeCount: expected a whole number; found '9{60,}\.\.\.$"),
+     r"llmserve:gpuNodeCount: expected a whole number; found '9{60,}\.\.\.; allowed: 0 to 1000$"),
     ("ready timeout of zero",
      dict(serveReadyTimeoutMinutes=0),
      r"llmserve:serveReadyTimeoutMinutes: out of range; found 0; allowed: 1 to 10080"),

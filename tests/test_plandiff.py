@@ -70,7 +70,7 @@ def test_a_cluster_change_under_recreate_replaces_the_rayservice_with_downtime(p
     assert change.action == "replace"
     assert change.upgrade.kind == "recreate with downtime"
     assert "spec.rayClusterConfig.workerGroupSpecs[0].template.spec.containers[0].image" in change.paths
-    assert "20-40 minutes" in change.upgrade.reason
+    assert "one cold start (7.5-20 minutes for DeepSeek-R1 from the model store" in change.upgrade.reason
 
 
 def test_a_cluster_change_under_newcluster_needs_a_second_cluster_of_gpus(plans):

@@ -264,6 +264,7 @@ def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
     assert json.loads(annotations["pulumi.com/waitFor"]) == [
         "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
         "condition=Ready",
+        "condition=UpgradeInProgress=False",
         "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
     ]
 
@@ -276,7 +277,8 @@ def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
 ])
 def test_every_application_gets_its_own_running_condition(names, paths):
     conditions = wait_for_conditions({"applications": [{"name": name} for name in names]})
-    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready"] + [
+    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
+                          "condition=UpgradeInProgress=False"] + [
         f"jsonpath={path}=RUNNING" for path in paths]
 
 

@@ -61,7 +61,8 @@ RAYSERVICE = render_rayservice(settings())
 ANNOTATION = RAYSERVICE["metadata"]["annotations"]["pulumi.com/waitFor"]
 
 
-def state(generation: int, observed: int | None, ready: str | None, app: str | None, message: str = "") -> dict:
+def state(generation: int, observed: int | None, ready: str | None, app: str | None, message: str = "",
+          pending_cluster: bool = False) -> dict:
     obj = copy.deepcopy(RAYSERVICE)
     obj["metadata"]["generation"] = generation
     if observed is None:
@@ -70,7 +71,8 @@ def state(generation: int, observed: int | None, ready: str | None, app: str | N
     if ready is not None:
         status["conditions"] = [{"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints",
                                  "observedGeneration": observed},
-                                {"type": "UpgradeInProgress", "status": "False", "reason": "NoPendingCluster",
+                                {"type": "UpgradeInProgress", "status": "True" if pending_cluster else "False",
+                                 "reason": "BothActivePendingClustersExist" if pending_cluster else "NoPendingCluster",
                                  "observedGeneration": observed}]
     if app is not None:
         status["activeServiceStatus"]["applicationStatuses"] = {"llm": {
@@ -93,6 +95,11 @@ def state(generation: int, observed: int | None, ready: str | None, app: str | N
      "found DEPLOY_FAILED"),
     ("in-place update done", state(5, 5, "True", "RUNNING"), True, ""),
     ("running but no serve endpoint", state(5, 5, "False", "RUNNING"), False, "condition=Ready (found False)"),
+    # rayClusterUpgrade NewCluster: KubeRay has seen the new cluster spec and starts a pending cluster, while the
+    # old one is still Ready and its application RUNNING; the update is not done until the switch.
+    ("NewCluster upgrade, second cluster pending", state(6, 6, "True", "RUNNING", pending_cluster=True), False,
+     "condition=UpgradeInProgress=False (found True)"),
+    ("NewCluster upgrade switched", state(6, 6, "True", "RUNNING"), True, ""),
 ])
 def test_pulumi_up_returns_only_when_this_spec_runs(case, obj, done, shown):
     result, unmet = satisfied(ANNOTATION, obj)

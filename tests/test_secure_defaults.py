@@ -47,7 +47,7 @@ def test_defaults_are_the_secure_ones():
     (dict(serveExposure="external", serveHostname="api.example.com", serveSourceRanges=["10.0.0.0/8"]),
      r"llmserve:serveSourceRanges: not supported with serveExposure=external"),
     (dict(gpuHostMaintenanceInterval="WEEKLY"),
-     r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; allowed: , AS_NEEDED, PERIODIC"),
+     r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; allowed: \"\" \(unset\), AS_NEEDED, PERIODIC"),
     (dict(serveClientNamespaces=["Team_A"]),
      r"llmserve:serveClientNamespaces\[0\]: expected a Kubernetes namespace name .*; found 'Team_A'"),
     (dict(gpuQueuedProvisioning=True, gpuAutoscaling=True, gpuCompactPlacement=False),

@@ -55,6 +55,10 @@ PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
 # The Kubernetes provider waits for these before `pulumi up` returns (see `wait_for_conditions`).
 WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
 WAIT_FOR_READY = "condition=Ready"
+# During a NewCluster upgrade the old cluster keeps Ready=True and its RUNNING application statuses while the
+# pending cluster starts; KubeRay sets UpgradeInProgress=False (reason NoPendingCluster) only once the switch is
+# done, and whenever an active cluster exists without a pending one (so also after a Recreate).
+WAIT_FOR_NO_PENDING_CLUSTER = "condition=UpgradeInProgress=False"
 # KubeRay sets status.observedGeneration in the same status write as the application statuses it fetched after
 # submitting the new serveConfigV2 (rayservice_controller.go: reconcileServe, then calculateStatus). Until the
 # two generations match, the statuses are the previous config's. The provider's RFC 9535 JSONPath compares
@@ -199,20 +203,22 @@ def application_status_path(app_name: str) -> str:
 
 
 def wait_for_conditions(serve_config: dict) -> list[str]:
-    """What `pulumi up` waits for on the RayService: KubeRay has seen this spec, it is Ready, and every Serve
-    application is RUNNING.
+    """What `pulumi up` waits for on the RayService: KubeRay has seen this spec, it is Ready, no upgrade to a
+    second cluster is still pending, and every Serve application is RUNNING.
 
     `condition=Ready` alone is not enough: on an in-place serveConfigV2 update KubeRay keeps Ready=True while
     the old endpoints serve, so the update would return while the new application still deploys, and a
     DEPLOY_FAILED one would look fine. The application statuses alone are not enough either: right after the
-    update they still say RUNNING for the previous config, hence the observedGeneration condition first. The
+    update they still say RUNNING for the previous config, hence the observedGeneration condition first. With
+    rayClusterUpgrade NewCluster, a cluster change leaves all of these true for the old cluster while the new
+    one is pending, hence UpgradeInProgress=False. The
     Kubernetes provider (>= 4.18; RFC 9535 JSONPath since 4.24) takes a JSON list of conditions and waits
     until all hold at once; while it waits it shows the first unmet condition with the value it found
     (e.g. `found "DEPLOY_FAILED"`), and at the custom timeout it fails with that last state of the object.
     """
     apps = sorted(application["name"] for application in serve_config["applications"])
-    return [WAIT_FOR_OBSERVED, WAIT_FOR_READY] + [f"jsonpath={application_status_path(app)}=RUNNING"
-                                                  for app in apps]
+    return [WAIT_FOR_OBSERVED, WAIT_FOR_READY, WAIT_FOR_NO_PENDING_CLUSTER] + [
+        f"jsonpath={application_status_path(app)}=RUNNING" for app in apps]
 
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
