@@ -79,6 +79,7 @@ llm = LlmService("llm-serve", LlmServiceArgs(
 monitoring = Monitoring("llm-monitoring", MonitoringArgs(
     settings=monitoring_settings(config, rayservice),
     gcp_project=config.gcp_project,
+    cluster_name=cluster.cluster.name,
     kubernetes_provider=cluster.provider,
     operator_namespace=OPERATOR_NAMESPACE,
     operator=kuberay,

@@ -74,11 +74,24 @@ def capacity_mode(pool: Any) -> str:
     return "on-demand"
 
 
+def idle_gpu_nodes(config: Any) -> int:
+    """GPU nodes a stack keeps when idle: the pool's floor, or more when the models' minReplicas hold Ray GPU
+    workers (and so nodes) that the autoscaler never gives back."""
+    from infra.render.rayservice import gpu_worker_groups
+
+    pool = config.gpu_pool
+    pool_floor = pool.min_nodes if pool.autoscaling else pool.node_count
+    ray_floor = sum(group.min_pods for group in
+                    gpu_worker_groups(config.serving.models, pool.machine, pool.max_gpu_nodes))
+    return min(max(pool_floor, ray_floor), pool.max_gpu_nodes)
+
+
 def stack_cost(config: Any) -> dict:
-    """GPU-hours per hour and USD per hour of a `StackConfig`, idle (the pool's floor) and at its ceiling."""
+    """GPU-hours per hour and USD per hour of a `StackConfig`, idle (the GPU nodes it always keeps, see
+    `idle_gpu_nodes`) and at the pool's ceiling."""
     pool, cluster = config.gpu_pool, config.cluster
     machine = pool.machine
-    idle_nodes = pool.min_nodes if pool.autoscaling else pool.node_count
+    idle_nodes = idle_gpu_nodes(config)
     max_nodes = pool.max_gpu_nodes
     mode = capacity_mode(pool)
     gpu_price = PRICES.get((machine.machine_type, config.region))

@@ -7,12 +7,14 @@ component (infra/serving.py); the operator's, which the RayService-not-ready ale
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.costs import idle_gpu_nodes
 from infra.kubernetes import KubernetesObject
 from infra.render import monitoring as render
 
@@ -21,6 +23,8 @@ from infra.render import monitoring as render
 class MonitoringArgs:
     settings: render.MonitoringSettings
     gcp_project: str
+    # The GKE cluster's name (an output of the cluster): every query selects its series by it.
+    cluster_name: pulumi.Input[str]
     kubernetes_provider: pulumi.ProviderResource
     operator_namespace: str
     # What must exist before the operator's PodMonitoring (its namespace, the GMP CRDs).
@@ -34,16 +38,20 @@ class Monitoring(pulumi.ComponentResource):
         super().__init__("llmserve:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
+        in_cluster = pulumi.Output.from_input(args.cluster_name).apply(
+            lambda cluster: dataclasses.replace(settings, cluster=cluster))
 
         self.dashboard = gcp.monitoring.Dashboard(
-            f"{name}-dashboard", dashboard_json=render.dashboard_json(settings), project=args.gcp_project,
+            f"{name}-dashboard", dashboard_json=in_cluster.apply(render.dashboard_json), project=args.gcp_project,
             opts=child)
-        self.alert_policies = [
-            gcp.monitoring.AlertPolicy(f"{name}-{spec.key}", project=args.gcp_project,
-                                       **_alert_policy_inputs(render.alert_policy_args(spec, settings)),
-                                       opts=child)
-            for spec in render.render_alerts(settings)
-        ]
+        # Which alerts exist does not depend on the cluster's name; their queries do.
+        self.alert_policies = []
+        for index, spec in enumerate(render.render_alerts(settings)):
+            plain = render.alert_policy_args(spec, settings)
+            plain["conditions"][0]["condition_prometheus_query_language"]["query"] = in_cluster.apply(
+                lambda cluster_settings, index=index: render.render_alerts(cluster_settings)[index].query)
+            self.alert_policies.append(gcp.monitoring.AlertPolicy(
+                f"{name}-{spec.key}", project=args.gcp_project, **_alert_policy_inputs(plain), opts=child))
         KubernetesObject(
             f"{name}-kuberay-operator-podmonitoring",
             render.render_operator_pod_monitoring(args.operator_namespace),
@@ -56,8 +64,9 @@ class Monitoring(pulumi.ComponentResource):
 def monitoring_settings(config, rayservice) -> render.MonitoringSettings:
     """What the dashboard and the alerts depend on, from the stack config and the RayService settings."""
     pool = config.gpu_pool
-    # A static pool has node_count nodes in each of its zones; an autoscaling one never fewer than min_nodes.
-    nodes = pool.min_nodes if pool.autoscaling else pool.node_count * len(pool.zones)
+    # A static pool has node_count nodes in each of its zones; an autoscaling one never fewer than min_nodes,
+    # nor fewer than the Ray GPU workers the models' minReplicas keep.
+    nodes = pool.node_count * len(pool.zones) if not pool.autoscaling else idle_gpu_nodes(config)
     return render.MonitoringSettings(
         stack=config.stack,
         namespace=rayservice.namespace,

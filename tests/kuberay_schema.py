@@ -283,6 +283,8 @@ RAYSERVICE_SCHEMA: dict[str, Any] = {
                         # uniqueness is checked in Python (_service_port_violations).
                         "ports": {"type": "array", "items": {"$ref": "#/$defs/servicePort"}},
                         "loadBalancerSourceRanges": {"type": "array", "items": {"type": "string"}},
+                        # CRD: plain string. Project restriction: core/v1's two values.
+                        "externalTrafficPolicy": {"type": "string", "enum": ["Cluster", "Local"]},
                     },
                 },
             },

@@ -298,3 +298,29 @@ def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(pla
 def test_prod_gpu_floor_is_the_pools_sixteen_h100s(planned):
     lost = next(r for r in planned["prod"] if r.name == "llm-monitoring-gpu-lost")
     assert lost.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"].endswith("< 16")
+
+
+def test_every_query_of_a_planned_stack_selects_its_own_cluster():
+    """Cloud Monitoring queries span the project: two stacks in one project (same namespace `llm`, same
+    RayService `llm`) must not read or alert on each other's series. Managed Prometheus labels every series
+    with the GKE cluster's name, which the plan's mocks report as the cluster's logical name."""
+    from infra.plan import run_program
+
+    resources = run_program("prod")[1]
+    queries = [resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
+               for resource in resources if resource.type == "gcp:monitoring/alertPolicy:AlertPolicy"]
+    [dashboard] = [resource for resource in resources if resource.type == "gcp:monitoring/dashboard:Dashboard"]
+    tiles = json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]
+    queries += [data_set["timeSeriesQuery"]["prometheusQuery"]
+                for tile in tiles for data_set in tile["widget"]["xyChart"]["dataSets"]]
+    assert len(queries) > 15
+    for query in queries:
+        selectors = re.findall(r"\b(?:ray|DCGM|kuberay)_\w+(\{[^}]*\})?", query)
+        assert selectors and all('cluster="llm-gke"' in selector for selector in selectors), query
+
+
+def test_a_stack_without_a_cluster_name_renders_unscoped_queries():
+    query = alerts_by_key(settings())["gpu-lost"].query
+    assert "DCGM_FI_DEV_GPU_TEMP)" in query and "cluster=" not in query
+    scoped = alerts_by_key(settings(cluster="llm-gke-1a2b"))["gpu-lost"].query
+    assert 'DCGM_FI_DEV_GPU_TEMP{cluster="llm-gke-1a2b"}' in scoped

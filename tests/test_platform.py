@@ -287,6 +287,7 @@ def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack):
     resource = rayservice(stack)
     conditions = json.loads(resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"])
     assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
+                          "condition=UpgradeInProgress=False",
                           "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING"], stack
     assert resource.options["customTimeouts"] == {"create": "150m", "update": "150m"}, stack
 

@@ -7,6 +7,7 @@ rules; the Serve config against Ray's own `LLMConfig` and `ServeDeploySchema`.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -211,6 +212,16 @@ def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
     second = stack([{**R1, "revision": "0" * 40}])
     name = lambda config: render.staging_job_name(weights_settings(config), config.weights.staged_models[0])  # noqa
     assert name(first) == name(stack()) != name(second)
+
+
+@pytest.mark.parametrize("model_id", ["team/model-", "a" * 62 + "-tail", "r1."])
+def test_the_staging_jobs_model_label_is_a_valid_label_value(model_id):
+    """A label value ends in a letter or digit; model ids may end in '-' or '.', or be cut at one."""
+    config = stack([{**R1, "id": model_id}])
+    job = render.render_staging_job(weights_settings(config), config.weights.staged_models[0])
+    value = job["metadata"]["labels"]["llmserve.dev/staging-model"]
+    assert re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", value), value
+    assert_valid_kubernetes_object(job, model_id)
 
 
 # --- the manifest check, run for real --------------------------------------------------------------------------

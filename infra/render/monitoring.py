@@ -126,6 +126,9 @@ class MonitoringSettings:
     always_on_model_ids: tuple[str, ...]  # minReplicas >= 1: "no healthy replica" is an outage for these
     min_gpus: int  # GPUs the pool always has (0 when it scales to zero)
     thresholds: AlertThresholds = AlertThresholds()
+    # The GKE cluster's name. Managed Prometheus labels every series with it, and Cloud Monitoring queries span
+    # the whole project: without it, two stacks in one project would read (and alert on) each other's series.
+    cluster: str = ""
 
 
 # --- config: keys, ranges, messages ---------------------------------------------------------------------------
@@ -172,8 +175,17 @@ def alert_thresholds(values: dict[str, Any], prefix: str) -> tuple[AlertThreshol
 # --- PromQL ---------------------------------------------------------------------------------------------------
 
 
+def _in_cluster(settings: MonitoringSettings) -> str:
+    return f'cluster="{settings.cluster}",' if settings.cluster else ""
+
+
 def _in_namespace(settings: MonitoringSettings) -> str:
-    return f'namespace="{settings.namespace}"'
+    return f'{_in_cluster(settings)}namespace="{settings.namespace}"'
+
+
+def _dcgm(settings: MonitoringSettings, name: str) -> str:
+    """A DCGM series of this stack's cluster (the exporter runs in GKE's own namespace, so no namespace)."""
+    return metric(name) + (f"{{{_in_cluster(settings).rstrip(',')}}}" if settings.cluster else "")
 
 
 def _serve(settings: MonitoringSettings, extra: str = "") -> str:
@@ -246,11 +258,11 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
             f"sum by (deployment) ({metric('ray_serve_deployment_replica_healthy')}"
             f"{{{_in_namespace(settings)},{llm_deployments}}})", "${labels.deployment}"),), "1"),
         Panel("GPU utilisation by node", (Series(
-            f"avg by (Hostname) ({metric('DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),), "%"),
+            f"avg by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),), "%"),
         Panel("GPU memory used by node", (Series(
-            f"100 * sum by (Hostname) ({metric('DCGM_FI_DEV_FB_USED')}) / "
-            f"(sum by (Hostname) ({metric('DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
-            f"({metric('DCGM_FI_DEV_FB_FREE')}))", "${labels.Hostname}"),), "%"),
+            f"100 * sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) / "
+            f"(sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
+            f"({_dcgm(settings, 'DCGM_FI_DEV_FB_FREE')}))", "${labels.Hostname}"),), "%"),
     ]
 
 
@@ -317,7 +329,8 @@ def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
         AlertSpec(
             "not-ready", f"llmserve {settings.stack}: RayService not ready",
             f'max by (name) ({metric("kuberay_service_condition_ready")}'
-            f'{{name="{settings.rayservice}",exported_namespace="{settings.namespace}",condition="false"}}) == 1',
+            f'{{{_in_cluster(settings)}name="{settings.rayservice}",exported_namespace="{settings.namespace}",'
+            f'condition="false"}}) == 1',
             t.not_ready_minutes * 60, "CRITICAL",
             "KubeRay reports the RayService not Ready: no Serve endpoint answers. Check `kubectl -n "
             f"{settings.namespace} describe rayservice {settings.rayservice}` and the head pod's logs.",
@@ -361,14 +374,14 @@ def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
     if settings.min_gpus:
         alerts.append(AlertSpec(
             "gpu-lost", f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
-            f"(count({metric('DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
+            f"(count({_dcgm(settings, 'DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
             300, "CRITICAL",
             f"The GPU pool always has {settings.min_gpus} GPUs, but fewer report DCGM metrics: a GPU node was "
             "lost (preempted, repaired, or its driver failed).",
         ))
     alerts.append(AlertSpec(
         "gpu-xid", f"llmserve {settings.stack}: GPU XID error",
-        f"max by (Hostname, gpu) ({metric('DCGM_FI_DEV_XID_ERRORS')}) > 0", 0, "ERROR",
+        f"max by (Hostname, gpu) ({_dcgm(settings, 'DCGM_FI_DEV_XID_ERRORS')}) > 0", 0, "ERROR",
         "A GPU reported an XID error (the value is the XID code; 48, 63, 64, 74, 79 and 94/95 usually need the "
         "node drained). Only fires where the DCGM exporter exports DCGM_FI_DEV_XID_ERRORS.",
     ))

@@ -375,7 +375,10 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
 
 
 def _load_balancer(settings: RayServiceSettings) -> dict:
-    spec: dict[str, Any] = {"type": "LoadBalancer",
+    # Local: the load balancer sends traffic only to nodes with a Serve proxy, with the client's address kept.
+    # With Cluster, kube-proxy would forward from other nodes under the node's address, which the Serve port's
+    # NetworkPolicy (serveSourceRanges) does not allow.
+    spec: dict[str, Any] = {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
                             "ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT,
                                        "protocol": "TCP"}]}
     if settings.source_ranges:

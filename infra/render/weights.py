@@ -323,7 +323,9 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
     script = (f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
               f"--disable-pip-version-check --target {WORK_MOUNT}/deps -r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} "
               f"&& exec python -m staging \"$@\"")
-    labels = {**PART_OF_LABEL, "llmserve.dev/staging-model": re.sub(r"[^A-Za-z0-9._-]", "_", weights.model_id)[:63]}
+    # A label value ends in a letter or digit: a model id may end in '-' or '.', or be cut there.
+    model_label = re.sub(r"[^A-Za-z0-9._-]", "_", weights.model_id)[:63].strip("-_.") or "model"
+    labels = {**PART_OF_LABEL, "llmserve.dev/staging-model": model_label}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
