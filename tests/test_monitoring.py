@@ -324,3 +324,11 @@ def test_a_stack_without_a_cluster_name_renders_unscoped_queries():
     assert "DCGM_FI_DEV_GPU_TEMP)" in query and "cluster=" not in query
     scoped = alerts_by_key(settings(cluster="llm-gke-1a2b"))["gpu-lost"].query
     assert 'DCGM_FI_DEV_GPU_TEMP{cluster="llm-gke-1a2b"}' in scoped
+
+
+@pytest.mark.parametrize("stack, label", [("prod", "stack-prod"), ("Team.Prod_2", "stack-team-prod_2"),
+                                          ("x" * 80, "stack-" + "x" * 57)])
+def test_the_dashboards_stack_label_is_one_google_accepts(stack, label):
+    key = render.dashboard_stack_label(stack)
+    assert key == label and re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key)
+    assert label in render.render_dashboard(settings(stack=stack))["labels"]

@@ -291,13 +291,19 @@ def _chart(panel: Panel) -> dict:
     }
 
 
+def dashboard_stack_label(stack: str) -> str:
+    """A dashboard label key naming the stack. Google allows lowercase letters, digits, '_' and '-' (63 at most,
+    starting with a letter); a Pulumi stack name may also hold capitals and '.'."""
+    return ("stack-" + re.sub(r"[^a-z0-9_-]", "-", stack.lower()))[:63]
+
+
 def render_dashboard(settings: MonitoringSettings) -> dict:
     """The dashboard (REST `projects.dashboards` shape): two charts per row on a 48-column mosaic."""
     tiles = [{"xPos": (index % 2) * TILE_WIDTH, "yPos": (index // 2) * TILE_HEIGHT, "width": TILE_WIDTH,
               "height": TILE_HEIGHT, "widget": _chart(panel)} for index, panel in enumerate(panels(settings))]
     return {
         "displayName": f"llmserve {settings.stack}: LLM serving",
-        "labels": {"llmserve": "", f"stack-{settings.stack}": ""},
+        "labels": {"llmserve": "", dashboard_stack_label(settings.stack): ""},
         "mosaicLayout": {"columns": COLUMNS, "tiles": tiles},
     }
 
