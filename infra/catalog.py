@@ -113,6 +113,10 @@ ACCELERATOR_NODE_LABEL = "cloud.google.com/gke-accelerator"
 # Node labels the pools carry and the Ray pods select on: one definition, so the two cannot drift apart.
 SYSTEM_POOL_LABELS = {"llmserve.dev/pool": "system"}
 GPU_POOL_LABELS = {"llmserve.dev/pool": "gpu"}
+# Labels and selectors the rendered objects share: one definition each.
+PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}  # on every object this program renders
+RAY_NODE_SELECTOR = {"ray.io/is-ray-node": "yes"}  # KubeRay's label on every Ray pod
+KUBERAY_OPERATOR_SELECTOR = {"app.kubernetes.io/name": "kuberay-operator"}  # the Helm chart's operator pod
 
 
 @dataclass(frozen=True)

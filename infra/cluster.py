@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -11,6 +10,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from infra.catalog import SYSTEM_POOL_LABELS
+from infra.gcp_rules import stack_slug
 from infra.config import ClusterConfig
 from infra.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.render.kubeconfig import render_kubeconfig
@@ -32,8 +32,7 @@ class ClusterArgs:
 
 def node_service_account_id(stack: str) -> str:
     """A service-account id (6-30 characters, lowercase) that is unique per stack within a project."""
-    slug = re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-") or "stack"
-    return f"gke-nodes-{slug}"[:30].rstrip("-")
+    return f"gke-nodes-{stack_slug(stack)}"[:30].rstrip("-")
 
 
 class Cluster(pulumi.ComponentResource):

@@ -12,6 +12,11 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+
+def stack_slug(stack: str) -> str:
+    """A stack name as lowercase letters, digits and '-', for ids (service accounts) that must be unique per stack."""
+    return re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-") or "stack"
+
 PROJECT_ID_RULE = ("a Google Cloud project id: 6 to 30 characters, lowercase letters, digits and hyphens, starting "
                    "with a letter and not ending with a hyphen (the id, not the project's display name or number)")
 RFC1035_RULE = ("a name of 1 to 63 characters (RFC 1035): lowercase letters, digits and hyphens, starting with a "

@@ -19,6 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.gcp_rules import stack_slug
 from infra.gcp_resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
 from infra.render.weights import gsa_email
 from infra.weights import ModelStoreConfig
@@ -30,8 +31,8 @@ WRITER_ROLES = ("roles/storage.objectUser",)
 
 def store_account_ids(stack: str) -> tuple[str, str]:
     """The reader's and the writer's service-account ids (6-30 characters), unique per stack in a project."""
-    slug = re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-") or "stack"
-    return tuple(f"llm-weights-{kind}-{slug}"[:30].rstrip("-") for kind in ("ro", "rw"))  # type: ignore[return-value]
+    return tuple(f"llm-weights-{kind}-{stack_slug(stack)}"[:30].rstrip("-")  # type: ignore[return-value]
+                 for kind in ("ro", "rw"))
 
 
 def store_emails(stack: str, gcp_project: str) -> tuple[str, str]:

@@ -45,11 +45,12 @@ class Monitoring(pulumi.ComponentResource):
             f"{name}-dashboard", dashboard_json=in_cluster.apply(render.dashboard_json), project=args.gcp_project,
             opts=child)
         # Which alerts exist does not depend on the cluster's name; their queries do.
+        alerts_in_cluster = in_cluster.apply(render.render_alerts)
         self.alert_policies = []
         for index, spec in enumerate(render.render_alerts(settings)):
             plain = render.alert_policy_args(spec, settings)
-            plain["conditions"][0]["condition_prometheus_query_language"]["query"] = in_cluster.apply(
-                lambda cluster_settings, index=index: render.render_alerts(cluster_settings)[index].query)
+            plain["conditions"][0]["condition_prometheus_query_language"]["query"] = alerts_in_cluster.apply(
+                lambda alerts, index=index: alerts[index].query)
             self.alert_policies.append(gcp.monitoring.AlertPolicy(
                 f"{name}-{spec.key}", project=args.gcp_project, **_alert_policy_inputs(plain), opts=child))
         KubernetesObject(

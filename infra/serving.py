@@ -45,7 +45,7 @@ class LlmService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # Children do not inherit a component's depends_on; the operator's CRDs, the GPU pool and the GPU
         # network objects must exist before the namespace (and so everything in it) is created.
-        upstream = _as_list(opts.depends_on if opts else None)
+        upstream = as_dependency_list(opts.depends_on if opts else None)
 
         namespace = KubernetesObject(f"{name}-namespace", render.render_namespace(settings.namespace),
                                      pulumi.ResourceOptions(parent=self, depends_on=upstream))
@@ -87,7 +87,7 @@ class LlmService(pulumi.ComponentResource):
         self.register_outputs({"api_key": self.api_key})
 
 
-def _as_list(depends_on: Any) -> list:
+def as_dependency_list(depends_on: Any) -> list:
     if depends_on is None:
         return []
     return list(depends_on) if isinstance(depends_on, (list, tuple)) else [depends_on]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
+
+from serve_app.auth import parse_api_keys
 
 WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
 PROMPT = "What is 17 + 25? Answer with the number."
@@ -203,7 +204,7 @@ def stack_outputs(stack: str, root: Path) -> dict:
 
 def newest_key(configured: Optional[str]) -> Optional[str]:
     """The key a client should use from the `api_key` output: during a rotation it holds "OLD,NEW"."""
-    keys = [key for key in re.split(r"[,\s]+", configured or "") if key]
+    keys = parse_api_keys(configured or "")
     return keys[-1] if keys else None
 
 
@@ -212,12 +213,6 @@ def normalized_base_url(url: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise SmokeError(f"--base-url must start with http:// or https://; found {url!r}", exit_code=2)
     return url if url.endswith("/v1") else url + "/v1"
-
-
-def main(argv: Optional[Sequence[str]] = None, root: Optional[Path] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m infra smoke", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv), root)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

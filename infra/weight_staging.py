@@ -18,6 +18,7 @@ from infra.kubernetes import KubernetesObject
 from infra.model_store import ModelStore, ModelStoreArgs, store_emails
 from infra.render import weights as render
 from infra.render.weights import WeightsSettings
+from infra.serving import as_dependency_list
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class WeightStaging(pulumi.ComponentResource):
     def __init__(self, name: str, args: WeightStagingArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmserve:k8s:WeightStaging", name, None, opts)
         settings = args.settings
-        upstream = [*_as_list(opts.depends_on if opts else None), *args.store_grants]
+        upstream = [*as_dependency_list(opts.depends_on if opts else None), *args.store_grants]
         child = pulumi.ResourceOptions(parent=self, depends_on=upstream)
         KubernetesObject(f"{name}-ray-ksa", render.render_service_account(
             settings.ray_service_account, settings.namespace, settings.reader_email), child)
@@ -79,8 +80,3 @@ def model_weights(name: str, config: StackConfig, hf_token: bool) \
 
     return settings, create, store
 
-
-def _as_list(depends_on) -> list:
-    if depends_on is None:
-        return []
-    return list(depends_on) if isinstance(depends_on, (list, tuple)) else [depends_on]

@@ -23,7 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from infra.render.rayservice import DASHBOARD_PORT, HEAD_PORTS, PART_OF_LABEL, SERVE_PORT, RayServiceSettings
+from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL, RAY_NODE_SELECTOR
+from infra.render.rayservice import DASHBOARD_PORT, HEAD_PORTS, SERVE_PORT, RayServiceSettings
 from infra.secure import source_ranges_for_internal
 
 NETWORK_POLICY_API = "networking.k8s.io/v1"
@@ -35,9 +36,7 @@ CERTMAP_ANNOTATION = "networking.gke.io/certmap"
 # Source ranges of Google's front ends and health checkers for external Application Load Balancers.
 GOOGLE_FRONT_END_RANGES = ("130.211.0.0/22", "35.191.0.0/16")
 MANAGED_PROMETHEUS_NAMESPACE = "gmp-system"
-RAY_NODE_SELECTOR = {"ray.io/is-ray-node": "yes"}
-RAY_HEAD_SELECTOR = {"ray.io/is-ray-node": "yes", "ray.io/node-type": "head"}
-KUBERAY_OPERATOR_SELECTOR = {"app.kubernetes.io/name": "kuberay-operator"}
+RAY_HEAD_SELECTOR = {**RAY_NODE_SELECTOR, "ray.io/node-type": "head"}
 METRICS_PORT_NAMES = ("metrics", "as-metrics", "dash-metrics")
 HTTPS_PORT = 443
 # LLM replies stream for minutes; the load balancer's 30 s default backend timeout would cut them off.

@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
+
 RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
 DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
@@ -427,8 +429,8 @@ def render_operator_pod_monitoring(namespace: str) -> dict:
     return {
         "apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
         "metadata": {"name": "kuberay-operator", "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "llmserve"}},
-        "spec": {"selector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+                     "labels": dict(PART_OF_LABEL)},
+        "spec": {"selector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)},
                  "endpoints": [{"port": "http", "interval": "30s"}]},
     }
 

@@ -26,6 +26,8 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from infra.catalog import (
+    PART_OF_LABEL,
+    RAY_NODE_SELECTOR,
     ACCELERATOR_NODE_LABEL,
     GPU_RESOURCE,
     GPU_POOL_LABELS,
@@ -37,7 +39,13 @@ from infra.catalog import (
 )
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.gpudirect import workload_pod_patch
-from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
+from infra.render.weights import (
+    HF_TOKEN_SECRET_KEY,
+    WeightsSettings,
+    patch_gpu_template,
+    patch_serve_config,
+    with_store_identity,
+)
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_FILE
@@ -50,8 +58,6 @@ CPU_WORKER_CPU, CPU_WORKER_MEMORY = "2", "8Gi"
 SERVE_APP_MOUNT = "/opt/llmserve"  # the ConfigMap with serve_app's in-cluster files; on PYTHONPATH
 WEIGHT_CACHE_MOUNT = "/mnt/hf-cache"  # HF_HOME on local NVMe: ~690 GB of R1 weights per node
 API_KEY_SECRET_KEY = "keys"
-HF_TOKEN_SECRET_KEY = "token"
-PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
 # The Kubernetes provider waits for these before `pulumi up` returns (see `wait_for_conditions`).
 WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
 WAIT_FOR_READY = "condition=Ready"
@@ -402,7 +408,7 @@ def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
                          "targetLabels": {"fromPod": from_pod}}}
 
     return [
-        monitoring(f"{settings.name}-ray", {"ray.io/is-ray-node": "yes"}, ["metrics"]),
+        monitoring(f"{settings.name}-ray", RAY_NODE_SELECTOR, ["metrics"]),
         monitoring(f"{settings.name}-ray-head", {"ray.io/node-type": "head"}, ["as-metrics", "dash-metrics"]),
     ]
 

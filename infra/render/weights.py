@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from infra.catalog import STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
+from infra.catalog import PART_OF_LABEL, STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.weights import RUNAI_LOAD_FORMAT, ModelWeights, WeightsConfig
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
 
-PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}
 MODEL_MOUNT_ROOT = "/mnt/models"
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
@@ -57,7 +56,7 @@ GCSFUSE_MOUNT_OPTIONS = (
 # For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
 GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
 WARMUP_PARALLEL_FILES = 16
-HF_TOKEN_KEY = "token"  # the key of the HF token Secret (infra/render/rayservice.py HF_TOKEN_SECRET_KEY)
+HF_TOKEN_SECRET_KEY = "token"  # the key of the HF token Secret (the RayService's workers read it too)
 
 
 @dataclass(frozen=True)
@@ -319,7 +318,7 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
                     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
     elif settings.hf_token_secret:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret,
-                                                                        "key": HF_TOKEN_KEY}}})
+                                                                        "key": HF_TOKEN_SECRET_KEY}}})
     script = (f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
               f"--disable-pip-version-check --target {WORK_MOUNT}/deps -r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} "
               f"&& exec python -m staging \"$@\"")
