@@ -339,10 +339,6 @@ class CapacityReport:
         return self.stages[self.binding_stage].weight_bytes
 
     @property
-    def max_weight_bytes_per_gpu(self) -> int:
-        return max(stage.weight_bytes for stage in self.stages)
-
-    @property
     def kv_capacity_tokens(self) -> int:
         return self.blocks * self.block_size
 
@@ -441,6 +437,10 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
         FLASHMLA_BLOCK_SIZE if arch.attention == "mla" and gpu.flashmla else DEFAULT_BLOCK_SIZE)
 
     problems += _shape_problems(arch, tp, pp)
+    if pp > arch.num_layers:
+        problems.append(Problem(
+            "pipelineParallelSize", f"more pipeline stages than {arch.name}'s {arch.num_layers} layers, so some stage "
+            "would hold none and vLLM refuses to start", f"{pp}", f"{arch.num_layers} or less"))
     if max_len > arch.max_positions:
         problems.append(Problem(
             "maxModelLen", f"longer than {arch.name}'s max_position_embeddings"
@@ -474,8 +474,9 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
         per_token = layers * arch.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
         budget = (settings.kv_cache_memory_bytes if settings.kv_cache_memory_bytes is not None
                   else requested - weights - overhead)
+        # A stage without layers holds no KV cache (and is refused above).
         stages.append(StageCapacity(index, layers, weights, per_token, budget,
-                                    max(0, budget) // (per_token * block_size)))
+                                    max(0, budget) // (per_token * block_size) if per_token else 0))
         first_layer += layers
     binding = min(range(pp), key=lambda index: (stages[index].blocks, -stages[index].weight_bytes))
     blocks = stages[binding].blocks

@@ -329,3 +329,12 @@ def test_a_hopeless_model_is_refused_quickly_with_a_generic_hint():
     assert time.perf_counter() - started < 1.0
     [problem] = report.errors
     assert problem.key == "tensorParallelSize" and problem.allowed.startswith("more GPUs per replica")
+
+
+def test_a_pipeline_deeper_than_the_model_is_refused_not_a_crash():
+    """Found by the property tests: PP 29 on a 28-layer distill left a stage without layers (division by zero)."""
+    arch = find_architecture("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+    report = plan_capacity(arch, GPU_MEMORY["nvidia-l4"], EngineSettings(tensor_parallel_size=2,
+                                                                        pipeline_parallel_size=29))
+    assert any(problem.key == "pipelineParallelSize" and problem.found == "29" and problem.allowed == "28 or less"
+               for problem in report.errors), report.errors
