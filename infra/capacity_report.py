@@ -108,7 +108,7 @@ def summary_lines(capacity: dict) -> list[str]:
     for mode, pair in cost["hourly_usd"].items():
         name = mode.replace("_", "-")
         configured = " <- configured" if name == cost["capacity_mode"] or (
-            name == "on-demand" and cost["capacity_mode"] in ("flex-start", "queued-provisioning")) else ""
+            name == "on-demand" and cost["capacity_mode"] == "flex-start") else ""
         value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
         lines.append(f"  {name}: {value}{configured}")
     lines += [f"  note: {note}" for note in cost["notes"]]

@@ -277,7 +277,6 @@ class GpuPoolConfig:
     gpudirect: GpuDirect  # the flavour in effect: NONE when the machine lacks it or it is switched off
     spot: bool
     flex_start: bool
-    queued_provisioning: bool
     reservation: Optional[str]
     driver_version: str
 
@@ -491,7 +490,7 @@ def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
     return GpuPoolConfig(
         machine=machine, zones=zones, node_count=node_count, autoscaling=autoscaling, min_nodes=min_nodes,
         max_nodes=max_nodes, compact_placement=compact_placement, gpudirect=gpudirect, spot=spot,
-        flex_start=flex_start, queued_provisioning=queued, reservation=reservation or None,
+        flex_start=flex_start, reservation=reservation or None,
         driver_version=driver_version)
 
 

@@ -62,15 +62,14 @@ PRICES: dict[tuple[str, str], MachinePrice] = {
 
 
 def capacity_mode(pool: Any) -> str:
-    """How the GPU pool gets its VMs: reservation, spot, flex-start, queued-provisioning or on-demand."""
+    """How the GPU pool gets its VMs: reservation, spot, flex-start or on-demand (queued provisioning is refused
+    by config validation)."""
     if pool.reservation:
         return "reservation"
     if pool.spot:
         return "spot"
     if pool.flex_start:
         return "flex-start"
-    if pool.queued_provisioning:
-        return "queued-provisioning"
     return "on-demand"
 
 
@@ -109,22 +108,23 @@ def stack_cost(config: Any) -> dict:
 
     on_demand_gpu = gpu_price.on_demand if gpu_price else None
     on_demand_system = system_price.on_demand if system_price else None
+    spot_gpu = gpu_price.spot if gpu_price else None
     hourly_usd = {
         "on_demand": {"idle": hourly(on_demand_gpu, on_demand_system, idle_nodes),
                       "max": hourly(on_demand_gpu, on_demand_system, max_nodes)},
-        "spot": {"idle": hourly(gpu_price.spot if gpu_price else None, on_demand_system, idle_nodes),
-                 "max": hourly(gpu_price.spot if gpu_price else None, on_demand_system, max_nodes)},
+        "spot": {"idle": hourly(spot_gpu, on_demand_system, idle_nodes),
+                 "max": hourly(spot_gpu, on_demand_system, max_nodes)},
     }
     if gpu_price is not None and gpu_price.spot is None:
         notes.append(f"no Spot price for {machine.machine_type} in {config.region} in infra/costs.py")
     if cluster.location != config.region:
         notes.append("a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal "
                      "cluster's fee")
-    if mode in ("flex-start", "queued-provisioning"):
+    if mode == "flex-start":
         notes.append(f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
                      f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound")
     if mode == "reservation":
-        reserved = hourly(on_demand_gpu, on_demand_system, max_nodes)  # billed whether the VMs run or not
+        reserved = hourly_usd["on_demand"]["max"]  # the largest pool, billed whether the VMs run or not
         hourly_usd["reservation"] = {"idle": reserved, "max": reserved}
     return {
         "currency": "USD",

@@ -86,8 +86,6 @@ class GpuNodePool(pulumi.ComponentResource):
                                                                        max_unavailable=1),
             placement_policy=placement,
             network_config=network_config,
-            queued_provisioning=gcp.container.NodePoolQueuedProvisioningArgs(enabled=True)
-            if settings.queued_provisioning else None,
             node_config=gcp.container.NodePoolNodeConfigArgs(
                 machine_type=machine.machine_type,
                 image_type="COS_CONTAINERD",
@@ -134,7 +132,7 @@ def _reservation_affinity(settings: GpuPoolConfig) -> gcp.container.NodePoolNode
         return gcp.container.NodePoolNodeConfigReservationAffinityArgs(
             consume_reservation_type="SPECIFIC_RESERVATION", key=RESERVATION_NAME_KEY,
             values=[settings.reservation])
-    if settings.spot or settings.flex_start or settings.queued_provisioning:
+    if settings.spot or settings.flex_start:
         # These modes refuse to run with any reservation affinity other than none.
         return gcp.container.NodePoolNodeConfigReservationAffinityArgs(consume_reservation_type="NO_RESERVATION")
     return gcp.container.NodePoolNodeConfigReservationAffinityArgs(consume_reservation_type="ANY_RESERVATION")

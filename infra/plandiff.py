@@ -172,9 +172,8 @@ def _shown(paths: list[str]) -> str:
 # --- every resource ---------------------------------------------------------------------------------------------
 
 
-def _replaces(resource_type: str, old: dict, new: dict, paths: list[str]) -> bool:
-    if resource_type == RAYSERVICE_TYPE:
-        return rayservice_upgrade(old, new).kind == "recreate with downtime"
+def _replaces(resource_type: str, new: dict, paths: list[str]) -> bool:
+    """Whether the provider replaces a resource (the RayService's own rule is its upgrade path)."""
     if resource_type.startswith("kubernetes:"):
         identity = ("metadata.name", "metadata.namespace", "apiVersion", "kind")
         if any(path in identity for path in paths):
@@ -207,7 +206,9 @@ def diff_plans(old: list[dict], new: list[dict]) -> PlanDiff:
             if not paths:
                 result.unchanged += 1
                 continue
-            action = "replace" if _replaces(resource_type, first["inputs"], second["inputs"], paths) else "change"
+            replaces = (upgrade.kind == "recreate with downtime" if upgrade is not None
+                        else _replaces(resource_type, second["inputs"], paths))
+            action = "replace" if replaces else "change"
             result.changes.append(ResourceChange(action, resource_type, name, tuple(paths), upgrade))
     return result
 

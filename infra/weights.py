@@ -139,9 +139,7 @@ def resolve_weights(keys: Mapping[str, Any], models: tuple[ModelSpec, ...], *, s
         problems.append(f"{key('modelStoreForceDestroy')}: true would let `pulumi destroy` delete every staged "
                         f"model of a protected stack; found true with {key('deletionProtection')}=true; allowed: "
                         f"false, or turn deletionProtection off first (throwaway stacks only)")
-    timeout = keys["stagingTimeoutMinutes"]
-    if timeout < 1:
-        problems.append(f"{key('stagingTimeoutMinutes')}: must be 1 or more; found {timeout}")
+    timeout = keys["stagingTimeoutMinutes"]  # its range (1 or more) is checked when it is read
     access_key, secret_key = secrets.get("s3AccessKeyId"), secrets.get("s3SecretAccessKey")
     if (access_key is None) != (secret_key is None):
         problems.append(f"{key('s3AccessKeyId')}/{key('s3SecretAccessKey')}: set both or neither; found only "

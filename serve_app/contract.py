@@ -7,8 +7,6 @@ cannot drift apart.
 
 from __future__ import annotations
 
-import re
-
 # Where the accepted API keys are read on the Ray pods: a file of a mounted Secret volume (never `subPath`,
 # never env), which the kubelet updates in place when the Secret changes, so keys rotate without a restart.
 DEFAULT_API_KEY_FILE = "/etc/llmserve/api-keys/keys"
@@ -19,4 +17,3 @@ INGRESS_CLASS_PATH = "serve_app.ingress:AuthenticatedOpenAiIngress"
 # The constructor keywords the builder passes through `ingress_cls_config.ingress_extra_kwargs`.
 API_KEY_FILE_KWARG = "api_key_file"
 API_KEY_RELOAD_KWARG = "api_key_reload_s"
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -30,9 +30,6 @@ def model_prefix(model_id: str, revision: str) -> str:
     return f"{model_id}/{revision}/"
 
 
-def manifest_object(model_id: str, revision: str) -> str:
-    return model_prefix(model_id, revision) + MANIFEST_NAME
-
 
 def split_uri(uri: str, scheme: str) -> tuple[str, str]:
     """`scheme://bucket/prefix` -> (bucket, prefix without leading slash); ValueError without a bucket."""

@@ -40,8 +40,6 @@ class Source(Protocol):
         """A local path holding the file's bytes (inside `scratch` unless the source is already local)."""
         ...
 
-    def is_local(self) -> bool: ...
-
 
 DEFAULT_EXCLUDES = (".gitattributes",)
 
@@ -69,9 +67,6 @@ class HuggingFaceSource:
         self.revision = revision
         self.excludes = tuple(excludes)
         self.description = f"hf://{repo_id}@{revision}"
-
-    def is_local(self) -> bool:
-        return False
 
     def files(self) -> list[SourceFile]:
         listed = []
@@ -105,9 +100,6 @@ class LocalSource:
         self.revision = revision
         self.excludes = tuple(excludes)
         self.description = f"file://{self.root}"
-
-    def is_local(self) -> bool:
-        return True
 
     def files(self) -> list[SourceFile]:
         listed = []
@@ -150,9 +142,6 @@ class S3Source:
         self.revision = revision
         self.excludes = tuple(excludes)
         self.description = f"s3://{self.bucket}/{self.prefix}"
-
-    def is_local(self) -> bool:
-        return False
 
     def files(self) -> list[SourceFile]:
         listed = []

@@ -44,9 +44,6 @@ class FlakySource:
         self.description, self.revision = inner.description, inner.revision
         self.fetched: list[str] = []
 
-    def is_local(self):
-        return self.inner.is_local()
-
     def files(self):
         return self.inner.files()
 
