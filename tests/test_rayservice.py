@@ -136,7 +136,7 @@ def test_gpu_workers_cache_weights_on_local_ssd():
     worker = group(render_rayservice(settings()), "h100-x16")
     volumes = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}
     assert volumes["weight-cache"]["emptyDir"]["sizeLimit"] == f"{A3_MEGA.local_ssd_gib // 2}Gi"
-    assert env_of(worker["template"])["HF_HOME"] == render.WEIGHT_CACHE_MOUNT
+    assert env_of(worker["template"])["HF_HOME"] == "/mnt/hf-cache"  # local NVMe, as the README says
 
 
 @pytest.mark.parametrize("machine, daemon, nics", [(A3_MEGA, "tcpxo-daemon", 8), (A3_HIGH, "tcpx-daemon", 4)])
@@ -222,7 +222,7 @@ def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monke
     configmap = render.render_serve_app_configmap(current)
     assert "serve_app.ingress.py" in configmap["data"] and configmap["immutable"] is True
     for template in ray_templates(render_rayservice(current)):
-        assert env_of(template)["PYTHONPATH"] == render.SERVE_APP_MOUNT
+        assert env_of(template)["PYTHONPATH"] == "/opt/llmserve"
         volume = next(v for v in template["spec"]["volumes"] if v["name"] == "serve-app")
         assert volume["configMap"]["name"] == configmap["metadata"]["name"]
         assert {"key": "serve_app.ingress.py", "path": "serve_app/ingress.py"} in volume["configMap"]["items"]

@@ -63,7 +63,7 @@ def _affinity_values(daemonset: dict) -> list[str]:
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     (term,) = terms
     (expression,) = term["matchExpressions"]
-    assert expression["key"] == catalog.ACCELERATOR_NODE_LABEL, f"affinity keys on {expression['key']}"
+    assert expression["key"] == "cloud.google.com/gke-accelerator", f"affinity keys on {expression['key']}"
     assert expression["operator"] == "In", f"affinity operator is {expression['operator']}"
     return expression["values"]
 
@@ -154,7 +154,9 @@ def test_nri_injector_targets_exactly_the_catalog_gpudirect_accelerators():
     assert _affinity_values(daemonset) == expected, f"injector affinity is {_affinity_values(daemonset)}"
     assert daemonset["metadata"]["namespace"] == "kube-system", "injector is not in kube-system"
     (container,) = _pod_spec_of(daemonset)["containers"]
-    assert container["image"] == catalog.NRI_DEVICE_INJECTOR_IMAGE, f"injector image is {container['image']}"
+    assert container["image"] == ("gcr.io/gke-release/nri-device-injector@sha256:"
+                                  "6e79483d52abdc28454bf186320b10a56b0f117a10e8d65d5c74dbb821a76970"), \
+        f"injector image is {container['image']}"
     assert _tolerates(_pod_spec_of(daemonset)["tolerations"], catalog.GPU_TAINT_KEY, "NoSchedule"), \
         "injector does not tolerate the GPU taint"
 
@@ -175,7 +177,8 @@ def test_installer_runs_on_its_flavours_nodes_with_catalog_images(flavour, accel
     assert targets == [accelerator], f"{flavour.value} installer targets {targets}"
     assert [c["image"] for c in spec["initContainers"]] == init_images, \
         f"{flavour.value} installer init images are {[c['image'] for c in spec['initContainers']]}"
-    assert [c["image"] for c in spec["containers"]] == [catalog.PAUSE_IMAGE], \
+    assert [c["image"] for c in spec["containers"]] == [
+        "gke.gcr.io/pause:3.8@sha256:880e63f94b145e46f1b1082bb71b85e21f16b99b180b9996407d61240ceb9830"], \
         f"{flavour.value} installer main containers are {spec['containers']}"
     assert daemonset["metadata"]["namespace"] == "kube-system", f"{flavour.value} installer not in kube-system"
     assert spec["priorityClassName"] == "system-node-critical", \

@@ -15,10 +15,10 @@ import warnings
 import pytest
 import yaml
 
-from infra.catalog import MACHINE_PROFILES, STAGING_IMAGE
+from infra.catalog import MACHINE_PROFILES
 from infra.config import parse_stack_config
 from infra.render import weights as render
-from infra.render.rayservice import HF_TOKEN_SECRET_KEY, RayServiceSettings, render_rayservice
+from infra.render.rayservice import RayServiceSettings, render_rayservice
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
 
@@ -182,13 +182,13 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
     (container,) = pod["containers"]
     assert pod["serviceAccountName"] == "llm-weights-stager" and pod["nodeSelector"] == {"llmserve.dev/pool": "system"}
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
-    assert container["image"] == STAGING_IMAGE
+    assert container["image"] == "python:3.11-slim-bookworm"  # the README's staging image
     assert container["args"][:8] == ["--source", "deepseek-ai/DeepSeek-R1", "--revision", COMMIT, "--bucket",
                                       "my-proj-prod-models", "--model-id", "deepseek-r1"]
     assert "-r /opt/staging/requirements-staging.txt" in container["command"][2]
     assert 'exec python -m staging "$@"' in container["command"][2]
     env = {item["name"]: item for item in container["env"]}
-    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "llm-hf-token", "key": HF_TOKEN_SECRET_KEY}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "llm-hf-token", "key": "token"}
     assert env["HF_XET_HIGH_PERFORMANCE"]["value"] == "1" and "AWS_ACCESS_KEY_ID" not in env
     items = {item["path"] for item in pod["volumes"][0]["configMap"]["items"]}
     assert {"staging/copy.py", "staging/__main__.py", "requirements-staging.txt"} <= items
