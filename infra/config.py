@@ -636,9 +636,10 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
     if exposure == "cluster" and source_ranges:
         read.warnings.append(f"{_key('serveSourceRanges')}: has no effect with {_key('serveExposure')}=cluster "
                              f"(no load balancer)")
-    if pool.driver_version == "DEFAULT" and "-cu13" in (ray_image or RAY_LLM_IMAGE):
+    image = ray_image or RAY_LLM_IMAGE
+    if pool.driver_version == "DEFAULT" and "-cu13" in image:
         read.warnings.append(f"{_key('gpuDriverVersion')}: DEFAULT with a CUDA 13 image "
-                             f"({ray_image or RAY_LLM_IMAGE}); CUDA 13 needs an R580 or newer driver, which GKE's "
+                             f"({image}); CUDA 13 needs an R580 or newer driver, which GKE's "
                              f"default driver may not be; LATEST is the safe choice")
     if not api_auth:
         read.warnings.append(f"{_key('apiAuth')}: false; anyone who can reach the cluster-internal service can use "
@@ -646,7 +647,7 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
     return ServingConfig(
         models=models,
         namespace=namespace,
-        ray_image=ray_image or RAY_LLM_IMAGE,
+        ray_image=image,
         ray_cluster_upgrade=ray_cluster_upgrade,
         cpu_workers=cpu_workers,
         exposure=exposure,
@@ -844,8 +845,9 @@ def _is_rfc3339(value: str) -> bool:
 
 
 def _is_reservation(value: str) -> bool:
-    name = r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?"
-    return re.fullmatch(rf"{name}(/reservationBlocks/{name})?", value) is not None
+    """NAME or NAME/reservationBlocks/BLOCK, each an RFC 1035 name (a name holds no '/', so the split is exact)."""
+    parts = value.split("/reservationBlocks/")
+    return len(parts) <= 2 and not any(gcp_rules.rfc1035_problem(part) for part in parts)
 
 
 _K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")

@@ -68,7 +68,7 @@ def model_weights(name: str, config: StackConfig, hf_token: bool) \
         config=weights, namespace=serving.namespace, gcp_project=config.gcp_project,
         bucket=weights.store.bucket if weights.store else None, ray_service_account=ray_ksa,
         reader_email=reader_email, stager_service_account=stager_ksa, stager_email=writer_email,
-        hf_token_secret=f"{name}-hf-token" if hf_token else None, name=name)
+        hf_token_secret=render.hf_token_secret_name(name) if hf_token else None, name=name)
     if weights.store is None:
         return settings, None, None
     store = ModelStore(f"{name}-models", ModelStoreArgs(

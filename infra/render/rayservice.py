@@ -42,8 +42,10 @@ from infra.render.gpudirect import workload_pod_patch
 from infra.render.weights import (
     HF_TOKEN_SECRET_KEY,
     WeightsSettings,
+    hf_token_secret_name,
     patch_gpu_template,
     patch_serve_config,
+    render_secret,
     with_store_identity,
 )
 from serve_app.builder import AuthSettings, build_serve_config
@@ -107,7 +109,7 @@ class RayServiceSettings:
 
     @property
     def hf_token_secret(self) -> str:
-        return f"{self.name}-hf-token"
+        return hf_token_secret_name(self.name)
 
     @property
     def serve_service(self) -> str:
@@ -165,13 +167,6 @@ def gpu_worker_groups(models: Sequence[ModelSpec], machine: MachineProfile, max_
 
 def render_namespace(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(PART_OF_LABEL)}}
-
-
-def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dict:
-    """An Opaque Secret; values may be Pulumi secret outputs, which stay secret."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
-            "stringData": string_data}
 
 
 @functools.cache

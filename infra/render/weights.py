@@ -277,11 +277,22 @@ def render_staging_configmap(settings: WeightsSettings) -> dict:
     return files_configmap(staging_configmap_name(settings), settings.namespace, staging_files(), PART_OF_LABEL)
 
 
-def render_s3_secret(settings: WeightsSettings) -> dict:
+def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dict:
+    """An Opaque Secret; values may be Pulumi secret outputs, which stay secret."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": settings.s3_secret, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL)},
-            "stringData": {"AWS_ACCESS_KEY_ID": settings.config.s3_access_key_id,
-                           "AWS_SECRET_ACCESS_KEY": settings.config.s3_secret_access_key}}
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
+            "stringData": string_data}
+
+
+def hf_token_secret_name(name: str) -> str:
+    """The Secret with the Hugging Face token, read by the GPU workers and the staging Jobs alike."""
+    return f"{name}-hf-token"
+
+
+def render_s3_secret(settings: WeightsSettings) -> dict:
+    return render_secret(settings.s3_secret, settings.namespace,
+                         {"AWS_ACCESS_KEY_ID": settings.config.s3_access_key_id,
+                          "AWS_SECRET_ACCESS_KEY": settings.config.s3_secret_access_key})
 
 
 STAGING_WORKERS = 4  # files in flight: scratch holds at most 4 R1 shards (~4.3 GB each) at once
