@@ -126,7 +126,7 @@ def resolve_weights(keys: Mapping[str, Any], models: tuple[ModelSpec, ...], *, s
     key = lambda name: f"{PROJECT}:{name}"  # noqa: E731
 
     bucket = keys["modelStoreBucket"] or default_bucket_name(gcp_project, stack)
-    if not _BUCKET.match(bucket) or ".." in bucket or bucket.startswith("goog"):
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
         problems.append(f"{key('modelStoreBucket')}: not a valid bucket name; found {bucket!r}; allowed: 3-63 "
                         f"lowercase letters, digits, '-', '_', '.', starting and ending with a letter or digit")
     location = (keys["modelStoreLocation"] or region).lower()
@@ -212,14 +212,14 @@ def _model_weights(where: str, model: ModelSpec, chosen: str, bucket: str) \
         except ValueError:
             return None, [f"{where}.source: s3:// URI without a valid bucket; found {source!r}; allowed: "
                           f"s3://<bucket>/<prefix of the snapshot>"]
-        if revision is None or not REVISION_LABEL.match(revision):
+        if revision is None or not REVISION_LABEL.fullmatch(revision):
             return None, [f"{where}.revision: an s3:// source needs a label naming its store folder; found "
                           f"{revision!r}; allowed: letters, digits, '.', '_', '-' (e.g. v1 or 2026-11)"]
         return _store_weights(where, model, chosen, source, revision)
     if "://" in source or source.startswith("/"):
         return None, [f"{where}.source: weightSource {chosen} cannot stage {source!r} from the cluster; allowed: "
                       f"{allowed}"]
-    if revision is None or not HF_COMMIT.match(revision):
+    if revision is None or not HF_COMMIT.fullmatch(revision):
         return None, [f"{where}.revision: weightSource {chosen} stages {source} at one Hub commit; found "
                       f"{revision!r}; allowed: the 40-character commit id (HfApi().model_info({source!r}).sha)"]
     return _store_weights(where, model, chosen, source, revision)

@@ -21,10 +21,10 @@ _MODEL_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 
 def model_prefix(model_id: str, revision: str) -> str:
     """The object-name prefix of one model revision, with a trailing slash."""
-    if not _MODEL_PATH.match(model_id) or "//" in model_id or model_id.endswith("/") or ".." in model_id:
+    if not _MODEL_PATH.fullmatch(model_id) or "//" in model_id or model_id.endswith("/") or ".." in model_id:
         raise ValueError(f"model id {model_id!r} cannot name a folder in the model store; allowed: letters, "
                          f"digits, '.', '_', '-', '/' (no empty or '..' segments)")
-    if not REVISION_LABEL.match(revision):
+    if not REVISION_LABEL.fullmatch(revision):
         raise ValueError(f"revision {revision!r} cannot name a folder in the model store; allowed: a commit id "
                          f"or a label of letters, digits, '.', '_', '-'")
     return f"{model_id}/{revision}/"
@@ -38,6 +38,6 @@ def split_uri(uri: str, scheme: str) -> tuple[str, str]:
         raise ValueError(f"expected a {head} URI; found {uri!r}")
     rest = uri[len(head):]
     bucket, _, prefix = rest.partition("/")
-    if not bucket or not re.match(r"^[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]$", bucket):
+    if not bucket or not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]", bucket):
         raise ValueError(f"{uri!r} names no valid bucket; allowed: {head}<bucket>/<prefix>")
     return bucket, prefix.lstrip("/")

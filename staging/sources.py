@@ -54,7 +54,7 @@ class HuggingFaceSource:
 
     def __init__(self, repo_id: str, revision: str, *, api: Any = None, token: Optional[str] = None,
                  excludes: Iterable[str] = DEFAULT_EXCLUDES):
-        if not HF_COMMIT.match(revision):
+        if not HF_COMMIT.fullmatch(revision):
             raise StagingError(f"revision {revision!r} of {repo_id} is not a commit id; pin a 40-character "
                                f"commit (HfApi().model_info({repo_id!r}).sha) so the store path never changes "
                                f"content")

@@ -157,3 +157,16 @@ def test_streamer_options_it_cannot_serve_are_refused(engine, message):
 def test_streaming_load_formats_need_the_streamer_source():
     assert ("models[0].engineKwargs.load_format: runai_streamer streams from object storage, but weightSource is "
             "gcsfuse" in problems([{**R1, "engineKwargs": {"load_format": "runai_streamer"}}]))
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"revision": COMMIT + "\n"}, "llmserve:models[0].revision"),
+    ({"source": "s3://team-weights/r1", "revision": "v1\n", "preset": "deepseek-r1"}, "llmserve:models[0].revision"),
+])
+def test_a_trailing_newline_is_not_a_valid_revision(overrides, key):
+    """`^...$` with re.match accepts a trailing newline, which would end up in the store's object names."""
+    assert key in problems([{**R1, **overrides}])
+
+
+def test_a_trailing_newline_is_not_a_valid_bucket():
+    assert "llmserve:modelStoreBucket: not a valid bucket name" in problems(modelStoreBucket="my-models\n")
