@@ -49,6 +49,9 @@ CPU_ENV = {
     "HF_HUB_OFFLINE": "1",  # the tiny models are local; never reach for the hub
 }
 RAY_LOGICAL_CPUS = 8  # placement is by logical CPU; engines, ingress replicas and proxies oversubscribe the cores
+# On PYTHONPATH of every process the server starts: its sitecustomize asks Linux for the AMX tile-data state,
+# without which vLLM's CPU attention dies with SIGILL on AMX machines (see the module's docstring).
+LOCAL_SITE = Path(__file__).resolve().parent / "local_site"
 READY_MARKER = "llmserve local: ready"
 
 
@@ -168,7 +171,7 @@ class LocalServer:
         env = dict(os.environ)
         env.update(CPU_ENV)
         env.update({
-            "PYTHONPATH": str(pythonpath),
+            "PYTHONPATH": os.pathsep.join((str(pythonpath), str(LOCAL_SITE))),
             # Ray 2.60 defaults to token auth; use it, as KubeRay's authOptions.mode=token does on the cluster.
             "RAY_AUTH_MODE": "token",
             "RAY_AUTH_TOKEN": secrets.token_urlsafe(32),

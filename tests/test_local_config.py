@@ -4,7 +4,12 @@ errors. Pure: no Ray, no vLLM; the running server is tested in tests/e2e."""
 from __future__ import annotations
 
 import copy
+import ctypes
+import os
+import platform
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,9 @@ from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.local import (
     CPU_ENV,
     CPU_MAX_MODEL_LEN,
+    LOCAL_SITE,
     LocalRunError,
+    LocalServer,
     cpu_serve_config,
     ensure_port_free,
     stack_serving,
@@ -78,3 +85,37 @@ def test_port_in_use_is_a_clear_error():
         port = holder.getsockname()[1]
         with pytest.raises(LocalRunError, match=f"port {port} \\(the OpenAI API\\) is already in use"):
             ensure_port_free(port, "the OpenAI API")
+
+
+def _amx_tile_data_supported() -> bool:
+    """What the kernel offers (ARCH_GET_XCOMP_SUPP = 0x1021, bit 18 = XTILEDATA), asked independently of the
+    module under test."""
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    supported = ctypes.c_uint64(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(158, 0x1021, ctypes.byref(supported)) == 0 and bool(supported.value >> 18 & 1)
+
+
+def test_every_local_process_asks_for_the_amx_tile_data_state_where_the_cpu_has_it():
+    """A fresh interpreter with LOCAL_SITE on PYTHONPATH (as every process of the local server gets it) holds
+    the AMX tile-data permission when the CPU offers it, and asks for nothing when it does not."""
+    probe = ("import ctypes, sitecustomize; permitted = ctypes.c_uint64(0); "
+             "ctypes.CDLL(None).syscall(158, 0x1022, ctypes.byref(permitted)); "
+             "print(sitecustomize.__file__, sitecustomize.request_amx_tile_data(), permitted.value >> 18 & 1)")
+    run = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(LOCAL_SITE)},
+                         capture_output=True, text=True, check=True)
+    module_file, granted, permitted_bit = run.stdout.split()
+    assert Path(module_file).parent == LOCAL_SITE
+    expected = _amx_tile_data_supported()
+    assert (granted, permitted_bit) == (str(expected), str(int(expected))), run.stdout
+
+
+def test_the_local_server_puts_the_amx_site_on_every_process_path():
+    models, auth = stack_serving("dev")
+    server = LocalServer(build_serve_config(models, auth=auth), api_key=None)
+    try:
+        assert server.env["PYTHONPATH"].split(os.pathsep) == [str(server.workdir / "pythonpath"), str(LOCAL_SITE)]
+        assert (LOCAL_SITE / "sitecustomize.py").is_file()
+    finally:
+        server.stop()

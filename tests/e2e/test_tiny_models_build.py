@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from serve_app.local import LOCAL_SITE
 from serve_app.tiny_models import (
     ARCHITECTURES,
     BOS,
@@ -212,7 +213,9 @@ VLLM_SCRIPT = textwrap.dedent(
         llm = LLM(model=sys.argv[1], max_model_len=256, dtype="bfloat16", enforce_eager=True)
         ready = time.perf_counter()
         greedy = SamplingParams(max_tokens=8, temperature=0, ignore_eos=True)
-        completion = llm.generate(["The cluster serves"], greedy)[0]
+        # One word first: the first forward pass of a new engine on a one-token prompt is where vLLM's AMX
+        # attention died with SIGILL before the local site asked for the AMX tile-data state.
+        completion = llm.generate(["hello"], greedy)[0]
         chat = llm.chat([{"role": "user", "content": "What is 2+2?"}], greedy)[0]
         done = time.perf_counter()
         print("RESULT " + json.dumps({
@@ -244,7 +247,8 @@ def test_vllm_generates_with_the_tiny_deepseek(built: dict[str, Path], tmp_path:
         "VLLM_CPU_OMP_THREADS_BIND": "nobind",
         "VLLM_CACHE_ROOT": str(tmp_path / "vllm-cache"),  # not ~/.cache/vllm
         "VLLM_RPC_BASE_PATH": rpc_dir,
-        "PYTHONPATH": str(ROOT),
+        # As the local server does: the sitecustomize there asks Linux for the AMX state in every process.
+        "PYTHONPATH": os.pathsep.join((str(LOCAL_SITE), str(ROOT))),
     }
     start = time.perf_counter()
     try:
@@ -267,8 +271,13 @@ def test_vllm_generates_with_the_tiny_deepseek(built: dict[str, Path], tmp_path:
     tokenizer = _tokenizer(model)
     assert result["chat_prompt_ids"][0] == tokenizer.bos_token_id
     assert result["chat_prompt_ids"][-2:] == tokenizer.encode(f"{THINK_START}\n", add_special_tokens=False)
-    # The R1 code paths, not a fallback: vLLM logs the attention and MoE backends it picked.
-    assert "Using CPU_MLA backend" in log
+    # The R1 code paths, not a fallback: vLLM logs the attention and MoE backends it picked. vLLM 0.29 prefers
+    # AMX_MLA for MLA models whenever torch reports AMX tiles on x86, else CPU_MLA
+    # (vllm/platforms/cpu.py, CpuPlatform.get_attn_backend_cls).
+    import torch
+
+    expected_backend = "AMX_MLA" if torch.cpu._is_amx_tile_supported() else "CPU_MLA"
+    assert f"Using {expected_backend} backend" in log
     assert "Unquantized MoE backend" in log
 
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
