@@ -3,18 +3,18 @@
 import pulumi
 
 from infra.catalog import GpuDirect
-from infra.cluster import Cluster, ClusterArgs
-from infra.config import load_stack_config
-from infra.gpu_pool import GpuNodePool, GpuPoolArgs
-from infra.gpudirect import GpuDirectArgs, GpuDirectObjects
-from infra.exposure import ServingExposure, ServingExposureArgs
-from infra.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
-from infra.monitoring import Monitoring, MonitoringArgs, monitoring_settings
-from infra.network import Network, NetworkArgs
+from infra.components.cluster import Cluster, ClusterArgs
+from infra.config.stack import load_stack_config
+from infra.components.gpu_pool import GpuNodePool, GpuPoolArgs
+from infra.components.gpudirect import GpuDirectArgs, GpuDirectObjects
+from infra.components.exposure import ServingExposure, ServingExposureArgs
+from infra.components.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
+from infra.components.monitoring import Monitoring, MonitoringArgs, monitoring_settings
+from infra.components.network import Network, NetworkArgs
 from infra.render.exposure import ExposureSettings, public_base_url
 from infra.render.rayservice import RayServiceSettings, serve_urls
-from infra.serving import LlmService, LlmServiceArgs
-from infra.weight_staging import model_weights
+from infra.components.serving import LlmService, LlmServiceArgs
+from infra.components.weight_staging import model_weights
 
 config = load_stack_config()
 for warning in config.warnings:

@@ -1,7 +1,7 @@
-"""`python -m infra plan <stack> [--out DIR]`: the offline plan (see infra/plan.py)."""
+"""`python -m infra <command>` (see infra/cli/main.py)."""
 
 import sys
 
-from infra.plan import main
+from infra.cli.main import main
 
 sys.exit(main())

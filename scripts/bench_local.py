@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serve_app.local import LaunchedServer, free_port  # noqa: E402
+from local_run.launcher import LaunchedServer  # noqa: E402
+from local_run.server import free_port  # noqa: E402
 
 SUMMARY = (("completed", "completed", "{:.0f}"), ("failed", "failed", "{:.0f}"),
            ("req/s", "request_throughput", "{:.2f}"), ("output tok/s", "output_throughput", "{:.1f}"),

@@ -1,4 +1,4 @@
-"""Rewrite Pulumi.yaml's config declarations from infra/config.py CONFIG_KEYS: `python scripts/sync_pulumi_yaml.py`.
+"""Rewrite Pulumi.yaml's config declarations from infra/config/stack.py CONFIG_KEYS: `python scripts/sync_pulumi_yaml.py`.
 
 CONFIG_KEYS is the source of truth; tests/test_config.py fails when Pulumi.yaml drifts from it. Keys that
 Pulumi.yaml cannot type (the model list, optional secrets) are written as comments, with the model keys'
@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.config import CONFIG_KEYS  # noqa: E402
+from infra.config.stack import CONFIG_KEYS  # noqa: E402
 from serve_app.spec import KEYS as MODEL_KEYS  # noqa: E402
 
 HEADER = """\
@@ -28,7 +28,7 @@ runtime:
   options:
     toolchain: pip
     virtualenv: .venv
-# Every key is read once by infra/config.py (CONFIG_KEYS), which holds the same defaults and descriptions;
+# Every key is read once by infra/config/stack.py (CONFIG_KEYS), which holds the same defaults and descriptions;
 # scripts/sync_pulumi_yaml.py writes this file from it and tests/test_config.py fails if the two drift apart.
 # Keys under `config:` without a default are required.
 #

@@ -1,4 +1,4 @@
-"""The model store on one machine, for `python -m serve_app.local <stack> --weights-store`.
+"""The model store on one machine, for `python -m local_run <stack> --weights-store`.
 
 Starts `gcp-storage-emulator` on 127.0.0.1, stages each model directory into it with the real stager, and
 gives back a read-only copy of the staged folder, fetched from the store, to serve from: the stand-in for the

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from infra.capacity import (
+from infra.planning.capacity import (
     ARCHITECTURES,
     GIB,
     EngineSettings,

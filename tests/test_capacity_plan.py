@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.plan import PROJECT_ROOT, main
+from infra.cli.main import main
+from infra.cli.plan import PROJECT_ROOT
 
 R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1",
       "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad", "acceleratorType": "H100",
@@ -147,7 +148,7 @@ def test_prod_capacity_and_cost(planned):
     assert "KV cache: 854,400 tokens" in summary and "26.07x concurrency at 32,768 tokens" in summary
     assert "GPU-hours per hour: 16 (2 x a3-megagpu-8g x 8 GPUs)" in summary
     assert "reservation: $185.13/h <- configured" in summary
-    # prod stages R1 into the model store and mounts it (infra/weights.py): that source is the configured one.
+    # prod stages R1 into the model store and mounts it (infra/config/weights.py): that source is the configured one.
     assert r1["weight_source"] == "gcsfuse"
     assert "huggingface 11.5-40.9 min, gcsfuse 7.5-20 min (configured), runai-streamer 5.5-15 min" in summary
 
@@ -192,7 +193,7 @@ def test_a_stack_in_a_region_without_prices_says_so(tmp_path):
     cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
     assert cost["capacity_mode"] == "spot"
     assert cost["hourly_usd"]["spot"] == {"idle": None, "max": None}
-    assert "no list price for a3-highgpu-8g in europe-west4 in infra/costs.py" in cost["notes"]
+    assert "no list price for a3-highgpu-8g in europe-west4 in infra/planning/costs.py" in cost["notes"]
 
 
 # --- python -m infra capacity -----------------------------------------------------------------------------

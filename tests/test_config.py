@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infra.catalog import GpuDirect
-from infra.config import CONFIG_KEYS, ConfigError, parse_stack_config
+from infra.config.stack import CONFIG_KEYS, ConfigError, parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP = {"project": "my-project", "region": "us-east4"}
@@ -50,7 +50,7 @@ def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo():
     assert config.cluster.location == "us-east4"
     assert config.cluster.deletion_protection is True
     assert config.cluster.node_upgrade_freeze_start == "2026-11-01T00:00:00Z"
-    # The R1 preset batches 64 sequences, of which only about 26 fit at the full 32k context (infra/capacity.py).
+    # The R1 preset batches 64 sequences, of which only about 26 fit at the full 32k context (infra/planning/capacity.py).
     assert [warning.split(": ")[0] for warning in config.warnings] == ["llmserve:models[0].maxNumSeqs"]
 
 
@@ -439,7 +439,7 @@ def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad():
 
 
 def test_every_integer_key_has_a_range():
-    from infra.config import INTEGER_BOUNDS
+    from infra.config.stack import INTEGER_BOUNDS
 
     assert sorted(INTEGER_BOUNDS) == sorted(key.name for key in CONFIG_KEYS if key.type == "integer")
     for key in CONFIG_KEYS:

@@ -5,7 +5,7 @@ Four generators, about 1,240 examples per run in total (the `EXAMPLES` table):
 - `test_mutated_stack_files_...`: the project's own stacks with one to four mutations each: a wrong type at any
   leaf (numbers huge, negative and non-finite, booleans, null, unicode and YAML-1.1-looking strings, lists,
   maps), keys deleted, extra and misspelt keys added, empty and duplicate lists, overlapping CIDRs, repeated
-  models; written out as YAML and read back through infra/stackfiles.py and infra/config.py (no engine);
+  models; written out as YAML and read back through infra/config/stackfiles.py and infra/config/stack.py (no engine);
 - `test_damaged_stack_text_...`: the stack files' text with random edits (YAML syntax characters, tabs,
   unicode, lines duplicated or dropped), for the parser's own errors;
 - `test_typed_values_...`: `parse_stack_config` called directly with any value, typed or text, for any key, as
@@ -28,9 +28,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from infra.config import CONFIG_KEYS, ConfigError, StackConfig, config_from_map, parse_stack_config
-from infra.plan import PROJECT_ROOT, main
-from infra.stackfiles import StackFileError, stack_config
+from infra.config.stack import CONFIG_KEYS, ConfigError, StackConfig, config_from_map, parse_stack_config
+from infra.cli.main import main
+from infra.cli.plan import PROJECT_ROOT
+from infra.config.stackfiles import StackFileError, stack_config
 
 EXAMPLES = {"mutated": 600, "damaged": 300, "typed": 300, "plan": 40}
 STACKS = ("dev", "staging", "prod")

@@ -1,4 +1,4 @@
-"""`python -m serve_app.local`: what it rewrites for a CPU (and what it must leave alone), and its preflight
+"""`python -m local_run`: what it rewrites for a CPU (and what it must leave alone), and its preflight
 errors. Pure: no Ray, no vLLM; the running server is tested in tests/e2e."""
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ from pathlib import Path
 import pytest
 
 from serve_app.builder import AuthSettings, build_serve_config
-from serve_app.local import (
-    CPU_ENV,
-    CPU_MAX_MODEL_LEN,
-    LOCAL_SITE,
-    LocalRunError,
-    LocalServer,
-    cpu_serve_config,
-    ensure_port_free,
-    stack_serving,
-)
+from local_run.errors import LocalRunError
+from local_run.serve_config import CPU_ENV, CPU_MAX_MODEL_LEN, cpu_serve_config, stack_serving
+from local_run.server import LOCAL_SITE, LocalServer, ensure_port_free
 
 PATHS = {"deepseek-r1": Path("/cache/deepseek_v3"),
          "deepseek-r1-distill-qwen-7b": Path("/cache/qwen2"), "deepseek-r1-distill-qwen-1.5b": Path("/cache/qwen2")}

@@ -12,15 +12,14 @@ import re
 
 import pytest
 
-from infra.config import CONFIG_KEYS_BY_NAME, parse_stack_config
-from infra.errors import ConfigError
+from infra.config.stack import CONFIG_KEYS_BY_NAME, parse_stack_config
+from infra.config.errors import ConfigError
 from infra.render import monitoring as render
+from infra.config.alerts import THRESHOLD_RANGES, AlertThresholds, alert_thresholds
 from infra.render.monitoring import (
     METRICS,
-    AlertThresholds,
     MonitoringSettings,
     alert_policy_args,
-    alert_thresholds,
     dashboard_json,
     metrics_used,
     render_alerts,
@@ -225,7 +224,7 @@ def test_policy_arguments():
 
 def test_config_defaults_are_the_renderers_defaults():
     defaults = AlertThresholds()
-    for key, field_name, lowest, highest in render.THRESHOLD_RANGES:
+    for key, field_name, lowest, highest in THRESHOLD_RANGES:
         assert CONFIG_KEYS_BY_NAME[key].default == getattr(defaults, field_name), key
         assert lowest <= getattr(defaults, field_name) <= highest, key
     assert CONFIG_KEYS_BY_NAME["alertNotificationChannel"].default == defaults.notification_channel == ""
@@ -274,7 +273,7 @@ def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones():
 
 @pytest.fixture(scope="module")
 def planned():
-    from infra.plan import run_program
+    from infra.cli.plan import run_program
 
     return {stack: run_program(stack)[1] for stack in ("dev", "prod")}
 
@@ -304,7 +303,7 @@ def test_every_query_of_a_planned_stack_selects_its_own_cluster():
     """Cloud Monitoring queries span the project: two stacks in one project (same namespace `llm`, same
     RayService `llm`) must not read or alert on each other's series. Managed Prometheus labels every series
     with the GKE cluster's name, which the plan's mocks report as the cluster's logical name."""
-    from infra.plan import run_program
+    from infra.cli.plan import run_program
 
     resources = run_program("prod")[1]
     queries = [resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]

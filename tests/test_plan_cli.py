@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.plan import PROJECT_ROOT, main
+from infra.cli.main import main
+from infra.cli.plan import PROJECT_ROOT
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,9 @@ import json
 import pytest
 import yaml
 
-from infra.plan import main, make_plan
-from infra.plandiff import changed_paths, diff_plans, format_diff, rayservice_upgrade
+from infra.cli.main import main
+from infra.cli.plan import make_plan
+from infra.cli.plandiff import changed_paths, diff_plans, format_diff, rayservice_upgrade
 
 RAYSERVICE = "llm-serve-rayservice"
 

@@ -1,6 +1,6 @@
 """The platform each stack creates, checked under Pulumi mocks (preview=False, so no check is silently skipped).
 
-Each stack's real program runs once (`infra.plan.run_program`); every test states one invariant and names the
+Each stack's real program runs once (`infra.cli.plan.run_program`); every test states one invariant and names the
 resource that breaks it.
 """
 
@@ -13,7 +13,7 @@ import ipaddress
 import pytest
 
 from infra.catalog import MACHINE_PROFILES
-from infra.plan import kubernetes_manifests, run_program
+from infra.cli.plan import kubernetes_manifests, run_program
 from kubernetes_openapi import assert_valid_kubernetes_object
 
 STACKS = ("dev", "staging", "prod")

@@ -16,13 +16,8 @@ from ray.serve.schema import ServeDeploySchema
 
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
-from infra.render.rayservice import (
-    RayServiceSettings,
-    gpu_worker_groups,
-    pods_for,
-    render_rayservice,
-    wait_for_conditions,
-)
+from infra.planning.sizing import gpu_worker_groups, pods_for
+from infra.render.rayservice import RayServiceSettings, render_rayservice, wait_for_conditions
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models

@@ -11,16 +11,18 @@ import re
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
 
 from infra.catalog import MACHINE_PROFILES
-from infra.config import parse_stack_config
+from infra.config.stack import parse_stack_config
 from infra.render import weights as render
 from infra.render.rayservice import RayServiceSettings, render_rayservice
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
+from staging.layout import MANIFEST_NAME
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -227,8 +229,18 @@ def test_the_staging_jobs_model_label_is_a_valid_label_value(model_id):
 # --- the manifest check, run for real --------------------------------------------------------------------------
 
 
+def test_the_init_container_runs_staging_manifest_check_py_as_written(tmp_path):
+    """The GPU workers' check is the file staging/manifest_check.py, byte for byte, looking for the manifest
+    name the stager writes (staging/layout.py)."""
+    template = gpu_template(rayservice(stack()))
+    (check,) = [c for c in template["spec"]["initContainers"] if c["name"] == "weights-manifest-check"]
+    script = (Path(__file__).resolve().parent.parent / "staging" / "manifest_check.py").read_text()
+    assert check["command"][:3] == ["python3", "-c", script]
+    assert f"os.path.join(root, {MANIFEST_NAME!r})" in script
+
+
 def run_check(*roots) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", render.MANIFEST_CHECK, *map(str, roots)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", render.manifest_check_script(), *map(str, roots)], capture_output=True,
                           text=True, timeout=30)
 
 

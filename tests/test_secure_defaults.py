@@ -1,4 +1,4 @@
-"""Secure defaults and capacity settings that hold (infra/secure.py, infra/render/exposure.py, infra/exposure.py).
+"""Secure defaults and capacity settings that hold (infra/config/secure.py, infra/render/exposure.py, infra/components/exposure.py).
 
 Config rules are checked by their messages; what the stacks create is checked on the real program under mocks,
 the same way as tests/test_platform.py, including stack variants (external HTTPS exposure, opt-outs).
@@ -13,11 +13,12 @@ import re
 import jsonschema
 import pytest
 
-from infra import plan as plan_module
+from infra.cli import plan as plan_module
 from infra.render.exposure import ExposureSettings, render_network_policies
 from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
-from infra.secure import SecureSettings, source_ranges_for_internal
-from infra.stackfiles import stack_config
+from infra.config.secure import SecureSettings
+from infra.render.exposure import source_ranges_for_internal
+from infra.config.stackfiles import stack_config
 from kubernetes_openapi import assert_valid_kubernetes_object
 from test_config import parse, problems_of
 from test_platform import STACKS, gpu_pool, planned

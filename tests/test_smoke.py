@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from infra.plan import main
+from infra.cli.main import main
 
 KEY = "k" * 32
 
@@ -145,7 +145,7 @@ def test_smoke_runs_where_pulumi_is_not_installed():
     import sys
     from pathlib import Path
 
-    code = ("import sys; sys.modules['pulumi'] = None; from infra.plan import main; "
+    code = ("import sys; sys.modules['pulumi'] = None; from infra.cli.main import main; "
             "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
                             capture_output=True, text=True, timeout=60)
@@ -153,7 +153,7 @@ def test_smoke_runs_where_pulumi_is_not_installed():
 
 
 def test_during_a_rotation_the_newest_configured_key_is_used():
-    from infra.smoke import newest_key
+    from infra.cli.smoke import newest_key
 
     assert newest_key("old-key-0000000000000000,new-key-1111111111111111") == "new-key-1111111111111111"
     assert newest_key(" only-key-000000000000 ") == "only-key-000000000000"

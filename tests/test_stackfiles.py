@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.plan import PROJECT_ROOT, main
-from infra.stackfiles import SECRET, StackFileError, stack_config
+from infra.cli.main import main
+from infra.cli.plan import PROJECT_ROOT
+from infra.config.stackfiles import SECRET, StackFileError, stack_config
 
 
 def _project(tmp_path: Path, stack_text: str, stack: str = "t") -> Path:

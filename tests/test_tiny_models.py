@@ -1,4 +1,4 @@
-"""`serve_app.tiny_models` without torch: which tiny architecture stands in for which model source, the
+"""`local_run.tiny_models` without torch: which tiny architecture stands in for which model source, the
 error for the rest, the chat template, and the build cache's all-or-nothing behaviour.
 
 The builds themselves (torch, transformers, tokenizers, vLLM) are tested in
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.stackfiles import known_stacks, stack_config
-from serve_app import tiny_models
-from serve_app.tiny_models import (
+from infra.config.stackfiles import known_stacks, stack_config
+from local_run import tiny_models
+from local_run.tiny_models import (
     ARCHITECTURES,
     MANIFEST,
     SUPPORTED,
@@ -97,10 +97,10 @@ def test_the_three_stacks_are_covered() -> None:
 @pytest.mark.parametrize(("stack", "model_id", "source"), STACK_SOURCES,
                          ids=[f"{stack}-{model_id}" for stack, model_id, _ in STACK_SOURCES])
 def test_every_stack_model_has_a_tiny_stand_in(stack: str, model_id: str, source: str) -> None:
-    """`python -m serve_app.local <stack>` can replace each of the stack's models."""
+    """`python -m local_run.server <stack>` can replace each of the stack's models."""
     assert source in EXPECTED, (
         f"Pulumi.{stack}.yaml serves {source!r} ({model_id}); add it to EXPECTED with the tiny architecture "
-        "that should stand in for it (and to serve_app.tiny_models.SUPPORTED if none fits)"
+        "that should stand in for it (and to local_run.tiny_models.SUPPORTED if none fits)"
     )
     assert architecture_for(source) == EXPECTED[source]
 
@@ -167,7 +167,7 @@ def test_tiny_model_for_rejects_unsupported_sources_before_building(tmp_path: Pa
 
 def test_importing_the_module_imports_no_ml_library() -> None:
     """Deploy-time code and the runner's argument checks import it where torch is absent."""
-    code = ("import sys, serve_app.tiny_models; "
+    code = ("import sys, local_run.tiny_models; "
             "print(sorted({'torch', 'transformers', 'tokenizers', 'vllm'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

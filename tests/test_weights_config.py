@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from infra.config import ConfigError, parse_stack_config
-from infra.weights import default_bucket_name
+from infra.config.stack import ConfigError, parse_stack_config
+from infra.config.weights import default_bucket_name
 
 GCP = {"project": "my-proj", "region": "us-east4"}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"

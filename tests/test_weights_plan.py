@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.plan import kubernetes_manifests, run_program
+from infra.cli.plan import kubernetes_manifests, run_program
 from kubernetes_openapi import assert_valid_kubernetes_object
 
 _planned: dict = {}
@@ -108,11 +108,11 @@ def test_the_pulumi_program_needs_none_of_the_staging_libraries():
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
-    probe = ("import sys; from infra.plan import make_plan; make_plan('prod'); "
+    probe = ("import sys; from infra.cli.plan import make_plan; make_plan('prod'); "
              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'huggingface_hub') "
              "or m.startswith(('google.cloud.storage', 'google_crc32c', 'staging.copy', 'staging.sources')) "
              "or m == 'staging.__main__' "
-             # infra/gcp_resources.py: the storage SDK module alone costs the plan 0.3 s (pulumi_gcp lists
+             # infra/components/resources.py: the storage SDK module alone costs the plan 0.3 s (pulumi_gcp lists
              # the package itself lazily, so its modules are what an import would load).
              "or m.startswith('pulumi_gcp.storage.')))")
     result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120)
@@ -126,7 +126,8 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
     import json
     import shutil
 
-    from infra.plan import PROJECT_ROOT, main
+    from infra.cli.main import main
+    from infra.cli.plan import PROJECT_ROOT
 
     stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     r1 = stack["llmserve:models"][0]
@@ -164,12 +165,12 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
 
 
 def test_the_bucket_registered_by_type_token_carries_the_typed_resources_spelling():
-    """infra/gcp_resources.py registers the bucket and its grants without pulumi_gcp.storage: the inputs must
+    """infra/components/resources.py registers the bucket and its grants without pulumi_gcp.storage: the inputs must
     be the camelCase names the typed `gcp.storage.Bucket` / `BucketIAMMember` send, or the provider would
     ignore them."""
     import pulumi_gcp as gcp
 
-    from infra.gcp_resources import BUCKET, BUCKET_IAM_MEMBER
+    from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER
 
     [bucket] = of_type("prod", BUCKET)
     typed = gcp.storage.Bucket._internal_init.__code__.co_varnames  # noqa: SLF001 - the generated input names

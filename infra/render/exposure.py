@@ -1,6 +1,6 @@
 """Who may reach the serving pods, as plain Kubernetes objects: NetworkPolicies and the HTTPS Gateway.
 
-Pure: the functions take typed settings and return dicts; `infra/exposure.py` and `LlmService` turn them
+Pure: the functions take typed settings and return dicts; `infra/components/exposure.py` and `LlmService` turn them
 into resources. On GKE with Dataplane V2, NetworkPolicy is always enforced, but every pod accepts everything
 until a policy selects it. Once a policy selects a pod, only what some policy allows gets in (policies add up),
 so each policy here states one allowed path:
@@ -20,12 +20,12 @@ Kubelet probes and `kubectl port-forward` come from the node itself, which Netwo
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL, RAY_NODE_SELECTOR
 from infra.render.rayservice import DASHBOARD_PORT, HEAD_PORTS, SERVE_PORT, RayServiceSettings
-from infra.secure import source_ranges_for_internal
 
 NETWORK_POLICY_API = "networking.k8s.io/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -146,3 +146,18 @@ def render_gateway_objects(settings: ExposureSettings, certificate_map: Any, add
 
 def public_base_url(hostname: str) -> str:
     return f"https://{hostname}/v1"
+
+
+def source_ranges_for_internal(source_ranges: tuple[str, ...], pods_cidr: str) -> list[dict]:
+    """NetworkPolicy ipBlocks for clients of an internal load balancer: its source ranges (everything when
+    none are set), minus the pod range, so that pods still need their namespace to be allowed."""
+    pods = ipaddress.ip_network(pods_cidr)
+    blocks = []
+    for cidr in source_ranges or ("0.0.0.0/0",):
+        network = ipaddress.ip_network(cidr)
+        block: dict[str, Any] = {"cidr": cidr}
+        if pods != network and pods.subnet_of(network):
+            block["except"] = [pods_cidr]
+        if not network.subnet_of(pods):
+            blocks.append({"ipBlock": block})
+    return blocks

@@ -3,7 +3,7 @@
 Pure: `METRICS` is the one list of every metric name the dashboard and the alerts use, with where it comes
 from; `render_dashboard(settings)` returns the dashboard as a dict (the `dashboard_json` of
 `gcp.monitoring.Dashboard`, after `dashboard_json()`), `render_alerts(settings)` the alert policies as
-`AlertSpec`s. `infra/monitoring.py` wraps them in resources. Every PromQL string is assembled here from the
+`AlertSpec`s. `infra/components/monitoring.py` wraps them in resources. Every PromQL string is assembled here from the
 names in `METRICS` (`metric()` refuses any other), so a renamed metric is one edit.
 
 Metric names are as Managed Prometheus stores them (`observability-and-policy` reference, §1.2 and §2):
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
+from infra.config.alerts import AlertThresholds
 
 RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
@@ -108,18 +109,6 @@ def serve_deployment_name(model_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class AlertThresholds:
-    """Validated alert thresholds (infra/config.py reads them from the `alert*` keys)."""
-
-    not_ready_minutes: int = 10
-    ttft_p95_seconds: int = 10
-    kv_cache_percent: int = 95
-    kv_cache_minutes: int = 10
-    wedged_minutes: int = 5
-    notification_channel: str = ""
-
-
-@dataclass(frozen=True)
 class MonitoringSettings:
     stack: str
     namespace: str  # the RayService's namespace
@@ -131,47 +120,6 @@ class MonitoringSettings:
     # The GKE cluster's name. Managed Prometheus labels every series with it, and Cloud Monitoring queries span
     # the whole project: without it, two stacks in one project would read (and alert on) each other's series.
     cluster: str = ""
-
-
-# --- config: keys, ranges, messages ---------------------------------------------------------------------------
-
-# (config key, AlertThresholds field, lowest, highest)
-THRESHOLD_RANGES: tuple[tuple[str, str, int, int], ...] = (
-    ("alertNotReadyMinutes", "not_ready_minutes", 1, 1440),
-    ("alertTtftP95Seconds", "ttft_p95_seconds", 1, 3600),
-    ("alertKvCacheUsagePercent", "kv_cache_percent", 50, 100),
-    ("alertKvCacheMinutes", "kv_cache_minutes", 1, 1440),
-    ("alertWedgedMinutes", "wedged_minutes", 1, 1440),
-)
-NOTIFICATION_CHANNEL_KEY = "alertNotificationChannel"
-# projects/<project id>/notificationChannels/<numeric id>; a project id is 6-30 lowercase letters, digits and
-# hyphens starting with a letter (legacy domain-scoped ids add "domain:").
-NOTIFICATION_CHANNEL = re.compile(
-    r"projects/(?:[a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]/notificationChannels/[0-9]+")
-
-
-def alert_thresholds(values: dict[str, Any], prefix: str) -> tuple[AlertThresholds, list[str]]:
-    """Thresholds from already-typed config values (key -> int / str); problems name the key, the value found
-    and what is allowed. Missing keys keep the defaults."""
-    problems: list[str] = []
-    fields: dict[str, Any] = {}
-    for key, field_name, lowest, highest in THRESHOLD_RANGES:
-        value = values.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
-            problems.append(f"{prefix}{key}: out of range; found {value!r}; allowed: an integer from {lowest} to "
-                            f"{highest}")
-            continue
-        fields[field_name] = value
-    channel = values.get(NOTIFICATION_CHANNEL_KEY) or ""
-    if channel and not NOTIFICATION_CHANNEL.fullmatch(channel):
-        problems.append(f"{prefix}{NOTIFICATION_CHANNEL_KEY}: not a notification channel resource name; found "
-                        f"{channel!r}; allowed: projects/<project-id>/notificationChannels/<numeric-id> (`gcloud "
-                        f"beta monitoring channels list --format='value(name)'`), or empty for none")
-    else:
-        fields["notification_channel"] = channel
-    return AlertThresholds(**fields), problems
 
 
 # --- PromQL ---------------------------------------------------------------------------------------------------

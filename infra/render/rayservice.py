@@ -1,7 +1,7 @@
 """The serving objects as plain dicts: the RayService that runs the models, and what it mounts and reads.
 
 Pure: `render_rayservice(settings)` and friends take typed settings and return Kubernetes objects; the
-`LlmService` component (infra/serving.py) turns them into resources. The Ray Serve config inside the
+`LlmService` component (infra/components/serving.py) turns them into resources. The Ray Serve config inside the
 RayService comes from `serve_app.builder`, the single source of truth for what is served.
 
 Shape of the Ray cluster:
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import posixpath
 import re
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from infra.catalog import (
     GpuDirect,
     MachineProfile,
 )
+from infra.planning.sizing import WorkerGroupSize, gpu_worker_groups
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.gpudirect import workload_pod_patch
 from infra.render.weights import (
@@ -85,7 +85,7 @@ LOAD_BALANCER_ANNOTATIONS = {"internal": {"networking.gke.io/load-balancer-type"
 
 @dataclass(frozen=True)
 class RayServiceSettings:
-    """Everything the serving objects depend on, already validated by infra/config.py."""
+    """Everything the serving objects depend on, already validated by infra/config/stack.py."""
 
     name: str
     namespace: str
@@ -118,48 +118,6 @@ class RayServiceSettings:
     @property
     def head_service(self) -> str:
         return f"{self.name}-head-svc"
-
-
-@dataclass(frozen=True)
-class WorkerGroupSize:
-    """One GPU worker group: every model whose replicas need `gpus_per_replica` GPUs."""
-
-    name: str
-    gpus_per_replica: int
-    model_ids: tuple[str, ...]
-    min_pods: int
-    max_pods: int
-
-
-# --- sizing -------------------------------------------------------------------------------------------------
-
-
-def pods_for(replicas: int, gpus_per_replica: int, gpus_per_node: int) -> int:
-    """Worker pods (= nodes) that `replicas` replicas occupy: a replica spans whole nodes, or several replicas
-    share one node evenly."""
-    if gpus_per_replica >= gpus_per_node:
-        return replicas * (gpus_per_replica // gpus_per_node)
-    return math.ceil(replicas / (gpus_per_node // gpus_per_replica))
-
-
-def gpu_worker_groups(models: Sequence[ModelSpec], machine: MachineProfile, max_gpu_nodes: int) \
-        -> list[WorkerGroupSize]:
-    """One group per model shape, sized from the models' min/max replicas and capped at the pool's size."""
-    shapes: dict[int, list[ModelSpec]] = {}
-    for model in models:
-        shapes.setdefault(model.gpus_per_replica, []).append(model)
-    groups = []
-    for gpus, members in sorted(shapes.items()):
-        min_pods = sum(pods_for(m.min_replicas, gpus, machine.gpu_count) for m in members)
-        max_pods = sum(pods_for(m.max_replicas, gpus, machine.gpu_count) for m in members)
-        groups.append(WorkerGroupSize(
-            name=f"{machine.ray_accelerator.lower()}-x{gpus}",
-            gpus_per_replica=gpus,
-            model_ids=tuple(sorted(m.model_id for m in members)),
-            min_pods=min(min_pods, max_gpu_nodes),
-            max_pods=min(max_pods, max_gpu_nodes),
-        ))
-    return groups
 
 
 # --- the objects ----------------------------------------------------------------------------------------------
@@ -224,7 +182,7 @@ def wait_for_conditions(serve_config: dict) -> list[str]:
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
     """The RayService. `serveConfigV2` changes roll out in place; anything under `rayClusterConfig` rolls out
-    per `settings.upgrade` (see infra/serving.py)."""
+    per `settings.upgrade` (see infra/components/serving.py)."""
     groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
     serve_config = render_serve_config(settings)
     autoscaling = any(group.min_pods != group.max_pods for group in groups)

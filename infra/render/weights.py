@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 from infra.catalog import PART_OF_LABEL, STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
-from infra.weights import RUNAI_LOAD_FORMAT, ModelWeights, WeightsConfig
+from infra.config.weights import RUNAI_LOAD_FORMAT, ModelWeights, WeightsConfig
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
 
@@ -169,7 +169,7 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
     spec["initContainers"] = [*spec.get("initContainers", []), {
         "name": "weights-manifest-check",
         "image": ray["image"],
-        "command": ["python3", "-c", MANIFEST_CHECK, *[mount["mountPath"] for mount in mounts.values()]],
+        "command": ["python3", "-c", manifest_check_script(), *[mount["mountPath"] for mount in mounts.values()]],
         "volumeMounts": list(mounts.values()),
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
     }]
@@ -186,29 +186,15 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
     return template
 
 
-# Runs in the Ray image (Python 3.12) before the pod's containers start. Stat-only: no weight bytes are read.
-MANIFEST_CHECK = """\
-import json, os, sys
-bad = []
-for root in sys.argv[1:]:
-    path = os.path.join(root, %r)
-    try:
-        manifest = json.load(open(path))
-    except (OSError, ValueError) as error:
-        bad.append(f"{root}: no staging manifest ({path}: {error}); the model is not staged, or staging has "
-                   "not finished: check the staging Job (kubectl get jobs) or run `python -m staging`")
-        continue
-    for entry in manifest.get("files", []):
-        file = os.path.join(root, entry["path"])
-        size = os.path.getsize(file) if os.path.exists(file) else None
-        if size != entry["size"]:
-            bad.append(f"{root}: {entry['path']} has size {size}, the manifest says {entry['size']}")
-    print(f"weights ok: {root}: {len(manifest.get('files', []))} files, revision {manifest.get('revision')}",
-          flush=True)
-if bad:
-    print("refusing to start the model server:\\n  " + "\\n  ".join(bad), file=sys.stderr, flush=True)
-    sys.exit(1)
-""" % MANIFEST_NAME
+# The init container's script, run as `python3 -c <text>` in the Ray image (Python 3.12) before the pod's
+# containers start; stat-only, no weight bytes are read. The text is part of every GPU worker's pod spec, so the
+# file carries no docstring: a change to it rolls every GPU worker.
+MANIFEST_CHECK_FILE = Path(__file__).resolve().parents[2] / "staging" / "manifest_check.py"
+
+
+@functools.cache
+def manifest_check_script() -> str:
+    return MANIFEST_CHECK_FILE.read_text(encoding="utf-8")
 
 
 def _warmup_script(roots: Sequence[str]) -> str:
@@ -234,7 +220,7 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
             if weights.source == "gcsfuse":
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
-                from infra.weights import runai_extra_config
+                from infra.config.weights import runai_extra_config
 
                 llm["model_loading_config"]["model_source"] = {
                     "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"}

@@ -21,7 +21,7 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 import policies
-from infra.plan import run_program
+from infra.cli.plan import run_program
 
 STACKS = ("dev", "staging", "prod")
 OPTIONS = PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],

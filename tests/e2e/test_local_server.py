@@ -1,6 +1,6 @@
 """End to end: the dev stack's own Serve application on this CPU, through the official `openai` client.
 
-`python -m serve_app.local dev` builds tiny models of the stack's architectures, starts Ray, deploys the
+`python -m local_run dev` builds tiny models of the stack's architectures, starts Ray, deploys the
 stack's serve config through `serve deploy` and serves the OpenAI API with the project's API-key ingress.
 Both dev models scale to zero, so the first request to each also exercises Serve's scale-up from zero.
 
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.local import LaunchedServer, LocalRunError, free_port, write_api_keys
+from local_run.errors import LocalRunError
+from local_run.launcher import LaunchedServer
+from local_run.server import free_port, write_api_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +66,7 @@ def test_models_lists_every_model_of_the_stack(server):
 def test_first_request_to_each_model_is_a_one_word_completion(server, model):
     """The first forward pass of a freshly started engine on a one-token prompt: on a CPU with AMX this is
     where vLLM 0.29's AMX attention kernel used to die with SIGILL (it uses AMX without asking Linux for the
-    tile-data state; serve_app/local_site/sitecustomize.py asks in every process). Runs before any other
+    tile-data state; local_run/site/sitecustomize.py asks in every process). Runs before any other
     request to the model, and both models start from zero replicas, so it is that first forward pass."""
     response = client(server).completions.create(model=model, prompt="hello", max_tokens=4)
     assert response.model == model

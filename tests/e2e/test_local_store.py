@@ -1,4 +1,4 @@
-"""End to end through the model store: `python -m serve_app.local dev --weights-store`.
+"""End to end through the model store: `python -m local_run dev --weights-store`.
 
 The dev stack's tiny models are staged into a GCS emulator on 127.0.0.1 by the real stager, read back,
 checked against their manifest like a GPU worker does, and served from that copy by Ray Serve LLM + vLLM.
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.local import LaunchedServer, LocalRunError, free_port
+from local_run.errors import LocalRunError
+from local_run.launcher import LaunchedServer
+from local_run.server import free_port
 
 pytestmark = pytest.mark.e2e
 

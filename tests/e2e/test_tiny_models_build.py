@@ -26,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from serve_app.local import LOCAL_SITE
-from serve_app.tiny_models import (
+from local_run.server import LOCAL_SITE
+from local_run.tiny_models import (
     ARCHITECTURES,
     BOS,
     EOS,

@@ -338,13 +338,13 @@ def test_open_source_picks_the_source_kind(snapshot, s3_client):
     assert isinstance(open_source("org/tiny", COMMIT, hf_api=object()), HuggingFaceSource)
 
 
-# --- the local run's model store (python -m serve_app.local <stack> --weights-store) --------------------------
+# --- the local run's model store (python -m local_run <stack> --weights-store) --------------------------
 
 
 def test_the_local_run_serves_models_read_back_from_a_store_after_the_manifest_check(snapshot, capsys):
-    from serve_app.local import _serve_from_local_store
+    from local_run.store import serve_from_local_store
 
-    store, served = _serve_from_local_store({"tiny/model": snapshot})
+    store, served = serve_from_local_store({"tiny/model": snapshot})
     try:
         mount = served["tiny/model"]
         assert mount.name == "model" and mount.parent.name == "tiny"

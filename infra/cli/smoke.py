@@ -228,7 +228,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, root: Optional[Path] = None) -> int:
-    root = root or Path(__file__).resolve().parent.parent
+    root = root or Path(__file__).resolve().parents[2]
     try:
         base_url, api_key = args.base_url, args.api_key or os.environ.get("LLMSERVE_API_KEY")
         if base_url is None or api_key is None:

@@ -10,9 +10,9 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from infra.catalog import SYSTEM_POOL_LABELS
-from infra.gcp_rules import stack_slug
-from infra.config import ClusterConfig
-from infra.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
+from infra.config.gcp_rules import stack_slug
+from infra.config.stack import ClusterConfig
+from infra.components.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.render.kubeconfig import render_kubeconfig
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"

@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import pulumi
 
 from infra.catalog import GpuDirect
-from infra.kubernetes import KubernetesObject
-from infra.network import GpuNetwork
+from infra.components.resources import KubernetesObject
+from infra.components.network import GpuNetwork
 from infra.render import gpudirect as render
 
 

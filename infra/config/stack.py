@@ -6,11 +6,11 @@ declares the same keys (a test keeps the two in step). `parse_stack_config` is p
 every problem at once. `load_stack_config` is the only function here that touches `pulumi.Config`.
 
 One reader per section (GPU pool, network, cluster, serving) turns its keys into its frozen settings: first
-each key on its own (type, range, format; `infra/config_values.py`), then the rules between its keys, each
+each key on its own (type, range, format; `infra/config/values.py`), then the rules between its keys, each
 run only when the values it depends on were read cleanly. A section with a bad value returns None, and the
 sections and rules that depend on it are skipped, so every problem is reported once, by the key that holds
 it: `gpuNodeCount: -1` says "out of range" and nothing about how many GPUs a pool of -1 nodes has.
-Google Cloud's naming rules live in `infra/gcp_rules.py`.
+Google Cloud's naming rules live in `infra/config/gcp_rules.py`.
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-from infra import gcp_rules
-from infra.capacity import capacity_findings
+from infra.config import gcp_rules
+from infra.planning.capacity import capacity_findings
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
-from infra.config_values import ValueReader, shown
-from infra.errors import ConfigError
-from infra.render.monitoring import NOTIFICATION_CHANNEL_KEY, THRESHOLD_RANGES, AlertThresholds, alert_thresholds
-from infra.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secure_settings, secure_problems,
+from infra.config.values import ValueReader, shown
+from infra.config.errors import ConfigError
+from infra.config.alerts import NOTIFICATION_CHANNEL_KEY, THRESHOLD_RANGES, AlertThresholds, alert_thresholds
+from infra.config.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secure_settings, secure_problems,
                           secure_warnings)
-from infra.stackfiles import CONFIG_NAMESPACES, PROJECT
-from infra.stackfiles import SECRET as OFFLINE_SECRET
-from infra.weights import WeightsConfig, read_weight_keys, resolve_weights
+from infra.config.stackfiles import CONFIG_NAMESPACES, PROJECT
+from infra.config.stackfiles import SECRET as OFFLINE_SECRET
+from infra.config.weights import WeightsConfig, read_weight_keys, resolve_weights
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -167,7 +167,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("hfToken", "string",
               "Hugging Face token for gated models or higher rate limits; set with "
               "`pulumi config set --secret llmserve:hfToken ...`. Optional.", secret=True),
-    # --- secure defaults and capacity settings (infra/secure.py) -------------------------------------------
+    # --- secure defaults and capacity settings (infra/config/secure.py) -------------------------------------------
     ConfigKey("gpuSecureBoot", "boolean",
               "Secure boot on GPU nodes (verified boot chain; GKE's NVIDIA drivers and the GPUDirect installers "
               "load signed modules). false is an opt-out for custom unsigned kernel modules.", True),
@@ -188,7 +188,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("serveAllowPlainHttp", "boolean",
               "Accept plain HTTP on the internal load balancer (serveExposure=internal); external exposure is "
               "always HTTPS.", False),
-    # --- model weights (infra/weights.py) ----------------------------------------------------------------
+    # --- model weights (infra/config/weights.py) ----------------------------------------------------------------
     ConfigKey("weightSource", "string",
               "Default weight source of models that set none: auto (gcsfuse for the 690 GB class, models with "
               "the deepseek-r1 preset; huggingface for the rest), gcsfuse (staged once into the model store, "
@@ -287,6 +287,11 @@ class GpuPoolConfig:
     @property
     def max_gpu_nodes(self) -> int:
         return largest_pool_size(self.autoscaling, self.node_count, self.max_nodes)
+
+    @property
+    def min_gpu_nodes(self) -> int:
+        """The fewest nodes the pool keeps: its autoscaling floor, or its static size."""
+        return self.min_nodes if self.autoscaling else self.node_count
 
 
 def largest_pool_size(autoscaling: bool, node_count: int, max_nodes: int) -> int:
@@ -444,7 +449,7 @@ def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
                      f"found min={min_nodes}, max={max_nodes}")
 
     if queued:
-        # Refused on its own (infra/secure.py says why), so no other rule talks about a queued pool.
+        # Refused on its own (infra/config/secure.py says why), so no other rule talks about a queued pool.
         read.problem(f"{_key('gpuQueuedProvisioning')}: true is refused: {QUEUED_PROVISIONING_REFUSAL}")
     capacity = {"gpuSpot": spot, "gpuFlexStart": flex_start}
     chosen = [name for name, on in capacity.items() if on]

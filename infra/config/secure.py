@@ -10,19 +10,18 @@ Each default is on unless a stack opts out with a documented switch (README "Sec
 Capacity: the host maintenance interval is a choice (`gpuHostMaintenanceInterval`, unset by default), and
 queued provisioning is refused with the reason (see `QUEUED_PROVISIONING_REFUSAL`).
 
-`infra/config.py` reads these keys as a section of their own (`read_secure_settings`), checks them against the
+`infra/config/stack.py` reads these keys as a section of their own (`read_secure_settings`), checks them against the
 serving keys in the serving section (`secure_problems`) and adds `secure_warnings` once the GPU pool is read;
 this module never touches `pulumi.Config`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from infra.stackfiles import PROJECT
+from infra.config.stackfiles import PROJECT
 
 HOST_MAINTENANCE_INTERVALS = ("", "AS_NEEDED", "PERIODIC")
 # RFC 1123 DNS name with at least two labels, no wildcard: what a Google-managed certificate can cover.
@@ -118,18 +117,3 @@ def secure_warnings(settings: SecureSettings, *, machine_type: Optional[str], on
                         f"on-demand pool takes on-demand stock only, which is scarce; use gpuReservation (a "
                         f"specific reservation), gpuFlexStart or gpuSpot")
     return warnings
-
-
-def source_ranges_for_internal(source_ranges: tuple[str, ...], pods_cidr: str) -> list[dict]:
-    """NetworkPolicy ipBlocks for clients of an internal load balancer: its source ranges (everything when
-    none are set), minus the pod range, so that pods still need their namespace to be allowed."""
-    pods = ipaddress.ip_network(pods_cidr)
-    blocks = []
-    for cidr in source_ranges or ("0.0.0.0/0",):
-        network = ipaddress.ip_network(cidr)
-        block: dict[str, Any] = {"cidr": cidr}
-        if pods != network and pods.subnet_of(network):
-            block["except"] = [pods_cidr]
-        if not network.subnet_of(pods):
-            blocks.append({"ipBlock": block})
-    return blocks

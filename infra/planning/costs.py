@@ -16,7 +16,9 @@ at the on-demand list price (their discounts are not modelled).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
+
+from infra.catalog import MachineProfile
 
 PRICE_SOURCE = ("Google Cloud list prices via the SkyPilot catalog (catalogs/v9/gcp/vms.csv, commit 2c3d7ea); "
                 "GKE fee from cloud.google.com/kubernetes-engine/pricing")
@@ -61,83 +63,93 @@ PRICES: dict[tuple[str, str], MachinePrice] = {
 }
 
 
-def capacity_mode(pool: Any) -> str:
+def capacity_mode(*, reservation: bool, spot: bool, flex_start: bool) -> str:
     """How the GPU pool gets its VMs: reservation, spot, flex-start or on-demand (queued provisioning is refused
     by config validation)."""
-    if pool.reservation:
+    if reservation:
         return "reservation"
-    if pool.spot:
+    if spot:
         return "spot"
-    if pool.flex_start:
+    if flex_start:
         return "flex-start"
     return "on-demand"
 
 
-def idle_gpu_nodes(config: Any) -> int:
-    """GPU nodes a stack keeps when idle: the pool's floor, or more when the models' minReplicas hold Ray GPU
-    workers (and so nodes) that the autoscaler never gives back."""
-    from infra.render.rayservice import gpu_worker_groups
+@dataclass(frozen=True)
+class StackShape:
+    """What a stack's hourly cost depends on: its region, GPU machines and how many run, and its system pool."""
 
-    pool = config.gpu_pool
-    pool_floor = pool.min_nodes if pool.autoscaling else pool.node_count
-    ray_floor = sum(group.min_pods for group in
-                    gpu_worker_groups(config.serving.models, pool.machine, pool.max_gpu_nodes))
-    return min(max(pool_floor, ray_floor), pool.max_gpu_nodes)
+    region: str
+    gpu_machine: MachineProfile
+    capacity_mode: str  # see `capacity_mode`
+    idle_gpu_nodes: int  # the GPU nodes kept when idle (infra/planning/sizing.py `idle_gpu_nodes`)
+    max_gpu_nodes: int
+    system_machine_type: str
+    system_node_count: int
+    zonal_cluster: bool
 
 
-def stack_cost(config: Any) -> dict:
-    """GPU-hours per hour and USD per hour of a `StackConfig`, idle (the GPU nodes it always keeps, see
-    `idle_gpu_nodes`) and at the pool's ceiling."""
-    pool, cluster = config.gpu_pool, config.cluster
-    machine = pool.machine
-    idle_nodes = idle_gpu_nodes(config)
-    max_nodes = pool.max_gpu_nodes
-    mode = capacity_mode(pool)
-    gpu_price = PRICES.get((machine.machine_type, config.region))
-    system_price = PRICES.get((cluster.system_machine_type, config.region))
-    notes = []
-    if gpu_price is None:
-        notes.append(f"no list price for {machine.machine_type} in {config.region} in infra/costs.py")
-    if system_price is None:
-        notes.append(f"no list price for {cluster.system_machine_type} in {config.region} in infra/costs.py")
-
-    def hourly(gpu_rate: Optional[float], system_rate: Optional[float], gpu_nodes: int) -> Optional[float]:
-        if gpu_rate is None or system_rate is None:
-            return None
-        return round(gpu_nodes * gpu_rate + cluster.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR, 2)
-
-    on_demand_gpu = gpu_price.on_demand if gpu_price else None
-    on_demand_system = system_price.on_demand if system_price else None
-    spot_gpu = gpu_price.spot if gpu_price else None
-    hourly_usd = {
-        "on_demand": {"idle": hourly(on_demand_gpu, on_demand_system, idle_nodes),
-                      "max": hourly(on_demand_gpu, on_demand_system, max_nodes)},
-        "spot": {"idle": hourly(spot_gpu, on_demand_system, idle_nodes),
-                 "max": hourly(spot_gpu, on_demand_system, max_nodes)},
-    }
-    if gpu_price is not None and gpu_price.spot is None:
-        notes.append(f"no Spot price for {machine.machine_type} in {config.region} in infra/costs.py")
-    if cluster.location != config.region:
-        notes.append("a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal "
-                     "cluster's fee")
-    if mode == "flex-start":
-        notes.append(f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
-                     f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound")
+def stack_cost(shape: StackShape) -> dict:
+    """GPU-hours per hour and USD per hour of a stack, idle (the GPU nodes it always keeps) and at the pool's
+    ceiling, with the table's source and what it leaves out; the `cost` part of capacity.json."""
+    machine, region, mode = shape.gpu_machine, shape.region, shape.capacity_mode
+    idle_nodes, max_nodes = shape.idle_gpu_nodes, shape.max_gpu_nodes
+    gpu_price = PRICES.get((machine.machine_type, region))
+    system_price = PRICES.get((shape.system_machine_type, region))
+    hourly_usd = _hourly_usd(shape, gpu_price, system_price)
+    notes = _cost_notes(shape, gpu_price, system_price)
     if mode == "reservation":
         reserved = hourly_usd["on_demand"]["max"]  # the largest pool, billed whether the VMs run or not
         hourly_usd["reservation"] = {"idle": reserved, "max": reserved}
     return {
         "currency": "USD",
         "prices": {"source": PRICE_SOURCE, "as_of": PRICES_AS_OF},
-        "region": config.region,
+        "region": region,
         "capacity_mode": mode,
         "gpu_machine": machine.machine_type,
         "gpus_per_node": machine.gpu_count,
         "gpu_nodes": {"idle": idle_nodes, "max": max_nodes},
         "gpu_hours_per_hour": {"idle": idle_nodes * machine.gpu_count, "max": max_nodes * machine.gpu_count},
-        "system_nodes": {"machine": cluster.system_machine_type, "count": cluster.system_node_count},
+        "system_nodes": {"machine": shape.system_machine_type, "count": shape.system_node_count},
         "gke_fee_per_hour": GKE_CLUSTER_FEE_PER_HOUR,
         "hourly_usd": hourly_usd,
         "excludes": "Cloud NAT and traffic, disks and bundled local SSD, GCS, egress, committed-use discounts",
         "notes": notes,
     }
+
+
+def _hourly_usd(shape: StackShape, gpu_price: Optional[MachinePrice],
+                system_price: Optional[MachinePrice]) -> dict[str, dict[str, Optional[float]]]:
+    def hourly(gpu_rate: Optional[float], system_rate: Optional[float], gpu_nodes: int) -> Optional[float]:
+        if gpu_rate is None or system_rate is None:
+            return None
+        return round(gpu_nodes * gpu_rate + shape.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR, 2)
+
+    on_demand_gpu = gpu_price.on_demand if gpu_price else None
+    on_demand_system = system_price.on_demand if system_price else None
+    spot_gpu = gpu_price.spot if gpu_price else None
+    return {
+        "on_demand": {"idle": hourly(on_demand_gpu, on_demand_system, shape.idle_gpu_nodes),
+                      "max": hourly(on_demand_gpu, on_demand_system, shape.max_gpu_nodes)},
+        "spot": {"idle": hourly(spot_gpu, on_demand_system, shape.idle_gpu_nodes),
+                 "max": hourly(spot_gpu, on_demand_system, shape.max_gpu_nodes)},
+    }
+
+
+def _cost_notes(shape: StackShape, gpu_price: Optional[MachinePrice],
+                system_price: Optional[MachinePrice]) -> list[str]:
+    machine_type, region, mode = shape.gpu_machine.machine_type, shape.region, shape.capacity_mode
+    notes = []
+    if gpu_price is None:
+        notes.append(f"no list price for {machine_type} in {region} in infra/planning/costs.py")
+    if system_price is None:
+        notes.append(f"no list price for {shape.system_machine_type} in {region} in infra/planning/costs.py")
+    if gpu_price is not None and gpu_price.spot is None:
+        notes.append(f"no Spot price for {machine_type} in {region} in infra/planning/costs.py")
+    if shape.zonal_cluster:
+        notes.append("a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal "
+                     "cluster's fee")
+    if mode == "flex-start":
+        notes.append(f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
+                     f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound")
+    return notes

@@ -2,7 +2,7 @@
 
 - the bucket sits in the GPU pool's region, with uniform bucket-level access, public access prevention
   enforced and a hierarchical namespace (real folders: faster GCS FUSE listings); force-destroy only when the
-  stack asks for it (refused on protected stacks by infra/weights.py);
+  stack asks for it (refused on protected stacks by infra/config/weights.py);
 - a read-only Google service account for the Ray pods: `roles/storage.objectViewer` on the bucket (plus
   `roles/storage.bucketViewer` when a model uses the RunAI streamer, whose GCS client calls buckets.get),
   bound through Workload Identity to the Kubernetes service account every Ray pod runs as;
@@ -19,10 +19,10 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.gcp_rules import stack_slug
-from infra.gcp_resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
+from infra.config.gcp_rules import stack_slug
+from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
 from infra.render.weights import gsa_email
-from infra.weights import ModelStoreConfig
+from infra.config.weights import ModelStoreConfig
 
 READER_ROLES = ("roles/storage.objectViewer",)
 RUNAI_READER_ROLES = ("roles/storage.bucketViewer",)

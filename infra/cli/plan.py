@@ -13,6 +13,7 @@ registration is recorded. Outputs:
 
 from __future__ import annotations
 
+import argparse
 import base64
 import collections
 import json
@@ -26,7 +27,7 @@ from typing import Any, Optional
 
 import yaml
 
-from infra.stackfiles import PROJECT, PROJECT_ROOT, SECRET, StackFileError, stack_config
+from infra.config.stackfiles import PROJECT, PROJECT_ROOT, SECRET, StackFileError, stack_config
 
 UNKNOWN = "[unknown]"
 REDACTED = "[redacted]"
@@ -126,7 +127,7 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    from infra.config import load_stack_config
+    from infra.config.stack import load_stack_config
 
     values, secret_keys = stack_config(stack, root)
     set_all_config(values, secret_keys)
@@ -201,7 +202,7 @@ class Plan:
     resources: list[RecordedResource]
     manifests: list[dict]
     warnings: tuple[str, ...] = field(default=())
-    capacity: Optional[dict] = None  # capacity.json (infra/capacity_report.py)
+    capacity: Optional[dict] = None  # capacity.json (infra/cli/report.py)
 
     def summary(self, config) -> str:
         by_type = collections.Counter(resource.type for resource in self.resources)
@@ -218,11 +219,11 @@ class Plan:
                   "", f"GPUDirect: {pool.gpudirect.value}"
                   + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
         if self.capacity is not None:
-            from infra.capacity_report import summary_lines
+            from infra.cli.report import summary_lines
 
             lines += summary_lines(self.capacity)
         if config.weights is not None:
-            from infra.weights import weights_summary
+            from infra.config.weights import weights_summary
 
             lines += ["", "Model weights:"] + [f"  {line}" for line in weights_summary(config.weights)]
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
@@ -262,33 +263,22 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
     config, resources = run_program(stack, root)
     # Registration order depends on when each resource's inputs resolve; sort for byte-stable output.
     resources = sorted(resources, key=lambda resource: (resource.name, resource.type))
-    from infra.capacity_report import stack_capacity
+    from infra.cli.report import stack_capacity
 
     return Plan(stack, resources, kubernetes_manifests(resources), config.warnings, stack_capacity(config)), config
 
 
-def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
-    import argparse
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="a previous plan folder: print what changes and how the RayService upgrades")
 
-    parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    plan_command = commands.add_parser("plan", help="plan a stack offline under Pulumi mocks")
-    plan_command.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
-    plan_command.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
-    plan_command.add_argument("--against", type=Path, default=None,
-                              help="a previous plan folder: print what changes and how the RayService upgrades")
-    from infra import plandiff, smoke  # day-2 subcommands live in their own modules
-    from infra.capacity_report import add_arguments as add_capacity_arguments, run as run_capacity
 
-    smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
-    add_capacity_arguments(commands.add_parser("capacity",
-                                               help="size a model on a machine (weights, KV cache, cost)"))
-    args = parser.parse_args(argv)
-    if args.command == "smoke":  # stdlib only: runs where Pulumi is not installed
-        return smoke.run(args, root)
-    if args.command == "capacity":
-        return run_capacity(args)
-    from infra.errors import ConfigError
+def run(args: argparse.Namespace, root: Path = PROJECT_ROOT) -> int:
+    """Plan `args.stack` and write the plan files; 0, or 2 with every config problem on stderr."""
+    from infra.cli import plandiff
+    from infra.config.errors import ConfigError
 
     against = args.against.resolve() if args.against else None  # relative to where the command runs
     os.chdir(root)  # the program reads paths relative to the project, as under the CLI

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
 from infra.catalog import RAY_LLM_IMAGE
-from infra.stackfiles import PROJECT
+from infra.config.stackfiles import PROJECT
 from serve_app.spec import WEIGHT_SOURCES, ModelSpec
 from staging.layout import HF_COMMIT, REVISION_LABEL, model_prefix, split_uri
 
@@ -103,7 +103,7 @@ def default_bucket_name(gcp_project: str, stack: str) -> str:
 
 
 def read_weight_keys(get: Any, one_of: Any) -> dict[str, Any]:
-    """Stage 1 of infra/config.py for this module's keys: `get(name)` / `one_of(name, allowed)` are the
+    """Stage 1 of infra/config/stack.py for this module's keys: `get(name)` / `one_of(name, allowed)` are the
     config reader's (they record type and enum problems)."""
     return {
         "weightSource": one_of("weightSource", STACK_WEIGHT_SOURCES),

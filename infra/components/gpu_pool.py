@@ -9,9 +9,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.catalog import GPU_POOL_LABELS, GPU_TAINT_KEY
-from infra.cluster import CLOUD_PLATFORM_SCOPE
-from infra.config import GpuPoolConfig
-from infra.network import GpuNetwork
+from infra.components.cluster import CLOUD_PLATFORM_SCOPE
+from infra.config.stack import GpuPoolConfig
+from infra.components.network import GpuNetwork
 
 RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"
 

@@ -1,15 +1,15 @@
-"""The capacity figures of a stack, as `capacity.json` and as lines of the plan's summary, and the
-`python -m infra capacity` command that prints the same table for a model and machine before a stack exists.
-"""
+"""`python -m infra capacity MODEL --machine ... --tp ... --pp ...`: the capacity table of one model on one machine,
+before a stack exists; its lines are also the per-model lines of the plan's summary (infra/cli/report.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from infra.capacity import (
+from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
+from infra.planning.capacity import (
     ARCHITECTURE_ALIASES,
     KV_CACHE_DTYPE_BYTES,
     WEIGHT_FORMAT_BYTES,
@@ -17,45 +17,11 @@ from infra.capacity import (
     EngineSettings,
     find_architecture,
     load_architecture,
-    model_reports,
     plan_capacity,
 )
-from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
-from infra.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
-from infra.costs import PRICES, PRICES_AS_OF, stack_cost
+from infra.planning.coldstart import cold_start_minutes
+from infra.planning.costs import PRICES, PRICES_AS_OF
 from serve_app.versions_data import VLLM_VERSION
-
-CAPACITY_FORMAT = 1
-
-
-def stack_capacity(config: Any) -> dict:
-    """capacity.json for a parsed `StackConfig`: per model memory and concurrency, per stack cost."""
-    machine = config.gpu_pool.machine
-    models = []
-    for _, spec, report, why_not in model_reports(config.serving.models, machine):
-        models.append({
-            "id": spec.model_id,
-            "source": spec.model_source,
-            # What this model's replicas load from (infra/weights.py); None for a hand-built config in tests.
-            "weight_source": (config.weights.for_model(spec.model_id).source
-                              if getattr(config, "weights", None) is not None else None),
-            "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
-            "capacity": report.as_json() if report is not None else None,
-            "not_checked": why_not,
-            "cold_start_minutes": (cold_start_minutes(report.architecture.stored_bytes())
-                                   if report is not None else None),
-        })
-    return {
-        "format": CAPACITY_FORMAT,
-        "stack": config.stack,
-        "model": f"vLLM {VLLM_VERSION} memory sizing; overheads, prices and cold starts are estimates",
-        "machine": machine.machine_type,
-        "gpu": machine.gke_accelerator,
-        "models": models,
-        "cost": stack_cost(config),
-        "cold_start": {"node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
-                                                     "high": NODE_PROVISIONING_MINUTES[1]}},
-    }
 
 
 def model_lines(model_id: str, capacity: dict) -> list[str]:
@@ -79,43 +45,10 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
     return lines
 
 
-def _cold_start_line(minutes: dict, current: Optional[str]) -> str:
+def cold_start_line(minutes: dict, current: Optional[str]) -> str:
     parts = [f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
              for source, span in minutes.items()]
     return "    cold start (estimate, nodes up): " + ", ".join(parts)
-
-
-def summary_lines(capacity: dict) -> list[str]:
-    """The plan summary's capacity and cost section."""
-    lines = ["", f"Capacity ({capacity['model']}):"]
-    for model in capacity["models"]:
-        if model["capacity"] is None:
-            lines.append(f"  {model['id']}: not checked ({model['not_checked']})")
-            continue
-        lines += model_lines(model["id"], model["capacity"])
-        lines.append(_cold_start_line(model["cold_start_minutes"], model["weight_source"]))
-    node = capacity["cold_start"]["node_provisioning_minutes"]
-    lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")
-    cost = capacity["cost"]
-    gpu_hours = cost["gpu_hours_per_hour"]
-    nodes = cost["gpu_nodes"]
-    span = lambda pair, fmt: (fmt.format(pair["max"]) if pair["idle"] == pair["max"]  # noqa: E731
-                              else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most")
-    lines += ["", f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes "
-              f"{cost['excludes']}):",
-              f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
-              f"x {cost['gpus_per_node']} GPUs)"]
-    for mode, pair in cost["hourly_usd"].items():
-        name = mode.replace("_", "-")
-        configured = " <- configured" if name == cost["capacity_mode"] or (
-            name == "on-demand" and cost["capacity_mode"] == "flex-start") else ""
-        value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
-        lines.append(f"  {name}: {value}{configured}")
-    lines += [f"  note: {note}" for note in cost["notes"]]
-    return lines
-
-
-# --- `python -m infra capacity` --------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -165,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
           f"a replica spans {nodes} node{'s' if nodes > 1 else ''}), vLLM {VLLM_VERSION} memory sizing:")
     for line in model_lines(arch.name, report.as_json()):
         print(line)
-    print(_cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
+    print(cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
     price = PRICES.get((machine.machine_type, args.region))
-    rates = "no list price in infra/costs.py" if price is None else ", ".join(
+    rates = "no list price in infra/planning/costs.py" if price is None else ", ".join(
         f"{mode} ${nodes * rate:,.2f}/h" for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
         if rate is not None)
     print(f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "

@@ -13,12 +13,12 @@ from typing import Callable, Optional, Sequence
 
 import pulumi
 
-from infra.config import StackConfig
-from infra.kubernetes import KubernetesObject
-from infra.model_store import ModelStore, ModelStoreArgs, store_emails
+from infra.config.stack import StackConfig
+from infra.components.resources import KubernetesObject
+from infra.components.model_store import ModelStore, ModelStoreArgs, store_emails
 from infra.render import weights as render
 from infra.render.weights import WeightsSettings
-from infra.serving import as_dependency_list
+from infra.components.serving import as_dependency_list
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ changed input paths, and for the RayService which upgrade path the change takes 
 - only `spec.serveConfigV2` (models, engine options, autoscaling) changed: **in place**; KubeRay hands the
   new Serve config to the running Ray cluster, no pod restarts (Serve replaces the affected replicas);
 - `spec.rayClusterConfig` (image, resources, worker groups, the ingress code's ConfigMap) changed, with
-  `rayClusterUpgrade: Recreate` (KubeRay upgrade type `None`): **recreate with downtime**; infra/serving.py
+  `rayClusterUpgrade: Recreate` (KubeRay upgrade type `None`): **recreate with downtime**; infra/components/serving.py
   sets `replace_on_changes=["spec.rayClusterConfig"]` and `delete_before_replace`, so Pulumi deletes the
   RayService and creates it again: one cold start of downtime (an estimated 7.5-20 minutes for DeepSeek-R1
   from the model store);

@@ -1,7 +1,7 @@
 """A stack's config as the Pulumi CLI would hand it to the program, read from the YAML files alone.
 
 `Pulumi.yaml` supplies the declared defaults and `Pulumi.<stack>.yaml` the stack's values. No Pulumi import:
-the offline plan uses this, and so does the local runner (`python -m serve_app.local`), whose environment has
+the offline plan uses this, and so does the local runner (`python -m local_run.server`), whose environment has
 Ray and vLLM but not Pulumi.
 
 How the CLI reads a stack file, and so how this module does (pulumi/pulumi `sdk/go/common/resource/config/
@@ -34,11 +34,11 @@ from typing import Any
 import yaml
 
 PROJECT = "llmserve"  # the project name in Pulumi.yaml, and so the namespace of its config keys
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "[secret]"
 # Config namespaces a stack may set: this project's, and those read by the engine and by the providers the
 # program uses (pulumi-gcp, pulumi-kubernetes, pulumi-random). Anything else (a misspelt `llmserv:`) is read by
-# nobody, so a key there would be silently ignored by `pulumi up` (infra/config.py refuses it).
+# nobody, so a key there would be silently ignored by `pulumi up` (infra/config/stack.py refuses it).
 PROVIDER_NAMESPACES = ("gcp", "kubernetes", "random", "pulumi")
 CONFIG_NAMESPACES = (PROJECT, *PROVIDER_NAMESPACES)
 

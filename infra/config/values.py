@@ -2,7 +2,7 @@
 
 `ValueReader` never raises: each bad value becomes one problem line naming the key, the value found (shortened)
 and what is allowed, and the reader returns None for it, so that the rules that depend on the value can be
-skipped (`infra/config.py`'s section readers do that). Every key is read through its declared type, so a key
+skipped (`infra/config/stack.py`'s section readers do that). Every key is read through its declared type, so a key
 added to CONFIG_KEYS gets type and range checks without code of its own.
 """
 
@@ -14,8 +14,8 @@ import math
 import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from infra.stackfiles import PROJECT
-from infra.stackfiles import SECRET as OFFLINE_SECRET
+from infra.config.stackfiles import PROJECT
+from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 
 MAX_SHOWN = 80  # characters of a bad value quoted in a message
 

@@ -2,7 +2,7 @@
 
 The dashboard and the alerts are rendered by `infra/render/monitoring.py` from the one metric list there;
 this component only turns them into resources. The Ray pods' own PodMonitorings belong to the serving
-component (infra/serving.py); the operator's, which the RayService-not-ready alert needs, is made here.
+component (infra/components/serving.py); the operator's, which the RayService-not-ready alert needs, is made here.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.costs import idle_gpu_nodes
-from infra.kubernetes import KubernetesObject
+from infra.components.resources import KubernetesObject
+from infra.config.stack import StackConfig
+from infra.planning.sizing import idle_gpu_nodes
 from infra.render import monitoring as render
+from infra.render.rayservice import RayServiceSettings
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,13 @@ class Monitoring(pulumi.ComponentResource):
         self.register_outputs({"dashboard": self.dashboard.id})
 
 
-def monitoring_settings(config, rayservice) -> render.MonitoringSettings:
+def monitoring_settings(config: StackConfig, rayservice: RayServiceSettings) -> render.MonitoringSettings:
     """What the dashboard and the alerts depend on, from the stack config and the RayService settings."""
     pool = config.gpu_pool
     # A static pool has node_count nodes in each of its zones; an autoscaling one never fewer than min_nodes,
     # nor fewer than the Ray GPU workers the models' minReplicas keep.
-    nodes = pool.node_count * len(pool.zones) if not pool.autoscaling else idle_gpu_nodes(config)
+    nodes = (pool.node_count * len(pool.zones) if not pool.autoscaling
+             else idle_gpu_nodes(config.serving.models, pool.machine, pool.min_gpu_nodes, pool.max_gpu_nodes))
     return render.MonitoringSettings(
         stack=config.stack,
         namespace=rayservice.namespace,

@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import pulumi
 import pulumi_random as random
 
-from infra.kubernetes import KubernetesObject
+from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
 from infra.render.rayservice import API_KEY_SECRET_KEY, HF_TOKEN_SECRET_KEY, RayServiceSettings
 
@@ -23,7 +23,7 @@ class LlmServiceArgs:
     # Objects that must exist in the namespace before the Ray pods start: NetworkPolicies, the HTTPS Gateway.
     guard_objects: Sequence[Mapping[str, Any]] = ()
     # Creates what the RayService needs inside the namespace before it starts (the weight staging objects,
-    # infra/weight_staging.py); called with options that place it in the namespace.
+    # infra/components/weight_staging.py); called with options that place it in the namespace.
     prerequisites: Optional[Callable[[pulumi.ResourceOptions], pulumi.Resource]] = None
 
 

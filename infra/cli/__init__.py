@@ -1,0 +1,1 @@
+"""The command line: `python -m infra plan | smoke | capacity` (infra/cli/main.py)."""

@@ -1,0 +1,105 @@
+"""The capacity figures of a stack, as `capacity.json` and as lines of the plan's summary (the `capacity`
+command prints the same lines for one model: infra/cli/capacity.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from infra.planning.capacity import (
+    ARCHITECTURE_ALIASES,
+    KV_CACHE_DTYPE_BYTES,
+    WEIGHT_FORMAT_BYTES,
+    CapacityReport,
+    EngineSettings,
+    find_architecture,
+    load_architecture,
+    model_reports,
+    plan_capacity,
+)
+from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
+from infra.cli.capacity import cold_start_line, model_lines
+from infra.config.stack import StackConfig
+from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
+from infra.planning.costs import PRICES, PRICES_AS_OF, StackShape, capacity_mode, stack_cost
+from infra.planning.sizing import idle_gpu_nodes
+from serve_app.versions_data import VLLM_VERSION
+
+CAPACITY_FORMAT = 1
+
+
+def stack_capacity(config: StackConfig) -> dict:
+    """capacity.json for a parsed `StackConfig`: per model memory and concurrency, per stack cost."""
+    machine = config.gpu_pool.machine
+    models = []
+    for _, spec, report, why_not in model_reports(config.serving.models, machine):
+        models.append({
+            "id": spec.model_id,
+            "source": spec.model_source,
+            # What this model's replicas load from (infra/config/weights.py); None for a hand-built config in tests.
+            "weight_source": (config.weights.for_model(spec.model_id).source
+                              if getattr(config, "weights", None) is not None else None),
+            "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
+            "capacity": report.as_json() if report is not None else None,
+            "not_checked": why_not,
+            "cold_start_minutes": (cold_start_minutes(report.architecture.stored_bytes())
+                                   if report is not None else None),
+        })
+    return {
+        "format": CAPACITY_FORMAT,
+        "stack": config.stack,
+        "model": f"vLLM {VLLM_VERSION} memory sizing; overheads, prices and cold starts are estimates",
+        "machine": machine.machine_type,
+        "gpu": machine.gke_accelerator,
+        "models": models,
+        "cost": stack_cost(stack_shape(config)),
+        "cold_start": {"node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
+                                                     "high": NODE_PROVISIONING_MINUTES[1]}},
+    }
+
+
+def stack_shape(config: StackConfig) -> StackShape:
+    """What the stack's cost depends on, from its config."""
+    pool, cluster = config.gpu_pool, config.cluster
+    return StackShape(
+        region=config.region,
+        gpu_machine=pool.machine,
+        capacity_mode=capacity_mode(reservation=bool(pool.reservation), spot=pool.spot, flex_start=pool.flex_start),
+        idle_gpu_nodes=idle_gpu_nodes(config.serving.models, pool.machine, pool.min_gpu_nodes, pool.max_gpu_nodes),
+        max_gpu_nodes=pool.max_gpu_nodes,
+        system_machine_type=cluster.system_machine_type,
+        system_node_count=cluster.system_node_count,
+        zonal_cluster=cluster.location != config.region,
+    )
+
+
+def summary_lines(capacity: dict) -> list[str]:
+    """The plan summary's capacity and cost section."""
+    lines = ["", f"Capacity ({capacity['model']}):"]
+    for model in capacity["models"]:
+        if model["capacity"] is None:
+            lines.append(f"  {model['id']}: not checked ({model['not_checked']})")
+            continue
+        lines += model_lines(model["id"], model["capacity"])
+        lines.append(cold_start_line(model["cold_start_minutes"], model["weight_source"]))
+    node = capacity["cold_start"]["node_provisioning_minutes"]
+    lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")
+    cost = capacity["cost"]
+    gpu_hours = cost["gpu_hours_per_hour"]
+    nodes = cost["gpu_nodes"]
+    span = lambda pair, fmt: (fmt.format(pair["max"]) if pair["idle"] == pair["max"]  # noqa: E731
+                              else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most")
+    lines += ["", f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes "
+              f"{cost['excludes']}):",
+              f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
+              f"x {cost['gpus_per_node']} GPUs)"]
+    for mode, pair in cost["hourly_usd"].items():
+        name = mode.replace("_", "-")
+        configured = " <- configured" if name == cost["capacity_mode"] or (
+            name == "on-demand" and cost["capacity_mode"] == "flex-start") else ""
+        value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
+        lines.append(f"  {name}: {value}{configured}")
+    lines += [f"  note: {note}" for note in cost["notes"]]
+    return lines

@@ -1,0 +1,87 @@
+"""`python -m local_run <stack> [--port 8000] [--weights-store]`: serve a stack's Serve app on this CPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from local_run.errors import LocalRunError
+from local_run.launcher import READY_MARKER
+from local_run.serve_config import local_serve_config, stack_serving
+from local_run.server import LocalServer, ensure_port_free, ensure_ray_not_running
+from local_run.store import serve_from_local_store
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from local_run.tiny_models import UnsupportedModelError, default_cache_dir, tiny_model_for
+
+    parser = argparse.ArgumentParser(prog="python -m local_run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
+    parser.add_argument("--port", type=int, default=8000, help="port of the OpenAI API on 127.0.0.1")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="where tiny models are built and kept")
+    parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for RUNNING")
+    parser.add_argument("--weights-store", action="store_true",
+                        help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
+                             "copy read back from it after the manifest check, like the gcsfuse weight source")
+    args = parser.parse_args(argv)
+    store = None
+
+    try:
+        models, auth = stack_serving(args.stack)
+        ensure_port_free(args.port, "the OpenAI API")
+        ensure_ray_not_running()
+        cache_dir = args.cache_dir or default_cache_dir()
+        started = time.monotonic()
+        model_paths = {model.model_id: tiny_model_for(model.model_source, cache_dir) for model in models}
+        print(f"tiny models ready in {time.monotonic() - started:.1f} s: "
+              + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()), flush=True)
+        if args.weights_store:
+            store, model_paths = serve_from_local_store(model_paths)
+        api_key = os.environ.get("LLMSERVE_LOCAL_API_KEY") or secrets.token_urlsafe(32)
+        config = local_serve_config(models, auth, model_paths, args.port)
+    except (LocalRunError, UnsupportedModelError) as error:
+        if store is not None:
+            store.close()
+        print(f"error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
+
+    signal.signal(signal.SIGTERM, interrupt)
+    ready = False
+    try:
+        with LocalServer(config, api_key if auth.enabled else None, ready_timeout_s=args.ready_timeout) as server:
+            ready = True
+            print(f"{READY_MARKER} in {time.monotonic() - started:.1f} s", flush=True)
+            print(json.dumps({"base_url": server.base_url, "models": sorted(model_paths),
+                              "api_key": api_key if auth.enabled else None,
+                              "api_key_file": str(server.api_key_file) if auth.enabled else None,
+                              "metrics_url": server.metrics_url,
+                              "model_paths": {model_id: str(path) for model_id, path in model_paths.items()}}),
+                  flush=True)
+            print("Ctrl-C stops the server.", flush=True)
+            while True:
+                time.sleep(1)
+    except LocalRunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("llmserve local: stopped", flush=True)
+        return 0 if ready else 130
+    finally:
+        if store is not None:
+            store.close()
+
+
+if __name__ == "__main__":  # vLLM spawns processes: the guard keeps them from re-running the CLI
+    sys.exit(main())

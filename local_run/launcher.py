@@ -1,0 +1,71 @@
+"""`python -m local_run <stack>` in a child process, for the e2e tests and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from local_run.errors import LocalRunError
+
+# The line the server prints once it serves; the next line is the JSON that `wait_ready` returns.
+READY_MARKER = "llmserve local: ready"
+
+
+class LaunchedServer:
+    """`python -m local_run <stack>` in a child process.
+
+    `wait_ready()` returns the `{"base_url", "models", "api_key"}` the server prints, or raises
+    `LocalRunError` with the server's output if it exits or is not ready in time; `stop()` interrupts it as
+    Ctrl-C would and returns its exit code.
+    """
+
+    def __init__(self, stack: str, port: int, *, ready_timeout_s: float = 600,
+                 extra_args: Sequence[str] = ()):
+        self.ready_timeout_s = ready_timeout_s
+        self.lines: list[str] = []
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local_run", stack, "--port", str(port),
+             "--ready-timeout", str(ready_timeout_s), *extra_args],
+            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, bufsize=1)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_ready(self) -> dict:
+        deadline = self.started_at + self.ready_timeout_s + 120  # the server's own timeout fires first
+        while time.monotonic() < deadline:
+            for index, line in enumerate(self.lines):
+                if line.startswith(READY_MARKER) and index + 1 < len(self.lines):
+                    return json.loads(self.lines[index + 1])
+            if self.process.poll() is not None:
+                self._reader.join(timeout=5)
+                raise LocalRunError(f"the local server exited with {self.process.returncode} before it was "
+                                    f"ready:\n{self.output}", exit_code=1)
+            time.sleep(0.5)
+        raise LocalRunError(f"the local server was not ready in time:\n{self.output}", exit_code=1)
+
+    def stop(self, timeout_s: float = 180) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._reader.join(timeout=5)
+        return self.process.returncode

@@ -1,0 +1,67 @@
+"""The stack's Serve config, read from its stack files and rewritten for a CPU; nothing else changes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
+from local_run.errors import LocalRunError
+from serve_app.builder import AuthSettings, build_serve_config
+from serve_app.errors import ModelConfigError
+from serve_app.spec import ModelSpec, parse_models
+
+# What a CPU needs and nothing more. A 512-token context keeps the KV cache at VLLM_CPU_KVCACHE_SPACE GiB.
+CPU_MAX_MODEL_LEN = 512
+CPU_MAX_NUM_SEQS = 16
+CPU_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",  # GiB of KV cache per engine
+    "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # two engines on two cores: let the OS schedule them
+    "HF_HUB_OFFLINE": "1",  # the tiny models are local; never reach for the hub
+}
+
+
+def stack_serving(stack: str, root: Optional[Path] = None) -> tuple[tuple[ModelSpec, ...], AuthSettings]:
+    """The models and API-key settings of `stack`, read from its stack files as `pulumi up` would."""
+    try:
+        values, _ = stack_config(stack, root or PROJECT_ROOT)
+    except StackFileError as error:
+        raise LocalRunError(str(error)) from error
+    raw_models = values.get(f"{PROJECT}:models")
+    if raw_models is None:
+        raise LocalRunError(f"stack '{stack}' sets no {PROJECT}:models")
+    try:
+        models = parse_models(json.loads(raw_models), key=f"{PROJECT}:models")
+    except ModelConfigError as error:
+        raise LocalRunError(str(error)) from error
+    auth_enabled = values.get(f"{PROJECT}:apiAuth", "true").lower() != "false"
+    return models, AuthSettings(enabled=auth_enabled)
+
+
+def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, Path], port: int) -> dict:
+    """A copy of `serve_config` that runs on a CPU: each model's source becomes its tiny stand-in in
+    `model_paths` (by model id), TP/PP 1, the CPU as accelerator, a small context. Nothing else changes."""
+    config = copy.deepcopy(dict(serve_config))
+    config["http_options"] = {**config.get("http_options", {}), "host": "127.0.0.1", "port": port}
+    for application in config["applications"]:
+        for llm in application["args"]["llm_configs"]:
+            model_id = llm["model_loading_config"]["model_id"]
+            llm["model_loading_config"]["model_source"] = str(model_paths[model_id])
+            llm.pop("accelerator_type", None)
+            llm["accelerator_config"] = {"kind": "cpu"}
+            llm["placement_group_config"] = {"bundles": [{"CPU": 1}]}
+            engine = llm.setdefault("engine_kwargs", {})
+            engine.update(tensor_parallel_size=1, pipeline_parallel_size=1, max_model_len=CPU_MAX_MODEL_LEN,
+                          max_num_batched_tokens=CPU_MAX_MODEL_LEN, dtype="bfloat16", enforce_eager=True,
+                          max_num_seqs=min(engine.get("max_num_seqs", CPU_MAX_NUM_SEQS), CPU_MAX_NUM_SEQS))
+            engine.pop("gpu_memory_utilization", None)  # GPU memory; the CPU backend sizes by CPU_ENV instead
+            env_vars = llm.setdefault("runtime_env", {}).setdefault("env_vars", {})
+            env_vars.update(CPU_ENV)
+    return config
+
+
+def local_serve_config(models: Sequence[ModelSpec], auth: AuthSettings, model_paths: Mapping[str, Path],
+                       port: int) -> dict:
+    return cpu_serve_config(build_serve_config(models, auth=auth), model_paths, port)
