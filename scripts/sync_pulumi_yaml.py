@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.config.stack import CONFIG_KEYS  # noqa: E402
+from infra.config.stack import CONFIG_KEYS, declared_in_pulumi_yaml  # noqa: E402
 from serve_app.spec import KEYS as MODEL_KEYS  # noqa: E402
 
 HEADER = """\
@@ -47,17 +47,17 @@ def comment(text: str, indent: str) -> list[str]:
 def main() -> None:
     lines = [HEADER.rstrip("\n")]
     for key in CONFIG_KEYS:
-        if key.declared_in_pulumi_yaml:
+        if declared_in_pulumi_yaml(key):
             continue
         kind = "secret, optional" if key.secret else "required, a list of objects"
         lines += comment(f"{key.name} ({kind}) {key.description}", "#   ")
         if key.name == "models":
             for model_key in MODEL_KEYS:
-                lines += comment(f"{model_key.key} ({model_key.type}, default {model_key.default}): "
-                                 f"{model_key.meaning}", "#       ")
+                lines += comment(f"{model_key.name} ({model_key.type}, default {model_key.default_words}): "
+                                 f"{model_key.description}", "#       ")
     lines.append("config:")
     for key in CONFIG_KEYS:
-        if not key.declared_in_pulumi_yaml:
+        if not declared_in_pulumi_yaml(key):
             continue
         lines += [f"  {key.name}:", f"    type: {key.type}"]
         if key.type == "array":

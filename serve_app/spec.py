@@ -29,8 +29,6 @@ Each problem reads ``<key>[<i>].<field>: <what is wrong>; found <value>; allowed
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +36,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from configkit import ConfigKey, Range, closest, did_you_mean, shown
 from serve_app.errors import ModelConfigError
 from serve_app.presets import PRESET_CHOICES, PRESETS, resolve_preset
 from serve_app.versions_data import (
@@ -181,94 +180,81 @@ def with_preset(spec: ModelSpec, preset: str = "auto") -> ModelSpec:
 # The stack config keys
 
 
-@dataclass(frozen=True)
-class ConfigKey:
-    """One key of a model object in the `models` stack config."""
-
-    key: str
-    field: str
-    type: str  # "string" | "integer" | "number" | "boolean" | "map"
-    default: str
-    meaning: str
-    required: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-    exclusive_minimum: bool = False
-    choices: tuple[str, ...] | None = None
-
-
 _VLLM_DEFAULT = "vLLM's, or the preset's"
 _SERVE_DEFAULT = "10 (Ray Serve LLM), or the preset's"
+_POSITIVE = Range(0, exclusive_minimum=True)
 KEYS: tuple[ConfigKey, ...] = (
-    ConfigKey("id", "model_id", "string", "(required)", "Name clients send as `model`; names the Serve "
-              "deployment. Letters, digits, `.`, `_`, `-`, `/`; no `:` (Ray's LoRA separator).", required=True),
-    ConfigKey("source", "model_source", "string", "(required)", "Weights: a Hugging Face id, an absolute "
-              "path present on every node, or a `gs://`/`s3://`/`abfss://`/`azure://` URI (Ray downloads it "
-              "to each node).", required=True),
-    ConfigKey("acceleratorType", "accelerator_type", "string", "(required)", "Ray's GPU name (`H100`, "
-              "`H200`, `L4`, `A100-80G`, ...); replicas run only on nodes with that GPU.", required=True),
-    ConfigKey("weightSource", "weight_source", "string", "the stack's `weightSource`", "How GPU workers get "
-              "the weights: `gcsfuse` (staged once into the stack's model store, mounted on every worker), "
-              "`runai-streamer` (streamed from the store into GPU memory; needs an image with the streamer), "
-              "`huggingface` (each node downloads `source` at every start).",
-              choices=WEIGHT_SOURCES),
-    ConfigKey("revision", "weights_revision", "string", "(unset)", "With `gcsfuse`/`runai-streamer`: the "
-              "Hugging Face commit to stage (40 hex characters), or a label (`v1`, `2026-11`) for an `s3://` "
-              "source; the weights live in `gs://<model store>/<id>/<revision>/`. A new value re-stages."),
-    ConfigKey("preset", "preset", "string", "auto", "Defaults for a model family: `auto` (by `source`), "
-              "`none`, `deepseek-r1`, `deepseek-r1-distill`. Explicit keys always win.",
-              choices=PRESET_CHOICES),
-    ConfigKey("tensorParallelSize", "tensor_parallel_size", "integer", "1", "GPUs per pipeline stage "
-              "(vLLM TP); keep within one node.", minimum=1),
-    ConfigKey("pipelineParallelSize", "pipeline_parallel_size", "integer", "1", "Pipeline stages (vLLM PP); "
-              "a replica uses TP × PP GPUs and PP may span nodes.", minimum=1),
-    ConfigKey("minReplicas", "min_replicas", "integer", "1", "Replicas kept when idle; `0` = scale to zero.",
-              minimum=0),
-    ConfigKey("maxReplicas", "max_replicas", "integer", "1", "Autoscaling upper bound (= minReplicas for a "
-              "fixed count).", minimum=1),
-    ConfigKey("initialReplicas", "initial_replicas", "integer", "minReplicas", "Replicas started on deploy, "
-              "between min and max.", minimum=0),
-    ConfigKey("targetOngoingRequests", "target_ongoing_requests", "number", "(unset)", "In-flight requests "
-              "per replica the autoscaler aims for; required when maxReplicas > max(minReplicas, 1) "
-              "(Ray Serve LLM's default 1e9 never scales up).", minimum=0, exclusive_minimum=True),
-    ConfigKey("prefixCacheRouting", "prefix_cache_routing", "boolean", "automatic", "Route shared prompt "
-              "prefixes to the same replica (PrefixCacheAffinityRouter). Unset = on exactly when "
-              "maxReplicas >= 2; `true` needs maxReplicas >= 2 and prefix caching."),
-    ConfigKey("maxModelLen", "max_model_len", "integer", _VLLM_DEFAULT, "Prompt + completion tokens "
-              "(vLLM `max_model_len`). deepseek-r1: 32768.", minimum=1),
-    ConfigKey("gpuMemoryUtilization", "gpu_memory_utilization", "number", _VLLM_DEFAULT, "Fraction of GPU "
-              "memory for vLLM, in (0, 1]. deepseek-r1: 0.92.", minimum=0, maximum=1, exclusive_minimum=True),
-    ConfigKey("maxNumSeqs", "max_num_seqs", "integer", _VLLM_DEFAULT, "Sequences per engine step. "
-              "deepseek-r1: 64.", minimum=1),
-    ConfigKey("maxNumBatchedTokens", "max_num_batched_tokens", "integer", _VLLM_DEFAULT, "Tokens per engine "
-              "step; >= maxNumSeqs, and >= maxModelLen without chunked prefill. deepseek-r1: 8192.", minimum=1),
-    ConfigKey("enablePrefixCaching", "enable_prefix_caching", "boolean", _VLLM_DEFAULT, "vLLM prefix "
-              "caching; forced on (must not be `false`) when prefix-cache routing is on. deepseek-r1: true."),
-    ConfigKey("enableChunkedPrefill", "enable_chunked_prefill", "boolean", _VLLM_DEFAULT, "vLLM chunked "
-              "prefill. deepseek-r1: true."),
-    ConfigKey("reasoningParser", "reasoning_parser", "string", _VLLM_DEFAULT, "vLLM reasoning parser "
-              f"(a name registered in vLLM {VLLM_VERSION}, or one from engineKwargs.reasoning_parser_plugin). "
-              "deepseek-r1 and distills: `deepseek_r1`."),
-    ConfigKey("healthCheckPeriodS", "health_check_period_s", "number", _SERVE_DEFAULT, "Seconds between "
-              "Serve health checks. deepseek-r1: 30.", minimum=0,
-              exclusive_minimum=True),
-    ConfigKey("healthCheckTimeoutS", "health_check_timeout_s", "number", _SERVE_DEFAULT, "Seconds before a "
-              "health check fails. deepseek-r1: 60.", minimum=0,
-              exclusive_minimum=True),
-    ConfigKey("engineKwargs", "engine_kwargs", "map", "{}", "Extra vLLM options by their snake_case vLLM "
-              f"name (checked against vLLM {VLLM_VERSION}); options owned by the keys above are rejected."),
-    ConfigKey("envVars", "env_vars", "map", "{}", "Extra env vars for the replica and vLLM workers, merged "
-              "over the preset's (deepseek-r1: RAYLLM_ENGINE_START_TIMEOUT_S=7200, "
-              "VLLM_ENGINE_READY_TIMEOUT_S=5400, HF_XET_HIGH_PERFORMANCE=1). No secrets."),
+    ConfigKey("id", "string", "Name clients send as `model`; names the Serve deployment. Letters, digits, `.`, "
+              "`_`, `-`, `/`; no `:` (Ray's LoRA separator).", required=True, field="model_id"),
+    ConfigKey("source", "string", "Weights: a Hugging Face id, an absolute path present on every node, or a "
+              "`gs://`/`s3://`/`abfss://`/`azure://` URI (Ray downloads it to each node).", required=True,
+              field="model_source"),
+    ConfigKey("acceleratorType", "string", "Ray's GPU name (`H100`, `H200`, `L4`, `A100-80G`, ...); replicas run "
+              "only on nodes with that GPU.", required=True, field="accelerator_type"),
+    ConfigKey("weightSource", "string", "How GPU workers get the weights: `gcsfuse` (staged once into the stack's "
+              "model store, mounted on every worker), `runai-streamer` (streamed from the store into GPU memory; "
+              "needs an image with the streamer), `huggingface` (each node downloads `source` at every start).",
+              default_text="the stack's `weightSource`", choices=WEIGHT_SOURCES, field="weight_source"),
+    ConfigKey("revision", "string", "With `gcsfuse`/`runai-streamer`: the Hugging Face commit to stage (40 hex "
+              "characters), or a label (`v1`, `2026-11`) for an `s3://` source; the weights live in "
+              "`gs://<model store>/<id>/<revision>/`. A new value re-stages.", field="weights_revision"),
+    ConfigKey("preset", "string", "Defaults for a model family: `auto` (by `source`), `none`, `deepseek-r1`, "
+              "`deepseek-r1-distill`. Explicit keys always win.", default="auto", choices=PRESET_CHOICES,
+              field="preset"),
+    ConfigKey("tensorParallelSize", "integer", "GPUs per pipeline stage (vLLM TP); keep within one node.",
+              default=1, range=Range(1), field="tensor_parallel_size"),
+    ConfigKey("pipelineParallelSize", "integer", "Pipeline stages (vLLM PP); a replica uses TP × PP GPUs and PP "
+              "may span nodes.", default=1, range=Range(1), field="pipeline_parallel_size"),
+    ConfigKey("minReplicas", "integer", "Replicas kept when idle; `0` = scale to zero.", default=1,
+              range=Range(0), field="min_replicas"),
+    ConfigKey("maxReplicas", "integer", "Autoscaling upper bound (= minReplicas for a fixed count).", default=1,
+              range=Range(1), field="max_replicas"),
+    ConfigKey("initialReplicas", "integer", "Replicas started on deploy, between min and max.",
+              default_text="minReplicas", range=Range(0), field="initial_replicas"),
+    ConfigKey("targetOngoingRequests", "number", "In-flight requests per replica the autoscaler aims for; "
+              "required when maxReplicas > max(minReplicas, 1) (Ray Serve LLM's default 1e9 never scales up).",
+              range=_POSITIVE, field="target_ongoing_requests"),
+    ConfigKey("prefixCacheRouting", "boolean", "Route shared prompt prefixes to the same replica "
+              "(PrefixCacheAffinityRouter). Unset = on exactly when maxReplicas >= 2; `true` needs maxReplicas "
+              ">= 2 and prefix caching.", default_text="automatic", field="prefix_cache_routing"),
+    ConfigKey("maxModelLen", "integer", "Prompt + completion tokens (vLLM `max_model_len`). deepseek-r1: 32768.",
+              default_text=_VLLM_DEFAULT, range=Range(1), field="max_model_len"),
+    ConfigKey("gpuMemoryUtilization", "number", "Fraction of GPU memory for vLLM, in (0, 1]. deepseek-r1: 0.92.",
+              default_text=_VLLM_DEFAULT, range=Range(0, 1, exclusive_minimum=True),
+              field="gpu_memory_utilization"),
+    ConfigKey("maxNumSeqs", "integer", "Sequences per engine step. deepseek-r1: 64.", default_text=_VLLM_DEFAULT,
+              range=Range(1), field="max_num_seqs"),
+    ConfigKey("maxNumBatchedTokens", "integer", "Tokens per engine step; >= maxNumSeqs, and >= maxModelLen "
+              "without chunked prefill. deepseek-r1: 8192.", default_text=_VLLM_DEFAULT, range=Range(1),
+              field="max_num_batched_tokens"),
+    ConfigKey("enablePrefixCaching", "boolean", "vLLM prefix caching; forced on (must not be `false`) when "
+              "prefix-cache routing is on. deepseek-r1: true.", default_text=_VLLM_DEFAULT,
+              field="enable_prefix_caching"),
+    ConfigKey("enableChunkedPrefill", "boolean", "vLLM chunked prefill. deepseek-r1: true.",
+              default_text=_VLLM_DEFAULT, field="enable_chunked_prefill"),
+    ConfigKey("reasoningParser", "string", f"vLLM reasoning parser (a name registered in vLLM {VLLM_VERSION}, or "
+              "one from engineKwargs.reasoning_parser_plugin). deepseek-r1 and distills: `deepseek_r1`.",
+              default_text=_VLLM_DEFAULT, field="reasoning_parser"),
+    ConfigKey("healthCheckPeriodS", "number", "Seconds between Serve health checks. deepseek-r1: 30.",
+              default_text=_SERVE_DEFAULT, range=_POSITIVE, field="health_check_period_s"),
+    ConfigKey("healthCheckTimeoutS", "number", "Seconds before a health check fails. deepseek-r1: 60.",
+              default_text=_SERVE_DEFAULT, range=_POSITIVE, field="health_check_timeout_s"),
+    ConfigKey("engineKwargs", "map", f"Extra vLLM options by their snake_case vLLM name (checked against vLLM "
+              f"{VLLM_VERSION}); options owned by the keys above are rejected.", default_text="{}",
+              field="engine_kwargs"),
+    ConfigKey("envVars", "map", "Extra env vars for the replica and vLLM workers, merged over the preset's "
+              "(deepseek-r1: RAYLLM_ENGINE_START_TIMEOUT_S=7200, VLLM_ENGINE_READY_TIMEOUT_S=5400, "
+              "HF_XET_HIGH_PERFORMANCE=1). No secrets.", default_text="{}", field="env_vars"),
 )
-_KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.key: key for key in KEYS})
+_KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.name: key for key in KEYS})
 
 
 def keys_markdown() -> str:
-    """The key table as Markdown (key, type, default, meaning), for the README or Pulumi.yaml."""
-    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    """The key table as Markdown (key, type, default, allowed values, description), for the reference."""
+    lines = ["| key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
     for key in KEYS:
-        lines.append(f"| `{key.key}` | {key.type} | {key.default} | {key.meaning} |")
+        lines.append(f"| `{key.name}` | {key.type} | {key.default_words} | {key.allowed_words} | "
+                     f"{key.description} |")
     return "\n".join(lines) + "\n"
 
 
@@ -283,7 +269,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # engine_kwargs keys that a ModelSpec field sets; the value is the stack config key to use instead.
 OWNED_ENGINE_ARGS: Mapping[str, str] = MappingProxyType(
-    {key.field: key.key for key in KEYS if key.field in VLLM_ENGINE_ARG_NAMES}
+    {key.field: key.name for key in KEYS if key.field in VLLM_ENGINE_ARG_NAMES}
 )
 # engine_kwargs keys that Ray Serve LLM 2.60 sets itself (vllm_models.py get_initialization_kwargs).
 RAY_OWNED_ENGINE_ARGS: Mapping[str, str] = MappingProxyType(
@@ -331,23 +317,6 @@ _SECRET_LOOKING_ENV = re.compile(r"(_TOKEN|_SECRET|_PASSWORD|_API_KEYS?)$")
 # Formatting helpers
 
 
-def _show(value: Any) -> str:
-    """A value as the user wrote it (JSON-ish), shortened."""
-    try:
-        text = json.dumps(_thaw(value), sort_keys=True, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {key: _thaw(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(item) for item in value]
-    return value
-
-
 def _problem(path: str, what: str, found: str, allowed: str) -> str:
     return f"{path}: {what}; found {found}; allowed {allowed}"
 
@@ -355,14 +324,6 @@ def _problem(path: str, what: str, found: str, allowed: str) -> str:
 def _snake_to_camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
-
-
-def _suggest(word: str, candidates: Sequence[str] | frozenset[str], cutoff: float = 0.75) -> str | None:
-    lowered = {candidate.lower(): candidate for candidate in candidates}
-    if word.lower() in lowered:
-        return lowered[word.lower()]
-    matches = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=cutoff)
-    return lowered[matches[0]] if matches else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,7 +344,7 @@ def _type_problem(path: str, key: ConfigKey, value: Any) -> str | None:
     if ok:
         return None
     article = "an" if expected[0] in "aeiou" else "a"
-    return _problem(path, f"must be {article} {expected}", f"{_show(value)} ({type(value).__name__})",
+    return _problem(path, f"must be {article} {expected}", f"{shown(value)} ({type(value).__name__})",
                     f"{article} {expected}")
 
 
@@ -393,26 +354,21 @@ _LARGEST_EXACT_INTEGER = 2**53
 
 def _range_problem(path: str, key: ConfigKey, value: float) -> str | None:
     if key.type == "integer" and abs(value) > _LARGEST_EXACT_INTEGER:
-        return _problem(path, "too large to pass through Pulumi exactly (its numbers are doubles)", _show(value),
+        return _problem(path, "too large to pass through Pulumi exactly (its numbers are doubles)", shown(value),
                         f"integers up to 2**53 ({_LARGEST_EXACT_INTEGER})")
-    low_ok = key.minimum is None or (value > key.minimum if key.exclusive_minimum else value >= key.minimum)
-    high_ok = key.maximum is None or value <= key.maximum
-    if low_ok and high_ok:
+    if key.range is None or value in key.range:
         return None
-    low = "" if key.minimum is None else f"{'>' if key.exclusive_minimum else '>='} {key.minimum:g}"
-    high = "" if key.maximum is None else f"<= {key.maximum:g}"
-    bounds = " and ".join(part for part in (low, high) if part)
     noun = "integers" if key.type == "integer" else "numbers"
-    return _problem(path, "out of range", _show(value), f"{noun} {bounds}")
+    return _problem(path, "out of range", shown(value), f"{noun} {key.range.words()}")
 
 
 def _string_problems(path: str, key: ConfigKey, value: str) -> list[str]:
     if key.choices is not None and value not in key.choices:
-        hint = _suggest(value, key.choices)
-        return [_problem(path, "unknown value" + (f" (did you mean {hint!r}?)" if hint else ""), _show(value),
+        hint = closest(value, key.choices, cutoff=0.75)
+        return [_problem(path, "unknown value" + did_you_mean(hint), shown(value),
                          "one of " + ", ".join(key.choices))]
     if key.field == "model_id" and not _MODEL_ID.match(value):
-        return [_problem(path, "not a valid model id", _show(value),
+        return [_problem(path, "not a valid model id", shown(value),
                          "1-128 characters: letters, digits, '.', '_', '-', '/', starting with a letter or "
                          "digit (no ':' or spaces)")]
     if key.field == "model_source":
@@ -420,7 +376,7 @@ def _string_problems(path: str, key: ConfigKey, value: str) -> list[str]:
     if key.field == "accelerator_type":
         return _accelerator_problems(path, value)
     if key.field == "reasoning_parser" and not value:
-        return [_problem(path, "must not be empty", _show(value), "a vLLM reasoning parser name, or leave unset")]
+        return [_problem(path, "must not be empty", shown(value), "a vLLM reasoning parser name, or leave unset")]
     return []
 
 
@@ -428,14 +384,14 @@ def _source_problems(path: str, value: str) -> list[str]:
     if value.startswith(_REMOTE_SCHEMES):
         scheme, _, rest = value.partition("://")
         if not rest.split("/")[0]:
-            return [_problem(path, f"{scheme}:// URI without a bucket", _show(value), f"{scheme}://<bucket>/<path>")]
+            return [_problem(path, f"{scheme}:// URI without a bucket", shown(value), f"{scheme}://<bucket>/<path>")]
         return []
     if "://" in value:
-        return [_problem(path, "unsupported URI scheme", _show(value),
+        return [_problem(path, "unsupported URI scheme", shown(value),
                          "a Hugging Face id, an absolute path, or a URI starting with " + ", ".join(_REMOTE_SCHEMES))]
     if value.startswith("/") or _HF_ID.match(value):
         return []
-    return [_problem(path, "not a Hugging Face id, absolute path or supported URI", _show(value),
+    return [_problem(path, "not a Hugging Face id, absolute path or supported URI", shown(value),
                      "org/name, /absolute/path, or " + ", ".join(f"{scheme}..." for scheme in _REMOTE_SCHEMES))]
 
 
@@ -443,18 +399,18 @@ def _accelerator_problems(path: str, value: str) -> list[str]:
     if value in RAY_GPU_ACCELERATOR_TYPES:
         return []
     if value == "A10":  # Ray rewrites it, but say the canonical name so that node resources match
-        return [_problem(path, "Ray calls this GPU A10G", _show(value), '"A10G"')]
+        return [_problem(path, "Ray calls this GPU A10G", shown(value), '"A10G"')]
     if value in RAY_TPU_ACCELERATOR_TYPES:
-        return [_problem(path, "TPUs are not supported by this project's serve config (GPU only)", _show(value),
+        return [_problem(path, "TPUs are not supported by this project's serve config (GPU only)", shown(value),
                          "a Ray GPU accelerator name")]
     hint = None
     for separator in ("-", " ", "_"):  # "H100-80GB", "nvidia-h100-80gb" -> "H100"
         for part in value.split(separator):
             hint = hint or next((name for name in RAY_GPU_ACCELERATOR_TYPES if name.lower() == part.lower()), None)
-    hint = hint or _suggest(value, sorted(RAY_GPU_ACCELERATOR_TYPES), cutoff=0.6)
-    what = "not a Ray accelerator name" + (f" (did you mean {hint!r}?)" if hint else "")
+    hint = hint or closest(value, sorted(RAY_GPU_ACCELERATOR_TYPES), cutoff=0.6)
+    what = "not a Ray accelerator name" + did_you_mean(hint)
     common = ("A100", "A100-80G", "B200", "H100", "H200", "L4", "L40S")
-    return [_problem(path, what, _show(value),
+    return [_problem(path, what, shown(value),
                      "one of the names in ray.util.accelerators, e.g. " + ", ".join(common))]
 
 
@@ -466,37 +422,37 @@ def engine_kwargs_problems(path: str, engine_kwargs: Mapping[Any, Any]) -> list[
         value = engine_kwargs[name]
         at = f"{path}.{name}"
         if not isinstance(name, str):
-            problems.append(_problem(path, "option names must be strings", _show(name),
+            problems.append(_problem(path, "option names must be strings", shown(name),
                                      "snake_case vLLM option names"))
             continue
         if name in OWNED_ENGINE_ARGS:
             problems.append(_problem(at, f"is set by the model spec, not engineKwargs (use the key "
-                                     f"{OWNED_ENGINE_ARGS[name]})", f"{name}={_show(value)}",
-                                     f"{OWNED_ENGINE_ARGS[name]}: {_show(value)} next to engineKwargs"))
+                                     f"{OWNED_ENGINE_ARGS[name]})", f"{name}={shown(value)}",
+                                     f"{OWNED_ENGINE_ARGS[name]}: {shown(value)} next to engineKwargs"))
         elif name in RAY_OWNED_ENGINE_ARGS:
-            problems.append(_problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={_show(value)}",
+            problems.append(_problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={shown(value)}",
                                      "remove it from engineKwargs"))
         elif name in REFUSED_ENGINE_ARGS:
             problems.append(_problem(at, REFUSED_ENGINE_ARGS[name], f"{name}=<redacted>",
                                      "remove it from engineKwargs"))
         elif name in REMOVED_ENGINE_ARGS:
             problems.append(_problem(at, f"unknown engine option for vLLM {VLLM_VERSION}: "
-                                     f"{REMOVED_ENGINE_ARGS[name]}", f"{name}={_show(value)}",
+                                     f"{REMOVED_ENGINE_ARGS[name]}", f"{name}={shown(value)}",
                                      "remove it from engineKwargs"))
         elif name not in known:
-            hint = _suggest(name, sorted(known), cutoff=0.8)
+            hint = closest(name, sorted(known), cutoff=0.8)
             camel_as_snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
             if hint is None and camel_as_snake in known:
                 hint = camel_as_snake
-            what = f"unknown engine option for vLLM {VLLM_VERSION}" + (f" (did you mean {hint!r}?)" if hint else "")
-            problems.append(_problem(at, what, f"{name}={_show(value)}",
+            what = f"unknown engine option for vLLM {VLLM_VERSION}" + did_you_mean(hint)
+            problems.append(_problem(at, what, f"{name}={shown(value)}",
                                      f"vLLM {VLLM_VERSION} EngineArgs/AsyncEngineArgs/FrontendArgs field names"))
         elif name == "data_parallel_size" and value != 1:
             problems.append(_problem(at, "data parallelism needs Ray's build_dp_openai_app, which this project "
-                                     "does not deploy; scale with minReplicas/maxReplicas", _show(value), "1 or unset"))
+                                     "does not deploy; scale with minReplicas/maxReplicas", shown(value), "1 or unset"))
         elif name == "disable_log_stats" and value is True:
             problems.append(_problem(at, "conflicts with log_engine_metrics, which the project keeps on for "
-                                     "the engine metrics", _show(value), "false or unset"))
+                                     "the engine metrics", shown(value), "false or unset"))
         else:
             bad = _non_json(value)
             if bad is not None:
@@ -536,12 +492,12 @@ def env_var_problems(path: str, env_vars: Mapping[Any, Any]) -> tuple[list[str],
         value = env_vars[name]
         at = f"{path}.{name}"
         if not isinstance(name, str) or not _ENV_NAME.match(name):
-            problems.append(_problem(at, "not an environment variable name", _show(name),
+            problems.append(_problem(at, "not an environment variable name", shown(name),
                                      "letters, digits and '_', not starting with a digit"))
             continue
         if name in REFUSED_ENV_VARS:
             problems.append(_problem(at, REFUSED_ENV_VARS[name], f"{name}=<redacted>" if "TOKEN" in name else
-                                     f"{name}={_show(value)}", "remove it from envVars"))
+                                     f"{name}={shown(value)}", "remove it from envVars"))
             continue
         if _SECRET_LOOKING_ENV.search(name):
             problems.append(_problem(at, "looks like a secret, and the Serve config is stored in plain text; "
@@ -554,7 +510,7 @@ def env_var_problems(path: str, env_vars: Mapping[Any, Any]) -> tuple[list[str],
             normalized[name] = str(value)
         else:
             problems.append(_problem(at, "environment variable values must be strings (quote them in YAML)",
-                                     _show(value), 'a string such as "1" or "true"'))
+                                     shown(value), 'a string such as "1" or "true"'))
     return problems, normalized
 
 
@@ -566,9 +522,9 @@ def _stage1_fields(path: str, values: Mapping[str, Any], *, present: set[str]) -
     problems: list[str] = []
     kwargs: dict[str, Any] = {}
     for key in KEYS:
-        at = f"{path}.{key.key}"
-        value = values.get(key.key)
-        if key.key not in present or value is None:
+        at = f"{path}.{key.name}"
+        value = values.get(key.name)
+        if key.name not in present or value is None:
             if key.required:
                 problems.append(_problem(at, "required key is missing", "nothing", f"a {key.type}"))
             continue
@@ -603,27 +559,20 @@ def _stage1_fields(path: str, values: Mapping[str, Any], *, present: set[str]) -
 def _unknown_key_problem(path: str, name: Any) -> str:
     at = f"{path}.{name}"
     if not isinstance(name, str):
-        return _problem(at, "unknown key", _show(name), "one of " + ", ".join(_KEYS_BY_NAME))
+        return _problem(at, "unknown key", shown(name), "one of " + ", ".join(_KEYS_BY_NAME))
     camel = _snake_to_camel(name)
-    hint = camel if camel in _KEYS_BY_NAME else _suggest(name, list(_KEYS_BY_NAME))
+    hint = camel if camel in _KEYS_BY_NAME else closest(name, _KEYS_BY_NAME, cutoff=0.75)
     if hint is not None:
-        return _problem(at, f"unknown key (did you mean {hint!r}?)", _show(name), "one of " + ", ".join(_KEYS_BY_NAME))
+        return _problem(at, "unknown key" + did_you_mean(hint), shown(name), "one of " + ", ".join(_KEYS_BY_NAME))
     engine_name = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     if engine_name in VLLM_ENGINE_ARG_NAMES or engine_name in VLLM_FRONTEND_ARG_NAMES:
         return _problem(at, f"unknown key; {engine_name!r} is a vLLM option: put it under engineKwargs",
-                        _show(name), f"engineKwargs: {{{engine_name}: ...}}")
-    return _problem(at, "unknown key", _show(name), "one of " + ", ".join(_KEYS_BY_NAME))
+                        shown(name), f"engineKwargs: {{{engine_name}: ...}}")
+    return _problem(at, "unknown key", shown(name), "one of " + ", ".join(_KEYS_BY_NAME))
 
 
 # --------------------------------------------------------------------------------------------------
 # Stage 2: rules across fields and across models
-
-
-def _camel(field_name: str) -> str:
-    for key in KEYS:
-        if key.field == field_name:
-            return key.key
-    return field_name
 
 
 def _cross_field_problems(path: str, spec: ModelSpec) -> list[str]:
@@ -673,9 +622,9 @@ def _cross_field_problems(path: str, spec: ModelSpec) -> list[str]:
         and spec.reasoning_parser not in VLLM_REASONING_PARSERS
         and "reasoning_parser_plugin" not in spec.engine_kwargs
     ):
-        hint = _suggest(spec.reasoning_parser, sorted(VLLM_REASONING_PARSERS), cutoff=0.6)
+        hint = closest(spec.reasoning_parser, sorted(VLLM_REASONING_PARSERS), cutoff=0.6)
         problems.append(_problem(f"{path}.reasoningParser", f"not a reasoning parser of vLLM {VLLM_VERSION}"
-                                 + (f" (did you mean {hint!r}?)" if hint else ""), _show(spec.reasoning_parser),
+                                 + did_you_mean(hint), shown(spec.reasoning_parser),
                                  ", ".join(sorted(VLLM_REASONING_PARSERS))
                                  + ", or a name registered by engineKwargs.reasoning_parser_plugin"))
 
@@ -704,12 +653,12 @@ def _duplicate_id_problems(key: str, indexed_specs: Sequence[tuple[int, ModelSpe
         if spec.model_id in first_id:
             other = first_id[spec.model_id]
             problems.append(_problem(f"{key}[{index}].id", f"duplicate model id (also {key}[{other}].id)",
-                                     _show(spec.model_id), "ids unique across models"))
+                                     shown(spec.model_id), "ids unique across models"))
         elif deployment in first_deployment:
             other = first_deployment[deployment]
             problems.append(_problem(f"{key}[{index}].id", "maps to the same Serve deployment name as "
                                      f"{key}[{other}].id (Ray replaces '/' with '--' and '.' with '_')",
-                                     f"{_show(spec.model_id)} -> LLMServer:{deployment}",
+                                     f"{shown(spec.model_id)} -> LLMServer:{deployment}",
                                      "ids that stay distinct after that replacement"))
         else:
             first_id[spec.model_id] = index
@@ -728,7 +677,7 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
     objects with the keys in `KEYS`. Raises `ModelConfigError` listing every problem found.
     """
     if isinstance(raw, Mapping) or not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-        raise ModelConfigError([_problem(key, "must be a list of model objects", _show(raw),
+        raise ModelConfigError([_problem(key, "must be a list of model objects", shown(raw),
                                          "a list of objects with keys " + ", ".join(_KEYS_BY_NAME))])
     if not raw:
         raise ModelConfigError([_problem(key, "must list at least one model", "[]", "1 or more model objects")])
@@ -738,7 +687,7 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
     for index, item in enumerate(raw):
         path = f"{key}[{index}]"
         if not isinstance(item, Mapping):
-            problems.append(_problem(path, "must be an object (a map of keys)", _show(item),
+            problems.append(_problem(path, "must be an object (a map of keys)", shown(item),
                                      "an object with keys " + ", ".join(_KEYS_BY_NAME)))
             continue
         item_problems = [_unknown_key_problem(path, name) for name in item if name not in _KEYS_BY_NAME]
@@ -747,7 +696,7 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
         if item_problems:
             problems.extend(item_problems)
             continue
-        preset = kwargs.pop("preset", "auto")
+        preset = kwargs.pop("preset", _KEYS_BY_NAME["preset"].default)
         parsed.append((index, with_preset(ModelSpec(**kwargs), preset)))
 
     problems.extend(_duplicate_id_problems(key, parsed))
@@ -767,13 +716,13 @@ def validate_models(models: Sequence[ModelSpec], key: str = "models") -> None:
     for index, spec in enumerate(models):
         path = f"{key}[{index}]"
         if not isinstance(spec, ModelSpec):
-            problems.append(_problem(path, "must be a ModelSpec", _show(spec), "serve_app.spec.ModelSpec"))
+            problems.append(_problem(path, "must be a ModelSpec", shown(spec), "serve_app.spec.ModelSpec"))
             continue
-        values = {config_key.key: getattr(spec, config_key.field) for config_key in KEYS}
+        values = {config_key.name: getattr(spec, config_key.field) for config_key in KEYS}
         values["preset"] = None  # the resolved name, not a choice; checked below
         field_problems, _ = _stage1_fields(path, values, present=set(values))
         if spec.preset is not None and spec.preset not in PRESETS:
-            field_problems.append(_problem(f"{path}.preset", "unknown preset", _show(spec.preset),
+            field_problems.append(_problem(f"{path}.preset", "unknown preset", shown(spec.preset),
                                            "None or one of " + ", ".join(PRESETS)))
         problems.extend(field_problems)
         if not field_problems:

@@ -55,7 +55,7 @@ def test_a_model_choice_beats_the_stack_default():
 def test_unknown_weight_sources_list_the_valid_ones():
     assert ("llmserve:weightSource: unknown value 'nfs'; allowed: auto, gcsfuse, runai-streamer, huggingface"
             in problems(weightSource="nfs"))
-    assert ("models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found \"gcsfuze\"; allowed one of "
+    assert ("models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found 'gcsfuze'; allowed one of "
             "gcsfuse, runai-streamer, huggingface" in problems([{**R1, "weightSource": "gcsfuze"}]))
 
 

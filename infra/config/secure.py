@@ -50,10 +50,10 @@ class SecureSettings:
 
 
 def read_secure_settings(read: Any) -> Optional[SecureSettings]:
-    """Read this module's keys with config.py's reader (`read.get`, `read.one_of`, `read.matching`); None when
+    """Read this module's keys with config.py's reader (`read.get`, `read.matching`); None when
     any of them is bad (the problem is already reported), so the rules that depend on them are skipped."""
     start = len(read.problems)
-    interval = read.one_of("gpuHostMaintenanceInterval", HOST_MAINTENANCE_INTERVALS)
+    interval = read.get("gpuHostMaintenanceInterval")
     hostname = read.matching("serveHostname", lambda value: _HOSTNAME.fullmatch(value) is not None,
                              "a lowercase DNS name like api.example.com (no wildcard, no scheme, no port)")
     namespaces = read.get("serveClientNamespaces") or []

@@ -16,7 +16,6 @@ Google Cloud's naming rules live in `infra/config/gcp_rules.py`.
 from __future__ import annotations
 
 import datetime
-import difflib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -25,14 +24,15 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 from infra.config import gcp_rules
 from infra.planning.capacity import capacity_findings
 from infra.catalog import GPU_SUBNET_SLOTS, MACHINE_PROFILES, RAY_LLM_IMAGE, GpuDirect, MachineProfile
-from infra.config.values import ValueReader, shown
+from configkit import ConfigKey, Range, closest, did_you_mean, shown
+from infra.config.values import ValueReader
 from infra.config.errors import ConfigError
 from infra.config.alerts import NOTIFICATION_CHANNEL_KEY, THRESHOLD_RANGES, AlertThresholds, alert_thresholds
-from infra.config.secure import (QUEUED_PROVISIONING_REFUSAL, SecureSettings, read_secure_settings, secure_problems,
-                          secure_warnings)
+from infra.config.secure import (HOST_MAINTENANCE_INTERVALS, QUEUED_PROVISIONING_REFUSAL, SecureSettings,
+                                 read_secure_settings, secure_problems, secure_warnings)
 from infra.config.stackfiles import CONFIG_NAMESPACES, PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
-from infra.config.weights import WeightsConfig, read_weight_keys, resolve_weights
+from infra.config.weights import STACK_WEIGHT_SOURCES, WeightsConfig, read_weight_keys, resolve_weights
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -49,46 +49,48 @@ DOCUMENTATION_RANGES = tuple(
 )
 
 
-@dataclass(frozen=True)
-class ConfigKey:
-    """One project config key. `default=None` means the key is required.
+def declared_in_pulumi_yaml(key: ConfigKey) -> bool:
+    """Whether Pulumi.yaml's `config:` block declares `key`.
 
     Pulumi.yaml can only type strings, integers, booleans and arrays of them, and a typed key without a
     default would be required by the CLI; so `object` keys (the model list) and `secret` keys (optional
-    secrets) are documented in Pulumi.yaml's comments and the README instead of its `config:` block.
+    secrets) are documented in Pulumi.yaml's comments and the reference instead of its `config:` block.
     """
+    return key.type in ("string", "integer", "boolean", "array") and not key.secret
 
-    name: str
-    type: str  # "string" | "integer" | "boolean" | "array" (of strings) | "object" (a list of objects)
-    description: str
-    default: Any = None
-    secret: bool = False
 
-    @property
-    def declared_in_pulumi_yaml(self) -> bool:
-        return self.type != "object" and not self.secret
-
+# Ranges of the integer keys, with the reason for a bound that is not obvious. Every integer key has one (a test
+# checks that a new key gets one), so a huge or negative value is refused here rather than by Google's API or a
+# Go duration overflow.
+_NODES_PER_POOL_ZONE = "GKE allows at most 1000 nodes per node pool and zone"
+_NODES = Range(0, 1000, why=_NODES_PER_POOL_ZONE)
+_A_WEEK = Range(1, 10080, why="at most a week")
+_ALERT_RANGES = {key: Range(lowest, highest) for key, _, lowest, highest in THRESHOLD_RANGES}
 
 CONFIG_KEYS: tuple[ConfigKey, ...] = (
     # --- GPU node pool -----------------------------------------------------------------------------------
     ConfigKey("gpuMachineType", "string",
               "Machine type of the GPU node pool; one of the machine profiles in infra/catalog.py "
-              "(a3-highgpu-8g, a3-megagpu-8g, g2-standard-24)."),
+              "(a3-highgpu-8g, a3-megagpu-8g, g2-standard-24).", required=True),
     ConfigKey("gpuZones", "array",
-              "Zones of the GPU node pool, all in gcp:region. Exactly one when gpuCompactPlacement is on."),
-    ConfigKey("gpuNodeCount", "integer", "Static number of GPU nodes (used when gpuAutoscaling is false).", 2),
+              "Zones of the GPU node pool, all in gcp:region. Exactly one when gpuCompactPlacement is on.",
+              required=True),
+    ConfigKey("gpuNodeCount", "integer", "Static number of GPU nodes (used when gpuAutoscaling is false).", 2,
+              range=_NODES),
     ConfigKey("gpuAutoscaling", "boolean",
               "Let the GPU pool scale between gpuMinNodes and gpuMaxNodes instead of a static gpuNodeCount.",
               False),
-    ConfigKey("gpuMinNodes", "integer", "Smallest GPU pool size with autoscaling; 0 scales the pool to zero.", 0),
-    ConfigKey("gpuMaxNodes", "integer", "Largest GPU pool size with autoscaling.", 2),
+    ConfigKey("gpuMinNodes", "integer", "Smallest GPU pool size with autoscaling; 0 scales the pool to zero.", 0,
+              range=_NODES),
+    ConfigKey("gpuMaxNodes", "integer", "Largest GPU pool size with autoscaling.", 2, range=_NODES),
     ConfigKey("gpuCompactPlacement", "boolean",
               "Place GPU nodes close together with a COLLOCATED resource policy (single zone only).", True),
     ConfigKey("gpuDirect", "boolean",
               "Wire GPUDirect-TCPX/TCPXO (extra GPU NICs, NCCL plugin) when the machine supports it.", True),
     ConfigKey("gpuNetworkCount", "integer",
               "Number of GPU NIC networks; 0 derives it from the machine (4 for A3 High, 8 for A3 Mega). "
-              "A non-zero value must match the machine.", 0),
+              "A non-zero value must match the machine.", 0,
+              range=Range(0, GPU_SUBNET_SLOTS, why="0 derives it from the machine")),
     ConfigKey("gpuSpot", "boolean", "Use Spot VMs for the GPU pool (cannot be combined with a reservation).",
               False),
     ConfigKey("gpuFlexStart", "boolean",
@@ -102,15 +104,18 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Name of a specific Compute Engine reservation to consume (optionally "
               "NAME/reservationBlocks/BLOCK); empty for none.", ""),
     ConfigKey("gpuDriverVersion", "string",
-              "GKE-managed NVIDIA driver: LATEST (needed by CUDA 13 images) or DEFAULT.", "LATEST"),
+              "GKE-managed NVIDIA driver: LATEST (needed by CUDA 13 images) or DEFAULT.", "LATEST",
+              choices=GPU_DRIVER_VERSIONS),
     # --- cluster -----------------------------------------------------------------------------------------
     ConfigKey("regionalCluster", "boolean",
               "Regional (highly available) control plane; false makes a zonal cluster in the first GPU zone.",
               True),
     ConfigKey("systemMachineType", "string",
               "Machine type of the CPU system pool that runs the Ray head and controllers.", "e2-standard-16"),
-    ConfigKey("systemNodeCount", "integer", "Number of system nodes per system-pool zone.", 1),
-    ConfigKey("releaseChannel", "string", "GKE release channel: RAPID, REGULAR, STABLE or EXTENDED.", "REGULAR"),
+    ConfigKey("systemNodeCount", "integer", "Number of system nodes per system-pool zone.", 1,
+              range=Range(1, 1000, why="the Ray head and controllers need at least 1 node; " + _NODES_PER_POOL_ZONE)),
+    ConfigKey("releaseChannel", "string", "GKE release channel: RAPID, REGULAR, STABLE or EXTENDED.", "REGULAR",
+              choices=RELEASE_CHANNELS),
     ConfigKey("kubernetesVersion", "string",
               "Minimum control-plane version (for example 1.33); empty takes the channel's default.", ""),
     ConfigKey("maintenanceWindowStart", "string", "Daily maintenance window start, HH:MM in UTC.", "03:00"),
@@ -122,7 +127,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("deletionProtection", "boolean", "Refuse to delete the GKE cluster (turn off for throwaway stacks).",
               True),
     ConfigKey("masterAuthorizedNetworks", "array",
-              "CIDRs allowed to reach the control plane; include the machine that runs `pulumi up`."),
+              "CIDRs allowed to reach the control plane; include the machine that runs `pulumi up`.", required=True),
     ConfigKey("allowOpenControlPlane", "boolean",
               "Explicit opt-out that permits 0.0.0.0/0 in masterAuthorizedNetworks.", False),
     # --- addresses ---------------------------------------------------------------------------------------
@@ -134,7 +139,8 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Range split into 8 equal subnets, one per GPU NIC network.", "192.168.0.0/16"),
     # --- serving -----------------------------------------------------------------------------------------
     ConfigKey("models", "object",
-              "The models to serve: a list of objects (keys in serve_app/spec.py KEYS and the README)."),
+              "The models to serve: a list of objects (keys in serve_app/spec.py KEYS and the README).",
+              required=True),
     ConfigKey("servingNamespace", "string", "Kubernetes namespace of the RayService and its secrets.", "llm"),
     ConfigKey("rayImage", "string",
               "Container image of the Ray head and workers; empty takes the pinned image in infra/catalog.py.",
@@ -143,14 +149,15 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "How a change to the Ray cluster spec (image, resources, worker groups) is rolled out: NewCluster "
               "lets KubeRay build a second cluster and switch once it serves (zero downtime, needs the GPUs "
               "twice over); Recreate deletes and recreates the RayService (downtime of a cold start, no spare "
-              "GPUs needed). Serve config changes apply in place either way.", "NewCluster"),
+              "GPUs needed). Serve config changes apply in place either way.", "NewCluster",
+              choices=RAY_CLUSTER_UPGRADES),
     ConfigKey("cpuWorkers", "integer",
               "Ray CPU worker pods on the system pool; they host the OpenAI ingress, so GPU groups can scale "
-              "to zero and still be woken by a request.", 1),
+              "to zero and still be woken by a request.", 1, range=Range(0, 1000)),
     ConfigKey("serveExposure", "string",
               "Who can reach the OpenAI API: cluster (ClusterIP only), internal (an internal load balancer in "
               "the VPC; plain HTTP, needs serveAllowPlainHttp) or external (HTTPS through a GKE Gateway with a "
-              "Google-managed certificate for serveHostname).", "cluster"),
+              "Google-managed certificate for serveHostname).", "cluster", choices=SERVE_EXPOSURES),
     ConfigKey("serveSourceRanges", "array",
               "CIDRs allowed through the internal load balancer when serveExposure is internal; empty "
               "allows any source that can route to it. Not supported with external (HTTPS Gateway).", []),
@@ -160,7 +167,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("serveReadyTimeoutMinutes", "integer",
               "How long `pulumi up` waits for the RayService to be Ready with every Serve application "
               "RUNNING (a cold start of DeepSeek-R1 takes about 7.5-20 minutes from the model store, up to 41 "
-              "from the Hub; see capacity.json).", 150),
+              "from the Hub; see capacity.json).", 150, range=_A_WEEK),
     ConfigKey("apiKey", "string",
               "The API key clients send; set with `pulumi config set --secret llmserve:apiKey ...`. Unset: a "
               "random key is generated and exported as the `api_key` secret output.", secret=True),
@@ -174,7 +181,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("gpuHostMaintenanceInterval", "string",
               "Host maintenance interval of GPU nodes: empty leaves it to GKE (as Google's A3 blueprints do); "
               "PERIODIC or AS_NEEDED only when Google Cloud asks for it, since a pool that sets it may not match a "
-              "reservation created without it.", ""),
+              "reservation created without it.", "", choices=HOST_MAINTENANCE_INTERVALS),
     ConfigKey("networkPolicies", "boolean",
               "NetworkPolicies that let only the Ray cluster's own pods reach the Ray ports (plus the KubeRay "
               "operator on the head's dashboard and Serve proxy, and Managed Prometheus on the metrics ports) and "
@@ -193,7 +200,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "Default weight source of models that set none: auto (gcsfuse for the 690 GB class, models with "
               "the deepseek-r1 preset; huggingface for the rest), gcsfuse (staged once into the model store, "
               "mounted on every GPU worker), runai-streamer (streamed from the store into GPU memory) or "
-              "huggingface (each node downloads at every start).", "auto"),
+              "huggingface (each node downloads at every start).", "auto", choices=STACK_WEIGHT_SOURCES),
     ConfigKey("modelStoreBucket", "string",
               "GCS bucket of the model store, created when a model uses gcsfuse or runai-streamer; empty "
               "derives <gcp project>-<stack>-models.", ""),
@@ -208,7 +215,7 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "runai-streamer (the pinned Ray image is not known to contain it).", False),
     ConfigKey("stagingTimeoutMinutes", "integer",
               "How long `pulumi up` waits for the in-cluster staging Job of a model (690 GB takes roughly "
-              "10-30 minutes in-region) before failing.", 180),
+              "10-30 minutes in-region) before failing.", 180, range=_A_WEEK),
     ConfigKey("s3EndpointUrl", "string",
               "Endpoint of an S3-compatible store for s3:// staging sources; empty means AWS S3.", ""),
     ConfigKey("s3AccessKeyId", "string",
@@ -224,17 +231,19 @@ CONFIG_KEYS: tuple[ConfigKey, ...] = (
               "projects/<project-id>/notificationChannels/<id>; empty: alerts show in the console only.", ""),
     ConfigKey("alertNotReadyMinutes", "integer",
               "Minutes the RayService may be not Ready, or an always-on model without a healthy replica, "
-              "before alerting (1-1440).", 10),
+              "before alerting (1-1440).", 10, range=_ALERT_RANGES["alertNotReadyMinutes"]),
     ConfigKey("alertTtftP95Seconds", "integer",
               "Alert when a model's p95 time to first token over 10 minutes exceeds this many seconds (1-3600).",
-              10),
+              10, range=_ALERT_RANGES["alertTtftP95Seconds"]),
     ConfigKey("alertKvCacheUsagePercent", "integer",
               "Alert when a model's KV-cache usage stays above this percentage (50-100) for "
-              "alertKvCacheMinutes.", 95),
+              "alertKvCacheMinutes.", 95, range=_ALERT_RANGES["alertKvCacheUsagePercent"]),
     ConfigKey("alertKvCacheMinutes", "integer",
-              "Minutes the KV cache must stay above alertKvCacheUsagePercent before alerting (1-1440).", 10),
+              "Minutes the KV cache must stay above alertKvCacheUsagePercent before alerting (1-1440).", 10,
+              range=_ALERT_RANGES["alertKvCacheMinutes"]),
     ConfigKey("alertWedgedMinutes", "integer",
-              "Alert when a model has waiting requests but generates no token for this many minutes (1-1440).", 5),
+              "Alert when a model has waiting requests but generates no token for this many minutes (1-1440).", 5,
+              range=_ALERT_RANGES["alertWedgedMinutes"]),
 )
 CONFIG_KEYS_BY_NAME = {key.name: key for key in CONFIG_KEYS}
 ALERT_KEYS = (NOTIFICATION_CHANNEL_KEY, *(key for key, *_ in THRESHOLD_RANGES))
@@ -333,22 +342,6 @@ class StackConfig:
 # --- stage 1: one key at a time ---------------------------------------------------------------------------
 
 
-# Inclusive ranges of the integer keys, with the reason for a bound that is not obvious. Every integer key has
-# one (a test checks that a new key gets one), so a huge or negative value is refused here rather than by
-# Google's API or a Go duration overflow.
-_NODES_PER_POOL_ZONE = "GKE allows at most 1000 nodes per node pool and zone"
-INTEGER_BOUNDS: dict[str, tuple[Optional[int], Optional[int], str]] = {
-    "gpuNodeCount": (0, 1000, _NODES_PER_POOL_ZONE),
-    "gpuMinNodes": (0, 1000, _NODES_PER_POOL_ZONE),
-    "gpuMaxNodes": (0, 1000, _NODES_PER_POOL_ZONE),
-    "gpuNetworkCount": (0, GPU_SUBNET_SLOTS, "0 derives it from the machine"),
-    "systemNodeCount": (1, 1000, "the Ray head and controllers need at least 1 node; " + _NODES_PER_POOL_ZONE),
-    "cpuWorkers": (0, 1000, ""),
-    "serveReadyTimeoutMinutes": (1, 10080, "at most a week"),
-    "stagingTimeoutMinutes": (1, 10080, "at most a week"),
-    **{name: (lowest, highest, "") for name, _, lowest, highest in THRESHOLD_RANGES},
-}
-
 # Provider keys that carry credentials: like the project's secret keys, they must be stored encrypted.
 PROVIDER_SECRET_KEYS = ("gcp:accessToken", "gcp:credentials")
 
@@ -438,7 +431,7 @@ def _read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
     reservation = read.matching("gpuReservation", _is_reservation,
                                 f"a reservation name, optionally NAME/reservationBlocks/BLOCK, each "
                                 f"{gcp_rules.RFC1035_RULE}")
-    driver_version = read.one_of("gpuDriverVersion", GPU_DRIVER_VERSIONS)
+    driver_version = read.get("gpuDriverVersion")
 
     if _ok(compact_placement, zones) and compact_placement and len(zones) > 1:
         read.problem(f"{_key('gpuZones')}: compact placement keeps the pool in one zone; found {len(zones)} "
@@ -552,7 +545,7 @@ def _read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tupl
     if system_machine_type == "":
         read.problem(f"{_key('systemMachineType')}: must not be empty; allowed: {gcp_rules.MACHINE_TYPE_RULE}")
     system_node_count = read.get("systemNodeCount")
-    release_channel = read.one_of("releaseChannel", RELEASE_CHANNELS)
+    release_channel = read.get("releaseChannel")
     kubernetes_version = read.matching("kubernetesVersion", _is_gke_version,
                                        "a GKE version like 1.33 or 1.33.5-gke.1080000")
     window_start = read.matching("maintenanceWindowStart", _is_hh_mm, "HH:MM (UTC)")
@@ -611,9 +604,9 @@ def _read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Op
     ray_image = read.matching("rayImage", lambda value: _IMAGE.fullmatch(value) is not None,
                               "a container image reference like registry/repository:tag or "
                               "repository@sha256:<digest>, or empty for the pinned image")
-    ray_cluster_upgrade = read.one_of("rayClusterUpgrade", RAY_CLUSTER_UPGRADES)
+    ray_cluster_upgrade = read.get("rayClusterUpgrade")
     cpu_workers = read.get("cpuWorkers")
-    exposure = read.one_of("serveExposure", SERVE_EXPOSURES)
+    exposure = read.get("serveExposure")
     source_ranges = read.cidr_list("serveSourceRanges")
     api_auth = read.get("apiAuth")
     ready_timeout = read.get("serveReadyTimeoutMinutes")
@@ -708,11 +701,10 @@ def _namespace_problems(other_keys: Iterable[str]) -> list[str]:
             problems.append(f"{name}: config key without a namespace; allowed: {PROJECT}:{name} for this "
                             f"project's key, or a key in one of the namespaces {allowed}")
         elif namespace not in CONFIG_NAMESPACES:
-            hint = difflib.get_close_matches(namespace, CONFIG_NAMESPACES, n=1)
+            hint = closest(namespace, CONFIG_NAMESPACES)
             problems.append(f"{name}: namespace {namespace!r} is read by neither this project nor its providers, "
-                            f"so `pulumi up` would ignore the key"
-                            + (f" (did you mean {hint[0]}:{rest}?)" if hint else "")
-                            + f"; allowed namespaces: {allowed}")
+                            f"so `pulumi up` would ignore the key{did_you_mean(hint and f'{hint}:{rest}')}; "
+                            f"allowed namespaces: {allowed}")
     return problems
 
 
@@ -721,9 +713,8 @@ def _check_keys(read: ValueReader, values: Mapping[str, Any], other_keys: Mappin
     """Problems with the keys themselves, before any value is read: unknown keys and namespaces, secrets in
     plain text, encrypted values where none belongs."""
     for name in sorted(set(values) - set(CONFIG_KEYS_BY_NAME)):
-        hint = difflib.get_close_matches(name, list(CONFIG_KEYS_BY_NAME), n=1)
-        read.problem(f"{_key(name)}: unknown config key" + (f" (did you mean {hint[0]}?)" if hint else "")
-                     + f"; known keys: {', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
+        read.problem(f"{_key(name)}: unknown config key{did_you_mean(closest(name, CONFIG_KEYS_BY_NAME))}; "
+                     f"known keys: {', '.join(sorted(CONFIG_KEYS_BY_NAME))}")
     for name in sorted(set(values) & SECRET_KEY_NAMES):
         read.problem(_plain_secret_problem(_key(name)))
     read.problems.extend(_namespace_problems(other_keys))
@@ -761,7 +752,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     to whether it is stored encrypted. `encrypted` names the project keys that are not secrets but are stored
     encrypted (an encrypted part inside `models` would reach the plain-text serve config).
     """
-    read = ValueReader(values, CONFIG_KEYS_BY_NAME, INTEGER_BOUNDS)
+    read = ValueReader(values, CONFIG_KEYS_BY_NAME)
     _check_keys(read, values, dict(other_keys or {}), set(encrypted))
 
     gcp_project, region = _read_gcp(read, gcp_values)
@@ -774,7 +765,7 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     secure = read_secure_settings(read)
     serving = _read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
     alerts = _read_alerts(read)
-    weight_keys = read_weight_keys(read.get, read.one_of)
+    weight_keys = read_weight_keys(read.get)
     weights = None
     if _ok(serving, cluster, gcp_project, region, *weight_keys.values()):
         weights, weight_problems, weight_warnings = resolve_weights(

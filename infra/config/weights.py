@@ -102,11 +102,11 @@ def default_bucket_name(gcp_project: str, stack: str) -> str:
     return name
 
 
-def read_weight_keys(get: Any, one_of: Any) -> dict[str, Any]:
-    """Stage 1 of infra/config/stack.py for this module's keys: `get(name)` / `one_of(name, allowed)` are the
-    config reader's (they record type and enum problems)."""
+def read_weight_keys(get: Any) -> dict[str, Any]:
+    """Stage 1 of infra/config/stack.py for this module's keys: `get(name)` is the config reader's (it records
+    type and enum problems)."""
     return {
-        "weightSource": one_of("weightSource", STACK_WEIGHT_SOURCES),
+        "weightSource": get("weightSource"),
         "modelStoreBucket": get("modelStoreBucket"),
         "modelStoreLocation": get("modelStoreLocation"),
         "modelStoreForceDestroy": get("modelStoreForceDestroy"),
