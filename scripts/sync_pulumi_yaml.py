@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from infra.config.stack import CONFIG_KEYS, declared_in_pulumi_yaml  # noqa: E402
+from infra.config.keys import CONFIG_KEYS, declared_in_pulumi_yaml  # noqa: E402
 from serve_app.spec import KEYS as MODEL_KEYS  # noqa: E402
 
 HEADER = """\

@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 from infra.catalog import GpuDirect
-from infra.config.stack import CONFIG_KEYS, ConfigError, declared_in_pulumi_yaml, parse_stack_config
+from infra.config.errors import ConfigError
+from infra.config.keys import CONFIG_KEYS, declared_in_pulumi_yaml
+from infra.config.stack import parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
 GCP = {"project": "my-project", "region": "us-east4"}

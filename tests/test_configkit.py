@@ -8,7 +8,7 @@ from types import MappingProxyType
 import pytest
 
 from configkit import MAX_SHOWN, ConfigKey, Range, closest, did_you_mean, shown
-from infra.config.stack import CONFIG_KEYS
+from infra.config.keys import CONFIG_KEYS
 from serve_app.spec import KEYS, ModelSpec
 
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from infra.config.stack import ConfigError, parse_stack_config
-from infra.config.weights import default_bucket_name
+from infra.config.errors import ConfigError
+from infra.config.sections.weights import default_bucket_name
+from infra.config.stack import parse_stack_config
 
 GCP = {"project": "my-proj", "region": "us-east4"}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"

@@ -2,7 +2,7 @@
 
 `ValueReader` never raises: each bad value becomes one problem line naming the key, the value found (shortened)
 and what is allowed, and the reader returns None for it, so that the rules that depend on the value can be
-skipped (`infra/config/stack.py`'s section readers do that). Every key is read through its declaration (type,
+skipped (the section readers in `infra/config/sections/` do that). Every key is read through its declaration (type,
 range, choices), so a key added to CONFIG_KEYS gets those checks without code of its own.
 """
 
@@ -17,6 +17,11 @@ from typing import Any, Callable, Mapping, Optional
 from configkit import ConfigKey, closest, did_you_mean, shown
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
+
+
+def read_cleanly(*values: Any) -> bool:
+    """Every value a rule depends on was read cleanly (a bad or missing one was read as None)."""
+    return all(value is not None for value in values)
 
 
 class ValueReader:

@@ -76,7 +76,7 @@ class ModelSpec:
     weight_source: str | None = None
     """How the GPU workers get the weights: ``gcsfuse`` (the stack's model store mounted through the GCS FUSE
     CSI driver), ``runai-streamer`` (vLLM streams from the store), ``huggingface`` (each node downloads
-    `model_source`); None = the stack's default. The infrastructure (infra/config/weights.py) resolves it."""
+    `model_source`); None = the stack's default. The infrastructure (infra/config/sections/weights.py) resolves it."""
     weights_revision: str | None = None
     """For the model store: the Hugging Face commit (40 hex characters) or, for an ``s3://`` source, a label
     that names the store folder ``<id>/<revision>/``. None when the weights come straight from `source`."""

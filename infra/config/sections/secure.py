@@ -1,57 +1,36 @@
-"""Secure defaults and capacity settings that hold: their config keys, typed settings and rules.
+"""Secure defaults and capacity settings that hold: their keys, and the rules they add to the serving keys.
 
-Each default is on unless a stack opts out with a documented switch (README "Security defaults"):
+Each default is on unless a stack opts out with a documented switch:
 - secure boot on GPU nodes (`gpuSecureBoot`);
 - NetworkPolicies that fence the Ray ports to the Ray cluster and the Serve port to its ingress path
   (`networkPolicies`, `serveClientNamespaces`);
 - external exposure only over HTTPS, through a GKE Gateway with a Google-managed certificate for
   `serveHostname`; plain HTTP outside the cluster only with `serveAllowPlainHttp` (internal exposure).
 
-Capacity: the host maintenance interval is a choice (`gpuHostMaintenanceInterval`, unset by default), and
-queued provisioning is refused with the reason (see `QUEUED_PROVISIONING_REFUSAL`).
+Capacity: the host maintenance interval is a choice (`gpuHostMaintenanceInterval`, unset by default); queued
+provisioning is refused with the reason (`sections/gpu_pool.py`).
 
-`infra/config/stack.py` reads these keys as a section of their own (`read_secure_settings`), checks them against the
-serving keys in the serving section (`secure_problems`) and adds `secure_warnings` once the GPU pool is read;
-this module never touches `pulumi.Config`.
+`infra/config/stack.py` reads these keys as a section of their own (`read_secure_settings`), the serving section
+checks them against the serving keys (`secure_problems`), and `secure_warnings` runs once the GPU pool is read.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from infra.config.settings import SecureSettings
 from infra.config.stackfiles import PROJECT
+from infra.config.values import ValueReader
 
-HOST_MAINTENANCE_INTERVALS = ("", "AS_NEEDED", "PERIODIC")
 # RFC 1123 DNS name with at least two labels, no wildcard: what a Google-managed certificate can cover.
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
-QUEUED_PROVISIONING_REFUSAL = (
-    "a queued-provisioning pool gets nodes only through a ProvisioningRequest (autoscaling.x-k8s.io), which "
-    "asks for a fixed number of nodes at once, keeps them for at most 7 days and needs every pod to carry its "
-    "consume-provisioning-request annotation and the cloud.google.com/gke-queued toleration; KubeRay creates "
-    "the Ray worker pods itself and the Ray autoscaler adds and removes them one by one, so nothing would ever "
-    "fill the pool and the workers would stay Pending. Use gpuFlexStart=true (Dynamic Workload Scheduler "
-    "without queueing), gpuSpot=true or a gpuReservation instead")
 
-
-@dataclass(frozen=True)
-class SecureSettings:
-    """The secure-default switches and capacity choices, already validated."""
-
-    gpu_secure_boot: bool = True
-    host_maintenance_interval: Optional[str] = None  # None: leave it to GKE (Google's blueprints do)
-    network_policies: bool = True
-    serve_client_namespaces: tuple[str, ...] = ()
-    serve_hostname: Optional[str] = None
-    serve_allow_plain_http: bool = False
-
-
-def read_secure_settings(read: Any) -> Optional[SecureSettings]:
-    """Read this module's keys with config.py's reader (`read.get`, `read.matching`); None when
-    any of them is bad (the problem is already reported), so the rules that depend on them are skipped."""
+def read_secure_settings(read: ValueReader) -> Optional[SecureSettings]:
+    """This section's keys; None when any of them is bad (the problem is already reported), so the rules that
+    depend on them are skipped."""
     start = len(read.problems)
     interval = read.get("gpuHostMaintenanceInterval")
     hostname = read.matching("serveHostname", lambda value: _HOSTNAME.fullmatch(value) is not None,
@@ -77,24 +56,23 @@ def read_secure_settings(read: Any) -> Optional[SecureSettings]:
 
 def secure_problems(settings: SecureSettings, *, exposure: str, source_ranges: Sequence[Any]) -> list[str]:
     """Stage 2: rules between this module's keys and the serving keys."""
-    key = lambda name: f"{PROJECT}:{name}"  # noqa: E731 - a short local spelling for message keys
     problems = []
     if exposure == "external" and settings.serve_hostname is None:
-        problems.append(f"{key('serveExposure')}: external is served over HTTPS only (a GKE Gateway with a "
-                        f"Google-managed certificate), which needs a hostname; found no {key('serveHostname')}; "
-                        f"allowed: set {key('serveHostname')} to a DNS name you control (e.g. api.example.com), or "
+        problems.append(f"{PROJECT}:serveExposure: external is served over HTTPS only (a GKE Gateway with a "
+                        f"Google-managed certificate), which needs a hostname; found no {PROJECT}:serveHostname; "
+                        f"allowed: set {PROJECT}:serveHostname to a DNS name you control (e.g. api.example.com), or "
                         f"serveExposure=internal/cluster. Plain HTTP on a public address is never offered")
     if exposure == "internal" and not settings.serve_allow_plain_http:
-        problems.append(f"{key('serveExposure')}: internal serves plain HTTP on an internal load balancer, so API "
-                        f"keys cross the VPC unencrypted; found {key('serveAllowPlainHttp')}=false; allowed: set "
-                        f"{key('serveAllowPlainHttp')}=true to accept that, or use serveExposure=external (HTTPS) "
+        problems.append(f"{PROJECT}:serveExposure: internal serves plain HTTP on an internal load balancer, so API "
+                        f"keys cross the VPC unencrypted; found {PROJECT}:serveAllowPlainHttp=false; allowed: set "
+                        f"{PROJECT}:serveAllowPlainHttp=true to accept that, or use serveExposure=external (HTTPS) "
                         f"or cluster")
     if exposure == "external" and source_ranges:
-        problems.append(f"{key('serveSourceRanges')}: not supported with serveExposure=external (the Gateway's "
+        problems.append(f"{PROJECT}:serveSourceRanges: not supported with serveExposure=external (the Gateway's "
                         f"proxies, not the clients, connect to the pods); found {[str(r) for r in source_ranges]}; "
                         f"allowed: [] (the API key guards the endpoint), or serveExposure=internal")
     if settings.serve_hostname is not None and exposure != "external":
-        problems.append(f"{key('serveHostname')}: only used with serveExposure=external; found "
+        problems.append(f"{PROJECT}:serveHostname: only used with serveExposure=external; found "
                         f"{settings.serve_hostname!r} with serveExposure={exposure!r}; allowed: unset it, or set "
                         f"serveExposure=external")
     return problems
@@ -102,18 +80,17 @@ def secure_problems(settings: SecureSettings, *, exposure: str, source_ranges: S
 
 def secure_warnings(settings: SecureSettings, *, machine_type: Optional[str], on_demand: bool) -> list[str]:
     """Warnings about opt-outs and capacity that will not hold."""
-    key = lambda name: f"{PROJECT}:{name}"  # noqa: E731
     warnings = []
     if not settings.gpu_secure_boot:
-        warnings.append(f"{key('gpuSecureBoot')}: false; GPU nodes boot without verifying their boot chain")
+        warnings.append(f"{PROJECT}:gpuSecureBoot: false; GPU nodes boot without verifying their boot chain")
     if not settings.network_policies:
-        warnings.append(f"{key('networkPolicies')}: false; any pod in the cluster reaches the Ray GCS, dashboard "
+        warnings.append(f"{PROJECT}:networkPolicies: false; any pod in the cluster reaches the Ray GCS, dashboard "
                         f"(job submission: remote code execution if its token leaks) and Serve ports")
     if settings.host_maintenance_interval == "PERIODIC":
-        warnings.append(f"{key('gpuHostMaintenanceInterval')}: PERIODIC; a pool that asks for it may not match a "
+        warnings.append(f"{PROJECT}:gpuHostMaintenanceInterval: PERIODIC; a pool that asks for it may not match a "
                         f"reservation created without it (set it only when Google Cloud asks you to)")
     if machine_type == "a3-highgpu-8g" and on_demand:
-        warnings.append(f"{key('gpuMachineType')}: a3-highgpu-8g cannot consume automatic reservations, so this "
+        warnings.append(f"{PROJECT}:gpuMachineType: a3-highgpu-8g cannot consume automatic reservations, so this "
                         f"on-demand pool takes on-demand stock only, which is scarce; use gpuReservation (a "
                         f"specific reservation), gpuFlexStart or gpuSpot")
     return warnings
