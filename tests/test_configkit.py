@@ -7,7 +7,7 @@ from types import MappingProxyType
 
 import pytest
 
-from configkit import MAX_SHOWN, ConfigKey, Range, closest, did_you_mean, shown
+from configkit import MAX_SHOWN, ConfigKey, Range, closest, did_you_mean, markdown_table, shown
 from infra.config.keys import CONFIG_KEYS
 from serve_app.spec import KEYS, ModelSpec
 
@@ -85,3 +85,14 @@ def test_the_model_keys_state_the_defaults_model_spec_has():
     stated = {key.field: key.default for key in KEYS if key.default is not None and key.field != "preset"}
     assert stated == {"tensor_parallel_size": 1, "pipeline_parallel_size": 1, "min_replicas": 1, "max_replicas": 1}
     assert all(defaults[field] == value for field, value in stated.items()), stated
+
+
+def test_a_key_table_has_one_row_per_key_and_escapes_pipes():
+    keys = [ConfigKey("zones", "array", "Zones a|b.", required=True),
+            ConfigKey("token", "string", "Token.", secret=True)]
+    assert markdown_table(keys, secret_column=True) == (
+        "| key | type | default | allowed | secret | description |\n"
+        "| --- | --- | --- | --- | --- | --- |\n"
+        "| `zones` | list of strings | required |  | no | Zones a\\|b. |\n"
+        "| `token` | string | unset |  | yes | Token. |\n")
+    assert markdown_table(keys[1:]).splitlines()[2] == "| `token` | string | unset |  | Token. |"

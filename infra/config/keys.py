@@ -129,7 +129,8 @@ ADDRESS_KEYS: tuple[ConfigKey, ...] = (
 # What is served and how it is reached (sections/serving.py).
 SERVING_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey("models", "object",
-              "The models to serve: a list of objects, each with the keys of a models entry (serve_app/spec KEYS).",
+              "The models to serve: a list of objects, one per model, with the keys declared in "
+              "serve_app/spec/keys.py.",
               required=True),
     ConfigKey("servingNamespace", "string", "Kubernetes namespace of the RayService and its secrets.", "llm"),
     ConfigKey("rayImage", "string",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from configkit import ConfigKey, Range
+from configkit import ConfigKey, Range, markdown_table
 from serve_app.presets import PRESET_CHOICES
 from serve_app.versions_data import VLLM_VERSION
 
@@ -82,12 +82,8 @@ KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.name: key for key 
 
 
 def keys_markdown() -> str:
-    """The key table as Markdown (key, type, default, allowed values, description), for the reference."""
-    lines = ["| key | type | default | allowed | description |", "| --- | --- | --- | --- | --- |"]
-    for key in KEYS:
-        lines.append(f"| `{key.name}` | {key.type} | {key.default_words} | {key.allowed_words} | "
-                     f"{key.description} |")
-    return "\n".join(lines) + "\n"
+    """The key table as Markdown (key, type, default, allowed values, description), for docs/configuration.md."""
+    return markdown_table(KEYS)
 
 
 def problem(path: str, what: str, found: str, allowed: str) -> str:

@@ -354,9 +354,9 @@ def test_with_preset_in_code_matches_parsing() -> None:
     assert with_preset(spec, "none") == spec
 
 
-def test_readme_key_table_is_current() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "serve_app" / "README.md").read_text()
-    assert keys_markdown() in readme, "serve_app/README.md key table is stale: paste keys_markdown() into it"
+def test_reference_key_table_is_current() -> None:
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert keys_markdown() in reference, "docs/configuration.md is stale: run `python -m infra.config.reference`"
 
 
 def test_key_table_documents_every_field_once() -> None:
