@@ -16,8 +16,9 @@ checks them against the serving keys (`secure_problems`), and `secure_warnings` 
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from infra.config.settings import SecureSettings
 from infra.config.stackfiles import PROJECT
@@ -54,7 +55,8 @@ def read_secure_settings(read: ValueReader) -> Optional[SecureSettings]:
     )
 
 
-def secure_problems(settings: SecureSettings, *, exposure: str, source_ranges: Sequence[Any]) -> list[str]:
+def secure_problems(settings: SecureSettings, *, exposure: str,
+                    source_ranges: Sequence[ipaddress.IPv4Network]) -> list[str]:
     """Stage 2: rules between this module's keys and the serving keys."""
     problems = []
     if exposure == "external" and settings.serve_hostname is None:

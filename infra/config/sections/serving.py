@@ -3,6 +3,7 @@ strategy, the exposure and its source ranges, API-key auth, and the rules betwee
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
@@ -33,7 +34,7 @@ class _ServingKeys:
     ray_cluster_upgrade: Optional[str]
     cpu_workers: Optional[int]
     exposure: Optional[str]
-    source_ranges: Optional[list[Any]]
+    source_ranges: Optional[list[ipaddress.IPv4Network]]
     api_auth: Optional[bool]
     ready_timeout_minutes: Optional[int]
 
