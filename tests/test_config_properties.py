@@ -28,7 +28,10 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from infra.config.stack import CONFIG_KEYS, ConfigError, StackConfig, config_from_map, parse_stack_config
+from infra.config.errors import ConfigError
+from infra.config.keys import CONFIG_KEYS
+from infra.config.settings import StackConfig
+from infra.config.stack import config_from_map, parse_stack_config
 from infra.cli.main import main
 from infra.cli.plan import PROJECT_ROOT
 from infra.config.stackfiles import StackFileError, stack_config

@@ -1,9 +1,10 @@
 """The layout is the architecture: each package imports only from the layers below it.
 
-Bottom to top: `staging` (the weight-staging tool), `serve_app` (what is served), `infra.catalog` (machine
-facts), `infra.planning` (capacity, sizing, cost arithmetic), `infra.config` (stack files, typed config,
-validation), `infra.render` (pure renderers), `infra.components` (Pulumi resources), `infra.cli` (commands), and
-`local_run` (the local CPU runner) on top. Read from the source with `ast`, nothing is imported.
+Bottom to top: `configkit` (the config-key type and message helpers both config readers share), `staging` (the
+weight-staging tool), `serve_app` (what is served), `infra.catalog` (machine facts), `infra.planning` (capacity,
+sizing, cost arithmetic), `infra.config` (stack files, typed config, validation), `infra.render` (pure
+renderers), `infra.components` (Pulumi resources), `infra.cli` (commands), and `local_run` (the local CPU runner)
+on top. Read from the source with `ast`, nothing is imported.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("staging", "serve_app", "infra.catalog", "infra.planning", "infra.config", "infra.render",
+LAYERS = ("configkit", "staging", "serve_app", "infra.catalog", "infra.planning", "infra.config", "infra.render",
           "infra.components", "infra.cli", "local_run")
-PACKAGES = ("staging", "serve_app", "infra", "local_run")
+PACKAGES = ("configkit", "staging", "serve_app", "infra", "local_run")
 
 
 def _layer(module: str) -> int | None:

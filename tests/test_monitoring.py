@@ -12,10 +12,12 @@ import re
 
 import pytest
 
-from infra.config.stack import CONFIG_KEYS_BY_NAME, parse_stack_config
+from infra.config.keys import CONFIG_KEYS_BY_NAME
+from infra.config.stack import parse_stack_config
 from infra.config.errors import ConfigError
 from infra.render import monitoring as render
-from infra.config.alerts import THRESHOLD_RANGES, AlertThresholds, alert_thresholds
+from infra.config.sections.alerts import THRESHOLD_FIELDS, alert_thresholds
+from infra.config.settings import AlertThresholds
 from infra.render.monitoring import (
     METRICS,
     MonitoringSettings,
@@ -224,9 +226,10 @@ def test_policy_arguments():
 
 def test_config_defaults_are_the_renderers_defaults():
     defaults = AlertThresholds()
-    for key, field_name, lowest, highest in THRESHOLD_RANGES:
+    for key, field_name in THRESHOLD_FIELDS.items():
         assert CONFIG_KEYS_BY_NAME[key].default == getattr(defaults, field_name), key
-        assert lowest <= getattr(defaults, field_name) <= highest, key
+        bounds = CONFIG_KEYS_BY_NAME[key].range
+        assert bounds.minimum <= getattr(defaults, field_name) <= bounds.maximum, key
     assert CONFIG_KEYS_BY_NAME["alertNotificationChannel"].default == defaults.notification_channel == ""
 
 

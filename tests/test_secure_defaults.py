@@ -1,4 +1,5 @@
-"""Secure defaults and capacity settings that hold (infra/config/secure.py, infra/render/exposure.py, infra/components/exposure.py).
+"""Secure defaults and capacity settings that hold (infra/config/sections/secure.py, infra/render/exposure.py,
+infra/components/exposure.py).
 
 Config rules are checked by their messages; what the stacks create is checked on the real program under mocks,
 the same way as tests/test_platform.py, including stack variants (external HTTPS exposure, opt-outs).
@@ -16,7 +17,7 @@ import pytest
 from infra.cli import plan as plan_module
 from infra.render.exposure import ExposureSettings, render_network_policies
 from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
-from infra.config.secure import SecureSettings
+from infra.config.settings import SecureSettings
 from infra.render.exposure import source_ranges_for_internal
 from infra.config.stackfiles import stack_config
 from kubernetes_openapi import assert_valid_kubernetes_object

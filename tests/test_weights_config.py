@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from infra.config.stack import ConfigError, parse_stack_config
-from infra.config.weights import default_bucket_name
+from infra.config.errors import ConfigError
+from infra.config.sections.weights import default_bucket_name
+from infra.config.stack import parse_stack_config
 
 GCP = {"project": "my-proj", "region": "us-east4"}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
@@ -55,7 +56,7 @@ def test_a_model_choice_beats_the_stack_default():
 def test_unknown_weight_sources_list_the_valid_ones():
     assert ("llmserve:weightSource: unknown value 'nfs'; allowed: auto, gcsfuse, runai-streamer, huggingface"
             in problems(weightSource="nfs"))
-    assert ("models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found \"gcsfuze\"; allowed one of "
+    assert ("models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found 'gcsfuze'; allowed one of "
             "gcsfuse, runai-streamer, huggingface" in problems([{**R1, "weightSource": "gcsfuze"}]))
 
 

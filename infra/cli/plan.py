@@ -223,7 +223,7 @@ class Plan:
 
             lines += summary_lines(self.capacity)
         if config.weights is not None:
-            from infra.config.weights import weights_summary
+            from infra.config.sections.weights import weights_summary
 
             lines += ["", "Model weights:"] + [f"  {line}" for line in weights_summary(config.weights)]
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])

@@ -21,7 +21,7 @@ from infra.planning.capacity import (
 )
 from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.cli.capacity import cold_start_line, model_lines
-from infra.config.stack import StackConfig
+from infra.config.settings import StackConfig
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
 from infra.planning.costs import PRICES, PRICES_AS_OF, StackShape, capacity_mode, stack_cost
 from infra.planning.sizing import idle_gpu_nodes

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra.catalog import SYSTEM_POOL_LABELS
 from infra.config.gcp_rules import stack_slug
-from infra.config.stack import ClusterConfig
+from infra.config.settings import ClusterConfig
 from infra.components.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.render.kubeconfig import render_kubeconfig
 

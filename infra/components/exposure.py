@@ -16,7 +16,7 @@ import pulumi_gcp as gcp
 
 from infra.render import exposure as render
 from infra.render.exposure import ExposureSettings
-from infra.config.secure import SecureSettings
+from infra.config.settings import SecureSettings
 
 
 @dataclass(frozen=True)

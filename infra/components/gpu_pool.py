@@ -10,7 +10,7 @@ import pulumi_gcp as gcp
 
 from infra.catalog import GPU_POOL_LABELS, GPU_TAINT_KEY
 from infra.components.cluster import CLOUD_PLATFORM_SCOPE
-from infra.config.stack import GpuPoolConfig
+from infra.config.settings import GpuPoolConfig
 from infra.components.network import GpuNetwork
 
 RESERVATION_NAME_KEY = "compute.googleapis.com/reservation-name"

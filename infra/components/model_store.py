@@ -22,7 +22,7 @@ import pulumi_gcp as gcp
 from infra.config.gcp_rules import stack_slug
 from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
 from infra.render.weights import gsa_email
-from infra.config.weights import ModelStoreConfig
+from infra.config.settings import ModelStoreConfig
 
 READER_ROLES = ("roles/storage.objectViewer",)
 RUNAI_READER_ROLES = ("roles/storage.bucketViewer",)

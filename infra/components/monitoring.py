@@ -15,7 +15,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.components.resources import KubernetesObject
-from infra.config.stack import StackConfig
+from infra.config.settings import StackConfig
 from infra.planning.sizing import idle_gpu_nodes
 from infra.render import monitoring as render
 from infra.render.rayservice import RayServiceSettings

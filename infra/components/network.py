@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.catalog import GPU_NETWORK_MTU
-from infra.config.stack import NetworkConfig
+from infra.config.settings import NetworkConfig
 
 PODS_RANGE_NAME = "pods"
 SERVICES_RANGE_NAME = "services"

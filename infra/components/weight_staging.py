@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence
 
 import pulumi
 
-from infra.config.stack import StackConfig
+from infra.config.settings import StackConfig
 from infra.components.resources import KubernetesObject
 from infra.components.model_store import ModelStore, ModelStoreArgs, store_emails
 from infra.render import weights as render

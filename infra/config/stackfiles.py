@@ -38,7 +38,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "[secret]"
 # Config namespaces a stack may set: this project's, and those read by the engine and by the providers the
 # program uses (pulumi-gcp, pulumi-kubernetes, pulumi-random). Anything else (a misspelt `llmserv:`) is read by
-# nobody, so a key there would be silently ignored by `pulumi up` (infra/config/stack.py refuses it).
+# nobody, so a key there would be silently ignored by `pulumi up` (infra/config/key_checks.py refuses it).
 PROVIDER_NAMESPACES = ("gcp", "kubernetes", "random", "pulumi")
 CONFIG_NAMESPACES = (PROJECT, *PROVIDER_NAMESPACES)
 

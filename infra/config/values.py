@@ -2,8 +2,8 @@
 
 `ValueReader` never raises: each bad value becomes one problem line naming the key, the value found (shortened)
 and what is allowed, and the reader returns None for it, so that the rules that depend on the value can be
-skipped (`infra/config/stack.py`'s section readers do that). Every key is read through its declared type, so a key
-added to CONFIG_KEYS gets type and range checks without code of its own.
+skipped (the section readers in `infra/config/sections/` do that). Every key is read through its declaration (type,
+range, choices), so a key added to CONFIG_KEYS gets those checks without code of its own.
 """
 
 from __future__ import annotations
@@ -12,32 +12,27 @@ import ipaddress
 import json
 import math
 import re
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional
 
+from configkit import ConfigKey, closest, did_you_mean, shown
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 
-MAX_SHOWN = 80  # characters of a bad value quoted in a message
 
-
-def shown(value: Any) -> str:
-    """`value` as a message quotes it: repr, shortened."""
-    text = repr(value)
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+def read_cleanly(*values: Any) -> bool:
+    """Every value a rule depends on was read cleanly (a bad or missing one was read as None)."""
+    return all(value is not None for value in values)
 
 
 class ValueReader:
     """Typed access to the project's config values, collecting a problem per bad value.
 
-    `keys` maps each key name to its declaration (name, type, description, default); `bounds` gives the
-    inclusive integer range of integer keys that have one.
+    `keys` maps each key name to its declaration, whose type, range and choices every value is checked against.
     """
 
-    def __init__(self, values: Mapping[str, Any], keys: Mapping[str, Any],
-                 bounds: Mapping[str, tuple[Optional[int], Optional[int], str]]):
+    def __init__(self, values: Mapping[str, Any], keys: Mapping[str, ConfigKey]):
         self._values = values
         self._keys = keys
-        self._bounds = bounds
         self.problems: list[str] = []
         self.warnings: list[str] = []
         self.reported: set[str] = set()  # keys whose problem is already told; reading them gives None silently
@@ -46,7 +41,8 @@ class ValueReader:
         self.problems.append(text)
 
     def get(self, name: str) -> Any:
-        """The typed value of `name` (its default when unset), or None when it is missing or bad."""
+        """The typed value of `name` (its default when unset), or None when it is missing or bad: of another type,
+        out of its range, or not one of its choices."""
         key = self._keys[name]
         raw = self._values.get(name)
         if raw == OFFLINE_SECRET and not key.secret:
@@ -55,34 +51,23 @@ class ValueReader:
                              f"not a secret; allowed: a plain value (`pulumi config set {PROJECT}:{name} <value>`)")
             return None
         if raw is None:
-            if key.default is None:
+            if key.required:
                 self.problem(f"{PROJECT}:{name}: required but not set ({key.description})")
             return key.default
         try:
             value = _COERCE[key.type](raw)
         except (ValueError, TypeError, RecursionError):
-            allowed = f"; allowed: {self._range_words(name)}" if key.type == "integer" and name in self._bounds else ""
+            allowed = f"; allowed: {key.range.words()}" if key.range is not None else ""
             self.problem(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {shown(raw)}{allowed}")
             return None
-        if key.type == "integer" and name in self._bounds:
-            low, high, why = self._bounds[name]
-            if (low is not None and value < low) or (high is not None and value > high):
-                self.problem(f"{PROJECT}:{name}: out of range; found {shown(value)}; allowed: "
-                             f"{self._range_words(name)}" + (f" ({why})" if why else ""))
-                return None
-        return value
-
-    def _range_words(self, name: str) -> str:
-        low, high, _ = self._bounds[name]
-        if low is not None and high is not None:
-            return f"{low} to {high}"
-        return f"{low} or more" if low is not None else f"{high} or less"
-
-    def one_of(self, name: str, allowed: Sequence[str]) -> Optional[str]:
-        value = self.get(name)
-        if value is not None and value not in allowed:
-            choices = ", ".join(choice or '"" (unset)' for choice in allowed)
-            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}; allowed: {choices}")
+        if key.range is not None and value not in key.range:
+            why = f" ({key.range.why})" if key.range.why else ""
+            self.problem(f"{PROJECT}:{name}: out of range; found {shown(value)}; allowed: {key.range.words()}{why}")
+            return None
+        if key.choices is not None and value not in key.choices:
+            choices = ", ".join(choice or '"" (unset)' for choice in key.choices)
+            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}{did_you_mean(closest(value, key.choices))}; "
+                         f"allowed: {choices}")
             return None
         return value
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
-from infra.config.alerts import AlertThresholds
+from infra.config.settings import AlertThresholds
 
 RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"

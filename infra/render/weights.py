@@ -26,7 +26,8 @@ from typing import Any, Optional, Sequence
 
 from infra.catalog import PART_OF_LABEL, STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
-from infra.config.weights import RUNAI_LOAD_FORMAT, ModelWeights, WeightsConfig
+from infra.config.sections.weights import RUNAI_LOAD_FORMAT
+from infra.config.settings import ModelWeights, WeightsConfig
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
 
@@ -220,7 +221,7 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
             if weights.source == "gcsfuse":
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
-                from infra.config.weights import runai_extra_config
+                from infra.config.sections.weights import runai_extra_config
 
                 llm["model_loading_config"]["model_source"] = {
                     "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"}

@@ -69,8 +69,8 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
     ("missing source", [m(source=DROP)], "models[0].source: required key is missing"),
     ("missing acceleratorType", [m(acceleratorType=DROP)], "models[0].acceleratorType: required key is missing"),
     # types
-    ("integer as string", [m(tensorParallelSize="8")], 'models[0].tensorParallelSize: must be an integer; found "8" (str)'),
-    ("boolean as integer", [m(minReplicas=True)], "models[0].minReplicas: must be an integer; found true (bool)"),
+    ("integer as string", [m(tensorParallelSize="8")], "models[0].tensorParallelSize: must be an integer; found '8' (str)"),
+    ("boolean as integer", [m(minReplicas=True)], "models[0].minReplicas: must be an integer; found True (bool)"),
     ("float as integer", [m(maxModelLen=4096.0)], "models[0].maxModelLen: must be an integer"),
     ("string as boolean", [m(enablePrefixCaching="yes")], "models[0].enablePrefixCaching: must be a boolean"),
     ("list as map", [m(engineKwargs=["enforce_eager"])], "models[0].engineKwargs: must be a map"),
@@ -354,16 +354,16 @@ def test_with_preset_in_code_matches_parsing() -> None:
     assert with_preset(spec, "none") == spec
 
 
-def test_readme_key_table_is_current() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "serve_app" / "README.md").read_text()
-    assert keys_markdown() in readme, "serve_app/README.md key table is stale: paste keys_markdown() into it"
+def test_reference_key_table_is_current() -> None:
+    reference = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    assert keys_markdown() in reference, "docs/configuration.md is stale: run `python -m infra.config.reference`"
 
 
 def test_key_table_documents_every_field_once() -> None:
     fields = {f.name for f in dataclasses.fields(ModelSpec)}
     documented = [key.field for key in KEYS]
     assert sorted(documented) == sorted(fields), f"KEYS vs ModelSpec fields: {set(documented) ^ fields}"
-    assert all(key.key[0].islower() and "_" not in key.key for key in KEYS), "keys must be camelCase"
+    assert all(key.name[0].islower() and "_" not in key.name for key in KEYS), "keys must be camelCase"
     table = keys_markdown()
     for key in KEYS:
-        assert f"| `{key.key}` |" in table, f"{key.key} missing from keys_markdown()"
+        assert f"| `{key.name}` |" in table, f"{key.name} missing from keys_markdown()"

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
+from configkit import shown
 from infra.catalog import RAY_LLM_IMAGE
+from infra.config.settings import ModelStoreConfig, ModelWeights, WeightsConfig
 from infra.config.stackfiles import PROJECT
-from serve_app.spec import WEIGHT_SOURCES, ModelSpec
+from infra.config.values import ValueReader, read_cleanly
+from serve_app.spec import ModelSpec
 from staging.layout import HF_COMMIT, REVISION_LABEL, model_prefix, split_uri
 
-STACK_WEIGHT_SOURCES = ("auto", *WEIGHT_SOURCES)
-STORE_SOURCES = ("gcsfuse", "runai-streamer")  # the sources that read the model store
 LARGE_MODEL_PRESETS = frozenset({"deepseek-r1"})  # "auto" mounts these from the store
 RUNAI_LOAD_FORMAT = "runai_streamer"
 # vLLM 0.29 runai_streamer_loader: any other key raises "Unexpected extra config keys for runai_streamer".
@@ -41,55 +42,16 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
 
 
 @dataclass(frozen=True)
-class ModelStoreConfig:
-    bucket: str
-    location: str
-    force_destroy: bool
+class WeightKeys:
+    """The stack's weight keys, each read on its own (stage 1); `resolve_weights` applies the rules between them."""
 
-
-@dataclass(frozen=True)
-class ModelWeights:
-    """How one model gets its weights."""
-
-    model_id: str
-    source: str  # "gcsfuse" | "runai-streamer" | "huggingface"
-    origin: str = ""  # what staging copies from: an HF id or s3:// URI; "" when staged by hand or not staged
-    revision: str = ""
-    prefix: str = ""  # "<model id>/<revision>/" in the store; "" for huggingface
-
-    @property
-    def uses_store(self) -> bool:
-        return self.source in STORE_SOURCES
-
-    @property
-    def staged_by_job(self) -> bool:
-        return self.uses_store and bool(self.origin)
-
-
-@dataclass(frozen=True)
-class WeightsConfig:
-    models: tuple[ModelWeights, ...]
-    store: Optional[ModelStoreConfig]  # None when no model reads the store
+    default_source: str  # a model's weightSource when it sets none: "auto" or one of the sources
+    store_bucket: str  # "" derives <gcp project>-<stack>-models
+    store_location: str  # "" takes gcp:region
+    store_force_destroy: bool
+    image_has_runai_streamer: bool
     staging_timeout_minutes: int
-    s3_endpoint_url: str = ""
-    # Pulumi secret outputs (or None): the S3 staging source's keys.
-    s3_access_key_id: Optional[Any] = None
-    s3_secret_access_key: Optional[Any] = None
-
-    def for_model(self, model_id: str) -> ModelWeights:
-        return next(model for model in self.models if model.model_id == model_id)
-
-    @property
-    def staged_models(self) -> tuple[ModelWeights, ...]:
-        return tuple(model for model in self.models if model.staged_by_job)
-
-    @property
-    def uses_runai(self) -> bool:
-        return any(model.source == "runai-streamer" for model in self.models)
-
-    @property
-    def s3_credentials(self) -> bool:
-        return self.s3_access_key_id is not None
+    s3_endpoint_url: str
 
 
 def default_bucket_name(gcp_project: str, stack: str) -> str:
@@ -102,83 +64,94 @@ def default_bucket_name(gcp_project: str, stack: str) -> str:
     return name
 
 
-def read_weight_keys(get: Any, one_of: Any) -> dict[str, Any]:
-    """Stage 1 of infra/config/stack.py for this module's keys: `get(name)` / `one_of(name, allowed)` are the
-    config reader's (they record type and enum problems)."""
-    return {
-        "weightSource": one_of("weightSource", STACK_WEIGHT_SOURCES),
-        "modelStoreBucket": get("modelStoreBucket"),
-        "modelStoreLocation": get("modelStoreLocation"),
-        "modelStoreForceDestroy": get("modelStoreForceDestroy"),
-        "rayImageHasRunaiStreamer": get("rayImageHasRunaiStreamer"),
-        "stagingTimeoutMinutes": get("stagingTimeoutMinutes"),
-        "s3EndpointUrl": get("s3EndpointUrl"),
-    }
+def read_weight_keys(read: ValueReader) -> Optional[WeightKeys]:
+    """This section's keys (type and choice problems are recorded by the reader); None when any of them is bad."""
+    keys = WeightKeys(
+        default_source=read.get("weightSource"),
+        store_bucket=read.get("modelStoreBucket"),
+        store_location=read.get("modelStoreLocation"),
+        store_force_destroy=read.get("modelStoreForceDestroy"),
+        image_has_runai_streamer=read.get("rayImageHasRunaiStreamer"),
+        staging_timeout_minutes=read.get("stagingTimeoutMinutes"),
+        s3_endpoint_url=read.get("s3EndpointUrl"),
+    )
+    return keys if read_cleanly(*vars(keys).values()) else None
 
 
-def resolve_weights(keys: Mapping[str, Any], models: tuple[ModelSpec, ...], *, stack: str, gcp_project: str,
+def resolve_weights(keys: WeightKeys, models: tuple[ModelSpec, ...], *, stack: str, gcp_project: str,
                     region: str, deletion_protection: bool, ray_image: str,
                     secrets: Mapping[str, Any]) -> tuple[WeightsConfig, list[str], list[str]]:
     """Stage 2: every model's weight source, the model store, and the rules between them.
     Returns the config, the problems (each naming its key) and warnings."""
-    problems: list[str] = []
+    bucket = keys.store_bucket or default_bucket_name(gcp_project, stack)
+    location = (keys.store_location or region).lower()
+    problems = _store_problems(keys, bucket, location, region, deletion_protection)
     warnings: list[str] = []
-    key = lambda name: f"{PROJECT}:{name}"  # noqa: E731
-
-    bucket = keys["modelStoreBucket"] or default_bucket_name(gcp_project, stack)
-    if not _BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
-        problems.append(f"{key('modelStoreBucket')}: not a valid bucket name; found {bucket!r}; allowed: 3-63 "
-                        f"lowercase letters, digits, '-', '_', '.', starting and ending with a letter or digit")
-    location = (keys["modelStoreLocation"] or region).lower()
-    if location != region.lower():
-        problems.append(f"{key('modelStoreLocation')}: the model store must be in the GPU pool's region so both "
-                        f"nodes read it without cross-region egress; found {keys['modelStoreLocation']!r}; "
-                        f"allowed: {region!r} (gcp:region) or empty")
-    force_destroy = bool(keys["modelStoreForceDestroy"])
-    if force_destroy and deletion_protection:
-        problems.append(f"{key('modelStoreForceDestroy')}: true would let `pulumi destroy` delete every staged "
-                        f"model of a protected stack; found true with {key('deletionProtection')}=true; allowed: "
-                        f"false, or turn deletionProtection off first (throwaway stacks only)")
-    timeout = keys["stagingTimeoutMinutes"]  # its range (1 or more) is checked when it is read
     access_key, secret_key = secrets.get("s3AccessKeyId"), secrets.get("s3SecretAccessKey")
     if (access_key is None) != (secret_key is None):
-        problems.append(f"{key('s3AccessKeyId')}/{key('s3SecretAccessKey')}: set both or neither; found only "
+        problems.append(f"{PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey: set both or neither; found only "
                         f"{'s3AccessKeyId' if access_key is not None else 's3SecretAccessKey'}")
-
     resolved: list[ModelWeights] = []
     for index, model in enumerate(models):
-        where = f"{key('models')}[{index}]"
-        chosen = model.weight_source or keys["weightSource"]
-        if chosen == "auto":
-            chosen = "gcsfuse" if model.preset in LARGE_MODEL_PRESETS else "huggingface"
-        weights, model_problems = _model_weights(where, model, chosen, bucket)
+        weights, model_problems, model_warnings = _resolve_model(
+            f"{PROJECT}:models[{index}]", model, keys, bucket, ray_image, s3_credentials=access_key is not None)
         problems += model_problems
-        if weights is None:
-            continue
-        resolved.append(weights)
-        if weights.source == "runai-streamer":
-            problems += _runai_problems(where, model, keys["rayImageHasRunaiStreamer"], ray_image)
-            if model.pipeline_parallel_size > 1:
-                warnings.append(f"{where}.weightSource: runai-streamer with pipelineParallelSize="
-                                f"{model.pipeline_parallel_size} is accepted by vLLM 0.29 but distributed "
-                                f"streaming across pipeline stages on two nodes is unverified; try it on a "
-                                f"non-production stack first")
-        else:
-            problems += _load_format_problems(where, model, weights.source)
-        if weights.origin.startswith("s3://") and access_key is None:
-            warnings.append(f"{where}.source: {weights.origin} is staged without credentials "
-                            f"({key('s3AccessKeyId')}/{key('s3SecretAccessKey')} unset); only a public bucket "
-                            f"works")
+        warnings += model_warnings
+        if weights is not None:
+            resolved.append(weights)
 
     uses_store = any(weights.uses_store for weights in resolved)
     return WeightsConfig(
         models=tuple(resolved),
-        store=ModelStoreConfig(bucket, location, force_destroy) if uses_store else None,
-        staging_timeout_minutes=timeout,
-        s3_endpoint_url=keys["s3EndpointUrl"] or "",
+        store=ModelStoreConfig(bucket, location, keys.store_force_destroy) if uses_store else None,
+        staging_timeout_minutes=keys.staging_timeout_minutes,  # its range (1 or more) is checked when it is read
+        s3_endpoint_url=keys.s3_endpoint_url or "",
         s3_access_key_id=access_key,
         s3_secret_access_key=secret_key,
     ), problems, warnings
+
+
+def _store_problems(keys: WeightKeys, bucket: str, location: str, region: str, deletion_protection: bool) -> list[str]:
+    """The model store's name, place and deletion rule."""
+    problems = []
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
+        problems.append(f"{PROJECT}:modelStoreBucket: not a valid bucket name; found {bucket!r}; allowed: 3-63 "
+                        f"lowercase letters, digits, '-', '_', '.', starting and ending with a letter or digit")
+    if location != region.lower():
+        problems.append(f"{PROJECT}:modelStoreLocation: the model store must be in the GPU pool's region so both "
+                        f"nodes read it without cross-region egress; found {keys.store_location!r}; "
+                        f"allowed: {region!r} (gcp:region) or empty")
+    if keys.store_force_destroy and deletion_protection:
+        problems.append(f"{PROJECT}:modelStoreForceDestroy: true would let `pulumi destroy` delete every staged "
+                        f"model of a protected stack; found true with {PROJECT}:deletionProtection=true; allowed: "
+                        f"false, or turn deletionProtection off first (throwaway stacks only)")
+    return problems
+
+
+def _resolve_model(where: str, model: ModelSpec, keys: WeightKeys, bucket: str, ray_image: str, *,
+                   s3_credentials: bool) -> tuple[Optional[ModelWeights], list[str], list[str]]:
+    """One model's weights (None when they cannot be resolved), its problems and warnings."""
+    chosen = model.weight_source or keys.default_source
+    if chosen == "auto":
+        chosen = "gcsfuse" if model.preset in LARGE_MODEL_PRESETS else "huggingface"
+    weights, problems = _model_weights(where, model, chosen, bucket)
+    warnings: list[str] = []
+    if weights is None:
+        return None, problems, warnings
+    if weights.source == "runai-streamer":
+        problems += _runai_problems(where, model, keys.image_has_runai_streamer, ray_image)
+        if model.pipeline_parallel_size > 1:
+            warnings.append(f"{where}.weightSource: runai-streamer with pipelineParallelSize="
+                            f"{model.pipeline_parallel_size} is accepted by vLLM 0.29 but distributed "
+                            f"streaming across pipeline stages on two nodes is unverified; try it on a "
+                            f"non-production stack first")
+    else:
+        problems += _load_format_problems(where, model, weights.source)
+    if weights.origin.startswith("s3://") and not s3_credentials:
+        warnings.append(f"{where}.source: {weights.origin} is staged without credentials "
+                        f"({PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey unset); only a public bucket "
+                        f"works")
+    return weights, problems, warnings
 
 
 def _model_weights(where: str, model: ModelSpec, chosen: str, bucket: str) \
@@ -255,7 +228,7 @@ def _runai_problems(where: str, model: ModelSpec, image_has_streamer: bool, ray_
     if extra is not None:
         if not isinstance(extra, Mapping) or set(extra) - set(RUNAI_EXTRA_CONFIG_KEYS):
             problems.append(f"{where}.engineKwargs.model_loader_extra_config: vLLM 0.29's runai_streamer loader "
-                            f"accepts only {', '.join(RUNAI_EXTRA_CONFIG_KEYS)}; found {dict(extra) if isinstance(extra, Mapping) else extra!r}")
+                            f"accepts only {', '.join(RUNAI_EXTRA_CONFIG_KEYS)}; found {shown(extra)}")
         elif extra.get("distributed") is False and model.tensor_parallel_size > 1:
             problems.append(f"{where}.engineKwargs.model_loader_extra_config.distributed: false makes each of "
                             f"the {model.tensor_parallel_size} ranks per node stream every byte "
