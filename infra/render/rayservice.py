@@ -38,7 +38,7 @@ from infra.catalog import (
 )
 from infra.planning.sizing import WorkerGroupSize, gpu_worker_groups
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
-from infra.render.gpudirect import workload_pod_patch
+from infra.render.gpudirect.pod_patch import workload_pod_patch
 from infra.render.weights import (
     HF_TOKEN_SECRET_KEY,
     WeightsSettings,
