@@ -7,18 +7,14 @@ import json
 
 import pytest
 
-from infra.planning.capacity import (
+from infra.planning.architectures import (
     ARCHITECTURES,
-    GIB,
-    EngineSettings,
-    architecture_from_config,
     architecture_for,
+    architecture_from_config,
     find_architecture,
     load_architecture,
-    plan_capacity,
-    pp_partition,
-    settings_for,
 )
+from infra.planning.capacity import GIB, EngineSettings, plan_capacity, pp_partition, settings_for
 from infra.catalog import GPU_MEMORY
 from serve_app.spec import ModelSpec, with_preset
 

@@ -3,27 +3,11 @@ command prints the same lines for one model: infra/cli/capacity.py)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-from typing import Any, Optional
-
-from infra.planning.capacity import (
-    ARCHITECTURE_ALIASES,
-    KV_CACHE_DTYPE_BYTES,
-    WEIGHT_FORMAT_BYTES,
-    CapacityReport,
-    EngineSettings,
-    find_architecture,
-    load_architecture,
-    model_reports,
-    plan_capacity,
-)
-from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.cli.capacity import cold_start_line, model_lines
 from infra.config.stack import StackConfig
+from infra.planning.capacity import model_reports
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
-from infra.planning.costs import PRICES, PRICES_AS_OF, StackShape, capacity_mode, stack_cost
+from infra.planning.costs import StackShape, capacity_mode, stack_cost
 from infra.planning.sizing import idle_gpu_nodes
 from serve_app.versions_data import VLLM_VERSION
 
