@@ -346,7 +346,7 @@ def test_tcpxo_daemon_fails_fast_through_its_health_check_file():
 def test_tcpx_daemon_shares_its_socket_directory_with_the_main_container_at_tmp():
     patch = _full_patch(GpuDirect.TCPX)
     (daemon,) = patch.init_containers
-    assert "startupProbe" not in daemon, "tcpx-daemon has a startupProbe the reference does not give"
+    assert "startupProbe" not in daemon, "tcpx-daemon has a startupProbe CEA's qualified manifest does not give"
     daemon_mounts = {m["mountPath"]: m["name"] for m in daemon["volumeMounts"]}
     main_mounts = {m["mountPath"]: m["name"] for m in patch.container_volume_mounts}
     socket_volume = daemon_mounts.get("/run/tcpx")
