@@ -80,4 +80,3 @@ def model_weights(name: str, config: StackConfig, hf_token: bool) \
         return WeightStaging(f"{name}-weights", WeightStagingArgs(settings, store.grants), opts)
 
     return settings, create, store
-

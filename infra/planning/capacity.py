@@ -290,6 +290,7 @@ def _limit_problems(arch: Architecture, settings: EngineSettings, max_len: int) 
             f"{max_len}", f"{arch.max_positions} or less", warning=settings.allow_long_max_model_len))
     return problems
 
+
 def _shape_problems(arch: Architecture, tp: int, pp: int) -> list[Problem]:
     problems = []
     if arch.num_heads % tp:
