@@ -1,4 +1,4 @@
-"""The Pulumi program: wiring only. Each concern lives in its own component under infra/."""
+"""The Pulumi program: wiring only. Each concern lives in its own component under infra/components/."""
 
 import pulumi
 

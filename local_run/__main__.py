@@ -7,23 +7,47 @@ import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
-import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from local_run.errors import LocalRunError
 from local_run.launcher import READY_MARKER
 from local_run.serve_config import local_serve_config, stack_serving
 from local_run.server import LocalServer, ensure_port_free, ensure_ray_not_running
 from local_run.store import serve_from_local_store
+from local_run.tiny_models import UnsupportedModelError, default_cache_dir, tiny_model_for
+from staging.local_store import LocalModelStore
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything the server needs, ready before Ray starts."""
+
+    config: dict
+    api_key: Optional[str]  # None when the stack turns the API key off
+    model_paths: dict[str, Path]
+    store: Optional[LocalModelStore]  # the GCS emulator of --weights-store, closed when the server stops
+    started: float  # time.monotonic() when the tiny models were asked for
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from local_run.tiny_models import UnsupportedModelError, default_cache_dir, tiny_model_for
+    args = _parse_args(argv)
+    try:
+        prepared = _prepare(args)
+    except (LocalRunError, UnsupportedModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 2)
+    try:
+        return _serve(prepared, args.ready_timeout)
+    finally:
+        if prepared.store is not None:
+            prepared.store.close()
 
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local_run", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     parser.add_argument("--port", type=int, default=8000, help="port of the OpenAI API on 127.0.0.1")
@@ -32,42 +56,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--weights-store", action="store_true",
                         help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
                              "copy read back from it after the manifest check, like the gcsfuse weight source")
-    args = parser.parse_args(argv)
-    store = None
+    return parser.parse_args(argv)
 
+
+def _prepare(args: argparse.Namespace) -> _Prepared:
+    """The stack's Serve config rewritten for this CPU, with its tiny models built (and staged, with
+    --weights-store); nothing is left running when it raises."""
+    models, auth = stack_serving(args.stack)
+    ensure_port_free(args.port, "the OpenAI API")
+    ensure_ray_not_running()
+    cache_dir = args.cache_dir or default_cache_dir()
+    started = time.monotonic()
+    model_paths = {model.model_id: tiny_model_for(model.model_source, cache_dir) for model in models}
+    print(f"tiny models ready in {time.monotonic() - started:.1f} s: "
+          + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()), flush=True)
+    store = None
+    if args.weights_store:
+        store, model_paths = serve_from_local_store(model_paths)
     try:
-        models, auth = stack_serving(args.stack)
-        ensure_port_free(args.port, "the OpenAI API")
-        ensure_ray_not_running()
-        cache_dir = args.cache_dir or default_cache_dir()
-        started = time.monotonic()
-        model_paths = {model.model_id: tiny_model_for(model.model_source, cache_dir) for model in models}
-        print(f"tiny models ready in {time.monotonic() - started:.1f} s: "
-              + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()), flush=True)
-        if args.weights_store:
-            store, model_paths = serve_from_local_store(model_paths)
         api_key = os.environ.get("LLMSERVE_LOCAL_API_KEY") or secrets.token_urlsafe(32)
         config = local_serve_config(models, auth, model_paths, args.port)
-    except (LocalRunError, UnsupportedModelError) as error:
+    except BaseException:
         if store is not None:
             store.close()
-        print(f"error: {error}", file=sys.stderr)
-        return getattr(error, "exit_code", 2)
+        raise
+    return _Prepared(config, api_key if auth.enabled else None, model_paths, store, started)
 
+
+def _serve(prepared: _Prepared, ready_timeout: float) -> int:
+    """Serve until interrupted (Ctrl-C or SIGTERM); 0 once it has served, 130 if stopped before it was ready."""
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
     signal.signal(signal.SIGTERM, interrupt)
     ready = False
     try:
-        with LocalServer(config, api_key if auth.enabled else None, ready_timeout_s=args.ready_timeout) as server:
+        with LocalServer(prepared.config, prepared.api_key, ready_timeout_s=ready_timeout) as server:
             ready = True
-            print(f"{READY_MARKER} in {time.monotonic() - started:.1f} s", flush=True)
-            print(json.dumps({"base_url": server.base_url, "models": sorted(model_paths),
-                              "api_key": api_key if auth.enabled else None,
-                              "api_key_file": str(server.api_key_file) if auth.enabled else None,
+            print(f"{READY_MARKER} in {time.monotonic() - prepared.started:.1f} s", flush=True)
+            print(json.dumps({"base_url": server.base_url, "models": sorted(prepared.model_paths),
+                              "api_key": prepared.api_key,
+                              "api_key_file": str(server.api_key_file) if prepared.api_key else None,
                               "metrics_url": server.metrics_url,
-                              "model_paths": {model_id: str(path) for model_id, path in model_paths.items()}}),
+                              "model_paths": {model_id: str(path)
+                                              for model_id, path in prepared.model_paths.items()}}),
                   flush=True)
             print("Ctrl-C stops the server.", flush=True)
             while True:
@@ -78,9 +110,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("llmserve local: stopped", flush=True)
         return 0 if ready else 130
-    finally:
-        if store is not None:
-            store.close()
 
 
 if __name__ == "__main__":  # vLLM spawns processes: the guard keeps them from re-running the CLI

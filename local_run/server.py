@@ -60,7 +60,6 @@ def ensure_ray_not_running() -> None:
                                 f"with `ray stop` first")
 
 
-
 class LocalServer:
     """A local Ray head serving `serve_config`; a context manager that always cleans up."""
 

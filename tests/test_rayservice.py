@@ -18,6 +18,7 @@ from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
 from infra.planning.sizing import gpu_worker_groups, pods_for
 from infra.render.rayservice import RayServiceSettings, render_rayservice, wait_for_conditions
+from infra.render.secrets import render_secret
 from kuberay_schema import validate_rayservice
 from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
@@ -311,7 +312,7 @@ def test_serve_config_validates_with_rays_own_schema(case):
 def test_built_in_objects_validate_against_the_openapi_schema(case):
     current = settings(**CASES[case])
     for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
-                render.render_secret("s", "llm", {"keys": "k"})):
+                render_secret("s", "llm", {"keys": "k"})):
         assert_valid_kubernetes_object(obj, case)
 
 

@@ -1,4 +1,4 @@
-"""Offline tests for infra.render.gpudirect: schema validity and the GPUDirect invariants, no cluster."""
+"""Offline tests for the infra.render.gpudirect renderers: schema validity and the GPUDirect invariants, no cluster."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import yaml
 
 from infra import catalog
 from infra.catalog import GpuDirect
-from infra.render import gpudirect
+from infra.render.gpudirect.daemonsets import nccl_installer_daemonset, nri_device_injector_daemonset
+from infra.render.gpudirect.nccl import nccl_env
+from infra.render.gpudirect.networks import gpu_network_objects, network_name
+from infra.render.gpudirect.pod_patch import PodPatch, workload_pod_patch
 from kubernetes_openapi import assert_valid_kubernetes_object
 
 GPUDIRECT_FLAVOURS = [GpuDirect.TCPX, GpuDirect.TCPXO]
@@ -22,9 +25,9 @@ def _profile(flavour: GpuDirect) -> catalog.MachineProfile:
     return profile
 
 
-def _full_patch(flavour: GpuDirect) -> gpudirect.PodPatch:
+def _full_patch(flavour: GpuDirect) -> PodPatch:
     profile = _profile(flavour)
-    return gpudirect.workload_pod_patch(flavour, profile.gpu_nic_count, profile.gpu_count)
+    return workload_pod_patch(flavour, profile.gpu_nic_count, profile.gpu_count)
 
 
 def _minimal_pod_spec(gpu_count: int = 8) -> dict:
@@ -43,7 +46,7 @@ def _minimal_pod_spec(gpu_count: int = 8) -> dict:
 
 
 def _sample_pod(flavour: GpuDirect) -> dict:
-    patch = _full_patch(flavour) if flavour is not GpuDirect.NONE else gpudirect.PodPatch()
+    patch = _full_patch(flavour) if flavour is not GpuDirect.NONE else PodPatch()
     template = patch.apply_to_pod_template({"spec": _minimal_pod_spec()}, SERVING_CONTAINER)
     return {"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": f"sample-{flavour.value}", **template["metadata"]},
@@ -87,9 +90,9 @@ def _all_containers(pod_spec: dict) -> list[dict]:
 # --------------------------------------------------------------------------------------------------------
 
 BUILT_IN_OBJECTS = {
-    "nri-device-injector": gpudirect.nri_device_injector_daemonset,
-    "nccl-tcpx-installer": lambda: gpudirect.nccl_installer_daemonset(GpuDirect.TCPX),
-    "nccl-tcpxo-installer": lambda: gpudirect.nccl_installer_daemonset(GpuDirect.TCPXO),
+    "nri-device-injector": nri_device_injector_daemonset,
+    "nccl-tcpx-installer": lambda: nccl_installer_daemonset(GpuDirect.TCPX),
+    "nccl-tcpxo-installer": lambda: nccl_installer_daemonset(GpuDirect.TCPXO),
     "pod-tcpx": lambda: _sample_pod(GpuDirect.TCPX),
     "pod-tcpxo": lambda: _sample_pod(GpuDirect.TCPXO),
     "pod-none": lambda: _sample_pod(GpuDirect.NONE),
@@ -109,7 +112,7 @@ def test_built_in_objects_validate_against_kubernetes_schema(name):
 @pytest.mark.parametrize("index", [1, 4, 8])
 def test_gpu_network_objects_are_a_param_set_and_its_network(index):
     vpc, subnet = object(), object()  # stand-ins for Pulumi Outputs: must be placed, never inspected
-    param_set, network = gpudirect.gpu_network_objects(index, vpc, subnet)
+    param_set, network = gpu_network_objects(index, vpc, subnet)
     name = f"vpc{index}"
 
     assert (param_set["apiVersion"], param_set["kind"]) == ("networking.gke.io/v1", "GKENetworkParamSet"), \
@@ -131,14 +134,14 @@ def test_gpu_network_objects_are_a_param_set_and_its_network(index):
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
 def test_network_names_run_vpc1_to_vpcN_for_the_machine(flavour):
     nics = _profile(flavour).gpu_nic_count
-    names = [gpudirect.network_name(i) for i in range(1, nics + 1)]
+    names = [network_name(i) for i in range(1, nics + 1)]
     assert names == [f"vpc{i}" for i in range(1, nics + 1)], f"{flavour.value} network names are {names}"
 
 
 @pytest.mark.parametrize("index", [0, -1, True, "1"])
 def test_network_name_rejects_anything_but_a_positive_index(index):
     with pytest.raises(ValueError, match="GPU NIC index must be an integer >= 1"):
-        gpudirect.network_name(index)
+        network_name(index)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -147,7 +150,7 @@ def test_network_name_rejects_anything_but_a_positive_index(index):
 
 
 def test_nri_injector_targets_exactly_the_catalog_gpudirect_accelerators():
-    daemonset = gpudirect.nri_device_injector_daemonset()
+    daemonset = nri_device_injector_daemonset()
     expected = sorted({p.gke_accelerator for p in catalog.MACHINE_PROFILES.values()
                        if p.gpudirect is not GpuDirect.NONE})
     assert expected == ["nvidia-h100-80gb", "nvidia-h100-mega-80gb"], f"catalog changed: {expected}"
@@ -171,7 +174,7 @@ INSTALLER_CASES = [
 
 @pytest.mark.parametrize("flavour,accelerator,init_images", INSTALLER_CASES)
 def test_installer_runs_on_its_flavours_nodes_with_catalog_images(flavour, accelerator, init_images):
-    daemonset = gpudirect.nccl_installer_daemonset(flavour)
+    daemonset = nccl_installer_daemonset(flavour)
     spec = _pod_spec_of(daemonset)
     targets = _affinity_values(daemonset)
     assert targets == [accelerator], f"{flavour.value} installer targets {targets}"
@@ -190,7 +193,7 @@ def test_installer_runs_on_its_flavours_nodes_with_catalog_images(flavour, accel
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
 def test_installer_copies_the_plugin_into_the_hosts_nvidia_lib64(flavour):
-    spec = _pod_spec_of(gpudirect.nccl_installer_daemonset(flavour))
+    spec = _pod_spec_of(nccl_installer_daemonset(flavour))
     installer = spec["initContainers"][-1]
     host_paths = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
     # Resolve the in-container destination of the final `cp` back to a host path through the mounts.
@@ -207,7 +210,7 @@ def test_installer_copies_the_plugin_into_the_hosts_nvidia_lib64(flavour):
 
 
 def test_tcpxo_host_setup_enters_the_host_and_prepares_apertures():
-    setup = _pod_spec_of(gpudirect.nccl_installer_daemonset(GpuDirect.TCPXO))["initContainers"][0]
+    setup = _pod_spec_of(nccl_installer_daemonset(GpuDirect.TCPXO))["initContainers"][0]
     assert setup["command"][:5] == ["nsenter", "-at", "1", "--", "sh"], f"host setup command is {setup['command'][:5]}"
     assert setup["securityContext"] == {"privileged": True}, "host setup is not privileged"
     script = setup["command"][-1]
@@ -218,7 +221,7 @@ def test_tcpxo_host_setup_enters_the_host_and_prepares_apertures():
 @pytest.mark.parametrize("flavour", [GpuDirect.NONE])
 def test_installer_for_a_non_gpudirect_flavour_is_refused_by_name(flavour):
     with pytest.raises(ValueError, match=r"GpuDirect\.NONE \('none'\).*tcpx, tcpxo"):
-        gpudirect.nccl_installer_daemonset(flavour)
+        nccl_installer_daemonset(flavour)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -260,7 +263,7 @@ NCCL_ENV_EXPECTATIONS = [
 
 @pytest.mark.parametrize("flavour,nic_count,present,absent", NCCL_ENV_EXPECTATIONS)
 def test_nccl_env_values(flavour, nic_count, present, absent):
-    env = gpudirect.nccl_env(flavour, nic_count)
+    env = nccl_env(flavour, nic_count)
     names = [item["name"] for item in env]
     assert len(names) == len(set(names)), f"{flavour.value} env repeats names: {sorted(names)}"
     assert all(isinstance(item["value"], str) for item in env), f"{flavour.value} env has non-string values"
@@ -277,11 +280,11 @@ def test_nccl_env_values(flavour, nic_count, present, absent):
 ])
 def test_nccl_env_rejects_nic_counts_the_machine_does_not_have(flavour, nic_count):
     with pytest.raises(ValueError, match=rf"nic_count for GpuDirect\.{flavour.name} must be an integer in 1\.\."):
-        gpudirect.nccl_env(flavour, nic_count)
+        nccl_env(flavour, nic_count)
 
 
 def test_nccl_env_is_empty_without_gpudirect():
-    assert gpudirect.nccl_env(GpuDirect.NONE, 0) == [], "NONE should need no NCCL settings"
+    assert nccl_env(GpuDirect.NONE, 0) == [], "NONE should need no NCCL settings"
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ ANNOTATION_CASES = [
 
 @pytest.mark.parametrize("flavour,nic_count,gpu_count,daemon,extra_devices", ANNOTATION_CASES)
 def test_annotations_request_the_nics_and_the_daemons_devices(flavour, nic_count, gpu_count, daemon, extra_devices):
-    annotations = gpudirect.workload_pod_patch(flavour, nic_count, gpu_count).annotations
+    annotations = workload_pod_patch(flavour, nic_count, gpu_count).annotations
 
     raw_interfaces = annotations["networking.gke.io/interfaces"]
     assert " " not in raw_interfaces and "\n" not in raw_interfaces, f"interfaces JSON is not compact: {raw_interfaces}"
@@ -320,7 +323,7 @@ def test_daemon_is_a_native_sidecar_from_the_installers_release(flavour):
     patch = _full_patch(flavour)
     (daemon,) = patch.init_containers
     release = catalog.GPUDIRECT_RELEASES[flavour]
-    installer_images = [c["image"] for c in _pod_spec_of(gpudirect.nccl_installer_daemonset(flavour))["initContainers"]]
+    installer_images = [c["image"] for c in _pod_spec_of(nccl_installer_daemonset(flavour))["initContainers"]]
     assert daemon["image"] == release.rxdm_image, f"{flavour.value} daemon image is {daemon['image']}"
     assert release.installer_image in installer_images, \
         f"{flavour.value} installer {installer_images} is not from the daemon's release {release}"
@@ -343,7 +346,7 @@ def test_tcpxo_daemon_fails_fast_through_its_health_check_file():
 def test_tcpx_daemon_shares_its_socket_directory_with_the_main_container_at_tmp():
     patch = _full_patch(GpuDirect.TCPX)
     (daemon,) = patch.init_containers
-    assert "startupProbe" not in daemon, "tcpx-daemon has a startupProbe the reference does not give"
+    assert "startupProbe" not in daemon, "tcpx-daemon has a startupProbe CEA's qualified manifest does not give"
     daemon_mounts = {m["mountPath"]: m["name"] for m in daemon["volumeMounts"]}
     main_mounts = {m["mountPath"]: m["name"] for m in patch.container_volume_mounts}
     socket_volume = daemon_mounts.get("/run/tcpx")
@@ -370,7 +373,7 @@ def test_patch_leaves_dev_shm_to_kuberay(flavour):
 def test_container_env_is_nccl_env_plus_ld_library_path(flavour):
     profile = _profile(flavour)
     patch = _full_patch(flavour)
-    expected = gpudirect.nccl_env(flavour, profile.gpu_nic_count) + [
+    expected = nccl_env(flavour, profile.gpu_nic_count) + [
         {"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}]
     assert patch.container_env == expected, f"{flavour.value} container env differs from nccl_env + LD_LIBRARY_PATH"
     lib_mount = [m for m in patch.container_volume_mounts if m["mountPath"] == "/usr/local/nvidia/lib64"]
@@ -384,9 +387,9 @@ def test_container_env_is_nccl_env_plus_ld_library_path(flavour):
 def test_every_image_comes_from_the_catalog(flavour):
     catalog_images = {catalog.NRI_DEVICE_INJECTOR_IMAGE, catalog.PAUSE_IMAGE, catalog.HOST_SETUP_IMAGE}
     catalog_images |= {img for r in catalog.GPUDIRECT_RELEASES.values() for img in (r.installer_image, r.rxdm_image)}
-    pods = [gpudirect.nri_device_injector_daemonset()["spec"]["template"]["spec"], _sample_pod(flavour)["spec"]]
+    pods = [nri_device_injector_daemonset()["spec"]["template"]["spec"], _sample_pod(flavour)["spec"]]
     if flavour is not GpuDirect.NONE:
-        pods.append(_pod_spec_of(gpudirect.nccl_installer_daemonset(flavour)))
+        pods.append(_pod_spec_of(nccl_installer_daemonset(flavour)))
     for spec in pods:
         for container in _all_containers(spec):
             if container["name"] == SERVING_CONTAINER:
@@ -402,7 +405,7 @@ def test_every_image_comes_from_the_catalog(flavour):
 ])
 def test_workload_pod_patch_rejects_counts_beyond_the_machine(flavour, nic_count, gpu_count, message):
     with pytest.raises(ValueError, match=message):
-        gpudirect.workload_pod_patch(flavour, nic_count, gpu_count)
+        workload_pod_patch(flavour, nic_count, gpu_count)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -470,8 +473,8 @@ def test_apply_to_template_refuses_to_overwrite_an_annotation():
 
 
 def test_none_gives_an_empty_patch_that_applies_as_a_copy():
-    patch = gpudirect.workload_pod_patch(GpuDirect.NONE, 0, 2)
-    assert patch == gpudirect.PodPatch() and patch.is_empty, f"NONE patch is not empty: {patch}"
+    patch = workload_pod_patch(GpuDirect.NONE, 0, 2)
+    assert patch == PodPatch() and patch.is_empty, f"NONE patch is not empty: {patch}"
     spec = _minimal_pod_spec(gpu_count=2)
     merged = patch.apply_to_pod_spec(spec, SERVING_CONTAINER)
     assert merged == spec and merged is not spec, "empty patch changed the spec or returned the same object"

@@ -18,6 +18,7 @@ import yaml
 
 from infra.catalog import MACHINE_PROFILES
 from infra.config.stack import parse_stack_config
+from infra.render import weight_staging
 from infra.render import weights as render
 from infra.render.rayservice import RayServiceSettings, render_rayservice
 from kuberay_schema import validate_rayservice
@@ -168,9 +169,9 @@ def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case):
 def test_staging_objects_are_valid_kubernetes_objects(case):
     config = CASES[case]()
     settings = weights_settings(config, hf_token=True)
-    objects = [render.render_service_account("llm-ray", "llm", settings.reader_email),
-               render.render_staging_configmap(settings), render.render_s3_secret(settings)]
-    objects += [render.render_staging_job(settings, weights) for weights in config.weights.staged_models]
+    objects = [weight_staging.render_service_account("llm-ray", "llm", settings.reader_email),
+               weight_staging.render_staging_configmap(settings), weight_staging.render_s3_secret(settings)]
+    objects += [weight_staging.render_staging_job(settings, weights) for weights in config.weights.staged_models]
     for obj in objects:
         assert_valid_kubernetes_object(obj, case)
 
@@ -179,7 +180,7 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
     config = stack()
     settings = weights_settings(config, hf_token=True)
     (weights,) = config.weights.staged_models
-    job = render.render_staging_job(settings, weights)
+    job = weight_staging.render_staging_job(settings, weights)
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert pod["serviceAccountName"] == "llm-weights-stager" and pod["nodeSelector"] == {"llmserve.dev/pool": "system"}
@@ -202,8 +203,8 @@ def test_an_s3_staging_job_reads_its_keys_from_the_secret():
                    s3EndpointUrl="https://s3.example.com")
     settings = weights_settings(config)
     (weights,) = config.weights.staged_models
-    env = {item["name"]: item for item in render.render_staging_job(settings, weights)["spec"]["template"]["spec"]
-           ["containers"][0]["env"]}
+    job = weight_staging.render_staging_job(settings, weights)
+    env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-s3-credentials",
                                                                          "key": "AWS_SECRET_ACCESS_KEY"}
     assert env["AWS_ENDPOINT_URL"]["value"] == "https://s3.example.com"
@@ -212,7 +213,8 @@ def test_an_s3_staging_job_reads_its_keys_from_the_secret():
 def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
     first = stack()
     second = stack([{**R1, "revision": "0" * 40}])
-    name = lambda config: render.staging_job_name(weights_settings(config), config.weights.staged_models[0])  # noqa
+    name = lambda config: weight_staging.staging_job_name(weights_settings(config),  # noqa: E731
+                                                          config.weights.staged_models[0])
     assert name(first) == name(stack()) != name(second)
 
 
@@ -220,7 +222,7 @@ def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
 def test_the_staging_jobs_model_label_is_a_valid_label_value(model_id):
     """A label value ends in a letter or digit; model ids may end in '-' or '.', or be cut at one."""
     config = stack([{**R1, "id": model_id}])
-    job = render.render_staging_job(weights_settings(config), config.weights.staged_models[0])
+    job = weight_staging.render_staging_job(weights_settings(config), config.weights.staged_models[0])
     value = job["metadata"]["labels"]["llmserve.dev/staging-model"]
     assert re.fullmatch(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?", value), value
     assert_valid_kubernetes_object(job, model_id)

@@ -9,16 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
-from infra.planning.capacity import (
-    ARCHITECTURE_ALIASES,
-    KV_CACHE_DTYPE_BYTES,
-    WEIGHT_FORMAT_BYTES,
-    CapacityReport,
-    EngineSettings,
-    find_architecture,
-    load_architecture,
-    plan_capacity,
-)
+from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYTES, find_architecture, load_architecture
+from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
 from infra.planning.coldstart import cold_start_minutes
 from infra.planning.costs import PRICES, PRICES_AS_OF
 from serve_app.versions_data import VLLM_VERSION

@@ -31,8 +31,9 @@ from typing import Any, Iterator, Optional
 
 import yaml
 
+from infra.catalog import GPU_RESOURCE
+
 RAYSERVICE_TYPE = "kubernetes:ray.io/v1:RayService"
-GPU_RESOURCE = "nvidia.com/gpu"
 # Inputs whose change makes Google's provider replace the resource, for the resources this program creates.
 GCP_REPLACE_PATHS = ("name", "project", "location", "region", "zone", "network", "accountId")
 MAX_PATHS_SHOWN = 8

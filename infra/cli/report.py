@@ -3,27 +3,11 @@ command prints the same lines for one model: infra/cli/capacity.py)."""
 
 from __future__ import annotations
 
-import argparse
-import sys
-from pathlib import Path
-from typing import Any, Optional
-
-from infra.planning.capacity import (
-    ARCHITECTURE_ALIASES,
-    KV_CACHE_DTYPE_BYTES,
-    WEIGHT_FORMAT_BYTES,
-    CapacityReport,
-    EngineSettings,
-    find_architecture,
-    load_architecture,
-    model_reports,
-    plan_capacity,
-)
-from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.cli.capacity import cold_start_line, model_lines
 from infra.config.settings import StackConfig
+from infra.planning.capacity import model_reports
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
-from infra.planning.costs import PRICES, PRICES_AS_OF, StackShape, capacity_mode, stack_cost
+from infra.planning.costs import StackShape, capacity_mode, stack_cost
 from infra.planning.sizing import idle_gpu_nodes
 from serve_app.versions_data import VLLM_VERSION
 
@@ -38,7 +22,7 @@ def stack_capacity(config: StackConfig) -> dict:
         models.append({
             "id": spec.model_id,
             "source": spec.model_source,
-            # What this model's replicas load from (infra/config/weights.py); None for a hand-built config in tests.
+            # What this model's replicas load from (infra/config/sections/weights.py); None for a hand-built config in tests.
             "weight_source": (config.weights.for_model(spec.model_id).source
                               if getattr(config, "weights", None) is not None else None),
             "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},

@@ -52,23 +52,37 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("llmserve:gke:Cluster", name, None, opts)
-        settings = args.settings
-        child = pulumi.ResourceOptions(parent=self)
+        self.node_service_account, grants = self._node_identity(name, args)
+        self.cluster = self._cluster(name, args, grants)
+        self.system_pool = self._system_pool(name, args.settings)
+        self.kubeconfig, self.provider = self._kubernetes_provider(name)
+        self.register_outputs({
+            "cluster_name": self.cluster.name,
+            "endpoint": self.cluster.endpoint,
+            "kubeconfig": self.kubeconfig,
+        })
 
-        self.node_service_account = gcp.serviceaccount.Account(
+    def _node_identity(self, name: str, args: ClusterArgs) \
+            -> tuple[gcp.serviceaccount.Account, list[gcp.projects.IAMMember]]:
+        """The nodes' own service account and its project roles (the cluster waits for the grants)."""
+        child = pulumi.ResourceOptions(parent=self)
+        account = gcp.serviceaccount.Account(
             f"{name}-nodes",
             account_id=node_service_account_id(args.stack),
             display_name=f"GKE nodes of llmserve stack {args.stack}",
             opts=child,
         )
-        node_member = self.node_service_account.email.apply(lambda email: f"serviceAccount:{email}")
+        member = account.email.apply(lambda email: f"serviceAccount:{email}")
         grants = [
-            gcp.projects.IAMMember(f"{name}-nodes-{role.split('/')[-1].replace('.', '-')}", project=args.gcp_project, role=role,
-                                   member=node_member, opts=child)
+            gcp.projects.IAMMember(f"{name}-nodes-{role.split('/')[-1].replace('.', '-')}", project=args.gcp_project,
+                                   role=role, member=member, opts=child)
             for role in NODE_SERVICE_ACCOUNT_ROLES
         ]
+        return account, grants
 
-        self.cluster = gcp.container.Cluster(
+    def _cluster(self, name: str, args: ClusterArgs, grants: list[gcp.projects.IAMMember]) -> gcp.container.Cluster:
+        settings = args.settings
+        return gcp.container.Cluster(
             name,
             location=settings.location,
             node_locations=_extra_node_zones(settings),
@@ -91,21 +105,10 @@ class Cluster(pulumi.ComponentResource):
                 enable_private_endpoint=False,
                 master_ipv4_cidr_block=settings.master_cidr,
             ),
-            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
-                cidr_blocks=[
-                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
-                        cidr_block=cidr, display_name=f"authorized-{index}")
-                    for index, cidr in enumerate(settings.master_authorized_networks)
-                ],
-                gcp_public_cidrs_access_enabled=False,
-            ),
+            master_authorized_networks_config=_authorized_networks(settings),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
                 workload_pool=f"{args.gcp_project}.svc.id.goog"),
-            addons_config=gcp.container.ClusterAddonsConfigArgs(
-                gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
-                gce_persistent_disk_csi_driver_config=(
-                    gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(enabled=True)),
-            ),
+            addons_config=_addons(),
             monitoring_config=gcp.container.ClusterMonitoringConfigArgs(
                 enable_components=list(MONITORED_COMPONENTS),
                 managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(enabled=True),
@@ -119,7 +122,9 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
         )
 
-        self.system_pool = gcp.container.NodePool(
+    def _system_pool(self, name: str, settings: ClusterConfig) -> gcp.container.NodePool:
+        """The small CPU pool for the Ray head and the controllers, in the first of the node zones."""
+        return gcp.container.NodePool(
             f"{name}-system",
             cluster=self.cluster.id,
             location=settings.location,
@@ -138,23 +143,39 @@ class Cluster(pulumi.ComponentResource):
                     enable_secure_boot=True, enable_integrity_monitoring=True),
                 labels=dict(SYSTEM_POOL_LABELS),
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
-        self.kubeconfig = pulumi.Output.all(self.cluster.name, self.cluster.endpoint,
-                                            self.cluster.master_auth).apply(
+    def _kubernetes_provider(self, name: str) -> tuple[pulumi.Output[str], k8s.Provider]:
+        kubeconfig = pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
             lambda values: render_kubeconfig(values[0], values[1], values[2]["cluster_ca_certificate"]))
-        self.provider = k8s.Provider(
+        provider = k8s.Provider(
             f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
+            kubeconfig=kubeconfig,
             # Objects such as the GPU network CRs must wait for the system pool: their controllers run there.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_pool]),
         )
-        self.register_outputs({
-            "cluster_name": self.cluster.name,
-            "endpoint": self.cluster.endpoint,
-            "kubeconfig": self.kubeconfig,
-        })
+        return kubeconfig, provider
+
+
+def _addons() -> gcp.container.ClusterAddonsConfigArgs:
+    """The CSI drivers for the GCS FUSE weight volumes and persistent disks."""
+    return gcp.container.ClusterAddonsConfigArgs(
+        gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
+        gce_persistent_disk_csi_driver_config=(
+            gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(enabled=True)),
+    )
+
+
+def _authorized_networks(settings: ClusterConfig) -> gcp.container.ClusterMasterAuthorizedNetworksConfigArgs:
+    return gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+        cidr_blocks=[
+            gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                cidr_block=cidr, display_name=f"authorized-{index}")
+            for index, cidr in enumerate(settings.master_authorized_networks)
+        ],
+        gcp_public_cidrs_access_enabled=False,
+    )
 
 
 def _extra_node_zones(settings: ClusterConfig) -> Optional[list[str]]:

@@ -1,6 +1,6 @@
 """GPUDirect on the Kubernetes side: the GPU NIC network objects and the node DaemonSets, as resources.
 
-What the objects contain is decided by the pure renderers in infra/render/gpudirect.py; this component only
+What the objects contain is decided by the pure renderers in infra/render/gpudirect/; this component only
 turns them into Pulumi resources on the cluster's provider.
 """
 
@@ -14,7 +14,8 @@ import pulumi
 from infra.catalog import GpuDirect
 from infra.components.resources import KubernetesObject
 from infra.components.network import GpuNetwork
-from infra.render import gpudirect as render
+from infra.render.gpudirect.daemonsets import nccl_installer_daemonset, nri_device_injector_daemonset
+from infra.render.gpudirect.networks import gpu_network_objects
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,10 @@ class GpuDirectObjects(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         for index, network in enumerate(args.gpu_networks, start=1):
-            for obj in render.gpu_network_objects(index, network.vpc_name, network.subnet_name):
+            for obj in gpu_network_objects(index, network.vpc_name, network.subnet_name):
                 KubernetesObject(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, child)
-        for suffix, daemonset in (("nri-device-injector", render.nri_device_injector_daemonset()),
+        for suffix, daemonset in (("nri-device-injector", nri_device_injector_daemonset()),
                                   (f"nccl-{args.flavour.value}-installer",
-                                   render.nccl_installer_daemonset(args.flavour))):
+                                   nccl_installer_daemonset(args.flavour))):
             KubernetesObject(f"{name}-{suffix}", daemonset, child)
         self.register_outputs({})

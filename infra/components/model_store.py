@@ -2,7 +2,7 @@
 
 - the bucket sits in the GPU pool's region, with uniform bucket-level access, public access prevention
   enforced and a hierarchical namespace (real folders: faster GCS FUSE listings); force-destroy only when the
-  stack asks for it (refused on protected stacks by infra/config/weights.py);
+  stack asks for it (refused on protected stacks by infra/config/sections/weights.py);
 - a read-only Google service account for the Ray pods: `roles/storage.objectViewer` on the bucket (plus
   `roles/storage.bucketViewer` when a model uses the RunAI streamer, whose GCS client calls buckets.get),
   bound through Workload Identity to the Kubernetes service account every Ray pod runs as;

@@ -11,7 +11,8 @@ import pulumi_random as random
 
 from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
-from infra.render.rayservice import API_KEY_SECRET_KEY, HF_TOKEN_SECRET_KEY, RayServiceSettings
+from infra.render.rayservice import API_KEY_SECRET_KEY, RayServiceSettings
+from infra.render.secrets import HF_TOKEN_SECRET_KEY, render_secret
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,12 @@ class LlmService(pulumi.ComponentResource):
             generated = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
             self.api_key = pulumi.Output.secret(generated.result)
         mounted: list[pulumi.Resource] = [
-            KubernetesObject(f"{name}-api-key", render.render_secret(
+            KubernetesObject(f"{name}-api-key", render_secret(
                 settings.api_key_secret, settings.namespace, {API_KEY_SECRET_KEY: self.api_key}), in_namespace),
             KubernetesObject(f"{name}-serve-app", render.render_serve_app_configmap(settings), in_namespace),
         ]
         if args.hf_token is not None:
-            mounted.append(KubernetesObject(f"{name}-hf-token", render.render_secret(
+            mounted.append(KubernetesObject(f"{name}-hf-token", render_secret(
                 settings.hf_token_secret, settings.namespace,
                 {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(args.hf_token)}), in_namespace))
 

@@ -16,7 +16,8 @@ import pulumi
 from infra.config.settings import StackConfig
 from infra.components.resources import KubernetesObject
 from infra.components.model_store import ModelStore, ModelStoreArgs, store_emails
-from infra.render import weights as render
+from infra.render import weight_staging as render
+from infra.render.secrets import hf_token_secret_name
 from infra.render.weights import WeightsSettings
 from infra.components.serving import as_dependency_list
 
@@ -68,7 +69,7 @@ def model_weights(name: str, config: StackConfig, hf_token: bool) \
         config=weights, namespace=serving.namespace, gcp_project=config.gcp_project,
         bucket=weights.store.bucket if weights.store else None, ray_service_account=ray_ksa,
         reader_email=reader_email, stager_service_account=stager_ksa, stager_email=writer_email,
-        hf_token_secret=render.hf_token_secret_name(name) if hf_token else None, name=name)
+        hf_token_secret=hf_token_secret_name(name) if hf_token else None, name=name)
     if weights.store is None:
         return settings, None, None
     store = ModelStore(f"{name}-models", ModelStoreArgs(
@@ -79,4 +80,3 @@ def model_weights(name: str, config: StackConfig, hf_token: bool) \
         return WeightStaging(f"{name}-weights", WeightStagingArgs(settings, store.grants), opts)
 
     return settings, create, store
-

@@ -1,6 +1,6 @@
 """Modelled cold-start time of a model replica, per weight source. Estimates, not measurements.
 
-The figures are the reference's cold-start budget for DeepSeek-R1 FP8 on 2 x a3-megagpu-8g (690 GB that
+The figures are a modelled cold-start budget for DeepSeek-R1 FP8 on 2 x a3-megagpu-8g (690 GB that
 every node reads in full, both nodes in parallel), none of them measured on this project's clusters yet:
 
 - weight phase (transfer to the node and load into GPU memory), per source, for those 690 GB per node:

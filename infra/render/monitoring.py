@@ -6,10 +6,12 @@ from; `render_dashboard(settings)` returns the dashboard as a dict (the `dashboa
 `AlertSpec`s. `infra/components/monitoring.py` wraps them in resources. Every PromQL string is assembled here from the
 names in `METRICS` (`metric()` refuses any other), so a renamed metric is one edit.
 
-Metric names are as Managed Prometheus stores them (`observability-and-policy` reference, §1.2 and §2):
-Ray exports on each Ray pod's port 8080, with counters ending in `_total` and histograms queried through
-`_bucket`; vLLM's engine metrics come through Ray as `ray_vllm_*` with a `model_name` label; DCGM metrics come
-from GKE's managed DCGM exporter; KubeRay's from the operator (scraped by the PodMonitoring made here).
+Metric names are as Managed Prometheus stores them: Ray exports on each Ray pod's port 8080, with counters
+ending in `_total` and histograms queried through `_bucket`; vLLM's engine metrics come through Ray as
+`ray_vllm_*` with a `model_name` label; DCGM metrics come from GKE's managed DCGM exporter; KubeRay's from the
+operator (scraped by the PodMonitoring made here). Sources: Ray Serve's monitoring guide
+(docs.ray.io/en/latest/serve/monitoring.html), vLLM's `vllm/v1/metrics/loggers.py`, GKE's DCGM metrics page
+(cloud.google.com/kubernetes-engine/docs/how-to/dcgm-metrics) and KubeRay's `ray-operator/controllers/ray/metrics`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
@@ -279,9 +281,21 @@ class AlertSpec:
 
 
 def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
+    """The stack's alert policies: four for every stack, one per condition that only some stacks can meet
+    (models that must always run, GPUs that must always report), and GPU XID errors."""
+    alerts = _serving_alerts(settings)
+    if settings.always_on_model_ids:
+        alerts.append(_no_healthy_replica_alert(settings))
+    if settings.min_gpus:
+        alerts.append(_gpu_lost_alert(settings))
+    alerts.append(_gpu_xid_alert(settings))
+    return alerts
+
+
+def _serving_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
     t = settings.thresholds
     ns = _ns(settings)
-    alerts = [
+    return [
         AlertSpec(
             "not-ready", f"llmserve {settings.stack}: RayService not ready",
             f'max by (name) ({metric("kuberay_service_condition_ready")}'
@@ -314,34 +328,40 @@ def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
             "queue and get preempted. Add replicas or lower maxNumSeqs / maxModelLen.",
         ),
     ]
-    if settings.always_on_model_ids:
-        names = "|".join(re.escape(serve_deployment_name(model_id)) for model_id in settings.always_on_model_ids)
-        healthy = metric("ray_serve_deployment_replica_healthy")
-        # `sum` over nothing is nothing, so an absent series (the head or the Serve controller gone) needs the
-        # `or` branch to fire as well.
-        alerts.append(AlertSpec(
-            "no-healthy-replica", f"llmserve {settings.stack}: a model has no healthy replica",
-            f'(sum by (deployment) ({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}}) < 1) or '
-            f'absent({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}})',
-            t.not_ready_minutes * 60, "CRITICAL",
-            "A model that should always run (minReplicas >= 1) has no healthy Serve replica, or Serve reports "
-            "nothing at all.",
-        ))
-    if settings.min_gpus:
-        alerts.append(AlertSpec(
-            "gpu-lost", f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
-            f"(count({_dcgm(settings, 'DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
-            300, "CRITICAL",
-            f"The GPU pool always has {settings.min_gpus} GPUs, but fewer report DCGM metrics: a GPU node was "
-            "lost (preempted, repaired, or its driver failed).",
-        ))
-    alerts.append(AlertSpec(
+
+
+def _no_healthy_replica_alert(settings: MonitoringSettings) -> AlertSpec:
+    names = "|".join(re.escape(serve_deployment_name(model_id)) for model_id in settings.always_on_model_ids)
+    healthy = metric("ray_serve_deployment_replica_healthy")
+    # `sum` over nothing is nothing, so an absent series (the head or the Serve controller gone) needs the
+    # `or` branch to fire as well.
+    return AlertSpec(
+        "no-healthy-replica", f"llmserve {settings.stack}: a model has no healthy replica",
+        f'(sum by (deployment) ({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}}) < 1) or '
+        f'absent({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}})',
+        settings.thresholds.not_ready_minutes * 60, "CRITICAL",
+        "A model that should always run (minReplicas >= 1) has no healthy Serve replica, or Serve reports "
+        "nothing at all.",
+    )
+
+
+def _gpu_lost_alert(settings: MonitoringSettings) -> AlertSpec:
+    return AlertSpec(
+        "gpu-lost", f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
+        f"(count({_dcgm(settings, 'DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
+        300, "CRITICAL",
+        f"The GPU pool always has {settings.min_gpus} GPUs, but fewer report DCGM metrics: a GPU node was "
+        "lost (preempted, repaired, or its driver failed).",
+    )
+
+
+def _gpu_xid_alert(settings: MonitoringSettings) -> AlertSpec:
+    return AlertSpec(
         "gpu-xid", f"llmserve {settings.stack}: GPU XID error",
         f"max by (Hostname, gpu) ({_dcgm(settings, 'DCGM_FI_DEV_XID_ERRORS')}) > 0", 0, "ERROR",
         "A GPU reported an XID error (the value is the XID code; 48, 63, 64, 74, 79 and 94/95 usually need the "
         "node drained). Only fires where the DCGM exporter exports DCGM_FI_DEV_XID_ERRORS.",
-    ))
-    return alerts
+    )
 
 
 def alert_policy_args(spec: AlertSpec, settings: MonitoringSettings) -> dict:

@@ -38,16 +38,9 @@ from infra.catalog import (
 )
 from infra.planning.sizing import WorkerGroupSize, gpu_worker_groups
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
-from infra.render.gpudirect import workload_pod_patch
-from infra.render.weights import (
-    HF_TOKEN_SECRET_KEY,
-    WeightsSettings,
-    hf_token_secret_name,
-    patch_gpu_template,
-    patch_serve_config,
-    render_secret,
-    with_store_identity,
-)
+from infra.render.gpudirect.pod_patch import workload_pod_patch
+from infra.render.secrets import HF_TOKEN_SECRET_KEY, hf_token_secret_name
+from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_FILE

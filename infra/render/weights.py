@@ -1,4 +1,4 @@
-"""The weight sources as plain Kubernetes and Serve-config data: pure, tested without Pulumi.
+"""How the GPU workers read the weight store, as plain Kubernetes and Serve-config data: pure, tested without Pulumi.
 
 - `patch_gpu_template`: for `gcsfuse` models, the GPU worker pod gains the GCS FUSE sidecar annotations, one
   read-only CSI ephemeral volume per model (the model's store folder, `only-dir`), an init container that
@@ -7,10 +7,12 @@
   at once while vLLM starts.
 - `patch_serve_config`: `model_source` becomes the mount path (gcsfuse) or the store URI with vLLM's
   `runai_streamer` load format (runai-streamer).
-- the staging side: the Ray pods' and the stager's Kubernetes service accounts (Workload Identity), the
-  staging code ConfigMap, the S3 credentials Secret and one staging Job per staged model.
 
-Mount options and annotations follow the GCS FUSE CSI driver and gcsfuse (reference: model-weights.md §4).
+What fills the store (the service accounts, the staging code and the staging Jobs) is rendered by
+infra/render/weight_staging.py. Mount options and annotations follow the GCS FUSE CSI driver
+(GoogleCloudPlatform/gcs-fuse-csi-driver: pkg/webhook/mutatingwebhook.go for the annotations,
+docs/releases.md and docs/known-issues.md for the GKE versions) and gcsfuse (GoogleCloudPlatform/gcsfuse
+cfg/params.yaml).
 """
 
 from __future__ import annotations
@@ -21,19 +23,17 @@ import hashlib
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-from infra.catalog import PART_OF_LABEL, STAGING_IMAGE, SYSTEM_POOL_LABELS, MachineProfile
-from infra.render.files import content_name, files_configmap, files_volume, keyed_files
-from infra.config.sections.weights import RUNAI_LOAD_FORMAT
+from infra.catalog import MachineProfile
+from infra.config.sections.weights import RUNAI_LOAD_FORMAT, runai_extra_config
 from infra.config.settings import ModelWeights, WeightsConfig
+from infra.config.stackfiles import PROJECT_ROOT
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
 
 MODEL_MOUNT_ROOT = "/mnt/models"
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
-WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
 RAY_CONTAINER = "ray-worker"
 # Every worker reads the whole checkpoint (vLLM's loader skips nothing under PP), so the file cache on the
 # nodes' local SSD must hold it: 690 GB for R1 and a margin; smaller models get a smaller reservation.
@@ -57,7 +57,6 @@ GCSFUSE_MOUNT_OPTIONS = (
 # For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
 GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
 WARMUP_PARALLEL_FILES = 16
-HF_TOKEN_SECRET_KEY = "token"  # the key of the HF token Secret (the RayService's workers read it too)
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,8 @@ def _volume_name(model_id: str) -> str:
 
 
 def gcsfuse_models(weights: WeightsConfig, model_ids: Sequence[str]) -> list[ModelWeights]:
-    return [weights.for_model(model_id) for model_id in sorted(model_ids)
-            if weights.for_model(model_id).source == "gcsfuse"]
+    return [model for model in (weights.for_model(model_id) for model_id in sorted(model_ids))
+            if model.source == "gcsfuse"]
 
 
 def with_store_identity(template: dict, settings: WeightsSettings) -> dict:
@@ -130,67 +129,89 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
     start a pod on a model that is not completely staged.
     """
     fused = gcsfuse_models(settings.config, [model.model_id for model in models])
-    streamed = [settings.config.for_model(model.model_id) for model in models
-                if settings.config.for_model(model.model_id).source == "runai-streamer"]
+    streamed = [weights for weights in (settings.config.for_model(model.model_id) for model in models)
+                if weights.source == "runai-streamer"]
     if not fused and not streamed:
         return template
     template = copy.deepcopy(template)
-    annotations = template.setdefault("metadata", {}).setdefault("annotations", {})
-    annotations.update({
-        "gke-gcsfuse/volumes": "true",
-        # "0" = no limit: a throttled sidecar is the usual reason a FUSE read crawls.
-        "gke-gcsfuse/cpu-limit": "0",
-        "gke-gcsfuse/memory-limit": "0",
-        "gke-gcsfuse/ephemeral-storage-limit": "0",
-    })
-    if fused:
-        # The file cache (an emptyDir on the local SSD) counts against the pod's ephemeral storage.
-        cache_gib = cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"],
-                                      machine)
-        annotations["gke-gcsfuse/ephemeral-storage-request"] = f"{cache_gib}Gi"
+    cache_gib = cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"],
+                                  machine) if fused else None
+    template.setdefault("metadata", {}).setdefault("annotations", {}).update(_sidecar_annotations(cache_gib))
     spec = template["spec"]
-    mounts = {}
-    for weights in (*fused, *streamed):
-        name = _volume_name(weights.model_id)
-        options = GCSFUSE_MOUNT_OPTIONS if weights.source == "gcsfuse" else GCSFUSE_METADATA_OPTIONS
-        spec.setdefault("volumes", []).append({"name": name, "csi": {
-            "driver": GCSFUSE_DRIVER,
-            "readOnly": True,
-            "volumeAttributes": {
-                "bucketName": settings.bucket,
-                "mountOptions": ",".join((*options, f"only-dir={weights.prefix.rstrip('/')}")),
-            },
-        }})
-        mounts[weights.model_id] = {"name": name, "mountPath": mount_path(weights.model_id), "readOnly": True}
+    spec.setdefault("volumes", []).extend(_store_volume(weights, settings.bucket) for weights in (*fused, *streamed))
+    mounts = {weights.model_id: _store_mount(weights) for weights in (*fused, *streamed)}
     containers = spec["containers"]
     ray = next(container for container in containers if container["name"] == RAY_CONTAINER)
     if fused:
         ray["volumeMounts"] = [*ray.get("volumeMounts", []), *(mounts[w.model_id] for w in fused)]
     # Needs GKE >= 1.29.3-gke.1093000 (FUSE volumes in init containers, native sidecar).
-    spec["initContainers"] = [*spec.get("initContainers", []), {
-        "name": "weights-manifest-check",
-        "image": ray["image"],
-        "command": ["python3", "-c", manifest_check_script(), *[mount["mountPath"] for mount in mounts.values()]],
-        "volumeMounts": list(mounts.values()),
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
-    }]
+    spec["initContainers"] = [*spec.get("initContainers", []),
+                              _manifest_check_container(ray["image"], list(mounts.values()))]
     if fused:
-        containers.insert(containers.index(ray) + 1, {
-            "name": "weights-warmup",
-            "image": ray["image"],
-            "command": ["/bin/bash", "-c", _warmup_script([mount_path(w.model_id) for w in fused])],
-            "volumeMounts": [mounts[w.model_id] for w in fused],
-            # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
-            # nearly all of the node's allocatable CPU.
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-        })
+        containers.insert(containers.index(ray) + 1,
+                          _warmup_container(ray["image"], [mounts[w.model_id] for w in fused]))
     return template
+
+
+def _sidecar_annotations(cache_gib: Optional[int]) -> dict[str, str]:
+    """The GCS FUSE sidecar's annotations; `cache_gib` is the file cache's request, None without a file cache."""
+    annotations = {
+        "gke-gcsfuse/volumes": "true",
+        # "0" = no limit: a throttled sidecar is the usual reason a FUSE read crawls.
+        "gke-gcsfuse/cpu-limit": "0",
+        "gke-gcsfuse/memory-limit": "0",
+        "gke-gcsfuse/ephemeral-storage-limit": "0",
+    }
+    if cache_gib is not None:
+        # The file cache (an emptyDir on the local SSD) counts against the pod's ephemeral storage.
+        annotations["gke-gcsfuse/ephemeral-storage-request"] = f"{cache_gib}Gi"
+    return annotations
+
+
+def _store_volume(weights: ModelWeights, bucket: Optional[str]) -> dict:
+    """The model's store folder as a read-only CSI ephemeral volume: cached for gcsfuse, metadata only else."""
+    options = GCSFUSE_MOUNT_OPTIONS if weights.source == "gcsfuse" else GCSFUSE_METADATA_OPTIONS
+    return {"name": _volume_name(weights.model_id), "csi": {
+        "driver": GCSFUSE_DRIVER,
+        "readOnly": True,
+        "volumeAttributes": {
+            "bucketName": bucket,
+            "mountOptions": ",".join((*options, f"only-dir={weights.prefix.rstrip('/')}")),
+        },
+    }}
+
+
+def _store_mount(weights: ModelWeights) -> dict:
+    return {"name": _volume_name(weights.model_id), "mountPath": mount_path(weights.model_id), "readOnly": True}
+
+
+def _manifest_check_container(image: str, mounts: Sequence[dict]) -> dict:
+    """The init container that refuses to start the pod until every mounted model is completely staged."""
+    return {
+        "name": "weights-manifest-check",
+        "image": image,
+        "command": ["python3", "-c", manifest_check_script(), *[mount["mountPath"] for mount in mounts]],
+        "volumeMounts": list(mounts),
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+    }
+
+
+def _warmup_container(image: str, mounts: Sequence[dict]) -> dict:
+    return {
+        "name": "weights-warmup",
+        "image": image,
+        "command": ["/bin/bash", "-c", _warmup_script([mount["mountPath"] for mount in mounts])],
+        "volumeMounts": list(mounts),
+        # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
+        # nearly all of the node's allocatable CPU.
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+    }
 
 
 # The init container's script, run as `python3 -c <text>` in the Ray image (Python 3.12) before the pod's
 # containers start; stat-only, no weight bytes are read. The text is part of every GPU worker's pod spec, so the
 # file carries no docstring: a change to it rolls every GPU worker.
-MANIFEST_CHECK_FILE = Path(__file__).resolve().parents[2] / "staging" / "manifest_check.py"
+MANIFEST_CHECK_FILE = PROJECT_ROOT / "staging" / "manifest_check.py"
 
 
 @functools.cache
@@ -221,8 +242,6 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
             if weights.source == "gcsfuse":
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
-                from infra.config.sections.weights import runai_extra_config
-
                 llm["model_loading_config"]["model_source"] = {
                     "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"}
                 engine = dict(llm["engine_kwargs"])
@@ -230,134 +249,3 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
                 engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])
                 llm["engine_kwargs"] = dict(sorted(engine.items()))
     return config
-
-
-# --- identities, staging code and Jobs ----------------------------------------------------------------------
-
-
-def render_service_account(name: str, namespace: str, email: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL),
-                         "annotations": {WORKLOAD_IDENTITY_ANNOTATION: email}}}
-
-
-STAGING_FILES = ("staging/__init__.py", "staging/__main__.py", "staging/copy.py", "staging/layout.py",
-                 "staging/sources.py")
-STAGING_REQUIREMENTS = "requirements-staging.txt"
-_ROOT = Path(__file__).resolve().parents[2]
-STAGING_CODE_MOUNT = "/opt/staging"
-WORK_MOUNT = "/work"
-
-
-@functools.cache
-def staging_files() -> dict[str, tuple[str, str]]:
-    """ConfigMap key -> (path under the mount, text): the staging package and its pinned requirements."""
-    return keyed_files({path: (_ROOT / path).read_text(encoding="utf-8")
-                        for path in (*STAGING_FILES, STAGING_REQUIREMENTS)})
-
-
-def staging_configmap_name(settings: WeightsSettings) -> str:
-    return content_name(f"{settings.name}-staging-code", staging_files())
-
-
-def render_staging_configmap(settings: WeightsSettings) -> dict:
-    return files_configmap(staging_configmap_name(settings), settings.namespace, staging_files(), PART_OF_LABEL)
-
-
-def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dict:
-    """An Opaque Secret; values may be Pulumi secret outputs, which stay secret."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
-            "stringData": string_data}
-
-
-def hf_token_secret_name(name: str) -> str:
-    """The Secret with the Hugging Face token, read by the GPU workers and the staging Jobs alike."""
-    return f"{name}-hf-token"
-
-
-def render_s3_secret(settings: WeightsSettings) -> dict:
-    return render_secret(settings.s3_secret, settings.namespace,
-                         {"AWS_ACCESS_KEY_ID": settings.config.s3_access_key_id,
-                          "AWS_SECRET_ACCESS_KEY": settings.config.s3_secret_access_key})
-
-
-STAGING_WORKERS = 4  # files in flight: scratch holds at most 4 R1 shards (~4.3 GB each) at once
-STAGING_SCRATCH_GIB = 50
-
-
-def staging_job_name(settings: WeightsSettings, weights: ModelWeights) -> str:
-    """Named after what it stages and the code that stages it: a new revision (or new staging code) is a new
-    Job, which `pulumi up` creates and waits for; an unchanged one is left alone."""
-    digest = hashlib.sha256(f"{weights.origin}\0{weights.prefix}\0{settings.bucket}\0"
-                            f"{staging_configmap_name(settings)}".encode()).hexdigest()[:8]
-    slug = re.sub(r"[^a-z0-9-]", "-", weights.model_id.lower()).strip("-")[:30].strip("-")
-    return f"{settings.name}-stage-{slug}-{digest}"
-
-
-def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict:
-    config = settings.config
-    args = ["--source", weights.origin, "--revision", weights.revision, "--bucket", settings.bucket,
-            "--model-id", weights.model_id, "--workers", str(STAGING_WORKERS), "--scratch", f"{WORK_MOUNT}/scratch",
-            "--project", settings.gcp_project]
-    env: list[dict] = [
-        {"name": "PYTHONPATH", "value": f"{STAGING_CODE_MOUNT}:{WORK_MOUNT}/deps"},
-        {"name": "GOOGLE_CLOUD_PROJECT", "value": settings.gcp_project},
-        {"name": "HF_HOME", "value": f"{WORK_MOUNT}/hf"},
-        {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},
-        {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
-    if weights.origin.startswith("s3://"):
-        if config.s3_endpoint_url:
-            env.append({"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint_url})
-        if config.s3_credentials:
-            env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": name}}}
-                    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
-    elif settings.hf_token_secret:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret,
-                                                                        "key": HF_TOKEN_SECRET_KEY}}})
-    script = (f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
-              f"--disable-pip-version-check --target {WORK_MOUNT}/deps -r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} "
-              f"&& exec python -m staging \"$@\"")
-    # A label value ends in a letter or digit: a model id may end in '-' or '.', or be cut there.
-    model_label = re.sub(r"[^A-Za-z0-9._-]", "_", weights.model_id)[:63].strip("-_.") or "model"
-    labels = {**PART_OF_LABEL, "llmserve.dev/staging-model": model_label}
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": staging_job_name(settings, weights), "namespace": settings.namespace,
-                     "labels": labels},
-        "spec": {
-            # Each retry resumes where the last attempt stopped (finished objects are skipped).
-            "backoffLimit": 3,
-            "activeDeadlineSeconds": config.staging_timeout_minutes * 60,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": settings.stager_service_account,
-                    "restartPolicy": "Never",
-                    "nodeSelector": dict(SYSTEM_POOL_LABELS),
-                    "containers": [{
-                        "name": "stage",
-                        "image": STAGING_IMAGE,
-                        "command": ["/bin/sh", "-ec", script, "stage"],
-                        "args": args,
-                        "env": env,
-                        "resources": {
-                            "requests": {"cpu": "2", "memory": "8Gi", "ephemeral-storage": f"{STAGING_SCRATCH_GIB - 10}Gi"},
-                            "limits": {"memory": "8Gi", "ephemeral-storage": f"{STAGING_SCRATCH_GIB}Gi"},
-                        },
-                        "volumeMounts": [
-                            {"name": "staging-code", "mountPath": STAGING_CODE_MOUNT, "readOnly": True},
-                            {"name": "work", "mountPath": WORK_MOUNT},
-                        ],
-                    }],
-                    "volumes": [
-                        files_volume("staging-code", staging_configmap_name(settings), staging_files()),
-                        {"name": "work", "emptyDir": {"sizeLimit": f"{STAGING_SCRATCH_GIB}Gi"}},
-                    ],
-                },
-            },
-        },
-    }
