@@ -7,16 +7,11 @@ every rule, and the rules' machine table matches infra/catalog.py.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
+import rules
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 from test_platform import STACKS, planned
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policy"))
-import rules  # noqa: E402
 
 
 @pytest.mark.parametrize("stack", STACKS)
