@@ -14,7 +14,6 @@ import pytest
 
 from infra.catalog import MACHINE_PROFILES
 from infra.cli.plan import kubernetes_manifests, run_program
-from kubernetes_openapi import assert_valid_kubernetes_object
 
 STACKS = ("dev", "staging", "prod")
 EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
@@ -250,7 +249,7 @@ BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", 
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
+def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack, assert_valid_kubernetes_object):
     for manifest in kubernetes_manifests(planned(stack)[1]):
         if manifest["apiVersion"] in BUILT_IN_GROUPS:
             assert_valid_kubernetes_object(manifest, stack)

@@ -1,7 +1,7 @@
 """The RayService renderer: worker sizing, head settings, GPUDirect wiring, auth, exposure, validity.
 
 Pure: no Pulumi engine. The rendered RayService is checked against the project's own model of the KubeRay
-v1 CRD (tests/kuberay_schema.py), its pod templates against Kubernetes' OpenAPI schema, and its Serve config
+v1 CRD (tests/support/kuberay_schema.py), its pod templates against Kubernetes' OpenAPI schema, and its Serve config
 against Ray's own `ServeDeploySchema`.
 """
 
@@ -18,8 +18,6 @@ from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
 from infra.planning.sizing import gpu_worker_groups, pods_for
 from infra.render.rayservice import RayServiceSettings, render_rayservice, wait_for_conditions
-from kuberay_schema import validate_rayservice
-from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
 
 A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
@@ -289,12 +287,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case):
+def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case, validate_rayservice):
     validate_rayservice(render_rayservice(settings(**CASES[case])))
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_pod_template_is_a_valid_pod(case):
+def test_every_pod_template_is_a_valid_pod(case, assert_valid_kubernetes_object):
     for template in ray_templates(render_rayservice(settings(**CASES[case]))):
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template.get("metadata", {})},
                "spec": template["spec"]}
@@ -308,7 +306,7 @@ def test_serve_config_validates_with_rays_own_schema(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_built_in_objects_validate_against_the_openapi_schema(case):
+def test_built_in_objects_validate_against_the_openapi_schema(case, assert_valid_kubernetes_object):
     current = settings(**CASES[case])
     for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
                 render.render_secret("s", "llm", {"keys": "k"})):

@@ -11,7 +11,6 @@ import yaml
 from infra import catalog
 from infra.catalog import GpuDirect
 from infra.render import gpudirect
-from kubernetes_openapi import assert_valid_kubernetes_object
 
 GPUDIRECT_FLAVOURS = [GpuDirect.TCPX, GpuDirect.TCPXO]
 SERVING_CONTAINER = "ray-worker"
@@ -97,7 +96,7 @@ BUILT_IN_OBJECTS = {
 
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN_OBJECTS))
-def test_built_in_objects_validate_against_kubernetes_schema(name):
+def test_built_in_objects_validate_against_kubernetes_schema(name, assert_valid_kubernetes_object):
     assert_valid_kubernetes_object(BUILT_IN_OBJECTS[name](), name)
 
 

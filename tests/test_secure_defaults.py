@@ -19,7 +19,6 @@ from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
 from infra.config.secure import SecureSettings
 from infra.render.exposure import source_ranges_for_internal
 from infra.config.stackfiles import stack_config
-from kubernetes_openapi import assert_valid_kubernetes_object
 from test_config import parse, problems_of
 from test_platform import STACKS, gpu_pool, planned
 from test_rayservice import settings as rayservice_settings
@@ -140,7 +139,7 @@ GMP_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name":
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_network_policies_are_valid_and_created_before_the_ray_pods(stack):
+def test_network_policies_are_valid_and_created_before_the_ray_pods(stack, assert_valid_kubernetes_object):
     resources = planned(stack)[1]
     policies = policies_of(resources)
     assert sorted(policies) == ["llm-ray-internal", "llm-ray-metrics", "llm-ray-operator", "llm-serve-ingress"]
@@ -192,7 +191,8 @@ def _exposure(**overrides) -> ExposureSettings:
     return ExposureSettings(**values)
 
 
-def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients():
+def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients(
+        assert_valid_kubernetes_object):
     settings = _exposure(serving=rayservice_settings(exposure="internal", source_ranges=("10.0.0.0/8",)),
                          client_namespaces=("apps",))
     policy = {p["metadata"]["name"]: p for p in render_network_policies(settings)}["llm-serve-ingress"]
@@ -327,7 +327,7 @@ def test_external_exposure_is_an_https_only_gateway_with_a_managed_certificate(e
     assert not services
 
 
-def test_external_objects_validate_structurally(external_prod):
+def test_external_objects_validate_structurally(external_prod, assert_valid_kubernetes_object):
     for manifest in manifests_of(external_prod[1]):
         if manifest["kind"] in STRUCTURAL_SCHEMAS:
             jsonschema.validate(manifest, STRUCTURAL_SCHEMAS[manifest["kind"]])

@@ -6,7 +6,6 @@ import pytest
 import yaml
 
 from infra.cli.plan import kubernetes_manifests, run_program
-from kubernetes_openapi import assert_valid_kubernetes_object
 
 _planned: dict = {}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
@@ -58,7 +57,7 @@ def test_a_read_only_identity_for_the_ray_pods_and_a_writer_for_staging(stack):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(stack):
+def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(stack, assert_valid_kubernetes_object):
     (job,) = of_type(stack, "kubernetes:batch/v1:Job")
     assert job.inputs["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
         "--source", "deepseek-ai/DeepSeek-R1", "--revision", COMMIT]

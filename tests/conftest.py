@@ -1,0 +1,53 @@
+"""Fixtures for every unit test.
+
+The code behind them lives in tests/support. It is imported inside each fixture, not at the top: this file is
+also loaded when the e2e tier is collected in .venv-local, which has neither kubernetes-validate nor Pulumi.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytest.register_assert_rewrite("tests.support")
+
+
+# --- Kubernetes and KubeRay schemas -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def assert_valid_kubernetes_object() -> Callable[[dict, str], None]:
+    """`assert_valid_kubernetes_object(obj, where)`: fail naming `where`, the object and the field unless `obj` is
+    valid for the cluster's Kubernetes version (strict: unknown fields fail)."""
+    from tests.support.kubernetes_openapi import assert_valid_kubernetes_object
+
+    return assert_valid_kubernetes_object
+
+
+@pytest.fixture(scope="session")
+def validate_rayservice() -> Callable[[dict], None]:
+    """`validate_rayservice(obj)`: fail listing every violation of the KubeRay v1.7.0 RayService CRD subset and
+    the operator's own rules (tests/support/kuberay_schema.py)."""
+    from tests.support.kuberay_schema import validate_rayservice
+
+    return validate_rayservice
+
+
+@pytest.fixture(scope="session")
+def rayservice_violations() -> Callable[[Any], list]:
+    """`rayservice_violations(obj)`: the same findings as `validate_rayservice`, as a list of (path, message)."""
+    from tests.support.kuberay_schema import rayservice_violations
+
+    return rayservice_violations
+
+
+@pytest.fixture
+def rayservice_schema() -> dict:
+    """The JSON Schema of the RayService subset (a copy: the validator keeps its own)."""
+    import copy
+
+    from tests.support.kuberay_schema import RAYSERVICE_SCHEMA
+
+    return copy.deepcopy(RAYSERVICE_SCHEMA)
