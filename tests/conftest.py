@@ -1,4 +1,4 @@
-"""Fixtures for every unit test.
+"""Fixtures for every unit test; `stack` and the planned stacks are in the repository root's conftest.py.
 
 The code behind them lives in tests/support. It is imported inside each fixture, not at the top: this file is
 also loaded when the e2e tier is collected in .venv-local, which has neither kubernetes-validate nor Pulumi.
@@ -10,8 +10,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-pytest.register_assert_rewrite("tests.support")
 
 
 # --- Kubernetes and KubeRay schemas -----------------------------------------------------------------------------
