@@ -49,3 +49,24 @@ def rayservice_schema() -> dict:
     from tests.support.kuberay_schema import RAYSERVICE_SCHEMA
 
     return copy.deepcopy(RAYSERVICE_SCHEMA)
+
+
+# --- the plan command's output ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def plan_command_runs(tmp_path_factory: pytest.TempPathFactory):
+    """`python -m infra plan <stack>` per stack, run on first use and kept for the session. Tests ask for
+    `plan_output`, which copies."""
+    from tests.support.plans import PlanCommandRuns
+
+    return PlanCommandRuns(tmp_path_factory)
+
+
+@pytest.fixture
+def plan_output(plan_command_runs):
+    """`plan_output(stack)`: the folder `python -m infra plan <stack> --out <folder>` wrote, as this test's own copy,
+    and the summary it printed (`.folder`, `.summary`); asked again in the same test, the same copy."""
+    import functools
+
+    return functools.cache(plan_command_runs.copy_of)

@@ -1,13 +1,15 @@
 """The shared fixtures keep their promise: a test can change what it was handed without another test seeing it.
 
 The stacks are planned once per session (conftest.py, tests/support/plans.py); each test gets a deep copy of
-the resources, and the parsed config, which is shared, is frozen all the way down.
+the resources, and the parsed config, which is shared, is frozen all the way down. The plan command runs once
+per stack (tests/conftest.py); each test gets a copy of its folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import types
 
 
@@ -20,8 +22,19 @@ def test_a_change_to_a_planned_resource_stays_with_the_copy_it_was_made_on(stack
     assert len(stack_plans.copy_of("dev").resources) == len(theirs.resources) == len(mine.resources) + 1
 
 
-def test_one_test_gets_one_copy_per_stack(planned):
+def test_one_test_gets_one_copy_per_stack(planned, plan_output):
     assert planned("dev") is planned("dev") and planned("dev") is not planned("prod")
+    assert plan_output("dev") is plan_output("dev") and plan_output("dev") is not plan_output("prod")
+
+
+def test_a_change_to_the_plan_commands_folder_stays_with_the_copy_it_was_made_on(plan_command_runs):
+    mine, theirs = plan_command_runs.copy_of("dev"), plan_command_runs.copy_of("dev")
+    assert mine.folder != theirs.folder and mine.summary == theirs.summary
+    assert sorted(path.name for path in mine.folder.iterdir()) == ["capacity.json", "manifests.yaml", "resources.json"]
+    (mine.folder / "resources.json").write_text("[]")
+    assert json.loads((theirs.folder / "resources.json").read_text()) != []
+    assert (plan_command_runs.copy_of("dev").folder / "resources.json").read_text() == \
+        (theirs.folder / "resources.json").read_text()
 
 
 def _mutable_parts(value, path: str) -> list[str]:
