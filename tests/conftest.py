@@ -70,3 +70,51 @@ def plan_output(plan_command_runs):
     import functools
 
     return functools.cache(plan_command_runs.copy_of)
+
+
+# --- inputs to make variants of ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def parse_config() -> Callable[..., Any]:
+    """`parse_config(gcp=..., **overrides)`: the StackConfig of a small valid stack (an a3-megagpu-8g pool in
+    us-east4-b serving DeepSeek-R1) with `overrides` of its `llmserve:` keys, each JSON-encoded unless a string,
+    "null" removing the key (tests/support/inputs.py)."""
+    from tests.support.inputs import parse_config
+
+    return parse_config
+
+
+@pytest.fixture(scope="session")
+def config_problems() -> Callable[..., str]:
+    """`config_problems(**overrides)`: the message of the ConfigError that `parse_config(**overrides)` must raise
+    (the test fails if it raises none)."""
+    from tests.support.inputs import config_problems
+
+    return config_problems
+
+
+@pytest.fixture
+def stack_values() -> dict[str, str]:
+    """The `llmserve:` values (namespace left off) of the stack `parse_config` starts from; this test's copy."""
+    from tests.support.inputs import BASE
+
+    return dict(BASE)
+
+
+@pytest.fixture
+def gcp_values() -> dict[str, str]:
+    """The `gcp:` values (project, region) of the stack `parse_config` starts from; this test's copy."""
+    from tests.support.inputs import GCP
+
+    return dict(GCP)
+
+
+@pytest.fixture(scope="session")
+def rayservice_settings() -> Callable[..., Any]:
+    """`rayservice_settings(machine=A3 Mega, models=(R1,), gpudirect=the machine's, max_gpu_nodes=2, **overrides)`:
+    RayServiceSettings for the renderers (name and namespace llm, one CPU worker, NewCluster upgrades, cluster
+    exposure); each call builds new ones."""
+    from tests.support.inputs import rayservice_settings
+
+    return rayservice_settings

@@ -258,15 +258,14 @@ def test_good_channels_are_accepted(channel):
     assert problems == [] and thresholds.notification_channel == channel
 
 
-def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones():
-    from test_config import BASE, GCP
-
-    config = parse_stack_config("test", {**BASE, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"}, GCP)
+def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gcp_values):
+    config = parse_stack_config("test", {**stack_values, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"},
+                                gcp_values)
     assert dataclasses.astuple(config.alerts)[:3] == (10, 30, 90)
     with pytest.raises(ConfigError, match=r"llmserve:alertKvCacheUsagePercent: out of range; found 120"):
-        parse_stack_config("test", {**BASE, "alertKvCacheUsagePercent": "120"}, GCP)
+        parse_stack_config("test", {**stack_values, "alertKvCacheUsagePercent": "120"}, gcp_values)
     with pytest.raises(ConfigError, match=r"llmserve:alertTtftP95Seconds: expected a whole number; found 'fast'"):
-        parse_stack_config("test", {**BASE, "alertTtftP95Seconds": "fast"}, GCP)
+        parse_stack_config("test", {**stack_values, "alertTtftP95Seconds": "fast"}, gcp_values)
 
 
 # --- the stacks --------------------------------------------------------------------------------------------------

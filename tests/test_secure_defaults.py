@@ -19,16 +19,14 @@ from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
 from infra.config.secure import SecureSettings
 from infra.render.exposure import source_ranges_for_internal
 from infra.config.stackfiles import stack_config
-from test_config import parse, problems_of
-from test_rayservice import settings as rayservice_settings
 
 # --- config --------------------------------------------------------------------------------------------------
 
 
-def test_defaults_are_the_secure_ones():
-    assert parse().secure == SecureSettings(gpu_secure_boot=True, host_maintenance_interval=None,
-                                            network_policies=True, serve_client_namespaces=(),
-                                            serve_hostname=None, serve_allow_plain_http=False)
+def test_defaults_are_the_secure_ones(parse_config):
+    assert parse_config().secure == SecureSettings(gpu_secure_boot=True, host_maintenance_interval=None,
+                                                   network_policies=True, serve_client_namespaces=(),
+                                                   serve_hostname=None, serve_allow_plain_http=False)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -52,25 +50,25 @@ def test_defaults_are_the_secure_ones():
     (dict(gpuQueuedProvisioning=True, gpuAutoscaling=True, gpuCompactPlacement=False),
      r"llmserve:gpuQueuedProvisioning: true is refused: .*ProvisioningRequest.* Use gpuFlexStart=true"),
 ])
-def test_bad_secure_input_is_refused_naming_the_switch(overrides, message):
-    problems = problems_of(**overrides)
+def test_bad_secure_input_is_refused_naming_the_switch(overrides, message, config_problems):
+    problems = config_problems(**overrides)
     assert re.search(message, problems), f"expected /{message}/ in:\n{problems}"
 
 
-def test_opt_outs_are_accepted_and_warned_about():
-    config = parse(gpuSecureBoot=False, networkPolicies=False, gpuHostMaintenanceInterval="PERIODIC",
-                   serveExposure="internal", serveAllowPlainHttp=True, serveSourceRanges=["10.0.0.0/8"])
+def test_opt_outs_are_accepted_and_warned_about(parse_config):
+    config = parse_config(gpuSecureBoot=False, networkPolicies=False, gpuHostMaintenanceInterval="PERIODIC",
+                          serveExposure="internal", serveAllowPlainHttp=True, serveSourceRanges=["10.0.0.0/8"])
     assert config.secure.host_maintenance_interval == "PERIODIC"
     text = "\n".join(config.warnings)
     for switch in ("gpuSecureBoot: false", "networkPolicies: false", "gpuHostMaintenanceInterval: PERIODIC"):
         assert f"llmserve:{switch}" in text, text
 
 
-def test_a3_high_on_demand_is_warned_about_automatic_reservations():
-    warnings = parse(gpuMachineType="a3-highgpu-8g").warnings
+def test_a3_high_on_demand_is_warned_about_automatic_reservations(parse_config):
+    warnings = parse_config(gpuMachineType="a3-highgpu-8g").warnings
     assert any("a3-highgpu-8g cannot consume automatic reservations" in w for w in warnings), warnings
-    assert not any("automatic reservations" in w for w in parse(gpuMachineType="a3-highgpu-8g",
-                                                                  gpuReservation="res-1").warnings)
+    assert not any("automatic reservations" in w for w in parse_config(gpuMachineType="a3-highgpu-8g",
+                                                                         gpuReservation="res-1").warnings)
 
 
 # --- capacity that holds ---------------------------------------------------------------------------------------
@@ -181,14 +179,14 @@ def test_serve_port_in_cluster_exposure_is_open_to_the_serving_namespace_only(pl
     assert sorted(map(json.dumps, head)) == sorted(map(json.dumps, [RAY_PEER, {"podSelector": {}}, OPERATOR_PEER]))
 
 
-def _exposure(**overrides) -> ExposureSettings:
-    values = dict(serving=rayservice_settings(), operator_namespace="kuberay-system", pods_cidr="10.4.0.0/14")
+def _exposure(serving, **overrides) -> ExposureSettings:
+    values = dict(serving=serving, operator_namespace="kuberay-system", pods_cidr="10.4.0.0/14")
     values.update(overrides)
     return ExposureSettings(**values)
 
 
 def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients(
-        assert_valid_kubernetes_object):
+        assert_valid_kubernetes_object, rayservice_settings):
     settings = _exposure(serving=rayservice_settings(exposure="internal", source_ranges=("10.0.0.0/8",)),
                          client_namespaces=("apps",))
     policy = {p["metadata"]["name"]: p for p in render_network_policies(settings)}["llm-serve-ingress"]
