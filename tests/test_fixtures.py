@@ -1,16 +1,26 @@
-"""The shared fixtures keep their promise: a test can change what it was handed without another test seeing it.
+"""Tests share code through fixtures only, and the shared fixtures keep their promise: a test can change what it
+was handed without another test seeing it.
 
-The stacks are planned once per session (conftest.py, tests/support/plans.py); each test gets a deep copy of
-the resources, and the parsed config, which is shared, is frozen all the way down. The plan command runs once
-per stack (tests/conftest.py); each test gets a copy of its folder.
+No test module imports another test module, a conftest or tests/support: what they share is code under
+tests/support that the conftest files hand out as fixtures (`pytest --fixtures` lists them). The stacks are
+planned once per session (conftest.py, tests/support/plans.py): each test gets a deep copy of the resources,
+and the parsed config, which is shared, is frozen all the way down. The plan command runs once per stack
+(tests/conftest.py): each test gets a copy of its folder.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import json
 import types
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_FOLDERS = (ROOT / "tests", ROOT / "policy" / "tests")
 
 
 def test_a_change_to_a_planned_resource_stays_with_the_copy_it_was_made_on(stack_plans):
@@ -63,3 +73,43 @@ def test_the_frozen_check_finds_a_mutable_part():
         names: list
 
     assert _mutable_parts(Holder(names=[]), "holder") == ["holder.names (list)"]
+
+
+# --- no test module imports another ------------------------------------------------------------------------------
+
+
+def _test_modules() -> list[Path]:
+    return sorted(path for folder in TEST_FOLDERS for path in folder.rglob("test_*.py"))
+
+
+def _suite_module_names() -> set[str]:
+    """Every name under which a module of the test folders could be imported: test modules, conftests, support."""
+    names = {"tests", "support", "conftest"}
+    for folder in TEST_FOLDERS:
+        names.update(path.stem for path in folder.rglob("*.py"))
+    return names
+
+
+def _imports_from_the_suite(source: str, suite: set[str]) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.split(".")[0] in suite]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                found.append("." * node.level + (node.module or ""))
+            elif node.module and node.module.split(".")[0] in suite:
+                found.append(node.module)
+    return found
+
+
+@pytest.mark.parametrize("path", _test_modules(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_no_test_module_imports_another_a_conftest_or_the_support_code(path):
+    imported = _imports_from_the_suite(path.read_text(encoding="utf-8"), _suite_module_names())
+    assert not imported, f"{path.relative_to(ROOT)} imports {imported}: ask for a fixture instead (conftest.py)"
+
+
+def test_the_import_check_sees_a_test_module_import():
+    source = "from test_platform import planned\nimport tests.support.plans\nfrom . import helpers\nimport yaml\n"
+    assert _imports_from_the_suite(source, _suite_module_names()) == ["test_platform", "tests.support.plans",
+                                                                       "."]
