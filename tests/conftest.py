@@ -6,10 +6,18 @@ also loaded when the e2e tier is collected in .venv-local, which has neither kub
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from infra.config.stack import StackConfig
+    from infra.render.rayservice import RayServiceSettings
+    from tests.support.kuberay_schema import Violation
+    from tests.support.plans import PlanCommandRuns, PlanOutput
 
 
 # --- Kubernetes and KubeRay schemas -----------------------------------------------------------------------------
@@ -34,7 +42,7 @@ def validate_rayservice() -> Callable[[dict], None]:
 
 
 @pytest.fixture(scope="session")
-def rayservice_violations() -> Callable[[Any], list]:
+def rayservice_violations() -> Callable[[Any], list[Violation]]:
     """`rayservice_violations(obj)`: the same findings as `validate_rayservice`, as a list of (path, message)."""
     from tests.support.kuberay_schema import rayservice_violations
 
@@ -44,8 +52,6 @@ def rayservice_violations() -> Callable[[Any], list]:
 @pytest.fixture
 def rayservice_schema() -> dict:
     """The JSON Schema of the RayService subset (a copy: the validator keeps its own)."""
-    import copy
-
     from tests.support.kuberay_schema import RAYSERVICE_SCHEMA
 
     return copy.deepcopy(RAYSERVICE_SCHEMA)
@@ -55,7 +61,7 @@ def rayservice_schema() -> dict:
 
 
 @pytest.fixture(scope="session")
-def plan_command_runs(tmp_path_factory: pytest.TempPathFactory):
+def plan_command_runs(tmp_path_factory: pytest.TempPathFactory) -> PlanCommandRuns:
     """`python -m infra plan <stack>` per stack, run on first use and kept for the session. Tests ask for
     `plan_output`, which copies."""
     from tests.support.plans import PlanCommandRuns
@@ -64,11 +70,9 @@ def plan_command_runs(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
-def plan_output(plan_command_runs):
+def plan_output(plan_command_runs: PlanCommandRuns) -> Callable[[str], PlanOutput]:
     """`plan_output(stack)`: the folder `python -m infra plan <stack> --out <folder>` wrote, as this test's own copy,
     and the summary it printed (`.folder`, `.summary`); asked again in the same test, the same copy."""
-    import functools
-
     return functools.cache(plan_command_runs.copy_of)
 
 
@@ -76,7 +80,7 @@ def plan_output(plan_command_runs):
 
 
 @pytest.fixture(scope="session")
-def parse_config() -> Callable[..., Any]:
+def parse_config() -> Callable[..., StackConfig]:
     """`parse_config(gcp=..., **overrides)`: the StackConfig of a small valid stack (an a3-megagpu-8g pool in
     us-east4-b serving DeepSeek-R1) with `overrides` of its `llmserve:` keys, each JSON-encoded unless a string,
     "null" removing the key (tests/support/inputs.py)."""
@@ -111,7 +115,7 @@ def gcp_values() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def rayservice_settings() -> Callable[..., Any]:
+def rayservice_settings() -> Callable[..., RayServiceSettings]:
     """`rayservice_settings(machine=A3 Mega, models=(R1,), gpudirect=the machine's, max_gpu_nodes=2, **overrides)`:
     RayServiceSettings for the renderers (name and namespace llm, one CPU worker, NewCluster upgrades, cluster
     exposure); each call builds new ones."""
