@@ -96,24 +96,18 @@ def test_an_unknown_architecture_is_planned_with_a_warning(tmp_path, capsys):
 # --- capacity.json and the summary of the real stacks ----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def planned(tmp_path_factory):
-    """stack -> (capacity.json, summary) of dev, staging and prod."""
-    import contextlib
-    import io
-
+@pytest.fixture
+def capacity_plans(plan_output):
+    """stack -> (capacity.json, summary, folder) of dev, staging and prod."""
     results = {}
     for stack in ("dev", "staging", "prod"):
-        out = tmp_path_factory.mktemp(stack)
-        summary = io.StringIO()
-        with contextlib.redirect_stdout(summary):
-            assert main(["plan", stack, "--out", str(out)]) == 0
-        results[stack] = (json.loads((out / "capacity.json").read_text()), summary.getvalue(), out)
+        output = plan_output(stack)
+        results[stack] = (json.loads((output.folder / "capacity.json").read_text()), output.summary, output.folder)
     return results
 
 
-def test_capacity_json_has_the_documented_shape(planned):
-    for stack, (capacity, _, _) in planned.items():
+def test_capacity_json_has_the_documented_shape(capacity_plans):
+    for stack, (capacity, _, _) in capacity_plans.items():
         assert list(capacity) == ["format", "stack", "model", "machine", "gpu", "models", "cost", "cold_start"]
         assert capacity["stack"] == stack and capacity["format"] == 1
         for model in capacity["models"]:
@@ -125,8 +119,8 @@ def test_capacity_json_has_the_documented_shape(planned):
             assert set(model["cold_start_minutes"]) == {"huggingface", "gcsfuse", "runai-streamer"}
 
 
-def test_prod_capacity_and_cost(planned):
-    capacity, summary, _ = planned["prod"]
+def test_prod_capacity_and_cost(capacity_plans):
+    capacity, summary, _ = capacity_plans["prod"]
     [r1] = capacity["models"]
     figures = r1["capacity"]
     assert (figures["gpus_per_replica"], figures["binding_stage"], figures["block_size"]) == (16, 1, 64)
@@ -153,8 +147,8 @@ def test_prod_capacity_and_cost(planned):
     assert "huggingface 11.5-40.9 min, gcsfuse 7.5-20 min (configured), runai-streamer 5.5-15 min" in summary
 
 
-def test_staging_is_flex_start_priced_at_on_demand_as_an_upper_bound(planned):
-    capacity, summary, _ = planned["staging"]
+def test_staging_is_flex_start_priced_at_on_demand_as_an_upper_bound(capacity_plans):
+    capacity, summary, _ = capacity_plans["staging"]
     cost = capacity["cost"]
     assert cost["capacity_mode"] == "flex-start" and "reservation" not in cost["hourly_usd"]
     # The pool autoscales 0-2, but R1's minReplicas 1 keeps its two Ray GPU workers, so both nodes stay.
@@ -164,8 +158,8 @@ def test_staging_is_flex_start_priced_at_on_demand_as_an_upper_bound(planned):
     assert any("Dynamic Workload Scheduler prices" in note and "upper bound" in note for note in cost["notes"])
 
 
-def test_dev_scales_to_zero_so_idle_costs_only_the_cluster(planned):
-    capacity, summary, _ = planned["dev"]
+def test_dev_scales_to_zero_so_idle_costs_only_the_cluster(capacity_plans):
+    capacity, summary, _ = capacity_plans["dev"]
     qwen7, qwen15 = capacity["models"]
     assert qwen7["capacity"]["gpus_per_replica"] == 2 and qwen15["capacity"]["gpus_per_replica"] == 1
     assert qwen7["capacity"]["kv_tokens"] == pytest.approx(416_080, rel=0.01)
@@ -177,8 +171,8 @@ def test_dev_scales_to_zero_so_idle_costs_only_the_cluster(planned):
     assert "GPU-hours per hour: 0 idle, 4 at most" in summary
 
 
-def test_capacity_json_is_byte_stable_and_resources_are_untouched(planned, tmp_path):
-    _, _, out = planned["prod"]
+def test_capacity_json_is_byte_stable_and_resources_are_untouched(capacity_plans, tmp_path):
+    _, _, out = capacity_plans["prod"]
     assert main(["plan", "prod", "--out", str(tmp_path)]) == 0
     for name in ("capacity.json", "resources.json", "manifests.yaml"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name

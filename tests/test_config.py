@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,34 +14,14 @@ from infra.config.keys import CONFIG_KEYS, declared_in_pulumi_yaml
 from infra.config.stack import parse_stack_config
 
 ROOT = Path(__file__).resolve().parent.parent
-GCP = {"project": "my-project", "region": "us-east4"}
+# The model of the stack `parse_config` starts from (tests/support/inputs.py), for the cases that change it.
 R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
 R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": R1_REVISION, "acceleratorType": "H100",
       "tensorParallelSize": 8, "pipelineParallelSize": 2}
-BASE = {
-    "gpuMachineType": "a3-megagpu-8g",
-    "gpuZones": '["us-east4-b"]',
-    "masterAuthorizedNetworks": '["198.18.0.0/24"]',
-    "models": json.dumps([R1]),
-}
 
 
-def parse(gcp=GCP, **overrides):
-    values = {**BASE, **{key: value if isinstance(value, str) else json.dumps(value)
-                         for key, value in overrides.items()}}
-    values = {key: value for key, value in values.items() if value != "null"}
-    return parse_stack_config("test", values, gcp)
-
-
-def problems_of(**overrides) -> str:
-    gcp = overrides.pop("gcp", GCP)
-    with pytest.raises(ConfigError) as raised:
-        parse(gcp=gcp, **overrides)
-    return str(raised.value)
-
-
-def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo():
-    config = parse()
+def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo(parse_config):
+    config = parse_config()
     pool = config.gpu_pool
     assert (pool.node_count, pool.autoscaling, pool.compact_placement) == (2, False, True)
     assert pool.gpudirect is GpuDirect.TCPXO
@@ -56,31 +35,31 @@ def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo():
     assert [warning.split(": ")[0] for warning in config.warnings] == ["llmserve:models[0].maxNumSeqs"]
 
 
-def test_a3_high_uses_the_first_four_gpu_subnets_so_a_move_to_mega_keeps_them():
-    config = parse(gpuMachineType="a3-highgpu-8g")
+def test_a3_high_uses_the_first_four_gpu_subnets_so_a_move_to_mega_keeps_them(parse_config):
+    config = parse_config(gpuMachineType="a3-highgpu-8g")
     assert config.gpu_pool.gpudirect is GpuDirect.TCPX
     assert config.network.gpu_subnet_cidrs == ("192.168.0.0/19", "192.168.32.0/19", "192.168.64.0/19",
                                                "192.168.96.0/19")
 
 
-def test_gpudirect_can_be_switched_off_and_then_no_gpu_networks_exist():
-    config = parse(gpuDirect=False)
+def test_gpudirect_can_be_switched_off_and_then_no_gpu_networks_exist(parse_config):
+    config = parse_config(gpuDirect=False)
     assert config.gpu_pool.gpudirect is GpuDirect.NONE
     assert config.network.gpu_subnet_cidrs == ()
     assert any("gpuDirect" in warning for warning in config.warnings)
 
 
-def test_zonal_cluster_lives_in_the_first_gpu_zone():
-    assert parse(regionalCluster=False).cluster.location == "us-east4-b"
+def test_zonal_cluster_lives_in_the_first_gpu_zone(parse_config):
+    assert parse_config(regionalCluster=False).cluster.location == "us-east4-b"
 
 
-def test_documentation_range_in_authorized_networks_is_a_warning_not_an_error():
-    config = parse(masterAuthorizedNetworks=["203.0.113.0/24"])
+def test_documentation_range_in_authorized_networks_is_a_warning_not_an_error(parse_config):
+    config = parse_config(masterAuthorizedNetworks=["203.0.113.0/24"])
     assert any("documentation range" in warning for warning in config.warnings)
 
 
-def test_open_control_plane_is_allowed_only_with_the_explicit_opt_out():
-    config = parse(masterAuthorizedNetworks=["0.0.0.0/0"], allowOpenControlPlane=True)
+def test_open_control_plane_is_allowed_only_with_the_explicit_opt_out(parse_config):
+    config = parse_config(masterAuthorizedNetworks=["0.0.0.0/0"], allowOpenControlPlane=True)
     assert config.cluster.master_authorized_networks == ("0.0.0.0/0",)
 
 
@@ -289,31 +268,32 @@ BAD_INPUT = [
 
 
 @pytest.mark.parametrize("case, overrides, message", BAD_INPUT, ids=[case for case, _, _ in BAD_INPUT])
-def test_bad_input_is_rejected_with_a_message_naming_key_value_and_what_is_allowed(case, overrides, message):
-    problems = problems_of(**overrides)
+def test_bad_input_is_rejected_with_a_message_naming_key_value_and_what_is_allowed(case, overrides, message,
+                                                                                   config_problems):
+    problems = config_problems(**overrides)
     assert re.search(message, problems), f"{case}: expected /{message}/ in:\n{problems}"
 
 
-def test_serving_defaults_are_safe():
-    serving = parse().serving
+def test_serving_defaults_are_safe(parse_config):
+    serving = parse_config().serving
     assert (serving.api_auth, serving.exposure, serving.ray_cluster_upgrade) == (True, "cluster", "NewCluster")
     assert serving.ray_image == "rayproject/ray-llm:2.60.0-py312-cu130"
     assert serving.api_key is None and serving.hf_token is None
     assert [model.model_id for model in serving.models] == ["deepseek-r1"]
 
 
-def test_secrets_pass_through_unread():
+def test_secrets_pass_through_unread(stack_values, gcp_values):
     token = object()
-    config = parse_stack_config("test", BASE, GCP, secrets={"hfToken": token})
+    config = parse_stack_config("test", stack_values, gcp_values, secrets={"hfToken": token})
     assert config.serving.hf_token is token
 
 
 @pytest.mark.parametrize("api_key, ok", [("k" * 16, True), ("k" * 40 + ",old-key-" + "x" * 8, True),
                                          ("abc-secret-1", False), ("k" * 20 + ",tiny-secret", False),
                                          (" , ", False)])
-def test_a_configured_api_key_must_be_long_enough_for_the_ingress(api_key, ok):
+def test_a_configured_api_key_must_be_long_enough_for_the_ingress(api_key, ok, stack_values, gcp_values):
     def run():
-        return parse_stack_config("test", BASE, GCP, secrets={"apiKey": object()},
+        return parse_stack_config("test", stack_values, gcp_values, secrets={"apiKey": object()},
                                   plain_secrets={"apiKey": api_key})
     if ok:
         run()
@@ -325,8 +305,8 @@ def test_a_configured_api_key_must_be_long_enough_for_the_ingress(api_key, ok):
         assert api_key.strip(" ,") == "" or api_key.split(",")[-1] not in str(raised.value), "leaked the key"
 
 
-def test_every_problem_is_reported_at_once():
-    problems = problems_of(gpuNodeCount="two", releaseChannel="NIGHTLY", gpuMachineType="x")
+def test_every_problem_is_reported_at_once(config_problems):
+    problems = config_problems(gpuNodeCount="two", releaseChannel="NIGHTLY", gpuMachineType="x")
     assert problems.count("\n  - ") == 3, problems
 
 
@@ -355,23 +335,24 @@ def test_the_reference_documents_every_config_key():
     assert not missing, f"docs/configuration.md does not document: {missing}"
 
 
-def test_a_bad_value_is_reported_once_without_follow_on_rules():
-    problems = problems_of(gpuNodeCount=-1)
+def test_a_bad_value_is_reported_once_without_follow_on_rules(config_problems):
+    problems = config_problems(gpuNodeCount=-1)
     assert problems.count("\n  - ") == 1, problems
     assert "never have more than" not in problems, problems
 
 
-def test_a_bad_machine_type_skips_the_rules_that_need_the_machine_but_not_the_others():
-    problems = problems_of(gpuMachineType="x", models=[dict(R1, acceleratorType="A100-80G", minReplicas=2,
-                                                            maxReplicas=1)], releaseChannel="NIGHTLY")
+def test_a_bad_machine_type_skips_the_rules_that_need_the_machine_but_not_the_others(config_problems):
+    problems = config_problems(gpuMachineType="x", models=[dict(R1, acceleratorType="A100-80G", minReplicas=2,
+                                                                maxReplicas=1)], releaseChannel="NIGHTLY")
     assert "gpuMachineType: unknown machine type 'x'" in problems
     assert "minReplicas" in problems and "releaseChannel" in problems
     assert "acceleratorType" not in problems and "GPU pool" not in problems, problems
 
 
-def _with_other_keys(other_keys, **overrides):
-    values = {**BASE, **overrides}
-    return parse_stack_config("test", values, GCP, other_keys=other_keys)
+@pytest.fixture
+def with_other_keys(stack_values, gcp_values):
+    """`with_other_keys(other_keys)`: the base stack parsed with `other_keys` (key -> stored encrypted) beside it."""
+    return lambda other_keys: parse_stack_config("test", stack_values, gcp_values, other_keys=other_keys)
 
 
 @pytest.mark.parametrize("key, message", [
@@ -382,60 +363,60 @@ def _with_other_keys(other_keys, **overrides):
     ("gpuNodeCount", r"gpuNodeCount: config key without a namespace; allowed: llmserve:gpuNodeCount"),
     ("aws:region", r"aws:region: namespace 'aws' is read by neither"),
 ])
-def test_keys_nobody_reads_are_refused_with_the_allowed_namespaces(key, message):
+def test_keys_nobody_reads_are_refused_with_the_allowed_namespaces(key, message, with_other_keys):
     with pytest.raises(ConfigError, match=message):
-        _with_other_keys({key: False})
+        with_other_keys({key: False})
 
 
-def test_provider_keys_are_accepted():
-    config = _with_other_keys({"gcp:project": False, "gcp:zone": False, "kubernetes:context": False,
-                               "pulumi:tags": False, "gcp:credentials": True})
+def test_provider_keys_are_accepted(with_other_keys):
+    config = with_other_keys({"gcp:project": False, "gcp:zone": False, "kubernetes:context": False,
+                              "pulumi:tags": False, "gcp:credentials": True})
     assert config.gcp_project == "my-project"
 
 
-def test_provider_credentials_in_plain_text_are_refused_with_the_fix():
+def test_provider_credentials_in_plain_text_are_refused_with_the_fix(with_other_keys):
     with pytest.raises(ConfigError, match=r"gcp:credentials: must be stored encrypted; found a plain value; set it "
                                           r"with `pulumi config set --secret gcp:credentials <value>`"):
-        _with_other_keys({"gcp:credentials": False})
+        with_other_keys({"gcp:credentials": False})
 
 
-def test_an_encrypted_part_of_the_models_is_refused():
+def test_an_encrypted_part_of_the_models_is_refused(stack_values, gcp_values):
     with pytest.raises(ConfigError, match=r"llmserve:models: holds an encrypted value"):
-        parse_stack_config("test", BASE, GCP, encrypted={"models"})
+        parse_stack_config("test", stack_values, gcp_values, encrypted={"models"})
 
 
-def test_an_encrypted_ordinary_key_cannot_be_planned_offline():
+def test_an_encrypted_ordinary_key_cannot_be_planned_offline(stack_values, gcp_values):
     with pytest.raises(ConfigError, match=r"llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot "
                                           r"read"):
-        parse_stack_config("test", {**BASE, "gpuNodeCount": "[secret]"}, GCP)
+        parse_stack_config("test", {**stack_values, "gpuNodeCount": "[secret]"}, gcp_values)
 
 
-def test_yaml_1_2_booleans_in_any_of_their_spellings_are_read():
+def test_yaml_1_2_booleans_in_any_of_their_spellings_are_read(parse_config):
     for spelling in ("true", "True", "TRUE"):
-        assert parse(gpuDirect=spelling.replace("true", "false").replace("True", "False")
-                     .replace("TRUE", "FALSE")).gpu_pool.gpu_network_count == 0
+        assert parse_config(gpuDirect=spelling.replace("true", "false").replace("True", "False")
+                            .replace("TRUE", "FALSE")).gpu_pool.gpu_network_count == 0
 
 
-def test_the_default_driver_with_a_cuda_13_image_is_a_warning():
-    config = parse(gpuDriverVersion="DEFAULT")
+def test_the_default_driver_with_a_cuda_13_image_is_a_warning(parse_config):
+    config = parse_config(gpuDriverVersion="DEFAULT")
     assert any("gpuDriverVersion: DEFAULT with a CUDA 13 image" in warning for warning in config.warnings)
-    assert not any("gpuDriverVersion" in warning for warning in parse().warnings)
+    assert not any("gpuDriverVersion" in warning for warning in parse_config().warnings)
 
 
-def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused():
-    problems = problems_of(models=[dict(R1, maxModelLen=2**60)])
+def test_model_integers_beyond_what_pulumi_carries_exactly_are_refused(config_problems):
+    problems = config_problems(models=[dict(R1, maxModelLen=2**60)])
     assert "llmserve:models[0].maxModelLen: too large to pass through Pulumi exactly" in problems, problems
 
 
 @pytest.mark.parametrize("key, value", [("maintenanceWindowStart", "０３:00"), ("kubernetesVersion", "1.３３"),
                                         ("nodeUpgradeFreezeStart", "２026-11-01T00:00:00Z"),
                                         ("servingNamespace", "llm-ü"), ("gpuZones", ["us-east4-ä"])])
-def test_non_ascii_look_alikes_are_refused(key, value):
-    assert f"llmserve:{key}" in problems_of(**{key: value})
+def test_non_ascii_look_alikes_are_refused(key, value, config_problems):
+    assert f"llmserve:{key}" in config_problems(**{key: value})
 
 
-def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad():
-    problems = problems_of(gpuNodeCount=-1, models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)])
+def test_rules_that_need_only_the_machine_still_run_when_the_pool_size_is_bad(config_problems):
+    problems = config_problems(gpuNodeCount=-1, models=[dict(R1, tensorParallelSize=16, pipelineParallelSize=1)])
     assert "llmserve:models[0].tensorParallelSize: a tensor-parallel group stays within one node" in problems
     assert problems.count("\n  - ") == 2 and "never have more than" not in problems, problems
 

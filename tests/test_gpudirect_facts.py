@@ -18,7 +18,6 @@ from infra.catalog import GPUDIRECT_RELEASES, MACHINE_PROFILES, GpuDirect
 from infra.render.gpudirect.daemonsets import nccl_installer_daemonset
 from infra.render.gpudirect.networks import gpu_network_objects
 from infra.render.gpudirect.pod_patch import workload_pod_patch
-from test_platform import planned
 
 GOLDEN = Path(__file__).parent / "golden"
 STACK_OF_FLAVOUR = {"tcpx": "staging", "tcpxo": "prod"}  # the shipped stack that runs each flavour
@@ -46,16 +45,16 @@ def _patch(flavour: GpuDirect):
     return workload_pod_patch(flavour, machine.gpu_nic_count, machine.gpu_count)
 
 
-def _gpu_vpcs(stack: str) -> list:
-    return sorted((r for r in planned(stack)[1] if r.type == "gcp:compute/network:Network"
+def _gpu_vpcs(plan) -> list:
+    return sorted((r for r in plan.resources if r.type == "gcp:compute/network:Network"
                    and r.name.startswith("llm-net-gpu")), key=lambda r: r.name)
 
 
-def _rendered(flavour_name: str, section: str, key: str) -> Any:
+def _rendered(flavour_name: str, section: str, key: str, planned) -> Any:
     flavour = GpuDirect(flavour_name)
     patch = _patch(flavour)
     if section == "gpu_networks":
-        vpcs = _gpu_vpcs(STACK_OF_FLAVOUR[flavour_name])
+        vpcs = _gpu_vpcs(planned(STACK_OF_FLAVOUR[flavour_name]))
         objects = [obj for index in range(1, len(vpcs) + 1) for obj in gpu_network_objects(index, "v", "s")]
         return {
             "count": len(vpcs),
@@ -97,10 +96,10 @@ def _normalise(section: str, key: str, value: Any) -> Any:
 
 
 @pytest.mark.parametrize("flavour, section, key, fact", facts())
-def test_rendered_value_is_the_documented_one(flavour, section, key, fact):
+def test_rendered_value_is_the_documented_one(flavour, section, key, fact, planned):
     sources = golden(flavour)["sources"]
     expected = _normalise(section, key, fact["value"])
-    actual = _rendered(flavour, section, key)
+    actual = _rendered(flavour, section, key, planned)
     where = f"{section}.{key}" if key else section
     assert actual == expected, (
         f"GPUDirect-{flavour.upper()} {where}: the code renders {actual!r} but the documented value is "

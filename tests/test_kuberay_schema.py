@@ -1,5 +1,5 @@
-"""The project's own KubeRay v1.7.0 RayService schema (tests/kuberay_schema.py): it accepts valid RayServices and
-rejects each broken copy with a message that names the offending path.
+"""The project's own KubeRay v1.7.0 RayService schema (tests/support/kuberay_schema.py): it accepts valid
+RayServices and rejects each broken copy with a message that names the offending path.
 
 Pure and offline: the examples are written here, no CRD file is read.
 """
@@ -12,7 +12,6 @@ from typing import Callable
 import jsonschema
 import pytest
 
-from kuberay_schema import RAYSERVICE_SCHEMA, rayservice_violations, validate_rayservice
 
 RC = "spec.rayClusterConfig"
 
@@ -136,12 +135,12 @@ def _duplicate_worker_group(obj: dict) -> None:
     groups.append(copy.deepcopy(groups[0]))
 
 
-def test_schema_is_a_valid_draft_2020_12_schema():
-    jsonschema.Draft202012Validator.check_schema(RAYSERVICE_SCHEMA)
+def test_schema_is_a_valid_draft_2020_12_schema(rayservice_schema):
+    jsonschema.Draft202012Validator.check_schema(rayservice_schema)
 
 
 @pytest.mark.parametrize("example", [minimal_rayservice, full_rayservice], ids=lambda f: f.__name__)
-def test_valid_rayservice_passes(example):
+def test_valid_rayservice_passes(example, validate_rayservice, rayservice_violations):
     violations = rayservice_violations(example())
     assert violations == [], f"{example.__name__}: expected valid, got:\n" + "\n".join(map(str, violations))
     validate_rayservice(example())
@@ -221,7 +220,7 @@ BROKEN_CASES = [
 @pytest.mark.parametrize(
     "case, mutate, path, fragment", BROKEN_CASES, ids=[c[0] for c in BROKEN_CASES]
 )
-def test_broken_rayservice_is_rejected_naming_the_path(case, mutate, path, fragment):
+def test_broken_rayservice_is_rejected_naming_the_path(case, mutate, path, fragment, validate_rayservice):
     obj = minimal_rayservice()
     mutate(obj)
     with pytest.raises(AssertionError) as excinfo:
@@ -232,7 +231,7 @@ def test_broken_rayservice_is_rejected_naming_the_path(case, mutate, path, fragm
     assert any(fragment in line for line in matching), f"{case}: no {fragment!r} at {path!r} in:\n{message}"
 
 
-def test_every_violation_is_reported_at_once():
+def test_every_violation_is_reported_at_once(rayservice_violations):
     """The operator stops at its first error; the validator lists them all, schema and operator rules alike."""
     obj = minimal_rayservice()
     obj["spec"]["serveConfigV2"] = 1
@@ -246,27 +245,27 @@ def test_every_violation_is_reported_at_once():
 
 
 @pytest.mark.parametrize("target_port", [8000, "serve"], ids=["int", "named"])
-def test_target_port_is_int_or_string(target_port):
+def test_target_port_is_int_or_string(target_port, rayservice_violations):
     obj = minimal_rayservice()
     obj["spec"]["serveService"] = {"spec": {"ports": [{"port": 8000, "targetPort": target_port}]}}
     assert rayservice_violations(obj) == [], f"targetPort={target_port!r} must be accepted (int-or-string)"
 
 
 @pytest.mark.parametrize("timeout", ["90m", "1h30m", "7200"])
-def test_initializing_timeout_accepts_durations_and_seconds(timeout):
+def test_initializing_timeout_accepts_durations_and_seconds(timeout, rayservice_violations):
     obj = minimal_rayservice()
     obj["metadata"]["annotations"] = {"ray.io/initializing-timeout": timeout}
     assert rayservice_violations(obj) == [], f"ray.io/initializing-timeout={timeout!r} must be accepted"
 
 
 @pytest.mark.parametrize("timeout", ["0", "-5", "0s", "2 hours"])
-def test_initializing_timeout_rejects_non_positive_or_malformed(timeout):
+def test_initializing_timeout_rejects_non_positive_or_malformed(timeout, rayservice_violations):
     obj = minimal_rayservice()
     obj["metadata"]["annotations"] = {"ray.io/initializing-timeout": timeout}
     paths = [v.path for v in rayservice_violations(obj)]
     assert paths == ["metadata.annotations['ray.io/initializing-timeout']"], f"timeout={timeout!r}: got {paths}"
 
 
-def test_non_dict_input_is_reported_not_crashed():
+def test_non_dict_input_is_reported_not_crashed(validate_rayservice):
     with pytest.raises(AssertionError, match="is not of type 'object'"):
         validate_rayservice([])  # type: ignore[arg-type]

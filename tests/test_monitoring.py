@@ -261,31 +261,23 @@ def test_good_channels_are_accepted(channel):
     assert problems == [] and thresholds.notification_channel == channel
 
 
-def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones():
-    from test_config import BASE, GCP
-
-    config = parse_stack_config("test", {**BASE, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"}, GCP)
+def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gcp_values):
+    config = parse_stack_config("test", {**stack_values, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"},
+                                gcp_values)
     assert dataclasses.astuple(config.alerts)[:3] == (10, 30, 90)
     with pytest.raises(ConfigError, match=r"llmserve:alertKvCacheUsagePercent: out of range; found 120"):
-        parse_stack_config("test", {**BASE, "alertKvCacheUsagePercent": "120"}, GCP)
+        parse_stack_config("test", {**stack_values, "alertKvCacheUsagePercent": "120"}, gcp_values)
     with pytest.raises(ConfigError, match=r"llmserve:alertTtftP95Seconds: expected a whole number; found 'fast'"):
-        parse_stack_config("test", {**BASE, "alertTtftP95Seconds": "fast"}, GCP)
+        parse_stack_config("test", {**stack_values, "alertTtftP95Seconds": "fast"}, gcp_values)
 
 
 # --- the stacks --------------------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def planned():
-    from infra.cli.plan import run_program
-
-    return {stack: run_program(stack)[1] for stack in ("dev", "prod")}
-
 
 def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(planned):
     for stack, expected in (("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-xid"}),
                             ("prod", {"not-ready", "no-healthy-replica", "ttft-p95", "kv-cache-full",
                                       "wedged-engine", "gpu-lost", "gpu-xid"})):
-        resources = planned[stack]
+        resources = planned(stack).resources
         dashboards = [r for r in resources if r.type == "gcp:monitoring/dashboard:Dashboard"]
         assert len(dashboards) == 1 and dashboards[0].parent == "llm-monitoring", stack
         assert json.loads(dashboards[0].inputs["dashboardJson"])["displayName"] == f"llmserve {stack}: LLM serving"
@@ -298,17 +290,15 @@ def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(pla
 
 
 def test_prod_gpu_floor_is_the_pools_sixteen_h100s(planned):
-    lost = next(r for r in planned["prod"] if r.name == "llm-monitoring-gpu-lost")
+    lost = next(r for r in planned("prod").resources if r.name == "llm-monitoring-gpu-lost")
     assert lost.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"].endswith("< 16")
 
 
-def test_every_query_of_a_planned_stack_selects_its_own_cluster():
+def test_every_query_of_a_planned_stack_selects_its_own_cluster(planned):
     """Cloud Monitoring queries span the project: two stacks in one project (same namespace `llm`, same
     RayService `llm`) must not read or alert on each other's series. Managed Prometheus labels every series
     with the GKE cluster's name, which the plan's mocks report as the cluster's logical name."""
-    from infra.cli.plan import run_program
-
-    resources = run_program("prod")[1]
+    resources = planned("prod").resources
     queries = [resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
                for resource in resources if resource.type == "gcp:monitoring/alertPolicy:AlertPolicy"]
     [dashboard] = [resource for resource in resources if resource.type == "gcp:monitoring/dashboard:Dashboard"]

@@ -13,11 +13,9 @@ from infra.cli.main import main
 from infra.cli.plan import PROJECT_ROOT
 
 
-@pytest.fixture(scope="module")
-def prod_plan(tmp_path_factory):
-    out = tmp_path_factory.mktemp("plan")
-    assert main(["plan", "prod", "--out", str(out)]) == 0
-    return out
+@pytest.fixture
+def prod_plan(plan_output):
+    return plan_output("prod").folder
 
 
 def test_resources_json_has_one_object_per_resource_with_the_agreed_keys(prod_plan):

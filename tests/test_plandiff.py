@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from infra.cli.main import main
-from infra.cli.plan import make_plan
 from infra.cli.plandiff import changed_paths, diff_plans, format_diff, rayservice_upgrade
 
 RAYSERVICE = "llm-serve-rayservice"
 
 
-@pytest.fixture(scope="module")
-def plans():
-    return {stack: [r.as_json() for r in make_plan(stack)[0].resources] for stack in ("dev", "prod")}
+@pytest.fixture
+def plans(plan_output):
+    """stack -> the resources.json of dev and prod, as `--against` reads it."""
+    return {stack: json.loads((plan_output(stack).folder / "resources.json").read_text()) for stack in ("dev", "prod")}
 
 
 def edited(resources, name, edit):

@@ -1,7 +1,7 @@
 """The platform each stack creates, checked under Pulumi mocks (preview=False, so no check is silently skipped).
 
-Each stack's real program runs once (`infra.cli.plan.run_program`); every test states one invariant and names the
-resource that breaks it.
+Each stack's real program runs once per session (the `planned` fixture, conftest.py); every test states one
+invariant and names the resource that breaks it.
 """
 
 from __future__ import annotations
@@ -13,60 +13,25 @@ import ipaddress
 import pytest
 
 from infra.catalog import MACHINE_PROFILES
-from infra.cli.plan import kubernetes_manifests, run_program
-from kubernetes_openapi import assert_valid_kubernetes_object
 
-STACKS = ("dev", "staging", "prod")
 EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
-_planned: dict = {}
 
 
-def planned(stack: str):
-    if stack not in _planned:
-        _planned[stack] = run_program(stack)
-    return _planned[stack]
-
-
-def resources(stack: str, type_token: str) -> list:
-    return [resource for resource in planned(stack)[1] if resource.type == type_token]
-
-
-def only(stack: str, type_token: str, name: str):
-    matches = [resource for resource in resources(stack, type_token) if resource.name == name]
-    assert len(matches) == 1, f"{stack}: expected one {type_token} named {name}, found {len(matches)}"
-    return matches[0]
-
-
-def cluster(stack):
-    return only(stack, "gcp:container/cluster:Cluster", "llm-gke").inputs
-
-
-def gpu_pool(stack):
-    return only(stack, "gcp:container/nodePool:NodePool", "llm-gpu").inputs
-
-
-def system_pool(stack):
-    return only(stack, "gcp:container/nodePool:NodePool", "llm-gke-system").inputs
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_resource_but_the_top_components_has_a_parent(stack):
-    orphans = [f"{r.type} {r.name}" for r in planned(stack)[1]
+def test_every_resource_but_the_top_components_has_a_parent(stack, planned):
+    orphans = [f"{r.type} {r.name}" for r in planned(stack).resources
                if r.parent is None and not r.type.startswith("llmserve:")]
     assert not orphans, f"{stack}: resources outside any component: {orphans}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_cluster_has_multi_networking_and_dataplane_v2_from_creation(stack):
-    inputs = cluster(stack)
+def test_cluster_has_multi_networking_and_dataplane_v2_from_creation(stack, planned):
+    inputs = planned(stack).cluster()
     assert inputs["enableMultiNetworking"] is True, f"{stack}: llm-gke without multi-networking"
     assert inputs["datapathProvider"] == "ADVANCED_DATAPATH", f"{stack}: llm-gke without Dataplane V2"
     assert inputs["networkingMode"] == "VPC_NATIVE", f"{stack}: llm-gke is not VPC-native"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_cluster_has_private_nodes_and_a_fenced_public_endpoint(stack):
-    inputs = cluster(stack)
+def test_cluster_has_private_nodes_and_a_fenced_public_endpoint(stack, planned):
+    inputs = planned(stack).cluster()
     private = inputs["privateClusterConfig"]
     assert private["enablePrivateNodes"] is True, f"{stack}: llm-gke nodes are public"
     networks = inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"]
@@ -74,9 +39,8 @@ def test_cluster_has_private_nodes_and_a_fenced_public_endpoint(stack):
         f"{stack}: llm-gke control plane authorized networks {networks}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_cluster_has_workload_identity_gcsfuse_and_managed_prometheus_with_dcgm(stack):
-    inputs = cluster(stack)
+def test_cluster_has_workload_identity_gcsfuse_and_managed_prometheus_with_dcgm(stack, planned):
+    inputs = planned(stack).cluster()
     assert inputs["workloadIdentityConfig"]["workloadPool"] == "my-gcp-project.svc.id.goog", stack
     assert inputs["addonsConfig"]["gcsFuseCsiDriverConfig"]["enabled"] is True, stack
     monitoring = inputs["monitoringConfig"]
@@ -84,51 +48,46 @@ def test_cluster_has_workload_identity_gcsfuse_and_managed_prometheus_with_dcgm(
     assert "DCGM" in monitoring["enableComponents"], f"{stack}: llm-gke does not export DCGM GPU metrics"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_cluster_removes_the_default_pool_and_shields_nodes(stack):
-    inputs = cluster(stack)
+def test_cluster_removes_the_default_pool_and_shields_nodes(stack, planned):
+    inputs = planned(stack).cluster()
     assert inputs["removeDefaultNodePool"] is True, stack
     assert inputs["enableShieldedNodes"] is True, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_cluster_freezes_minor_and_node_upgrades_until_end_of_support(stack):
-    policy = cluster(stack)["maintenancePolicy"]
+def test_cluster_freezes_minor_and_node_upgrades_until_end_of_support(stack, planned):
+    policy = planned(stack).cluster()["maintenancePolicy"]
     assert policy["dailyMaintenanceWindow"]["startTime"] == "03:00", stack
     (exclusion,) = policy["maintenanceExclusions"]
     assert exclusion["exclusionOptions"] == {"scope": "NO_MINOR_OR_NODE_UPGRADES",
                                              "endTimeBehavior": "UNTIL_END_OF_SUPPORT"}, stack
-    assert cluster(stack)["releaseChannel"]["channel"] == "REGULAR", stack
+    assert planned(stack).cluster()["releaseChannel"]["channel"] == "REGULAR", stack
 
 
 @pytest.mark.parametrize("stack, protected", [("dev", False), ("staging", False), ("prod", True)])
-def test_deletion_protection_is_on_for_prod_only(stack, protected):
-    assert cluster(stack)["deletionProtection"] is protected, f"{stack}: llm-gke deletionProtection"
+def test_deletion_protection_is_on_for_prod_only(stack, protected, planned):
+    assert planned(stack).cluster()["deletionProtection"] is protected, f"{stack}: llm-gke deletionProtection"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_system_pool_is_untainted_cpu_with_workload_identity(stack):
-    node_config = system_pool(stack)["nodeConfig"]
+def test_system_pool_is_untainted_cpu_with_workload_identity(stack, planned):
+    node_config = planned(stack).system_pool()["nodeConfig"]
     assert "guestAccelerators" not in node_config and "taints" not in node_config, \
         f"{stack}: llm-gke-system must take the Ray head, which tolerates no GPU taint"
     assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_nodes_use_the_dedicated_service_account_not_the_compute_default(stack):
-    account = only(stack, "gcp:serviceaccount/account:Account", "llm-gke-nodes").inputs["accountId"]
+def test_nodes_use_the_dedicated_service_account_not_the_compute_default(stack, planned):
+    account = planned(stack).only("gcp:serviceaccount/account:Account", "llm-gke-nodes").inputs["accountId"]
     email = f"{account}@my-gcp-project.iam.gserviceaccount.com"
-    for pool in (system_pool(stack), gpu_pool(stack)):
+    for pool in (planned(stack).system_pool(), planned(stack).gpu_pool()):
         assert pool["nodeConfig"]["serviceAccount"] == email, f"{stack}: node pool runs as {pool['nodeConfig']}"
-    roles = sorted(r.inputs["role"] for r in resources(stack, "gcp:projects/iAMMember:IAMMember"))
+    roles = sorted(r.inputs["role"] for r in planned(stack).of_type("gcp:projects/iAMMember:IAMMember"))
     assert roles == ["roles/artifactregistry.reader", "roles/container.defaultNodeServiceAccount"], roles
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_gpu_pool_machine_and_accelerators_come_from_the_profile(stack):
-    config = planned(stack)[0]
+def test_gpu_pool_machine_and_accelerators_come_from_the_profile(stack, planned):
+    config = planned(stack).config
     profile = MACHINE_PROFILES[config.gpu_pool.machine.machine_type]
-    node_config = gpu_pool(stack)["nodeConfig"]
+    node_config = planned(stack).gpu_pool()["nodeConfig"]
     assert node_config["machineType"] == profile.machine_type, stack
     (accelerator,) = node_config["guestAccelerators"]
     assert (accelerator["type"], accelerator["count"]) == (profile.gke_accelerator, profile.gpu_count), stack
@@ -137,37 +96,34 @@ def test_gpu_pool_machine_and_accelerators_come_from_the_profile(stack):
     assert node_config["gvnic"]["enabled"] is True, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_gpu_pool_carries_the_gpu_taint_and_gke_metadata(stack):
-    node_config = gpu_pool(stack)["nodeConfig"]
+def test_gpu_pool_carries_the_gpu_taint_and_gke_metadata(stack, planned):
+    node_config = planned(stack).gpu_pool()["nodeConfig"]
     assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NO_SCHEDULE"} in node_config["taints"], stack
     assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_gpu_pool_upgrades_without_surge(stack):
-    settings = gpu_pool(stack)["upgradeSettings"]
+def test_gpu_pool_upgrades_without_surge(stack, planned):
+    settings = planned(stack).gpu_pool()["upgradeSettings"]
     assert (settings["maxSurge"], settings["maxUnavailable"]) == (0, 1), f"{stack}: llm-gpu upgrade {settings}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_gpu_pool_attaches_one_network_per_gpu_nic_by_name(stack):
-    gpu_vpcs = [r.name for r in resources(stack, "gcp:compute/network:Network")
+def test_gpu_pool_attaches_one_network_per_gpu_nic_by_name(stack, planned):
+    gpu_vpcs = [r.name for r in planned(stack).of_type("gcp:compute/network:Network")
                 if r.name.startswith("llm-net-gpu")]
     assert len(gpu_vpcs) == EXPECTED_GPU_NICS[stack], f"{stack}: GPU VPCs {gpu_vpcs}"
-    attached = gpu_pool(stack).get("networkConfig", {}).get("additionalNodeNetworkConfigs", [])
+    attached = planned(stack).gpu_pool().get("networkConfig", {}).get("additionalNodeNetworkConfigs", [])
     assert [config["network"] for config in attached] == gpu_vpcs, f"{stack}: llm-gpu attaches {attached}"
     assert all(not config["subnetwork"].startswith("projects/") for config in attached), \
         f"{stack}: additional node networks must be referenced by short name: {attached}"
 
 
 @pytest.mark.parametrize("stack", ("staging", "prod"))
-def test_gpu_vpcs_use_jumbo_frames_and_allow_internal_traffic(stack):
-    for vpc in resources(stack, "gcp:compute/network:Network"):
+def test_gpu_vpcs_use_jumbo_frames_and_allow_internal_traffic(stack, planned):
+    for vpc in planned(stack).of_type("gcp:compute/network:Network"):
         # GKE's documented MTU for the GPU VPCs (cluster-toolkit multivpc; see tests/golden/gpudirect-*.yaml).
         assert vpc.inputs["mtu"] == 8244, f"{stack}: {vpc.name} mtu {vpc.inputs['mtu']}"
-    subnets = {r.name: r.inputs["ipCidrRange"] for r in resources(stack, "gcp:compute/subnetwork:Subnetwork")}
-    rules = resources(stack, "gcp:compute/firewall:Firewall")
+    subnets = {r.name: r.inputs["ipCidrRange"] for r in planned(stack).of_type("gcp:compute/subnetwork:Subnetwork")}
+    rules = planned(stack).of_type("gcp:compute/firewall:Firewall")
     assert len(rules) == EXPECTED_GPU_NICS[stack], stack
     for rule in rules:
         subnet = subnets[rule.name.replace("-internal", "-subnet")]
@@ -177,34 +133,33 @@ def test_gpu_vpcs_use_jumbo_frames_and_allow_internal_traffic(stack):
     assert all(a == b or not a.overlaps(b) for a in gpu_ranges for b in gpu_ranges), gpu_ranges
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_private_nodes_get_cloud_nat(stack):
-    nat = only(stack, "gcp:compute/routerNat:RouterNat", "llm-net-nat").inputs
+def test_private_nodes_get_cloud_nat(stack, planned):
+    nat = planned(stack).only("gcp:compute/routerNat:RouterNat", "llm-net-nat").inputs
     assert nat["sourceSubnetworkIpRangesToNat"] == "ALL_SUBNETWORKS_ALL_IP_RANGES", stack
 
 
 @pytest.mark.parametrize("stack", ("prod",))  # staging runs on flex-start, which GKE never places compactly on A3
-def test_a3_pools_use_a_named_collocated_placement_policy_in_one_zone(stack):
-    policy = only(stack, "gcp:compute/resourcePolicy:ResourcePolicy", "llm-gpu-placement").inputs
+def test_a3_pools_use_a_named_collocated_placement_policy_in_one_zone(stack, planned):
+    policy = planned(stack).only("gcp:compute/resourcePolicy:ResourcePolicy", "llm-gpu-placement").inputs
     assert policy["groupPlacementPolicy"] == {"collocation": "COLLOCATED"}, \
         f"{stack}: llm-gpu-placement {policy['groupPlacementPolicy']} (no vmCount: it breaks autoscaling)"
-    pool = gpu_pool(stack)
+    pool = planned(stack).gpu_pool()
     assert pool["placementPolicy"] == {"type": "COMPACT", "policyName": "llm-gpu-placement"}, stack
     assert len(pool["nodeLocations"]) == 1, stack
 
 
-def test_prod_consumes_its_specific_reservation():
-    affinity = gpu_pool("prod")["nodeConfig"]["reservationAffinity"]
+def test_prod_consumes_its_specific_reservation(planned):
+    affinity = planned("prod").gpu_pool()["nodeConfig"]["reservationAffinity"]
     assert affinity == {"consumeReservationType": "SPECIFIC_RESERVATION",
                         "key": "compute.googleapis.com/reservation-name",
                         "values": ["llmserve-a3mega-prod"]}, affinity
 
 
-def test_dev_pool_scales_to_zero_without_placement_policy():
-    pool = gpu_pool("dev")
+def test_dev_pool_scales_to_zero_without_placement_policy(planned):
+    pool = planned("dev").gpu_pool()
     assert pool["autoscaling"]["totalMinNodeCount"] == 0, pool["autoscaling"]
     assert "nodeCount" not in pool, "dev: llm-gpu sets a static nodeCount next to autoscaling"
-    assert "placementPolicy" not in pool and not resources("dev", "gcp:compute/resourcePolicy:ResourcePolicy")
+    assert "placementPolicy" not in pool and not planned("dev").of_type("gcp:compute/resourcePolicy:ResourcePolicy")
 
 
 @pytest.mark.parametrize("stack, kinds", [
@@ -212,35 +167,33 @@ def test_dev_pool_scales_to_zero_without_placement_policy():
     ("staging", {"GKENetworkParamSet": 4, "Network": 4, "DaemonSet": 2}),
     ("prod", {"GKENetworkParamSet": 8, "Network": 8, "DaemonSet": 2}),
 ])
-def test_gpudirect_objects_exist_exactly_on_a3_stacks(stack, kinds):
+def test_gpudirect_objects_exist_exactly_on_a3_stacks(stack, kinds, planned):
     found: dict = {}
-    for manifest in kubernetes_manifests(planned(stack)[1]):
+    for manifest in planned(stack).manifests():
         if manifest["kind"] in ("GKENetworkParamSet", "Network", "DaemonSet"):
             found[manifest["kind"]] = found.get(manifest["kind"], 0) + 1
     assert found == kinds, f"{stack}: GPUDirect objects {found}"
 
 
 @pytest.mark.parametrize("stack", ("staging", "prod"))
-def test_gke_network_param_sets_point_at_the_gpu_vpcs_and_subnets(stack):
-    vpcs = [r.name for r in resources(stack, "gcp:compute/network:Network") if r.name.startswith("llm-net-gpu")]
-    param_sets = {m["metadata"]["name"]: m["spec"] for m in kubernetes_manifests(planned(stack)[1])
+def test_gke_network_param_sets_point_at_the_gpu_vpcs_and_subnets(stack, planned):
+    vpcs = [r.name for r in planned(stack).of_type("gcp:compute/network:Network") if r.name.startswith("llm-net-gpu")]
+    param_sets = {m["metadata"]["name"]: m["spec"] for m in planned(stack).manifests()
                   if m["kind"] == "GKENetworkParamSet"}
     expected = {f"vpc{index}": {"vpc": vpc, "vpcSubnet": f"{vpc}-subnet", "deviceMode": "NetDevice"}
                 for index, vpc in enumerate(vpcs, start=1)}
     assert param_sets == expected, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_kubernetes_object_goes_through_the_clusters_provider(stack):
-    strays = [r.name for r in planned(stack)[1]
+def test_every_kubernetes_object_goes_through_the_clusters_provider(stack, planned):
+    strays = [r.name for r in planned(stack).resources
               if r.type.startswith("kubernetes:") and r.provider != "llm-gke-k8s"]
     assert not strays, f"{stack}: Kubernetes objects on the ambient provider (would hit ~/.kube/config): {strays}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack):
+def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack, planned):
     import json
-    provider = only(stack, "pulumi:providers:kubernetes", "llm-gke-k8s").inputs
+    provider = planned(stack).only("pulumi:providers:kubernetes", "llm-gke-k8s").inputs
     kubeconfig = json.loads(provider["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.0.2.10", stack
     assert kubeconfig["users"][0]["user"]["exec"]["command"] == "gke-gcloud-auth-plugin", stack
@@ -249,9 +202,9 @@ def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack):
 BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "policy/v1")
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
-    for manifest in kubernetes_manifests(planned(stack)[1]):
+def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack, planned,
+                                                                         assert_valid_kubernetes_object):
+    for manifest in planned(stack).manifests():
         if manifest["apiVersion"] in BUILT_IN_GROUPS:
             assert_valid_kubernetes_object(manifest, stack)
 
@@ -259,9 +212,8 @@ def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack):
 # --- serving ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_kuberay_operator_is_a_pinned_helm_release_on_the_system_pool(stack):
-    release = only(stack, "kubernetes:helm.sh/v3:Release", "llm-kuberay").inputs
+def test_kuberay_operator_is_a_pinned_helm_release_on_the_system_pool(stack, planned):
+    release = planned(stack).only("kubernetes:helm.sh/v3:Release", "llm-kuberay").inputs
     assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0"), stack
     assert release["repositoryOpts"]["repo"] == "https://ray-project.github.io/kuberay-helm/", stack
     assert release["namespace"] == "kuberay-system" and release["createNamespace"] is True, stack
@@ -270,22 +222,20 @@ def test_kuberay_operator_is_a_pinned_helm_release_on_the_system_pool(stack):
     assert "skipCrds" not in release or release["skipCrds"] is False, f"{stack}: the chart must install its CRDs"
 
 
-def rayservice(stack):
-    return only(stack, "kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
+def rayservice(plan):
+    return plan.only("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(stack):
-    dependencies = set(rayservice(stack).options["dependencies"])
+def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(stack, planned):
+    dependencies = set(rayservice(planned(stack)).options["dependencies"])
     assert {"llm-kuberay", "llm-gpu", "llm-serve-api-key", "llm-serve-serve-app"} <= dependencies, \
         f"{stack}: llm-serve-rayservice depends on {sorted(dependencies)}"
     if EXPECTED_GPU_NICS[stack]:
         assert f"llm-gpudirect-network-vpc{EXPECTED_GPU_NICS[stack]}" in dependencies, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack):
-    resource = rayservice(stack)
+def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack, planned):
+    resource = rayservice(planned(stack))
     conditions = json.loads(resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"])
     assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
                           "condition=UpgradeInProgress=False",
@@ -294,34 +244,32 @@ def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack):
 
 
 @pytest.mark.parametrize("stack, recreate", [("dev", False), ("staging", True), ("prod", True)])
-def test_recreate_stacks_replace_the_rayservice_when_the_cluster_spec_changes(stack, recreate):
-    resource = rayservice(stack)
+def test_recreate_stacks_replace_the_rayservice_when_the_cluster_spec_changes(stack, recreate, planned):
+    resource = rayservice(planned(stack))
     assert resource.inputs["spec"]["upgradeStrategy"]["type"] == ("None" if recreate else "NewCluster"), stack
     assert resource.options["replaceOnChanges"] == (["spec.rayClusterConfig"] if recreate else []), stack
     assert resource.options["deleteBeforeReplace"] is recreate, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_manifests_carry_the_rayservice_and_the_redacted_api_key_secret(stack):
-    manifests = {(m["kind"], m["metadata"]["name"]): m for m in kubernetes_manifests(planned(stack)[1])}
+def test_manifests_carry_the_rayservice_and_the_redacted_api_key_secret(stack, planned):
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in planned(stack).manifests()}
     assert ("RayService", "llm") in manifests, f"{stack}: {sorted(manifests)}"
     secret = manifests[("Secret", "llm-api-key")]
     assert secret["stringData"] == {"keys": "[redacted]"}, f"{stack}: {secret['stringData']}"
     assert ("Namespace", "llm") in manifests and ("PodMonitoring", "llm-ray") in manifests, stack
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_the_api_key_never_appears_in_plain_text(stack):
+def test_the_api_key_never_appears_in_plain_text(stack, planned):
     import json
-    generated = only(stack, "random:index/randomPassword:RandomPassword", "llm-serve-api-key")
+    generated = planned(stack).only("random:index/randomPassword:RandomPassword", "llm-serve-api-key")
     assert generated.inputs["length"] >= 32 and generated.inputs["special"] is False, stack
-    secret = only(stack, "kubernetes:v1:Secret", "llm-serve-api-key").inputs
+    secret = planned(stack).only("kubernetes:v1:Secret", "llm-serve-api-key").inputs
     assert secret["stringData"] == {"keys": "[secret]"}, f"{stack}: the key reached the engine unmarked"
-    assert "offline-plan-xxx" not in json.dumps([r.inputs for r in planned(stack)[1]]), stack
+    assert "offline-plan-xxx" not in json.dumps([r.inputs for r in planned(stack).resources]), stack
 
 
-def test_dev_serves_two_models_that_scale_to_zero():
-    spec = rayservice("dev").inputs["spec"]
+def test_dev_serves_two_models_that_scale_to_zero(planned):
+    spec = rayservice(planned("dev")).inputs["spec"]
     import yaml as _yaml
     serve = _yaml.safe_load(spec["serveConfigV2"])
     configs = serve["applications"][0]["args"]["llm_configs"]

@@ -7,29 +7,21 @@ every rule, and the rules' machine table matches infra/catalog.py.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
+import rules
 from infra.catalog import MACHINE_PROFILES, GpuDirect
-from test_platform import STACKS, planned
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "policy"))
-import rules  # noqa: E402
 
 
-@pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("rule_name", sorted(rules.RESOURCE_RULES))
-def test_every_stack_passes_every_resource_rule(stack, rule_name):
+def test_every_stack_passes_every_resource_rule(stack, rule_name, planned):
     rule = rules.RESOURCE_RULES[rule_name]
-    violations = [(r.type, r.name, message) for r in planned(stack)[1] for message in rule(r.type, r.inputs)]
+    violations = [(r.type, r.name, message) for r in planned(stack).resources for message in rule(r.type, r.inputs)]
     assert not violations, f"{stack}: {rule_name}: {violations}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_passes_every_stack_rule(stack):
-    resources = [(r.type, r.inputs) for r in planned(stack)[1]]
+def test_every_stack_passes_every_stack_rule(stack, planned):
+    resources = [(r.type, r.inputs) for r in planned(stack).resources]
     for name, rule in rules.STACK_RULES.items():
         assert rule(resources) == [], f"{stack}: {name}"
 

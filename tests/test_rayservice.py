@@ -1,7 +1,7 @@
 """The RayService renderer: worker sizing, head settings, GPUDirect wiring, auth, exposure, validity.
 
 Pure: no Pulumi engine. The rendered RayService is checked against the project's own model of the KubeRay
-v1 CRD (tests/kuberay_schema.py), its pod templates against Kubernetes' OpenAPI schema, and its Serve config
+v1 CRD (tests/support/kuberay_schema.py), its pod templates against Kubernetes' OpenAPI schema, and its Serve config
 against Ray's own `ServeDeploySchema`.
 """
 
@@ -17,10 +17,8 @@ from ray.serve.schema import ServeDeploySchema
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 from infra.render import rayservice as render
 from infra.planning.sizing import gpu_worker_groups, pods_for
-from infra.render.rayservice import RayServiceSettings, render_rayservice, wait_for_conditions
+from infra.render.rayservice import render_rayservice, wait_for_conditions
 from infra.render.secrets import render_secret
-from kuberay_schema import validate_rayservice
-from kubernetes_openapi import assert_valid_kubernetes_object
 from serve_app.spec import parse_models
 
 A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
@@ -35,12 +33,10 @@ DISTILLS = [
 ]
 
 
-def settings(machine=A3_MEGA, models=(R1,), gpudirect=None, max_gpu_nodes=2, **overrides) -> RayServiceSettings:
-    values = dict(name="llm", namespace="llm", image="ray-llm:test", models=parse_models(list(models)),
-                  machine=machine, gpudirect=machine.gpudirect if gpudirect is None else gpudirect,
-                  max_gpu_nodes=max_gpu_nodes, cpu_workers=1, upgrade="NewCluster", exposure="cluster")
-    values.update(overrides)
-    return RayServiceSettings(**values)
+@pytest.fixture
+def settings(rayservice_settings):
+    """The RayServiceSettings builder of conftest.py, by a short name: R1 on A3 Mega unless told otherwise."""
+    return rayservice_settings
 
 
 def cluster_of(rayservice: dict) -> dict:
@@ -95,7 +91,7 @@ def test_group_size_is_capped_at_the_pool_size():
 
 # --- head ---------------------------------------------------------------------------------------------------------
 
-def test_head_takes_no_gpus_and_no_serve_replicas_on_the_system_pool():
+def test_head_takes_no_gpus_and_no_serve_replicas_on_the_system_pool(settings):
     head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
     assert head["rayStartParams"] == {"num-cpus": "0", "num-gpus": "0"}
     spec = head["template"]["spec"]
@@ -104,7 +100,7 @@ def test_head_takes_no_gpus_and_no_serve_replicas_on_the_system_pool():
     assert "nvidia.com/gpu" not in container(head["template"])["resources"]["limits"]
 
 
-def test_head_declares_the_metrics_ports_managed_prometheus_scrapes():
+def test_head_declares_the_metrics_ports_managed_prometheus_scrapes(settings):
     head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
     ports = {p["name"]: p["containerPort"] for p in container(head["template"])["ports"]}
     assert {"metrics": 8080, "as-metrics": 44217, "dash-metrics": 44227, "serve": 8000}.items() <= ports.items()
@@ -112,14 +108,14 @@ def test_head_declares_the_metrics_ports_managed_prometheus_scrapes():
     assert monitored == {"metrics", "as-metrics", "dash-metrics"}
 
 
-def test_ray_token_auth_is_explicitly_on():
+def test_ray_token_auth_is_explicitly_on(settings):
     assert cluster_of(render_rayservice(settings()))["authOptions"] == {"mode": "token"}
 
 
 # --- GPU workers -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("machine", [A3_MEGA, A3_HIGH])
-def test_gpu_workers_take_a_whole_node_on_the_gpu_pool(machine):
+def test_gpu_workers_take_a_whole_node_on_the_gpu_pool(machine, settings):
     worker = group(render_rayservice(settings(machine=machine)), "h100-x16")
     spec = worker["template"]["spec"]
     assert container(worker["template"])["resources"]["limits"]["nvidia.com/gpu"] == str(machine.gpu_count)
@@ -128,7 +124,7 @@ def test_gpu_workers_take_a_whole_node_on_the_gpu_pool(machine):
     assert (worker["replicas"], worker["minReplicas"], worker["maxReplicas"]) == (2, 2, 2)
 
 
-def test_gpu_workers_cache_weights_on_local_ssd():
+def test_gpu_workers_cache_weights_on_local_ssd(settings):
     worker = group(render_rayservice(settings()), "h100-x16")
     volumes = {v["name"]: v for v in worker["template"]["spec"]["volumes"]}
     assert volumes["weight-cache"]["emptyDir"]["sizeLimit"] == f"{A3_MEGA.local_ssd_gib // 2}Gi"
@@ -136,7 +132,7 @@ def test_gpu_workers_cache_weights_on_local_ssd():
 
 
 @pytest.mark.parametrize("machine, daemon, nics", [(A3_MEGA, "tcpxo-daemon", 8), (A3_HIGH, "tcpx-daemon", 4)])
-def test_a3_gpu_workers_carry_the_gpudirect_wiring(machine, daemon, nics):
+def test_a3_gpu_workers_carry_the_gpudirect_wiring(machine, daemon, nics, settings):
     worker = group(render_rayservice(settings(machine=machine)), "h100-x16")
     annotations = worker["template"]["metadata"]["annotations"]
     assert f'"network":"vpc{nics}"' in annotations["networking.gke.io/interfaces"]
@@ -146,7 +142,7 @@ def test_a3_gpu_workers_carry_the_gpudirect_wiring(machine, daemon, nics):
     assert env_of(worker["template"])["NCCL_SOCKET_IFNAME"] == "eth0"
 
 
-def test_gpudirect_wiring_stays_off_the_head_the_cpu_group_and_non_a3_pools():
+def test_gpudirect_wiring_stays_off_the_head_the_cpu_group_and_non_a3_pools(settings):
     rayservice = render_rayservice(settings())
     for template in (cluster_of(rayservice)["headGroupSpec"]["template"], group(rayservice, "cpu")["template"]):
         assert "initContainers" not in template["spec"] and "annotations" not in template["metadata"]
@@ -156,7 +152,7 @@ def test_gpudirect_wiring_stays_off_the_head_the_cpu_group_and_non_a3_pools():
     assert "initContainers" not in group(off, "h100-x16")["template"]["spec"]
 
 
-def test_autoscaling_groups_declare_the_accelerator_resource_and_turn_on_the_autoscaler():
+def test_autoscaling_groups_declare_the_accelerator_resource_and_turn_on_the_autoscaler(settings):
     dev = cluster_of(render_rayservice(settings(machine=G2, models=DISTILLS)))
     assert dev["enableInTreeAutoscaling"] is True
     assert dev["autoscalerOptions"]["version"] == "v2"
@@ -169,7 +165,7 @@ def test_autoscaling_groups_declare_the_accelerator_resource_and_turn_on_the_aut
     assert "resources" not in group(render_rayservice(settings()), "h100-x16")
 
 
-def test_cpu_group_on_the_system_pool_hosts_the_ingress_so_gpus_can_scale_to_zero():
+def test_cpu_group_on_the_system_pool_hosts_the_ingress_so_gpus_can_scale_to_zero(settings):
     cpu = group(render_rayservice(settings(machine=G2, models=DISTILLS)), "cpu")
     assert cpu["template"]["spec"]["nodeSelector"] == {"llmserve.dev/pool": "system"}
     assert (cpu["minReplicas"], cpu["maxReplicas"]) == (1, 1)
@@ -190,7 +186,7 @@ def key_volume_of(template: dict) -> tuple[list[dict], list[dict]]:
     return volumes, mounts
 
 
-def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_volume():
+def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_volume(settings):
     """A Secret volume (no subPath) is updated in place by the kubelet; env from a Secret is read once."""
     rayservice = render_rayservice(settings())
     for template in ray_templates(rayservice):
@@ -207,13 +203,13 @@ def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_vo
                                                "api_key_reload_s": 10.0}
 
 
-def test_auth_off_removes_the_key_and_the_custom_ingress():
+def test_auth_off_removes_the_key_and_the_custom_ingress(settings):
     rayservice = render_rayservice(settings(api_auth=False))
     assert all(key_volume_of(t) == ([], []) for t in ray_templates(rayservice))
     assert "ingress_cls_config" not in yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
 
 
-def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monkeypatch):
+def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monkeypatch, settings):
     current = settings()
     configmap = render.render_serve_app_configmap(current)
     assert "serve_app.ingress.py" in configmap["data"] and configmap["immutable"] is True
@@ -230,14 +226,14 @@ def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monke
         render.serve_app_files.cache_clear()
 
 
-def test_hf_token_reaches_gpu_workers_only_when_configured():
+def test_hf_token_reaches_gpu_workers_only_when_configured(settings):
     without = group(render_rayservice(settings()), "h100-x16")
     assert "HF_TOKEN" not in env_of(without["template"])
     with_token = group(render_rayservice(settings(hf_token=True)), "h100-x16")
     assert env_of(with_token["template"])["HF_TOKEN"] == {"secretKeyRef": {"name": "llm-hf-token", "key": "token"}}
 
 
-def test_load_balancer_exposure_is_opt_in_and_internal_only():
+def test_load_balancer_exposure_is_opt_in_and_internal_only(settings):
     assert "serveService" not in render_rayservice(settings())["spec"]
     service = render_rayservice(settings(exposure="internal", source_ranges=("10.0.0.0/8",)))["spec"]["serveService"]
     assert service["spec"]["type"] == "LoadBalancer"
@@ -248,12 +244,12 @@ def test_load_balancer_exposure_is_opt_in_and_internal_only():
 
 
 @pytest.mark.parametrize("upgrade, kuberay_type", [("NewCluster", "NewCluster"), ("Recreate", "None")])
-def test_upgrade_strategy_is_explicit(upgrade, kuberay_type):
+def test_upgrade_strategy_is_explicit(upgrade, kuberay_type, settings):
     spec = render_rayservice(settings(upgrade=upgrade))["spec"]
     assert spec["upgradeStrategy"] == {"type": kuberay_type}
 
 
-def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run():
+def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run(settings):
     """A JSON list: the provider waits until all hold; an in-place serveConfigV2 update keeps Ready=True, so
     only the application status shows DEPLOYING / DEPLOY_FAILED."""
     annotations = render_rayservice(settings())["metadata"]["annotations"]
@@ -290,12 +286,12 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case):
+def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case, validate_rayservice, settings):
     validate_rayservice(render_rayservice(settings(**CASES[case])))
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_every_pod_template_is_a_valid_pod(case):
+def test_every_pod_template_is_a_valid_pod(case, assert_valid_kubernetes_object, settings):
     for template in ray_templates(render_rayservice(settings(**CASES[case]))):
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template.get("metadata", {})},
                "spec": template["spec"]}
@@ -303,19 +299,19 @@ def test_every_pod_template_is_a_valid_pod(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_serve_config_validates_with_rays_own_schema(case):
+def test_serve_config_validates_with_rays_own_schema(case, settings):
     serve = yaml.safe_load(render_rayservice(settings(**CASES[case]))["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(serve)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_built_in_objects_validate_against_the_openapi_schema(case):
+def test_built_in_objects_validate_against_the_openapi_schema(case, assert_valid_kubernetes_object, settings):
     current = settings(**CASES[case])
     for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
                 render_secret("s", "llm", {"keys": "k"})):
         assert_valid_kubernetes_object(obj, case)
 
 
-def test_settings_are_frozen():
+def test_settings_are_frozen(settings):
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings().name = "other"  # type: ignore[misc]

@@ -18,7 +18,6 @@ import jsonpath_rfc9535 as jsonpath
 import pytest
 
 from infra.render.rayservice import render_rayservice, wait_for_conditions
-from test_rayservice import settings
 
 
 def first_match(expression: str, obj: dict) -> tuple[bool, str]:
@@ -57,16 +56,32 @@ def satisfied(annotation: str, obj: dict) -> tuple[bool, str]:
     return True, ""
 
 
-RAYSERVICE = render_rayservice(settings())
-ANNOTATION = RAYSERVICE["metadata"]["annotations"]["pulumi.com/waitFor"]
+@pytest.fixture
+def rayservice(rayservice_settings) -> dict:
+    """The RayService the renderer makes for R1 on A3 Mega."""
+    return render_rayservice(rayservice_settings())
+
+
+@pytest.fixture
+def annotation(rayservice) -> str:
+    return rayservice["metadata"]["annotations"]["pulumi.com/waitFor"]
+
+
+def in_state(rayservice: dict, kuberay_state: dict) -> dict:
+    """A copy of `rayservice` at the generation, and with the status, of `kuberay_state` (see `state`)."""
+    obj = copy.deepcopy(rayservice)
+    obj["metadata"]["generation"] = kuberay_state["generation"]
+    if "status" in kuberay_state:
+        obj["status"] = copy.deepcopy(kuberay_state["status"])
+    return obj
 
 
 def state(generation: int, observed: int | None, ready: str | None, app: str | None, message: str = "",
           pending_cluster: bool = False) -> dict:
-    obj = copy.deepcopy(RAYSERVICE)
-    obj["metadata"]["generation"] = generation
+    """The RayService's generation and the status KubeRay has written for it (none yet while `observed` is None)."""
+    written: dict = {"generation": generation}
     if observed is None:
-        return obj  # just created: KubeRay has not written a status yet
+        return written  # just created: KubeRay has not written a status yet
     status: dict = {"observedGeneration": observed, "activeServiceStatus": {"rayClusterName": "llm-abcde"}}
     if ready is not None:
         status["conditions"] = [{"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints",
@@ -78,11 +93,11 @@ def state(generation: int, observed: int | None, ready: str | None, app: str | N
         status["activeServiceStatus"]["applicationStatuses"] = {"llm": {
             "status": app, "message": message,
             "serveDeploymentStatuses": {"LLMServer:deepseek-r1": {"status": "HEALTHY"}}}}
-    obj["status"] = status
-    return obj
+    written["status"] = status
+    return written
 
 
-@pytest.mark.parametrize("case, obj, done, shown", [
+@pytest.mark.parametrize("case, kuberay_state, done, shown", [
     ("just created", state(1, None, None, None), False, "selected nothing"),
     ("cold start: head not ready, no application yet", state(1, 1, "False", None), False, "found False"),
     ("created and serving", state(1, 1, "True", "RUNNING"), True, ""),
@@ -101,15 +116,15 @@ def state(generation: int, observed: int | None, ready: str | None, app: str | N
      "condition=UpgradeInProgress=False (found True)"),
     ("NewCluster upgrade switched", state(6, 6, "True", "RUNNING"), True, ""),
 ])
-def test_pulumi_up_returns_only_when_this_spec_runs(case, obj, done, shown):
-    result, unmet = satisfied(ANNOTATION, obj)
+def test_pulumi_up_returns_only_when_this_spec_runs(case, kuberay_state, done, shown, rayservice, annotation):
+    result, unmet = satisfied(annotation, in_state(rayservice, kuberay_state))
     assert result is done, f"{case}: {unmet}"
     assert shown in unmet, f"{case}: {unmet}"
 
 
-def test_every_application_must_run():
+def test_every_application_must_run(rayservice):
     two_apps = wait_for_conditions({"applications": [{"name": "llm"}, {"name": "team-b"}]})
-    obj = state(2, 2, "True", "RUNNING")
+    obj = in_state(rayservice, state(2, 2, "True", "RUNNING"))
     obj["status"]["activeServiceStatus"]["applicationStatuses"]["team-b"] = {"status": "DEPLOY_FAILED"}
     result, unmet = satisfied(json.dumps(two_apps), obj)
     assert not result and "['team-b']" in unmet and "found DEPLOY_FAILED" in unmet, unmet
@@ -117,8 +132,8 @@ def test_every_application_must_run():
     assert satisfied(json.dumps(two_apps), obj) == (True, "")
 
 
-def test_the_observed_generation_filter_looks_at_status_only():
+def test_the_observed_generation_filter_looks_at_status_only(rayservice, annotation):
     """A sibling that happens to equal the generation (numServeEndpoints, say) must not satisfy it."""
-    obj = state(2, 1, "True", "RUNNING")
+    obj = in_state(rayservice, state(2, 1, "True", "RUNNING"))
     obj["status"]["numServeEndpoints"] = 2
-    assert satisfied(ANNOTATION, obj)[0] is False
+    assert satisfied(annotation, obj)[0] is False

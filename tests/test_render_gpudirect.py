@@ -14,7 +14,6 @@ from infra.render.gpudirect.daemonsets import nccl_installer_daemonset, nri_devi
 from infra.render.gpudirect.nccl import nccl_env
 from infra.render.gpudirect.networks import gpu_network_objects, network_name
 from infra.render.gpudirect.pod_patch import PodPatch, workload_pod_patch
-from kubernetes_openapi import assert_valid_kubernetes_object
 
 GPUDIRECT_FLAVOURS = [GpuDirect.TCPX, GpuDirect.TCPXO]
 SERVING_CONTAINER = "ray-worker"
@@ -100,7 +99,7 @@ BUILT_IN_OBJECTS = {
 
 
 @pytest.mark.parametrize("name", sorted(BUILT_IN_OBJECTS))
-def test_built_in_objects_validate_against_kubernetes_schema(name):
+def test_built_in_objects_validate_against_kubernetes_schema(name, assert_valid_kubernetes_object):
     assert_valid_kubernetes_object(BUILT_IN_OBJECTS[name](), name)
 
 

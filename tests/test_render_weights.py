@@ -21,8 +21,6 @@ from infra.config.stack import parse_stack_config
 from infra.render import weight_staging
 from infra.render import weights as render
 from infra.render.rayservice import RayServiceSettings, render_rayservice
-from kuberay_schema import validate_rayservice
-from kubernetes_openapi import assert_valid_kubernetes_object
 from staging.layout import MANIFEST_NAME
 
 with warnings.catch_warnings():
@@ -151,7 +149,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case):
+def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case, assert_valid_kubernetes_object,
+                                                                     validate_rayservice):
     service = rayservice(CASES[case]())
     validate_rayservice(service)
     for group in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
@@ -166,7 +165,7 @@ def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_staging_objects_are_valid_kubernetes_objects(case):
+def test_staging_objects_are_valid_kubernetes_objects(case, assert_valid_kubernetes_object):
     config = CASES[case]()
     settings = weights_settings(config, hf_token=True)
     objects = [weight_staging.render_service_account("llm-ray", "llm", settings.reader_email),
@@ -219,7 +218,7 @@ def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
 
 
 @pytest.mark.parametrize("model_id", ["team/model-", "a" * 62 + "-tail", "r1."])
-def test_the_staging_jobs_model_label_is_a_valid_label_value(model_id):
+def test_the_staging_jobs_model_label_is_a_valid_label_value(model_id, assert_valid_kubernetes_object):
     """A label value ends in a letter or digit; model ids may end in '-' or '.', or be cut at one."""
     config = stack([{**R1, "id": model_id}])
     job = weight_staging.render_staging_job(weights_settings(config), config.weights.staged_models[0])

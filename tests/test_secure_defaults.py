@@ -20,18 +20,14 @@ from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
 from infra.config.settings import SecureSettings
 from infra.render.exposure import source_ranges_for_internal
 from infra.config.stackfiles import stack_config
-from kubernetes_openapi import assert_valid_kubernetes_object
-from test_config import parse, problems_of
-from test_platform import STACKS, gpu_pool, planned
-from test_rayservice import settings as rayservice_settings
 
 # --- config --------------------------------------------------------------------------------------------------
 
 
-def test_defaults_are_the_secure_ones():
-    assert parse().secure == SecureSettings(gpu_secure_boot=True, host_maintenance_interval=None,
-                                            network_policies=True, serve_client_namespaces=(),
-                                            serve_hostname=None, serve_allow_plain_http=False)
+def test_defaults_are_the_secure_ones(parse_config):
+    assert parse_config().secure == SecureSettings(gpu_secure_boot=True, host_maintenance_interval=None,
+                                                   network_policies=True, serve_client_namespaces=(),
+                                                   serve_hostname=None, serve_allow_plain_http=False)
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -55,52 +51,50 @@ def test_defaults_are_the_secure_ones():
     (dict(gpuQueuedProvisioning=True, gpuAutoscaling=True, gpuCompactPlacement=False),
      r"llmserve:gpuQueuedProvisioning: true is refused: .*ProvisioningRequest.* Use gpuFlexStart=true"),
 ])
-def test_bad_secure_input_is_refused_naming_the_switch(overrides, message):
-    problems = problems_of(**overrides)
+def test_bad_secure_input_is_refused_naming_the_switch(overrides, message, config_problems):
+    problems = config_problems(**overrides)
     assert re.search(message, problems), f"expected /{message}/ in:\n{problems}"
 
 
-def test_opt_outs_are_accepted_and_warned_about():
-    config = parse(gpuSecureBoot=False, networkPolicies=False, gpuHostMaintenanceInterval="PERIODIC",
-                   serveExposure="internal", serveAllowPlainHttp=True, serveSourceRanges=["10.0.0.0/8"])
+def test_opt_outs_are_accepted_and_warned_about(parse_config):
+    config = parse_config(gpuSecureBoot=False, networkPolicies=False, gpuHostMaintenanceInterval="PERIODIC",
+                          serveExposure="internal", serveAllowPlainHttp=True, serveSourceRanges=["10.0.0.0/8"])
     assert config.secure.host_maintenance_interval == "PERIODIC"
     text = "\n".join(config.warnings)
     for switch in ("gpuSecureBoot: false", "networkPolicies: false", "gpuHostMaintenanceInterval: PERIODIC"):
         assert f"llmserve:{switch}" in text, text
 
 
-def test_a3_high_on_demand_is_warned_about_automatic_reservations():
-    warnings = parse(gpuMachineType="a3-highgpu-8g").warnings
+def test_a3_high_on_demand_is_warned_about_automatic_reservations(parse_config):
+    warnings = parse_config(gpuMachineType="a3-highgpu-8g").warnings
     assert any("a3-highgpu-8g cannot consume automatic reservations" in w for w in warnings), warnings
-    assert not any("automatic reservations" in w for w in parse(gpuMachineType="a3-highgpu-8g",
-                                                                  gpuReservation="res-1").warnings)
+    assert not any("automatic reservations" in w for w in parse_config(gpuMachineType="a3-highgpu-8g",
+                                                                         gpuReservation="res-1").warnings)
 
 
 # --- capacity that holds ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_host_maintenance_interval_is_left_to_gke_by_default(stack):
-    assert "hostMaintenancePolicy" not in gpu_pool(stack)["nodeConfig"], stack
+def test_host_maintenance_interval_is_left_to_gke_by_default(stack, planned):
+    assert "hostMaintenancePolicy" not in planned(stack).gpu_pool()["nodeConfig"], stack
 
 
-def test_staging_uses_flex_start_that_a3_high_can_obtain():
-    pool = gpu_pool("staging")
+def test_staging_uses_flex_start_that_a3_high_can_obtain(planned):
+    pool = planned("staging").gpu_pool()
     assert pool["nodeConfig"]["machineType"] == "a3-highgpu-8g"
     assert pool["nodeConfig"]["flexStart"] is True
     assert pool["nodeConfig"]["reservationAffinity"] == {"consumeReservationType": "NO_RESERVATION"}
     assert pool["autoscaling"]["totalMinNodeCount"] == 0 and pool["autoscaling"]["totalMaxNodeCount"] == 2
     assert "placementPolicy" not in pool, "GKE does not place flex-start A3 nodes compactly"
-    warnings = planned("staging")[0].warnings
+    warnings = planned("staging").config.warnings
     assert not any("automatic reservations" in w for w in warnings), warnings
 
 
 # --- secure boot -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_node_pool_boots_securely(stack):
-    pools = [r for r in planned(stack)[1] if r.type == "gcp:container/nodePool:NodePool"]
+def test_every_node_pool_boots_securely(stack, planned):
+    pools = [r for r in planned(stack).resources if r.type == "gcp:container/nodePool:NodePool"]
     assert len(pools) == 2
     for pool in pools:
         shielded = pool.inputs["nodeConfig"]["shieldedInstanceConfig"]
@@ -140,9 +134,8 @@ OPERATOR_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.n
 GMP_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}}
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_network_policies_are_valid_and_created_before_the_ray_pods(stack):
-    resources = planned(stack)[1]
+def test_network_policies_are_valid_and_created_before_the_ray_pods(stack, assert_valid_kubernetes_object, planned):
+    resources = planned(stack).resources
     policies = policies_of(resources)
     assert sorted(policies) == ["llm-ray-internal", "llm-ray-metrics", "llm-ray-operator", "llm-serve-ingress"]
     for policy in policies.values():
@@ -153,33 +146,33 @@ def test_network_policies_are_valid_and_created_before_the_ray_pods(stack):
 
 
 @pytest.mark.parametrize("port_name, port", [(n, p) for n, p in HEAD_PORTS if n in ("gcs-server", "client")])
-def test_gcs_and_client_ports_are_reachable_only_from_ray_pods(port_name, port):
-    policies = policies_of(planned("prod")[1])
+def test_gcs_and_client_ports_are_reachable_only_from_ray_pods(port_name, port, planned):
+    policies = policies_of(planned("prod").resources)
     for labels in (HEAD_LABELS, WORKER_LABELS):
         assert allowed_peers(policies, port, labels) == [RAY_PEER], f"{port_name} {port} on {labels}"
 
 
-def test_dashboard_is_reachable_from_ray_pods_and_the_kuberay_operator_only():
-    policies = policies_of(planned("prod")[1])
+def test_dashboard_is_reachable_from_ray_pods_and_the_kuberay_operator_only(planned):
+    policies = policies_of(planned("prod").resources)
     peers = allowed_peers(policies, 8265, HEAD_LABELS)
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, [RAY_PEER, OPERATOR_PEER]))
 
 
 @pytest.mark.parametrize("port_name, port", [(n, p) for n, p in HEAD_PORTS
                                              if n in ("metrics", "as-metrics", "dash-metrics")])
-def test_metrics_ports_are_reachable_from_ray_pods_and_managed_prometheus_only(port_name, port):
-    policies = policies_of(planned("prod")[1])
+def test_metrics_ports_are_reachable_from_ray_pods_and_managed_prometheus_only(port_name, port, planned):
+    policies = policies_of(planned("prod").resources)
     peers = allowed_peers(policies, port, HEAD_LABELS)
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, [RAY_PEER, GMP_PEER])), port_name
 
 
-def test_a_random_ray_worker_port_is_reachable_from_ray_pods_only():
-    policies = policies_of(planned("prod")[1])
+def test_a_random_ray_worker_port_is_reachable_from_ray_pods_only(planned):
+    policies = policies_of(planned("prod").resources)
     assert allowed_peers(policies, 10002, WORKER_LABELS) == [RAY_PEER]
 
 
-def test_serve_port_in_cluster_exposure_is_open_to_the_serving_namespace_only():
-    policies = policies_of(planned("prod")[1])
+def test_serve_port_in_cluster_exposure_is_open_to_the_serving_namespace_only(planned):
+    policies = policies_of(planned("prod").resources)
     peers = allowed_peers(policies, SERVE_PORT, WORKER_LABELS)
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, [RAY_PEER, {"podSelector": {}}]))
     # and the operator, which health-checks the head's Serve proxy to label the head for the serve Service
@@ -187,13 +180,14 @@ def test_serve_port_in_cluster_exposure_is_open_to_the_serving_namespace_only():
     assert sorted(map(json.dumps, head)) == sorted(map(json.dumps, [RAY_PEER, {"podSelector": {}}, OPERATOR_PEER]))
 
 
-def _exposure(**overrides) -> ExposureSettings:
-    values = dict(serving=rayservice_settings(), operator_namespace="kuberay-system", pods_cidr="10.4.0.0/14")
+def _exposure(serving, **overrides) -> ExposureSettings:
+    values = dict(serving=serving, operator_namespace="kuberay-system", pods_cidr="10.4.0.0/14")
     values.update(overrides)
     return ExposureSettings(**values)
 
 
-def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients():
+def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients(
+        assert_valid_kubernetes_object, rayservice_settings):
     settings = _exposure(serving=rayservice_settings(exposure="internal", source_ranges=("10.0.0.0/8",)),
                          client_namespaces=("apps",))
     policy = {p["metadata"]["name"]: p for p in render_network_policies(settings)}["llm-serve-ingress"]
@@ -328,7 +322,7 @@ def test_external_exposure_is_an_https_only_gateway_with_a_managed_certificate(e
     assert not services
 
 
-def test_external_objects_validate_structurally(external_prod):
+def test_external_objects_validate_structurally(external_prod, assert_valid_kubernetes_object):
     for manifest in manifests_of(external_prod[1]):
         if manifest["kind"] in STRUCTURAL_SCHEMAS:
             jsonschema.validate(manifest, STRUCTURAL_SCHEMAS[manifest["kind"]])
@@ -403,7 +397,6 @@ def _containers(obj: dict) -> list[dict]:
     return found
 
 
-@pytest.mark.parametrize("stack", STACKS)
 def test_secrets_reach_only_kubernetes_secrets(monkeypatch, stack):
     overrides = EXTERNAL if stack == "prod" else {}
     _, resources = plan_variant(monkeypatch, stack, overrides, {"llmserve:apiKey": API_KEY_CANARY,

@@ -5,52 +5,36 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.cli.plan import kubernetes_manifests, run_program
-from kubernetes_openapi import assert_valid_kubernetes_object
+from infra.cli.plan import kubernetes_manifests
 
-_planned: dict = {}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
 
 
-def planned(stack):
-    if stack not in _planned:
-        _planned[stack] = run_program(stack)[1]
-    return _planned[stack]
-
-
-def of_type(stack, type_token):
-    return [resource for resource in planned(stack) if resource.type == type_token]
-
-
-def named(stack, type_token, name):
-    (match,) = [resource for resource in of_type(stack, type_token) if resource.name == name]
-    return match
-
-
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_the_model_store_is_a_private_regional_bucket(stack):
-    bucket = named(stack, "gcp:storage/bucket:Bucket", "llm-models").inputs
+def test_the_model_store_is_a_private_regional_bucket(stack, planned):
+    bucket = planned(stack).only("gcp:storage/bucket:Bucket", "llm-models").inputs
     assert bucket["name"] == f"my-gcp-project-{stack}-models" and bucket["location"] == "US-EAST4"
     assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
     assert bucket["forceDestroy"] is False and bucket["hierarchicalNamespace"] == {"enabled": True}
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_a_read_only_identity_for_the_ray_pods_and_a_writer_for_staging(stack):
+def test_a_read_only_identity_for_the_ray_pods_and_a_writer_for_staging(stack, planned):
     reader = f"llm-weights-ro-{stack}@my-gcp-project.iam.gserviceaccount.com"
     writer = f"llm-weights-rw-{stack}@my-gcp-project.iam.gserviceaccount.com"
-    grants = {(r.inputs["role"], r.inputs["member"]) for r in of_type(stack, "gcp:storage/bucketIAMMember:BucketIAMMember")}
+    grants = {(r.inputs["role"], r.inputs["member"])
+              for r in planned(stack).of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
     assert grants == {("roles/storage.objectViewer", f"serviceAccount:{reader}"),
                       ("roles/storage.objectUser", f"serviceAccount:{writer}")}
     bindings = {(r.inputs["serviceAccountId"], r.inputs["member"])
-                for r in of_type(stack, "gcp:serviceaccount/iAMMember:IAMMember")}
+                for r in planned(stack).of_type("gcp:serviceaccount/iAMMember:IAMMember")}
     assert bindings == {(f"projects/my-gcp-project/serviceAccounts/{reader}",
                          "serviceAccount:my-gcp-project.svc.id.goog[llm/llm-ray]"),
                         (f"projects/my-gcp-project/serviceAccounts/{writer}",
                          "serviceAccount:my-gcp-project.svc.id.goog[llm/llm-weights-stager]")}
-    assert {r.inputs["role"] for r in of_type(stack, "gcp:serviceaccount/iAMMember:IAMMember")} == {
+    assert {r.inputs["role"] for r in planned(stack).of_type("gcp:serviceaccount/iAMMember:IAMMember")} == {
         "roles/iam.workloadIdentityUser"}
-    manifests = {(m["kind"], m["metadata"]["name"]): m for m in kubernetes_manifests(planned(stack))}
+    manifests = {(m["kind"], m["metadata"]["name"]): m for m in planned(stack).manifests()}
     assert manifests[("ServiceAccount", "llm-ray")]["metadata"]["annotations"] == {
         "iam.gke.io/gcp-service-account": reader}
     assert manifests[("ServiceAccount", "llm-weights-stager")]["metadata"]["annotations"] == {
@@ -58,14 +42,15 @@ def test_a_read_only_identity_for_the_ray_pods_and_a_writer_for_staging(stack):
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(stack):
-    (job,) = of_type(stack, "kubernetes:batch/v1:Job")
+def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(stack, planned,
+                                                                             assert_valid_kubernetes_object):
+    (job,) = planned(stack).of_type("kubernetes:batch/v1:Job")
     assert job.inputs["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
         "--source", "deepseek-ai/DeepSeek-R1", "--revision", COMMIT]
     assert job.options["customTimeouts"]["create"] == "180m"
     assert {"llm-models-writer-storage-objectUser", "llm-models-writer-workload-identity",
             "llm-weights-stager-ksa"} <= set(job.options["dependencies"])
-    rayservice = named(stack, "kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
+    rayservice = planned(stack).only("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice")
     # Depending on the component is depending on its children: the Job (awaited to completion) and the KSA.
     assert {"llm-weights-job-deepseek-r1", "llm-weights-ray-ksa"} <= set(rayservice.options["dependencies"])
     assert job.parent == "llm-weights"
@@ -73,8 +58,8 @@ def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(sta
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
-def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack):
-    (service,) = [m for m in kubernetes_manifests(planned(stack)) if m["kind"] == "RayService"]
+def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack, planned):
+    (service,) = [m for m in planned(stack).manifests() if m["kind"] == "RayService"]
     cluster = service["spec"]["rayClusterConfig"]
     assert "serviceAccountName" not in cluster["headGroupSpec"]["template"]["spec"]  # KubeRay's own, for RBAC
     assert {g["template"]["spec"]["serviceAccountName"] for g in cluster["workerGroupSpecs"]} == {"llm-ray"}
@@ -92,10 +77,11 @@ def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack):
     assert r1["runtime_env"]["env_vars"]["HF_XET_HIGH_PERFORMANCE"] == "1"
 
 
-def test_dev_downloads_from_the_hub_and_creates_no_store():
-    assert of_type("dev", "gcp:storage/bucket:Bucket") == [] and of_type("dev", "kubernetes:batch/v1:Job") == []
-    assert of_type("dev", "kubernetes:v1:ServiceAccount") == []
-    (service,) = [m for m in kubernetes_manifests(planned("dev")) if m["kind"] == "RayService"]
+def test_dev_downloads_from_the_hub_and_creates_no_store(planned):
+    dev = planned("dev")
+    assert dev.of_type("gcp:storage/bucket:Bucket") == [] and dev.of_type("kubernetes:batch/v1:Job") == []
+    assert dev.of_type("kubernetes:v1:ServiceAccount") == []
+    (service,) = [m for m in dev.manifests() if m["kind"] == "RayService"]
     assert "serviceAccountName" not in service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
 
 
@@ -164,7 +150,7 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
                        "r1-team": "/mnt/models/r1-team"}
 
 
-def test_the_bucket_registered_by_type_token_carries_the_typed_resources_spelling():
+def test_the_bucket_registered_by_type_token_carries_the_typed_resources_spelling(planned):
     """infra/components/resources.py registers the bucket and its grants without pulumi_gcp.storage: the inputs must
     be the camelCase names the typed `gcp.storage.Bucket` / `BucketIAMMember` send, or the provider would
     ignore them."""
@@ -172,12 +158,12 @@ def test_the_bucket_registered_by_type_token_carries_the_typed_resources_spellin
 
     from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER
 
-    [bucket] = of_type("prod", BUCKET)
+    [bucket] = planned("prod").of_type(BUCKET)
     typed = gcp.storage.Bucket._internal_init.__code__.co_varnames  # noqa: SLF001 - the generated input names
     for name in bucket.inputs:
         assert "".join(f"_{c.lower()}" if c.isupper() else c for c in name) in typed, name
     assert bucket.inputs["uniformBucketLevelAccess"] is True and bucket.inputs["publicAccessPrevention"] == "enforced"
-    grants = of_type("prod", BUCKET_IAM_MEMBER)
+    grants = planned("prod").of_type(BUCKET_IAM_MEMBER)
     assert {grant.inputs["role"] for grant in grants} == {"roles/storage.objectViewer", "roles/storage.objectUser"}
     typed_grant = gcp.storage.BucketIAMMember._internal_init.__code__.co_varnames  # noqa: SLF001
     for grant in grants:

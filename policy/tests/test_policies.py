@@ -21,20 +21,9 @@ from pulumi_policy import (
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 import policies
-from infra.cli.plan import run_program
 
-STACKS = ("dev", "staging", "prod")
 OPTIONS = PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
                                 custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[])
-_plans: dict = {}
-
-
-def resources(stack: str) -> list:
-    if stack not in _plans:
-        _plans[stack] = run_program(stack)[1]
-    return _plans[stack]
-
-
 def policy(name: str):
     return next(p for p in policies.ALL if p.name == name)
 
@@ -56,9 +45,9 @@ def validate_stack(name: str, recorded: list[tuple[str, dict]]) -> list[str]:
     return messages
 
 
-def pick(stack: str, resource_type: str, name: str) -> dict:
-    matches = [r for r in resources(stack) if r.type == resource_type and r.name == name]
-    assert len(matches) == 1, f"{stack}: {resource_type} {name}"
+def pick(plan, resource_type: str, name: str) -> dict:
+    matches = [r for r in plan.resources if r.type == resource_type and r.name == name]
+    assert len(matches) == 1, f"{plan.stack}: {resource_type} {name}"
     return copy.deepcopy(matches[0].inputs)
 
 
@@ -111,31 +100,29 @@ CASES = [
 ]
 
 
-def _base(stack, target) -> tuple[str, dict]:
+def _base(planned, stack, target) -> tuple[str, dict]:
     resource_type, name_or_props = target
     if stack is None:
         return resource_type, copy.deepcopy(name_or_props)
-    return resource_type, pick(stack, resource_type, name_or_props)
+    return resource_type, pick(planned(stack), resource_type, name_or_props)
 
 
-@pytest.mark.parametrize("stack", STACKS)
 @pytest.mark.parametrize("name", [p.name for p in policies.RESOURCE_POLICIES])
-def test_every_planned_resource_of_every_stack_complies(stack, name):
-    violations = [(r.type, r.name, m) for r in resources(stack) for m in validate(name, r.type, r.inputs)]
+def test_every_planned_resource_of_every_stack_complies(stack, name, planned):
+    violations = [(r.type, r.name, m) for r in planned(stack).resources for m in validate(name, r.type, r.inputs)]
     assert not violations, f"{stack}: {name}: {violations}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_passes_the_stack_policies(stack):
+def test_every_stack_passes_the_stack_policies(stack, planned):
     for stack_policy in policies.STACK_POLICIES:
-        assert validate_stack(stack_policy.name, [(r.type, r.inputs) for r in resources(stack)]) == [], \
+        assert validate_stack(stack_policy.name, [(r.type, r.inputs) for r in planned(stack).resources]) == [], \
             f"{stack}: {stack_policy.name}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{'.'.join(map(str, c[3]))}" for c in CASES])
-def test_compliant_violating_and_unknown(case):
+def test_compliant_violating_and_unknown(case, planned):
     name, stack, target, path, bad, message, unknown_path, unknown = case
-    resource_type, props = _base(stack, target)
+    resource_type, props = _base(planned, stack, target)
     assert validate(name, resource_type, props) == [], "the compliant resource passes"
     violations = validate(name, resource_type, set_path(copy.deepcopy(props), path, bad))
     assert any(re.search(message, v) for v in violations), f"expected /{message}/ in {violations}"
@@ -147,8 +134,8 @@ def test_every_resource_policy_has_a_case():
     assert {p.name for p in policies.RESOURCE_POLICIES} == {case[0] for case in CASES}
 
 
-def test_network_policies_present_compliant_violating_and_unknown():
-    recorded = [(r.type, copy.deepcopy(r.inputs)) for r in resources("prod")]
+def test_network_policies_present_compliant_violating_and_unknown(planned):
+    recorded = [(r.type, copy.deepcopy(r.inputs)) for r in planned("prod").resources]
     assert validate_stack("network-policies-present", recorded) == []
     without = [(t, p) for t, p in recorded if t != "kubernetes:networking.k8s.io/v1:NetworkPolicy"]
     assert any("has no NetworkPolicy selecting its Ray pods" in v

@@ -1,91 +1,22 @@
-"""Shared fixtures for the serve_app tests: an in-process ASGI client.
-
-The ASGI client drives an app directly (no sockets, no httpx), so the tests need nothing beyond what
-``ray[serve]`` installs: Starlette's TestClient would need httpx, which ray[serve] does not bring.
-"""
+"""Fixtures for the serve_app tests: an in-process ASGI client (tests/support/asgi.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-
-def run_coroutine(coroutine: Any) -> Any:
-    """Run a coroutine on a private event loop.
-
-    Not `asyncio.run`: that leaves the main thread's current event loop unset afterwards, which breaks
-    later tests (Pulumi's mocks call `asyncio.get_event_loop()`).
-    """
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
-
-
-@dataclass
-class Response:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def _call(app: Any, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Response:
-    async def run() -> list[dict]:
-        messages: list[dict] = []
-        delivered = False
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()],
-            "client": ("127.0.0.1", 40000),
-            "server": ("testserver", 80),
-        }
-
-        async def receive() -> dict:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}
-
-        async def send(message: dict) -> None:
-            messages.append(message)
-
-        await app(scope, receive, send)
-        return messages
-
-    messages = run_coroutine(run())
-    start = next(message for message in messages if message["type"] == "http.response.start")
-    return Response(
-        status=start["status"],
-        headers={name.decode("latin-1"): value.decode("latin-1") for name, value in start.get("headers", [])},
-        body=b"".join(message.get("body", b"") for message in messages if message["type"] == "http.response.body"),
-    )
+from tests.support.asgi import Response, call, run_coroutine
 
 
 @pytest.fixture
 def run_async() -> Callable[[Any], Any]:
-    """``run_async(coroutine)``: see `run_coroutine`."""
+    """``run_async(coroutine)``: run it to completion on a private event loop (tests/support/asgi.py says why)."""
     return run_coroutine
 
 
 @pytest.fixture
 def asgi_call() -> Callable[..., Response]:
-    """``asgi_call(app, method, path, headers=None, body=b"") -> Response``."""
-    return _call
+    """``asgi_call(app, method, path, headers=None, body=b"") -> Response`` (status, headers, body, json())."""
+    return call

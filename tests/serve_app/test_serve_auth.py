@@ -10,7 +10,6 @@ is checked end to end by tests/e2e/test_local_server.py (the e2e tier).
 from __future__ import annotations
 
 import ast
-import asyncio
 import importlib
 import inspect
 import sys
@@ -39,15 +38,6 @@ with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at im
     warnings.simplefilter("ignore", DeprecationWarning)
     import ray
     from ray import serve
-
-def run_coroutine(coroutine):
-    """A private event loop (see conftest.run_coroutine for why not asyncio.run)."""
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coroutine)
-    finally:
-        loop.close()
-
 
 KEY_A = "a" * 8 + "-key-number-one-0001"
 KEY_B = "b" * 8 + "-key-number-two-0002"
@@ -329,7 +319,7 @@ def ingress_module(monkeypatch):
     sys.modules.pop("serve_app.ingress", None)
 
 
-def _replica(module, tmp_path, keys: str | None, *, run_hook: bool = True):
+def _replica(module, tmp_path, run_async, keys: str | None, *, run_hook: bool = True):
     """Do what Ray does for one ingress replica: make_fastapi_ingress + serve.ingress, construct, run the hook."""
     key_file = tmp_path / "api-keys" / "keys"
     if keys is not None:
@@ -341,8 +331,8 @@ def _replica(module, tmp_path, keys: str | None, *, run_hook: bool = True):
     wrapped = serve.ingress(app)(subclass)
     wrapped.__del__ = lambda self: None  # Ray's async destructor needs a replica's event loop; not under test here
     instance = wrapped.__new__(wrapped)
-    run_coroutine(instance.__init__({"deepseek-r1": "handle"}, {"deepseek-r1": "card"}, lora_paths={},
-                                  **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0}))
+    run_async(instance.__init__({"deepseek-r1": "handle"}, {"deepseek-r1": "card"}, lora_paths={},
+                              **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0}))
     if run_hook:  # replica.py _initialize_asgi_callable: app = __serve_build_asgi_app__(); _set_asgi_app(app)
         built = instance.__serve_build_asgi_app__()
         assert built is instance.app, "the hook must return Ray's FastAPI app itself (metrics, exception handlers)"
@@ -355,36 +345,37 @@ def test_ingress_class_path_resolves(ingress_module) -> None:
     assert module_name == "serve_app.ingress" and getattr(ingress_module, class_name).__name__ == class_name
 
 
-def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, tmp_path, asgi_call) -> None:
-    instance = _replica(ingress_module, tmp_path, f"{KEY_A},{KEY_B}")
+def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, tmp_path, asgi_call, run_async) -> None:
+    instance = _replica(ingress_module, tmp_path, run_async, f"{KEY_A},{KEY_B}")
     assert instance.init_args == {"llm_deployments": {"deepseek-r1": "handle"}, "model_cards": {"deepseek-r1": "card"},
                                   "lora_paths": {}}, "Ray's constructor arguments must reach OpenAiIngress unchanged"
     assert asgi_call(instance.app, "GET", "/v1/models").status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": "Bearer wrong-key-000000000"}).status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
-    run_coroutine(instance.check_health())
+    run_async(instance.check_health())
     assert instance.health_checked, "check_health must still run OpenAiIngress's own check"
 
 
-def test_ingress_without_keys_does_not_start(ingress_module, tmp_path) -> None:
+def test_ingress_without_keys_does_not_start(ingress_module, tmp_path, run_async) -> None:
     with pytest.raises(ApiKeyConfigError, match="api-keys/keys cannot be read"):
-        _replica(ingress_module, tmp_path, None)
+        _replica(ingress_module, tmp_path, run_async, None)
 
 
-def test_ingress_reads_a_rotated_key_file_without_a_restart(ingress_module, tmp_path, asgi_call, monkeypatch) -> None:
+def test_ingress_reads_a_rotated_key_file_without_a_restart(ingress_module, tmp_path, asgi_call, monkeypatch,
+                                                           run_async) -> None:
     clock = FakeClock()
     monkeypatch.setattr(auth.time, "monotonic", clock)
-    instance = _replica(ingress_module, tmp_path, KEY_A)
+    instance = _replica(ingress_module, tmp_path, run_async, KEY_A)
     write(tmp_path / "api-keys" / "keys", KEY_B)
     clock.now += 10
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A}"}).status == 401
 
 
-def test_ingress_health_check_fails_if_the_hook_never_ran(ingress_module, tmp_path) -> None:
-    instance = _replica(ingress_module, tmp_path, KEY_A, run_hook=False)
+def test_ingress_health_check_fails_if_the_hook_never_ran(ingress_module, tmp_path, run_async) -> None:
+    instance = _replica(ingress_module, tmp_path, run_async, KEY_A, run_hook=False)
     with pytest.raises(RuntimeError, match="API-key middleware is not installed"):
-        run_coroutine(instance.check_health())
+        run_async(instance.check_health())
 
 
 # ------------------------------------------------- the Ray 2.60 behaviour the ingress relies on (from source)

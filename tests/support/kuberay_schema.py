@@ -446,7 +446,7 @@ def _schema_violations(obj: Any) -> list[Violation]:
                 found.append(Violation(
                     _fmt_path(parts + [key]),
                     f"unknown field (allowed here: {', '.join(sorted(known))}); a misspelling, or a field "
-                    "missing from tests/kuberay_schema.py",
+                    "missing from tests/support/kuberay_schema.py",
                 ))
         elif error.validator == "required":
             match = re.fullmatch(r"'(.+)' is a required property", error.message)
