@@ -4,17 +4,17 @@ import pulumi
 
 from infra.catalog import GpuDirect
 from infra.components.cluster import Cluster, ClusterArgs
-from infra.config.stack import load_stack_config
+from infra.components.exposure import ServingExposure, ServingExposureArgs
 from infra.components.gpu_pool import GpuNodePool, GpuPoolArgs
 from infra.components.gpudirect import GpuDirectArgs, GpuDirectObjects
-from infra.components.exposure import ServingExposure, ServingExposureArgs
 from infra.components.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
 from infra.components.monitoring import Monitoring, MonitoringArgs, monitoring_settings
 from infra.components.network import Network, NetworkArgs
-from infra.render.exposure import ExposureSettings, public_base_url
-from infra.render.rayservice import RayServiceSettings, serve_urls
 from infra.components.serving import LlmService, LlmServiceArgs
 from infra.components.weight_staging import model_weights
+from infra.config.stack import load_stack_config
+from infra.render.exposure import ExposureSettings, public_base_url
+from infra.render.rayservice import RayServiceSettings, serve_urls
 
 config = load_stack_config()
 for warning in config.warnings:
@@ -22,30 +22,39 @@ for warning in config.warnings:
 serving = config.serving
 
 network = Network("llm-net", NetworkArgs(settings=config.network))
-cluster = Cluster("llm-gke", ClusterArgs(
-    settings=config.cluster,
-    gcp_project=config.gcp_project,
-    stack=config.stack,
-    network=network.vpc.id,
-    subnetwork=network.subnet.id,
-))
+cluster = Cluster(
+    "llm-gke",
+    ClusterArgs(
+        settings=config.cluster,
+        gcp_project=config.gcp_project,
+        stack=config.stack,
+        network=network.vpc.id,
+        subnetwork=network.subnet.id,
+    ),
+)
 on_cluster = pulumi.ResourceOptions(provider=cluster.provider)  # the provider itself waits for the system pool
-gpu_pool = GpuNodePool("llm-gpu", GpuPoolArgs(
-    settings=config.gpu_pool,
-    region=config.region,
-    cluster_id=cluster.cluster.id,
-    cluster_location=config.cluster.location,
-    node_service_account=cluster.node_service_account.email,
-    gpu_networks=network.gpu_networks,
-    secure_boot=config.secure.gpu_secure_boot,
-    host_maintenance_interval=config.secure.host_maintenance_interval,
-))
+gpu_pool = GpuNodePool(
+    "llm-gpu",
+    GpuPoolArgs(
+        settings=config.gpu_pool,
+        region=config.region,
+        cluster_id=cluster.cluster.id,
+        cluster_location=config.cluster.location,
+        node_service_account=cluster.node_service_account.email,
+        gpu_networks=network.gpu_networks,
+        secure_boot=config.secure.gpu_secure_boot,
+        host_maintenance_interval=config.secure.host_maintenance_interval,
+    ),
+)
 gpudirect = []
 if config.gpu_pool.gpudirect is not GpuDirect.NONE:
-    gpudirect = [GpuDirectObjects("llm-gpudirect", GpuDirectArgs(
-        flavour=config.gpu_pool.gpudirect,
-        gpu_networks=network.gpu_networks,
-    ), on_cluster)]
+    gpudirect = [
+        GpuDirectObjects(
+            "llm-gpudirect",
+            GpuDirectArgs(flavour=config.gpu_pool.gpudirect, gpu_networks=network.gpu_networks),
+            on_cluster,
+        )
+    ]
 kuberay = KubeRayOperator("llm-kuberay", KubeRayArgs(), on_cluster)
 
 weights, weight_staging, model_store = model_weights("llm", config, hf_token=serving.hf_token is not None)
@@ -64,33 +73,55 @@ rayservice = RayServiceSettings(
     api_auth=serving.api_auth,
     weights=weights,
 )
-exposure = ServingExposure("llm-exposure", ServingExposureArgs(settings=ExposureSettings(
-    serving=rayservice, operator_namespace=OPERATOR_NAMESPACE, pods_cidr=config.network.pods_cidr,
-    client_namespaces=config.secure.serve_client_namespaces, hostname=config.secure.serve_hostname,
-), secure=config.secure))
-llm = LlmService("llm-serve", LlmServiceArgs(
-    settings=rayservice,
-    ready_timeout_minutes=serving.ready_timeout_minutes,
-    api_key=serving.api_key,
-    hf_token=serving.hf_token,
-    guard_objects=exposure.guard_objects,
-    prerequisites=weight_staging,
-), pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])))
-monitoring = Monitoring("llm-monitoring", MonitoringArgs(
-    settings=monitoring_settings(config, rayservice),
-    gcp_project=config.gcp_project,
-    cluster_name=cluster.cluster.name,
-    kubernetes_provider=cluster.provider,
-    operator_namespace=OPERATOR_NAMESPACE,
-    operator=kuberay,
-))
+exposure = ServingExposure(
+    "llm-exposure",
+    ServingExposureArgs(
+        settings=ExposureSettings(
+            serving=rayservice,
+            operator_namespace=OPERATOR_NAMESPACE,
+            pods_cidr=config.network.pods_cidr,
+            client_namespaces=config.secure.serve_client_namespaces,
+            hostname=config.secure.serve_hostname,
+        ),
+        secure=config.secure,
+    ),
+)
+llm = LlmService(
+    "llm-serve",
+    LlmServiceArgs(
+        settings=rayservice,
+        ready_timeout_minutes=serving.ready_timeout_minutes,
+        api_key=serving.api_key,
+        hf_token=serving.hf_token,
+        guard_objects=exposure.guard_objects,
+        prerequisites=weight_staging,
+    ),
+    pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])),
+)
+monitoring = Monitoring(
+    "llm-monitoring",
+    MonitoringArgs(
+        settings=monitoring_settings(config, rayservice),
+        gcp_project=config.gcp_project,
+        cluster_name=cluster.cluster.name,
+        kubernetes_provider=cluster.provider,
+        operator_namespace=OPERATOR_NAMESPACE,
+        operator=kuberay,
+    ),
+)
 
 pulumi.export("cluster_name", cluster.cluster.name)
 pulumi.export("cluster_location", config.cluster.location)
 pulumi.export("kubeconfig", cluster.kubeconfig)
-pulumi.export("get_credentials_command", cluster.cluster.name.apply(
-    lambda name: f"gcloud container clusters get-credentials {name} --location {config.cluster.location} "
-                 f"--project {config.gcp_project}"))
+pulumi.export(
+    "get_credentials_command",
+    cluster.cluster.name.apply(
+        lambda name: (
+            f"gcloud container clusters get-credentials {name} --location {config.cluster.location} "
+            f"--project {config.gcp_project}"
+        )
+    ),
+)
 pulumi.export("gpu_node_pool", gpu_pool.node_pool.name)
 pulumi.export("gpudirect", config.gpu_pool.gpudirect.value)
 pulumi.export("models", [model.model_id for model in serving.models])

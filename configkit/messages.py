@@ -13,7 +13,7 @@ def shown(value: Any) -> str:
     """`value` as a problem line quotes it: Python's repr, with read-only maps and tuples written as the dicts
     and lists they were read from, cut to `MAX_SHOWN` characters."""
     text = repr(_plain(value))
-    return text if len(text) <= MAX_SHOWN else text[:MAX_SHOWN - 3] + "..."
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def _plain(value: Any) -> Any:

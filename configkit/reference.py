@@ -15,6 +15,14 @@ def markdown_table(keys: Iterable[ConfigKey], *, secret_column: bool = False) ->
     rows = [header, ["---"] * len(header)]
     for key in keys:
         secret = ["yes" if key.secret else "no"] if secret_column else []
-        rows.append([f"`{key.name}`", TYPE_WORDS.get(key.type, key.type), key.default_words, key.allowed_words,
-                     *secret, key.description])
+        rows.append(
+            [
+                f"`{key.name}`",
+                TYPE_WORDS.get(key.type, key.type),
+                key.default_words,
+                key.allowed_words,
+                *secret,
+                key.description,
+            ]
+        )
     return "".join("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |\n" for row in rows)

@@ -9,9 +9,9 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 from local_run.errors import LocalRunError
 from local_run.launcher import READY_MARKER
@@ -27,13 +27,13 @@ class _Prepared:
     """Everything the server needs, ready before Ray starts."""
 
     config: dict
-    api_key: Optional[str]  # None when the stack turns the API key off
+    api_key: str | None  # None when the stack turns the API key off
     model_paths: dict[str, Path]
-    store: Optional[LocalModelStore]  # the GCS emulator of --weights-store, closed when the server stops
+    store: LocalModelStore | None  # the GCS emulator of --weights-store, closed when the server stops
     started: float  # time.monotonic() when the tiny models were asked for
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         prepared = _prepare(args)
@@ -47,15 +47,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             prepared.store.close()
 
 
-def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local_run", description=__doc__.split("\n\n")[0])
     parser.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     parser.add_argument("--port", type=int, default=8000, help="port of the OpenAI API on 127.0.0.1")
     parser.add_argument("--cache-dir", type=Path, default=None, help="where tiny models are built and kept")
     parser.add_argument("--ready-timeout", type=float, default=600, help="seconds to wait for RUNNING")
-    parser.add_argument("--weights-store", action="store_true",
-                        help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
-                             "copy read back from it after the manifest check, like the gcsfuse weight source")
+    parser.add_argument(
+        "--weights-store",
+        action="store_true",
+        help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
+        "copy read back from it after the manifest check, like the gcsfuse weight source",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,8 +71,11 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
     cache_dir = args.cache_dir or default_cache_dir()
     started = time.monotonic()
     model_paths = {model.model_id: tiny_model_for(model.model_source, cache_dir) for model in models}
-    print(f"tiny models ready in {time.monotonic() - started:.1f} s: "
-          + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()), flush=True)
+    print(
+        f"tiny models ready in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{model_id} -> {path}" for model_id, path in model_paths.items()),
+        flush=True,
+    )
     store = None
     if args.weights_store:
         store, model_paths = serve_from_local_store(model_paths)
@@ -85,6 +91,7 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
 
 def _serve(prepared: _Prepared, ready_timeout: float) -> int:
     """Serve until interrupted (Ctrl-C or SIGTERM); 0 once it has served, 130 if stopped before it was ready."""
+
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
@@ -94,13 +101,19 @@ def _serve(prepared: _Prepared, ready_timeout: float) -> int:
         with LocalServer(prepared.config, prepared.api_key, ready_timeout_s=ready_timeout) as server:
             ready = True
             print(f"{READY_MARKER} in {time.monotonic() - prepared.started:.1f} s", flush=True)
-            print(json.dumps({"base_url": server.base_url, "models": sorted(prepared.model_paths),
-                              "api_key": prepared.api_key,
-                              "api_key_file": str(server.api_key_file) if prepared.api_key else None,
-                              "metrics_url": server.metrics_url,
-                              "model_paths": {model_id: str(path)
-                                              for model_id, path in prepared.model_paths.items()}}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        "base_url": server.base_url,
+                        "models": sorted(prepared.model_paths),
+                        "api_key": prepared.api_key,
+                        "api_key_file": str(server.api_key_file) if prepared.api_key else None,
+                        "metrics_url": server.metrics_url,
+                        "model_paths": {model_id: str(path) for model_id, path in prepared.model_paths.items()},
+                    }
+                ),
+                flush=True,
+            )
             print("Ctrl-C stops the server.", flush=True)
             while True:
                 time.sleep(1)

@@ -8,8 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from local_run.errors import LocalRunError
 
@@ -25,16 +25,28 @@ class LaunchedServer:
     Ctrl-C would and returns its exit code.
     """
 
-    def __init__(self, stack: str, port: int, *, ready_timeout_s: float = 600,
-                 extra_args: Sequence[str] = ()):
+    def __init__(self, stack: str, port: int, *, ready_timeout_s: float = 600, extra_args: Sequence[str] = ()):
         self.ready_timeout_s = ready_timeout_s
         self.lines: list[str] = []
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local_run", stack, "--port", str(port),
-             "--ready-timeout", str(ready_timeout_s), *extra_args],
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1)
+            [
+                sys.executable,
+                "-m",
+                "local_run",
+                stack,
+                "--port",
+                str(port),
+                "--ready-timeout",
+                str(ready_timeout_s),
+                *extra_args,
+            ],
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -54,8 +66,10 @@ class LaunchedServer:
                     return json.loads(self.lines[index + 1])
             if self.process.poll() is not None:
                 self._reader.join(timeout=5)
-                raise LocalRunError(f"the local server exited with {self.process.returncode} before it was "
-                                    f"ready:\n{self.output}", exit_code=1)
+                raise LocalRunError(
+                    f"the local server exited with {self.process.returncode} before it was ready:\n{self.output}",
+                    exit_code=1,
+                )
             time.sleep(0.5)
         raise LocalRunError(f"the local server was not ready in time:\n{self.output}", exit_code=1)
 

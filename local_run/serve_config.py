@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
@@ -23,7 +24,7 @@ CPU_ENV = {
 }
 
 
-def stack_serving(stack: str, root: Optional[Path] = None) -> tuple[tuple[ModelSpec, ...], AuthSettings]:
+def stack_serving(stack: str, root: Path | None = None) -> tuple[tuple[ModelSpec, ...], AuthSettings]:
     """The models and API-key settings of `stack`, read from its stack files as `pulumi up` would."""
     try:
         values, _ = stack_config(stack, root or PROJECT_ROOT)
@@ -53,15 +54,22 @@ def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, 
             llm["accelerator_config"] = {"kind": "cpu"}
             llm["placement_group_config"] = {"bundles": [{"CPU": 1}]}
             engine = llm.setdefault("engine_kwargs", {})
-            engine.update(tensor_parallel_size=1, pipeline_parallel_size=1, max_model_len=CPU_MAX_MODEL_LEN,
-                          max_num_batched_tokens=CPU_MAX_MODEL_LEN, dtype="bfloat16", enforce_eager=True,
-                          max_num_seqs=min(engine.get("max_num_seqs", CPU_MAX_NUM_SEQS), CPU_MAX_NUM_SEQS))
+            engine.update(
+                tensor_parallel_size=1,
+                pipeline_parallel_size=1,
+                max_model_len=CPU_MAX_MODEL_LEN,
+                max_num_batched_tokens=CPU_MAX_MODEL_LEN,
+                dtype="bfloat16",
+                enforce_eager=True,
+                max_num_seqs=min(engine.get("max_num_seqs", CPU_MAX_NUM_SEQS), CPU_MAX_NUM_SEQS),
+            )
             engine.pop("gpu_memory_utilization", None)  # GPU memory; the CPU backend sizes by CPU_ENV instead
             env_vars = llm.setdefault("runtime_env", {}).setdefault("env_vars", {})
             env_vars.update(CPU_ENV)
     return config
 
 
-def local_serve_config(models: Sequence[ModelSpec], auth: AuthSettings, model_paths: Mapping[str, Path],
-                       port: int) -> dict:
+def local_serve_config(
+    models: Sequence[ModelSpec], auth: AuthSettings, model_paths: Mapping[str, Path], port: int
+) -> dict:
     return cpu_serve_config(build_serve_config(models, auth=auth), model_paths, port)

@@ -17,8 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import yaml
 
@@ -45,8 +45,10 @@ def ensure_port_free(port: int, what: str) -> None:
         try:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
-            raise LocalRunError(f"port {port} ({what}) is already in use on 127.0.0.1 ({error.strerror}); "
-                                f"stop what holds it or pass --port") from error
+            raise LocalRunError(
+                f"port {port} ({what}) is already in use on 127.0.0.1 ({error.strerror}); "
+                f"stop what holds it or pass --port"
+            ) from error
 
 
 def ensure_ray_not_running() -> None:
@@ -56,14 +58,15 @@ def ensure_ray_not_running() -> None:
     for process in psutil.process_iter(["name", "cmdline"]):
         name = process.info.get("name") or ""
         if name in ("gcs_server", "raylet"):
-            raise LocalRunError(f"Ray is already running on this machine ({name}, pid {process.pid}); stop it "
-                                f"with `ray stop` first")
+            raise LocalRunError(
+                f"Ray is already running on this machine ({name}, pid {process.pid}); stop it with `ray stop` first"
+            )
 
 
 class LocalServer:
     """A local Ray head serving `serve_config`; a context manager that always cleans up."""
 
-    def __init__(self, serve_config: dict, api_key: Optional[str], *, ready_timeout_s: float = 600):
+    def __init__(self, serve_config: dict, api_key: str | None, *, ready_timeout_s: float = 600):
         self.serve_config = serve_config
         self.api_key = api_key
         self.ready_timeout_s = ready_timeout_s
@@ -85,19 +88,21 @@ class LocalServer:
             target.write_text(text)
         env = dict(os.environ)
         env.update(CPU_ENV)
-        env.update({
-            "PYTHONPATH": os.pathsep.join((str(pythonpath), str(LOCAL_SITE))),
-            # Ray 2.60 defaults to token auth; use it, as KubeRay's authOptions.mode=token does on the cluster.
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": secrets.token_urlsafe(32),
-            "RAY_USAGE_STATS_ENABLED": "0",
-            # Idle Ray workers that once imported vLLM keep ~700 MB each; on a laptop, let them go.
-            "RAY_num_workers_soft_limit": "0",
-            # Caches that vLLM and torch would otherwise leave in the home directory.
-            "VLLM_CACHE_ROOT": str(self.workdir / "vllm-cache"),
-            "TORCHINDUCTOR_CACHE_DIR": str(self.workdir / "inductor-cache"),
-            "TRITON_CACHE_DIR": str(self.workdir / "triton-cache"),
-        })
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join((str(pythonpath), str(LOCAL_SITE))),
+                # Ray 2.60 defaults to token auth; use it, as KubeRay's authOptions.mode=token does on the cluster.
+                "RAY_AUTH_MODE": "token",
+                "RAY_AUTH_TOKEN": secrets.token_urlsafe(32),
+                "RAY_USAGE_STATS_ENABLED": "0",
+                # Idle Ray workers that once imported vLLM keep ~700 MB each; on a laptop, let them go.
+                "RAY_num_workers_soft_limit": "0",
+                # Caches that vLLM and torch would otherwise leave in the home directory.
+                "VLLM_CACHE_ROOT": str(self.workdir / "vllm-cache"),
+                "TORCHINDUCTOR_CACHE_DIR": str(self.workdir / "inductor-cache"),
+                "TRITON_CACHE_DIR": str(self.workdir / "triton-cache"),
+            }
+        )
         return env
 
     def _use_api_key_file(self) -> None:
@@ -125,16 +130,33 @@ class LocalServer:
     def _run(self, tool: str, *arguments: str, timeout: float = 120) -> subprocess.CompletedProcess:
         # The CLIs of the environment this runs in, whether or not it is activated.
         executable = Path(sys.executable).parent / tool
-        return subprocess.run([str(executable), *arguments], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            [str(executable), *arguments], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
 
     def start(self) -> None:
         started = self._run(
-            "ray", "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(self.gcs_port),
-            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-            "--num-cpus", str(RAY_LOGICAL_CPUS), "--num-gpus", "0",
-            "--metrics-export-port", str(self.metrics_port), "--temp-dir", str(self.workdir / "ray"),
-            "--disable-usage-stats")
+            "ray",
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(self.gcs_port),
+            "--dashboard-host",
+            "127.0.0.1",
+            "--dashboard-port",
+            str(self.dashboard_port),
+            "--num-cpus",
+            str(RAY_LOGICAL_CPUS),
+            "--num-gpus",
+            "0",
+            "--metrics-export-port",
+            str(self.metrics_port),
+            "--temp-dir",
+            str(self.workdir / "ray"),
+            "--disable-usage-stats",
+        )
         self.started = True
         if started.returncode:
             raise LocalRunError(f"`ray start` failed:\n{started.stdout}\n{started.stderr}", exit_code=1)
@@ -158,8 +180,9 @@ class LocalServer:
             if any(state in ("DEPLOY_FAILED", "UNHEALTHY") for state in states.values()):
                 raise LocalRunError(f"the Serve application failed to deploy:\n{last}", exit_code=1)
             time.sleep(2)
-        raise LocalRunError(f"the Serve application was not RUNNING after {self.ready_timeout_s:.0f} s:\n{last}",
-                            exit_code=1)
+        raise LocalRunError(
+            f"the Serve application was not RUNNING after {self.ready_timeout_s:.0f} s:\n{last}", exit_code=1
+        )
 
     def stop(self) -> None:
         if self.started:
@@ -182,7 +205,7 @@ class LocalServer:
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         try:
             self.start()
         except BaseException:

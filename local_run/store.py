@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from infra.render.weights import MANIFEST_CHECK_FILE
 from local_run.errors import LocalRunError
@@ -22,8 +22,9 @@ def serve_from_local_store(model_paths: Mapping[str, Path]) -> tuple[LocalModelS
     try:
         store.start()
         served = {model_id: store.stage(model_id, path) for model_id, path in model_paths.items()}
-        check = subprocess.run([sys.executable, str(MANIFEST_CHECK_FILE), *map(str, served.values())],
-                               capture_output=True, text=True)
+        check = subprocess.run(
+            [sys.executable, str(MANIFEST_CHECK_FILE), *map(str, served.values())], capture_output=True, text=True
+        )
         print(check.stdout + check.stderr, end="", flush=True)
         if check.returncode != 0:
             raise LocalRunError("the staged models failed the manifest check", exit_code=1)

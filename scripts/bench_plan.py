@@ -24,8 +24,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as out:
         for run in range(runs):
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "infra", "plan", stack, "--out", out], cwd=ROOT, check=True,
-                           stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "infra", "plan", stack, "--out", out],
+                cwd=ROOT,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             timings.append(time.perf_counter() - started)
             print(f"run {run + 1}: {timings[-1]:.2f} s")
     median = statistics.median(timings)

@@ -68,13 +68,17 @@ class AuthSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(f"AuthSettings.enabled must be a bool; found {self.enabled!r}")
-        if not isinstance(self.api_key_file, str) or not self.api_key_file.startswith("/") \
-                or self.api_key_file.endswith("/"):
+        if (
+            not isinstance(self.api_key_file, str)
+            or not self.api_key_file.startswith("/")
+            or self.api_key_file.endswith("/")
+        ):
             raise ValueError(f"AuthSettings.api_key_file must be an absolute file path; found {self.api_key_file!r}")
         interval = self.reload_interval_s
         if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 1 <= interval <= 300:
-            raise ValueError(f"AuthSettings.reload_interval_s must be a number of seconds in 1..300; found "
-                             f"{interval!r}")
+            raise ValueError(
+                f"AuthSettings.reload_interval_s must be a number of seconds in 1..300; found {interval!r}"
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -175,25 +179,22 @@ def build_serve_config(
     args: dict[str, Any] = {
         "ingress_deployment_config": {
             "ray_actor_options": {
-                "runtime_env": {"env_vars": {ROUTER_HTTP_TIMEOUT_ENV: str(ingress_request_timeout_s)}},
-            },
+                "runtime_env": {"env_vars": {ROUTER_HTTP_TIMEOUT_ENV: str(ingress_request_timeout_s)}}
+            }
         },
         "llm_configs": [llm_config(spec) for spec in sorted(models, key=lambda spec: spec.model_id)],
     }
     if auth.enabled:
         args["ingress_cls_config"] = {
             "ingress_cls": INGRESS_CLASS_PATH,
-            "ingress_extra_kwargs": {API_KEY_FILE_KWARG: auth.api_key_file,
-                                     API_KEY_RELOAD_KWARG: float(auth.reload_interval_s)},
+            "ingress_extra_kwargs": {
+                API_KEY_FILE_KWARG: auth.api_key_file,
+                API_KEY_RELOAD_KWARG: float(auth.reload_interval_s),
+            },
         }
     return {
         "applications": [
-            {
-                "args": args,
-                "import_path": BUILD_OPENAI_APP,
-                "name": app_name,
-                "route_prefix": route_prefix,
-            }
+            {"args": args, "import_path": BUILD_OPENAI_APP, "name": app_name, "route_prefix": route_prefix}
         ],
         "http_options": {"host": http_host, "port": http_port},
     }
@@ -203,8 +204,10 @@ def _check_arguments(app_name: str, route_prefix: str, http_port: int, timeout_s
     problems = []
     if not isinstance(app_name, str) or not app_name.strip():
         problems.append(f"app_name must be a non-empty string; found {app_name!r}")
-    if not isinstance(route_prefix, str) or not route_prefix.startswith("/") or (
-        len(route_prefix) > 1 and route_prefix.endswith("/")
+    if (
+        not isinstance(route_prefix, str)
+        or not route_prefix.startswith("/")
+        or (len(route_prefix) > 1 and route_prefix.endswith("/"))
     ):
         problems.append(f"route_prefix must start with '/' and not end with one (except '/'); found {route_prefix!r}")
     if isinstance(http_port, bool) or not isinstance(http_port, int) or not 1 <= http_port <= 65535:

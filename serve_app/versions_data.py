@@ -417,13 +417,5 @@ RAY_GPU_ACCELERATOR_TYPES: frozenset[str] = frozenset(
 )
 
 RAY_TPU_ACCELERATOR_TYPES: frozenset[str] = frozenset(
-    {
-        "TPU-V2",
-        "TPU-V3",
-        "TPU-V4",
-        "TPU-V5LITEPOD",
-        "TPU-V5P",
-        "TPU-V6E",
-        "TPU-V7X",
-    }
+    {"TPU-V2", "TPU-V3", "TPU-V4", "TPU-V5LITEPOD", "TPU-V5P", "TPU-V6E", "TPU-V7X"}
 )

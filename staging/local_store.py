@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from staging.layout import model_prefix
 from staging.sources import LocalSource, StagingError
@@ -30,11 +29,11 @@ REVISION = "local"
 class LocalModelStore:
     def __init__(self, workdir: Path):
         self.workdir = Path(workdir)
-        self.process: Optional[subprocess.Popen] = None
-        self._previous_host: Optional[str] = None
+        self.process: subprocess.Popen | None = None
+        self._previous_host: str | None = None
         self.bucket = None
 
-    def start(self) -> "LocalModelStore":
+    def start(self) -> LocalModelStore:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
@@ -42,8 +41,13 @@ class LocalModelStore:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         binary = Path(sys.executable).parent / "gcp-storage-emulator"
-        command = [str(binary) if binary.exists() else shutil.which("gcp-storage-emulator") or "gcp-storage-emulator",
-                   "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"]
+        command = [
+            str(binary) if binary.exists() else shutil.which("gcp-storage-emulator") or "gcp-storage-emulator",
+            "start",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--in-memory",
+        ]
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / "gcs-emulator.log").open("wb")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -69,16 +73,18 @@ class LocalModelStore:
 
         prefix = model_prefix(model_id, REVISION)
         logging.getLogger("staging").setLevel(logging.WARNING)  # the local run prints its own summary
-        result = Stager(LocalSource(directory, REVISION), self.bucket, prefix, workers=4,
-                        scratch=self.workdir).run()
+        result = Stager(LocalSource(directory, REVISION), self.bucket, prefix, workers=4, scratch=self.workdir).run()
         mount = self.workdir / "mnt" / "models" / model_id
         for blob in self.bucket.client.list_blobs(self.bucket.name, prefix=prefix):
-            target = mount / blob.name[len(prefix):]
+            target = mount / blob.name[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(target))
             target.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-        print(f"staged {model_id}: {result.files} files, {result.bytes_copied} bytes into "
-              f"gs://{self.bucket.name}/{prefix} (emulator); serving from {mount}", flush=True)
+        print(
+            f"staged {model_id}: {result.files} files, {result.bytes_copied} bytes into "
+            f"gs://{self.bucket.name}/{prefix} (emulator); serving from {mount}",
+            flush=True,
+        )
         return mount
 
     def close(self) -> None:

@@ -12,9 +12,14 @@ import yaml
 from infra.cli.main import main
 from infra.cli.plan import PROJECT_ROOT
 
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1",
-      "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad", "acceleratorType": "H100",
-      "tensorParallelSize": 8, "pipelineParallelSize": 2}
+R1 = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad",
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+}
 
 
 def _project(tmp_path: Path, base_stack: str, **changes) -> Path:
@@ -40,10 +45,13 @@ def _refused(root: Path, capsys) -> str:
 def test_r1_on_one_h100_node_is_refused_naming_pipeline_parallel_size(tmp_path, capsys):
     root = _project(tmp_path, "prod", **{"llmserve:models": [{**R1, "pipelineParallelSize": 1}]})
     err = _refused(root, capsys)
-    assert "llmserve:models[0].pipelineParallelSize: deepseek-ai/DeepSeek-R1's weights need 79.3 GiB per GPU" \
-        in err, err
-    assert "found tensorParallelSize=8, pipelineParallelSize=1; allowed: tensorParallelSize x " \
-           "pipelineParallelSize >= 16 (e.g. pipelineParallelSize 2)" in err, err
+    assert "llmserve:models[0].pipelineParallelSize: deepseek-ai/DeepSeek-R1's weights need 79.3 GiB per GPU" in err, (
+        err
+    )
+    assert (
+        "found tensorParallelSize=8, pipelineParallelSize=1; allowed: tensorParallelSize x "
+        "pipelineParallelSize >= 16 (e.g. pipelineParallelSize 2)" in err
+    ), err
 
 
 def test_the_command_line_itself_exits_2_and_writes_nothing(tmp_path):
@@ -61,13 +69,21 @@ def test_the_command_line_itself_exits_2_and_writes_nothing(tmp_path):
 def test_max_model_len_beyond_r1s_positions_is_refused(tmp_path, capsys):
     root = _project(tmp_path, "staging", **{"llmserve:models": [{**R1, "maxModelLen": 200000}]})
     err = _refused(root, capsys)
-    assert "llmserve:models[0].maxModelLen: longer than deepseek-ai/DeepSeek-R1's max_position_embeddings, so " \
-           "vLLM refuses to start; found 200000; allowed: 163840 or less" in err, err
+    assert (
+        "llmserve:models[0].maxModelLen: longer than deepseek-ai/DeepSeek-R1's max_position_embeddings, so "
+        "vLLM refuses to start; found 200000; allowed: 163840 or less" in err
+    ), err
 
 
 def test_a_kv_budget_below_one_sequence_is_refused_with_the_length_that_fits(tmp_path, capsys):
-    llama = {"id": "llama-8b", "source": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "acceleratorType": "L4",
-             "minReplicas": 0, "maxReplicas": 1, "maxModelLen": 32768}
+    llama = {
+        "id": "llama-8b",
+        "source": "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+        "acceleratorType": "L4",
+        "minReplicas": 0,
+        "maxReplicas": 1,
+        "maxModelLen": 32768,
+    }
     root = _project(tmp_path, "dev", **{"llmserve:models": [llama]})
     err = _refused(root, capsys)
     assert "llmserve:models[0].maxModelLen: the KV cache holds " in err, err
@@ -86,8 +102,9 @@ def test_an_unknown_architecture_is_planned_with_a_warning(tmp_path, capsys):
     root = _project(tmp_path, "dev", **{"llmserve:models": [other]})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     out = capsys.readouterr().out
-    assert "llmserve:models[0]: capacity not checked: no known architecture for source 'gs://my-bucket/mystery'" \
-        in out, out
+    assert (
+        "llmserve:models[0]: capacity not checked: no known architecture for source 'gs://my-bucket/mystery'" in out
+    ), out
     capacity = json.loads((tmp_path / "out" / "capacity.json").read_text())
     assert capacity["models"][0]["capacity"] is None
     assert capacity["models"][0]["not_checked"].startswith("no known architecture")
@@ -111,11 +128,24 @@ def test_capacity_json_has_the_documented_shape(capacity_plans):
         assert list(capacity) == ["format", "stack", "model", "machine", "gpu", "models", "cost", "cold_start"]
         assert capacity["stack"] == stack and capacity["format"] == 1
         for model in capacity["models"]:
-            assert list(model) == ["id", "source", "weight_source", "replicas", "capacity", "not_checked",
-                                   "cold_start_minutes"]
+            assert list(model) == [
+                "id",
+                "source",
+                "weight_source",
+                "replicas",
+                "capacity",
+                "not_checked",
+                "cold_start_minutes",
+            ]
             assert model["weight_source"] in ("huggingface", "gcsfuse", "runai-streamer")
-            assert set(model["capacity"]["per_gpu_gib"]) == {"cuda_total", "requested", "weights", "overhead",
-                                                             "kv_cache", "headroom"}
+            assert set(model["capacity"]["per_gpu_gib"]) == {
+                "cuda_total",
+                "requested",
+                "weights",
+                "overhead",
+                "kv_cache",
+                "headroom",
+            }
             assert set(model["cold_start_minutes"]) == {"huggingface", "gcsfuse", "runai-streamer"}
 
 
@@ -165,8 +195,10 @@ def test_dev_scales_to_zero_so_idle_costs_only_the_cluster(capacity_plans):
     assert qwen7["capacity"]["kv_tokens"] == pytest.approx(416_080, rel=0.01)
     cost = capacity["cost"]
     assert cost["gpu_hours_per_hour"] == {"idle": 0, "max": 4}
-    assert cost["hourly_usd"]["on_demand"] == {"idle": round(0.26805 + 0.10, 2),
-                                               "max": round(2 * (0.88075 + 1.12008) + 0.26805 + 0.10, 2)}
+    assert cost["hourly_usd"]["on_demand"] == {
+        "idle": round(0.26805 + 0.10, 2),
+        "max": round(2 * (0.88075 + 1.12008) + 0.26805 + 0.10, 2),
+    }
     assert any("free tier" in note for note in cost["notes"])
     assert "GPU-hours per hour: 0 idle, 4 at most" in summary
 
@@ -180,9 +212,17 @@ def test_capacity_json_is_byte_stable_and_resources_are_untouched(capacity_plans
 
 
 def test_a_stack_in_a_region_without_prices_says_so(tmp_path):
-    root = _project(tmp_path, "staging", **{"gcp:region": "europe-west4", "llmserve:gpuZones": ["europe-west4-a"],
-                                           "llmserve:gpuSpot": True, "llmserve:gpuFlexStart": False,
-                                           "llmserve:rayClusterUpgrade": None})
+    root = _project(
+        tmp_path,
+        "staging",
+        **{
+            "gcp:region": "europe-west4",
+            "llmserve:gpuZones": ["europe-west4-a"],
+            "llmserve:gpuSpot": True,
+            "llmserve:gpuFlexStart": False,
+            "llmserve:rayClusterUpgrade": None,
+        },
+    )
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
     assert cost["capacity_mode"] == "spot"
@@ -194,8 +234,23 @@ def test_a_stack_in_a_region_without_prices_says_so(tmp_path):
 
 
 def test_capacity_command_prints_the_table(capsys):
-    assert main(["capacity", "deepseek-r1", "--machine", "a3-megagpu-8g", "--tp", "8", "--pp", "2",
-                 "--max-model-len", "65536"]) == 0
+    assert (
+        main(
+            [
+                "capacity",
+                "deepseek-r1",
+                "--machine",
+                "a3-megagpu-8g",
+                "--tp",
+                "8",
+                "--pp",
+                "2",
+                "--max-model-len",
+                "65536",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "deepseek-ai/DeepSeek-R1 on a3-megagpu-8g" in out and "a replica spans 2 nodes" in out
     assert "KV cache: 854,400 tokens" in out and "13.04x concurrency at 65,536 tokens" in out, out
@@ -209,16 +264,59 @@ def test_capacity_command_exits_1_when_the_model_cannot_start(capsys):
 
 
 def test_capacity_command_knobs_and_a_local_config_json(tmp_path, capsys):
-    assert main(["capacity", "deepseek-r1", "--machine", "a3-megagpu-8g", "--tp", "8", "--pp", "2",
-                 "--max-model-len", "32768", "--kv-cache-dtype", "fp8", "--enforce-eager"]) == 0
+    assert (
+        main(
+            [
+                "capacity",
+                "deepseek-r1",
+                "--machine",
+                "a3-megagpu-8g",
+                "--tp",
+                "8",
+                "--pp",
+                "2",
+                "--max-model-len",
+                "32768",
+                "--kv-cache-dtype",
+                "fp8",
+                "--enforce-eager",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "(fp8, 17,280 B/token/GPU)" in out and "overhead ≈1.5 GiB" in out, out
-    (tmp_path / "config.json").write_text(json.dumps({
-        "model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
-        "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256,
-        "max_position_embeddings": 131072}))
-    assert main(["capacity", str(tmp_path), "--machine", "g2-standard-24", "--tp", "2",
-                 "--max-model-len", "8192", "--max-num-seqs", "64"]) == 0
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 4096,
+                "num_hidden_layers": 32,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 8,
+                "intermediate_size": 14336,
+                "vocab_size": 128256,
+                "max_position_embeddings": 131072,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "capacity",
+                str(tmp_path),
+                "--machine",
+                "g2-standard-24",
+                "--tp",
+                "2",
+                "--max-model-len",
+                "8192",
+                "--max-num-seqs",
+                "64",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "2 x nvidia-l4 per replica (TP 2 x PP 1)" in out and "(bf16)" in out, out
 

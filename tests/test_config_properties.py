@@ -28,73 +28,167 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from infra.cli.main import main
+from infra.cli.plan import PROJECT_ROOT
 from infra.config.errors import ConfigError
 from infra.config.keys import CONFIG_KEYS
 from infra.config.settings import StackConfig
 from infra.config.stack import config_from_map, parse_stack_config
-from infra.cli.main import main
-from infra.cli.plan import PROJECT_ROOT
 from infra.config.stackfiles import StackFileError, stack_config
 
 EXAMPLES = {"mutated": 600, "damaged": 300, "typed": 300, "plan": 40}
 STACKS = ("dev", "staging", "prod")
 BASES = {stack: yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()) for stack in STACKS}
 TEXTS = {stack: (PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text() for stack in STACKS}
-COMMON = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                        HealthCheck.function_scoped_fixture])
+COMMON = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+)
 
-CIDRS = ["10.0.0.0/20", "10.0.0.0/8", "10.4.0.0/14", "10.0.32.0/20", "172.16.0.32/28", "172.16.0.0/12",
-         "192.168.0.0/16", "192.168.0.0/27", "0.0.0.0/0", "203.0.113.0/24", "10.0.0.1/20", "fd00::/64", "300.0.0.0/8"]
+CIDRS = [
+    "10.0.0.0/20",
+    "10.0.0.0/8",
+    "10.4.0.0/14",
+    "10.0.32.0/20",
+    "172.16.0.32/28",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "192.168.0.0/27",
+    "0.0.0.0/0",
+    "203.0.113.0/24",
+    "10.0.0.1/20",
+    "fd00::/64",
+    "300.0.0.0/8",
+]
 ZONES = ["us-central1-a", "us-east4-a", "us-east4-b", "europe-west4-c", "us-east4", "US-EAST4-A"]
-STRINGS = ["yes", "no", "on", "off", "y", "~", "null", "0x10", "0o17", "1e3", ".inf", ".nan", "", " ", "true",
-           "TRUE", "False", "2026-11-01T00:00:00Z", "é", "日本語", "\u202e", "\U0001F600", "a" * 300, "[secret]",
-           "a3-megagpu-8g", "g2-standard-24", "H100", "L4", "REGULAR", "Recreate", "external", "-1", "1.5"]
+STRINGS = [
+    "yes",
+    "no",
+    "on",
+    "off",
+    "y",
+    "~",
+    "null",
+    "0x10",
+    "0o17",
+    "1e3",
+    ".inf",
+    ".nan",
+    "",
+    " ",
+    "true",
+    "TRUE",
+    "False",
+    "2026-11-01T00:00:00Z",
+    "é",
+    "日本語",
+    "\u202e",
+    "\U0001f600",
+    "a" * 300,
+    "[secret]",
+    "a3-megagpu-8g",
+    "g2-standard-24",
+    "H100",
+    "L4",
+    "REGULAR",
+    "Recreate",
+    "external",
+    "-1",
+    "1.5",
+]
 KEY_NAMES = [key.name for key in CONFIG_KEYS] + ["gpuMachinetype", "gpunodecount", "foo", ""]
-MODEL_KEYS = ["id", "source", "acceleratorType", "tensorParallelSize", "pipelineParallelSize", "minReplicas",
-              "maxReplicas", "initialReplicas", "targetOngoingRequests", "maxModelLen", "gpuMemoryUtilization",
-              "engineKwargs", "envVars", "preset", "prefixCacheRouting", "tensor_parallel_size", "bogus"]
+MODEL_KEYS = [
+    "id",
+    "source",
+    "acceleratorType",
+    "tensorParallelSize",
+    "pipelineParallelSize",
+    "minReplicas",
+    "maxReplicas",
+    "initialReplicas",
+    "targetOngoingRequests",
+    "maxModelLen",
+    "gpuMemoryUtilization",
+    "engineKwargs",
+    "envVars",
+    "preset",
+    "prefixCacheRouting",
+    "tensor_parallel_size",
+    "bogus",
+]
 
 numbers = st.one_of(
-    st.integers(min_value=-2**70, max_value=2**70),
+    st.integers(min_value=-(2**70), max_value=2**70),
     st.sampled_from([0, -1, 1, 2, 8, 16, 1000, 1001, 2**31, 2**63 - 1, 2**63, 2**64, 10**30]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0.5, 1.0, 8.0, -0.0, 1e21, 1e308, float("inf"), float("-inf"), float("nan")]),
 )
-scalars = st.one_of(numbers, st.booleans(), st.none(), st.sampled_from(STRINGS),
-                    st.text(max_size=12), st.sampled_from(CIDRS + ZONES))
+scalars = st.one_of(
+    numbers, st.booleans(), st.none(), st.sampled_from(STRINGS), st.text(max_size=12), st.sampled_from(CIDRS + ZONES)
+)
 leaves = st.deferred(lambda: _leaves).map(copy.deepcopy)  # a fresh object each draw: `just` shares its value
 _leaves = st.one_of(
     scalars,
-    st.just([]), st.just({}), st.just({"secure": "v1:AAAAencrypted"}),   # encrypted, anywhere
-    st.lists(st.sampled_from(CIDRS + ZONES), max_size=4),           # overlapping and duplicate entries
+    st.just([]),
+    st.just({}),
+    st.just({"secure": "v1:AAAAencrypted"}),  # encrypted, anywhere
+    st.lists(st.sampled_from(CIDRS + ZONES), max_size=4),  # overlapping and duplicate entries
     st.lists(scalars, max_size=3),
     st.dictionaries(st.one_of(st.text(max_size=6), st.integers(), st.booleans()), scalars, max_size=3),
 )
 # Values each key may well have, so that many mutated stacks stay valid and the rules between keys are reached.
-PLAUSIBLE = {f"llmserve:{name}": values for name, values in {
-    "gpuNodeCount": [0, 1, 2, 3, 4], "gpuAutoscaling": [True, False], "gpuMinNodes": [0, 1, 2],
-    "gpuMaxNodes": [0, 1, 2, 4], "gpuCompactPlacement": [True, False], "gpuDirect": [True, False],
-    "gpuSpot": [True, False], "gpuFlexStart": [True, False], "gpuQueuedProvisioning": [True, False],
-    "gpuNetworkCount": [0, 4, 8], "gpuReservation": ["", "res-1", "res-1/reservationBlocks/block-1"],
-    "regionalCluster": [True, False], "releaseChannel": ["RAPID", "STABLE"],
-    "kubernetesVersion": ["", "1.33", "1.33.5-gke.1080000"], "serveExposure": ["cluster", "internal", "external"],
-    "apiAuth": [True, False], "cpuWorkers": [0, 1, 2], "serveSourceRanges": [[], ["10.8.0.0/16"], ["10.8.0.0/16"] * 2],
-    "masterAuthorizedNetworks": [["198.18.0.0/24"], ["0.0.0.0/0"], ["198.18.0.0/24", "198.19.0.0/24"]],
-    "allowOpenControlPlane": [True, False], "podsCidr": ["10.4.0.0/14", "10.0.0.0/14", "10.64.0.0/14"],
-    "servicesCidr": ["10.0.32.0/20", "10.0.0.0/20"], "gpuNetworksCidr": ["192.168.0.0/16", "10.0.0.0/16"],
-    "rayClusterUpgrade": ["NewCluster", "Recreate"], "rayImage": ["", "rayproject/ray-llm:2.60.0"],
-    "gpuMachineType": ["a3-highgpu-8g", "a3-megagpu-8g", "g2-standard-24"],
-    "gpuZones": [["us-east4-a"], ["us-east4-a", "us-east4-b"], ["us-central1-a"]],
-    "deletionProtection": [True, False], "nodeUpgradeFreeze": [True, False],
-}.items()}
+PLAUSIBLE = {
+    f"llmserve:{name}": values
+    for name, values in {
+        "gpuNodeCount": [0, 1, 2, 3, 4],
+        "gpuAutoscaling": [True, False],
+        "gpuMinNodes": [0, 1, 2],
+        "gpuMaxNodes": [0, 1, 2, 4],
+        "gpuCompactPlacement": [True, False],
+        "gpuDirect": [True, False],
+        "gpuSpot": [True, False],
+        "gpuFlexStart": [True, False],
+        "gpuQueuedProvisioning": [True, False],
+        "gpuNetworkCount": [0, 4, 8],
+        "gpuReservation": ["", "res-1", "res-1/reservationBlocks/block-1"],
+        "regionalCluster": [True, False],
+        "releaseChannel": ["RAPID", "STABLE"],
+        "kubernetesVersion": ["", "1.33", "1.33.5-gke.1080000"],
+        "serveExposure": ["cluster", "internal", "external"],
+        "apiAuth": [True, False],
+        "cpuWorkers": [0, 1, 2],
+        "serveSourceRanges": [[], ["10.8.0.0/16"], ["10.8.0.0/16"] * 2],
+        "masterAuthorizedNetworks": [["198.18.0.0/24"], ["0.0.0.0/0"], ["198.18.0.0/24", "198.19.0.0/24"]],
+        "allowOpenControlPlane": [True, False],
+        "podsCidr": ["10.4.0.0/14", "10.0.0.0/14", "10.64.0.0/14"],
+        "servicesCidr": ["10.0.32.0/20", "10.0.0.0/20"],
+        "gpuNetworksCidr": ["192.168.0.0/16", "10.0.0.0/16"],
+        "rayClusterUpgrade": ["NewCluster", "Recreate"],
+        "rayImage": ["", "rayproject/ray-llm:2.60.0"],
+        "gpuMachineType": ["a3-highgpu-8g", "a3-megagpu-8g", "g2-standard-24"],
+        "gpuZones": [["us-east4-a"], ["us-east4-a", "us-east4-b"], ["us-central1-a"]],
+        "deletionProtection": [True, False],
+        "nodeUpgradeFreeze": [True, False],
+    }.items()
+}
 PLAUSIBLE.update({"gcp:region": ["us-east4", "us-central1"], "gcp:project": ["my-gcp-project", "p"]})
 
 namespaced_keys = st.one_of(
     st.sampled_from(KEY_NAMES).map(lambda name: f"llmserve:{name}"),
     st.sampled_from(KEY_NAMES).map(lambda name: f"llmserv:{name}"),
-    st.sampled_from(KEY_NAMES),                                      # no namespace
-    st.sampled_from(["gcp:project", "gcp:region", "gcp:zone", "gcp:credentials", "kubernetes:context",
-                     "pulumi:tags", "random:x", "aws:region"]),
+    st.sampled_from(KEY_NAMES),  # no namespace
+    st.sampled_from(
+        [
+            "gcp:project",
+            "gcp:region",
+            "gcp:zone",
+            "gcp:credentials",
+            "kubernetes:context",
+            "pulumi:tags",
+            "random:x",
+            "aws:region",
+        ]
+    ),
 )
 
 
@@ -120,8 +214,23 @@ def mutated_stacks(draw) -> Any:
     stack = draw(st.sampled_from(STACKS))
     doc = copy.deepcopy(BASES[stack])
     for _ in range(draw(st.integers(min_value=1, max_value=4))):
-        action = draw(st.sampled_from(["plausible", "plausible", "plausible", "replace", "replace", "delete", "add",
-                                       "add_model_key", "repeat_models", "empty_models", "replace_top"]))
+        action = draw(
+            st.sampled_from(
+                [
+                    "plausible",
+                    "plausible",
+                    "plausible",
+                    "replace",
+                    "replace",
+                    "delete",
+                    "add",
+                    "add_model_key",
+                    "repeat_models",
+                    "empty_models",
+                    "replace_top",
+                ]
+            )
+        )
         config = doc.get("config") if isinstance(doc, dict) else None
         if action == "replace_top":
             doc = draw(st.one_of(leaves, st.just({"config": draw(leaves)})))
@@ -176,7 +285,7 @@ def _check_valid(config: StackConfig) -> None:
     pool, network = config.gpu_pool, config.network
     assert len(network.gpu_subnet_cidrs) == pool.gpu_network_count
     assert all(zone.startswith(config.region + "-") for zone in pool.zones)
-    assert 0 <= pool.node_count <= 1000 and 0 <= pool.min_nodes and pool.max_nodes <= 1000
+    assert 0 <= pool.node_count <= 1000 and pool.min_nodes >= 0 and pool.max_nodes <= 1000
     pool_gpus = pool.machine.gpu_count * pool.max_gpu_nodes
     for model in config.serving.models:
         assert pool.machine.gpu_count % model.tensor_parallel_size == 0
@@ -202,9 +311,44 @@ def test_mutated_stack_files_end_in_the_config_error_or_a_valid_config(scratch, 
         _check_valid(outcome)
 
 
-_YAML_BITS = st.sampled_from([":", "-", " ", "  ", "\t", "\n", "[", "]", "{", "}", "#", "&a", "*a", "!", "!!int ",
-                              "|", ">", "'", '"', "%", "@", "`", ",", "?", "<<: ", "~", "yes", "é", "\u2028",
-                              "\x00", "\ufeff", "secure: ", "llmserve:", "gpuNodeCount: -1"])
+_YAML_BITS = st.sampled_from(
+    [
+        ":",
+        "-",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "[",
+        "]",
+        "{",
+        "}",
+        "#",
+        "&a",
+        "*a",
+        "!",
+        "!!int ",
+        "|",
+        ">",
+        "'",
+        '"',
+        "%",
+        "@",
+        "`",
+        ",",
+        "?",
+        "<<: ",
+        "~",
+        "yes",
+        "é",
+        "\u2028",
+        "\x00",
+        "\ufeff",
+        "secure: ",
+        "llmserve:",
+        "gpuNodeCount: -1",
+    ]
+)
 
 
 @st.composite
@@ -238,10 +382,16 @@ def test_damaged_stack_text_ends_in_the_config_error_or_a_valid_config(scratch, 
 
 
 @settings(COMMON, max_examples=EXAMPLES["typed"])
-@given(values=st.dictionaries(st.sampled_from(KEY_NAMES), st.one_of(leaves, leaves.map(json.dumps)), max_size=12),
-       gcp=st.fixed_dictionaries({"project": st.one_of(st.sampled_from(["my-gcp-project"]), scalars),
-                                  "region": st.one_of(st.sampled_from(["us-east4"]), scalars)}),
-       base=st.sampled_from(STACKS))
+@given(
+    values=st.dictionaries(st.sampled_from(KEY_NAMES), st.one_of(leaves, leaves.map(json.dumps)), max_size=12),
+    gcp=st.fixed_dictionaries(
+        {
+            "project": st.one_of(st.sampled_from(["my-gcp-project"]), scalars),
+            "region": st.one_of(st.sampled_from(["us-east4"]), scalars),
+        }
+    ),
+    base=st.sampled_from(STACKS),
+)
 def test_typed_values_end_in_the_config_error_or_a_valid_config(values, gcp, base):
     config = BASES[base]["config"]
     merged = {key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("llmserve:")}

@@ -36,8 +36,9 @@ def test_the_check_names_a_stale_file_and_the_command_that_fixes_it(tmp_path, ca
 
 
 def test_the_command_runs_as_documented():
-    result = subprocess.run([sys.executable, "-m", "infra.config.reference", "--check"], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.config.reference", "--check"], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
 
 
@@ -46,10 +47,12 @@ def test_every_key_has_a_row_with_its_type_default_range_secret_and_description(
         assert STACK_PART.count(f"| `{key.name}` |") == 1, key.name
     for key in MODEL_KEYS:
         assert MODELS_PART.count(f"| `{key.name}` |") == 1, key.name
-    assert ("| `gpuNodeCount` | integer | 2 | 0 to 1000 (GKE allows at most 1000 nodes per node pool and zone) | no "
-            "| Static number of GPU nodes (used when gpuAutoscaling is false). |") in REFERENCE
-    assert "| `releaseChannel` | string | \"REGULAR\" | RAPID, REGULAR, STABLE, EXTENDED | no |" in REFERENCE
-    assert "| `gpuHostMaintenanceInterval` | string | \"\" | \"\", AS_NEEDED, PERIODIC | no |" in REFERENCE
+    assert (
+        "| `gpuNodeCount` | integer | 2 | 0 to 1000 (GKE allows at most 1000 nodes per node pool and zone) | no "
+        "| Static number of GPU nodes (used when gpuAutoscaling is false). |"
+    ) in REFERENCE
+    assert '| `releaseChannel` | string | "REGULAR" | RAPID, REGULAR, STABLE, EXTENDED | no |' in REFERENCE
+    assert '| `gpuHostMaintenanceInterval` | string | "" | "", AS_NEEDED, PERIODIC | no |' in REFERENCE
     assert "| `apiKey` | string | unset |  | yes |" in REFERENCE
     assert "| `masterAuthorizedNetworks` | list of strings | required |  | no |" in REFERENCE
     assert "| `gcp:project` | string | required |  |" in REFERENCE
@@ -60,14 +63,28 @@ def test_pulumi_yaml_keeps_the_defaults_the_program_reads():
     """The offline plan reads these defaults; they are the values the stacks were planned with."""
     declared = yaml.safe_load((PROJECT_ROOT / "Pulumi.yaml").read_text())["config"]
     assert {name: declaration["default"] for name, declaration in declared.items() if "default" in declaration} == {
-        key.name: key.default for key in CONFIG_KEYS if key.default is not None and not key.secret}
-    assert (declared["gpuNodeCount"]["default"], declared["releaseChannel"]["default"],
-            declared["serveSourceRanges"]["default"], declared["gpuReservation"]["default"]) == (2, "REGULAR", [], "")
+        key.name: key.default for key in CONFIG_KEYS if key.default is not None and not key.secret
+    }
+    assert (
+        declared["gpuNodeCount"]["default"],
+        declared["releaseChannel"]["default"],
+        declared["serveSourceRanges"]["default"],
+        declared["gpuReservation"]["default"],
+    ) == (2, "REGULAR", [], "")
 
 
 def test_the_reference_lists_the_sections_in_the_order_of_pulumi_yaml():
     headings = [line for line in REFERENCE.splitlines() if line.startswith("#")]
-    assert headings == ["# Configuration reference", "## Provider keys", "## Project keys (`llmserve:`)",
-                        "### GPU node pool", "### Cluster", "### Address ranges", "### Serving",
-                        "### Secure defaults and capacity", "### Model weights", "### Alerts",
-                        "## The keys of a `models` entry"]
+    assert headings == [
+        "# Configuration reference",
+        "## Provider keys",
+        "## Project keys (`llmserve:`)",
+        "### GPU node pool",
+        "### Cluster",
+        "### Address ranges",
+        "### Serving",
+        "### Secure defaults and capacity",
+        "### Model weights",
+        "### Alerts",
+        "## The keys of a `models` entry",
+    ]

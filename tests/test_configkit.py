@@ -12,14 +12,17 @@ from infra.config.keys import CONFIG_KEYS
 from serve_app.spec import KEYS, ModelSpec
 
 
-@pytest.mark.parametrize("bounds, inside, outside, words", [
-    (Range(0, 1000), [0, 1000, 7], [-1, 1001], "0 to 1000"),
-    (Range(1), [1, 2**40], [0, -3], ">= 1"),
-    (Range(0, exclusive_minimum=True), [0.001, 5], [0, -1, float("nan"), float("inf")], "> 0"),
-    (Range(0, 1, exclusive_minimum=True), [1, 0.5], [0, 1.01], "> 0 and <= 1"),
-    (Range(maximum=9), [-5, 9], [10], "<= 9"),
-    (Range(0.5, 2.5), [0.5, 2.5], [0.49], "0.5 to 2.5"),
-])
+@pytest.mark.parametrize(
+    "bounds, inside, outside, words",
+    [
+        (Range(0, 1000), [0, 1000, 7], [-1, 1001], "0 to 1000"),
+        (Range(1), [1, 2**40], [0, -3], ">= 1"),
+        (Range(0, exclusive_minimum=True), [0.001, 5], [0, -1, float("nan"), float("inf")], "> 0"),
+        (Range(0, 1, exclusive_minimum=True), [1, 0.5], [0, 1.01], "> 0 and <= 1"),
+        (Range(maximum=9), [-5, 9], [10], "<= 9"),
+        (Range(0.5, 2.5), [0.5, 2.5], [0.49], "0.5 to 2.5"),
+    ],
+)
 def test_a_range_knows_its_values_and_says_them_in_words(bounds, inside, outside, words):
     assert all(value in bounds for value in inside), inside
     assert not any(value in bounds for value in outside), outside
@@ -36,13 +39,16 @@ def test_a_key_states_its_default_and_what_it_allows_for_the_reference():
     assert ConfigKey("len", "integer", "Length.", default_text="vLLM's").default_words == "vLLM's"
 
 
-@pytest.mark.parametrize("declaration, message", [
-    (dict(type="integer", default=5, range=Range(0, 4)), "default 5 outside 0 to 4"),
-    (dict(type="string", default="b", choices=("a",)), "default 'b' not among the choices"),
-    (dict(type="string", range=Range(0)), "a range needs a number type, not string"),
-    (dict(type="integer", choices=("a",)), "choices need the string type, not integer"),
-    (dict(type="string", default="x", required=True), "a required key has no default"),
-])
+@pytest.mark.parametrize(
+    "declaration, message",
+    [
+        (dict(type="integer", default=5, range=Range(0, 4)), "default 5 outside 0 to 4"),
+        (dict(type="string", default="b", choices=("a",)), "default 'b' not among the choices"),
+        (dict(type="string", range=Range(0)), "a range needs a number type, not string"),
+        (dict(type="integer", choices=("a",)), "choices need the string type, not integer"),
+        (dict(type="string", default="x", required=True), "a required key has no default"),
+    ],
+)
 def test_a_declaration_that_contradicts_itself_fails_at_once(declaration, message):
     with pytest.raises(ValueError, match=f"config key k: {message}"):
         ConfigKey("k", description="A key.", **declaration)
@@ -56,15 +62,18 @@ def test_values_are_quoted_as_python_writes_them_and_read_only_containers_as_wha
     assert len(long) == MAX_SHOWN and long.endswith("...") and long.startswith("'xxx")
 
 
-@pytest.mark.parametrize("word, candidates, cutoff, expected", [
-    ("gpumachinetype", ["gpuMachineType", "gpuZones"], 0.6, "gpuMachineType"),   # case only
-    ("llmserv", ["llmserve", "gcp", "kubernetes"], 0.6, "llmserve"),
-    ("tensorParalelSize", ["tensorParallelSize", "maxReplicas"], 0.75, "tensorParallelSize"),
-    ("Hopper", ["H100", "L4"], 0.6, None),
-    ("max_num_seq", ["max_num_seqs"], 0.8, "max_num_seqs"),
-    ("abcd", ["abxy"], 0.5, "abxy"),
-    ("abcd", ["abxy"], 0.6, None),                                                 # 0.5 similar: under the cutoff
-])
+@pytest.mark.parametrize(
+    "word, candidates, cutoff, expected",
+    [
+        ("gpumachinetype", ["gpuMachineType", "gpuZones"], 0.6, "gpuMachineType"),  # case only
+        ("llmserv", ["llmserve", "gcp", "kubernetes"], 0.6, "llmserve"),
+        ("tensorParalelSize", ["tensorParallelSize", "maxReplicas"], 0.75, "tensorParallelSize"),
+        ("Hopper", ["H100", "L4"], 0.6, None),
+        ("max_num_seq", ["max_num_seqs"], 0.8, "max_num_seqs"),
+        ("abcd", ["abxy"], 0.5, "abxy"),
+        ("abcd", ["abxy"], 0.6, None),  # 0.5 similar: under the cutoff
+    ],
+)
 def test_closest_finds_the_name_probably_meant(word, candidates, cutoff, expected):
     assert closest(word, candidates, cutoff=cutoff) == expected
 
@@ -88,11 +97,14 @@ def test_the_model_keys_state_the_defaults_model_spec_has():
 
 
 def test_a_key_table_has_one_row_per_key_and_escapes_pipes():
-    keys = [ConfigKey("zones", "array", "Zones a|b.", required=True),
-            ConfigKey("token", "string", "Token.", secret=True)]
+    keys = [
+        ConfigKey("zones", "array", "Zones a|b.", required=True),
+        ConfigKey("token", "string", "Token.", secret=True),
+    ]
     assert markdown_table(keys, secret_column=True) == (
         "| key | type | default | allowed | secret | description |\n"
         "| --- | --- | --- | --- | --- | --- |\n"
         "| `zones` | list of strings | required |  | no | Zones a\\|b. |\n"
-        "| `token` | string | unset |  | yes | Token. |\n")
+        "| `token` | string | unset |  | yes | Token. |\n"
+    )
     assert markdown_table(keys[1:]).splitlines()[2] == "| `token` | string | unset |  | Token. |"

@@ -65,14 +65,27 @@ def _anchors(page: Path) -> set[str]:
 
 
 def _links(page: Path) -> list[tuple[int, str]]:
-    return [(number, target) for number, line in _prose_and_code(page.read_text(encoding="utf-8"))[0]
-            for target in LINK.findall(_without_code_spans(line))]
+    return [
+        (number, target)
+        for number, line in _prose_and_code(page.read_text(encoding="utf-8"))[0]
+        for target in LINK.findall(_without_code_spans(line))
+    ]
 
 
 def test_the_pages_exist():
     names = {page.name for page in PAGES}
-    assert {"README.md", "architecture.md", "capacity-and-cost.md", "model-weights.md", "gpu-capacity.md",
-            "deploying.md", "operations.md", "security.md", "local-run.md", "development.md"} <= names, names
+    assert {
+        "README.md",
+        "architecture.md",
+        "capacity-and-cost.md",
+        "model-weights.md",
+        "gpu-capacity.md",
+        "deploying.md",
+        "operations.md",
+        "security.md",
+        "local-run.md",
+        "development.md",
+    } <= names, names
 
 
 def test_the_readme_fits_on_a_few_screens():
@@ -107,8 +120,12 @@ def test_every_relative_link_resolves(page):
 
 
 def test_the_generated_configuration_reference_that_the_pages_link_to_exists():
-    linking = sorted(str(page.relative_to(ROOT)) for page in PAGES for _, target in _links(page)
-                     if (page.parent / target.partition("#")[0]).resolve() in GENERATED)
+    linking = sorted(
+        str(page.relative_to(ROOT))
+        for page in PAGES
+        for _, target in _links(page)
+        if (page.parent / target.partition("#")[0]).resolve() in GENERATED
+    )
     assert linking, "no page links to the configuration reference"
     missing = [str(path.relative_to(ROOT)) for path in sorted(GENERATED) if not path.exists()]
     assert not missing, f"{missing} is generated from the key tables and linked from {sorted(set(linking))}"
@@ -116,17 +133,20 @@ def test_the_generated_configuration_reference_that_the_pages_link_to_exists():
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(ROOT)))
 def test_every_repository_path_named_exists(page):
-    named = {span for span in re.findall(r"`([^`\s]+)`", page.read_text(encoding="utf-8"))
-             if REPO_PATH.fullmatch(span)}
+    named = {span for span in re.findall(r"`([^`\s]+)`", page.read_text(encoding="utf-8")) if REPO_PATH.fullmatch(span)}
     missing = sorted(span for span in named if not (ROOT / span).exists())
     assert not missing, f"{page.relative_to(ROOT)} names paths that do not exist: {missing}"
 
 
-@pytest.mark.parametrize("page", [page for page in PAGES if page not in GENERATED],
-                         ids=lambda page: str(page.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES if page not in GENERATED], ids=lambda page: str(page.relative_to(ROOT))
+)
 def test_lines_stay_within_120_characters_outside_code_blocks(page):
-    long = [f"{number}: {len(line)}" for number, line in _prose_and_code(page.read_text(encoding="utf-8"))[0]
-            if len(line) > MAX_LINE]
+    long = [
+        f"{number}: {len(line)}"
+        for number, line in _prose_and_code(page.read_text(encoding="utf-8"))[0]
+        if len(line) > MAX_LINE
+    ]
     assert not long, f"{page.relative_to(ROOT)} has lines over {MAX_LINE} characters: {long}"
 
 
@@ -138,7 +158,8 @@ def test_the_slug_is_githubs():
 
 def test_a_broken_link_is_caught(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("# Title\n\n[ok](#title) [gone](missing.md) `[not a link](x.md)`\n"
-                    "```\n[in code](also-missing.md)\n```\n")
+    page.write_text(
+        "# Title\n\n[ok](#title) [gone](missing.md) `[not a link](x.md)`\n```\n[in code](also-missing.md)\n```\n"
+    )
     assert _links(page) == [(3, "#title"), (3, "missing.md")]
     assert _anchors(page) == {"title"}

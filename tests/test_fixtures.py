@@ -43,8 +43,9 @@ def test_a_change_to_the_plan_commands_folder_stays_with_the_copy_it_was_made_on
     assert sorted(path.name for path in mine.folder.iterdir()) == ["capacity.json", "manifests.yaml", "resources.json"]
     (mine.folder / "resources.json").write_text("[]")
     assert json.loads((theirs.folder / "resources.json").read_text()) != []
-    assert (plan_command_runs.copy_of("dev").folder / "resources.json").read_text() == \
-        (theirs.folder / "resources.json").read_text()
+    assert (plan_command_runs.copy_of("dev").folder / "resources.json").read_text() == (
+        theirs.folder / "resources.json"
+    ).read_text()
 
 
 def _mutable_parts(value, path: str) -> list[str]:
@@ -53,8 +54,11 @@ def _mutable_parts(value, path: str) -> list[str]:
         return []
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         own = [] if value.__dataclass_params__.frozen else [f"{path} ({type(value).__name__} is not frozen)"]
-        return own + [part for field in dataclasses.fields(value)
-                      for part in _mutable_parts(getattr(value, field.name), f"{path}.{field.name}")]
+        return own + [
+            part
+            for field in dataclasses.fields(value)
+            for part in _mutable_parts(getattr(value, field.name), f"{path}.{field.name}")
+        ]
     if isinstance(value, types.MappingProxyType):
         return [part for key, item in value.items() for part in _mutable_parts(item, f"{path}[{key!r}]")]
     if isinstance(value, (tuple, frozenset)):
@@ -63,8 +67,9 @@ def _mutable_parts(value, path: str) -> list[str]:
 
 
 def test_the_shared_config_is_frozen_all_the_way_down(stack, planned):
-    assert _mutable_parts(planned(stack).config, "config") == [], \
+    assert _mutable_parts(planned(stack).config, "config") == [], (
         "tests share the parsed config: freeze these fields or copy the config in tests/support/plans.py"
+    )
 
 
 def test_the_frozen_check_finds_a_mutable_part():
@@ -111,5 +116,4 @@ def test_no_test_module_imports_another_a_conftest_or_the_support_code(path):
 
 def test_the_import_check_sees_a_test_module_import():
     source = "from test_platform import planned\nimport tests.support.plans\nfrom . import helpers\nimport yaml\n"
-    assert _imports_from_the_suite(source, _suite_module_names()) == ["test_platform", "tests.support.plans",
-                                                                       "."]
+    assert _imports_from_the_suite(source, _suite_module_names()) == ["test_platform", "tests.support.plans", "."]

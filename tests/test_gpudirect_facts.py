@@ -35,8 +35,9 @@ def facts() -> list:
         for section in ("gpu_networks", "nccl_env", "sidecar", "annotations"):
             for key, fact in document[section].items():
                 params.append(pytest.param(flavour, section, key, fact, id=f"{flavour}-{section}-{key}"))
-        params.append(pytest.param(flavour, "installer_image", "", document["installer_image"],
-                                   id=f"{flavour}-installer_image"))
+        params.append(
+            pytest.param(flavour, "installer_image", "", document["installer_image"], id=f"{flavour}-installer_image")
+        )
     return params
 
 
@@ -46,8 +47,10 @@ def _patch(flavour: GpuDirect):
 
 
 def _gpu_vpcs(plan) -> list:
-    return sorted((r for r in plan.resources if r.type == "gcp:compute/network:Network"
-                   and r.name.startswith("llm-net-gpu")), key=lambda r: r.name)
+    return sorted(
+        (r for r in plan.resources if r.type == "gcp:compute/network:Network" and r.name.startswith("llm-net-gpu")),
+        key=lambda r: r.name,
+    )
 
 
 def _rendered(flavour_name: str, section: str, key: str, planned) -> Any:
@@ -84,8 +87,11 @@ def _rendered(flavour_name: str, section: str, key: str, planned) -> Any:
         "script_runs": lambda: sidecar["args"][0].splitlines()[-1],
         "capabilities": lambda: sidecar["securityContext"]["capabilities"]["add"],
         "health_check_file": lambda: {e["name"]: e["value"] for e in sidecar["env"]}["HEALTH_CHECK_LOG_FILE"],
-        "mounts": lambda: {m["mountPath"]: volumes[m["name"]]["hostPath"]["path"]
-                           for m in sidecar["volumeMounts"] if "hostPath" in volumes[m["name"]]},
+        "mounts": lambda: {
+            m["mountPath"]: volumes[m["name"]]["hostPath"]["path"]
+            for m in sidecar["volumeMounts"]
+            if "hostPath" in volumes[m["name"]]
+        },
     }[key]()
 
 
@@ -104,7 +110,8 @@ def test_rendered_value_is_the_documented_one(flavour, section, key, fact, plann
     assert actual == expected, (
         f"GPUDirect-{flavour.upper()} {where}: the code renders {actual!r} but the documented value is "
         f"{expected!r} ({fact['source']}: {sources[fact['source']]}). Re-read the source before changing "
-        f"tests/golden/gpudirect-{flavour}.yaml.")
+        f"tests/golden/gpudirect-{flavour}.yaml."
+    )
 
 
 @pytest.mark.parametrize("flavour", list(STACK_OF_FLAVOUR))
@@ -114,14 +121,18 @@ def test_no_nccl_variable_is_rendered_without_a_documented_value(flavour):
     assert rendered == documented, (
         f"GPUDirect-{flavour.upper()}: rendered but undocumented {sorted(rendered - documented)}, documented "
         f"but not rendered {sorted(documented - rendered)}; add each with its source to "
-        f"tests/golden/gpudirect-{flavour}.yaml")
+        f"tests/golden/gpudirect-{flavour}.yaml"
+    )
 
 
 @pytest.mark.parametrize("flavour", list(STACK_OF_FLAVOUR))
 def test_every_source_key_is_defined_and_used(flavour):
     document = golden(flavour)
-    used = {fact["source"] for section in ("gpu_networks", "nccl_env", "sidecar", "annotations")
-            for fact in document[section].values()} | {document["installer_image"]["source"]}
+    used = {
+        fact["source"]
+        for section in ("gpu_networks", "nccl_env", "sidecar", "annotations")
+        for fact in document[section].values()
+    } | {document["installer_image"]["source"]}
     assert used <= set(document["sources"]), f"undefined source keys {sorted(used - set(document['sources']))}"
     assert set(document["sources"]) <= used, f"unused source keys {sorted(set(document['sources']) - used)}"
 

@@ -15,8 +15,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("configkit", "staging", "serve_app", "infra.catalog", "infra.planning", "infra.config", "infra.render",
-          "infra.components", "infra.cli", "local_run")
+LAYERS = (
+    "configkit",
+    "staging",
+    "serve_app",
+    "infra.catalog",
+    "infra.planning",
+    "infra.config",
+    "infra.render",
+    "infra.components",
+    "infra.cli",
+    "local_run",
+)
 PACKAGES = ("configkit", "staging", "serve_app", "infra", "local_run")
 
 
@@ -57,14 +67,16 @@ def test_no_import_runs_from_a_lower_layer_back_up(module):
     own = _layer(module)
     if own is None:
         return
-    upward = sorted(name for name in _imports(MODULES[module])
-                    if (other := _layer(name)) is not None and other > own)
+    upward = sorted(name for name in _imports(MODULES[module]) if (other := _layer(name)) is not None and other > own)
     assert not upward, f"{module} ({LAYERS[own]}) imports {upward}, which sit above it"
 
 
 def test_serve_app_imports_nothing_from_infra_or_the_local_runner():
-    offenders = {module: sorted(name for name in _imports(path) if name.split(".")[0] in ("infra", "local_run"))
-                 for module, path in MODULES.items() if module.startswith("serve_app")}
+    offenders = {
+        module: sorted(name for name in _imports(path) if name.split(".")[0] in ("infra", "local_run"))
+        for module, path in MODULES.items()
+        if module.startswith("serve_app")
+    }
     assert not {module: names for module, names in offenders.items() if names}
 
 

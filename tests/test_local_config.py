@@ -14,13 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.builder import AuthSettings, build_serve_config
 from local_run.errors import LocalRunError
 from local_run.serve_config import CPU_ENV, CPU_MAX_MODEL_LEN, cpu_serve_config, stack_serving
 from local_run.server import LOCAL_SITE, LocalServer, ensure_port_free
+from serve_app.builder import AuthSettings, build_serve_config
 
-PATHS = {"deepseek-r1": Path("/cache/deepseek_v3"),
-         "deepseek-r1-distill-qwen-7b": Path("/cache/qwen2"), "deepseek-r1-distill-qwen-1.5b": Path("/cache/qwen2")}
+PATHS = {
+    "deepseek-r1": Path("/cache/deepseek_v3"),
+    "deepseek-r1-distill-qwen-7b": Path("/cache/qwen2"),
+    "deepseek-r1-distill-qwen-1.5b": Path("/cache/qwen2"),
+}
 
 
 def configs(stack: str):
@@ -32,8 +35,9 @@ def configs(stack: str):
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_only_what_a_cpu_needs_is_rewritten(stack):
     original, local = configs(stack)
-    for before, after in zip(original["applications"][0]["args"]["llm_configs"],
-                             local["applications"][0]["args"]["llm_configs"]):
+    for before, after in zip(
+        original["applications"][0]["args"]["llm_configs"], local["applications"][0]["args"]["llm_configs"]
+    ):
         model_id = before["model_loading_config"]["model_id"]
         assert after["model_loading_config"] == {"model_id": model_id, "model_source": str(PATHS[model_id])}
         assert "accelerator_type" not in after and after["accelerator_config"] == {"kind": "cpu"}
@@ -61,8 +65,10 @@ def test_the_rewrite_does_not_touch_its_input():
 
 def test_dev_serves_two_models_with_auth_on():
     models, auth = stack_serving("dev")
-    assert sorted(model.model_id for model in models) == ["deepseek-r1-distill-qwen-1.5b",
-                                                          "deepseek-r1-distill-qwen-7b"]
+    assert sorted(model.model_id for model in models) == [
+        "deepseek-r1-distill-qwen-1.5b",
+        "deepseek-r1-distill-qwen-7b",
+    ]
     assert auth == AuthSettings(enabled=True)
 
 
@@ -93,11 +99,18 @@ def _amx_tile_data_supported() -> bool:
 def test_every_local_process_asks_for_the_amx_tile_data_state_where_the_cpu_has_it():
     """A fresh interpreter with LOCAL_SITE on PYTHONPATH (as every process of the local server gets it) holds
     the AMX tile-data permission when the CPU offers it, and asks for nothing when it does not."""
-    probe = ("import ctypes, sitecustomize; permitted = ctypes.c_uint64(0); "
-             "ctypes.CDLL(None).syscall(158, 0x1022, ctypes.byref(permitted)); "
-             "print(sitecustomize.__file__, sitecustomize.request_amx_tile_data(), permitted.value >> 18 & 1)")
-    run = subprocess.run([sys.executable, "-c", probe], env={**os.environ, "PYTHONPATH": str(LOCAL_SITE)},
-                         capture_output=True, text=True, check=True)
+    probe = (
+        "import ctypes, sitecustomize; permitted = ctypes.c_uint64(0); "
+        "ctypes.CDLL(None).syscall(158, 0x1022, ctypes.byref(permitted)); "
+        "print(sitecustomize.__file__, sitecustomize.request_amx_tile_data(), permitted.value >> 18 & 1)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**os.environ, "PYTHONPATH": str(LOCAL_SITE)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     module_file, granted, permitted_bit = run.stdout.split()
     assert Path(module_file).parent == LOCAL_SITE
     expected = _amx_tile_data_supported()

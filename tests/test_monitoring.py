@@ -12,12 +12,12 @@ import re
 
 import pytest
 
-from infra.config.keys import CONFIG_KEYS_BY_NAME
-from infra.config.stack import parse_stack_config
 from infra.config.errors import ConfigError
-from infra.render import monitoring as render
+from infra.config.keys import CONFIG_KEYS_BY_NAME
 from infra.config.sections.alerts import THRESHOLD_FIELDS, alert_thresholds
 from infra.config.settings import AlertThresholds
+from infra.config.stack import parse_stack_config
+from infra.render import monitoring as render
 from infra.render.monitoring import (
     METRICS,
     MonitoringSettings,
@@ -31,13 +31,20 @@ from infra.render.monitoring import (
 
 
 def settings(**overrides) -> MonitoringSettings:
-    values = dict(stack="prod", namespace="llm", rayservice="llm", model_ids=("deepseek-r1",),
-                  always_on_model_ids=("deepseek-r1",), min_gpus=16)
+    values = dict(
+        stack="prod",
+        namespace="llm",
+        rayservice="llm",
+        model_ids=("deepseek-r1",),
+        always_on_model_ids=("deepseek-r1",),
+        min_gpus=16,
+    )
     values.update(overrides)
     return MonitoringSettings(**values)
 
 
 # --- the metric list ---------------------------------------------------------------------------------------------
+
 
 def test_every_metric_used_is_listed_and_every_listed_metric_is_used():
     used = metrics_used(settings())
@@ -66,11 +73,14 @@ def test_an_unlisted_metric_is_refused():
         render.metric("ray_vllm_num_requests_swapped")  # gone in vLLM 0.29's V1 engine
 
 
-@pytest.mark.parametrize("model_id, deployment", [
-    ("deepseek-r1", "LLMServer:deepseek-r1"),
-    ("deepseek-r1-distill-qwen-1.5b", "LLMServer:deepseek-r1-distill-qwen-1_5b"),
-    ("org/model.v2", "LLMServer:org--model_v2"),
-])
+@pytest.mark.parametrize(
+    "model_id, deployment",
+    [
+        ("deepseek-r1", "LLMServer:deepseek-r1"),
+        ("deepseek-r1-distill-qwen-1.5b", "LLMServer:deepseek-r1-distill-qwen-1_5b"),
+        ("org/model.v2", "LLMServer:org--model_v2"),
+    ],
+)
 def test_serve_deployment_names_follow_ray_serve_llm(model_id, deployment):
     """Ray 2.60 `core/server/builder.py`: name_prefix "LLMServer:" + model_id with / -> -- and . -> _."""
     assert serve_deployment_name(model_id) == deployment
@@ -88,9 +98,19 @@ def test_serve_deployment_name_rule_is_rays_own():
 
 # --- the dashboard -----------------------------------------------------------------------------------------------
 
-REQUIRED_PANELS = ("Requests/s", "Errors/s", "Time to first token", "Inter-token latency", "Tokens/s",
-                   "Running and waiting", "KV-cache usage", "Prefix-cache hit rate", "Healthy Serve replicas",
-                   "GPU utilisation", "GPU memory")
+REQUIRED_PANELS = (
+    "Requests/s",
+    "Errors/s",
+    "Time to first token",
+    "Inter-token latency",
+    "Tokens/s",
+    "Running and waiting",
+    "KV-cache usage",
+    "Prefix-cache hit rate",
+    "Healthy Serve replicas",
+    "GPU utilisation",
+    "GPU memory",
+)
 
 
 def test_dashboard_has_every_required_panel_on_a_mosaic():
@@ -108,8 +128,11 @@ def test_tiles_fit_the_grid_and_do_not_overlap():
     cells = set()
     for tile in tiles:
         assert tile["xPos"] >= 0 and tile["width"] >= 1 and tile["xPos"] + tile["width"] <= render.COLUMNS, tile
-        covered = {(x, y) for x in range(tile["xPos"], tile["xPos"] + tile["width"])
-                   for y in range(tile["yPos"], tile["yPos"] + tile["height"])}
+        covered = {
+            (x, y)
+            for x in range(tile["xPos"], tile["xPos"] + tile["width"])
+            for y in range(tile["yPos"], tile["yPos"] + tile["height"])
+        }
         assert not covered & cells, f"{tile['widget']['title']} overlaps another tile"
         cells |= covered
 
@@ -143,7 +166,9 @@ def test_ttft_panel_query():
     ttft = next(p for p in render.panels(settings()) if p.title.startswith("Time to first token"))
     assert [s.query for s in ttft.series] == [
         f"histogram_quantile({q}, sum by (le, model_name) "
-        f'(rate(ray_vllm_time_to_first_token_seconds_bucket{{namespace="llm"}}[5m])))' for q in (0.5, 0.95)]
+        f'(rate(ray_vllm_time_to_first_token_seconds_bucket{{namespace="llm"}}[5m])))'
+        for q in (0.5, 0.95)
+    ]
     assert ttft.unit == "s"
 
 
@@ -160,22 +185,32 @@ def assert_balanced(promql: str) -> None:
 
 # --- the alerts --------------------------------------------------------------------------------------------------
 
+
 def alerts_by_key(current: MonitoringSettings) -> dict:
     return {spec.key: spec for spec in render_alerts(current)}
 
 
 def test_prod_gets_every_alert_of_the_issue():
-    assert set(alerts_by_key(settings())) == {"not-ready", "no-healthy-replica", "ttft-p95", "kv-cache-full",
-                                              "wedged-engine", "gpu-lost", "gpu-xid"}
+    assert set(alerts_by_key(settings())) == {
+        "not-ready",
+        "no-healthy-replica",
+        "ttft-p95",
+        "kv-cache-full",
+        "wedged-engine",
+        "gpu-lost",
+        "gpu-xid",
+    }
 
 
 def test_thresholds_from_config_reach_the_queries_and_durations():
-    thresholds = AlertThresholds(not_ready_minutes=7, ttft_p95_seconds=4, kv_cache_percent=90, kv_cache_minutes=3,
-                                 wedged_minutes=2)
+    thresholds = AlertThresholds(
+        not_ready_minutes=7, ttft_p95_seconds=4, kv_cache_percent=90, kv_cache_minutes=3, wedged_minutes=2
+    )
     alerts = alerts_by_key(settings(thresholds=thresholds))
     assert alerts["ttft-p95"].query.endswith(") > 4") and alerts["ttft-p95"].duration_s == 600
-    assert alerts["kv-cache-full"].query == ('100 * max by (model_name) (ray_vllm_kv_cache_usage_perc'
-                                             '{namespace="llm"}) > 90')
+    assert alerts["kv-cache-full"].query == (
+        '100 * max by (model_name) (ray_vllm_kv_cache_usage_perc{namespace="llm"}) > 90'
+    )
     assert alerts["kv-cache-full"].duration_s == 180
     assert alerts["not-ready"].duration_s == 420 and alerts["no-healthy-replica"].duration_s == 420
     assert alerts["wedged-engine"].duration_s == 120
@@ -183,15 +218,18 @@ def test_thresholds_from_config_reach_the_queries_and_durations():
 
 def test_not_ready_reads_kuberays_condition_label_under_gmp():
     query = alerts_by_key(settings())["not-ready"].query
-    assert query == ('max by (name) (kuberay_service_condition_ready{name="llm",exported_namespace="llm",'
-                     'condition="false"}) == 1')
+    assert query == (
+        'max by (name) (kuberay_service_condition_ready{name="llm",exported_namespace="llm",condition="false"}) == 1'
+    )
 
 
 def test_wedged_engine_fires_on_waiting_without_generation():
     query = alerts_by_key(settings())["wedged-engine"].query
-    assert query == ('(sum by (model_name) (ray_vllm_num_requests_waiting{namespace="llm"}) > 0) unless on '
-                     '(model_name) (sum by (model_name) (rate(ray_vllm_generation_tokens_total{namespace="llm"}'
-                     '[5m])) > 0)')
+    assert query == (
+        '(sum by (model_name) (ray_vllm_num_requests_waiting{namespace="llm"}) > 0) unless on '
+        '(model_name) (sum by (model_name) (rate(ray_vllm_generation_tokens_total{namespace="llm"}'
+        "[5m])) > 0)"
+    )
 
 
 def test_no_healthy_replica_only_for_models_that_must_always_run():
@@ -203,8 +241,7 @@ def test_no_healthy_replica_only_for_models_that_must_always_run():
 
 
 def test_gpu_lost_counts_against_the_pools_floor_and_is_off_when_it_scales_to_zero():
-    assert alerts_by_key(settings(min_gpus=16))["gpu-lost"].query == \
-        "(count(DCGM_FI_DEV_GPU_TEMP) or vector(0)) < 16"
+    assert alerts_by_key(settings(min_gpus=16))["gpu-lost"].query == "(count(DCGM_FI_DEV_GPU_TEMP) or vector(0)) < 16"
     assert "gpu-lost" not in alerts_by_key(settings(min_gpus=0))
 
 
@@ -224,6 +261,7 @@ def test_policy_arguments():
 
 # --- config --------------------------------------------------------------------------------------------------
 
+
 def test_config_defaults_are_the_renderers_defaults():
     defaults = AlertThresholds()
     for key, field_name in THRESHOLD_FIELDS.items():
@@ -233,37 +271,55 @@ def test_config_defaults_are_the_renderers_defaults():
     assert CONFIG_KEYS_BY_NAME["alertNotificationChannel"].default == defaults.notification_channel == ""
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"alertKvCacheUsagePercent": 101}, r"llmserve:alertKvCacheUsagePercent: out of range; found 101; allowed: an "
-                                        r"integer from 50 to 100"),
-    ({"alertKvCacheUsagePercent": 10}, r"alertKvCacheUsagePercent: out of range; found 10"),
-    ({"alertTtftP95Seconds": 0}, r"llmserve:alertTtftP95Seconds: out of range; found 0; allowed: an integer from 1"),
-    ({"alertNotReadyMinutes": 5000}, r"alertNotReadyMinutes: out of range; found 5000"),
-    ({"alertWedgedMinutes": -1}, r"alertWedgedMinutes: out of range"),
-    ({"alertKvCacheMinutes": True}, r"alertKvCacheMinutes: out of range; found True"),
-    ({"alertNotificationChannel": "my-channel"},
-     r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; allowed: "
-     r"projects/<project-id>/notificationChannels/<numeric-id>"),
-    ({"alertNotificationChannel": "projects/p/notificationChannels/42"}, "not a notification channel"),
-    ({"alertNotificationChannel": "projects/my-project/notificationChannels/abc"}, "not a notification channel"),
-    ({"alertNotificationChannel": "projects/my-project/alertPolicies/42"}, "not a notification channel"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"alertKvCacheUsagePercent": 101},
+            r"llmserve:alertKvCacheUsagePercent: out of range; found 101; allowed: an "
+            r"integer from 50 to 100",
+        ),
+        ({"alertKvCacheUsagePercent": 10}, r"alertKvCacheUsagePercent: out of range; found 10"),
+        (
+            {"alertTtftP95Seconds": 0},
+            r"llmserve:alertTtftP95Seconds: out of range; found 0; allowed: an integer from 1",
+        ),
+        ({"alertNotReadyMinutes": 5000}, r"alertNotReadyMinutes: out of range; found 5000"),
+        ({"alertWedgedMinutes": -1}, r"alertWedgedMinutes: out of range"),
+        ({"alertKvCacheMinutes": True}, r"alertKvCacheMinutes: out of range; found True"),
+        (
+            {"alertNotificationChannel": "my-channel"},
+            r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; allowed: "
+            r"projects/<project-id>/notificationChannels/<numeric-id>",
+        ),
+        ({"alertNotificationChannel": "projects/p/notificationChannels/42"}, "not a notification channel"),
+        ({"alertNotificationChannel": "projects/my-project/notificationChannels/abc"}, "not a notification channel"),
+        ({"alertNotificationChannel": "projects/my-project/alertPolicies/42"}, "not a notification channel"),
+    ],
+)
 def test_bad_alert_settings_name_the_key_the_value_and_what_is_allowed(values, message):
     thresholds, problems = alert_thresholds(values, "llmserve:")
     assert len(problems) == 1 and re.search(message, problems[0]), problems
     assert thresholds == AlertThresholds(), "a bad value must not half-apply"
 
 
-@pytest.mark.parametrize("channel", ["projects/my-project/notificationChannels/1234567890",
-                                     "projects/example.com:my-project/notificationChannels/1", ""])
+@pytest.mark.parametrize(
+    "channel",
+    [
+        "projects/my-project/notificationChannels/1234567890",
+        "projects/example.com:my-project/notificationChannels/1",
+        "",
+    ],
+)
 def test_good_channels_are_accepted(channel):
     thresholds, problems = alert_thresholds({"alertNotificationChannel": channel}, "llmserve:")
     assert problems == [] and thresholds.notification_channel == channel
 
 
 def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gcp_values):
-    config = parse_stack_config("test", {**stack_values, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"},
-                                gcp_values)
+    config = parse_stack_config(
+        "test", {**stack_values, "alertTtftP95Seconds": "30", "alertKvCacheUsagePercent": "90"}, gcp_values
+    )
     assert dataclasses.astuple(config.alerts)[:3] == (10, 30, 90)
     with pytest.raises(ConfigError, match=r"llmserve:alertKvCacheUsagePercent: out of range; found 120"):
         parse_stack_config("test", {**stack_values, "alertKvCacheUsagePercent": "120"}, gcp_values)
@@ -273,16 +329,24 @@ def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gc
 
 # --- the stacks --------------------------------------------------------------------------------------------------
 
+
 def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(planned):
-    for stack, expected in (("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-xid"}),
-                            ("prod", {"not-ready", "no-healthy-replica", "ttft-p95", "kv-cache-full",
-                                      "wedged-engine", "gpu-lost", "gpu-xid"})):
+    for stack, expected in (
+        ("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-xid"}),
+        (
+            "prod",
+            {"not-ready", "no-healthy-replica", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-lost", "gpu-xid"},
+        ),
+    ):
         resources = planned(stack).resources
         dashboards = [r for r in resources if r.type == "gcp:monitoring/dashboard:Dashboard"]
         assert len(dashboards) == 1 and dashboards[0].parent == "llm-monitoring", stack
         assert json.loads(dashboards[0].inputs["dashboardJson"])["displayName"] == f"llmserve {stack}: LLM serving"
-        policies = {r.name.removeprefix("llm-monitoring-") for r in resources
-                    if r.type == "gcp:monitoring/alertPolicy:AlertPolicy"}
+        policies = {
+            r.name.removeprefix("llm-monitoring-")
+            for r in resources
+            if r.type == "gcp:monitoring/alertPolicy:AlertPolicy"
+        }
         assert policies == expected, stack
         scrape = [r for r in resources if r.name == "llm-monitoring-kuberay-operator-podmonitoring"]
         assert len(scrape) == 1 and scrape[0].inputs["metadata"]["namespace"] == "kuberay-system"
@@ -299,12 +363,18 @@ def test_every_query_of_a_planned_stack_selects_its_own_cluster(planned):
     RayService `llm`) must not read or alert on each other's series. Managed Prometheus labels every series
     with the GKE cluster's name, which the plan's mocks report as the cluster's logical name."""
     resources = planned("prod").resources
-    queries = [resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
-               for resource in resources if resource.type == "gcp:monitoring/alertPolicy:AlertPolicy"]
+    queries = [
+        resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
+        for resource in resources
+        if resource.type == "gcp:monitoring/alertPolicy:AlertPolicy"
+    ]
     [dashboard] = [resource for resource in resources if resource.type == "gcp:monitoring/dashboard:Dashboard"]
     tiles = json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]
-    queries += [data_set["timeSeriesQuery"]["prometheusQuery"]
-                for tile in tiles for data_set in tile["widget"]["xyChart"]["dataSets"]]
+    queries += [
+        data_set["timeSeriesQuery"]["prometheusQuery"]
+        for tile in tiles
+        for data_set in tile["widget"]["xyChart"]["dataSets"]
+    ]
     assert len(queries) > 15
     for query in queries:
         selectors = re.findall(r"\b(?:ray|DCGM|kuberay)_\w+(\{[^}]*\})?", query)
@@ -318,8 +388,9 @@ def test_a_stack_without_a_cluster_name_renders_unscoped_queries():
     assert 'DCGM_FI_DEV_GPU_TEMP{cluster="llm-gke-1a2b"}' in scoped
 
 
-@pytest.mark.parametrize("stack, label", [("prod", "stack-prod"), ("Team.Prod_2", "stack-team-prod_2"),
-                                          ("x" * 80, "stack-" + "x" * 57)])
+@pytest.mark.parametrize(
+    "stack, label", [("prod", "stack-prod"), ("Team.Prod_2", "stack-team-prod_2"), ("x" * 80, "stack-" + "x" * 57)]
+)
 def test_the_dashboards_stack_label_is_one_google_accepts(stack, label):
     key = render.dashboard_stack_label(stack)
     assert key == label and re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key)

@@ -48,8 +48,7 @@ def test_plan_output_is_byte_stable(prod_plan, tmp_path):
 def test_summary_lists_gpus_gpudirect_and_warnings(capsys, tmp_path):
     assert main(["plan", "staging", "--out", str(tmp_path)]) == 0
     summary = capsys.readouterr().out
-    assert "a3-highgpu-8g x 0-2 nodes (autoscaling), 8 x nvidia-h100-80gb per node, up to 16 GPUs" in summary, \
-        summary
+    assert "a3-highgpu-8g x 0-2 nodes (autoscaling), 8 x nvidia-h100-80gb per node, up to 16 GPUs" in summary, summary
     assert "GPUDirect: tcpx (4 GPU NIC networks)" in summary, summary
     assert "documentation range" in summary, summary
 
@@ -61,12 +60,27 @@ def _project_with(tmp_path: Path, stack: str, config: dict) -> Path:
 
 
 def test_invalid_config_exits_2_with_the_problem_on_stderr_and_writes_nothing(tmp_path, capsys):
-    root = _project_with(tmp_path, "broken", {
-        "gcp:project": "my-project", "gcp:region": "us-east4", "llmserve:gpuMachineType": "a3-megagpu-8g",
-        "llmserve:gpuZones": ["us-west1-a"], "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"],
-        "llmserve:models": [{"id": "r1", "source": "deepseek-ai/DeepSeek-R1", "acceleratorType": "H100",
-                             "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad",
-                             "tensorParallelSize": 8, "pipelineParallelSize": 2}]})
+    root = _project_with(
+        tmp_path,
+        "broken",
+        {
+            "gcp:project": "my-project",
+            "gcp:region": "us-east4",
+            "llmserve:gpuMachineType": "a3-megagpu-8g",
+            "llmserve:gpuZones": ["us-west1-a"],
+            "llmserve:masterAuthorizedNetworks": ["0.0.0.0/0"],
+            "llmserve:models": [
+                {
+                    "id": "r1",
+                    "source": "deepseek-ai/DeepSeek-R1",
+                    "acceleratorType": "H100",
+                    "revision": "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad",
+                    "tensorParallelSize": 8,
+                    "pipelineParallelSize": 2,
+                }
+            ],
+        },
+    )
     assert main(["plan", "broken"], root=root) == 2
     err = capsys.readouterr().err
     assert "llmserve:gpuZones[0]: zone 'us-west1-a' is not in gcp:region 'us-east4'" in err, err
@@ -94,8 +108,9 @@ def _plan_with_secret(tmp_path: Path, base_stack: str, key: str) -> list[dict]:
 
 def test_encrypted_values_are_planned_as_redacted_secrets(tmp_path):
     resources = _plan_with_secret(tmp_path, "prod", "llmserve:apiKey")
-    assert not [r for r in resources if r["type"] == "random:index/randomPassword:RandomPassword"], \
+    assert not [r for r in resources if r["type"] == "random:index/randomPassword:RandomPassword"], (
         "a configured apiKey must replace the generated one"
+    )
     secret = next(r for r in resources if r["name"] == "llm-serve-api-key" and r["type"] == "kubernetes:v1:Secret")
     assert secret["inputs"]["stringData"] == {"keys": "[secret]"}
 
@@ -121,8 +136,9 @@ def test_a_failed_plan_removes_the_earlier_plan_so_nothing_out_of_date_is_left(t
     assert (out / "resources.json").is_file() and (out / "manifests.yaml").is_file()
     capsys.readouterr()
 
-    (root / "Pulumi.dev.yaml").write_text((root / "Pulumi.dev.yaml").read_text().replace(
-        "llmserve:gpuMaxNodes: 2", "llmserve:gpuMaxNodes: -1"))
+    (root / "Pulumi.dev.yaml").write_text(
+        (root / "Pulumi.dev.yaml").read_text().replace("llmserve:gpuMaxNodes: 2", "llmserve:gpuMaxNodes: -1")
+    )
     assert main(["plan", "dev"], root=root) == 2
     err = capsys.readouterr().err
     assert "llmserve:gpuMaxNodes: out of range; found -1; allowed: 0 to 1000" in err, err
@@ -139,19 +155,30 @@ def test_a_failed_plan_leaves_other_files_in_the_output_folder_alone(tmp_path, c
     assert sorted(path.name for path in out.iterdir()) == ["notes.txt"]
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"llmserve:apiKey": "a-plain-text-key-of-40-characters-xxxxxxx"},
-     "llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
-     "`pulumi config set --secret llmserve:apiKey <value>`"),
-    ({"gcp:credentials": "{\"type\": \"service_account\"}"},
-     "gcp:credentials: must be stored encrypted; found a plain value"),
-    ({"llmserv:gpuNodeCount": "3"},
-     "llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers"),
-    ({"llmserve:gpuAutoscaling": "yes"}, "llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
-    ({"llmserve:models": []}, "llmserve:models: must list at least one model"),
-    ({"llmserve:gpuNodeCount": {"secure": "v1:AAAAencrypted"}},
-     "llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot read"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            {"llmserve:apiKey": "a-plain-text-key-of-40-characters-xxxxxxx"},
+            "llmserve:apiKey: must be stored encrypted; found a plain value; set it with "
+            "`pulumi config set --secret llmserve:apiKey <value>`",
+        ),
+        (
+            {"gcp:credentials": '{"type": "service_account"}'},
+            "gcp:credentials: must be stored encrypted; found a plain value",
+        ),
+        (
+            {"llmserv:gpuNodeCount": "3"},
+            "llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers",
+        ),
+        ({"llmserve:gpuAutoscaling": "yes"}, "llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
+        ({"llmserve:models": []}, "llmserve:models: must list at least one model"),
+        (
+            {"llmserve:gpuNodeCount": {"secure": "v1:AAAAencrypted"}},
+            "llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot read",
+        ),
+    ],
+)
 def test_the_plan_refuses_what_pulumi_up_would_get_wrong(tmp_path, capsys, extra, message):
     stack = yaml.safe_load((PROJECT_ROOT / "Pulumi.prod.yaml").read_text())["config"]
     root = _project_with(tmp_path, "bad", {**stack, **extra})

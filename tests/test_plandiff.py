@@ -35,12 +35,15 @@ def serve_edit(change):
         config = yaml.safe_load(inputs["spec"]["serveConfigV2"])
         change(config)
         inputs["spec"]["serveConfigV2"] = yaml.safe_dump(config, sort_keys=True)
+
     return edit
 
 
 def image_edit(inputs):
-    for group in [inputs["spec"]["rayClusterConfig"]["headGroupSpec"],
-                  *inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"]]:
+    for group in [
+        inputs["spec"]["rayClusterConfig"]["headGroupSpec"],
+        *inputs["spec"]["rayClusterConfig"]["workerGroupSpecs"],
+    ]:
         group["template"]["spec"]["containers"][0]["image"] = "rayproject/ray-llm:2.61.0-py312-cu130"
 
 
@@ -56,9 +59,11 @@ def test_identical_plans_have_no_changes(plans):
 
 
 def test_a_serve_config_change_is_in_place(plans):
-    new = edited(plans["prod"], RAYSERVICE,
-                 serve_edit(lambda c: c["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"]
-                            .update(max_num_seqs=32)))
+    new = edited(
+        plans["prod"],
+        RAYSERVICE,
+        serve_edit(lambda c: c["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"].update(max_num_seqs=32)),
+    )
     change = only_change(diff_plans(plans["prod"], new))
     assert (change.action, change.name) == ("change", RAYSERVICE)
     assert change.paths == ("spec.serveConfigV2.applications[0].args.llm_configs[0].engine_kwargs.max_num_seqs",)
@@ -94,20 +99,27 @@ def test_second_cluster_gpu_count_for_a_static_sixteen_gpu_cluster(plans):
 def test_new_ingress_code_renames_the_configmap_and_rolls_the_cluster(plans):
     def rename(inputs):
         inputs["metadata"]["name"] = "llm-serve-app-0123456789"
+
     new = edited(plans["prod"], "llm-serve-serve-app", rename)
-    new = edited(new, RAYSERVICE, lambda i: i["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
-                 ["volumes"][0]["configMap"].update(name="llm-serve-app-0123456789"))
+    new = edited(
+        new,
+        RAYSERVICE,
+        lambda i: i["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["volumes"][0]["configMap"].update(
+            name="llm-serve-app-0123456789"
+        ),
+    )
     actions = {c.name: (c.action, c.upgrade and c.upgrade.kind) for c in diff_plans(plans["prod"], new).changes}
-    assert actions == {"llm-serve-serve-app": ("replace", None),
-                       RAYSERVICE: ("replace", "recreate with downtime")}
+    assert actions == {"llm-serve-serve-app": ("replace", None), RAYSERVICE: ("replace", "recreate with downtime")}
 
 
 def test_adds_and_deletes(plans):
     old = [r for r in plans["prod"] if r["name"] != "llm-monitoring-ttft-p95"]
     new = [r for r in plans["prod"] if r["name"] != "llm-monitoring-dashboard"]
     diff = diff_plans(old, new)
-    assert [(c.action, c.name) for c in diff.changes] == [("delete", "llm-monitoring-dashboard"),
-                                                          ("add", "llm-monitoring-ttft-p95")]
+    assert [(c.action, c.name) for c in diff.changes] == [
+        ("delete", "llm-monitoring-dashboard"),
+        ("add", "llm-monitoring-ttft-p95"),
+    ]
     assert diff.counts() == {"add": 1, "change": 0, "replace": 0, "delete": 1}
 
 
@@ -142,8 +154,9 @@ def test_the_command_prints_the_diff_after_the_plan(tmp_path, capsys, plans):
     assert "RayService upgrade: recreate with downtime" in out
 
 
-@pytest.mark.parametrize("content, message", [(None, "no resources.json there"), ("{", "cannot be read"),
-                                               ('{"a": 1}', "is not a plan")])
+@pytest.mark.parametrize(
+    "content, message", [(None, "no resources.json there"), ("{", "cannot be read"), ('{"a": 1}', "is not a plan")]
+)
 def test_a_bad_previous_folder_exits_2_before_planning(tmp_path, capsys, content, message):
     if content is not None:
         (tmp_path / "resources.json").write_text(content)

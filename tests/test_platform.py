@@ -6,9 +6,8 @@ invariant and names the resource that breaks it.
 
 from __future__ import annotations
 
-import json
-
 import ipaddress
+import json
 
 import pytest
 
@@ -18,8 +17,11 @@ EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
 
 
 def test_every_resource_but_the_top_components_has_a_parent(stack, planned):
-    orphans = [f"{r.type} {r.name}" for r in planned(stack).resources
-               if r.parent is None and not r.type.startswith("llmserve:")]
+    orphans = [
+        f"{r.type} {r.name}"
+        for r in planned(stack).resources
+        if r.parent is None and not r.type.startswith("llmserve:")
+    ]
     assert not orphans, f"{stack}: resources outside any component: {orphans}"
 
 
@@ -35,8 +37,9 @@ def test_cluster_has_private_nodes_and_a_fenced_public_endpoint(stack, planned):
     private = inputs["privateClusterConfig"]
     assert private["enablePrivateNodes"] is True, f"{stack}: llm-gke nodes are public"
     networks = inputs["masterAuthorizedNetworksConfig"]["cidrBlocks"]
-    assert networks and all(block["cidrBlock"] != "0.0.0.0/0" for block in networks), \
+    assert networks and all(block["cidrBlock"] != "0.0.0.0/0" for block in networks), (
         f"{stack}: llm-gke control plane authorized networks {networks}"
+    )
 
 
 def test_cluster_has_workload_identity_gcsfuse_and_managed_prometheus_with_dcgm(stack, planned):
@@ -58,8 +61,10 @@ def test_cluster_freezes_minor_and_node_upgrades_until_end_of_support(stack, pla
     policy = planned(stack).cluster()["maintenancePolicy"]
     assert policy["dailyMaintenanceWindow"]["startTime"] == "03:00", stack
     (exclusion,) = policy["maintenanceExclusions"]
-    assert exclusion["exclusionOptions"] == {"scope": "NO_MINOR_OR_NODE_UPGRADES",
-                                             "endTimeBehavior": "UNTIL_END_OF_SUPPORT"}, stack
+    assert exclusion["exclusionOptions"] == {
+        "scope": "NO_MINOR_OR_NODE_UPGRADES",
+        "endTimeBehavior": "UNTIL_END_OF_SUPPORT",
+    }, stack
     assert planned(stack).cluster()["releaseChannel"]["channel"] == "REGULAR", stack
 
 
@@ -70,8 +75,9 @@ def test_deletion_protection_is_on_for_prod_only(stack, protected, planned):
 
 def test_system_pool_is_untainted_cpu_with_workload_identity(stack, planned):
     node_config = planned(stack).system_pool()["nodeConfig"]
-    assert "guestAccelerators" not in node_config and "taints" not in node_config, \
+    assert "guestAccelerators" not in node_config and "taints" not in node_config, (
         f"{stack}: llm-gke-system must take the Ray head, which tolerates no GPU taint"
+    )
     assert node_config["workloadMetadataConfig"]["mode"] == "GKE_METADATA", stack
 
 
@@ -108,13 +114,15 @@ def test_gpu_pool_upgrades_without_surge(stack, planned):
 
 
 def test_gpu_pool_attaches_one_network_per_gpu_nic_by_name(stack, planned):
-    gpu_vpcs = [r.name for r in planned(stack).of_type("gcp:compute/network:Network")
-                if r.name.startswith("llm-net-gpu")]
+    gpu_vpcs = [
+        r.name for r in planned(stack).of_type("gcp:compute/network:Network") if r.name.startswith("llm-net-gpu")
+    ]
     assert len(gpu_vpcs) == EXPECTED_GPU_NICS[stack], f"{stack}: GPU VPCs {gpu_vpcs}"
     attached = planned(stack).gpu_pool().get("networkConfig", {}).get("additionalNodeNetworkConfigs", [])
     assert [config["network"] for config in attached] == gpu_vpcs, f"{stack}: llm-gpu attaches {attached}"
-    assert all(not config["subnetwork"].startswith("projects/") for config in attached), \
+    assert all(not config["subnetwork"].startswith("projects/") for config in attached), (
         f"{stack}: additional node networks must be referenced by short name: {attached}"
+    )
 
 
 @pytest.mark.parametrize("stack", ("staging", "prod"))
@@ -141,8 +149,9 @@ def test_private_nodes_get_cloud_nat(stack, planned):
 @pytest.mark.parametrize("stack", ("prod",))  # staging runs on flex-start, which GKE never places compactly on A3
 def test_a3_pools_use_a_named_collocated_placement_policy_in_one_zone(stack, planned):
     policy = planned(stack).only("gcp:compute/resourcePolicy:ResourcePolicy", "llm-gpu-placement").inputs
-    assert policy["groupPlacementPolicy"] == {"collocation": "COLLOCATED"}, \
+    assert policy["groupPlacementPolicy"] == {"collocation": "COLLOCATED"}, (
         f"{stack}: llm-gpu-placement {policy['groupPlacementPolicy']} (no vmCount: it breaks autoscaling)"
+    )
     pool = planned(stack).gpu_pool()
     assert pool["placementPolicy"] == {"type": "COMPACT", "policyName": "llm-gpu-placement"}, stack
     assert len(pool["nodeLocations"]) == 1, stack
@@ -150,9 +159,11 @@ def test_a3_pools_use_a_named_collocated_placement_policy_in_one_zone(stack, pla
 
 def test_prod_consumes_its_specific_reservation(planned):
     affinity = planned("prod").gpu_pool()["nodeConfig"]["reservationAffinity"]
-    assert affinity == {"consumeReservationType": "SPECIFIC_RESERVATION",
-                        "key": "compute.googleapis.com/reservation-name",
-                        "values": ["llmserve-a3mega-prod"]}, affinity
+    assert affinity == {
+        "consumeReservationType": "SPECIFIC_RESERVATION",
+        "key": "compute.googleapis.com/reservation-name",
+        "values": ["llmserve-a3mega-prod"],
+    }, affinity
 
 
 def test_dev_pool_scales_to_zero_without_placement_policy(planned):
@@ -162,11 +173,14 @@ def test_dev_pool_scales_to_zero_without_placement_policy(planned):
     assert "placementPolicy" not in pool and not planned("dev").of_type("gcp:compute/resourcePolicy:ResourcePolicy")
 
 
-@pytest.mark.parametrize("stack, kinds", [
-    ("dev", {}),
-    ("staging", {"GKENetworkParamSet": 4, "Network": 4, "DaemonSet": 2}),
-    ("prod", {"GKENetworkParamSet": 8, "Network": 8, "DaemonSet": 2}),
-])
+@pytest.mark.parametrize(
+    "stack, kinds",
+    [
+        ("dev", {}),
+        ("staging", {"GKENetworkParamSet": 4, "Network": 4, "DaemonSet": 2}),
+        ("prod", {"GKENetworkParamSet": 8, "Network": 8, "DaemonSet": 2}),
+    ],
+)
 def test_gpudirect_objects_exist_exactly_on_a3_stacks(stack, kinds, planned):
     found: dict = {}
     for manifest in planned(stack).manifests():
@@ -178,21 +192,26 @@ def test_gpudirect_objects_exist_exactly_on_a3_stacks(stack, kinds, planned):
 @pytest.mark.parametrize("stack", ("staging", "prod"))
 def test_gke_network_param_sets_point_at_the_gpu_vpcs_and_subnets(stack, planned):
     vpcs = [r.name for r in planned(stack).of_type("gcp:compute/network:Network") if r.name.startswith("llm-net-gpu")]
-    param_sets = {m["metadata"]["name"]: m["spec"] for m in planned(stack).manifests()
-                  if m["kind"] == "GKENetworkParamSet"}
-    expected = {f"vpc{index}": {"vpc": vpc, "vpcSubnet": f"{vpc}-subnet", "deviceMode": "NetDevice"}
-                for index, vpc in enumerate(vpcs, start=1)}
+    param_sets = {
+        m["metadata"]["name"]: m["spec"] for m in planned(stack).manifests() if m["kind"] == "GKENetworkParamSet"
+    }
+    expected = {
+        f"vpc{index}": {"vpc": vpc, "vpcSubnet": f"{vpc}-subnet", "deviceMode": "NetDevice"}
+        for index, vpc in enumerate(vpcs, start=1)
+    }
     assert param_sets == expected, stack
 
 
 def test_every_kubernetes_object_goes_through_the_clusters_provider(stack, planned):
-    strays = [r.name for r in planned(stack).resources
-              if r.type.startswith("kubernetes:") and r.provider != "llm-gke-k8s"]
+    strays = [
+        r.name for r in planned(stack).resources if r.type.startswith("kubernetes:") and r.provider != "llm-gke-k8s"
+    ]
     assert not strays, f"{stack}: Kubernetes objects on the ambient provider (would hit ~/.kube/config): {strays}"
 
 
 def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack, planned):
     import json
+
     provider = planned(stack).only("pulumi:providers:kubernetes", "llm-gke-k8s").inputs
     kubeconfig = json.loads(provider["kubeconfig"])
     assert kubeconfig["clusters"][0]["cluster"]["server"] == "https://192.0.2.10", stack
@@ -202,8 +221,9 @@ def test_kubernetes_provider_kubeconfig_uses_the_gke_auth_plugin(stack, planned)
 BUILT_IN_GROUPS = ("v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1", "policy/v1")
 
 
-def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(stack, planned,
-                                                                         assert_valid_kubernetes_object):
+def test_built_in_kubernetes_objects_validate_against_the_openapi_schema(
+    stack, planned, assert_valid_kubernetes_object
+):
     for manifest in planned(stack).manifests():
         if manifest["apiVersion"] in BUILT_IN_GROUPS:
             assert_valid_kubernetes_object(manifest, stack)
@@ -228,8 +248,9 @@ def rayservice(plan):
 
 def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(stack, planned):
     dependencies = set(rayservice(planned(stack)).options["dependencies"])
-    assert {"llm-kuberay", "llm-gpu", "llm-serve-api-key", "llm-serve-serve-app"} <= dependencies, \
+    assert {"llm-kuberay", "llm-gpu", "llm-serve-api-key", "llm-serve-serve-app"} <= dependencies, (
         f"{stack}: llm-serve-rayservice depends on {sorted(dependencies)}"
+    )
     if EXPECTED_GPU_NICS[stack]:
         assert f"llm-gpudirect-network-vpc{EXPECTED_GPU_NICS[stack]}" in dependencies, stack
 
@@ -237,9 +258,12 @@ def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(sta
 def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack, planned):
     resource = rayservice(planned(stack))
     conditions = json.loads(resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"])
-    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
-                          "condition=UpgradeInProgress=False",
-                          "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING"], stack
+    assert conditions == [
+        "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
+        "condition=Ready",
+        "condition=UpgradeInProgress=False",
+        "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
+    ], stack
     assert resource.options["customTimeouts"] == {"create": "150m", "update": "150m"}, stack
 
 
@@ -261,6 +285,7 @@ def test_manifests_carry_the_rayservice_and_the_redacted_api_key_secret(stack, p
 
 def test_the_api_key_never_appears_in_plain_text(stack, planned):
     import json
+
     generated = planned(stack).only("random:index/randomPassword:RandomPassword", "llm-serve-api-key")
     assert generated.inputs["length"] >= 32 and generated.inputs["special"] is False, stack
     secret = planned(stack).only("kubernetes:v1:Secret", "llm-serve-api-key").inputs
@@ -271,9 +296,12 @@ def test_the_api_key_never_appears_in_plain_text(stack, planned):
 def test_dev_serves_two_models_that_scale_to_zero(planned):
     spec = rayservice(planned("dev")).inputs["spec"]
     import yaml as _yaml
+
     serve = _yaml.safe_load(spec["serveConfigV2"])
     configs = serve["applications"][0]["args"]["llm_configs"]
-    assert sorted(c["model_loading_config"]["model_id"] for c in configs) == \
-        ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
+    assert sorted(c["model_loading_config"]["model_id"] for c in configs) == [
+        "deepseek-r1-distill-qwen-1.5b",
+        "deepseek-r1-distill-qwen-7b",
+    ]
     assert all(c["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for c in configs)
     assert spec["rayClusterConfig"]["enableInTreeAutoscaling"] is True

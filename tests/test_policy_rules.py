@@ -8,8 +8,8 @@ every rule, and the rules' machine table matches infra/catalog.py.
 from __future__ import annotations
 
 import pytest
-
 import rules
+
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 
 
@@ -28,16 +28,19 @@ def test_every_stack_passes_every_stack_rule(stack, planned):
 
 def test_the_rules_know_the_catalogs_gpu_networks():
     expected = {m.machine_type: m.gpu_nic_count for m in MACHINE_PROFILES.values() if m.gpudirect is not GpuDirect.NONE}
-    assert rules.A3_GPU_NETWORKS == expected
+    assert expected == rules.A3_GPU_NETWORKS
 
 
-@pytest.mark.parametrize("image, ok", [
-    ("rayproject/ray-llm:2.60.0-py312-cu130", True),
-    ("gcr.io/x/y@sha256:" + "a" * 64, True),
-    ("localhost:5000/ray", False),  # the port is not a tag
-    ("ubuntu", False),
-    ("ubuntu:latest", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "image, ok",
+    [
+        ("rayproject/ray-llm:2.60.0-py312-cu130", True),
+        ("gcr.io/x/y@sha256:" + "a" * 64, True),
+        ("localhost:5000/ray", False),  # the port is not a tag
+        ("ubuntu", False),
+        ("ubuntu:latest", False),
+        ("", False),
+    ],
+)
 def test_image_pinning(image, ok):
     assert (rules.image_problem(image) is None) == ok, rules.image_problem(image)

@@ -15,21 +15,39 @@ import yaml
 from ray.serve.schema import ServeDeploySchema
 
 from infra.catalog import MACHINE_PROFILES, GpuDirect
-from infra.render import rayservice as render
 from infra.planning.sizing import gpu_worker_groups, pods_for
+from infra.render import rayservice as render
 from infra.render.rayservice import render_rayservice, wait_for_conditions
 from infra.render.secrets import render_secret
 from serve_app.spec import parse_models
 
 A3_MEGA, A3_HIGH, G2 = (MACHINE_PROFILES[name] for name in ("a3-megagpu-8g", "a3-highgpu-8g", "g2-standard-24"))
 R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": R1_REVISION, "acceleratorType": "H100",
-      "tensorParallelSize": 8, "pipelineParallelSize": 2}
+R1 = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "revision": R1_REVISION,
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+}
 DISTILLS = [
-    {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "L4",
-     "tensorParallelSize": 2, "minReplicas": 0, "maxReplicas": 1},
-    {"id": "qwen-1.5b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "acceleratorType": "L4",
-     "minReplicas": 0, "maxReplicas": 2, "targetOngoingRequests": 16},
+    {
+        "id": "qwen-7b",
+        "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+        "acceleratorType": "L4",
+        "tensorParallelSize": 2,
+        "minReplicas": 0,
+        "maxReplicas": 1,
+    },
+    {
+        "id": "qwen-1.5b",
+        "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+        "acceleratorType": "L4",
+        "minReplicas": 0,
+        "maxReplicas": 2,
+        "targetOngoingRequests": 16,
+    },
 ]
 
 
@@ -59,15 +77,19 @@ def env_of(template: dict) -> dict:
 
 # --- sizing ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("replicas, gpus, per_node, pods", [
-    (1, 16, 8, 2),   # R1 TP8 x PP2 on A3: one replica spans two nodes
-    (2, 16, 8, 4),
-    (0, 16, 8, 0),   # scaled to zero
-    (1, 8, 8, 1),
-    (3, 4, 8, 2),    # two TP4 replicas share a node
-    (2, 1, 2, 1),    # two TP1 replicas on one 2 x L4 node
-    (1, 2, 2, 1),
-])
+
+@pytest.mark.parametrize(
+    "replicas, gpus, per_node, pods",
+    [
+        (1, 16, 8, 2),  # R1 TP8 x PP2 on A3: one replica spans two nodes
+        (2, 16, 8, 4),
+        (0, 16, 8, 0),  # scaled to zero
+        (1, 8, 8, 1),
+        (3, 4, 8, 2),  # two TP4 replicas share a node
+        (2, 1, 2, 1),  # two TP1 replicas on one 2 x L4 node
+        (1, 2, 2, 1),
+    ],
+)
 def test_pods_for_replicas(replicas, gpus, per_node, pods):
     assert pods_for(replicas, gpus, per_node) == pods, f"{replicas} x {gpus} GPUs on {per_node}-GPU nodes"
 
@@ -80,7 +102,9 @@ def test_deepseek_r1_tp8_pp2_gets_one_static_group_of_two_a3_nodes():
 def test_two_models_of_different_shapes_get_a_group_each_scaling_from_zero():
     groups = gpu_worker_groups(parse_models(DISTILLS), G2, max_gpu_nodes=2)
     assert [(g.name, g.min_pods, g.max_pods, g.model_ids) for g in groups] == [
-        ("l4-x1", 0, 1, ("qwen-1.5b",)), ("l4-x2", 0, 1, ("qwen-7b",))]
+        ("l4-x1", 0, 1, ("qwen-1.5b",)),
+        ("l4-x2", 0, 1, ("qwen-7b",)),
+    ]
 
 
 def test_group_size_is_capped_at_the_pool_size():
@@ -90,6 +114,7 @@ def test_group_size_is_capped_at_the_pool_size():
 
 
 # --- head ---------------------------------------------------------------------------------------------------------
+
 
 def test_head_takes_no_gpus_and_no_serve_replicas_on_the_system_pool(settings):
     head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
@@ -113,6 +138,7 @@ def test_ray_token_auth_is_explicitly_on(settings):
 
 
 # --- GPU workers -----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("machine", [A3_MEGA, A3_HIGH])
 def test_gpu_workers_take_a_whole_node_on_the_gpu_pool(machine, settings):
@@ -175,6 +201,7 @@ def test_cpu_group_on_the_system_pool_hosts_the_ingress_so_gpus_can_scale_to_zer
 
 # --- auth, serve app, exposure, rollout -------------------------------------------------------------------------------
 
+
 def ray_templates(rayservice: dict) -> list[dict]:
     cluster = cluster_of(rayservice)
     return [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
@@ -191,16 +218,24 @@ def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_vo
     rayservice = render_rayservice(settings())
     for template in ray_templates(rayservice):
         volumes, mounts = key_volume_of(template)
-        assert volumes == [{"name": "api-keys", "secret": {"secretName": "llm-api-key", "defaultMode": 0o444,
-                                                           "items": [{"key": "keys", "path": "keys"}]}}]
+        assert volumes == [
+            {
+                "name": "api-keys",
+                "secret": {
+                    "secretName": "llm-api-key",
+                    "defaultMode": 0o444,
+                    "items": [{"key": "keys", "path": "keys"}],
+                },
+            }
+        ]
         assert mounts == [{"name": "api-keys", "mountPath": "/etc/llmserve/api-keys", "readOnly": True}]
-        assert all("secretKeyRef" not in str(value) for value in env_of(template).values()
-                   if "llm-api-key" in str(value)), "the keys must not also come from env"
+        assert all(
+            "secretKeyRef" not in str(value) for value in env_of(template).values() if "llm-api-key" in str(value)
+        ), "the keys must not also come from env"
     serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     ingress = serve["applications"][0]["args"]["ingress_cls_config"]
     assert ingress["ingress_cls"] == "serve_app.ingress:AuthenticatedOpenAiIngress"
-    assert ingress["ingress_extra_kwargs"] == {"api_key_file": "/etc/llmserve/api-keys/keys",
-                                               "api_key_reload_s": 10.0}
+    assert ingress["ingress_extra_kwargs"] == {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0}
 
 
 def test_auth_off_removes_the_key_and_the_custom_ingress(settings):
@@ -261,18 +296,27 @@ def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run(settings)
     ]
 
 
-@pytest.mark.parametrize("names, paths", [
-    (["llm"], ["{.status.activeServiceStatus.applicationStatuses.llm.status}"]),
-    (["b_app", "a-app"], ["{.status.activeServiceStatus.applicationStatuses['a-app'].status}",
-                          "{.status.activeServiceStatus.applicationStatuses.b_app.status}"]),
-    (["it's"], ["{.status.activeServiceStatus.applicationStatuses['it\\'s'].status}"]),
-])
+@pytest.mark.parametrize(
+    "names, paths",
+    [
+        (["llm"], ["{.status.activeServiceStatus.applicationStatuses.llm.status}"]),
+        (
+            ["b_app", "a-app"],
+            [
+                "{.status.activeServiceStatus.applicationStatuses['a-app'].status}",
+                "{.status.activeServiceStatus.applicationStatuses.b_app.status}",
+            ],
+        ),
+        (["it's"], ["{.status.activeServiceStatus.applicationStatuses['it\\'s'].status}"]),
+    ],
+)
 def test_every_application_gets_its_own_running_condition(names, paths):
     conditions = wait_for_conditions({"applications": [{"name": name} for name in names]})
-    assert conditions == ["jsonpath={$[?@.observedGeneration == $.metadata.generation]}", "condition=Ready",
-                          "condition=UpgradeInProgress=False"] + [
-        f"jsonpath={path}=RUNNING" for path in paths]
-
+    assert conditions == [
+        "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
+        "condition=Ready",
+        "condition=UpgradeInProgress=False",
+    ] + [f"jsonpath={path}=RUNNING" for path in paths]
 
 
 # --- validity ----------------------------------------------------------------------------------------------------------
@@ -293,8 +337,12 @@ def test_rayservice_validates_against_the_kuberay_v1_crd_rules(case, validate_ra
 @pytest.mark.parametrize("case", CASES)
 def test_every_pod_template_is_a_valid_pod(case, assert_valid_kubernetes_object, settings):
     for template in ray_templates(render_rayservice(settings(**CASES[case]))):
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", **template.get("metadata", {})},
-               "spec": template["spec"]}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "x", **template.get("metadata", {})},
+            "spec": template["spec"],
+        }
         assert_valid_kubernetes_object(pod, f"{case}: {container(template)['name']} pod template")
 
 
@@ -307,8 +355,11 @@ def test_serve_config_validates_with_rays_own_schema(case, settings):
 @pytest.mark.parametrize("case", CASES)
 def test_built_in_objects_validate_against_the_openapi_schema(case, assert_valid_kubernetes_object, settings):
     current = settings(**CASES[case])
-    for obj in (render.render_namespace("llm"), render.render_serve_app_configmap(current),
-                render_secret("s", "llm", {"keys": "k"})):
+    for obj in (
+        render.render_namespace("llm"),
+        render.render_serve_app_configmap(current),
+        render_secret("s", "llm", {"keys": "k"}),
+    ):
         assert_valid_kubernetes_object(obj, case)
 
 

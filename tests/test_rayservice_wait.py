@@ -76,46 +76,75 @@ def in_state(rayservice: dict, kuberay_state: dict) -> dict:
     return obj
 
 
-def state(generation: int, observed: int | None, ready: str | None, app: str | None, message: str = "",
-          pending_cluster: bool = False) -> dict:
+def state(
+    generation: int,
+    observed: int | None,
+    ready: str | None,
+    app: str | None,
+    message: str = "",
+    pending_cluster: bool = False,
+) -> dict:
     """The RayService's generation and the status KubeRay has written for it (none yet while `observed` is None)."""
     written: dict = {"generation": generation}
     if observed is None:
         return written  # just created: KubeRay has not written a status yet
     status: dict = {"observedGeneration": observed, "activeServiceStatus": {"rayClusterName": "llm-abcde"}}
     if ready is not None:
-        status["conditions"] = [{"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints",
-                                 "observedGeneration": observed},
-                                {"type": "UpgradeInProgress", "status": "True" if pending_cluster else "False",
-                                 "reason": "BothActivePendingClustersExist" if pending_cluster else "NoPendingCluster",
-                                 "observedGeneration": observed}]
+        status["conditions"] = [
+            {"type": "Ready", "status": ready, "reason": "NonZeroServeEndpoints", "observedGeneration": observed},
+            {
+                "type": "UpgradeInProgress",
+                "status": "True" if pending_cluster else "False",
+                "reason": "BothActivePendingClustersExist" if pending_cluster else "NoPendingCluster",
+                "observedGeneration": observed,
+            },
+        ]
     if app is not None:
-        status["activeServiceStatus"]["applicationStatuses"] = {"llm": {
-            "status": app, "message": message,
-            "serveDeploymentStatuses": {"LLMServer:deepseek-r1": {"status": "HEALTHY"}}}}
+        status["activeServiceStatus"]["applicationStatuses"] = {
+            "llm": {
+                "status": app,
+                "message": message,
+                "serveDeploymentStatuses": {"LLMServer:deepseek-r1": {"status": "HEALTHY"}},
+            }
+        }
     written["status"] = status
     return written
 
 
-@pytest.mark.parametrize("case, kuberay_state, done, shown", [
-    ("just created", state(1, None, None, None), False, "selected nothing"),
-    ("cold start: head not ready, no application yet", state(1, 1, "False", None), False, "found False"),
-    ("created and serving", state(1, 1, "True", "RUNNING"), True, ""),
-    # The case condition=Ready alone gets wrong: right after an in-place serveConfigV2 update the object has
-    # the new generation, KubeRay has not reconciled it, and everything still says RUNNING for the old config.
-    ("in-place update, before KubeRay saw it", state(5, 4, "True", "RUNNING"), False, "observedGeneration"),
-    ("in-place update deploying, old endpoints still Ready", state(5, 5, "True", "DEPLOYING"), False,
-     'found DEPLOYING'),
-    ("in-place update failed", state(5, 5, "True", "DEPLOY_FAILED", "Engine failed to start"), False,
-     "found DEPLOY_FAILED"),
-    ("in-place update done", state(5, 5, "True", "RUNNING"), True, ""),
-    ("running but no serve endpoint", state(5, 5, "False", "RUNNING"), False, "condition=Ready (found False)"),
-    # rayClusterUpgrade NewCluster: KubeRay has seen the new cluster spec and starts a pending cluster, while the
-    # old one is still Ready and its application RUNNING; the update is not done until the switch.
-    ("NewCluster upgrade, second cluster pending", state(6, 6, "True", "RUNNING", pending_cluster=True), False,
-     "condition=UpgradeInProgress=False (found True)"),
-    ("NewCluster upgrade switched", state(6, 6, "True", "RUNNING"), True, ""),
-])
+@pytest.mark.parametrize(
+    "case, kuberay_state, done, shown",
+    [
+        ("just created", state(1, None, None, None), False, "selected nothing"),
+        ("cold start: head not ready, no application yet", state(1, 1, "False", None), False, "found False"),
+        ("created and serving", state(1, 1, "True", "RUNNING"), True, ""),
+        # The case condition=Ready alone gets wrong: right after an in-place serveConfigV2 update the object has
+        # the new generation, KubeRay has not reconciled it, and everything still says RUNNING for the old config.
+        ("in-place update, before KubeRay saw it", state(5, 4, "True", "RUNNING"), False, "observedGeneration"),
+        (
+            "in-place update deploying, old endpoints still Ready",
+            state(5, 5, "True", "DEPLOYING"),
+            False,
+            "found DEPLOYING",
+        ),
+        (
+            "in-place update failed",
+            state(5, 5, "True", "DEPLOY_FAILED", "Engine failed to start"),
+            False,
+            "found DEPLOY_FAILED",
+        ),
+        ("in-place update done", state(5, 5, "True", "RUNNING"), True, ""),
+        ("running but no serve endpoint", state(5, 5, "False", "RUNNING"), False, "condition=Ready (found False)"),
+        # rayClusterUpgrade NewCluster: KubeRay has seen the new cluster spec and starts a pending cluster, while the
+        # old one is still Ready and its application RUNNING; the update is not done until the switch.
+        (
+            "NewCluster upgrade, second cluster pending",
+            state(6, 6, "True", "RUNNING", pending_cluster=True),
+            False,
+            "condition=UpgradeInProgress=False (found True)",
+        ),
+        ("NewCluster upgrade switched", state(6, 6, "True", "RUNNING"), True, ""),
+    ],
+)
 def test_pulumi_up_returns_only_when_this_spec_runs(case, kuberay_state, done, shown, rayservice, annotation):
     result, unmet = satisfied(annotation, in_state(rayservice, kuberay_state))
     assert result is done, f"{case}: {unmet}"

@@ -18,14 +18,14 @@ PAGES = {"README.md": README, "docs/deploying.md": DEPLOYING}
 def _section(text: str, title: str) -> str:
     start = text.index(title)
     end = text.find("\n## ", start + 1)
-    return text[start:end if end != -1 else None]
+    return text[start : end if end != -1 else None]
 
 
 @pytest.mark.parametrize("page", sorted(PAGES))
 def test_the_first_request_asks_the_selected_stack_for_a_model_it_serves(page):
     text = PAGES[page]
     stack = re.search(r"pulumi stack select --create (\w+)", text).group(1)
-    first = text[text.index("A first request"):]
+    first = text[text.index("A first request") :]
     models = {m["id"] for m in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["llmserve:models"]}
     asked = re.findall(r'"model": "([^"]+)"', first) + re.findall(r'model="([^"]+)"', first)
     assert asked and set(asked) <= models, f"{page} selects {stack} ({sorted(models)}) but asks for {asked}"
@@ -40,9 +40,12 @@ def test_reasoning_is_read_from_the_field_vllm_returns():
 
 def test_prerequisites_list_kubectl_and_teardown_covers_deletion_protection():
     deploy = _section(DEPLOYING, "## Deploying for real")
-    prerequisites = deploy[:deploy.index("Then, with a local state backend")]
+    prerequisites = deploy[: deploy.index("Then, with a local state backend")]
     assert "`kubectl`" in prerequisites
     teardown = _section(DEPLOYING, "## Tearing a stack down")
-    for needle in ("pulumi config set llmserve:deletionProtection false", "pulumi destroy",
-                   "pulumi stack rm --preserve-config"):
+    for needle in (
+        "pulumi config set llmserve:deletionProtection false",
+        "pulumi destroy",
+        "pulumi stack rm --preserve-config",
+    ):
         assert needle in teardown, needle

@@ -32,13 +32,15 @@ def _full_patch(flavour: GpuDirect) -> PodPatch:
 def _minimal_pod_spec(gpu_count: int = 8) -> dict:
     """Roughly what KubeRay renders for a GPU worker: one container, its own env, mounts and /dev/shm."""
     return {
-        "containers": [{
-            "name": SERVING_CONTAINER,
-            "image": "registry.example/serving:test",
-            "env": [{"name": "RAY_LOG_TO_STDERR", "value": "1"}],
-            "volumeMounts": [{"name": "shared-mem", "mountPath": "/dev/shm"}],
-            "resources": {"limits": {catalog.GPU_RESOURCE: gpu_count}},
-        }],
+        "containers": [
+            {
+                "name": SERVING_CONTAINER,
+                "image": "registry.example/serving:test",
+                "env": [{"name": "RAY_LOG_TO_STDERR", "value": "1"}],
+                "volumeMounts": [{"name": "shared-mem", "mountPath": "/dev/shm"}],
+                "resources": {"limits": {catalog.GPU_RESOURCE: gpu_count}},
+            }
+        ],
         "volumes": [{"name": "shared-mem", "emptyDir": {"medium": "Memory"}}],
         "tolerations": [{"key": catalog.GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
     }
@@ -47,9 +49,12 @@ def _minimal_pod_spec(gpu_count: int = 8) -> dict:
 def _sample_pod(flavour: GpuDirect) -> dict:
     patch = _full_patch(flavour) if flavour is not GpuDirect.NONE else PodPatch()
     template = patch.apply_to_pod_template({"spec": _minimal_pod_spec()}, SERVING_CONTAINER)
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"sample-{flavour.value}", **template["metadata"]},
-            "spec": template["spec"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"sample-{flavour.value}", **template["metadata"]},
+        "spec": template["spec"],
+    }
 
 
 def _env_map(env: list[dict]) -> dict[str, str]:
@@ -61,8 +66,9 @@ def _pod_spec_of(daemonset: dict) -> dict:
 
 
 def _affinity_values(daemonset: dict) -> list[str]:
-    terms = _pod_spec_of(daemonset)["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    terms = _pod_spec_of(daemonset)["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
     (term,) = terms
     (expression,) = term["matchExpressions"]
     assert expression["key"] == "cloud.google.com/gke-accelerator", f"affinity keys on {expression['key']}"
@@ -114,15 +120,17 @@ def test_gpu_network_objects_are_a_param_set_and_its_network(index):
     param_set, network = gpu_network_objects(index, vpc, subnet)
     name = f"vpc{index}"
 
-    assert (param_set["apiVersion"], param_set["kind"]) == ("networking.gke.io/v1", "GKENetworkParamSet"), \
+    assert (param_set["apiVersion"], param_set["kind"]) == ("networking.gke.io/v1", "GKENetworkParamSet"), (
         f"first object for NIC {index} is {param_set['apiVersion']} {param_set['kind']}"
+    )
     assert param_set["metadata"] == {"name": name}, f"param set metadata is {param_set['metadata']}"
     assert param_set["spec"]["vpc"] is vpc, "spec.vpc is not the object passed in"
     assert param_set["spec"]["vpcSubnet"] is subnet, "spec.vpcSubnet is not the object passed in"
     assert param_set["spec"]["deviceMode"] == "NetDevice", f"deviceMode is {param_set['spec']['deviceMode']}"
 
-    assert (network["apiVersion"], network["kind"]) == ("networking.gke.io/v1", "Network"), \
+    assert (network["apiVersion"], network["kind"]) == ("networking.gke.io/v1", "Network"), (
         f"second object for NIC {index} is {network['apiVersion']} {network['kind']}"
+    )
     assert network["metadata"] == {"name": name}, f"network metadata is {network['metadata']}"
     assert network["spec"] == {
         "type": "Device",
@@ -150,24 +158,29 @@ def test_network_name_rejects_anything_but_a_positive_index(index):
 
 def test_nri_injector_targets_exactly_the_catalog_gpudirect_accelerators():
     daemonset = nri_device_injector_daemonset()
-    expected = sorted({p.gke_accelerator for p in catalog.MACHINE_PROFILES.values()
-                       if p.gpudirect is not GpuDirect.NONE})
+    expected = sorted(
+        {p.gke_accelerator for p in catalog.MACHINE_PROFILES.values() if p.gpudirect is not GpuDirect.NONE}
+    )
     assert expected == ["nvidia-h100-80gb", "nvidia-h100-mega-80gb"], f"catalog changed: {expected}"
     assert _affinity_values(daemonset) == expected, f"injector affinity is {_affinity_values(daemonset)}"
     assert daemonset["metadata"]["namespace"] == "kube-system", "injector is not in kube-system"
     (container,) = _pod_spec_of(daemonset)["containers"]
-    assert container["image"] == ("gcr.io/gke-release/nri-device-injector@sha256:"
-                                  "6e79483d52abdc28454bf186320b10a56b0f117a10e8d65d5c74dbb821a76970"), \
-        f"injector image is {container['image']}"
-    assert _tolerates(_pod_spec_of(daemonset)["tolerations"], catalog.GPU_TAINT_KEY, "NoSchedule"), \
+    assert container["image"] == (
+        "gcr.io/gke-release/nri-device-injector@sha256:6e79483d52abdc28454bf186320b10a56b0f117a10e8d65d5c74dbb821a76970"
+    ), f"injector image is {container['image']}"
+    assert _tolerates(_pod_spec_of(daemonset)["tolerations"], catalog.GPU_TAINT_KEY, "NoSchedule"), (
         "injector does not tolerate the GPU taint"
+    )
 
 
 INSTALLER_CASES = [
     # flavour, accelerator it must target, init container images in order
     (GpuDirect.TCPX, "nvidia-h100-80gb", [catalog.GPUDIRECT_RELEASES[GpuDirect.TCPX].installer_image]),
-    (GpuDirect.TCPXO, "nvidia-h100-mega-80gb",
-     [catalog.HOST_SETUP_IMAGE, catalog.GPUDIRECT_RELEASES[GpuDirect.TCPXO].installer_image]),
+    (
+        GpuDirect.TCPXO,
+        "nvidia-h100-mega-80gb",
+        [catalog.HOST_SETUP_IMAGE, catalog.GPUDIRECT_RELEASES[GpuDirect.TCPXO].installer_image],
+    ),
 ]
 
 
@@ -177,17 +190,20 @@ def test_installer_runs_on_its_flavours_nodes_with_catalog_images(flavour, accel
     spec = _pod_spec_of(daemonset)
     targets = _affinity_values(daemonset)
     assert targets == [accelerator], f"{flavour.value} installer targets {targets}"
-    assert [c["image"] for c in spec["initContainers"]] == init_images, \
+    assert [c["image"] for c in spec["initContainers"]] == init_images, (
         f"{flavour.value} installer init images are {[c['image'] for c in spec['initContainers']]}"
+    )
     assert [c["image"] for c in spec["containers"]] == [
-        "gke.gcr.io/pause:3.8@sha256:880e63f94b145e46f1b1082bb71b85e21f16b99b180b9996407d61240ceb9830"], \
-        f"{flavour.value} installer main containers are {spec['containers']}"
+        "gke.gcr.io/pause:3.8@sha256:880e63f94b145e46f1b1082bb71b85e21f16b99b180b9996407d61240ceb9830"
+    ], f"{flavour.value} installer main containers are {spec['containers']}"
     assert daemonset["metadata"]["namespace"] == "kube-system", f"{flavour.value} installer not in kube-system"
-    assert spec["priorityClassName"] == "system-node-critical", \
+    assert spec["priorityClassName"] == "system-node-critical", (
         f"{flavour.value} installer priority is {spec['priorityClassName']}"
+    )
     assert spec["hostPID"] is True, f"{flavour.value} installer has no hostPID"
-    assert _tolerates(spec["tolerations"], catalog.GPU_TAINT_KEY, "NoSchedule"), \
+    assert _tolerates(spec["tolerations"], catalog.GPU_TAINT_KEY, "NoSchedule"), (
         f"{flavour.value} installer does not tolerate the GPU taint"
+    )
 
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
@@ -200,12 +216,14 @@ def test_installer_copies_the_plugin_into_the_hosts_nvidia_lib64(flavour):
     copy_line = next(line for line in script.splitlines() if line.startswith("cp -r "))
     destination = copy_line.split()[-1]
     mount = next(m for m in installer["volumeMounts"] if destination.startswith(m["mountPath"] + "/"))
-    host_destination = host_paths[mount["name"]] + destination[len(mount["mountPath"]):]
-    assert host_destination == "/home/kubernetes/bin/nvidia/lib64", \
+    host_destination = host_paths[mount["name"]] + destination[len(mount["mountPath"]) :]
+    assert host_destination == "/home/kubernetes/bin/nvidia/lib64", (
         f"{flavour.value} installer copies to host {host_destination}"
+    )
     assert installer["securityContext"] == {"privileged": True}, f"{flavour.value} installer is not privileged"
-    assert "/scripts/container_entry.sh install --install-nccl" in script, \
+    assert "/scripts/container_entry.sh install --install-nccl" in script, (
         f"{flavour.value} installer does not install NCCL core: {script}"
+    )
 
 
 def test_tcpxo_host_setup_enters_the_host_and_prepares_apertures():
@@ -229,34 +247,49 @@ def test_installer_for_a_non_gpudirect_flavour_is_refused_by_name(flavour):
 
 NCCL_ENV_EXPECTATIONS = [
     # flavour, nic_count, values that must be present exactly, names that must be absent
-    (GpuDirect.TCPXO, 8, {
-        "NCCL_FASTRAK_IFNAME": "eth1,eth2,eth3,eth4,eth5,eth6,eth7,eth8",
-        "NCCL_FASTRAK_CTRL_DEV": "eth0",
-        "NCCL_SOCKET_IFNAME": "eth0",
-        "NCCL_NVLSTREE_MAX_CHUNKSIZE": "131072",
-        "NCCL_LIB_DIR": "/usr/local/nvidia/lib64",
-        "NCCL_TUNER_CONFIG_PATH": "/usr/local/nvidia/lib64/a3plus_tuner_config.textproto",
-        "NCCL_SHIMNET_GUEST_CONFIG_CHECKER_CONFIG_FILE": "/usr/local/nvidia/lib64/a3plus_guest_config.textproto",
-        "NCCL_FASTRAK_LLCM_DEVICE_DIRECTORY": "/dev/aperture_devices",
-        "NCCL_PROTO": "Simple,LL128",
-        "NCCL_NVLS_ENABLE": "1",
-        "NCCL_BUFFSIZE": "8388608",
-    }, {"NCCL_ALGO", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"}),
-    (GpuDirect.TCPX, 4, {
-        "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
-        "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
-        "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/tmp",
-        "NCCL_GPUDIRECTTCPX_TX_BINDINGS":
-            "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;eth4:60-73,164-177",
-        "NCCL_GPUDIRECTTCPX_RX_BINDINGS":
-            "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;eth4:74-87,178-191",
-        "NCCL_ALGO": "Ring",
-        "NCCL_PROTO": "Simple",
-        "NCCL_P2P_PXN_LEVEL": "0",
-    }, {"NCCL_FASTRAK_IFNAME", "NCCL_NVLSTREE_MAX_CHUNKSIZE", "LD_LIBRARY_PATH"}),
+    (
+        GpuDirect.TCPXO,
+        8,
+        {
+            "NCCL_FASTRAK_IFNAME": "eth1,eth2,eth3,eth4,eth5,eth6,eth7,eth8",
+            "NCCL_FASTRAK_CTRL_DEV": "eth0",
+            "NCCL_SOCKET_IFNAME": "eth0",
+            "NCCL_NVLSTREE_MAX_CHUNKSIZE": "131072",
+            "NCCL_LIB_DIR": "/usr/local/nvidia/lib64",
+            "NCCL_TUNER_CONFIG_PATH": "/usr/local/nvidia/lib64/a3plus_tuner_config.textproto",
+            "NCCL_SHIMNET_GUEST_CONFIG_CHECKER_CONFIG_FILE": "/usr/local/nvidia/lib64/a3plus_guest_config.textproto",
+            "NCCL_FASTRAK_LLCM_DEVICE_DIRECTORY": "/dev/aperture_devices",
+            "NCCL_PROTO": "Simple,LL128",
+            "NCCL_NVLS_ENABLE": "1",
+            "NCCL_BUFFSIZE": "8388608",
+        },
+        {"NCCL_ALGO", "CUDA_VISIBLE_DEVICES", "LD_LIBRARY_PATH"},
+    ),
+    (
+        GpuDirect.TCPX,
+        4,
+        {
+            "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
+            "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
+            "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/tmp",
+            "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;eth4:60-73,164-177",
+            "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;eth4:74-87,178-191",
+            "NCCL_ALGO": "Ring",
+            "NCCL_PROTO": "Simple",
+            "NCCL_P2P_PXN_LEVEL": "0",
+        },
+        {"NCCL_FASTRAK_IFNAME", "NCCL_NVLSTREE_MAX_CHUNKSIZE", "LD_LIBRARY_PATH"},
+    ),
     (GpuDirect.TCPXO, 2, {"NCCL_FASTRAK_IFNAME": "eth1,eth2"}, set()),
-    (GpuDirect.TCPX, 2, {"NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2",
-                         "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125"}, set()),
+    (
+        GpuDirect.TCPX,
+        2,
+        {
+            "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2",
+            "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125",
+        },
+        set(),
+    ),
 ]
 
 
@@ -268,15 +301,17 @@ def test_nccl_env_values(flavour, nic_count, present, absent):
     assert all(isinstance(item["value"], str) for item in env), f"{flavour.value} env has non-string values"
     values = _env_map(env)
     for name, value in present.items():
-        assert values.get(name) == value, \
+        assert values.get(name) == value, (
             f"{flavour.value}/{nic_count} NICs: {name}={values.get(name)!r}, want {value!r}"
+        )
     for name in absent:
         assert name not in values, f"{flavour.value} env must not set {name}"
 
 
-@pytest.mark.parametrize("flavour,nic_count", [
-    (GpuDirect.TCPXO, 0), (GpuDirect.TCPXO, 9), (GpuDirect.TCPX, 5), (GpuDirect.TCPX, -1), (GpuDirect.TCPX, 2.0),
-])
+@pytest.mark.parametrize(
+    "flavour,nic_count",
+    [(GpuDirect.TCPXO, 0), (GpuDirect.TCPXO, 9), (GpuDirect.TCPX, 5), (GpuDirect.TCPX, -1), (GpuDirect.TCPX, 2.0)],
+)
 def test_nccl_env_rejects_nic_counts_the_machine_does_not_have(flavour, nic_count):
     with pytest.raises(ValueError, match=rf"nic_count for GpuDirect\.{flavour.name} must be an integer in 1\.\."):
         nccl_env(flavour, nic_count)
@@ -305,16 +340,23 @@ def test_annotations_request_the_nics_and_the_daemons_devices(flavour, nic_count
     raw_interfaces = annotations["networking.gke.io/interfaces"]
     assert " " not in raw_interfaces and "\n" not in raw_interfaces, f"interfaces JSON is not compact: {raw_interfaces}"
     expected_interfaces = [{"interfaceName": "eth0", "network": "default"}] + [
-        {"interfaceName": f"eth{i}", "network": f"vpc{i}"} for i in range(1, nic_count + 1)]
+        {"interfaceName": f"eth{i}", "network": f"vpc{i}"} for i in range(1, nic_count + 1)
+    ]
     assert json.loads(raw_interfaces) == expected_interfaces, f"{flavour.value} interfaces are {raw_interfaces}"
     assert annotations["networking.gke.io/default-interface"] == "eth0", "default interface is not eth0"
 
     devices = yaml.safe_load(annotations[f"devices.gke.io/container.{daemon}"])
-    expected_devices = [f"/dev/nvidia{i}" for i in range(gpu_count)] + ["/dev/nvidiactl", "/dev/nvidia-uvm",
-                                                                         *extra_devices]
+    expected_devices = [f"/dev/nvidia{i}" for i in range(gpu_count)] + [
+        "/dev/nvidiactl",
+        "/dev/nvidia-uvm",
+        *extra_devices,
+    ]
     assert devices == [{"path": p} for p in expected_devices], f"{daemon} devices are {devices}"
-    assert set(annotations) == {"networking.gke.io/interfaces", "networking.gke.io/default-interface",
-                                f"devices.gke.io/container.{daemon}"}, f"unexpected annotations {sorted(annotations)}"
+    assert set(annotations) == {
+        "networking.gke.io/interfaces",
+        "networking.gke.io/default-interface",
+        f"devices.gke.io/container.{daemon}",
+    }, f"unexpected annotations {sorted(annotations)}"
 
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
@@ -324,12 +366,14 @@ def test_daemon_is_a_native_sidecar_from_the_installers_release(flavour):
     release = catalog.GPUDIRECT_RELEASES[flavour]
     installer_images = [c["image"] for c in _pod_spec_of(nccl_installer_daemonset(flavour))["initContainers"]]
     assert daemon["image"] == release.rxdm_image, f"{flavour.value} daemon image is {daemon['image']}"
-    assert release.installer_image in installer_images, \
+    assert release.installer_image in installer_images, (
         f"{flavour.value} installer {installer_images} is not from the daemon's release {release}"
+    )
     assert daemon["restartPolicy"] == "Always", f"{flavour.value} daemon is not a native sidecar"
     assert "privileged" not in daemon.get("securityContext", {}), f"{flavour.value} daemon should not be privileged"
-    assert f"devices.gke.io/container.{daemon['name']}" in patch.annotations, \
+    assert f"devices.gke.io/container.{daemon['name']}" in patch.annotations, (
         f"no NRI device annotation names {daemon['name']}"
+    )
 
 
 def test_tcpxo_daemon_fails_fast_through_its_health_check_file():
@@ -350,13 +394,15 @@ def test_tcpx_daemon_shares_its_socket_directory_with_the_main_container_at_tmp(
     main_mounts = {m["mountPath"]: m["name"] for m in patch.container_volume_mounts}
     socket_volume = daemon_mounts.get("/run/tcpx")
     assert socket_volume is not None, f"tcpx-daemon mounts {daemon_mounts}"
-    assert main_mounts.get("/tmp") == socket_volume, \
+    assert main_mounts.get("/tmp") == socket_volume, (
         f"main container mounts {main_mounts}, want {socket_volume} at /tmp"
+    )
     volume = next(v for v in patch.volumes if v["name"] == socket_volume)
     assert volume.get("emptyDir") == {}, f"socket volume should be a pod-scoped emptyDir, is {volume}"
     command = daemon["command"]
-    assert "--uds_path" in command and command[command.index("--uds_path") + 1] == "/run/tcpx", \
+    assert "--uds_path" in command and command[command.index("--uds_path") + 1] == "/run/tcpx", (
         f"tcpx-daemon serves its sockets elsewhere: {command}"
+    )
 
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
@@ -364,8 +410,9 @@ def test_patch_leaves_dev_shm_to_kuberay(flavour):
     patch = _full_patch(flavour)
     mounts = patch.container_volume_mounts + [m for c in patch.init_containers for m in c.get("volumeMounts", [])]
     assert not [m for m in mounts if m["mountPath"] == "/dev/shm"], f"{flavour.value} patch mounts /dev/shm"
-    assert not [v for v in patch.volumes if v.get("emptyDir", {}).get("medium") == "Memory"], \
+    assert not [v for v in patch.volumes if v.get("emptyDir", {}).get("medium") == "Memory"], (
         f"{flavour.value} patch adds a memory-backed volume"
+    )
 
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS)
@@ -373,13 +420,15 @@ def test_container_env_is_nccl_env_plus_ld_library_path(flavour):
     profile = _profile(flavour)
     patch = _full_patch(flavour)
     expected = nccl_env(flavour, profile.gpu_nic_count) + [
-        {"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}]
+        {"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}
+    ]
     assert patch.container_env == expected, f"{flavour.value} container env differs from nccl_env + LD_LIBRARY_PATH"
     lib_mount = [m for m in patch.container_volume_mounts if m["mountPath"] == "/usr/local/nvidia/lib64"]
     assert len(lib_mount) == 1, f"{flavour.value} main container mounts {patch.container_volume_mounts}"
     lib_volume = next(v for v in patch.volumes if v["name"] == lib_mount[0]["name"])
-    assert lib_volume["hostPath"]["path"] == "/home/kubernetes/bin/nvidia/lib64", \
+    assert lib_volume["hostPath"]["path"] == "/home/kubernetes/bin/nvidia/lib64", (
         f"NCCL lib volume is {lib_volume}, not the installer's destination"
+    )
 
 
 @pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS + [GpuDirect.NONE])
@@ -393,15 +442,19 @@ def test_every_image_comes_from_the_catalog(flavour):
         for container in _all_containers(spec):
             if container["name"] == SERVING_CONTAINER:
                 continue
-            assert container["image"] in catalog_images, \
+            assert container["image"] in catalog_images, (
                 f"{container['name']} uses non-catalog image {container['image']}"
+            )
 
 
-@pytest.mark.parametrize("flavour,nic_count,gpu_count,message", [
-    (GpuDirect.TCPXO, 8, 9, r"gpu_count for GpuDirect\.TCPXO must be an integer in 1\.\.8"),
-    (GpuDirect.TCPXO, 8, 0, r"gpu_count for GpuDirect\.TCPXO"),
-    (GpuDirect.TCPX, 8, 8, r"nic_count for GpuDirect\.TCPX must be an integer in 1\.\.4"),
-])
+@pytest.mark.parametrize(
+    "flavour,nic_count,gpu_count,message",
+    [
+        (GpuDirect.TCPXO, 8, 9, r"gpu_count for GpuDirect\.TCPXO must be an integer in 1\.\.8"),
+        (GpuDirect.TCPXO, 8, 0, r"gpu_count for GpuDirect\.TCPXO"),
+        (GpuDirect.TCPX, 8, 8, r"nic_count for GpuDirect\.TCPX must be an integer in 1\.\.4"),
+    ],
+)
 def test_workload_pod_patch_rejects_counts_beyond_the_machine(flavour, nic_count, gpu_count, message):
     with pytest.raises(ValueError, match=message):
         workload_pod_patch(flavour, nic_count, gpu_count)
@@ -426,11 +479,13 @@ def test_apply_merges_into_the_named_container_without_mutating_anything(flavour
     assert patch == snapshot_patch, "apply_to_pod_spec mutated the patch"
     worker = merged["containers"][0]
     assert worker["env"] == original["containers"][0]["env"] + patch.container_env, "env not appended in order"
-    assert worker["volumeMounts"] == original["containers"][0]["volumeMounts"] + patch.container_volume_mounts, \
+    assert worker["volumeMounts"] == original["containers"][0]["volumeMounts"] + patch.container_volume_mounts, (
         "mounts not appended in order"
+    )
     assert merged["volumes"] == original["volumes"] + patch.volumes, "volumes not appended in order"
-    assert merged["initContainers"] == patch.init_containers + original["initContainers"], \
+    assert merged["initContainers"] == patch.init_containers + original["initContainers"], (
         "daemon not prepended to the init containers"
+    )
     assert merged["containers"][1] == original["containers"][1], "another container was touched"
     merged["initContainers"][0]["env"].append({"name": "X", "value": "1"})
     assert patch == snapshot_patch, "the result shares objects with the patch"
@@ -440,12 +495,27 @@ DUPLICATE_CASES = [
     # id, how the pod spec is spoiled, error message fragment
     ("env", lambda spec, patch: spec["containers"][0]["env"].append(dict(patch.container_env[0])), "env var"),
     ("volume", lambda spec, patch: spec["volumes"].append(dict(patch.volumes[0])), "volume name"),
-    ("mount-name", lambda spec, patch: spec["containers"][0]["volumeMounts"].append(
-        {"name": patch.container_volume_mounts[0]["name"], "mountPath": "/elsewhere"}), "volume mount name"),
-    ("mount-path", lambda spec, patch: spec["containers"][0]["volumeMounts"].append(
-        {"name": "mine", "mountPath": patch.container_volume_mounts[-1]["mountPath"]}), "mount path"),
-    ("container", lambda spec, patch: spec.setdefault("initContainers", []).append(
-        {"name": patch.init_containers[0]["name"], "image": "registry.example/x:test"}), "container name"),
+    (
+        "mount-name",
+        lambda spec, patch: spec["containers"][0]["volumeMounts"].append(
+            {"name": patch.container_volume_mounts[0]["name"], "mountPath": "/elsewhere"}
+        ),
+        "volume mount name",
+    ),
+    (
+        "mount-path",
+        lambda spec, patch: spec["containers"][0]["volumeMounts"].append(
+            {"name": "mine", "mountPath": patch.container_volume_mounts[-1]["mountPath"]}
+        ),
+        "mount path",
+    ),
+    (
+        "container",
+        lambda spec, patch: spec.setdefault("initContainers", []).append(
+            {"name": patch.init_containers[0]["name"], "image": "registry.example/x:test"}
+        ),
+        "container name",
+    ),
 ]
 
 
@@ -465,8 +535,10 @@ def test_apply_names_the_missing_container():
 
 
 def test_apply_to_template_refuses_to_overwrite_an_annotation():
-    template = {"metadata": {"annotations": {"networking.gke.io/default-interface": "eth1"}},
-                "spec": _minimal_pod_spec()}
+    template = {
+        "metadata": {"annotations": {"networking.gke.io/default-interface": "eth1"}},
+        "spec": _minimal_pod_spec(),
+    }
     with pytest.raises(ValueError, match="would overwrite annotation.*default-interface"):
         _full_patch(GpuDirect.TCPX).apply_to_pod_template(template, SERVING_CONTAINER)
 

@@ -30,33 +30,64 @@ with warnings.catch_warnings():
 
 A3_MEGA = MACHINE_PROFILES["a3-megagpu-8g"]
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": COMMIT, "acceleratorType": "H100",
-      "tensorParallelSize": 8, "pipelineParallelSize": 2}
-SMALL = {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "H100",
-         "tensorParallelSize": 4}
+R1 = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "revision": COMMIT,
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+}
+SMALL = {
+    "id": "qwen-7b",
+    "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+    "acceleratorType": "H100",
+    "tensorParallelSize": 4,
+}
 S3_R1 = {**R1, "source": "s3://team-weights/r1", "revision": "2026-11", "preset": "deepseek-r1"}
 
 
 def stack(models=(R1,), secrets=None, **values):
-    raw = {"gpuMachineType": "a3-megagpu-8g", "gpuZones": '["us-east4-b"]', "gpuNodeCount": "4",
-           "masterAuthorizedNetworks": '["198.18.0.0/24"]', "models": json.dumps(list(models)),
-           **{key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}}
+    raw = {
+        "gpuMachineType": "a3-megagpu-8g",
+        "gpuZones": '["us-east4-b"]',
+        "gpuNodeCount": "4",
+        "masterAuthorizedNetworks": '["198.18.0.0/24"]',
+        "models": json.dumps(list(models)),
+        **{key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()},
+    }
     return parse_stack_config("prod", raw, {"project": "my-proj", "region": "us-east4"}, secrets)
 
 
 def weights_settings(config, hf_token=False) -> render.WeightsSettings:
     return render.WeightsSettings(
-        config=config.weights, namespace="llm", gcp_project="proj",
-        bucket=config.weights.store.bucket if config.weights.store else None, ray_service_account="llm-ray",
-        reader_email=render.gsa_email("llm-weights-ro-prod", "proj"), stager_service_account="llm-weights-stager",
+        config=config.weights,
+        namespace="llm",
+        gcp_project="proj",
+        bucket=config.weights.store.bucket if config.weights.store else None,
+        ray_service_account="llm-ray",
+        reader_email=render.gsa_email("llm-weights-ro-prod", "proj"),
+        stager_service_account="llm-weights-stager",
         stager_email=render.gsa_email("llm-weights-rw-prod", "proj"),
-        hf_token_secret="llm-hf-token" if hf_token else None)
+        hf_token_secret="llm-hf-token" if hf_token else None,
+    )
 
 
 def rayservice(config, **extra) -> dict:
-    settings = RayServiceSettings(name="llm", namespace="llm", image="ray-llm:test", models=config.serving.models,
-                                  machine=A3_MEGA, gpudirect=A3_MEGA.gpudirect, max_gpu_nodes=4, cpu_workers=1,
-                                  upgrade="Recreate", exposure="cluster", weights=weights_settings(config), **extra)
+    settings = RayServiceSettings(
+        name="llm",
+        namespace="llm",
+        image="ray-llm:test",
+        models=config.serving.models,
+        machine=A3_MEGA,
+        gpudirect=A3_MEGA.gpudirect,
+        max_gpu_nodes=4,
+        cpu_workers=1,
+        upgrade="Recreate",
+        exposure="cluster",
+        weights=weights_settings(config),
+        **extra,
+    )
     return render_rayservice(settings)
 
 
@@ -74,16 +105,25 @@ def test_gcsfuse_mounts_the_model_folder_read_only_on_every_gpu_worker_with_the_
     template = gpu_template(rayservice(stack()))
     annotations = template["metadata"]["annotations"]
     assert {key: annotations[key] for key in annotations if key.startswith("gke-gcsfuse/")} == {
-        "gke-gcsfuse/volumes": "true", "gke-gcsfuse/cpu-limit": "0", "gke-gcsfuse/memory-limit": "0",
-        "gke-gcsfuse/ephemeral-storage-limit": "0", "gke-gcsfuse/ephemeral-storage-request": "750Gi"}
+        "gke-gcsfuse/volumes": "true",
+        "gke-gcsfuse/cpu-limit": "0",
+        "gke-gcsfuse/memory-limit": "0",
+        "gke-gcsfuse/ephemeral-storage-limit": "0",
+        "gke-gcsfuse/ephemeral-storage-request": "750Gi",
+    }
     (volume,) = [v for v in template["spec"]["volumes"] if "csi" in v]
     assert volume["csi"]["driver"] == "gcsfuse.csi.storage.gke.io" and volume["csi"]["readOnly"] is True
     attributes = volume["csi"]["volumeAttributes"]
     assert attributes["bucketName"] == "my-proj-prod-models"
     options = attributes["mountOptions"].split(",")
-    for option in ("implicit-dirs", "metadata-cache:ttl-secs:-1", "file-cache:max-size-mb:-1",
-                   "file-cache:enable-parallel-downloads:true", "file-cache:cache-file-for-range-read:true",
-                   f"only-dir=deepseek-r1/{COMMIT}"):
+    for option in (
+        "implicit-dirs",
+        "metadata-cache:ttl-secs:-1",
+        "file-cache:max-size-mb:-1",
+        "file-cache:enable-parallel-downloads:true",
+        "file-cache:cache-file-for-range-read:true",
+        f"only-dir=deepseek-r1/{COMMIT}",
+    ):
         assert option in options
     assert " " not in attributes["mountOptions"]
     ray = template["spec"]["containers"][0]
@@ -109,14 +149,20 @@ def test_only_groups_with_gcsfuse_models_mount_the_store():
 
 
 def test_runai_streamer_streams_from_the_store_uri_with_distributed_loading():
-    config = stack([{**R1, "weightSource": "runai-streamer"}], rayImage="example/ray-runai:1",
-                   rayImageHasRunaiStreamer="true")
+    config = stack(
+        [{**R1, "weightSource": "runai-streamer"}], rayImage="example/ray-runai:1", rayImageHasRunaiStreamer="true"
+    )
     service = rayservice(config)
     r1 = llm_configs(service)["deepseek-r1"]
-    assert r1["model_loading_config"]["model_source"] == {"bucket_uri": f"gs://my-proj-prod-models/deepseek-r1/{COMMIT}"}
+    assert r1["model_loading_config"]["model_source"] == {
+        "bucket_uri": f"gs://my-proj-prod-models/deepseek-r1/{COMMIT}"
+    }
     assert r1["engine_kwargs"]["load_format"] == "runai_streamer"
-    assert r1["engine_kwargs"]["model_loader_extra_config"] == {"distributed": True, "concurrency": 16,
-                                                                "memory_limit": 100_000_000_000}
+    assert r1["engine_kwargs"]["model_loader_extra_config"] == {
+        "distributed": True,
+        "concurrency": 16,
+        "memory_limit": 100_000_000_000,
+    }
     template = gpu_template(service)
     assert template["spec"]["serviceAccountName"] == "llm-ray"
     # Mounted for the manifest check only: no file cache, not in the Ray container, no warm-up.
@@ -133,30 +179,49 @@ def test_runai_streamer_streams_from_the_store_uri_with_distributed_loading():
 def test_huggingface_only_stacks_render_as_before():
     config = stack([SMALL])
     assert config.weights.store is None
-    plain = RayServiceSettings(name="llm", namespace="llm", image="ray-llm:test", models=config.serving.models,
-                               machine=A3_MEGA, gpudirect=A3_MEGA.gpudirect, max_gpu_nodes=4, cpu_workers=1,
-                               upgrade="Recreate", exposure="cluster")
+    plain = RayServiceSettings(
+        name="llm",
+        namespace="llm",
+        image="ray-llm:test",
+        models=config.serving.models,
+        machine=A3_MEGA,
+        gpudirect=A3_MEGA.gpudirect,
+        max_gpu_nodes=4,
+        cpu_workers=1,
+        upgrade="Recreate",
+        exposure="cluster",
+    )
     assert rayservice(config) == render_rayservice(plain)
 
 
 CASES = {
     "gcsfuse": lambda: stack([R1, SMALL]),
-    "runai": lambda: stack([{**R1, "weightSource": "runai-streamer"}], rayImage="example/ray-runai:1",
-                           rayImageHasRunaiStreamer="true"),
-    "s3": lambda: stack([S3_R1], secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"},
-                        s3EndpointUrl="https://s3.example.com"),
+    "runai": lambda: stack(
+        [{**R1, "weightSource": "runai-streamer"}], rayImage="example/ray-runai:1", rayImageHasRunaiStreamer="true"
+    ),
+    "s3": lambda: stack(
+        [S3_R1], secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"}, s3EndpointUrl="https://s3.example.com"
+    ),
 }
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case, assert_valid_kubernetes_object,
-                                                                     validate_rayservice):
+def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(
+    case, assert_valid_kubernetes_object, validate_rayservice
+):
     service = rayservice(CASES[case]())
     validate_rayservice(service)
     for group in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]:
         template = group["template"]
-        assert_valid_kubernetes_object({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x",
-                                        **template.get("metadata", {})}, "spec": template["spec"]}, f"{case}: pod")
+        assert_valid_kubernetes_object(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "x", **template.get("metadata", {})},
+                "spec": template["spec"],
+            },
+            f"{case}: pod",
+        )
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(serve)
     for llm in serve["applications"][0]["args"]["llm_configs"]:
@@ -168,8 +233,11 @@ def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(case, asser
 def test_staging_objects_are_valid_kubernetes_objects(case, assert_valid_kubernetes_object):
     config = CASES[case]()
     settings = weights_settings(config, hf_token=True)
-    objects = [weight_staging.render_service_account("llm-ray", "llm", settings.reader_email),
-               weight_staging.render_staging_configmap(settings), weight_staging.render_s3_secret(settings)]
+    objects = [
+        weight_staging.render_service_account("llm-ray", "llm", settings.reader_email),
+        weight_staging.render_staging_configmap(settings),
+        weight_staging.render_s3_secret(settings),
+    ]
     objects += [weight_staging.render_staging_job(settings, weights) for weights in config.weights.staged_models]
     for obj in objects:
         assert_valid_kubernetes_object(obj, case)
@@ -185,8 +253,16 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
     assert pod["serviceAccountName"] == "llm-weights-stager" and pod["nodeSelector"] == {"llmserve.dev/pool": "system"}
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
     assert container["image"] == "python:3.11-slim-bookworm"  # the README's staging image
-    assert container["args"][:8] == ["--source", "deepseek-ai/DeepSeek-R1", "--revision", COMMIT, "--bucket",
-                                      "my-proj-prod-models", "--model-id", "deepseek-r1"]
+    assert container["args"][:8] == [
+        "--source",
+        "deepseek-ai/DeepSeek-R1",
+        "--revision",
+        COMMIT,
+        "--bucket",
+        "my-proj-prod-models",
+        "--model-id",
+        "deepseek-r1",
+    ]
     assert "-r /opt/staging/requirements-staging.txt" in container["command"][2]
     assert 'exec python -m staging "$@"' in container["command"][2]
     env = {item["name"]: item for item in container["env"]}
@@ -198,22 +274,27 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
 
 
 def test_an_s3_staging_job_reads_its_keys_from_the_secret():
-    config = stack([S3_R1], secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"},
-                   s3EndpointUrl="https://s3.example.com")
+    config = stack(
+        [S3_R1], secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"}, s3EndpointUrl="https://s3.example.com"
+    )
     settings = weights_settings(config)
     (weights,) = config.weights.staged_models
     job = weight_staging.render_staging_job(settings, weights)
     env = {item["name"]: item for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-s3-credentials",
-                                                                         "key": "AWS_SECRET_ACCESS_KEY"}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "llm-s3-credentials",
+        "key": "AWS_SECRET_ACCESS_KEY",
+    }
     assert env["AWS_ENDPOINT_URL"]["value"] == "https://s3.example.com"
 
 
 def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
     first = stack()
     second = stack([{**R1, "revision": "0" * 40}])
-    name = lambda config: weight_staging.staging_job_name(weights_settings(config),  # noqa: E731
-                                                          config.weights.staged_models[0])
+    name = lambda config: weight_staging.staging_job_name(
+        weights_settings(config),  # noqa: E731
+        config.weights.staged_models[0],
+    )
     assert name(first) == name(stack()) != name(second)
 
 
@@ -241,8 +322,12 @@ def test_the_init_container_runs_staging_manifest_check_py_as_written(tmp_path):
 
 
 def run_check(*roots) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", render.manifest_check_script(), *map(str, roots)], capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-c", render.manifest_check_script(), *map(str, roots)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def test_the_pod_refuses_to_start_without_a_manifest(tmp_path):
@@ -254,8 +339,11 @@ def test_the_pod_refuses_to_start_without_a_manifest(tmp_path):
 
 def test_the_pod_refuses_a_folder_that_does_not_match_its_manifest(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"12345")
-    (tmp_path / ".manifest.json").write_text(json.dumps({"revision": "v1", "files": [
-        {"path": "a.safetensors", "size": 6}, {"path": "b.safetensors", "size": 1}]}))
+    (tmp_path / ".manifest.json").write_text(
+        json.dumps(
+            {"revision": "v1", "files": [{"path": "a.safetensors", "size": 6}, {"path": "b.safetensors", "size": 1}]}
+        )
+    )
     result = run_check(tmp_path)
     assert result.returncode == 1
     assert "a.safetensors has size 5, the manifest says 6" in result.stderr
@@ -264,8 +352,9 @@ def test_the_pod_refuses_a_folder_that_does_not_match_its_manifest(tmp_path):
 
 def test_the_pod_starts_on_a_complete_model(tmp_path):
     (tmp_path / "a.safetensors").write_bytes(b"12345")
-    (tmp_path / ".manifest.json").write_text(json.dumps({"revision": "v1", "files": [{"path": "a.safetensors",
-                                                                                        "size": 5}]}))
+    (tmp_path / ".manifest.json").write_text(
+        json.dumps({"revision": "v1", "files": [{"path": "a.safetensors", "size": 5}]})
+    )
     result = run_check(tmp_path)
     assert result.returncode == 0 and f"weights ok: {tmp_path}: 1 files, revision v1" in result.stdout
 
@@ -278,6 +367,7 @@ def test_the_warmup_reads_every_file_but_the_manifest(tmp_path):
     script = script.replace("dd if={} of=/dev/null bs=16M status=none", "echo {}")
     result = subprocess.run(["/bin/bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
-    assert sorted(result.stdout.split()[:2]) == sorted([str(tmp_path / "a.safetensors"),
-                                                        str(tmp_path / "sub/b.safetensors")])
+    assert sorted(result.stdout.split()[:2]) == sorted(
+        [str(tmp_path / "a.safetensors"), str(tmp_path / "sub/b.safetensors")]
+    )
     assert "weights warm-up done" in result.stdout

@@ -15,50 +15,79 @@ import jsonschema
 import pytest
 
 from infra.cli import plan as plan_module
-from infra.render.exposure import ExposureSettings, render_network_policies
-from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
 from infra.config.settings import SecureSettings
-from infra.render.exposure import source_ranges_for_internal
 from infra.config.stackfiles import stack_config
+from infra.render.exposure import ExposureSettings, render_network_policies, source_ranges_for_internal
+from infra.render.rayservice import HEAD_PORTS, SERVE_PORT
 
 # --- config --------------------------------------------------------------------------------------------------
 
 
 def test_defaults_are_the_secure_ones(parse_config):
-    assert parse_config().secure == SecureSettings(gpu_secure_boot=True, host_maintenance_interval=None,
-                                                   network_policies=True, serve_client_namespaces=(),
-                                                   serve_hostname=None, serve_allow_plain_http=False)
+    assert parse_config().secure == SecureSettings(
+        gpu_secure_boot=True,
+        host_maintenance_interval=None,
+        network_policies=True,
+        serve_client_namespaces=(),
+        serve_hostname=None,
+        serve_allow_plain_http=False,
+    )
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(serveExposure="external"),
-     r"llmserve:serveExposure: external is served over HTTPS only .* found no llmserve:serveHostname; allowed: "
-     r"set llmserve:serveHostname"),
-    (dict(serveExposure="internal"),
-     r"llmserve:serveExposure: internal serves plain HTTP .* found llmserve:serveAllowPlainHttp=false; allowed: "
-     r"set llmserve:serveAllowPlainHttp=true"),
-    (dict(serveHostname="api.example.com"),
-     r"llmserve:serveHostname: only used with serveExposure=external; found 'api.example.com' with "
-     r"serveExposure='cluster'"),
-    (dict(serveExposure="external", serveHostname="https://api.example.com"),
-     r"llmserve:serveHostname: expected a lowercase DNS name like api.example.com .*; found 'https://api"),
-    (dict(serveExposure="external", serveHostname="api.example.com", serveSourceRanges=["10.0.0.0/8"]),
-     r"llmserve:serveSourceRanges: not supported with serveExposure=external"),
-    (dict(gpuHostMaintenanceInterval="WEEKLY"),
-     r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; allowed: \"\" \(unset\), AS_NEEDED, PERIODIC"),
-    (dict(serveClientNamespaces=["Team_A"]),
-     r"llmserve:serveClientNamespaces\[0\]: expected a Kubernetes namespace name .*; found 'Team_A'"),
-    (dict(gpuQueuedProvisioning=True, gpuAutoscaling=True, gpuCompactPlacement=False),
-     r"llmserve:gpuQueuedProvisioning: true is refused: .*ProvisioningRequest.* Use gpuFlexStart=true"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            dict(serveExposure="external"),
+            r"llmserve:serveExposure: external is served over HTTPS only .* found no llmserve:serveHostname; allowed: "
+            r"set llmserve:serveHostname",
+        ),
+        (
+            dict(serveExposure="internal"),
+            r"llmserve:serveExposure: internal serves plain HTTP .* found llmserve:serveAllowPlainHttp=false; allowed: "
+            r"set llmserve:serveAllowPlainHttp=true",
+        ),
+        (
+            dict(serveHostname="api.example.com"),
+            r"llmserve:serveHostname: only used with serveExposure=external; found 'api.example.com' with "
+            r"serveExposure='cluster'",
+        ),
+        (
+            dict(serveExposure="external", serveHostname="https://api.example.com"),
+            r"llmserve:serveHostname: expected a lowercase DNS name like api.example.com .*; found 'https://api",
+        ),
+        (
+            dict(serveExposure="external", serveHostname="api.example.com", serveSourceRanges=["10.0.0.0/8"]),
+            r"llmserve:serveSourceRanges: not supported with serveExposure=external",
+        ),
+        (
+            dict(gpuHostMaintenanceInterval="WEEKLY"),
+            r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; allowed: \"\" \(unset\), AS_NEEDED, PERIODIC",
+        ),
+        (
+            dict(serveClientNamespaces=["Team_A"]),
+            r"llmserve:serveClientNamespaces\[0\]: expected a Kubernetes namespace name .*; found 'Team_A'",
+        ),
+        (
+            dict(gpuQueuedProvisioning=True, gpuAutoscaling=True, gpuCompactPlacement=False),
+            r"llmserve:gpuQueuedProvisioning: true is refused: .*ProvisioningRequest.* Use gpuFlexStart=true",
+        ),
+    ],
+)
 def test_bad_secure_input_is_refused_naming_the_switch(overrides, message, config_problems):
     problems = config_problems(**overrides)
     assert re.search(message, problems), f"expected /{message}/ in:\n{problems}"
 
 
 def test_opt_outs_are_accepted_and_warned_about(parse_config):
-    config = parse_config(gpuSecureBoot=False, networkPolicies=False, gpuHostMaintenanceInterval="PERIODIC",
-                          serveExposure="internal", serveAllowPlainHttp=True, serveSourceRanges=["10.0.0.0/8"])
+    config = parse_config(
+        gpuSecureBoot=False,
+        networkPolicies=False,
+        gpuHostMaintenanceInterval="PERIODIC",
+        serveExposure="internal",
+        serveAllowPlainHttp=True,
+        serveSourceRanges=["10.0.0.0/8"],
+    )
     assert config.secure.host_maintenance_interval == "PERIODIC"
     text = "\n".join(config.warnings)
     for switch in ("gpuSecureBoot: false", "networkPolicies: false", "gpuHostMaintenanceInterval: PERIODIC"):
@@ -68,8 +97,10 @@ def test_opt_outs_are_accepted_and_warned_about(parse_config):
 def test_a3_high_on_demand_is_warned_about_automatic_reservations(parse_config):
     warnings = parse_config(gpuMachineType="a3-highgpu-8g").warnings
     assert any("a3-highgpu-8g cannot consume automatic reservations" in w for w in warnings), warnings
-    assert not any("automatic reservations" in w for w in parse_config(gpuMachineType="a3-highgpu-8g",
-                                                                         gpuReservation="res-1").warnings)
+    assert not any(
+        "automatic reservations" in w
+        for w in parse_config(gpuMachineType="a3-highgpu-8g", gpuReservation="res-1").warnings
+    )
 
 
 # --- capacity that holds ---------------------------------------------------------------------------------------
@@ -129,8 +160,10 @@ def allowed_peers(policies: dict[str, dict], port: int, pod_labels: dict) -> lis
 HEAD_LABELS = {"ray.io/is-ray-node": "yes", "ray.io/node-type": "head", "ray.io/cluster": "llm-abcde"}
 WORKER_LABELS = {"ray.io/is-ray-node": "yes", "ray.io/node-type": "worker", "ray.io/cluster": "llm-abcde"}
 RAY_PEER = {"podSelector": {"matchLabels": {"ray.io/is-ray-node": "yes"}}}
-OPERATOR_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}},
-                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}}}
+OPERATOR_PEER = {
+    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kuberay-system"}},
+    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "kuberay-operator"}},
+}
 GMP_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gmp-system"}}}
 
 
@@ -158,8 +191,9 @@ def test_dashboard_is_reachable_from_ray_pods_and_the_kuberay_operator_only(plan
     assert sorted(map(json.dumps, peers)) == sorted(map(json.dumps, [RAY_PEER, OPERATOR_PEER]))
 
 
-@pytest.mark.parametrize("port_name, port", [(n, p) for n, p in HEAD_PORTS
-                                             if n in ("metrics", "as-metrics", "dash-metrics")])
+@pytest.mark.parametrize(
+    "port_name, port", [(n, p) for n, p in HEAD_PORTS if n in ("metrics", "as-metrics", "dash-metrics")]
+)
 def test_metrics_ports_are_reachable_from_ray_pods_and_managed_prometheus_only(port_name, port, planned):
     policies = policies_of(planned("prod").resources)
     peers = allowed_peers(policies, port, HEAD_LABELS)
@@ -187,23 +221,33 @@ def _exposure(serving, **overrides) -> ExposureSettings:
 
 
 def test_serve_port_admits_listed_client_namespaces_and_the_internal_load_balancers_clients(
-        assert_valid_kubernetes_object, rayservice_settings):
-    settings = _exposure(serving=rayservice_settings(exposure="internal", source_ranges=("10.0.0.0/8",)),
-                         client_namespaces=("apps",))
+    assert_valid_kubernetes_object, rayservice_settings
+):
+    settings = _exposure(
+        serving=rayservice_settings(exposure="internal", source_ranges=("10.0.0.0/8",)), client_namespaces=("apps",)
+    )
     policy = {p["metadata"]["name"]: p for p in render_network_policies(settings)}["llm-serve-ingress"]
-    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": SERVE_PORT}], "from": [
-        {"podSelector": {}},
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
-        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.4.0.0/14"]}},
-    ]}]
+    assert policy["spec"]["ingress"] == [
+        {
+            "ports": [{"protocol": "TCP", "port": SERVE_PORT}],
+            "from": [
+                {"podSelector": {}},
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "apps"}}},
+                {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.4.0.0/14"]}},
+            ],
+        }
+    ]
     assert_valid_kubernetes_object(policy, "internal exposure")
 
 
-@pytest.mark.parametrize("ranges, blocks", [
-    ((), [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.4.0.0/14"]}}]),
-    (("192.168.10.0/24",), [{"ipBlock": {"cidr": "192.168.10.0/24"}}]),
-    (("10.4.1.0/24",), []),  # only pods: they need their namespace listed, not an address range
-])
+@pytest.mark.parametrize(
+    "ranges, blocks",
+    [
+        ((), [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.4.0.0/14"]}}]),
+        (("192.168.10.0/24",), [{"ipBlock": {"cidr": "192.168.10.0/24"}}]),
+        (("10.4.1.0/24",), []),  # only pods: they need their namespace listed, not an address range
+    ],
+)
 def test_internal_source_ranges_never_bypass_the_namespace_rule(ranges, blocks):
     assert source_ranges_for_internal(ranges, "10.4.0.0/14") == blocks
 
@@ -214,71 +258,197 @@ def test_internal_source_ranges_never_bypass_the_namespace_rule(ranges, blocks):
 # API v1 reference (gateway.networking.k8s.io) and GKE's "Configure Gateway resources using Policies" page:
 # required fields, types, enums and no unknown fields at the levels rendered. Not the CRDs' full OpenAPI (no
 # copy is vendored), so CEL rules such as listener-name uniqueness are not checked here.
-_META = {"type": "object", "required": ["name", "namespace"],
-         "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                        "namespace": {"type": "string"}, "labels": {"type": "object"},
-                        "annotations": {"type": "object", "additionalProperties": {"type": "string"}}},
-         "additionalProperties": False}
+_META = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {
+        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "namespace": {"type": "string"},
+        "labels": {"type": "object"},
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+    "additionalProperties": False,
+}
 _HOSTNAME = {"type": "string", "pattern": r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"}
-_TARGET_REF = {"type": "object", "required": ["group", "kind", "name"], "additionalProperties": False,
-               "properties": {"group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}}}
+_TARGET_REF = {
+    "type": "object",
+    "required": ["group", "kind", "name"],
+    "additionalProperties": False,
+    "properties": {"group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"}},
+}
 
 
 def _object(api_version: str, kind: str, spec: dict) -> dict:
-    return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
-            "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind}, "metadata": _META,
-                           "spec": spec}}
+    return {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind}, "metadata": _META, "spec": spec},
+    }
 
 
 STRUCTURAL_SCHEMAS = {
-    "Gateway": _object("gateway.networking.k8s.io/v1", "Gateway", {
-        "type": "object", "required": ["gatewayClassName", "listeners"], "additionalProperties": False,
-        "properties": {
-            "gatewayClassName": {"type": "string", "minLength": 1, "maxLength": 253},
-            "listeners": {"type": "array", "minItems": 1, "maxItems": 64, "items": {
-                "type": "object", "required": ["name", "port", "protocol"], "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "hostname": _HOSTNAME,
-                               "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                               "protocol": {"enum": ["HTTP", "HTTPS", "TLS", "TCP", "UDP"]},
-                               "allowedRoutes": {"type": "object", "properties": {"namespaces": {
-                                   "type": "object", "properties": {"from": {"enum": ["All", "Same", "Selector"]}}}}}}}},
-            "addresses": {"type": "array", "items": {
-                "type": "object", "required": ["value"], "additionalProperties": False,
-                "properties": {"type": {"enum": ["IPAddress", "Hostname", "NamedAddress"]},
-                               "value": {"type": "string", "minLength": 1}}}}}}),
-    "HTTPRoute": _object("gateway.networking.k8s.io/v1", "HTTPRoute", {
-        "type": "object", "required": ["parentRefs", "rules"], "additionalProperties": False,
-        "properties": {
-            "parentRefs": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "required": ["name"], "additionalProperties": False,
-                "properties": {"name": {"type": "string"}, "sectionName": {"type": "string"}}}},
-            "hostnames": {"type": "array", "items": _HOSTNAME},
-            "rules": {"type": "array", "minItems": 1, "items": {
-                "type": "object", "additionalProperties": False,
-                "properties": {
-                    "matches": {"type": "array", "items": {"type": "object", "properties": {"path": {
-                        "type": "object", "required": ["type", "value"],
-                        "properties": {"type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
-                                       "value": {"type": "string", "pattern": "^/"}}}}}},
-                    "backendRefs": {"type": "array", "items": {
-                        "type": "object", "required": ["name", "port"], "additionalProperties": False,
-                        "properties": {"name": {"type": "string"},
-                                       "port": {"type": "integer", "minimum": 1, "maximum": 65535}}}}}}}}}),
-    "HealthCheckPolicy": _object("networking.gke.io/v1", "HealthCheckPolicy", {
-        "type": "object", "required": ["default", "targetRef"], "additionalProperties": False,
-        "properties": {"targetRef": _TARGET_REF, "default": {"type": "object", "properties": {"config": {
-            "type": "object", "required": ["type"],
-            "properties": {"type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
-                           "httpHealthCheck": {"type": "object", "additionalProperties": False, "properties": {
-                               "portSpecification": {"enum": ["USE_FIXED_PORT", "USE_NAMED_PORT",
-                                                              "USE_SERVING_PORT"]},
-                               "port": {"type": "integer", "minimum": 1, "maximum": 65535},
-                               "requestPath": {"type": "string", "pattern": "^/"}}}}}}}}}),
-    "GCPBackendPolicy": _object("networking.gke.io/v1", "GCPBackendPolicy", {
-        "type": "object", "required": ["default", "targetRef"], "additionalProperties": False,
-        "properties": {"targetRef": _TARGET_REF, "default": {
-            "type": "object", "additionalProperties": False,
-            "properties": {"timeoutSec": {"type": "integer", "minimum": 1, "maximum": 86400}}}}}),
+    "Gateway": _object(
+        "gateway.networking.k8s.io/v1",
+        "Gateway",
+        {
+            "type": "object",
+            "required": ["gatewayClassName", "listeners"],
+            "additionalProperties": False,
+            "properties": {
+                "gatewayClassName": {"type": "string", "minLength": 1, "maxLength": 253},
+                "listeners": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 64,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "port", "protocol"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string"},
+                            "hostname": _HOSTNAME,
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "protocol": {"enum": ["HTTP", "HTTPS", "TLS", "TCP", "UDP"]},
+                            "allowedRoutes": {
+                                "type": "object",
+                                "properties": {
+                                    "namespaces": {
+                                        "type": "object",
+                                        "properties": {"from": {"enum": ["All", "Same", "Selector"]}},
+                                    }
+                                },
+                            },
+                        },
+                    },
+                },
+                "addresses": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["value"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "type": {"enum": ["IPAddress", "Hostname", "NamedAddress"]},
+                            "value": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    "HTTPRoute": _object(
+        "gateway.networking.k8s.io/v1",
+        "HTTPRoute",
+        {
+            "type": "object",
+            "required": ["parentRefs", "rules"],
+            "additionalProperties": False,
+            "properties": {
+                "parentRefs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name"],
+                        "additionalProperties": False,
+                        "properties": {"name": {"type": "string"}, "sectionName": {"type": "string"}},
+                    },
+                },
+                "hostnames": {"type": "array", "items": _HOSTNAME},
+                "rules": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "matches": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "path": {
+                                            "type": "object",
+                                            "required": ["type", "value"],
+                                            "properties": {
+                                                "type": {"enum": ["Exact", "PathPrefix", "RegularExpression"]},
+                                                "value": {"type": "string", "pattern": "^/"},
+                                            },
+                                        }
+                                    },
+                                },
+                            },
+                            "backendRefs": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "port"],
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "name": {"type": "string"},
+                                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    ),
+    "HealthCheckPolicy": _object(
+        "networking.gke.io/v1",
+        "HealthCheckPolicy",
+        {
+            "type": "object",
+            "required": ["default", "targetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "targetRef": _TARGET_REF,
+                "default": {
+                    "type": "object",
+                    "properties": {
+                        "config": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"enum": ["TCP", "HTTP", "HTTPS", "HTTP2", "GRPC"]},
+                                "httpHealthCheck": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "portSpecification": {
+                                            "enum": ["USE_FIXED_PORT", "USE_NAMED_PORT", "USE_SERVING_PORT"]
+                                        },
+                                        "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                        "requestPath": {"type": "string", "pattern": "^/"},
+                                    },
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    ),
+    "GCPBackendPolicy": _object(
+        "networking.gke.io/v1",
+        "GCPBackendPolicy",
+        {
+            "type": "object",
+            "required": ["default", "targetRef"],
+            "additionalProperties": False,
+            "properties": {
+                "targetRef": _TARGET_REF,
+                "default": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"timeoutSec": {"type": "integer", "minimum": 1, "maximum": 86400}},
+                },
+            },
+        },
+    ),
 }
 
 EXTERNAL = {"llmserve:serveExposure": "external", "llmserve:serveHostname": "api.example.com"}
@@ -288,8 +458,7 @@ def plan_variant(monkeypatch, stack: str, overrides: dict, secrets: dict | None 
     """Run the real program for `stack` with config `overrides` (and plaintext `secrets`, marked secret)."""
     values, secret_keys = stack_config(stack)
     values = {**values, **overrides, **(secrets or {})}
-    monkeypatch.setattr(plan_module, "stack_config",
-                        lambda name, root: (values, [*secret_keys, *(secrets or {})]))
+    monkeypatch.setattr(plan_module, "stack_config", lambda name, root: (values, [*secret_keys, *(secrets or {})]))
     return plan_module.run_program(stack)
 
 
@@ -304,9 +473,15 @@ def test_external_exposure_is_an_https_only_gateway_with_a_managed_certificate(e
     manifests = {m["kind"]: m for m in manifests_of(resources)}
     gateway = manifests["Gateway"]
     assert gateway["spec"]["gatewayClassName"] == "gke-l7-global-external-managed"
-    assert gateway["spec"]["listeners"] == [{"name": "https", "protocol": "HTTPS", "port": 443,
-                                             "hostname": "api.example.com",
-                                             "allowedRoutes": {"namespaces": {"from": "Same"}}}]
+    assert gateway["spec"]["listeners"] == [
+        {
+            "name": "https",
+            "protocol": "HTTPS",
+            "port": 443,
+            "hostname": "api.example.com",
+            "allowedRoutes": {"namespaces": {"from": "Same"}},
+        }
+    ]
     assert gateway["metadata"]["annotations"]["networking.gke.io/certmap"] == "llm-exposure-certmap"
     assert gateway["spec"]["addresses"] == [{"type": "NamedAddress", "value": "llm-exposure-address"}]
     route = manifests["HTTPRoute"]["spec"]
@@ -342,8 +517,9 @@ def test_structural_check_can_fail(external_prod):
 
 def test_external_serve_port_admits_google_front_ends_not_the_internet(external_prod):
     policies = policies_of(external_prod[1])
-    blocks = [peer["ipBlock"]["cidr"] for peer in allowed_peers(policies, SERVE_PORT, WORKER_LABELS)
-              if "ipBlock" in peer]
+    blocks = [
+        peer["ipBlock"]["cidr"] for peer in allowed_peers(policies, SERVE_PORT, WORKER_LABELS) if "ipBlock" in peer
+    ]
     # Google's documented proxy and health-check ranges for external Application Load Balancers (README).
     assert sorted(blocks) == ["130.211.0.0/22", "35.191.0.0/16"]
     assert not any(ipaddress.ip_network(b).prefixlen < 16 for b in blocks)
@@ -355,8 +531,9 @@ def test_network_policies_switch_off(monkeypatch):
 
 
 def test_secure_boot_and_maintenance_switches_reach_the_gpu_pool(monkeypatch):
-    _, resources = plan_variant(monkeypatch, "prod", {"llmserve:gpuSecureBoot": "false",
-                                                      "llmserve:gpuHostMaintenanceInterval": "PERIODIC"})
+    _, resources = plan_variant(
+        monkeypatch, "prod", {"llmserve:gpuSecureBoot": "false", "llmserve:gpuHostMaintenanceInterval": "PERIODIC"}
+    )
     pool = next(r for r in resources if r.name == "llm-gpu" and r.type == "gcp:container/nodePool:NodePool")
     assert pool.inputs["nodeConfig"]["shieldedInstanceConfig"]["enableSecureBoot"] is False
     assert pool.inputs["nodeConfig"]["hostMaintenancePolicy"] == {"maintenanceInterval": "PERIODIC"}
@@ -393,21 +570,25 @@ def _containers(obj: dict) -> list[dict]:
         elif isinstance(node, list):
             for item in node:
                 visit(item)
+
     visit(obj)
     return found
 
 
 def test_secrets_reach_only_kubernetes_secrets(monkeypatch, stack):
     overrides = EXTERNAL if stack == "prod" else {}
-    _, resources = plan_variant(monkeypatch, stack, overrides, {"llmserve:apiKey": API_KEY_CANARY,
-                                                                "llmserve:hfToken": HF_TOKEN_CANARY})
+    _, resources = plan_variant(
+        monkeypatch, stack, overrides, {"llmserve:apiKey": API_KEY_CANARY, "llmserve:hfToken": HF_TOKEN_CANARY}
+    )
     recorded = json.dumps([r.as_json() for r in resources])
     assert API_KEY_CANARY not in recorded and HF_TOKEN_CANARY not in recorded, f"{stack}: a secret in plain text"
-    secret_places = [(r.type, r.name, path) for r in resources for path, value in _walk(r.inputs)
-                     if value == plan_module.SECRET]
+    secret_places = [
+        (r.type, r.name, path) for r in resources for path, value in _walk(r.inputs) if value == plan_module.SECRET
+    ]
     for type_, name, path in secret_places:
-        assert type_ == "kubernetes:v1:Secret" and path.startswith(".stringData."), \
+        assert type_ == "kubernetes:v1:Secret" and path.startswith(".stringData."), (
             f"{stack}: a secret value in {type_} {name} at {path}"
+        )
     assert {name for _, name, _ in secret_places} == {"llm-serve-api-key", "llm-serve-hf-token"}, secret_places
     rayservice = next(r for r in resources if r.type == "kubernetes:ray.io/v1:RayService").inputs
     serve_config = rayservice["spec"]["serveConfigV2"]
@@ -416,8 +597,9 @@ def test_secrets_reach_only_kubernetes_secrets(monkeypatch, stack):
         for container in _containers(manifest):
             for env in container.get("env", []):
                 if SECRET_NAME.search(env["name"]):
-                    assert "value" not in env and "secretKeyRef" in env.get("valueFrom", {}), \
+                    assert "value" not in env and "secretKeyRef" in env.get("valueFrom", {}), (
                         f"{stack}: {manifest['kind']} container {container['name']} sets {env['name']} literally"
+                    )
 
 
 def test_the_scan_catches_a_literal_secret_in_a_pod_spec():

@@ -53,8 +53,14 @@ def make_handler(behaviour: Behaviour):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if not body.get("stream"):
                 message = {"role": "assistant", "content": None, behaviour.reasoning_field: "Adding 17 and 25"}
-                self._send(200, {"model": body["model"], "choices": [{"message": message, "finish_reason": "length"}],
-                                 "usage": {"completion_tokens": 8}})
+                self._send(
+                    200,
+                    {
+                        "model": body["model"],
+                        "choices": [{"message": message, "finish_reason": "length"}],
+                        "usage": {"completion_tokens": 8},
+                    },
+                )
                 return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
@@ -89,8 +95,13 @@ def test_a_correct_endpoint_passes_every_check_and_prints_latencies(endpoint, ca
     assert smoke(url) == 0
     out = capsys.readouterr().out
     assert f"smoke test of {url}/v1" in out
-    for name in ("GET /v1/models", "chat completion (deepseek-r1)", "streamed chat completion (deepseek-r1)",
-                 "401 without a key", "401 with a wrong key"):
+    for name in (
+        "GET /v1/models",
+        "chat completion (deepseek-r1)",
+        "streamed chat completion (deepseek-r1)",
+        "401 without a key",
+        "401 with a wrong key",
+    ):
         assert any(line.strip().startswith(f"PASS  {name}") and " ms " in line for line in out.splitlines()), out
     assert "5 passed, 0 failed" in out and "content none (cut short while thinking)" in out
 
@@ -103,11 +114,14 @@ def test_the_model_flag_picks_a_listed_model_and_refuses_an_unlisted_one(endpoin
     assert "'missing' not listed; listed: ['deepseek-r1', 'other']" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("change, failure", [
-    (("reasoning_field", "reasoning_content"), "came back as `reasoning_content`, not vLLM 0.29's `reasoning`"),
-    (("stream_done", False), "the stream did not end with data: [DONE]"),
-    (("check_key", False), "expected 401, got HTTP 200"),
-])
+@pytest.mark.parametrize(
+    "change, failure",
+    [
+        (("reasoning_field", "reasoning_content"), "came back as `reasoning_content`, not vLLM 0.29's `reasoning`"),
+        (("stream_done", False), "the stream did not end with data: [DONE]"),
+        (("check_key", False), "expected 401, got HTTP 200"),
+    ],
+)
 def test_each_wrong_behaviour_fails_its_check_and_the_exit_code(endpoint, capsys, change, failure):
     url, behaviour = endpoint
     setattr(behaviour, *change)
@@ -145,10 +159,17 @@ def test_smoke_runs_where_pulumi_is_not_installed():
     import sys
     from pathlib import Path
 
-    code = ("import sys; sys.modules['pulumi'] = None; from infra.cli.main import main; "
-            "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))")
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent,
-                            capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; sys.modules['pulumi'] = None; from infra.cli.main import main; "
+        "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "http://127.0.0.1:9/v1/models does not answer" in result.stderr, result
 
 

@@ -94,8 +94,9 @@ def test_the_three_stacks_are_covered() -> None:
     assert {"dev", "staging", "prod"} <= {stack for stack, _, _ in STACK_SOURCES}
 
 
-@pytest.mark.parametrize(("stack", "model_id", "source"), STACK_SOURCES,
-                         ids=[f"{stack}-{model_id}" for stack, model_id, _ in STACK_SOURCES])
+@pytest.mark.parametrize(
+    ("stack", "model_id", "source"), STACK_SOURCES, ids=[f"{stack}-{model_id}" for stack, model_id, _ in STACK_SOURCES]
+)
 def test_every_stack_model_has_a_tiny_stand_in(stack: str, model_id: str, source: str) -> None:
     """`python -m local_run.server <stack>` can replace each of the stack's models."""
     assert source in EXPECTED, (
@@ -131,7 +132,10 @@ def test_architectures_are_the_three_vllm_code_paths() -> None:
     assert ARCHITECTURES == ("deepseek_v3", "qwen2", "llama")
     assert set(tiny_models._SPECS) == set(ARCHITECTURES)
     assert {spec.hf_architecture for spec in tiny_models._SPECS.values()} == {
-        "DeepseekV3ForCausalLM", "Qwen2ForCausalLM", "LlamaForCausalLM"}
+        "DeepseekV3ForCausalLM",
+        "Qwen2ForCausalLM",
+        "LlamaForCausalLM",
+    }
 
 
 def test_deepseek_stand_in_keeps_what_vllm_needs_for_r1_code_paths() -> None:
@@ -153,8 +157,9 @@ def test_every_stand_in_accepts_long_stack_contexts() -> None:
 
 
 def test_build_rejects_an_unknown_architecture_before_importing_torch(tmp_path: Path) -> None:
-    with pytest.raises(UnsupportedModelError, match="unknown tiny architecture 'mistral'; supported: "
-                       "deepseek_v3, qwen2, llama"):
+    with pytest.raises(
+        UnsupportedModelError, match="unknown tiny architecture 'mistral'; supported: deepseek_v3, qwen2, llama"
+    ):
         build_tiny_model("mistral", tmp_path)
     assert not any(tmp_path.iterdir())
 
@@ -167,8 +172,10 @@ def test_tiny_model_for_rejects_unsupported_sources_before_building(tmp_path: Pa
 
 def test_importing_the_module_imports_no_ml_library() -> None:
     """Deploy-time code and the runner's argument checks import it where torch is absent."""
-    code = ("import sys, local_run.tiny_models; "
-            "print(sorted({'torch', 'transformers', 'tokenizers', 'vllm'} & set(sys.modules)))")
+    code = (
+        "import sys, local_run.tiny_models; "
+        "print(sorted({'torch', 'transformers', 'tokenizers', 'vllm'} & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -193,11 +200,11 @@ def _fake_build(calls: list[str]):
         calls.append(architecture)
         (directory / "config.json").write_text("{}")
         (directory / MANIFEST).write_text(json.dumps({"architecture": architecture}))
+
     return build_into
 
 
-def test_build_is_cached_by_architecture_and_build_version(monkeypatch: pytest.MonkeyPatch,
-                                                           tmp_path: Path) -> None:
+def test_build_is_cached_by_architecture_and_build_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[str] = []
     monkeypatch.setattr(tiny_models, "_build_into", _fake_build(calls))
     first = build_tiny_model("qwen2", tmp_path)
@@ -211,6 +218,7 @@ def test_build_is_cached_by_architecture_and_build_version(monkeypatch: pytest.M
 def test_a_failed_build_leaves_no_cache_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A build that dies half-way (here: after writing one file) leaves nothing behind, and the next call
     builds again instead of returning a half-written model."""
+
     def failing(architecture: str, directory: Path) -> None:
         (directory / "config.json").write_text("{}")
         raise KeyboardInterrupt
@@ -264,28 +272,35 @@ def _render(messages: list[dict], add_generation_prompt: bool = True) -> str:
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     return env.from_string(tiny_models.CHAT_TEMPLATE).render(
-        messages=messages, add_generation_prompt=add_generation_prompt,
-        bos_token=tiny_models.BOS, eos_token=tiny_models.EOS)
+        messages=messages,
+        add_generation_prompt=add_generation_prompt,
+        bos_token=tiny_models.BOS,
+        eos_token=tiny_models.EOS,
+    )
 
 
 def test_chat_template_renders_a_conversation_and_opens_the_reasoning_block() -> None:
-    rendered = _render([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"},
-        {"role": "user", "content": "and 3+3?"},
-    ])
-    assert rendered == ("<|begin_of_text|><|system|>Be brief.<|user|>2+2?<|assistant|>4<|end_of_text|>"
-                        "<|user|>and 3+3?<|assistant|><think>\n")
+    rendered = _render(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "<think>\nadd\n</think>\n\n4"},
+            {"role": "user", "content": "and 3+3?"},
+        ]
+    )
+    assert rendered == (
+        "<|begin_of_text|><|system|>Be brief.<|user|>2+2?<|assistant|>4<|end_of_text|>"
+        "<|user|>and 3+3?<|assistant|><think>\n"
+    )
 
 
 def test_chat_template_without_generation_prompt_ends_after_the_last_message() -> None:
-    assert _render([{"role": "user", "content": "hi"}], add_generation_prompt=False) == \
-        "<|begin_of_text|><|user|>hi"
+    assert _render([{"role": "user", "content": "hi"}], add_generation_prompt=False) == "<|begin_of_text|><|user|>hi"
 
 
 def test_chat_template_rejects_roles_it_cannot_render() -> None:
     jinja2 = pytest.importorskip("jinja2")
-    with pytest.raises(jinja2.exceptions.TemplateError, match="supports the roles system, user and "
-                       "assistant; got tool"):
+    with pytest.raises(
+        jinja2.exceptions.TemplateError, match="supports the roles system, user and assistant; got tool"
+    ):
         _render([{"role": "tool", "content": "42"}])

@@ -12,17 +12,34 @@ from infra.config.stack import parse_stack_config
 
 GCP = {"project": "my-proj", "region": "us-east4"}
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": COMMIT, "acceleratorType": "H100",
-      "tensorParallelSize": 8, "pipelineParallelSize": 2}
-SMALL = {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "H100",
-         "tensorParallelSize": 4}
-BASE = {"gpuMachineType": "a3-megagpu-8g", "gpuZones": '["us-east4-b"]', "gpuNodeCount": "3",
-        "masterAuthorizedNetworks": '["198.18.0.0/24"]'}
+R1 = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "revision": COMMIT,
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+}
+SMALL = {
+    "id": "qwen-7b",
+    "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+    "acceleratorType": "H100",
+    "tensorParallelSize": 4,
+}
+BASE = {
+    "gpuMachineType": "a3-megagpu-8g",
+    "gpuZones": '["us-east4-b"]',
+    "gpuNodeCount": "3",
+    "masterAuthorizedNetworks": '["198.18.0.0/24"]',
+}
 
 
 def parse(models=(R1,), secrets=None, **overrides):
-    values = {**BASE, "models": json.dumps(list(models)), **{k: v if isinstance(v, str) else json.dumps(v)
-                                                             for k, v in overrides.items()}}
+    values = {
+        **BASE,
+        "models": json.dumps(list(models)),
+        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in overrides.items()},
+    }
     return parse_stack_config("prod", values, GCP, secrets)
 
 
@@ -36,7 +53,11 @@ def test_auto_mounts_r1_from_the_store_and_downloads_small_models_directly():
     weights = parse([R1, SMALL]).weights
     r1, small = weights.for_model("deepseek-r1"), weights.for_model("qwen-7b")
     assert (r1.source, r1.origin, r1.revision, r1.prefix) == (
-        "gcsfuse", "deepseek-ai/DeepSeek-R1", COMMIT, f"deepseek-r1/{COMMIT}/")
+        "gcsfuse",
+        "deepseek-ai/DeepSeek-R1",
+        COMMIT,
+        f"deepseek-r1/{COMMIT}/",
+    )
     assert r1.staged_by_job and small.source == "huggingface" and not small.uses_store
     assert weights.store.bucket == "my-proj-prod-models" and weights.store.location == "us-east4"
     assert weights.store.force_destroy is False and weights.staging_timeout_minutes == 180
@@ -48,75 +69,102 @@ def test_no_store_when_every_model_downloads_from_the_hub():
 
 
 def test_a_model_choice_beats_the_stack_default():
-    weights = parse([{**SMALL, "weightSource": "gcsfuse", "revision": COMMIT}, {**R1, "weightSource": "huggingface",
-                                                                                "revision": None}]).weights
+    weights = parse(
+        [
+            {**SMALL, "weightSource": "gcsfuse", "revision": COMMIT},
+            {**R1, "weightSource": "huggingface", "revision": None},
+        ]
+    ).weights
     assert weights.for_model("qwen-7b").source == "gcsfuse" and weights.for_model("deepseek-r1").source == "huggingface"
 
 
 def test_unknown_weight_sources_list_the_valid_ones():
-    assert ("llmserve:weightSource: unknown value 'nfs'; allowed: auto, gcsfuse, runai-streamer, huggingface"
-            in problems(weightSource="nfs"))
-    assert ("models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found 'gcsfuze'; allowed one of "
-            "gcsfuse, runai-streamer, huggingface" in problems([{**R1, "weightSource": "gcsfuze"}]))
+    assert (
+        "llmserve:weightSource: unknown value 'nfs'; allowed: auto, gcsfuse, runai-streamer, huggingface"
+        in problems(weightSource="nfs")
+    )
+    assert (
+        "models[0].weightSource: unknown value (did you mean 'gcsfuse'?); found 'gcsfuze'; allowed one of "
+        "gcsfuse, runai-streamer, huggingface" in problems([{**R1, "weightSource": "gcsfuze"}])
+    )
 
 
-@pytest.mark.parametrize("revision, message", [
-    (None, "llmserve:models[0].revision: weightSource gcsfuse stages deepseek-ai/DeepSeek-R1 at one Hub commit; "
-           "found None; allowed: the 40-character commit id"),
-    ("main", "found 'main'; allowed: the 40-character commit id"),
-])
+@pytest.mark.parametrize(
+    "revision, message",
+    [
+        (
+            None,
+            "llmserve:models[0].revision: weightSource gcsfuse stages deepseek-ai/DeepSeek-R1 at one Hub commit; "
+            "found None; allowed: the 40-character commit id",
+        ),
+        ("main", "found 'main'; allowed: the 40-character commit id"),
+    ],
+)
 def test_a_staged_hub_model_needs_a_commit(revision, message):
     assert message in problems([{**R1, "revision": revision}])
 
 
 def test_revision_is_refused_where_nothing_is_staged():
-    assert ("models[0].revision: only used with weightSource gcsfuse or runai-streamer" in
-            problems([{**SMALL, "revision": COMMIT}]))
+    assert "models[0].revision: only used with weightSource gcsfuse or runai-streamer" in problems(
+        [{**SMALL, "revision": COMMIT}]
+    )
 
 
-@pytest.mark.parametrize("source, message", [
-    ("s3://", "models[0].source: s3:// URI without a bucket"),
-    ("s3:///weights/r1", "models[0].source: s3:// URI without a bucket"),
-    ("gs:///r1", "models[0].source: gs:// URI without a bucket"),
-])
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("s3://", "models[0].source: s3:// URI without a bucket"),
+        ("s3:///weights/r1", "models[0].source: s3:// URI without a bucket"),
+        ("gs:///r1", "models[0].source: gs:// URI without a bucket"),
+    ],
+)
 def test_uris_without_a_bucket_are_refused(source, message):
     assert message in problems([{**R1, "source": source, "revision": "v1"}])
 
 
 def test_s3_sources_are_staged_under_a_label():
-    weights = parse([{**R1, "source": "s3://team-weights/r1/", "revision": "2026-11", "preset": "deepseek-r1"}],
-                    secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"}).weights
+    weights = parse(
+        [{**R1, "source": "s3://team-weights/r1/", "revision": "2026-11", "preset": "deepseek-r1"}],
+        secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"},
+    ).weights
     r1 = weights.for_model("deepseek-r1")
     assert (r1.origin, r1.prefix) == ("s3://team-weights/r1/", "deepseek-r1/2026-11/") and weights.s3_credentials
     assert "set both or neither" in problems([R1], secrets={"s3AccessKeyId": "id"})
-    assert "an s3:// source needs a label" in problems([{**R1, "source": "s3://team-weights/r1", "revision": None,
-                                                          "preset": "deepseek-r1"}])
+    assert "an s3:// source needs a label" in problems(
+        [{**R1, "source": "s3://team-weights/r1", "revision": None, "preset": "deepseek-r1"}]
+    )
 
 
 def test_weights_staged_by_hand_are_mounted_without_a_job():
-    r1 = parse([{**R1, "source": f"gs://my-proj-prod-models/deepseek-r1/v1", "revision": None,
-                 "preset": "deepseek-r1"}]).weights.for_model("deepseek-r1")
+    r1 = parse(
+        [{**R1, "source": "gs://my-proj-prod-models/deepseek-r1/v1", "revision": None, "preset": "deepseek-r1"}]
+    ).weights.for_model("deepseek-r1")
     assert (r1.source, r1.origin, r1.revision, r1.staged_by_job) == ("gcsfuse", "", "v1", False)
     assert "reads the stack's model store, at gs://my-proj-prod-models/deepseek-r1/<revision>" in problems(
-        [{**R1, "source": "gs://elsewhere/deepseek-r1/v1", "revision": None, "preset": "deepseek-r1"}])
+        [{**R1, "source": "gs://elsewhere/deepseek-r1/v1", "revision": None, "preset": "deepseek-r1"}]
+    )
 
 
 def test_a_local_path_cannot_be_staged_from_the_cluster():
     assert "models[0].source: weightSource gcsfuse cannot stage '/models/r1' from the cluster" in problems(
-        [{**R1, "source": "/models/r1", "preset": "deepseek-r1"}])
+        [{**R1, "source": "/models/r1", "preset": "deepseek-r1"}]
+    )
 
 
 def test_the_store_must_be_in_the_gpu_region():
-    assert ("llmserve:modelStoreLocation: the model store must be in the GPU pool's region so both nodes read it "
-            "without cross-region egress; found 'us-central1'; allowed: 'us-east4'"
-            in problems(modelStoreLocation="us-central1"))
+    assert (
+        "llmserve:modelStoreLocation: the model store must be in the GPU pool's region so both nodes read it "
+        "without cross-region egress; found 'us-central1'; allowed: 'us-east4'"
+        in problems(modelStoreLocation="us-central1")
+    )
     assert "found 'US'" in problems(modelStoreLocation="US")
     assert parse(modelStoreLocation="us-east4").weights.store.location == "us-east4"
 
 
 def test_force_destroy_is_refused_on_a_protected_stack():
     assert "llmserve:modelStoreForceDestroy: true would let `pulumi destroy` delete every staged model" in problems(
-        modelStoreForceDestroy="true")
+        modelStoreForceDestroy="true"
+    )
     assert parse(modelStoreForceDestroy="true", deletionProtection="false").weights.store.force_destroy
 
 
@@ -142,28 +190,45 @@ def test_runai_streamer_with_a_declared_image_is_accepted_with_a_warning_for_pp(
     assert any("runai-streamer with pipelineParallelSize=2" in warning for warning in config.warnings)
 
 
-@pytest.mark.parametrize("engine, message", [
-    ({"load_format": "runai_streamer_sharded"}, "engineKwargs.load_format: runai_streamer_sharded is refused: vLLM "
-     "0.29's runai_streamer_sharded cannot list gs:// checkpoints"),
-    ({"load_format": "safetensors"}, "weightSource runai-streamer sets it to runai_streamer; found 'safetensors'"),
-    ({"model_loader_extra_config": {"distributed": True, "cache": 1}}, "accepts only distributed, concurrency, "
-     "memory_limit"),
-    ({"model_loader_extra_config": {"distributed": False}}, "distributed: false makes each of the 8 ranks"),
-])
+@pytest.mark.parametrize(
+    "engine, message",
+    [
+        (
+            {"load_format": "runai_streamer_sharded"},
+            "engineKwargs.load_format: runai_streamer_sharded is refused: vLLM "
+            "0.29's runai_streamer_sharded cannot list gs:// checkpoints",
+        ),
+        ({"load_format": "safetensors"}, "weightSource runai-streamer sets it to runai_streamer; found 'safetensors'"),
+        (
+            {"model_loader_extra_config": {"distributed": True, "cache": 1}},
+            "accepts only distributed, concurrency, memory_limit",
+        ),
+        ({"model_loader_extra_config": {"distributed": False}}, "distributed: false makes each of the 8 ranks"),
+    ],
+)
 def test_streamer_options_it_cannot_serve_are_refused(engine, message):
-    assert message in problems([{**RUNAI, "engineKwargs": engine}], rayImage="example/ray-runai:1",
-                               rayImageHasRunaiStreamer="true")
+    assert message in problems(
+        [{**RUNAI, "engineKwargs": engine}], rayImage="example/ray-runai:1", rayImageHasRunaiStreamer="true"
+    )
 
 
 def test_streaming_load_formats_need_the_streamer_source():
-    assert ("models[0].engineKwargs.load_format: runai_streamer streams from object storage, but weightSource is "
-            "gcsfuse" in problems([{**R1, "engineKwargs": {"load_format": "runai_streamer"}}]))
+    assert (
+        "models[0].engineKwargs.load_format: runai_streamer streams from object storage, but weightSource is "
+        "gcsfuse" in problems([{**R1, "engineKwargs": {"load_format": "runai_streamer"}}])
+    )
 
 
-@pytest.mark.parametrize("overrides, key", [
-    ({"revision": COMMIT + "\n"}, "llmserve:models[0].revision"),
-    ({"source": "s3://team-weights/r1", "revision": "v1\n", "preset": "deepseek-r1"}, "llmserve:models[0].revision"),
-])
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"revision": COMMIT + "\n"}, "llmserve:models[0].revision"),
+        (
+            {"source": "s3://team-weights/r1", "revision": "v1\n", "preset": "deepseek-r1"},
+            "llmserve:models[0].revision",
+        ),
+    ],
+)
 def test_a_trailing_newline_is_not_a_valid_revision(overrides, key):
     """`^...$` with re.match accepts a trailing newline, which would end up in the store's object names."""
     assert key in problems([{**R1, **overrides}])

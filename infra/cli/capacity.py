@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional
 
 from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYTES, find_architecture, load_architecture
@@ -20,7 +19,7 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
     """The summary lines of one model's capacity (from `CapacityReport.as_json`)."""
     gpu = capacity["per_gpu_gib"]
     stages = capacity["stages"]
-    binding = (f", stage {capacity['binding_stage'] + 1} of {len(stages)} binds" if len(stages) > 1 else "")
+    binding = f", stage {capacity['binding_stage'] + 1} of {len(stages)} binds" if len(stages) > 1 else ""
     seqs = capacity["max_num_seqs"]
     lines = [
         f"  {model_id}: {capacity['gpus_per_replica']} x {capacity['gpu']} per replica "
@@ -37,32 +36,51 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
     return lines
 
 
-def cold_start_line(minutes: dict, current: Optional[str]) -> str:
-    parts = [f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
-             for source, span in minutes.items()]
+def cold_start_line(minutes: dict, current: str | None) -> str:
+    parts = [
+        f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
+        for source, span in minutes.items()
+    ]
     return "    cold start (estimate, nodes up): " + ", ".join(parts)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="a built-in model (" + ", ".join(sorted(ARCHITECTURE_ALIASES)) + "; or "
-                        "its Hugging Face id), or a path to a config.json or a folder holding one")
+    parser.add_argument(
+        "model",
+        help="a built-in model (" + ", ".join(sorted(ARCHITECTURE_ALIASES)) + "; or "
+        "its Hugging Face id), or a path to a config.json or a folder holding one",
+    )
     parser.add_argument("--machine", required=True, choices=sorted(MACHINE_PROFILES), help="GPU machine type")
     parser.add_argument("--tp", type=int, default=1, help="tensorParallelSize (default 1)")
     parser.add_argument("--pp", type=int, default=1, help="pipelineParallelSize (default 1)")
     parser.add_argument("--max-model-len", type=int, default=None, help="maxModelLen (default: the model's)")
-    parser.add_argument("--gpu-memory-utilization", type=float, default=None,
-                        help="gpuMemoryUtilization (default: vLLM's 0.92)")
+    parser.add_argument(
+        "--gpu-memory-utilization", type=float, default=None, help="gpuMemoryUtilization (default: vLLM's 0.92)"
+    )
     parser.add_argument("--max-num-seqs", type=int, default=None, help="maxNumSeqs")
-    parser.add_argument("--kv-cache-dtype", default="auto", choices=sorted(KV_CACHE_DTYPE_BYTES),
-                        help="engineKwargs.kv_cache_dtype (default auto = the model's dtype, BF16)")
-    parser.add_argument("--weight-dtype", default=None, choices=sorted(WEIGHT_FORMAT_BYTES),
-                        help="format of the linear layers (default: the checkpoint's)")
+    parser.add_argument(
+        "--kv-cache-dtype",
+        default="auto",
+        choices=sorted(KV_CACHE_DTYPE_BYTES),
+        help="engineKwargs.kv_cache_dtype (default auto = the model's dtype, BF16)",
+    )
+    parser.add_argument(
+        "--weight-dtype",
+        default=None,
+        choices=sorted(WEIGHT_FORMAT_BYTES),
+        help="format of the linear layers (default: the checkpoint's)",
+    )
     parser.add_argument("--block-size", type=int, default=None, help="engineKwargs.block_size")
-    parser.add_argument("--enforce-eager", action="store_true",
-                        help="no CUDA graphs, so no CUDA-graph memory is subtracted")
+    parser.add_argument(
+        "--enforce-eager", action="store_true", help="no CUDA graphs, so no CUDA-graph memory is subtracted"
+    )
     parser.add_argument("--region", default="us-east4", help="region of the list prices (default us-east4)")
-    parser.add_argument("--overhead-gib", type=float, default=None,
-                        help="activation + non-torch + CUDA-graph memory per GPU (default: the GPU's estimate)")
+    parser.add_argument(
+        "--overhead-gib",
+        type=float,
+        default=None,
+        help="activation + non-torch + CUDA-graph memory per GPU (default: the GPU's estimate)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,30 +91,49 @@ def run(args: argparse.Namespace) -> int:
         if arch is None:
             path = Path(args.model)
             if not path.exists():
-                raise ValueError(f"unknown model {args.model!r}; built in: {', '.join(sorted(ARCHITECTURE_ALIASES))}"
-                                 f"; or a path to a config.json")
+                raise ValueError(
+                    f"unknown model {args.model!r}; built in: {', '.join(sorted(ARCHITECTURE_ALIASES))}"
+                    f"; or a path to a config.json"
+                )
             arch = load_architecture(path)
         settings = EngineSettings(
-            tensor_parallel_size=args.tp, pipeline_parallel_size=args.pp, max_model_len=args.max_model_len,
-            gpu_memory_utilization=args.gpu_memory_utilization, max_num_seqs=args.max_num_seqs,
-            kv_cache_dtype=args.kv_cache_dtype, weight_format=args.weight_dtype, block_size=args.block_size,
-            cuda_graphs=not args.enforce_eager, overhead_gib=args.overhead_gib)
+            tensor_parallel_size=args.tp,
+            pipeline_parallel_size=args.pp,
+            max_model_len=args.max_model_len,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            max_num_seqs=args.max_num_seqs,
+            kv_cache_dtype=args.kv_cache_dtype,
+            weight_format=args.weight_dtype,
+            block_size=args.block_size,
+            cuda_graphs=not args.enforce_eager,
+            overhead_gib=args.overhead_gib,
+        )
         report: CapacityReport = plan_capacity(arch, GPU_MEMORY[machine.gke_accelerator], settings)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     nodes = -(-report.gpus_per_replica // machine.gpu_count)
-    print(f"{arch.name} on {machine.machine_type} ({machine.gpu_count} x {machine.gke_accelerator} per node; "
-          f"a replica spans {nodes} node{'s' if nodes > 1 else ''}), vLLM {VLLM_VERSION} memory sizing:")
+    print(
+        f"{arch.name} on {machine.machine_type} ({machine.gpu_count} x {machine.gke_accelerator} per node; "
+        f"a replica spans {nodes} node{'s' if nodes > 1 else ''}), vLLM {VLLM_VERSION} memory sizing:"
+    )
     for line in model_lines(arch.name, report.as_json()):
         print(line)
     print(cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
     price = PRICES.get((machine.machine_type, args.region))
-    rates = "no list price in infra/planning/costs.py" if price is None else ", ".join(
-        f"{mode} ${nodes * rate:,.2f}/h" for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
-        if rate is not None)
-    print(f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
-          f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}")
+    rates = (
+        "no list price in infra/planning/costs.py"
+        if price is None
+        else ", ".join(
+            f"{mode} ${nodes * rate:,.2f}/h"
+            for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
+            if rate is not None
+        )
+    )
+    print(
+        f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
+        f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}"
+    )
     for problem in report.errors:
         print(f"error: {problem.text()}")
     for problem in report.warnings:

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Optional
 
 from infra.config.stackfiles import PROJECT_ROOT
 
 
-def main(argv: Optional[list[str]] = None, root: Path = PROJECT_ROOT) -> int:
+def main(argv: list[str] | None = None, root: Path = PROJECT_ROOT) -> int:
     from infra.cli import capacity, plan, smoke
 
     parser = argparse.ArgumentParser(prog="python -m infra", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     plan.add_arguments(commands.add_parser("plan", help="plan a stack offline under Pulumi mocks"))
     smoke.add_arguments(commands.add_parser("smoke", help="check a running endpoint; the exit code says pass/fail"))
-    capacity.add_arguments(commands.add_parser("capacity",
-                                               help="size a model on a machine (weights, KV cache, cost)"))
+    capacity.add_arguments(commands.add_parser("capacity", help="size a model on a machine (weights, KV cache, cost)"))
     args = parser.parse_args(argv)
     if args.command == "smoke":
         return smoke.run(args, root)

@@ -23,7 +23,7 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -49,10 +49,10 @@ _NOT_MANIFESTS = ("kubernetes:helm.sh/", "kubernetes:yaml", "pulumi:providers:")
 class RecordedResource:
     type: str
     name: str
-    parent: Optional[str]
+    parent: str | None
     inputs: dict
     # What the engine is told besides the inputs; not part of resources.json, used by tests.
-    provider: Optional[str] = None  # the explicit provider's logical name
+    provider: str | None = None  # the explicit provider's logical name
     options: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
@@ -91,18 +91,24 @@ class PlanMocks:
         if kind.startswith("gcp:"):
             outputs.setdefault("name", name)
             outputs.setdefault("project", self.gcp_project)
-        if kind in ("gcp:compute/network:Network", "gcp:compute/subnetwork:Subnetwork",
-                    "gcp:compute/resourcePolicy:ResourcePolicy"):
-            collection = {"gcp:compute/network:Network": "global/networks",
-                          "gcp:compute/subnetwork:Subnetwork": f"regions/{outputs.get('region')}/subnetworks",
-                          "gcp:compute/resourcePolicy:ResourcePolicy":
-                              f"regions/{outputs.get('region')}/resourcePolicies"}[kind]
+        if kind in (
+            "gcp:compute/network:Network",
+            "gcp:compute/subnetwork:Subnetwork",
+            "gcp:compute/resourcePolicy:ResourcePolicy",
+        ):
+            collection = {
+                "gcp:compute/network:Network": "global/networks",
+                "gcp:compute/subnetwork:Subnetwork": f"regions/{outputs.get('region')}/subnetworks",
+                "gcp:compute/resourcePolicy:ResourcePolicy": f"regions/{outputs.get('region')}/resourcePolicies",
+            }[kind]
             resource_id = f"projects/{self.gcp_project}/{collection}/{name}"
             outputs["selfLink"] = f"https://www.googleapis.com/compute/v1/{resource_id}"
             return resource_id, outputs
         if kind == "gcp:container/cluster:Cluster":
-            outputs.update(endpoint="192.0.2.10", masterAuth={
-                "clusterCaCertificate": base64.b64encode(b"offline-plan-ca").decode()})
+            outputs.update(
+                endpoint="192.0.2.10",
+                masterAuth={"clusterCaCertificate": base64.b64encode(b"offline-plan-ca").decode()},
+            )
             return f"projects/{self.gcp_project}/locations/{outputs.get('location')}/clusters/{name}", outputs
         if kind == "gcp:serviceaccount/account:Account":
             outputs["email"] = f"{outputs['accountId']}@{self.gcp_project}.iam.gserviceaccount.com"
@@ -141,21 +147,31 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
                     parent = None
                 # A provider reference is "<provider urn>::<provider id>"; the urn ends with the logical name.
                 provider = request.provider.rsplit("::", 1)[0].split("::")[-1] if request.provider else None
-                options = {"replaceOnChanges": list(request.replaceOnChanges),
-                           "deleteBeforeReplace": request.deleteBeforeReplace,
-                           "customTimeouts": json_format.MessageToDict(request.customTimeouts),
-                           "dependencies": sorted(urn.split("::")[-1] for urn in request.dependencies)}
-                recorded.append(RecordedResource(request.type, request.name, parent,
-                                                 _plain(json_format.MessageToDict(request.object)), provider,
-                                                 options))
+                options = {
+                    "replaceOnChanges": list(request.replaceOnChanges),
+                    "deleteBeforeReplace": request.deleteBeforeReplace,
+                    "customTimeouts": json_format.MessageToDict(request.customTimeouts),
+                    "dependencies": sorted(urn.split("::")[-1] for urn in request.dependencies),
+                }
+                recorded.append(
+                    RecordedResource(
+                        request.type,
+                        request.name,
+                        parent,
+                        _plain(json_format.MessageToDict(request.object)),
+                        provider,
+                        options,
+                    )
+                )
             return super().RegisterResource(request)
 
     mocks = _as_pulumi_mocks(PlanMocks(values.get("gcp:project", "my-gcp-project")))
     quiet = logging.getLogger("llmserve.plan")  # warnings reach the summary; the engine log would repeat them
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, logger=quiet,
-                             monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=stack, preview=False, logger=quiet, monitor=RecordingMonitor(mocks)
+    )
     config = load_stack_config()  # fail on bad config here, outside the engine loop, with nothing registered
     main = root / "__main__.py"
     _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
@@ -185,12 +201,15 @@ def kubernetes_manifests(resources: list[RecordedResource]) -> list[dict]:
         if not resource.type.startswith("kubernetes:") or resource.type.startswith(_NOT_MANIFESTS):
             continue
         body = {key: value for key, value in resource.inputs.items() if not key.startswith("__")}
-        manifest = {"apiVersion": body.pop("apiVersion", None), "kind": body.pop("kind", None),
-                    "metadata": body.pop("metadata", {})}
+        manifest = {
+            "apiVersion": body.pop("apiVersion", None),
+            "kind": body.pop("kind", None),
+            "metadata": body.pop("metadata", {}),
+        }
         if manifest["kind"] == "Secret":
             for field_name in ("data", "stringData"):
                 if field_name in body:
-                    body[field_name] = {key: REDACTED for key in body[field_name]}
+                    body[field_name] = dict.fromkeys(body[field_name], REDACTED)
         manifest.update(body)
         manifests.append(manifest)
     return manifests
@@ -202,22 +221,31 @@ class Plan:
     resources: list[RecordedResource]
     manifests: list[dict]
     warnings: tuple[str, ...] = field(default=())
-    capacity: Optional[dict] = None  # capacity.json (infra/cli/report.py)
+    capacity: dict | None = None  # capacity.json (infra/cli/report.py)
 
     def summary(self, config) -> str:
         by_type = collections.Counter(resource.type for resource in self.resources)
         pool = config.gpu_pool
         machine = pool.machine
-        size = (f"{pool.min_nodes}-{pool.max_nodes} nodes (autoscaling)" if pool.autoscaling
-                else f"{pool.node_count} nodes")
-        lines = [f"Offline plan of stack '{self.stack}': {len(self.resources)} resources, "
-                 f"{len(self.manifests)} Kubernetes objects", "", "Resources by type:"]
+        size = (
+            f"{pool.min_nodes}-{pool.max_nodes} nodes (autoscaling)" if pool.autoscaling else f"{pool.node_count} nodes"
+        )
+        lines = [
+            f"Offline plan of stack '{self.stack}': {len(self.resources)} resources, "
+            f"{len(self.manifests)} Kubernetes objects",
+            "",
+            "Resources by type:",
+        ]
         lines += [f"  {count:3d}  {kind}" for kind, count in sorted(by_type.items())]
-        lines += ["", "GPUs by pool:",
-                  f"  gpu: {machine.machine_type} x {size}, {machine.gpu_count} x {machine.gke_accelerator} per "
-                  f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
-                  "", f"GPUDirect: {pool.gpudirect.value}"
-                  + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else "")]
+        lines += [
+            "",
+            "GPUs by pool:",
+            f"  gpu: {machine.machine_type} x {size}, {machine.gpu_count} x {machine.gke_accelerator} per "
+            f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
+            "",
+            f"GPUDirect: {pool.gpudirect.value}"
+            + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else ""),
+        ]
         if self.capacity is not None:
             from infra.cli.report import summary_lines
 
@@ -235,8 +263,10 @@ PLAN_FILES = ("resources.json", "manifests.yaml", "capacity.json")
 
 def write_plan(plan: Plan, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    texts = {"resources.json": json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n",
-             "manifests.yaml": yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120)}
+    texts = {
+        "resources.json": json.dumps([resource.as_json() for resource in plan.resources], indent=2) + "\n",
+        "manifests.yaml": yaml.safe_dump_all(plan.manifests, sort_keys=False, width=120),
+    }
     if plan.capacity is not None:
         texts["capacity.json"] = json.dumps(plan.capacity, indent=2) + "\n"
     for name, text in texts.items():  # write beside, then rename: a reader never sees half a file
@@ -271,8 +301,12 @@ def make_plan(stack: str, root: Path = PROJECT_ROOT):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stack", help="stack name, as in Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default build/<stack>)")
-    parser.add_argument("--against", type=Path, default=None,
-                        help="a previous plan folder: print what changes and how the RayService upgrades")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        default=None,
+        help="a previous plan folder: print what changes and how the RayService upgrades",
+    )
 
 
 def run(args: argparse.Namespace, root: Path = PROJECT_ROOT) -> int:

@@ -25,9 +25,10 @@ both plans, so a changed secret does not show.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import yaml
 
@@ -55,7 +56,7 @@ class ResourceChange:
     type: str
     name: str
     paths: tuple[str, ...] = ()
-    upgrade: Optional[UpgradePath] = None
+    upgrade: UpgradePath | None = None
 
 
 @dataclass
@@ -64,7 +65,7 @@ class PlanDiff:
     unchanged: int = 0
 
     def counts(self) -> dict[str, int]:
-        counts = {action: 0 for action in ("add", "change", "replace", "delete")}
+        counts = dict.fromkeys(("add", "change", "replace", "delete"), 0)
         for change in self.changes:
             counts[change.action] += 1
         return counts
@@ -75,14 +76,18 @@ def load_previous(folder: Path) -> list[dict]:
     try:
         resources = json.loads(path.read_text())
     except FileNotFoundError as error:
-        raise PlanDiffError(f"--against {folder}: no resources.json there; pass the folder of a previous "
-                            f"`python -m infra plan <stack> --out <folder>`") from error
+        raise PlanDiffError(
+            f"--against {folder}: no resources.json there; pass the folder of a previous "
+            f"`python -m infra plan <stack> --out <folder>`"
+        ) from error
     except (OSError, json.JSONDecodeError) as error:
         raise PlanDiffError(f"--against {folder}: resources.json cannot be read ({error})") from error
-    if not isinstance(resources, list) or not all(isinstance(r, dict) and {"type", "name", "inputs"} <= set(r)
-                                                  for r in resources):
-        raise PlanDiffError(f"--against {folder}: resources.json is not a plan (a list of {{type, name, "
-                            f"inputs}} objects)")
+    if not isinstance(resources, list) or not all(
+        isinstance(r, dict) and {"type", "name", "inputs"} <= set(r) for r in resources
+    ):
+        raise PlanDiffError(
+            f"--against {folder}: resources.json is not a plan (a list of {{type, name, inputs}} objects)"
+        )
     return resources
 
 
@@ -124,41 +129,57 @@ def _gpus(spec: dict) -> tuple[int, int]:
     """GPUs the Ray cluster of a RayService spec asks for at its smallest and at its largest."""
     smallest = largest = 0
     for group in spec.get("rayClusterConfig", {}).get("workerGroupSpecs", []):
-        per_pod = sum(int(container.get("resources", {}).get("limits", {}).get(GPU_RESOURCE, 0) or 0)
-                      for container in group.get("template", {}).get("spec", {}).get("containers", []))
+        per_pod = sum(
+            int(container.get("resources", {}).get("limits", {}).get(GPU_RESOURCE, 0) or 0)
+            for container in group.get("template", {}).get("spec", {}).get("containers", [])
+        )
         smallest += per_pod * int(group.get("minReplicas", group.get("replicas", 0)) or 0)
         largest += per_pod * int(group.get("maxReplicas", group.get("replicas", 0)) or 0)
     return smallest, largest
 
 
-def rayservice_upgrade(old: Optional[dict], new: Optional[dict]) -> UpgradePath:
+def rayservice_upgrade(old: dict | None, new: dict | None) -> UpgradePath:
     """Which path a RayService change takes on the cluster, with the reason (see the module docstring)."""
     if old is None:
         return UpgradePath("create", "a new RayService: a cold start (image pull, weights download, engine start)")
     if new is None:
         return UpgradePath("delete", "the RayService and its Ray cluster are deleted: the endpoint goes away")
     old_spec, new_spec = old.get("spec", {}), new.get("spec", {})
-    cluster_paths = list(changed_paths(old_spec.get("rayClusterConfig"), new_spec.get("rayClusterConfig"),
-                                       "spec.rayClusterConfig"))
-    serve_paths = list(changed_paths(old_spec.get("serveConfigV2"), new_spec.get("serveConfigV2"),
-                                     "spec.serveConfigV2"))
+    cluster_paths = list(
+        changed_paths(old_spec.get("rayClusterConfig"), new_spec.get("rayClusterConfig"), "spec.rayClusterConfig")
+    )
+    serve_paths = list(
+        changed_paths(old_spec.get("serveConfigV2"), new_spec.get("serveConfigV2"), "spec.serveConfigV2")
+    )
     if cluster_paths:
         strategy = new_spec.get("upgradeStrategy", {}).get("type")
         if strategy == "None":
-            return UpgradePath("recreate with downtime", (
-                "spec.rayClusterConfig changed and rayClusterUpgrade is Recreate: Pulumi deletes and "
-                "recreates the RayService (replace_on_changes on spec.rayClusterConfig), so the endpoint is down "
-                "for one cold start (7.5-20 minutes for DeepSeek-R1 from the model store, estimated)"))
+            return UpgradePath(
+                "recreate with downtime",
+                (
+                    "spec.rayClusterConfig changed and rayClusterUpgrade is Recreate: Pulumi deletes and "
+                    "recreates the RayService (replace_on_changes on spec.rayClusterConfig), so the endpoint is down "
+                    "for one cold start (7.5-20 minutes for DeepSeek-R1 from the model store, estimated)"
+                ),
+            )
         smallest, largest = _gpus(new_spec)
         needs = f"{smallest} more GPUs" + (f" (up to {largest} as it scales)" if largest != smallest else "")
-        return UpgradePath("second cluster", (
-            f"spec.rayClusterConfig changed and rayClusterUpgrade is NewCluster: KubeRay builds a second "
-            f"Ray cluster beside the running one and switches traffic once it serves; it needs {needs} free "
-            f"while the old cluster keeps its own (twice the GPUs), or the upgrade never completes"))
+        return UpgradePath(
+            "second cluster",
+            (
+                f"spec.rayClusterConfig changed and rayClusterUpgrade is NewCluster: KubeRay builds a second "
+                f"Ray cluster beside the running one and switches traffic once it serves; it needs {needs} free "
+                f"while the old cluster keeps its own (twice the GPUs), or the upgrade never completes"
+            ),
+        )
     if serve_paths:
-        return UpgradePath("in place", (
-            "only spec.serveConfigV2 changed: KubeRay applies it to the running Ray "
-            "cluster; no new pods, and Serve replaces only the affected replicas"))
+        return UpgradePath(
+            "in place",
+            (
+                "only spec.serveConfigV2 changed: KubeRay applies it to the running Ray "
+                "cluster; no new pods, and Serve replaces only the affected replicas"
+            ),
+        )
     other = list(changed_paths(old, new))
     if other:
         return UpgradePath("in place", f"only {_shown(other)} changed: no effect on the Ray cluster or Serve")
@@ -207,8 +228,11 @@ def diff_plans(old: list[dict], new: list[dict]) -> PlanDiff:
             if not paths:
                 result.unchanged += 1
                 continue
-            replaces = (upgrade.kind == "recreate with downtime" if upgrade is not None
-                        else _replaces(resource_type, second["inputs"], paths))
+            replaces = (
+                upgrade.kind == "recreate with downtime"
+                if upgrade is not None
+                else _replaces(resource_type, second["inputs"], paths)
+            )
             action = "replace" if replaces else "change"
             result.changes.append(ResourceChange(action, resource_type, name, tuple(paths), upgrade))
     return result
@@ -216,8 +240,11 @@ def diff_plans(old: list[dict], new: list[dict]) -> PlanDiff:
 
 def format_diff(diff: PlanDiff, against: str) -> str:
     counts = diff.counts()
-    lines = [f"Changes against {against}: " + ", ".join(f"{count} {action}" for action, count in counts.items())
-             + f", {diff.unchanged} unchanged"]
+    lines = [
+        f"Changes against {against}: "
+        + ", ".join(f"{count} {action}" for action, count in counts.items())
+        + f", {diff.unchanged} unchanged"
+    ]
     symbols = {"add": "+", "change": "~", "replace": "+-", "delete": "-"}
     for change in diff.changes:
         lines.append(f"  {symbols[change.action]:>2} {change.action:<8} {change.name} ({change.type})")

@@ -19,18 +19,24 @@ def stack_capacity(config: StackConfig) -> dict:
     machine = config.gpu_pool.machine
     models = []
     for _, spec, report, why_not in model_reports(config.serving.models, machine):
-        models.append({
-            "id": spec.model_id,
-            "source": spec.model_source,
-            # What this model's replicas load from (infra/config/sections/weights.py); None for a hand-built config in tests.
-            "weight_source": (config.weights.for_model(spec.model_id).source
-                              if getattr(config, "weights", None) is not None else None),
-            "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
-            "capacity": report.as_json() if report is not None else None,
-            "not_checked": why_not,
-            "cold_start_minutes": (cold_start_minutes(report.architecture.stored_bytes())
-                                   if report is not None else None),
-        })
+        models.append(
+            {
+                "id": spec.model_id,
+                "source": spec.model_source,
+                # What this model's replicas load from (infra/config/sections/weights.py); None for a hand-built config in tests.
+                "weight_source": (
+                    config.weights.for_model(spec.model_id).source
+                    if getattr(config, "weights", None) is not None
+                    else None
+                ),
+                "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
+                "capacity": report.as_json() if report is not None else None,
+                "not_checked": why_not,
+                "cold_start_minutes": (
+                    cold_start_minutes(report.architecture.stored_bytes()) if report is not None else None
+                ),
+            }
+        )
     return {
         "format": CAPACITY_FORMAT,
         "stack": config.stack,
@@ -39,8 +45,9 @@ def stack_capacity(config: StackConfig) -> dict:
         "gpu": machine.gke_accelerator,
         "models": models,
         "cost": stack_cost(stack_shape(config)),
-        "cold_start": {"node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0],
-                                                     "high": NODE_PROVISIONING_MINUTES[1]}},
+        "cold_start": {
+            "node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0], "high": NODE_PROVISIONING_MINUTES[1]}
+        },
     }
 
 
@@ -73,16 +80,24 @@ def summary_lines(capacity: dict) -> list[str]:
     cost = capacity["cost"]
     gpu_hours = cost["gpu_hours_per_hour"]
     nodes = cost["gpu_nodes"]
-    span = lambda pair, fmt: (fmt.format(pair["max"]) if pair["idle"] == pair["max"]  # noqa: E731
-                              else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most")
-    lines += ["", f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes "
-              f"{cost['excludes']}):",
-              f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
-              f"x {cost['gpus_per_node']} GPUs)"]
+    span = lambda pair, fmt: (
+        fmt.format(pair["max"])
+        if pair["idle"] == pair["max"]  # noqa: E731
+        else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most"
+    )
+    lines += [
+        "",
+        f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes {cost['excludes']}):",
+        f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
+        f"x {cost['gpus_per_node']} GPUs)",
+    ]
     for mode, pair in cost["hourly_usd"].items():
         name = mode.replace("_", "-")
-        configured = " <- configured" if name == cost["capacity_mode"] or (
-            name == "on-demand" and cost["capacity_mode"] == "flex-start") else ""
+        configured = (
+            " <- configured"
+            if name == cost["capacity_mode"] or (name == "on-demand" and cost["capacity_mode"] == "flex-start")
+            else ""
+        )
         value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
         lines.append(f"  {name}: {value}{configured}")
     lines += [f"  note: {note}" for note in cost["notes"]]

@@ -21,9 +21,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from serve_app.auth import parse_api_keys
 
@@ -50,13 +51,13 @@ class Check:
 @dataclass
 class Target:
     base_url: str  # ends with /v1
-    api_key: Optional[str]
+    api_key: str | None
     timeout_s: float = 300.0
     checks: list[Check] = field(default_factory=list)
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Optional[dict] = None, key: Optional[str] = "default"):
+    def request(self, method: str, path: str, body: dict | None = None, key: str | None = "default"):
         key = self.api_key if key == "default" else key
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if key:
@@ -69,9 +70,11 @@ class Target:
             return error  # an HTTP answer: the caller checks the status
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
-            raise SmokeError(f"{self.base_url + path} does not answer ({reason}); is the endpoint up and "
-                             f"reachable from here (for an in-cluster URL, run the stack's "
-                             f"port_forward_command and pass --base-url http://127.0.0.1:8000/v1)?") from error
+            raise SmokeError(
+                f"{self.base_url + path} does not answer ({reason}); is the endpoint up and "
+                f"reachable from here (for an in-cluster URL, run the stack's "
+                f"port_forward_command and pass --base-url http://127.0.0.1:8000/v1)?"
+            ) from error
 
     def run(self, name: str, check: Callable[[], str]) -> None:
         started = time.perf_counter()
@@ -91,7 +94,7 @@ def _json(response) -> Any:
         raise AssertionError(f"HTTP {response.status}: not JSON: {text[:200]!r}") from None
 
 
-def check_models(target: Target, wanted: Optional[str]) -> tuple[str, str]:
+def check_models(target: Target, wanted: str | None) -> tuple[str, str]:
     """The model to use and a description; AssertionError when /v1/models is not right."""
     response = target.request("GET", "/models")
     assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
@@ -104,8 +107,11 @@ def check_models(target: Target, wanted: Optional[str]) -> tuple[str, str]:
 
 
 def check_chat(target: Target, model: str, max_tokens: int, reasoning: bool) -> str:
-    response = target.request("POST", "/chat/completions", {
-        "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens})
+    response = target.request(
+        "POST",
+        "/chat/completions",
+        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens},
+    )
     assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
     body = _json(response)
     message = body["choices"][0]["message"]
@@ -114,27 +120,32 @@ def check_chat(target: Target, model: str, max_tokens: int, reasoning: bool) -> 
     if reasoning:
         if "reasoning" not in message and message.get("reasoning_content"):
             raise AssertionError("the reasoning came back as `reasoning_content`, not vLLM 0.29's `reasoning`")
-        assert isinstance(message.get("reasoning"), str) and message["reasoning"], \
+        assert isinstance(message.get("reasoning"), str) and message["reasoning"], (
             f"no separate reasoning in the message (is a reasoning parser configured?): {message}"
+        )
         assert "<think>" not in (message.get("content") or ""), "the reasoning leaked into content"
-        return (f"{tokens} tokens, reasoning {len(message['reasoning'])} chars, content "
-                f"{'none (cut short while thinking)' if message.get('content') is None else len(message['content'])}"
-                f"{'' if message.get('content') is None else ' chars'}")
+        return (
+            f"{tokens} tokens, reasoning {len(message['reasoning'])} chars, content "
+            f"{'none (cut short while thinking)' if message.get('content') is None else len(message['content'])}"
+            f"{'' if message.get('content') is None else ' chars'}"
+        )
     return f"{tokens} tokens"
 
 
 def check_stream(target: Target, model: str, max_tokens: int) -> str:
     started = time.perf_counter()
-    response = target.request("POST", "/chat/completions", {
-        "model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
-        "stream": True})
+    response = target.request(
+        "POST",
+        "/chat/completions",
+        {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "stream": True},
+    )
     assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
     chunks, first_token_s, done = 0, None, False
     for raw in response:
         line = raw.decode("utf-8", "replace").strip()
         if not line.startswith("data:"):
             continue
-        data = line[len("data:"):].strip()
+        data = line[len("data:") :].strip()
         if data == "[DONE]":
             done = True
             break
@@ -149,13 +160,13 @@ def check_stream(target: Target, model: str, max_tokens: int) -> str:
     return f"{chunks} chunks with tokens, first after {first_token_s * 1000:.0f} ms"
 
 
-def check_unauthorized(target: Target, key: Optional[str]) -> str:
+def check_unauthorized(target: Target, key: str | None) -> str:
     response = target.request("GET", "/models", key=key)
     assert response.status == 401, f"expected 401, got HTTP {response.status}"
     return "401"
 
 
-def smoke(target: Target, model: Optional[str] = None, max_tokens: int = 64, reasoning: bool = True) -> bool:
+def smoke(target: Target, model: str | None = None, max_tokens: int = 64, reasoning: bool = True) -> bool:
     """Run every check against `target` (results in `target.checks`); True when all passed."""
     chosen: list[str] = []
 
@@ -178,8 +189,10 @@ def report(target: Target) -> str:
     width = max(len(check.name) for check in target.checks)
     lines = [f"smoke test of {target.base_url}"]
     for check in target.checks:
-        lines.append(f"  {'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.seconds * 1000:8.0f} ms"
-                     f"  {check.detail}")
+        lines.append(
+            f"  {'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.seconds * 1000:8.0f} ms"
+            f"  {check.detail}"
+        )
     failed = sum(not check.passed for check in target.checks)
     lines.append(f"{len(target.checks) - failed} passed, {failed} failed")
     return "\n".join(lines)
@@ -192,17 +205,28 @@ def stack_outputs(stack: str, root: Path) -> dict:
     """The stack's outputs through the Pulumi CLI (secrets shown: the key is one)."""
     pulumi = shutil.which("pulumi")
     if pulumi is None:
-        raise SmokeError(f"no --base-url given, and the Pulumi CLI is not installed to read the outputs of "
-                         f"stack '{stack}'; pass --base-url and --api-key (or set LLMSERVE_API_KEY)", exit_code=2)
-    result = subprocess.run([pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack],
-                            cwd=root, capture_output=True, text=True, timeout=120)
+        raise SmokeError(
+            f"no --base-url given, and the Pulumi CLI is not installed to read the outputs of "
+            f"stack '{stack}'; pass --base-url and --api-key (or set LLMSERVE_API_KEY)",
+            exit_code=2,
+        )
+    result = subprocess.run(
+        [pulumi, "stack", "output", "--json", "--show-secrets", "--stack", stack],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if result.returncode:
-        raise SmokeError(f"`pulumi stack output --stack {stack}` failed: {result.stderr.strip()}; pass --base-url "
-                         f"and --api-key instead", exit_code=2)
+        raise SmokeError(
+            f"`pulumi stack output --stack {stack}` failed: {result.stderr.strip()}; pass --base-url "
+            f"and --api-key instead",
+            exit_code=2,
+        )
     return json.loads(result.stdout or "{}")
 
 
-def newest_key(configured: Optional[str]) -> Optional[str]:
+def newest_key(configured: str | None) -> str | None:
     """The key a client should use from the `api_key` output: during a rotation it holds "OLD,NEW"."""
     keys = parse_api_keys(configured or "")
     return keys[-1] if keys else None
@@ -221,13 +245,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="API key (default: $LLMSERVE_API_KEY, else the stack's api_key output)")
     parser.add_argument("--model", help="model id to use (default: the first one /v1/models lists)")
     parser.add_argument("--max-tokens", type=int, default=64, help="completion tokens per request (default 64)")
-    parser.add_argument("--timeout", type=float, default=300, help="seconds per request (default 300: a model "
-                        "scaled to zero starts on the first request)")
-    parser.add_argument("--no-reasoning", action="store_true",
-                        help="do not require a separate reasoning field (models without a reasoning parser)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300,
+        help="seconds per request (default 300: a model scaled to zero starts on the first request)",
+    )
+    parser.add_argument(
+        "--no-reasoning",
+        action="store_true",
+        help="do not require a separate reasoning field (models without a reasoning parser)",
+    )
 
 
-def run(args: argparse.Namespace, root: Optional[Path] = None) -> int:
+def run(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or Path(__file__).resolve().parents[2]
     try:
         base_url, api_key = args.base_url, args.api_key or os.environ.get("LLMSERVE_API_KEY")

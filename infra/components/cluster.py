@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from infra.catalog import SYSTEM_POOL_LABELS
+from infra.components.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.config.gcp_rules import stack_slug
 from infra.config.settings import ClusterConfig
-from infra.components.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
 from infra.render.kubeconfig import render_kubeconfig
 
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -50,20 +49,19 @@ class Cluster(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
 
-    def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:gke:Cluster", name, None, opts)
         self.node_service_account, grants = self._node_identity(name, args)
         self.cluster = self._cluster(name, args, grants)
         self.system_pool = self._system_pool(name, args.settings)
         self.kubeconfig, self.provider = self._kubernetes_provider(name)
-        self.register_outputs({
-            "cluster_name": self.cluster.name,
-            "endpoint": self.cluster.endpoint,
-            "kubeconfig": self.kubeconfig,
-        })
+        self.register_outputs(
+            {"cluster_name": self.cluster.name, "endpoint": self.cluster.endpoint, "kubeconfig": self.kubeconfig}
+        )
 
-    def _node_identity(self, name: str, args: ClusterArgs) \
-            -> tuple[gcp.serviceaccount.Account, list[gcp.projects.IAMMember]]:
+    def _node_identity(
+        self, name: str, args: ClusterArgs
+    ) -> tuple[gcp.serviceaccount.Account, list[gcp.projects.IAMMember]]:
         """The nodes' own service account and its project roles (the cluster waits for the grants)."""
         child = pulumi.ResourceOptions(parent=self)
         account = gcp.serviceaccount.Account(
@@ -74,8 +72,13 @@ class Cluster(pulumi.ComponentResource):
         )
         member = account.email.apply(lambda email: f"serviceAccount:{email}")
         grants = [
-            gcp.projects.IAMMember(f"{name}-nodes-{role.split('/')[-1].replace('.', '-')}", project=args.gcp_project,
-                                   role=role, member=member, opts=child)
+            gcp.projects.IAMMember(
+                f"{name}-nodes-{role.split('/')[-1].replace('.', '-')}",
+                project=args.gcp_project,
+                role=role,
+                member=member,
+                opts=child,
+            )
             for role in NODE_SERVICE_ACCOUNT_ROLES
         ]
         return account, grants
@@ -93,8 +96,7 @@ class Cluster(pulumi.ComponentResource):
             deletion_protection=settings.deletion_protection,
             networking_mode="VPC_NATIVE",
             ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
-                cluster_secondary_range_name=PODS_RANGE_NAME,
-                services_secondary_range_name=SERVICES_RANGE_NAME,
+                cluster_secondary_range_name=PODS_RANGE_NAME, services_secondary_range_name=SERVICES_RANGE_NAME
             ),
             datapath_provider="ADVANCED_DATAPATH",
             enable_multi_networking=True,
@@ -107,7 +109,8 @@ class Cluster(pulumi.ComponentResource):
             ),
             master_authorized_networks_config=_authorized_networks(settings),
             workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(
-                workload_pool=f"{args.gcp_project}.svc.id.goog"),
+                workload_pool=f"{args.gcp_project}.svc.id.goog"
+            ),
             addons_config=_addons(),
             monitoring_config=gcp.container.ClusterMonitoringConfigArgs(
                 enable_components=list(MONITORED_COMPONENTS),
@@ -138,9 +141,11 @@ class Cluster(pulumi.ComponentResource):
                 service_account=self.node_service_account.email,
                 oauth_scopes=[CLOUD_PLATFORM_SCOPE],
                 workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(
-                    mode="GKE_METADATA"),
+                    mode="GKE_METADATA"
+                ),
                 shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
-                    enable_secure_boot=True, enable_integrity_monitoring=True),
+                    enable_secure_boot=True, enable_integrity_monitoring=True
+                ),
                 labels=dict(SYSTEM_POOL_LABELS),
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -148,7 +153,8 @@ class Cluster(pulumi.ComponentResource):
 
     def _kubernetes_provider(self, name: str) -> tuple[pulumi.Output[str], k8s.Provider]:
         kubeconfig = pulumi.Output.all(self.cluster.name, self.cluster.endpoint, self.cluster.master_auth).apply(
-            lambda values: render_kubeconfig(values[0], values[1], values[2]["cluster_ca_certificate"]))
+            lambda values: render_kubeconfig(values[0], values[1], values[2]["cluster_ca_certificate"])
+        )
         provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig,
@@ -163,7 +169,8 @@ def _addons() -> gcp.container.ClusterAddonsConfigArgs:
     return gcp.container.ClusterAddonsConfigArgs(
         gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
         gce_persistent_disk_csi_driver_config=(
-            gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(enabled=True)),
+            gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(enabled=True)
+        ),
     )
 
 
@@ -171,14 +178,15 @@ def _authorized_networks(settings: ClusterConfig) -> gcp.container.ClusterMaster
     return gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
         cidr_blocks=[
             gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
-                cidr_block=cidr, display_name=f"authorized-{index}")
+                cidr_block=cidr, display_name=f"authorized-{index}"
+            )
             for index, cidr in enumerate(settings.master_authorized_networks)
         ],
         gcp_public_cidrs_access_enabled=False,
     )
 
 
-def _extra_node_zones(settings: ClusterConfig) -> Optional[list[str]]:
+def _extra_node_zones(settings: ClusterConfig) -> list[str] | None:
     """Zones for nodes besides the cluster's own location.
 
     A regional cluster would otherwise spread every pool over three zones, so nodes stay in the GPU zones.
@@ -192,14 +200,18 @@ def _extra_node_zones(settings: ClusterConfig) -> Optional[list[str]]:
 def _maintenance_policy(settings: ClusterConfig) -> gcp.container.ClusterMaintenancePolicyArgs:
     exclusions = []
     if settings.node_upgrade_freeze_start:
-        exclusions.append(gcp.container.ClusterMaintenancePolicyMaintenanceExclusionArgs(
-            exclusion_name="no-minor-or-node-upgrades",
-            start_time=settings.node_upgrade_freeze_start,
-            exclusion_options=gcp.container.ClusterMaintenancePolicyMaintenanceExclusionExclusionOptionsArgs(
-                scope="NO_MINOR_OR_NODE_UPGRADES", end_time_behavior="UNTIL_END_OF_SUPPORT"),
-        ))
+        exclusions.append(
+            gcp.container.ClusterMaintenancePolicyMaintenanceExclusionArgs(
+                exclusion_name="no-minor-or-node-upgrades",
+                start_time=settings.node_upgrade_freeze_start,
+                exclusion_options=gcp.container.ClusterMaintenancePolicyMaintenanceExclusionExclusionOptionsArgs(
+                    scope="NO_MINOR_OR_NODE_UPGRADES", end_time_behavior="UNTIL_END_OF_SUPPORT"
+                ),
+            )
+        )
     return gcp.container.ClusterMaintenancePolicyArgs(
         daily_maintenance_window=gcp.container.ClusterMaintenancePolicyDailyMaintenanceWindowArgs(
-            start_time=settings.maintenance_window_start),
+            start_time=settings.maintenance_window_start
+        ),
         maintenance_exclusions=exclusions or None,
     )

@@ -9,14 +9,13 @@ Ray pods start. Pass them on as `LlmServiceArgs.guard_objects`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.config.settings import SecureSettings
 from infra.render import exposure as render
 from infra.render.exposure import ExposureSettings
-from infra.config.settings import SecureSettings
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,10 @@ class ServingExposure(pulumi.ComponentResource):
     """
 
     guard_objects: list[dict]
-    address: Optional[gcp.compute.GlobalAddress]
-    dns_records: Optional[pulumi.Output]
+    address: gcp.compute.GlobalAddress | None
+    dns_records: pulumi.Output | None
 
-    def __init__(self, name: str, args: ServingExposureArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ServingExposureArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:gcp:ServingExposure", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
@@ -49,16 +48,24 @@ class ServingExposure(pulumi.ComponentResource):
             authorization = gcp.certificatemanager.DnsAuthorization(f"{name}-dns-auth", domain=hostname, opts=child)
             certificate = gcp.certificatemanager.Certificate(
                 f"{name}-cert",
-                managed=gcp.certificatemanager.CertificateManagedArgs(domains=[hostname],
-                                                                      dns_authorizations=[authorization.id]),
+                managed=gcp.certificatemanager.CertificateManagedArgs(
+                    domains=[hostname], dns_authorizations=[authorization.id]
+                ),
                 opts=child,
             )
             certificate_map = gcp.certificatemanager.CertificateMap(f"{name}-certmap", opts=child)
             gcp.certificatemanager.CertificateMapEntry(
-                f"{name}-certmap-entry", map=certificate_map.name, hostname=hostname,
-                certificates=[certificate.id], opts=child)
+                f"{name}-certmap-entry",
+                map=certificate_map.name,
+                hostname=hostname,
+                certificates=[certificate.id],
+                opts=child,
+            )
             self.guard_objects += render.render_gateway_objects(settings, certificate_map.name, self.address.name)
             self.dns_records = pulumi.Output.all(self.address.address, authorization.dns_resource_records).apply(
-                lambda values: [f"{hostname}. A {values[0]}"] + [
-                    f"{record.name} {record.type} {record.data}" for record in (values[1] or [])])
+                lambda values: (
+                    [f"{hostname}. A {values[0]}"]
+                    + [f"{record.name} {record.type} {record.data}" for record in (values[1] or [])]
+                )
+            )
         self.register_outputs({"address": self.address.address if self.address else None})

@@ -6,14 +6,14 @@ turns them into Pulumi resources on the cluster's provider.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import pulumi
 
 from infra.catalog import GpuDirect
-from infra.components.resources import KubernetesObject
 from infra.components.network import GpuNetwork
+from infra.components.resources import KubernetesObject
 from infra.render.gpudirect.daemonsets import nccl_installer_daemonset, nri_device_injector_daemonset
 from infra.render.gpudirect.networks import gpu_network_objects
 
@@ -31,7 +31,7 @@ class GpuDirectObjects(pulumi.ComponentResource):
     get no eth1..ethN and NCCL silently falls back to eth0, so they are created with the cluster, not later.
     """
 
-    def __init__(self, name: str, args: GpuDirectArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: GpuDirectArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:k8s:GpuDirect", name, None, opts)
         if args.flavour is GpuDirect.NONE:
             raise ValueError("GpuDirectObjects needs a GPUDirect flavour; got none")
@@ -40,8 +40,9 @@ class GpuDirectObjects(pulumi.ComponentResource):
         for index, network in enumerate(args.gpu_networks, start=1):
             for obj in gpu_network_objects(index, network.vpc_name, network.subnet_name):
                 KubernetesObject(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, child)
-        for suffix, daemonset in (("nri-device-injector", nri_device_injector_daemonset()),
-                                  (f"nccl-{args.flavour.value}-installer",
-                                   nccl_installer_daemonset(args.flavour))):
+        for suffix, daemonset in (
+            ("nri-device-injector", nri_device_injector_daemonset()),
+            (f"nccl-{args.flavour.value}-installer", nccl_installer_daemonset(args.flavour)),
+        ):
             KubernetesObject(f"{name}-{suffix}", daemonset, child)
         self.register_outputs({})

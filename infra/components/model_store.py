@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config.gcp_rules import stack_slug
 from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
-from infra.render.weights import gsa_email
+from infra.config.gcp_rules import stack_slug
 from infra.config.settings import ModelStoreConfig
+from infra.render.weights import gsa_email
 
 READER_ROLES = ("roles/storage.objectViewer",)
 RUNAI_READER_ROLES = ("roles/storage.bucketViewer",)
@@ -31,8 +30,10 @@ WRITER_ROLES = ("roles/storage.objectUser",)
 
 def store_account_ids(stack: str) -> tuple[str, str]:
     """The reader's and the writer's service-account ids (6-30 characters), unique per stack in a project."""
-    return tuple(f"llm-weights-{kind}-{stack_slug(stack)}"[:30].rstrip("-")  # type: ignore[return-value]
-                 for kind in ("ro", "rw"))
+    return tuple(
+        f"llm-weights-{kind}-{stack_slug(stack)}"[:30].rstrip("-")  # type: ignore[return-value]
+        for kind in ("ro", "rw")
+    )
 
 
 def store_emails(stack: str, gcp_project: str) -> tuple[str, str]:
@@ -61,39 +62,63 @@ class ModelStore(pulumi.ComponentResource):
     writer: gcp.serviceaccount.Account
     grants: list[pulumi.Resource]
 
-    def __init__(self, name: str, args: ModelStoreArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: ModelStoreArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:gcp:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         store = args.store
         # Registered by type token: importing pulumi_gcp.storage would cost the offline plan 0.3 s.
-        self.bucket = GcpResource(BUCKET, name, {
-            "name": store.bucket,
-            "location": store.location.upper(),
-            "uniformBucketLevelAccess": True,
-            "publicAccessPrevention": "enforced",
-            "hierarchicalNamespace": {"enabled": True},
-            "forceDestroy": store.force_destroy,
-            "labels": {"app": "llmserve", "stack": re.sub(r"[^a-z0-9_-]", "-", args.stack.lower())[:63]},
-        }, child, secret_outputs=BUCKET_SECRET_OUTPUTS)
+        self.bucket = GcpResource(
+            BUCKET,
+            name,
+            {
+                "name": store.bucket,
+                "location": store.location.upper(),
+                "uniformBucketLevelAccess": True,
+                "publicAccessPrevention": "enforced",
+                "hierarchicalNamespace": {"enabled": True},
+                "forceDestroy": store.force_destroy,
+                "labels": {"app": "llmserve", "stack": re.sub(r"[^a-z0-9_-]", "-", args.stack.lower())[:63]},
+            },
+            child,
+            secret_outputs=BUCKET_SECRET_OUTPUTS,
+        )
         reader_id, writer_id = store_account_ids(args.stack)
         self.reader = gcp.serviceaccount.Account(
-            f"{name}-reader", account_id=reader_id, display_name=f"llmserve {args.stack}: Ray pods read the model store",
-            opts=child)
+            f"{name}-reader",
+            account_id=reader_id,
+            display_name=f"llmserve {args.stack}: Ray pods read the model store",
+            opts=child,
+        )
         self.writer = gcp.serviceaccount.Account(
-            f"{name}-writer", account_id=writer_id, display_name=f"llmserve {args.stack}: staging writes the model store",
-            opts=child)
+            f"{name}-writer",
+            account_id=writer_id,
+            display_name=f"llmserve {args.stack}: staging writes the model store",
+            opts=child,
+        )
 
         reader_roles = READER_ROLES + (RUNAI_READER_ROLES if args.runai_streamer else ())
         self.grants = []
-        for account, roles, ksa, kind in ((self.reader, reader_roles, args.ray_service_account, "reader"),
-                                          (self.writer, WRITER_ROLES, args.stager_service_account, "writer")):
+        for account, roles, ksa, kind in (
+            (self.reader, reader_roles, args.ray_service_account, "reader"),
+            (self.writer, WRITER_ROLES, args.stager_service_account, "writer"),
+        ):
             member = account.email.apply(lambda email: f"serviceAccount:{email}")
             for role in roles:
-                self.grants.append(GcpResource(
-                    BUCKET_IAM_MEMBER, f"{name}-{kind}-{role.split('/')[-1].replace('.', '-')}",
-                    {"bucket": self.bucket.name, "role": role, "member": member}, child))
-            self.grants.append(gcp.serviceaccount.IAMMember(
-                f"{name}-{kind}-workload-identity", service_account_id=account.name,
-                role="roles/iam.workloadIdentityUser",
-                member=workload_identity_member(args.gcp_project, args.namespace, ksa), opts=child))
+                self.grants.append(
+                    GcpResource(
+                        BUCKET_IAM_MEMBER,
+                        f"{name}-{kind}-{role.split('/')[-1].replace('.', '-')}",
+                        {"bucket": self.bucket.name, "role": role, "member": member},
+                        child,
+                    )
+                )
+            self.grants.append(
+                gcp.serviceaccount.IAMMember(
+                    f"{name}-{kind}-workload-identity",
+                    service_account_id=account.name,
+                    role="roles/iam.workloadIdentityUser",
+                    member=workload_identity_member(args.gcp_project, args.namespace, ksa),
+                    opts=child,
+                )
+            )
         self.register_outputs({"bucket": self.bucket.name, "reader": self.reader.email, "writer": self.writer.email})

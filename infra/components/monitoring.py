@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -30,36 +29,45 @@ class MonitoringArgs:
     kubernetes_provider: pulumi.ProviderResource
     operator_namespace: str
     # What must exist before the operator's PodMonitoring (its namespace, the GMP CRDs).
-    operator: Optional[pulumi.Resource] = None
+    operator: pulumi.Resource | None = None
 
 
 class Monitoring(pulumi.ComponentResource):
     """One dashboard and one alert policy per `render_alerts` entry, for one stack."""
 
-    def __init__(self, name: str, args: MonitoringArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:monitoring:Monitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
         in_cluster = pulumi.Output.from_input(args.cluster_name).apply(
-            lambda cluster: dataclasses.replace(settings, cluster=cluster))
+            lambda cluster: dataclasses.replace(settings, cluster=cluster)
+        )
 
         self.dashboard = gcp.monitoring.Dashboard(
-            f"{name}-dashboard", dashboard_json=in_cluster.apply(render.dashboard_json), project=args.gcp_project,
-            opts=child)
+            f"{name}-dashboard",
+            dashboard_json=in_cluster.apply(render.dashboard_json),
+            project=args.gcp_project,
+            opts=child,
+        )
         # Which alerts exist does not depend on the cluster's name; their queries do.
         alerts_in_cluster = in_cluster.apply(render.render_alerts)
         self.alert_policies = []
         for index, spec in enumerate(render.render_alerts(settings)):
             plain = render.alert_policy_args(spec, settings)
             plain["conditions"][0]["condition_prometheus_query_language"]["query"] = alerts_in_cluster.apply(
-                lambda alerts, index=index: alerts[index].query)
-            self.alert_policies.append(gcp.monitoring.AlertPolicy(
-                f"{name}-{spec.key}", project=args.gcp_project, **_alert_policy_inputs(plain), opts=child))
+                lambda alerts, index=index: alerts[index].query
+            )
+            self.alert_policies.append(
+                gcp.monitoring.AlertPolicy(
+                    f"{name}-{spec.key}", project=args.gcp_project, **_alert_policy_inputs(plain), opts=child
+                )
+            )
         KubernetesObject(
             f"{name}-kuberay-operator-podmonitoring",
             render.render_operator_pod_monitoring(args.operator_namespace),
-            pulumi.ResourceOptions(parent=self, provider=args.kubernetes_provider,
-                                   depends_on=[args.operator] if args.operator else None),
+            pulumi.ResourceOptions(
+                parent=self, provider=args.kubernetes_provider, depends_on=[args.operator] if args.operator else None
+            ),
         )
         self.register_outputs({"dashboard": self.dashboard.id})
 
@@ -69,8 +77,11 @@ def monitoring_settings(config: StackConfig, rayservice: RayServiceSettings) -> 
     pool = config.gpu_pool
     # A static pool has node_count nodes in each of its zones; an autoscaling one never fewer than min_nodes,
     # nor fewer than the Ray GPU workers the models' minReplicas keep.
-    nodes = (pool.node_count * len(pool.zones) if not pool.autoscaling
-             else idle_gpu_nodes(config.serving.models, pool.machine, pool.min_gpu_nodes, pool.max_gpu_nodes))
+    nodes = (
+        pool.node_count * len(pool.zones)
+        if not pool.autoscaling
+        else idle_gpu_nodes(config.serving.models, pool.machine, pool.min_gpu_nodes, pool.max_gpu_nodes)
+    )
     return render.MonitoringSettings(
         stack=config.stack,
         namespace=rayservice.namespace,
@@ -91,11 +102,14 @@ def _alert_policy_inputs(plain: dict) -> dict:
         "display_name": plain["display_name"],
         "combiner": plain["combiner"],
         "severity": plain["severity"],
-        "conditions": [monitoring.AlertPolicyConditionArgs(
-            display_name=condition["display_name"],
-            condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
-                **promql),
-        )],
+        "conditions": [
+            monitoring.AlertPolicyConditionArgs(
+                display_name=condition["display_name"],
+                condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                    **promql
+                ),
+            )
+        ],
         "documentation": monitoring.AlertPolicyDocumentationArgs(**plain["documentation"]),
         "notification_channels": plain["notification_channels"],
         "alert_strategy": monitoring.AlertPolicyAlertStrategyArgs(**plain["alert_strategy"]),

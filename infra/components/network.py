@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
@@ -40,7 +39,7 @@ class Network(pulumi.ComponentResource):
     subnet: gcp.compute.Subnetwork
     gpu_networks: list[GpuNetwork]
 
-    def __init__(self, name: str, args: NetworkArgs, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:gcp:Network", name, None, opts)
         settings = args.settings
         child = pulumi.ResourceOptions(parent=self)
@@ -58,10 +57,12 @@ class Network(pulumi.ComponentResource):
             ip_cidr_range=settings.primary_subnet_cidr,
             private_ip_google_access=True,  # private nodes still reach GCS, Artifact Registry and the GKE APIs
             secondary_ip_ranges=[
-                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=PODS_RANGE_NAME,
-                                                           ip_cidr_range=settings.pods_cidr),
-                gcp.compute.SubnetworkSecondaryIpRangeArgs(range_name=SERVICES_RANGE_NAME,
-                                                           ip_cidr_range=settings.services_cidr),
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(
+                    range_name=PODS_RANGE_NAME, ip_cidr_range=settings.pods_cidr
+                ),
+                gcp.compute.SubnetworkSecondaryIpRangeArgs(
+                    range_name=SERVICES_RANGE_NAME, ip_cidr_range=settings.services_cidr
+                ),
             ],
             opts=child,
         )
@@ -81,17 +82,18 @@ class Network(pulumi.ComponentResource):
             self._gpu_network(f"{name}-gpu{index}", settings.region, cidr, child)
             for index, cidr in enumerate(settings.gpu_subnet_cidrs, start=1)
         ]
-        self.register_outputs({
-            "vpc": self.vpc.name,
-            "subnet": self.subnet.name,
-            "gpu_vpcs": [network.vpc_name for network in self.gpu_networks],
-        })
+        self.register_outputs(
+            {
+                "vpc": self.vpc.name,
+                "subnet": self.subnet.name,
+                "gpu_vpcs": [network.vpc_name for network in self.gpu_networks],
+            }
+        )
 
     @staticmethod
     def _gpu_network(name: str, region: str, cidr: str, child: pulumi.ResourceOptions) -> GpuNetwork:
         vpc = gcp.compute.Network(name, auto_create_subnetworks=False, mtu=GPU_NETWORK_MTU, opts=child)
-        subnet = gcp.compute.Subnetwork(f"{name}-subnet", network=vpc.id, region=region, ip_cidr_range=cidr,
-                                        opts=child)
+        subnet = gcp.compute.Subnetwork(f"{name}-subnet", network=vpc.id, region=region, ip_cidr_range=cidr, opts=child)
         gcp.compute.Firewall(
             f"{name}-internal",
             network=vpc.name,

@@ -18,7 +18,8 @@ Google Cloud resource in this program uses the typed classes.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 from pulumi_gcp import _utilities as gcp_utilities
@@ -34,24 +35,36 @@ BUCKET_SECRET_OUTPUTS = ("effectiveLabels", "pulumiLabels")
 class KubernetesObject(pulumi.CustomResource):
     """A Kubernetes object from a rendered dict. Pass the cluster's provider through `opts` (or a parent)."""
 
-    def __init__(self, resource_name: str, obj: Mapping[str, Any], opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, resource_name: str, obj: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
         missing = [field for field in ("apiVersion", "kind", "metadata") if field not in obj]
         if missing:
             raise ValueError(f"{resource_name}: a Kubernetes object needs {', '.join(missing)}")
         extra = pulumi.ResourceOptions(version=k8s_utilities.get_version())
         if obj["kind"] == "Secret":
             extra.additional_secret_outputs = list(SECRET_FIELDS)
-        super().__init__(f"kubernetes:{obj['apiVersion']}:{obj['kind']}", resource_name, dict(obj),
-                         pulumi.ResourceOptions.merge(opts, extra))
+        super().__init__(
+            f"kubernetes:{obj['apiVersion']}:{obj['kind']}",
+            resource_name,
+            dict(obj),
+            pulumi.ResourceOptions.merge(opts, extra),
+        )
 
 
 class GcpResource(pulumi.CustomResource):
     """A Google Cloud resource from its type token and its inputs, spelled as the engine receives them."""
 
-    def __init__(self, type_token: str, resource_name: str, inputs: Mapping[str, Any],
-                 opts: Optional[pulumi.ResourceOptions] = None, secret_outputs: Sequence[str] = ()):
+    def __init__(
+        self,
+        type_token: str,
+        resource_name: str,
+        inputs: Mapping[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+        secret_outputs: Sequence[str] = (),
+    ):
         if not type_token.startswith("gcp:"):
             raise ValueError(f"{resource_name}: not a Google Cloud type token: {type_token!r}")
-        extra = pulumi.ResourceOptions.merge(gcp_utilities.get_resource_opts_defaults(),
-                                             pulumi.ResourceOptions(additional_secret_outputs=list(secret_outputs)))
+        extra = pulumi.ResourceOptions.merge(
+            gcp_utilities.get_resource_opts_defaults(),
+            pulumi.ResourceOptions(additional_secret_outputs=list(secret_outputs)),
+        )
         super().__init__(type_token, resource_name, dict(inputs), pulumi.ResourceOptions.merge(opts, extra))

@@ -14,6 +14,4 @@ class ConfigError(pulumi.RunError):
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__(
-            "invalid stack configuration:\n" + "\n".join(f"  - {problem}" for problem in self.problems)
-        )
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {problem}" for problem in self.problems))

@@ -10,17 +10,21 @@ regions and zones (cloud.google.com/compute/docs/regions-zones), VPC subnet rang
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 
 def stack_slug(stack: str) -> str:
     """A stack name as lowercase letters, digits and '-', for ids (service accounts) that must be unique per stack."""
     return re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-") or "stack"
 
-PROJECT_ID_RULE = ("a Google Cloud project id: 6 to 30 characters, lowercase letters, digits and hyphens, starting "
-                   "with a letter and not ending with a hyphen (the id, not the project's display name or number)")
-RFC1035_RULE = ("a name of 1 to 63 characters (RFC 1035): lowercase letters, digits and hyphens, starting with a "
-                "letter and not ending with a hyphen")
+
+PROJECT_ID_RULE = (
+    "a Google Cloud project id: 6 to 30 characters, lowercase letters, digits and hyphens, starting "
+    "with a letter and not ending with a hyphen (the id, not the project's display name or number)"
+)
+RFC1035_RULE = (
+    "a name of 1 to 63 characters (RFC 1035): lowercase letters, digits and hyphens, starting with a "
+    "letter and not ending with a hyphen"
+)
 REGION_RULE = "a Compute Engine region name such as us-east4 or europe-west4"
 ZONE_RULE = "a Compute Engine zone name such as us-east4-a"
 MACHINE_TYPE_RULE = "a Compute Engine machine type name such as e2-standard-16 or n2-custom-8-32768"
@@ -33,21 +37,21 @@ _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)+")
 
 
-def project_id_problem(value: str) -> Optional[str]:
+def project_id_problem(value: str) -> str | None:
     return None if _PROJECT_ID.fullmatch(value) else PROJECT_ID_RULE
 
 
-def rfc1035_problem(value: str) -> Optional[str]:
+def rfc1035_problem(value: str) -> str | None:
     return None if _RFC1035.fullmatch(value) else RFC1035_RULE
 
 
-def region_problem(value: str) -> Optional[str]:
+def region_problem(value: str) -> str | None:
     return None if _REGION.fullmatch(value) else REGION_RULE
 
 
-def zone_problem(value: str) -> Optional[str]:
+def zone_problem(value: str) -> str | None:
     return None if _ZONE.fullmatch(value) else ZONE_RULE
 
 
-def machine_type_problem(value: str) -> Optional[str]:
+def machine_type_problem(value: str) -> str | None:
     return None if _MACHINE_TYPE.fullmatch(value) and len(value) <= 63 else MACHINE_TYPE_RULE

@@ -7,7 +7,7 @@ was read (`infra/config/sections/`); secrets stay opaque (Pulumi outputs) end to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from infra.catalog import GpuDirect, MachineProfile
 from serve_app.spec import ModelSpec
@@ -29,9 +29,9 @@ class ClusterConfig:
     location: str  # the region for a regional cluster, else a zone
     node_zones: tuple[str, ...]
     release_channel: str
-    kubernetes_version: Optional[str]
+    kubernetes_version: str | None
     maintenance_window_start: str
-    node_upgrade_freeze_start: Optional[str]  # None: no exclusion
+    node_upgrade_freeze_start: str | None  # None: no exclusion
     deletion_protection: bool
     master_cidr: str
     master_authorized_networks: tuple[str, ...]
@@ -51,7 +51,7 @@ class GpuPoolConfig:
     gpudirect: GpuDirect  # the flavour in effect: NONE when the machine lacks it or it is switched off
     spot: bool
     flex_start: bool
-    reservation: Optional[str]
+    reservation: str | None
     driver_version: str
 
     @property
@@ -85,8 +85,8 @@ class ServingConfig:
     api_auth: bool
     ready_timeout_minutes: int
     # Secrets stay Pulumi outputs end to end; None when the stack does not set them.
-    api_key: Optional[Any] = None
-    hf_token: Optional[Any] = None
+    api_key: Any | None = None
+    hf_token: Any | None = None
 
 
 @dataclass(frozen=True)
@@ -94,10 +94,10 @@ class SecureSettings:
     """The secure-default switches and capacity choices, already validated."""
 
     gpu_secure_boot: bool = True
-    host_maintenance_interval: Optional[str] = None  # None: leave it to GKE (Google's blueprints do)
+    host_maintenance_interval: str | None = None  # None: leave it to GKE (Google's blueprints do)
     network_policies: bool = True
     serve_client_namespaces: tuple[str, ...] = ()
-    serve_hostname: Optional[str] = None
+    serve_hostname: str | None = None
     serve_allow_plain_http: bool = False
 
 
@@ -130,12 +130,12 @@ class ModelWeights:
 @dataclass(frozen=True)
 class WeightsConfig:
     models: tuple[ModelWeights, ...]
-    store: Optional[ModelStoreConfig]  # None when no model reads the store
+    store: ModelStoreConfig | None  # None when no model reads the store
     staging_timeout_minutes: int
     s3_endpoint_url: str = ""
     # Pulumi secret outputs (or None): the S3 staging source's keys.
-    s3_access_key_id: Optional[Any] = None
-    s3_secret_access_key: Optional[Any] = None
+    s3_access_key_id: Any | None = None
+    s3_secret_access_key: Any | None = None
 
     def for_model(self, model_id: str) -> ModelWeights:
         return next(model for model in self.models if model.model_id == model_id)
@@ -176,5 +176,5 @@ class StackConfig:
     serving: ServingConfig
     warnings: tuple[str, ...] = field(default=())
     secure: SecureSettings = field(default=SecureSettings())
-    weights: Optional[WeightsConfig] = None  # None only for StackConfigs built by hand in tests
+    weights: WeightsConfig | None = None  # None only for StackConfigs built by hand in tests
     alerts: AlertThresholds = field(default=AlertThresholds())

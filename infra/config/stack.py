@@ -12,7 +12,8 @@ them, so that every problem is reported once, by the key that holds it.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping, Optional
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from infra.config.errors import ConfigError
 from infra.config.key_checks import check_keys
@@ -31,11 +32,15 @@ from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 from infra.config.values import ValueReader, read_cleanly
 
 
-def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mapping[str, Any],
-                       secrets: Optional[Mapping[str, Any]] = None,
-                       plain_secrets: Optional[Mapping[str, str]] = None,
-                       other_keys: Optional[Mapping[str, bool]] = None,
-                       encrypted: Iterable[str] = ()) -> StackConfig:
+def parse_stack_config(
+    stack: str,
+    values: Mapping[str, Any],
+    gcp_values: Mapping[str, Any],
+    secrets: Mapping[str, Any] | None = None,
+    plain_secrets: Mapping[str, str] | None = None,
+    other_keys: Mapping[str, bool] | None = None,
+    encrypted: Iterable[str] = (),
+) -> StackConfig:
     """Build the typed `StackConfig` from raw config values, or raise `ConfigError` listing every problem.
 
     `values` holds the project's keys without their `llmserve:` prefix; `gcp_values` the `gcp:` provider keys
@@ -64,19 +69,41 @@ def parse_stack_config(stack: str, values: Mapping[str, Any], gcp_values: Mappin
     weights = None
     if read_cleanly(serving, cluster, gcp_project, region, weight_keys):
         weights, weight_problems, weight_warnings = resolve_weights(
-            weight_keys, serving.models, stack=stack, gcp_project=gcp_project, region=region,
-            deletion_protection=cluster.deletion_protection, ray_image=serving.ray_image, secrets=secrets or {})
+            weight_keys,
+            serving.models,
+            stack=stack,
+            gcp_project=gcp_project,
+            region=region,
+            deletion_protection=cluster.deletion_protection,
+            ray_image=serving.ray_image,
+            secrets=secrets or {},
+        )
         read.problems.extend(weight_problems)
         read.warnings.extend(weight_warnings)
     if secure is not None and pool is not None:
-        read.warnings.extend(secure_warnings(secure, machine_type=pool.machine.machine_type,
-                                             on_demand=not (pool.reservation or pool.spot or pool.flex_start)))
+        read.warnings.extend(
+            secure_warnings(
+                secure,
+                machine_type=pool.machine.machine_type,
+                on_demand=not (pool.reservation or pool.spot or pool.flex_start),
+            )
+        )
 
     if read.problems:
         raise ConfigError(read.problems)
-    return StackConfig(stack=stack, gcp_project=gcp_project, region=region, network=network, cluster=cluster,
-                       gpu_pool=pool, serving=serving, warnings=tuple(read.warnings), secure=secure,
-                       weights=weights, alerts=alerts)
+    return StackConfig(
+        stack=stack,
+        gcp_project=gcp_project,
+        region=region,
+        network=network,
+        cluster=cluster,
+        gpu_pool=pool,
+        serving=serving,
+        warnings=tuple(read.warnings),
+        secure=secure,
+        weights=weights,
+        alerts=alerts,
+    )
 
 
 def load_stack_config() -> StackConfig:
@@ -88,19 +115,21 @@ def load_stack_config() -> StackConfig:
     # so that a misspelt key or namespace is reported instead of silently ignored.
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     encrypted = set(runtime_config.get_config_secret_keys_env()) | {
-        name for name in everything if runtime_config.is_config_secret(name)}
+        name for name in everything if runtime_config.is_config_secret(name)
+    }
     project_config = pulumi.Config(PROJECT)
     return config_from_map(pulumi.get_stack(), everything, encrypted, project_config.get_secret)
 
 
-def config_from_map(stack: str, config: Mapping[str, Any], encrypted: Iterable[str],
-                    secret: Callable[[str], Any] = lambda name: None) -> StackConfig:
+def config_from_map(
+    stack: str, config: Mapping[str, Any], encrypted: Iterable[str], secret: Callable[[str], Any] = lambda name: None
+) -> StackConfig:
     """`parse_stack_config` for a whole config map as the engine holds it, `{"namespace:key": "text"}`, with the
     keys stored encrypted. `secret(name)` wraps a secret key's value (a `pulumi.Output` under the engine); its
     text is used for checks only. Pure: the property tests call it with stack files read by infra/stackfiles."""
     prefix = f"{PROJECT}:"
     encrypted = set(encrypted)
-    project_keys = {name[len(prefix):] for name in config if name.startswith(prefix)}
+    project_keys = {name[len(prefix) :] for name in config if name.startswith(prefix)}
     # A secret key stored in plain text goes with the ordinary values, where parse_stack_config refuses it.
     plain_text = {name for name in SECRET_KEY_NAMES & project_keys if f"{prefix}{name}" not in encrypted}
     stored_secrets = (SECRET_KEY_NAMES & project_keys) - plain_text
@@ -111,8 +140,12 @@ def config_from_map(stack: str, config: Mapping[str, Any], encrypted: Iterable[s
     plain = {name: config[f"{prefix}{name}"] for name in stored_secrets}
     gcp_values = {"project": config.get("gcp:project"), "region": config.get("gcp:region")}
     other_keys = {name: name in encrypted for name in config if not name.startswith(prefix)}
-    return parse_stack_config(stack, values, gcp_values, secrets,
-                              {name: value for name, value in plain.items()
-                               if isinstance(value, str) and value != OFFLINE_SECRET},
-                              other_keys=other_keys,
-                              encrypted={name[len(prefix):] for name in encrypted if name.startswith(prefix)})
+    return parse_stack_config(
+        stack,
+        values,
+        gcp_values,
+        secrets,
+        {name: value for name, value in plain.items() if isinstance(value, str) and value != OFFLINE_SECRET},
+        other_keys=other_keys,
+        encrypted={name[len(prefix) :] for name in encrypted if name.startswith(prefix)},
+    )

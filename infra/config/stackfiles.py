@@ -49,7 +49,7 @@ class StackFileError(Exception):
 
 
 def known_stacks(root: Path = PROJECT_ROOT) -> list[str]:
-    return sorted(path.name[len("Pulumi."):-len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
+    return sorted(path.name[len("Pulumi.") : -len(".yaml")] for path in root.glob("Pulumi.*.yaml"))
 
 
 def stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[dict[str, str], list[str]]:
@@ -58,8 +58,9 @@ def stack_config(stack: str, root: Path = PROJECT_ROOT) -> tuple[dict[str, str],
     "[secret]"; a structured value with an encrypted part keeps its shape with "[secret]" in that place."""
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
-        raise StackFileError(f"no stack file {stack_file.name}; known stacks: "
-                             f"{', '.join(known_stacks(root)) or 'none'}")
+        raise StackFileError(
+            f"no stack file {stack_file.name}; known stacks: {', '.join(known_stacks(root)) or 'none'}"
+        )
     config: dict[str, str] = {}
     secret_keys: set[str] = set()
     for name, node in _project_declarations(root / "Pulumi.yaml"):
@@ -87,8 +88,9 @@ def _project_declarations(path: Path) -> list[tuple[str, yaml.Node]]:
         name = key_node.value
         full_name = name if ":" in name else f"{PROJECT}:{name}"
         if isinstance(value_node, yaml.MappingNode) and not _is_secure(value_node):
-            fields = dict((key.value, value) for key, value in _mapping_pairs(value_node, f"{path.name}: "
-                                                                               f"config.{name}"))
+            fields = dict(
+                (key.value, value) for key, value in _mapping_pairs(value_node, f"{path.name}: config.{name}")
+            )
             for field_name in ("default", "value"):
                 if field_name in fields:
                     declarations.append((full_name, fields[field_name]))
@@ -112,7 +114,8 @@ def _stack_values(path: Path) -> list[tuple[str, yaml.Node]]:
                 f"{path.name}, line {key_node.start_mark.line + 1}: config key {name!r} is not of the form "
                 f"<namespace>:<key>, which the Pulumi CLI refuses; allowed: {PROJECT}:<key> for this project's "
                 f"keys (for example {PROJECT}:{name.rsplit(':', 1)[-1] or 'gpuNodeCount'}), or a key in one of "
-                f"the namespaces {', '.join(f'{namespace}:' for namespace in CONFIG_NAMESPACES)}")
+                f"the namespaces {', '.join(f'{namespace}:' for namespace in CONFIG_NAMESPACES)}"
+            )
         values.append((name, value_node))
     return values
 
@@ -127,8 +130,7 @@ def _top_mapping(path: Path) -> yaml.MappingNode | None:
     if node is None or _is_null(node):
         return None
     if not isinstance(node, yaml.MappingNode):
-        raise StackFileError(f"{path.name}: the top level must be a map with a `config:` key; found "
-                             f"{_kind(node)}")
+        raise StackFileError(f"{path.name}: the top level must be a map with a `config:` key; found {_kind(node)}")
     return node
 
 
@@ -140,8 +142,10 @@ def _mapping_item(top: yaml.MappingNode | None, key: str, where: str) -> yaml.Ma
             if _is_null(value_node):
                 return None
             if not isinstance(value_node, yaml.MappingNode):
-                raise StackFileError(f"{where}, line {value_node.start_mark.line + 1}: `{key}:` must be a map of "
-                                     f"<namespace>:<key>: <value>; found {_kind(value_node)}")
+                raise StackFileError(
+                    f"{where}, line {value_node.start_mark.line + 1}: `{key}:` must be a map of "
+                    f"<namespace>:<key>: <value>; found {_kind(value_node)}"
+                )
             return value_node
     return None
 
@@ -154,15 +158,21 @@ def _mapping_pairs(node: yaml.MappingNode, where: str) -> list[tuple[yaml.Scalar
     for key_node, value_node in node.value:
         line = key_node.start_mark.line + 1
         if not isinstance(key_node, yaml.ScalarNode) or not isinstance(_resolve_scalar(key_node, where), str):
-            raise StackFileError(f"{where}, line {line}: keys must be strings; found "
-                                 f"{_describe(key_node, where)}; allowed: a string key (quote it)")
+            raise StackFileError(
+                f"{where}, line {line}: keys must be strings; found "
+                f"{_describe(key_node, where)}; allowed: a string key (quote it)"
+            )
         if key_node.tag == _PLAIN and key_node.value == "<<":
-            raise StackFileError(f"{where}, line {line}: YAML merge keys (<<) are not supported in stack config; "
-                                 f"allowed: write the keys out")
+            raise StackFileError(
+                f"{where}, line {line}: YAML merge keys (<<) are not supported in stack config; "
+                f"allowed: write the keys out"
+            )
         if key_node.value in seen:
-            raise StackFileError(f"{where}, line {line}: duplicate key {key_node.value!r} (first on line "
-                                 f"{seen[key_node.value]}); the Pulumi CLI refuses duplicate keys; allowed: "
-                                 f"each key once")
+            raise StackFileError(
+                f"{where}, line {line}: duplicate key {key_node.value!r} (first on line "
+                f"{seen[key_node.value]}); the Pulumi CLI refuses duplicate keys; allowed: "
+                f"each key once"
+            )
         seen[key_node.value] = line
         pairs.append((key_node, value_node))
     return pairs
@@ -175,8 +185,10 @@ def _config_value(node: yaml.Node, where: str) -> tuple[str, bool]:
     """What the engine passes for one config value, and whether it is (or holds) a secret."""
     if isinstance(node, yaml.ScalarNode):
         if node.tag not in (_PLAIN, _STR, _NON_SPECIFIC) and node.tag not in _CORE_TAGS:
-            raise StackFileError(f"{where}: unsupported YAML tag {node.tag}; allowed: plain values or !!str, "
-                                 f"!!int, !!float, !!bool, !!null")
+            raise StackFileError(
+                f"{where}: unsupported YAML tag {node.tag}; allowed: plain values or !!str, "
+                f"!!int, !!float, !!bool, !!null"
+            )
         if node.tag in _CORE_TAGS:
             _resolve_scalar(node, where)  # `!!int abc` is refused by the CLI's parser too
         # The CLI unmarshals a scalar into a string first, which keeps the text as written; null gives "".
@@ -190,28 +202,30 @@ def _config_value(node: yaml.Node, where: str) -> tuple[str, bool]:
 
 def _construct(node: yaml.Node, where: str, path: set[int]) -> Any:
     if id(node) in path:
-        raise StackFileError(f"{where}: a YAML alias refers to itself (a recursive structure); allowed: plain, "
-                             f"finite values")
+        raise StackFileError(
+            f"{where}: a YAML alias refers to itself (a recursive structure); allowed: plain, finite values"
+        )
     if isinstance(node, yaml.ScalarNode):
         value = _resolve_scalar(node, where)
         if isinstance(value, float) and not math.isfinite(value):
-            raise StackFileError(f"{where}, line {node.start_mark.line + 1}: {node.value} inside a list or map, "
-                                 f"which the Pulumi CLI cannot pass to the program (JSON has no such numbers); "
-                                 f"allowed: finite numbers")
+            raise StackFileError(
+                f"{where}, line {node.start_mark.line + 1}: {node.value} inside a list or map, "
+                f"which the Pulumi CLI cannot pass to the program (JSON has no such numbers); "
+                f"allowed: finite numbers"
+            )
         return value
     path = path | {id(node)}
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, f"{where}[{index}]", path) for index, item in enumerate(node.value)]
     if _is_secure(node):
         return _SecretPlaceholder()
-    return {key.value: _construct(value, f"{where}.{key.value}", path)
-            for key, value in _mapping_pairs(node, where)}
+    return {key.value: _construct(value, f"{where}.{key.value}", path) for key, value in _mapping_pairs(node, where)}
 
 
 class _SecretPlaceholder(str):
     """An encrypted part of a structured value: "[secret]" offline, and the reason the key is secret."""
 
-    def __new__(cls) -> "_SecretPlaceholder":
+    def __new__(cls) -> _SecretPlaceholder:
         return super().__new__(cls, SECRET)
 
 
@@ -243,7 +257,7 @@ _CORE_INT = re.compile(r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+")
 _CORE_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 _CORE_INF = re.compile(r"[-+]?\.(inf|Inf|INF)")
 _CORE_NAN = re.compile(r"\.(nan|NaN|NAN)")
-_INT64 = (-2**63, 2**63 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 
 _PLAIN = "tag:llmserve.dev,2026:plain"  # a plain scalar without a tag: resolved by the core schema
 _NON_SPECIFIC = "!"
@@ -277,8 +291,10 @@ def _resolve_scalar(node: yaml.ScalarNode, where: str) -> Any:
         if value is not _NO_MATCH:
             return value
         raise StackFileError(f"{where}, line {node.start_mark.line + 1}: {text!r} is not a valid !!{kind}")
-    raise StackFileError(f"{where}, line {node.start_mark.line + 1}: unsupported YAML tag {tag}; allowed: "
-                         f"plain values or !!str, !!int, !!float, !!bool, !!null")
+    raise StackFileError(
+        f"{where}, line {node.start_mark.line + 1}: unsupported YAML tag {tag}; allowed: "
+        f"plain values or !!str, !!int, !!float, !!bool, !!null"
+    )
 
 
 _NO_MATCH = object()
@@ -292,8 +308,9 @@ def _core_value(kind: str, text: str) -> Any:
     if kind == "int":
         if not _CORE_INT.fullmatch(text):
             return _NO_MATCH
-        number = int(text[2:], 8) if text.startswith("0o") else int(text[2:], 16) if text.startswith("0x") \
-            else int(text)
+        number = (
+            int(text[2:], 8) if text.startswith("0o") else int(text[2:], 16) if text.startswith("0x") else int(text)
+        )
         # Go's YAML decoder gives a float64 for an integer too large for int64; so does this reader.
         return number if _INT64[0] <= number <= _INT64[1] else float(number)
     if kind == "float":
@@ -306,16 +323,23 @@ def _core_value(kind: str, text: str) -> Any:
 
 
 def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag in (_PLAIN, "tag:yaml.org,2002:null") \
+    return (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag in (_PLAIN, "tag:yaml.org,2002:null")
         and _CORE_NULL.fullmatch(node.value) is not None
+    )
 
 
 def _is_secure(node: yaml.Node) -> bool:
     """`{secure: <ciphertext>}`: how the CLI stores an encrypted value."""
-    return (isinstance(node, yaml.MappingNode) and len(node.value) == 1
-            and isinstance(node.value[0][0], yaml.ScalarNode) and node.value[0][0].value == "secure"
-            and isinstance(node.value[0][1], yaml.ScalarNode)
-            and isinstance(_resolve_scalar(node.value[0][1], "secure"), str))
+    return (
+        isinstance(node, yaml.MappingNode)
+        and len(node.value) == 1
+        and isinstance(node.value[0][0], yaml.ScalarNode)
+        and node.value[0][0].value == "secure"
+        and isinstance(node.value[0][1], yaml.ScalarNode)
+        and isinstance(_resolve_scalar(node.value[0][1], "secure"), str)
+    )
 
 
 def _kind(node: yaml.Node) -> str:

@@ -12,7 +12,8 @@ import ipaddress
 import json
 import math
 import re
-from typing import Any, Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from configkit import ConfigKey, closest, did_you_mean, shown
 from infra.config.stackfiles import PROJECT
@@ -47,8 +48,10 @@ class ValueReader:
         raw = self._values.get(name)
         if raw == OFFLINE_SECRET and not key.secret:
             if name not in self.reported:
-                self.problem(f"{PROJECT}:{name}: stored encrypted, which the offline plan cannot read, and it is "
-                             f"not a secret; allowed: a plain value (`pulumi config set {PROJECT}:{name} <value>`)")
+                self.problem(
+                    f"{PROJECT}:{name}: stored encrypted, which the offline plan cannot read, and it is "
+                    f"not a secret; allowed: a plain value (`pulumi config set {PROJECT}:{name} <value>`)"
+                )
             return None
         if raw is None:
             if key.required:
@@ -66,12 +69,14 @@ class ValueReader:
             return None
         if key.choices is not None and value not in key.choices:
             choices = ", ".join(choice or '"" (unset)' for choice in key.choices)
-            self.problem(f"{PROJECT}:{name}: unknown value {shown(value)}{did_you_mean(closest(value, key.choices))}; "
-                         f"allowed: {choices}")
+            self.problem(
+                f"{PROJECT}:{name}: unknown value {shown(value)}{did_you_mean(closest(value, key.choices))}; "
+                f"allowed: {choices}"
+            )
             return None
         return value
 
-    def matching(self, name: str, check: Callable[[str], bool], what: str) -> Optional[str]:
+    def matching(self, name: str, check: Callable[[str], bool], what: str) -> str | None:
         """A string that is empty or passes `check`; `what` says what is allowed."""
         value = self.get(name)
         if value and not check(value):
@@ -79,10 +84,10 @@ class ValueReader:
             return None
         return value
 
-    def cidr(self, name: str) -> Optional[ipaddress.IPv4Network]:
+    def cidr(self, name: str) -> ipaddress.IPv4Network | None:
         return self.parse_cidr(f"{PROJECT}:{name}", self.get(name))
 
-    def cidr_list(self, name: str) -> Optional[list[ipaddress.IPv4Network]]:
+    def cidr_list(self, name: str) -> list[ipaddress.IPv4Network] | None:
         """The CIDRs of an array key; None if any is bad or one is listed twice."""
         values = self.get(name)
         if values is None:
@@ -94,20 +99,23 @@ class ValueReader:
         duplicate = False
         for index, network in enumerate(networks):
             if network in seen:
-                self.problem(f"{PROJECT}:{name}[{index}]: {network} is listed twice (also at [{seen[network]}]); "
-                             f"allowed: each CIDR once")
+                self.problem(
+                    f"{PROJECT}:{name}[{index}]: {network} is listed twice (also at [{seen[network]}]); "
+                    f"allowed: each CIDR once"
+                )
                 duplicate = True
             seen.setdefault(network, index)
         return None if duplicate else networks
 
-    def parse_cidr(self, where: str, value: Any) -> Optional[ipaddress.IPv4Network]:
+    def parse_cidr(self, where: str, value: Any) -> ipaddress.IPv4Network | None:
         if value is None:
             return None
         try:
             network = ipaddress.ip_network(value, strict=True)
         except (ValueError, TypeError):
-            self.problem(f"{where}: expected an IPv4 CIDR with no host bits set, like 10.0.0.0/20; "
-                         f"found {shown(value)}")
+            self.problem(
+                f"{where}: expected an IPv4 CIDR with no host bits set, like 10.0.0.0/20; found {shown(value)}"
+            )
             return None
         if network.version != 4:
             self.problem(f"{where}: expected an IPv4 CIDR; found {shown(value)}")
@@ -157,7 +165,17 @@ def to_json(raw: Any) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
-_COERCE: dict[str, Callable[[Any], Any]] = {"string": to_str, "integer": to_int, "boolean": to_bool,
-                                            "array": to_str_list, "object": to_json}
-_TYPE_WORDS = {"string": "a string", "integer": "a whole number", "boolean": "true or false",
-               "array": "a list of strings", "object": "a YAML/JSON list of objects"}
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "string": to_str,
+    "integer": to_int,
+    "boolean": to_bool,
+    "array": to_str_list,
+    "object": to_json,
+}
+_TYPE_WORDS = {
+    "string": "a string",
+    "integer": "a whole number",
+    "boolean": "true or false",
+    "array": "a list of strings",
+    "object": "a YAML/JSON list of objects",
+}

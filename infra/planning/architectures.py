@@ -10,9 +10,10 @@ latent per token and layer on every TP rank, GQA splits the KV heads over TP. Pu
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from serve_app.spec import ModelSpec
 
@@ -51,7 +52,7 @@ class Architecture:
     n_shared_experts: int = 0
     moe_intermediate_size: int = 0
     first_k_dense_replace: int = 0
-    checkpoint_bytes: Optional[int] = None  # on-disk safetensors total when known; else computed
+    checkpoint_bytes: int | None = None  # on-disk safetensors total when known; else computed
 
     # -- parameters, for checking the table against published counts --
 
@@ -128,22 +129,59 @@ def _kv_heads_per_rank(kv_heads: int, tp: int) -> int:
     return max(1, kv_heads // tp)
 
 
-def _dense(name: str, *, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int, vocab: int,
-           qkv_bias: bool, checkpoint_bytes: Optional[int] = None) -> Architecture:
-    return Architecture(name=name, attention="gqa", hidden_size=hidden, num_layers=layers, num_heads=heads,
-                        num_kv_heads=kv_heads, head_dim=hidden // heads, intermediate_size=intermediate,
-                        vocab_size=vocab, max_positions=131072, qkv_bias=qkv_bias,
-                        checkpoint_bytes=checkpoint_bytes)
+def _dense(
+    name: str,
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    intermediate: int,
+    vocab: int,
+    qkv_bias: bool,
+    checkpoint_bytes: int | None = None,
+) -> Architecture:
+    return Architecture(
+        name=name,
+        attention="gqa",
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=hidden // heads,
+        intermediate_size=intermediate,
+        vocab_size=vocab,
+        max_positions=131072,
+        qkv_bias=qkv_bias,
+        checkpoint_bytes=checkpoint_bytes,
+    )
 
 
 def _deepseek_v3(name: str) -> Architecture:
     return Architecture(
-        name=name, attention="mla", hidden_size=7168, num_layers=61, num_heads=128, num_kv_heads=128,
-        head_dim=192, intermediate_size=18432, vocab_size=129280, max_positions=163840, weight_format="fp8",
-        q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
-        n_routed_experts=256, n_shared_experts=1, moe_intermediate_size=2048, first_k_dense_replace=3,
+        name=name,
+        attention="mla",
+        hidden_size=7168,
+        num_layers=61,
+        num_heads=128,
+        num_kv_heads=128,
+        head_dim=192,
+        intermediate_size=18432,
+        vocab_size=129280,
+        max_positions=163840,
+        weight_format="fp8",
+        q_lora_rank=1536,
+        kv_lora_rank=512,
+        qk_nope_head_dim=128,
+        qk_rope_head_dim=64,
+        v_head_dim=128,
+        n_routed_experts=256,
+        n_shared_experts=1,
+        moe_intermediate_size=2048,
+        first_k_dense_replace=3,
         # The checkpoint's index total_size (DeepSeek-V3; R1 has the same tensor layout): MTP layer included.
-        checkpoint_bytes=688_586_727_753)
+        checkpoint_bytes=688_586_727_753,
+    )
 
 
 # config.json values of each repository (huggingface.co/<repo>/blob/main/config.json). The parameter counts
@@ -154,18 +192,66 @@ ARCHITECTURES: Mapping[str, Architecture] = {
         _deepseek_v3("deepseek-ai/DeepSeek-R1"),
         _deepseek_v3("deepseek-ai/DeepSeek-R1-0528"),
         _deepseek_v3("deepseek-ai/DeepSeek-V3"),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", hidden=1536, layers=28, heads=12, kv_heads=2,
-               intermediate=8960, vocab=151936, qkv_bias=True),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", hidden=3584, layers=28, heads=28, kv_heads=4,
-               intermediate=18944, vocab=152064, qkv_bias=True),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-14B", hidden=5120, layers=48, heads=40, kv_heads=8,
-               intermediate=13824, vocab=152064, qkv_bias=True),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", hidden=5120, layers=64, heads=40, kv_heads=8,
-               intermediate=27648, vocab=152064, qkv_bias=True),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", hidden=4096, layers=32, heads=32, kv_heads=8,
-               intermediate=14336, vocab=128256, qkv_bias=False),
-        _dense("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", hidden=8192, layers=80, heads=64, kv_heads=8,
-               intermediate=28672, vocab=128256, qkv_bias=False),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",
+            hidden=1536,
+            layers=28,
+            heads=12,
+            kv_heads=2,
+            intermediate=8960,
+            vocab=151936,
+            qkv_bias=True,
+        ),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B",
+            hidden=3584,
+            layers=28,
+            heads=28,
+            kv_heads=4,
+            intermediate=18944,
+            vocab=152064,
+            qkv_bias=True,
+        ),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B",
+            hidden=5120,
+            layers=48,
+            heads=40,
+            kv_heads=8,
+            intermediate=13824,
+            vocab=152064,
+            qkv_bias=True,
+        ),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B",
+            hidden=5120,
+            layers=64,
+            heads=40,
+            kv_heads=8,
+            intermediate=27648,
+            vocab=152064,
+            qkv_bias=True,
+        ),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Llama-8B",
+            hidden=4096,
+            layers=32,
+            heads=32,
+            kv_heads=8,
+            intermediate=14336,
+            vocab=128256,
+            qkv_bias=False,
+        ),
+        _dense(
+            "deepseek-ai/DeepSeek-R1-Distill-Llama-70B",
+            hidden=8192,
+            layers=80,
+            heads=64,
+            kv_heads=8,
+            intermediate=28672,
+            vocab=128256,
+            qkv_bias=False,
+        ),
     )
 }
 # Short names for the command line: the repository name without the owner, lowercased.
@@ -192,34 +278,54 @@ def architecture_from_config(config: Mapping[str, Any], name: str) -> Architectu
     if model_type in _MLA_TYPES:
         experts = config.get("n_routed_experts") or 0
         return Architecture(
-            name=name, attention="mla", hidden_size=need("hidden_size"), num_layers=need("num_hidden_layers"),
-            num_heads=need("num_attention_heads"), num_kv_heads=config.get("num_key_value_heads") or 1,
+            name=name,
+            attention="mla",
+            hidden_size=need("hidden_size"),
+            num_layers=need("num_hidden_layers"),
+            num_heads=need("num_attention_heads"),
+            num_kv_heads=config.get("num_key_value_heads") or 1,
             head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"),
-            intermediate_size=need("intermediate_size"), vocab_size=need("vocab_size"),
-            max_positions=need("max_position_embeddings"), weight_format=weight_format,
+            intermediate_size=need("intermediate_size"),
+            vocab_size=need("vocab_size"),
+            max_positions=need("max_position_embeddings"),
+            weight_format=weight_format,
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            q_lora_rank=config.get("q_lora_rank") or 0, kv_lora_rank=need("kv_lora_rank"),
-            qk_nope_head_dim=need("qk_nope_head_dim"), qk_rope_head_dim=need("qk_rope_head_dim"),
-            v_head_dim=need("v_head_dim"), n_routed_experts=experts,
+            q_lora_rank=config.get("q_lora_rank") or 0,
+            kv_lora_rank=need("kv_lora_rank"),
+            qk_nope_head_dim=need("qk_nope_head_dim"),
+            qk_rope_head_dim=need("qk_rope_head_dim"),
+            v_head_dim=need("v_head_dim"),
+            n_routed_experts=experts,
             n_shared_experts=config.get("n_shared_experts") or 0,
             moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
-            first_k_dense_replace=config.get("first_k_dense_replace") or 0)
+            first_k_dense_replace=config.get("first_k_dense_replace") or 0,
+        )
     if model_type in _DENSE_TYPES:
         if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
-            raise ValueError(f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
-                             "sized by the capacity planner")
+            raise ValueError(
+                f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
+                "sized by the capacity planner"
+            )
         heads = need("num_attention_heads")
         return Architecture(
-            name=name, attention="gqa", hidden_size=need("hidden_size"), num_layers=need("num_hidden_layers"),
-            num_heads=heads, num_kv_heads=config.get("num_key_value_heads") or heads,
+            name=name,
+            attention="gqa",
+            hidden_size=need("hidden_size"),
+            num_layers=need("num_hidden_layers"),
+            num_heads=heads,
+            num_kv_heads=config.get("num_key_value_heads") or heads,
             head_dim=config.get("head_dim") or need("hidden_size") // heads,
-            intermediate_size=need("intermediate_size"), vocab_size=need("vocab_size"),
-            max_positions=need("max_position_embeddings"), weight_format=weight_format,
+            intermediate_size=need("intermediate_size"),
+            vocab_size=need("vocab_size"),
+            max_positions=need("max_position_embeddings"),
+            weight_format=weight_format,
             tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            qkv_bias=bool(config.get("attention_bias", _DENSE_TYPES[model_type])))
+            qkv_bias=bool(config.get("attention_bias", _DENSE_TYPES[model_type])),
+        )
     supported = ", ".join([*_DENSE_TYPES, *_MLA_TYPES])
-    raise ValueError(f"{name}: model_type {model_type!r} is not supported by the capacity planner; "
-                     f"supported: {supported}")
+    raise ValueError(
+        f"{name}: model_type {model_type!r} is not supported by the capacity planner; supported: {supported}"
+    )
 
 
 def load_architecture(path: Path) -> Architecture:
@@ -230,13 +336,13 @@ def load_architecture(path: Path) -> Architecture:
     return architecture_from_config(json.loads(path.read_text()), name=str(path.parent))
 
 
-def find_architecture(name: str) -> Optional[Architecture]:
+def find_architecture(name: str) -> Architecture | None:
     """A built-in architecture by Hugging Face id or short name (case-insensitive), or None."""
     key = name.strip().rstrip("/").lower()
     return ARCHITECTURES.get(key) or ARCHITECTURES.get(ARCHITECTURE_ALIASES.get(key, ""))
 
 
-def architecture_for(spec: ModelSpec) -> Optional[Architecture]:
+def architecture_for(spec: ModelSpec) -> Architecture | None:
     """The architecture of a ModelSpec: by its Hugging Face id, else by its preset (a mirrored R1 that says
     `preset: deepseek-r1`), else from a config.json in a local `source` folder; None if unknown."""
     arch = find_architecture(spec.model_source)

@@ -23,8 +23,9 @@ infra/planning/architectures.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any
 
 from infra.catalog import GPU_MEMORY, GpuMemoryProfile, MachineProfile
 from infra.planning.architectures import ARCHITECTURES, Architecture, architecture_for
@@ -37,8 +38,13 @@ FLASHMLA_BLOCK_SIZE = 64  # FlashMLA's only supported kernel block size
 
 # Bytes per element of the KV cache; "auto" is the model's dtype, BF16 for every model here (FP8 DeepSeek too).
 KV_CACHE_DTYPE_BYTES: Mapping[str, int] = {
-    "auto": 2, "bfloat16": 2, "float16": 2, "half": 2,
-    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+    "auto": 2,
+    "bfloat16": 2,
+    "float16": 2,
+    "half": 2,
+    "fp8": 1,
+    "fp8_e4m3": 1,
+    "fp8_e5m2": 1,
 }
 
 
@@ -51,17 +57,17 @@ class EngineSettings:
 
     tensor_parallel_size: int = 1
     pipeline_parallel_size: int = 1
-    max_model_len: Optional[int] = None
-    gpu_memory_utilization: Optional[float] = None
-    max_num_seqs: Optional[int] = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    max_num_seqs: int | None = None
     kv_cache_dtype: str = "auto"
-    weight_format: Optional[str] = None  # None: the checkpoint's; "fp8" also means quantization=fp8
-    block_size: Optional[int] = None
+    weight_format: str | None = None  # None: the checkpoint's; "fp8" also means quantization=fp8
+    block_size: int | None = None
     cuda_graphs: bool = True  # False with enforce_eager or VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0
-    kv_cache_memory_bytes: Optional[int] = None  # bypasses the utilization budget, as in vLLM
-    pp_layer_partition: Optional[tuple[int, ...]] = None  # VLLM_PP_LAYER_PARTITION
+    kv_cache_memory_bytes: int | None = None  # bypasses the utilization budget, as in vLLM
+    pp_layer_partition: tuple[int, ...] | None = None  # VLLM_PP_LAYER_PARTITION
     allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
-    overhead_gib: Optional[float] = None  # activation + non-torch + CUDA graphs; None: the GPU's estimate
+    overhead_gib: float | None = None  # activation + non-torch + CUDA graphs; None: the GPU's estimate
 
 
 @dataclass(frozen=True)
@@ -172,9 +178,16 @@ class CapacityReport:
                 "kv_cache": gib(self.stages[self.binding_stage].kv_budget_bytes),
                 "headroom": gib(self.headroom_bytes),
             },
-            "stages": [{"layers": stage.layers, "weights_gib": gib(stage.weight_bytes),
-                        "kv_bytes_per_token": stage.kv_bytes_per_token, "kv_cache_gib": gib(stage.kv_budget_bytes),
-                        "blocks": stage.blocks} for stage in self.stages],
+            "stages": [
+                {
+                    "layers": stage.layers,
+                    "weights_gib": gib(stage.weight_bytes),
+                    "kv_bytes_per_token": stage.kv_bytes_per_token,
+                    "kv_cache_gib": gib(stage.kv_budget_bytes),
+                    "blocks": stage.blocks,
+                }
+                for stage in self.stages
+            ],
             "binding_stage": self.binding_stage,
             "kv_cache_blocks": self.blocks,
             "kv_tokens": self.kv_tokens,
@@ -184,13 +197,15 @@ class CapacityReport:
         }
 
 
-def pp_partition(num_layers: int, pp: int, override: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+def pp_partition(num_layers: int, pp: int, override: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """Layers per pipeline stage as vLLM's `get_pp_indices` splits them: equal shares, the remainder one
     layer each to the stages just before the last (61 / 2 -> 31, 30; 61 / 4 -> 15, 15, 16, 15)."""
     if override is not None:
         if len(override) != pp or sum(override) != num_layers or min(override) < 1:
-            raise ValueError(f"VLLM_PP_LAYER_PARTITION {','.join(map(str, override))} must list {pp} positive "
-                             f"layer counts that sum to {num_layers}")
+            raise ValueError(
+                f"VLLM_PP_LAYER_PARTITION {','.join(map(str, override))} must list {pp} positive "
+                f"layer counts that sum to {num_layers}"
+            )
         return tuple(override)
     parts = [num_layers // pp] * pp
     for index in range(2, num_layers % pp + 2):
@@ -198,8 +213,9 @@ def pp_partition(num_layers: int, pp: int, override: Optional[tuple[int, ...]] =
     return tuple(parts)
 
 
-def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSettings,
-                  suggest: bool = True) -> CapacityReport:
+def plan_capacity(
+    arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSettings, suggest: bool = True
+) -> CapacityReport:
     """Size one replica of `arch` on GPUs of kind `gpu` with `settings` (see the module docstring).
 
     With `suggest`, a replica that does not fit searches the smallest deeper pipeline that would.
@@ -213,11 +229,15 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
     max_len = settings.max_model_len or arch.max_positions
     kv_dtype_bytes = KV_CACHE_DTYPE_BYTES[settings.kv_cache_dtype]
     block_size = settings.block_size or (
-        FLASHMLA_BLOCK_SIZE if arch.attention == "mla" and gpu.flashmla else DEFAULT_BLOCK_SIZE)
+        FLASHMLA_BLOCK_SIZE if arch.attention == "mla" and gpu.flashmla else DEFAULT_BLOCK_SIZE
+    )
     problems = _shape_problems(arch, tp, pp) + _limit_problems(arch, settings, max_len)
 
-    overhead_gib = settings.overhead_gib if settings.overhead_gib is not None else (
-        gpu.activation_overhead_gib + (gpu.cudagraph_overhead_gib if settings.cuda_graphs else 0.0))
+    overhead_gib = (
+        settings.overhead_gib
+        if settings.overhead_gib is not None
+        else (gpu.activation_overhead_gib + (gpu.cudagraph_overhead_gib if settings.cuda_graphs else 0.0))
+    )
     overhead = round(overhead_gib * GIB)
     cuda_total = round(gpu.cuda_total_gib * GIB)
     requested = math.ceil(cuda_total * util)
@@ -225,14 +245,21 @@ def plan_capacity(arch: Architecture, gpu: GpuMemoryProfile, settings: EngineSet
     partition, partition_problems = _partition(arch, settings)
     problems += partition_problems
     fixed_budget = settings.kv_cache_memory_bytes
-    stages = _stage_capacities(arch, partition, tp, kv_dtype_bytes, block_size, lambda weights: (
-        fixed_budget if fixed_budget is not None else requested - weights - overhead))
+    stages = _stage_capacities(
+        arch,
+        partition,
+        tp,
+        kv_dtype_bytes,
+        block_size,
+        lambda weights: fixed_budget if fixed_budget is not None else requested - weights - overhead,
+    )
     binding = min(range(pp), key=lambda index: (stages[index].blocks, -stages[index].weight_bytes))
     blocks = stages[binding].blocks
     if fixed_budget is not None:
         requested = max(stage.weight_bytes for stage in stages) + overhead + fixed_budget
-    report = CapacityReport(arch, gpu, settings, util, max_len, block_size, kv_dtype_bytes, requested, overhead,
-                            stages, binding, blocks)
+    report = CapacityReport(
+        arch, gpu, settings, util, max_len, block_size, kv_dtype_bytes, requested, overhead, stages, binding, blocks
+    )
     problems += _memory_problems(report, cuda_total, suggest)
     return replace(report, problems=tuple(problems))
 
@@ -244,14 +271,23 @@ def _partition(arch: Architecture, settings: EngineSettings) -> tuple[tuple[int,
     try:
         return pp_partition(arch.num_layers, pp, settings.pp_layer_partition), []
     except ValueError as error:
-        problem = Problem("envVars", f"{error}, or vLLM refuses to start",
-                          f"VLLM_PP_LAYER_PARTITION={','.join(map(str, settings.pp_layer_partition or ()))}",
-                          f"{pp} layer counts that sum to {arch.num_layers}, or unset")
+        problem = Problem(
+            "envVars",
+            f"{error}, or vLLM refuses to start",
+            f"VLLM_PP_LAYER_PARTITION={','.join(map(str, settings.pp_layer_partition or ()))}",
+            f"{pp} layer counts that sum to {arch.num_layers}, or unset",
+        )
         return pp_partition(arch.num_layers, pp), [problem]
 
 
-def _stage_capacities(arch: Architecture, partition: tuple[int, ...], tp: int, kv_dtype_bytes: int,
-                      block_size: int, kv_budget: Callable[[int], int]) -> tuple[StageCapacity, ...]:
+def _stage_capacities(
+    arch: Architecture,
+    partition: tuple[int, ...],
+    tp: int,
+    kv_dtype_bytes: int,
+    block_size: int,
+    kv_budget: Callable[[int], int],
+) -> tuple[StageCapacity, ...]:
     """Weights, KV bytes per token and KV blocks per GPU of each pipeline stage; `kv_budget(weights)` is the
     KV memory per GPU left beside a stage's weights."""
     pp = len(partition)
@@ -268,8 +304,16 @@ def _stage_capacities(arch: Architecture, partition: tuple[int, ...], tp: int, k
         per_token = layers * arch.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
         budget = kv_budget(weights)
         # A stage without layers holds no KV cache (and is refused: see _limit_problems).
-        stages.append(StageCapacity(index, layers, weights, per_token, budget,
-                                    max(0, budget) // (per_token * block_size) if per_token else 0))
+        stages.append(
+            StageCapacity(
+                index,
+                layers,
+                weights,
+                per_token,
+                budget,
+                max(0, budget) // (per_token * block_size) if per_token else 0,
+            )
+        )
         first_layer += layers
     return tuple(stages)
 
@@ -279,15 +323,30 @@ def _limit_problems(arch: Architecture, settings: EngineSettings, max_len: int) 
     pp = settings.pipeline_parallel_size
     problems = []
     if pp > arch.num_layers:
-        problems.append(Problem(
-            "pipelineParallelSize", f"more pipeline stages than {arch.name}'s {arch.num_layers} layers, so some stage "
-            "would hold none and vLLM refuses to start", f"{pp}", f"{arch.num_layers} or less"))
+        problems.append(
+            Problem(
+                "pipelineParallelSize",
+                f"more pipeline stages than {arch.name}'s {arch.num_layers} layers, so some stage "
+                "would hold none and vLLM refuses to start",
+                f"{pp}",
+                f"{arch.num_layers} or less",
+            )
+        )
     if max_len > arch.max_positions:
-        problems.append(Problem(
-            "maxModelLen", f"longer than {arch.name}'s max_position_embeddings"
-            + (" (allowed only because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; outputs past it are likely garbage)"
-               if settings.allow_long_max_model_len else ", so vLLM refuses to start"),
-            f"{max_len}", f"{arch.max_positions} or less", warning=settings.allow_long_max_model_len))
+        problems.append(
+            Problem(
+                "maxModelLen",
+                f"longer than {arch.name}'s max_position_embeddings"
+                + (
+                    " (allowed only because VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; outputs past it are likely garbage)"
+                    if settings.allow_long_max_model_len
+                    else ", so vLLM refuses to start"
+                ),
+                f"{max_len}",
+                f"{arch.max_positions} or less",
+                warning=settings.allow_long_max_model_len,
+            )
+        )
     return problems
 
 
@@ -295,16 +354,33 @@ def _shape_problems(arch: Architecture, tp: int, pp: int) -> list[Problem]:
     problems = []
     if arch.num_heads % tp:
         divisors = [str(n) for n in range(1, arch.num_heads + 1) if arch.num_heads % n == 0 and n <= 16]
-        problems.append(Problem("tensorParallelSize", f"vLLM needs the {arch.num_heads} attention heads of "
-                                f"{arch.name} to divide evenly over the TP ranks", f"{tp}",
-                                ", ".join(divisors)))
+        problems.append(
+            Problem(
+                "tensorParallelSize",
+                f"vLLM needs the {arch.num_heads} attention heads of {arch.name} to divide evenly over the TP ranks",
+                f"{tp}",
+                ", ".join(divisors),
+            )
+        )
     elif arch.attention == "gqa" and arch.num_kv_heads % tp and tp % arch.num_kv_heads:
-        problems.append(Problem("tensorParallelSize", f"the {arch.num_kv_heads} KV heads of {arch.name} can be "
-                                "neither split nor replicated evenly over the TP ranks", f"{tp}",
-                                f"a divisor or a multiple of {arch.num_kv_heads}"))
+        problems.append(
+            Problem(
+                "tensorParallelSize",
+                f"the {arch.num_kv_heads} KV heads of {arch.name} can be "
+                "neither split nor replicated evenly over the TP ranks",
+                f"{tp}",
+                f"a divisor or a multiple of {arch.num_kv_heads}",
+            )
+        )
     if pp > arch.num_layers:
-        problems.append(Problem("pipelineParallelSize", f"more stages than {arch.name}'s {arch.num_layers} layers",
-                                f"{pp}", f"1..{arch.num_layers}"))
+        problems.append(
+            Problem(
+                "pipelineParallelSize",
+                f"more stages than {arch.name}'s {arch.num_layers} layers",
+                f"{pp}",
+                f"1..{arch.num_layers}",
+            )
+        )
     return problems
 
 
@@ -318,32 +394,54 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
     fixed = heaviest.weight_bytes + report.overhead_bytes
     if fixed > cuda_total:
         key, hint = _more_gpus_hint(report, suggest)
-        return [Problem(key, f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU{stage(heaviest.index)} "
-                        f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
-                        f"{gib(cuda_total)} a {gpu.gke_accelerator} has", topology, hint)]
+        return [
+            Problem(
+                key,
+                f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU{stage(heaviest.index)} "
+                f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
+                f"{gib(cuda_total)} a {gpu.gke_accelerator} has",
+                topology,
+                hint,
+            )
+        ]
     if settings.kv_cache_memory_bytes is None and fixed >= report.requested_bytes:
-        return [Problem("gpuMemoryUtilization",
-                        f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU"
-                        f"{stage(heaviest.index)} plus ≈{gib(report.overhead_bytes)} overhead exceed "
-                        f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
-                        f"{report.gpu_memory_utilization} with {topology}",
-                        f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}")]
+        return [
+            Problem(
+                "gpuMemoryUtilization",
+                f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU"
+                f"{stage(heaviest.index)} plus ≈{gib(report.overhead_bytes)} overhead exceed "
+                f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
+                f"{report.gpu_memory_utilization} with {topology}",
+                f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}",
+            )
+        ]
     if report.blocks < report.blocks_per_sequence:
         fits = report.blocks * report.block_size
-        return [Problem("maxModelLen", f"the KV cache holds {fits} tokens per replica ("
-                        f"{gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
-                        f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token"
-                        f"{stage(report.binding_stage)}), less than one "
-                        f"full-context sequence, so vLLM refuses to start",
-                        f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
-                        f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
-                        f"more GPUs per replica")]
+        return [
+            Problem(
+                "maxModelLen",
+                f"the KV cache holds {fits} tokens per replica ("
+                f"{gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
+                f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token"
+                f"{stage(report.binding_stage)}), less than one "
+                f"full-context sequence, so vLLM refuses to start",
+                f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
+                f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
+                f"more GPUs per replica",
+            )
+        ]
     if settings.max_num_seqs is not None and settings.max_num_seqs > report.concurrency:
-        return [Problem("maxNumSeqs", f"the KV cache holds {report.concurrency:.1f} full-context "
-                        f"({report.max_model_len}-token) sequences, so that many sequences can only run when "
-                        "they are shorter; longer ones queue or are preempted", f"{settings.max_num_seqs}",
-                        f"{math.floor(report.concurrency)} or less to guarantee full-context concurrency",
-                        warning=True)]
+        return [
+            Problem(
+                "maxNumSeqs",
+                f"the KV cache holds {report.concurrency:.1f} full-context "
+                f"({report.max_model_len}-token) sequences, so that many sequences can only run when "
+                "they are shorter; longer ones queue or are preempted",
+                f"{settings.max_num_seqs}",
+                f"{math.floor(report.concurrency)} or less to guarantee full-context concurrency",
+                warning=True,
+            )
+        ]
     return []
 
 
@@ -355,12 +453,16 @@ def _more_gpus_hint(report: CapacityReport, suggest: bool) -> tuple[str, str]:
         trial = replace(settings, pipeline_parallel_size=pp, pp_layer_partition=None, max_num_seqs=None)
         candidate = plan_capacity(report.architecture, report.gpu, trial, suggest=False)
         if not candidate.errors:
-            return ("pipelineParallelSize",
-                    f"tensorParallelSize x pipelineParallelSize >= {settings.tensor_parallel_size * pp} "
-                    f"(e.g. pipelineParallelSize {pp}), or GPUs with more memory")
-    return ("tensorParallelSize",
-            "more GPUs per replica (tensorParallelSize x pipelineParallelSize), GPUs with more memory, or a "
-            "quantized checkpoint")
+            return (
+                "pipelineParallelSize",
+                f"tensorParallelSize x pipelineParallelSize >= {settings.tensor_parallel_size * pp} "
+                f"(e.g. pipelineParallelSize {pp}), or GPUs with more memory",
+            )
+    return (
+        "tensorParallelSize",
+        "more GPUs per replica (tensorParallelSize x pipelineParallelSize), GPUs with more memory, or a "
+        "quantized checkpoint",
+    )
 
 
 # --- from the stack's model config -------------------------------------------------------------------------
@@ -375,24 +477,29 @@ def settings_for(spec: ModelSpec) -> EngineSettings:
     env: Mapping[str, str] = spec.env_vars
     kv_dtype = str(kwargs.get("kv_cache_dtype", "auto"))
     if kv_dtype not in KV_CACHE_DTYPE_BYTES:
-        raise ValueError(f"engineKwargs.kv_cache_dtype {kv_dtype!r} is not sized by the capacity planner "
-                         f"(known: {', '.join(KV_CACHE_DTYPE_BYTES)})")
+        raise ValueError(
+            f"engineKwargs.kv_cache_dtype {kv_dtype!r} is not sized by the capacity planner "
+            f"(known: {', '.join(KV_CACHE_DTYPE_BYTES)})"
+        )
     quantization = kwargs.get("quantization")
     weight_format = "fp8" if quantization == "fp8" else None
     if quantization not in (None, "fp8"):
-        raise ValueError(f"engineKwargs.quantization {quantization!r} is not sized by the capacity planner "
-                         f"(known: fp8)")
+        raise ValueError(
+            f"engineKwargs.quantization {quantization!r} is not sized by the capacity planner (known: fp8)"
+        )
     for name in ("block_size", "kv_cache_memory_bytes"):
         value = kwargs.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"engineKwargs.{name} {value!r} is not a positive whole number the capacity planner "
-                             "can size")
+            raise ValueError(
+                f"engineKwargs.{name} {value!r} is not a positive whole number the capacity planner can size"
+            )
     partition = env.get("VLLM_PP_LAYER_PARTITION")
     try:
         layer_partition = tuple(int(part) for part in partition.split(",")) if partition else None
     except ValueError:
-        raise ValueError(f"envVars.VLLM_PP_LAYER_PARTITION {partition!r} is not a comma-separated list of layer "
-                         "counts") from None
+        raise ValueError(
+            f"envVars.VLLM_PP_LAYER_PARTITION {partition!r} is not a comma-separated list of layer counts"
+        ) from None
     return EngineSettings(
         tensor_parallel_size=spec.tensor_parallel_size,
         pipeline_parallel_size=spec.pipeline_parallel_size,
@@ -410,8 +517,9 @@ def settings_for(spec: ModelSpec) -> EngineSettings:
     )
 
 
-def model_reports(models: Sequence[ModelSpec], machine: MachineProfile) \
-        -> list[tuple[int, ModelSpec, Optional[CapacityReport], Optional[str]]]:
+def model_reports(
+    models: Sequence[ModelSpec], machine: MachineProfile
+) -> list[tuple[int, ModelSpec, CapacityReport | None, str | None]]:
     """(index, spec, report or None, why not) for each model of a stack on the GPU pool's machine profile."""
     gpu = GPU_MEMORY.get(machine.gke_accelerator)
     results = []
@@ -426,16 +534,24 @@ def model_reports(models: Sequence[ModelSpec], machine: MachineProfile) \
             results.append((index, spec, None, str(error)))
             continue
         if arch is None:
-            results.append((index, spec, None, f"no known architecture for source {spec.model_source!r} (built in: "
-                            f"{', '.join(a.name for a in ARCHITECTURES.values())}; or set preset deepseek-r1 for a "
-                            "mirrored R1)"))
+            results.append(
+                (
+                    index,
+                    spec,
+                    None,
+                    f"no known architecture for source {spec.model_source!r} (built in: "
+                    f"{', '.join(a.name for a in ARCHITECTURES.values())}; or set preset deepseek-r1 for a "
+                    "mirrored R1)",
+                )
+            )
             continue
         results.append((index, spec, plan_capacity(arch, gpu, settings), None))
     return results
 
 
-def capacity_findings(models: Sequence[ModelSpec], machine: MachineProfile,
-                      key: str = "llmserve:models") -> tuple[list[str], list[str]]:
+def capacity_findings(
+    models: Sequence[ModelSpec], machine: MachineProfile, key: str = "llmserve:models"
+) -> tuple[list[str], list[str]]:
     """(errors, warnings) for config validation: models that cannot start on the pool's GPUs are errors."""
     errors: list[str] = []
     warnings: list[str] = []

@@ -17,7 +17,7 @@ The engine-start stage is R1's; a small model starts faster, so its estimate is 
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 REFERENCE_BYTES_PER_NODE = 690e9  # DeepSeek-R1's checkpoint, read in full by every node
 # Minutes (low, high) of the weight phase for REFERENCE_BYTES_PER_NODE.
@@ -39,5 +39,7 @@ def cold_start_minutes(checkpoint_bytes: int) -> dict[str, dict[str, float]]:
     scale = checkpoint_bytes / REFERENCE_BYTES_PER_NODE
     common_low = sum(low for low, _ in COMMON_STAGES_MINUTES.values())
     common_high = sum(high for _, high in COMMON_STAGES_MINUTES.values())
-    return {source: {"low": round(common_low + low * scale, 1), "high": round(common_high + high * scale, 1)}
-            for source, (low, high) in WEIGHT_PHASE_MINUTES.items()}
+    return {
+        source: {"low": round(common_low + low * scale, 1), "high": round(common_high + high * scale, 1)}
+        for source, (low, high) in WEIGHT_PHASE_MINUTES.items()
+    }

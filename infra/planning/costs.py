@@ -16,12 +16,13 @@ at the on-demand list price (their discounts are not modelled).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from infra.catalog import MachineProfile
 
-PRICE_SOURCE = ("Google Cloud list prices via the SkyPilot catalog (catalogs/v9/gcp/vms.csv, commit 2c3d7ea); "
-                "GKE fee from cloud.google.com/kubernetes-engine/pricing")
+PRICE_SOURCE = (
+    "Google Cloud list prices via the SkyPilot catalog (catalogs/v9/gcp/vms.csv, commit 2c3d7ea); "
+    "GKE fee from cloud.google.com/kubernetes-engine/pricing"
+)
 PRICES_AS_OF = "2026-11-28"
 GKE_CLUSTER_FEE_PER_HOUR = 0.10  # per cluster, any topology; the free tier's credit is per billing account
 
@@ -32,15 +33,15 @@ class MachinePrice:
 
     on_demand_vm: float
     on_demand_gpus: float
-    spot_vm: Optional[float]
-    spot_gpus: Optional[float]
+    spot_vm: float | None
+    spot_gpus: float | None
 
     @property
     def on_demand(self) -> float:
         return self.on_demand_vm + self.on_demand_gpus
 
     @property
-    def spot(self) -> Optional[float]:
+    def spot(self) -> float | None:
         return None if self.spot_vm is None or self.spot_gpus is None else self.spot_vm + self.spot_gpus
 
 
@@ -118,9 +119,10 @@ def stack_cost(shape: StackShape) -> dict:
     }
 
 
-def _hourly_usd(shape: StackShape, gpu_price: Optional[MachinePrice],
-                system_price: Optional[MachinePrice]) -> dict[str, dict[str, Optional[float]]]:
-    def hourly(gpu_rate: Optional[float], system_rate: Optional[float], gpu_nodes: int) -> Optional[float]:
+def _hourly_usd(
+    shape: StackShape, gpu_price: MachinePrice | None, system_price: MachinePrice | None
+) -> dict[str, dict[str, float | None]]:
+    def hourly(gpu_rate: float | None, system_rate: float | None, gpu_nodes: int) -> float | None:
         if gpu_rate is None or system_rate is None:
             return None
         return round(gpu_nodes * gpu_rate + shape.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR, 2)
@@ -129,15 +131,18 @@ def _hourly_usd(shape: StackShape, gpu_price: Optional[MachinePrice],
     on_demand_system = system_price.on_demand if system_price else None
     spot_gpu = gpu_price.spot if gpu_price else None
     return {
-        "on_demand": {"idle": hourly(on_demand_gpu, on_demand_system, shape.idle_gpu_nodes),
-                      "max": hourly(on_demand_gpu, on_demand_system, shape.max_gpu_nodes)},
-        "spot": {"idle": hourly(spot_gpu, on_demand_system, shape.idle_gpu_nodes),
-                 "max": hourly(spot_gpu, on_demand_system, shape.max_gpu_nodes)},
+        "on_demand": {
+            "idle": hourly(on_demand_gpu, on_demand_system, shape.idle_gpu_nodes),
+            "max": hourly(on_demand_gpu, on_demand_system, shape.max_gpu_nodes),
+        },
+        "spot": {
+            "idle": hourly(spot_gpu, on_demand_system, shape.idle_gpu_nodes),
+            "max": hourly(spot_gpu, on_demand_system, shape.max_gpu_nodes),
+        },
     }
 
 
-def _cost_notes(shape: StackShape, gpu_price: Optional[MachinePrice],
-                system_price: Optional[MachinePrice]) -> list[str]:
+def _cost_notes(shape: StackShape, gpu_price: MachinePrice | None, system_price: MachinePrice | None) -> list[str]:
     machine_type, region, mode = shape.gpu_machine.machine_type, shape.region, shape.capacity_mode
     notes = []
     if gpu_price is None:
@@ -147,9 +152,12 @@ def _cost_notes(shape: StackShape, gpu_price: Optional[MachinePrice],
     if gpu_price is not None and gpu_price.spot is None:
         notes.append(f"no Spot price for {machine_type} in {region} in infra/planning/costs.py")
     if shape.zonal_cluster:
-        notes.append("a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal "
-                     "cluster's fee")
+        notes.append(
+            "a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal cluster's fee"
+        )
     if mode == "flex-start":
-        notes.append(f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
-                     f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound")
+        notes.append(
+            f"{mode} VMs are billed at Dynamic Workload Scheduler prices (GKE's flex-start page: discounts "
+            f"up to 53% on vCPUs and GPUs); shown at the on-demand list price, an upper bound"
+        )
     return notes

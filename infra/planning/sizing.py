@@ -6,8 +6,8 @@ Pure: shared by the RayService renderer (its worker groups), the cost model and 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from infra.catalog import MachineProfile
 from serve_app.spec import ModelSpec
@@ -32,8 +32,9 @@ def pods_for(replicas: int, gpus_per_replica: int, gpus_per_node: int) -> int:
     return math.ceil(replicas / (gpus_per_node // gpus_per_replica))
 
 
-def gpu_worker_groups(models: Sequence[ModelSpec], machine: MachineProfile, max_gpu_nodes: int) \
-        -> list[WorkerGroupSize]:
+def gpu_worker_groups(
+    models: Sequence[ModelSpec], machine: MachineProfile, max_gpu_nodes: int
+) -> list[WorkerGroupSize]:
     """One group per model shape, sized from the models' min/max replicas and capped at the pool's size."""
     shapes: dict[int, list[ModelSpec]] = {}
     for model in models:
@@ -42,13 +43,15 @@ def gpu_worker_groups(models: Sequence[ModelSpec], machine: MachineProfile, max_
     for gpus, members in sorted(shapes.items()):
         min_pods = sum(pods_for(m.min_replicas, gpus, machine.gpu_count) for m in members)
         max_pods = sum(pods_for(m.max_replicas, gpus, machine.gpu_count) for m in members)
-        groups.append(WorkerGroupSize(
-            name=f"{machine.ray_accelerator.lower()}-x{gpus}",
-            gpus_per_replica=gpus,
-            model_ids=tuple(sorted(m.model_id for m in members)),
-            min_pods=min(min_pods, max_gpu_nodes),
-            max_pods=min(max_pods, max_gpu_nodes),
-        ))
+        groups.append(
+            WorkerGroupSize(
+                name=f"{machine.ray_accelerator.lower()}-x{gpus}",
+                gpus_per_replica=gpus,
+                model_ids=tuple(sorted(m.model_id for m in members)),
+                min_pods=min(min_pods, max_gpu_nodes),
+                max_pods=min(max_pods, max_gpu_nodes),
+            )
+        )
     return groups
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL, RAY_NODE_SELECTOR
 from infra.render.rayservice import DASHBOARD_PORT, HEAD_PORTS, SERVE_PORT, RayServiceSettings
@@ -52,7 +52,7 @@ class ExposureSettings:
     operator_namespace: str
     pods_cidr: str
     client_namespaces: tuple[str, ...] = ()
-    hostname: Optional[str] = None  # set exactly when serving.exposure == "external"
+    hostname: str | None = None  # set exactly when serving.exposure == "external"
 
 
 def _namespace_selector(namespace: str) -> dict:
@@ -67,8 +67,11 @@ def _policy(settings: ExposureSettings, suffix: str, selector: dict, ingress: li
     return {
         "apiVersion": NETWORK_POLICY_API,
         "kind": "NetworkPolicy",
-        "metadata": {"name": f"{settings.serving.name}-{suffix}", "namespace": settings.serving.namespace,
-                     "labels": dict(PART_OF_LABEL)},
+        "metadata": {
+            "name": f"{settings.serving.name}-{suffix}",
+            "namespace": settings.serving.namespace,
+            "labels": dict(PART_OF_LABEL),
+        },
         "spec": {"podSelector": {"matchLabels": dict(selector)}, "policyTypes": ["Ingress"], "ingress": ingress},
     }
 
@@ -88,17 +91,45 @@ def serve_ingress_sources(settings: ExposureSettings) -> list[dict]:
 def render_network_policies(settings: ExposureSettings) -> list[dict]:
     metrics_ports = [port for name, port in HEAD_PORTS if name in METRICS_PORT_NAMES]
     return [
-        _policy(settings, "ray-internal", RAY_NODE_SELECTOR,
-                [{"from": [{"podSelector": {"matchLabels": dict(RAY_NODE_SELECTOR)}}]}]),
-        _policy(settings, "ray-operator", RAY_HEAD_SELECTOR,
-                [{"from": [{"namespaceSelector": _namespace_selector(settings.operator_namespace),
-                            "podSelector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)}}],
-                  "ports": _tcp(DASHBOARD_PORT, SERVE_PORT)}]),
-        _policy(settings, "ray-metrics", RAY_NODE_SELECTOR,
-                [{"from": [{"namespaceSelector": _namespace_selector(MANAGED_PROMETHEUS_NAMESPACE)}],
-                  "ports": _tcp(*metrics_ports)}]),
-        _policy(settings, "serve-ingress", RAY_NODE_SELECTOR,
-                [{"from": serve_ingress_sources(settings), "ports": _tcp(SERVE_PORT)}]),
+        _policy(
+            settings,
+            "ray-internal",
+            RAY_NODE_SELECTOR,
+            [{"from": [{"podSelector": {"matchLabels": dict(RAY_NODE_SELECTOR)}}]}],
+        ),
+        _policy(
+            settings,
+            "ray-operator",
+            RAY_HEAD_SELECTOR,
+            [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": _namespace_selector(settings.operator_namespace),
+                            "podSelector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)},
+                        }
+                    ],
+                    "ports": _tcp(DASHBOARD_PORT, SERVE_PORT),
+                }
+            ],
+        ),
+        _policy(
+            settings,
+            "ray-metrics",
+            RAY_NODE_SELECTOR,
+            [
+                {
+                    "from": [{"namespaceSelector": _namespace_selector(MANAGED_PROMETHEUS_NAMESPACE)}],
+                    "ports": _tcp(*metrics_ports),
+                }
+            ],
+        ),
+        _policy(
+            settings,
+            "serve-ingress",
+            RAY_NODE_SELECTOR,
+            [{"from": serve_ingress_sources(settings), "ports": _tcp(SERVE_PORT)}],
+        ),
     ]
 
 
@@ -116,31 +147,71 @@ def render_gateway_objects(settings: ExposureSettings, certificate_map: Any, add
     if settings.hostname is None:
         raise ValueError("render_gateway_objects needs settings.hostname (serveExposure=external)")
     serving = settings.serving
-    metadata = lambda name, **extra: {"name": name, "namespace": serving.namespace,  # noqa: E731
-                                      "labels": dict(PART_OF_LABEL), **extra}
+    metadata = lambda name, **extra: {
+        "name": name,
+        "namespace": serving.namespace,  # noqa: E731
+        "labels": dict(PART_OF_LABEL),
+        **extra,
+    }
     service_ref = {"group": "", "kind": "Service", "name": serving.serve_service}
     return [
-        {"apiVersion": GATEWAY_API, "kind": "Gateway",
-         "metadata": metadata(gateway_name(settings), annotations={CERTMAP_ANNOTATION: certificate_map}),
-         "spec": {"gatewayClassName": GATEWAY_CLASS,
-                  "listeners": [{"name": "https", "protocol": "HTTPS", "port": HTTPS_PORT,
-                                 "hostname": settings.hostname,
-                                 "allowedRoutes": {"namespaces": {"from": "Same"}}}],
-                  "addresses": [{"type": "NamedAddress", "value": address_name}]}},
-        {"apiVersion": GATEWAY_API, "kind": "HTTPRoute",
-         "metadata": metadata(f"{serving.name}-openai"),
-         "spec": {"parentRefs": [{"name": gateway_name(settings), "sectionName": "https"}],
-                  "hostnames": [settings.hostname],
-                  "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                             "backendRefs": [{"name": serving.serve_service, "port": SERVE_PORT}]}]}},
-        {"apiVersion": GKE_NETWORKING_API, "kind": "HealthCheckPolicy",
-         "metadata": metadata(f"{serving.name}-serve-health"),
-         "spec": {"default": {"config": {"type": "HTTP", "httpHealthCheck": {
-             "portSpecification": "USE_FIXED_PORT", "port": SERVE_PORT, "requestPath": SERVE_HEALTH_PATH}}},
-                  "targetRef": dict(service_ref)}},
-        {"apiVersion": GKE_NETWORKING_API, "kind": "GCPBackendPolicy",
-         "metadata": metadata(f"{serving.name}-serve-backend"),
-         "spec": {"default": {"timeoutSec": BACKEND_TIMEOUT_SECONDS}, "targetRef": dict(service_ref)}},
+        {
+            "apiVersion": GATEWAY_API,
+            "kind": "Gateway",
+            "metadata": metadata(gateway_name(settings), annotations={CERTMAP_ANNOTATION: certificate_map}),
+            "spec": {
+                "gatewayClassName": GATEWAY_CLASS,
+                "listeners": [
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": HTTPS_PORT,
+                        "hostname": settings.hostname,
+                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                    }
+                ],
+                "addresses": [{"type": "NamedAddress", "value": address_name}],
+            },
+        },
+        {
+            "apiVersion": GATEWAY_API,
+            "kind": "HTTPRoute",
+            "metadata": metadata(f"{serving.name}-openai"),
+            "spec": {
+                "parentRefs": [{"name": gateway_name(settings), "sectionName": "https"}],
+                "hostnames": [settings.hostname],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [{"name": serving.serve_service, "port": SERVE_PORT}],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": GKE_NETWORKING_API,
+            "kind": "HealthCheckPolicy",
+            "metadata": metadata(f"{serving.name}-serve-health"),
+            "spec": {
+                "default": {
+                    "config": {
+                        "type": "HTTP",
+                        "httpHealthCheck": {
+                            "portSpecification": "USE_FIXED_PORT",
+                            "port": SERVE_PORT,
+                            "requestPath": SERVE_HEALTH_PATH,
+                        },
+                    }
+                },
+                "targetRef": dict(service_ref),
+            },
+        },
+        {
+            "apiVersion": GKE_NETWORKING_API,
+            "kind": "GCPBackendPolicy",
+            "metadata": metadata(f"{serving.name}-serve-backend"),
+            "spec": {"default": {"timeoutSec": BACKEND_TIMEOUT_SECONDS}, "targetRef": dict(service_ref)},
+        },
     ]
 
 

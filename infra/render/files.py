@@ -8,7 +8,7 @@ ConfigMap keys cannot contain "/": `files` maps a key (the path with "/" as ".")
 from __future__ import annotations
 
 import hashlib
-from typing import Mapping
+from collections.abc import Mapping
 
 Files = Mapping[str, tuple[str, str]]  # ConfigMap key -> (relative path, text)
 
@@ -26,11 +26,20 @@ def content_name(prefix: str, files: Files) -> str:
 
 
 def files_configmap(name: str, namespace: str, files: Files, labels: Mapping[str, str]) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True,
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-            "data": {key: text for key, (_, text) in sorted(files.items())}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "immutable": True,
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        "data": {key: text for key, (_, text) in sorted(files.items())},
+    }
 
 
 def files_volume(volume: str, configmap: str, files: Files) -> dict:
-    return {"name": volume, "configMap": {
-        "name": configmap, "items": [{"key": key, "path": path} for key, (path, _) in sorted(files.items())]}}
+    return {
+        "name": volume,
+        "configMap": {
+            "name": configmap,
+            "items": [{"key": key, "path": path} for key, (path, _) in sorted(files.items())],
+        },
+    }

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
@@ -52,8 +52,12 @@ METRICS: tuple[Metric, ...] = (
     # Ray Serve (proxy, replicas, controller)
     Metric("ray_serve_num_http_requests_total", "counter", RAY, "HTTP requests by route and status code", True),
     Metric("ray_serve_num_http_error_requests_total", "counter", RAY, "HTTP requests answered 4xx or 5xx", True),
-    Metric("ray_serve_deployment_error_counter_total", "counter", RAY,
-           "exceptions in a deployment's replicas (per model: deployment LLMServer:<model>)"),
+    Metric(
+        "ray_serve_deployment_error_counter_total",
+        "counter",
+        RAY,
+        "exceptions in a deployment's replicas (per model: deployment LLMServer:<model>)",
+    ),
     Metric("ray_serve_deployment_replica_healthy", "gauge", RAY, "1 per healthy replica, by deployment", True),
     # vLLM engine metrics through Ray, labelled model_name
     Metric("ray_vllm_num_requests_running", "gauge", VLLM, "requests in the running batch", True),
@@ -71,11 +75,19 @@ METRICS: tuple[Metric, ...] = (
     Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),
     Metric("DCGM_FI_DEV_FB_FREE", "gauge", DCGM, "GPU memory free, MiB"),
     Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
-    Metric("DCGM_FI_DEV_XID_ERRORS", "gauge", DCGM,
-           "last XID error code (0 = none); only where the exporter's field list includes it"),
+    Metric(
+        "DCGM_FI_DEV_XID_ERRORS",
+        "gauge",
+        DCGM,
+        "last XID error code (0 = none); only where the exporter's field list includes it",
+    ),
     # KubeRay
-    Metric("kuberay_service_condition_ready", "gauge", KUBERAY,
-           "always 1; the RayService Ready state is the `condition` label (\"true\"/\"false\")"),
+    Metric(
+        "kuberay_service_condition_ready",
+        "gauge",
+        KUBERAY,
+        'always 1; the RayService Ready state is the `condition` label ("true"/"false")',
+    ),
 )
 METRICS_BY_NAME = {metric.name: metric for metric in METRICS}
 LOCAL_METRICS = tuple(metric for metric in METRICS if metric.local)
@@ -150,8 +162,9 @@ def _ns(settings: MonitoringSettings) -> str:
 
 
 def quantile_query(settings: MonitoringSettings, histogram: str, q: float, window: str = "5m") -> str:
-    return (f"histogram_quantile({q}, sum by (le, model_name) "
-            f"(rate({metric(histogram)}_bucket{_ns(settings)}[{window}])))")
+    return (
+        f"histogram_quantile({q}, sum by (le, model_name) (rate({metric(histogram)}_bucket{_ns(settings)}[{window}])))"
+    )
 
 
 @dataclass(frozen=True)
@@ -173,48 +186,136 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
     ns = _ns(settings)
     llm_deployments = 'deployment=~"LLMServer:.*"'
     return [
-        Panel("Requests/s by status code", (Series(
-            f"sum by (status_code) (rate({metric('ray_serve_num_http_requests_total')}{_serve(settings)}[5m]))",
-            "${labels.status_code}"),), "1/s", "STACKED_AREA"),
-        Panel("Errors/s (HTTP 4xx/5xx by code; replica exceptions by model)", (
-            Series(f"sum by (error_code) (rate({metric('ray_serve_num_http_error_requests_total')}"
-                   f"{_serve(settings)}[5m]))", "HTTP ${labels.error_code}"),
-            Series(f"sum by (deployment) (rate({metric('ray_serve_deployment_error_counter_total')}"
-                   f"{{{_in_namespace(settings)},{llm_deployments}}}[5m]))", "${labels.deployment}"),
-        ), "1/s"),
-        Panel("Finished requests/s by model", (Series(
-            f"sum by (model_name, finished_reason) (rate({metric('ray_vllm_request_success_total')}{ns}[5m]))",
-            "${labels.model_name} ${labels.finished_reason}"),), "1/s", "STACKED_AREA"),
-        Panel("Time to first token p50 / p95", tuple(
-            Series(quantile_query(settings, "ray_vllm_time_to_first_token_seconds", q), f"p{int(q * 100)} "
-                   "${labels.model_name}") for q in (0.5, 0.95)), "s"),
-        Panel("Inter-token latency p50 / p95", tuple(
-            Series(quantile_query(settings, "ray_vllm_inter_token_latency_seconds", q), f"p{int(q * 100)} "
-                   "${labels.model_name}") for q in (0.5, 0.95)), "s"),
-        Panel("Tokens/s by model (prompt, generation)", tuple(
-            Series(f"sum by (model_name) (rate({metric(name)}{ns}[5m]))", f"{kind} " "${labels.model_name}")
-            for kind, name in (("prompt", "ray_vllm_prompt_tokens_total"),
-                               ("generation", "ray_vllm_generation_tokens_total"))), "1/s"),
-        Panel("Running and waiting requests by model", tuple(
-            Series(f"sum by (model_name) ({metric(name)}{ns})", f"{kind} " "${labels.model_name}")
-            for kind, name in (("running", "ray_vllm_num_requests_running"),
-                               ("waiting", "ray_vllm_num_requests_waiting"))), "1"),
-        Panel("KV-cache usage by model", (Series(
-            f"100 * max by (model_name) ({metric('ray_vllm_kv_cache_usage_perc')}{ns})",
-            "${labels.model_name}"),), "%"),
-        Panel("Prefix-cache hit rate by model", (Series(
-            f"100 * sum by (model_name) (rate({metric('ray_vllm_prefix_cache_hits_total')}{ns}[5m])) / "
-            f"sum by (model_name) (rate({metric('ray_vllm_prefix_cache_queries_total')}{ns}[5m]))",
-            "${labels.model_name}"),), "%"),
-        Panel("Healthy Serve replicas by model", (Series(
-            f"sum by (deployment) ({metric('ray_serve_deployment_replica_healthy')}"
-            f"{{{_in_namespace(settings)},{llm_deployments}}})", "${labels.deployment}"),), "1"),
-        Panel("GPU utilisation by node", (Series(
-            f"avg by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),), "%"),
-        Panel("GPU memory used by node", (Series(
-            f"100 * sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) / "
-            f"(sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
-            f"({_dcgm(settings, 'DCGM_FI_DEV_FB_FREE')}))", "${labels.Hostname}"),), "%"),
+        Panel(
+            "Requests/s by status code",
+            (
+                Series(
+                    f"sum by (status_code) (rate({metric('ray_serve_num_http_requests_total')}{_serve(settings)}[5m]))",
+                    "${labels.status_code}",
+                ),
+            ),
+            "1/s",
+            "STACKED_AREA",
+        ),
+        Panel(
+            "Errors/s (HTTP 4xx/5xx by code; replica exceptions by model)",
+            (
+                Series(
+                    f"sum by (error_code) (rate({metric('ray_serve_num_http_error_requests_total')}"
+                    f"{_serve(settings)}[5m]))",
+                    "HTTP ${labels.error_code}",
+                ),
+                Series(
+                    f"sum by (deployment) (rate({metric('ray_serve_deployment_error_counter_total')}"
+                    f"{{{_in_namespace(settings)},{llm_deployments}}}[5m]))",
+                    "${labels.deployment}",
+                ),
+            ),
+            "1/s",
+        ),
+        Panel(
+            "Finished requests/s by model",
+            (
+                Series(
+                    f"sum by (model_name, finished_reason) (rate({metric('ray_vllm_request_success_total')}{ns}[5m]))",
+                    "${labels.model_name} ${labels.finished_reason}",
+                ),
+            ),
+            "1/s",
+            "STACKED_AREA",
+        ),
+        Panel(
+            "Time to first token p50 / p95",
+            tuple(
+                Series(
+                    quantile_query(settings, "ray_vllm_time_to_first_token_seconds", q),
+                    f"p{int(q * 100)} ${{labels.model_name}}",
+                )
+                for q in (0.5, 0.95)
+            ),
+            "s",
+        ),
+        Panel(
+            "Inter-token latency p50 / p95",
+            tuple(
+                Series(
+                    quantile_query(settings, "ray_vllm_inter_token_latency_seconds", q),
+                    f"p{int(q * 100)} ${{labels.model_name}}",
+                )
+                for q in (0.5, 0.95)
+            ),
+            "s",
+        ),
+        Panel(
+            "Tokens/s by model (prompt, generation)",
+            tuple(
+                Series(f"sum by (model_name) (rate({metric(name)}{ns}[5m]))", f"{kind} ${{labels.model_name}}")
+                for kind, name in (
+                    ("prompt", "ray_vllm_prompt_tokens_total"),
+                    ("generation", "ray_vllm_generation_tokens_total"),
+                )
+            ),
+            "1/s",
+        ),
+        Panel(
+            "Running and waiting requests by model",
+            tuple(
+                Series(f"sum by (model_name) ({metric(name)}{ns})", f"{kind} ${{labels.model_name}}")
+                for kind, name in (
+                    ("running", "ray_vllm_num_requests_running"),
+                    ("waiting", "ray_vllm_num_requests_waiting"),
+                )
+            ),
+            "1",
+        ),
+        Panel(
+            "KV-cache usage by model",
+            (
+                Series(
+                    f"100 * max by (model_name) ({metric('ray_vllm_kv_cache_usage_perc')}{ns})", "${labels.model_name}"
+                ),
+            ),
+            "%",
+        ),
+        Panel(
+            "Prefix-cache hit rate by model",
+            (
+                Series(
+                    f"100 * sum by (model_name) (rate({metric('ray_vllm_prefix_cache_hits_total')}{ns}[5m])) / "
+                    f"sum by (model_name) (rate({metric('ray_vllm_prefix_cache_queries_total')}{ns}[5m]))",
+                    "${labels.model_name}",
+                ),
+            ),
+            "%",
+        ),
+        Panel(
+            "Healthy Serve replicas by model",
+            (
+                Series(
+                    f"sum by (deployment) ({metric('ray_serve_deployment_replica_healthy')}"
+                    f"{{{_in_namespace(settings)},{llm_deployments}}})",
+                    "${labels.deployment}",
+                ),
+            ),
+            "1",
+        ),
+        Panel(
+            "GPU utilisation by node",
+            (Series(f"avg by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),),
+            "%",
+        ),
+        Panel(
+            "GPU memory used by node",
+            (
+                Series(
+                    f"100 * sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) / "
+                    f"(sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
+                    f"({_dcgm(settings, 'DCGM_FI_DEV_FB_FREE')}))",
+                    "${labels.Hostname}",
+                ),
+            ),
+            "%",
+        ),
     ]
 
 
@@ -230,13 +331,16 @@ def _chart(panel: Panel) -> dict:
         "title": panel.title,
         "xyChart": {
             "chartOptions": {"mode": "COLOR"},
-            "dataSets": [{
-                "legendTemplate": series.legend,
-                "minAlignmentPeriod": "60s",
-                "plotType": panel.plot,
-                "targetAxis": "Y1",
-                "timeSeriesQuery": {"prometheusQuery": series.query, "unitOverride": panel.unit},
-            } for series in panel.series],
+            "dataSets": [
+                {
+                    "legendTemplate": series.legend,
+                    "minAlignmentPeriod": "60s",
+                    "plotType": panel.plot,
+                    "targetAxis": "Y1",
+                    "timeSeriesQuery": {"prometheusQuery": series.query, "unitOverride": panel.unit},
+                }
+                for series in panel.series
+            ],
             "thresholds": [],
             "yAxis": {"label": "", "scale": "LINEAR"},
         },
@@ -251,8 +355,16 @@ def dashboard_stack_label(stack: str) -> str:
 
 def render_dashboard(settings: MonitoringSettings) -> dict:
     """The dashboard (REST `projects.dashboards` shape): two charts per row on a 48-column mosaic."""
-    tiles = [{"xPos": (index % 2) * TILE_WIDTH, "yPos": (index // 2) * TILE_HEIGHT, "width": TILE_WIDTH,
-              "height": TILE_HEIGHT, "widget": _chart(panel)} for index, panel in enumerate(panels(settings))]
+    tiles = [
+        {
+            "xPos": (index % 2) * TILE_WIDTH,
+            "yPos": (index // 2) * TILE_HEIGHT,
+            "width": TILE_WIDTH,
+            "height": TILE_HEIGHT,
+            "widget": _chart(panel),
+        }
+        for index, panel in enumerate(panels(settings))
+    ]
     return {
         "displayName": f"llmserve {settings.stack}: LLM serving",
         "labels": {"llmserve": "", dashboard_stack_label(settings.stack): ""},
@@ -297,33 +409,41 @@ def _serving_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
     ns = _ns(settings)
     return [
         AlertSpec(
-            "not-ready", f"llmserve {settings.stack}: RayService not ready",
-            f'max by (name) ({metric("kuberay_service_condition_ready")}'
+            "not-ready",
+            f"llmserve {settings.stack}: RayService not ready",
+            f"max by (name) ({metric('kuberay_service_condition_ready')}"
             f'{{{_in_cluster(settings)}name="{settings.rayservice}",exported_namespace="{settings.namespace}",'
             f'condition="false"}}) == 1',
-            t.not_ready_minutes * 60, "CRITICAL",
+            t.not_ready_minutes * 60,
+            "CRITICAL",
             "KubeRay reports the RayService not Ready: no Serve endpoint answers. Check `kubectl -n "
             f"{settings.namespace} describe rayservice {settings.rayservice}` and the head pod's logs.",
         ),
         AlertSpec(
-            "wedged-engine", f"llmserve {settings.stack}: requests waiting but no tokens generated",
+            "wedged-engine",
+            f"llmserve {settings.stack}: requests waiting but no tokens generated",
             f"(sum by (model_name) ({metric('ray_vllm_num_requests_waiting')}{ns}) > 0) unless on (model_name) "
             f"(sum by (model_name) (rate({metric('ray_vllm_generation_tokens_total')}{ns}[5m])) > 0)",
-            t.wedged_minutes * 60, "CRITICAL",
+            t.wedged_minutes * 60,
+            "CRITICAL",
             "A model's engine has queued requests but produced no token: a wedged engine (NCCL hang, a dead "
             "pipeline stage). Restarting its replica (or the GPU worker pods) usually clears it.",
         ),
         AlertSpec(
-            "ttft-p95", f"llmserve {settings.stack}: p95 time to first token above {t.ttft_p95_seconds} s",
+            "ttft-p95",
+            f"llmserve {settings.stack}: p95 time to first token above {t.ttft_p95_seconds} s",
             f"{quantile_query(settings, 'ray_vllm_time_to_first_token_seconds', 0.95)} > {t.ttft_p95_seconds}",
-            600, "WARNING",
+            600,
+            "WARNING",
             f"p95 TTFT over 10 minutes is above {t.ttft_p95_seconds} s (llmserve:alertTtftP95Seconds): the queue "
             "is building or prompts got longer. See the dashboard's waiting requests and KV-cache panels.",
         ),
         AlertSpec(
-            "kv-cache-full", f"llmserve {settings.stack}: KV cache above {t.kv_cache_percent}%",
+            "kv-cache-full",
+            f"llmserve {settings.stack}: KV cache above {t.kv_cache_percent}%",
             f"100 * max by (model_name) ({metric('ray_vllm_kv_cache_usage_perc')}{ns}) > {t.kv_cache_percent}",
-            t.kv_cache_minutes * 60, "WARNING",
+            t.kv_cache_minutes * 60,
+            "WARNING",
             f"A model's KV cache has been above {t.kv_cache_percent}% for {t.kv_cache_minutes} minutes: requests "
             "queue and get preempted. Add replicas or lower maxNumSeqs / maxModelLen.",
         ),
@@ -336,10 +456,12 @@ def _no_healthy_replica_alert(settings: MonitoringSettings) -> AlertSpec:
     # `sum` over nothing is nothing, so an absent series (the head or the Serve controller gone) needs the
     # `or` branch to fire as well.
     return AlertSpec(
-        "no-healthy-replica", f"llmserve {settings.stack}: a model has no healthy replica",
+        "no-healthy-replica",
+        f"llmserve {settings.stack}: a model has no healthy replica",
         f'(sum by (deployment) ({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}}) < 1) or '
         f'absent({healthy}{{{_in_namespace(settings)},deployment=~"{names}"}})',
-        settings.thresholds.not_ready_minutes * 60, "CRITICAL",
+        settings.thresholds.not_ready_minutes * 60,
+        "CRITICAL",
         "A model that should always run (minReplicas >= 1) has no healthy Serve replica, or Serve reports "
         "nothing at all.",
     )
@@ -347,9 +469,11 @@ def _no_healthy_replica_alert(settings: MonitoringSettings) -> AlertSpec:
 
 def _gpu_lost_alert(settings: MonitoringSettings) -> AlertSpec:
     return AlertSpec(
-        "gpu-lost", f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
+        "gpu-lost",
+        f"llmserve {settings.stack}: fewer than {settings.min_gpus} GPUs report",
         f"(count({_dcgm(settings, 'DCGM_FI_DEV_GPU_TEMP')}) or vector(0)) < {settings.min_gpus}",
-        300, "CRITICAL",
+        300,
+        "CRITICAL",
         f"The GPU pool always has {settings.min_gpus} GPUs, but fewer report DCGM metrics: a GPU node was "
         "lost (preempted, repaired, or its driver failed).",
     )
@@ -357,8 +481,11 @@ def _gpu_lost_alert(settings: MonitoringSettings) -> AlertSpec:
 
 def _gpu_xid_alert(settings: MonitoringSettings) -> AlertSpec:
     return AlertSpec(
-        "gpu-xid", f"llmserve {settings.stack}: GPU XID error",
-        f"max by (Hostname, gpu) ({_dcgm(settings, 'DCGM_FI_DEV_XID_ERRORS')}) > 0", 0, "ERROR",
+        "gpu-xid",
+        f"llmserve {settings.stack}: GPU XID error",
+        f"max by (Hostname, gpu) ({_dcgm(settings, 'DCGM_FI_DEV_XID_ERRORS')}) > 0",
+        0,
+        "ERROR",
         "A GPU reported an XID error (the value is the XID code; 48, 63, 64, 74, 79 and 94/95 usually need the "
         "node drained). Only fires where the DCGM exporter exports DCGM_FI_DEV_XID_ERRORS.",
     )
@@ -371,20 +498,21 @@ def alert_policy_args(spec: AlertSpec, settings: MonitoringSettings) -> dict:
         "display_name": spec.display_name,
         "combiner": "OR",
         "severity": spec.severity,
-        "conditions": [{
-            "display_name": spec.display_name,
-            "condition_prometheus_query_language": {
-                "query": spec.query,
-                "duration": f"{spec.duration_s}s",
-                "evaluation_interval": "60s",
-                "alert_rule": re.sub(r"[^A-Za-z0-9_]", "_", spec.key),
-                "rule_group": f"llmserve_{re.sub(r'[^A-Za-z0-9_]', '_', settings.stack)}",
-                # A fresh stack has written none of these metrics yet; creation must not depend on them.
-                "disable_metric_validation": True,
-            },
-        }],
-        "documentation": {"content": spec.documentation, "mime_type": "text/markdown",
-                          "subject": spec.display_name},
+        "conditions": [
+            {
+                "display_name": spec.display_name,
+                "condition_prometheus_query_language": {
+                    "query": spec.query,
+                    "duration": f"{spec.duration_s}s",
+                    "evaluation_interval": "60s",
+                    "alert_rule": re.sub(r"[^A-Za-z0-9_]", "_", spec.key),
+                    "rule_group": f"llmserve_{re.sub(r'[^A-Za-z0-9_]', '_', settings.stack)}",
+                    # A fresh stack has written none of these metrics yet; creation must not depend on them.
+                    "disable_metric_validation": True,
+                },
+            }
+        ],
+        "documentation": {"content": spec.documentation, "mime_type": "text/markdown", "subject": spec.display_name},
         "notification_channels": channels,
         "alert_strategy": {"auto_close": "1800s"},
         "user_labels": {"llmserve": "true", "stack": re.sub(r"[^a-z0-9_-]", "-", settings.stack.lower())},
@@ -395,15 +523,17 @@ def render_operator_pod_monitoring(namespace: str) -> dict:
     """Scrape the KubeRay operator (chart 1.7.0: container port `http` 8080 serves /metrics), for the
     kuberay_* metrics the not-ready alert reads."""
     return {
-        "apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
-        "metadata": {"name": "kuberay-operator", "namespace": namespace,
-                     "labels": dict(PART_OF_LABEL)},
-        "spec": {"selector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)},
-                 "endpoints": [{"port": "http", "interval": "30s"}]},
+        "apiVersion": "monitoring.googleapis.com/v1",
+        "kind": "PodMonitoring",
+        "metadata": {"name": "kuberay-operator", "namespace": namespace, "labels": dict(PART_OF_LABEL)},
+        "spec": {
+            "selector": {"matchLabels": dict(KUBERAY_OPERATOR_SELECTOR)},
+            "endpoints": [{"port": "http", "interval": "30s"}],
+        },
     }
 
 
-def metrics_used(settings: MonitoringSettings, alerts: Optional[Sequence[AlertSpec]] = None) -> set[str]:
+def metrics_used(settings: MonitoringSettings, alerts: Sequence[AlertSpec] | None = None) -> set[str]:
     """Every metric name the dashboard and the alerts use (for tests and reviews)."""
     queries = [series.query for panel in panels(settings) for series in panel.series]
     queries += [spec.query for spec in (alerts if alerts is not None else render_alerts(settings))]

@@ -19,18 +19,19 @@ import functools
 import json
 import posixpath
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import yaml
 
 from infra.catalog import (
+    ACCELERATOR_NODE_LABEL,
+    GPU_POOL_LABELS,
+    GPU_RESOURCE,
+    GPU_TAINT_KEY,
     PART_OF_LABEL,
     RAY_NODE_SELECTOR,
-    ACCELERATOR_NODE_LABEL,
-    GPU_RESOURCE,
-    GPU_POOL_LABELS,
-    GPU_TAINT_KEY,
     RAY_VERSION,
     SYSTEM_POOL_LABELS,
     GpuDirect,
@@ -68,8 +69,13 @@ WAIT_FOR_OBSERVED = "jsonpath={$[?@.observedGeneration == $.metadata.generation]
 API_KEY_VOLUME = "api-keys"
 KUBERAY_UPGRADE_TYPE = {"NewCluster": "NewCluster", "Recreate": "None"}
 HEAD_PORTS = (
-    ("gcs-server", 6379), ("dashboard", DASHBOARD_PORT), ("client", 10001), ("serve", SERVE_PORT),
-    ("metrics", 8080), ("as-metrics", 44217), ("dash-metrics", 44227),
+    ("gcs-server", 6379),
+    ("dashboard", DASHBOARD_PORT),
+    ("client", 10001),
+    ("serve", SERVE_PORT),
+    ("metrics", 8080),
+    ("as-metrics", 44217),
+    ("dash-metrics", 44227),
 )
 # Only the internal exposure is a load balancer on the serve Service; external goes through the HTTPS Gateway
 # (infra/render/exposure.py), so no public plain-HTTP load balancer is ever rendered.
@@ -94,7 +100,7 @@ class RayServiceSettings:
     api_auth: bool = True
     hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
     api_key_file: str = DEFAULT_API_KEY_FILE
-    weights: Optional[WeightsSettings] = None  # where the weights come from (infra/render/weights.py)
+    weights: WeightsSettings | None = None  # where the weights come from (infra/render/weights.py)
 
     @property
     def api_key_secret(self) -> str:
@@ -134,14 +140,15 @@ def serve_app_configmap_name(settings: RayServiceSettings) -> str:
 
 
 def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
-    return files_configmap(serve_app_configmap_name(settings), settings.namespace, serve_app_files(),
-                           PART_OF_LABEL)
+    return files_configmap(serve_app_configmap_name(settings), settings.namespace, serve_app_files(), PART_OF_LABEL)
 
 
 def render_serve_config(settings: RayServiceSettings) -> dict:
-    config = build_serve_config(settings.models, auth=AuthSettings(enabled=settings.api_auth,
-                                                                    api_key_file=settings.api_key_file),
-                                http_port=SERVE_PORT)
+    config = build_serve_config(
+        settings.models,
+        auth=AuthSettings(enabled=settings.api_auth, api_key_file=settings.api_key_file),
+        http_port=SERVE_PORT,
+    )
     return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
 
 
@@ -170,7 +177,8 @@ def wait_for_conditions(serve_config: dict) -> list[str]:
     """
     apps = sorted(application["name"] for application in serve_config["applications"])
     return [WAIT_FOR_OBSERVED, WAIT_FOR_READY, WAIT_FOR_NO_PENDING_CLUSTER] + [
-        f"jsonpath={application_status_path(app)}=RUNNING" for app in apps]
+        f"jsonpath={application_status_path(app)}=RUNNING" for app in apps
+    ]
 
 
 def render_rayservice(settings: RayServiceSettings) -> dict:
@@ -188,7 +196,7 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
         "authOptions": {"mode": "token"},
         "headGroupSpec": _head_group(settings),
         "workerGroupSpecs": [_gpu_group(settings, group, autoscaling) for group in groups]
-                            + ([_cpu_group(settings)] if settings.cpu_workers else []),
+        + ([_cpu_group(settings)] if settings.cpu_workers else []),
     }
     if autoscaling:
         cluster["autoscalerOptions"] = {"version": "v2", "upscalingMode": "Default", "idleTimeoutSeconds": 600}
@@ -204,8 +212,12 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
     return {
         "apiVersion": "ray.io/v1",
         "kind": "RayService",
-        "metadata": {"name": settings.name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL),
-                     "annotations": {WAIT_FOR_ANNOTATION: json.dumps(wait_for_conditions(serve_config))}},
+        "metadata": {
+            "name": settings.name,
+            "namespace": settings.namespace,
+            "labels": dict(PART_OF_LABEL),
+            "annotations": {WAIT_FOR_ANNOTATION: json.dumps(wait_for_conditions(serve_config))},
+        },
         "spec": spec,
     }
 
@@ -218,9 +230,14 @@ def _api_key_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
     """The API-key Secret as a volume (not env, not subPath): the kubelet updates the file in place when the
     Secret changes and the ingress re-reads it, so a key rotation needs no restart."""
     directory, filename = posixpath.split(settings.api_key_file)
-    volume = {"name": API_KEY_VOLUME, "secret": {
-        "secretName": settings.api_key_secret, "defaultMode": 0o444,
-        "items": [{"key": API_KEY_SECRET_KEY, "path": filename}]}}
+    volume = {
+        "name": API_KEY_VOLUME,
+        "secret": {
+            "secretName": settings.api_key_secret,
+            "defaultMode": 0o444,
+            "items": [{"key": API_KEY_SECRET_KEY, "path": filename}],
+        },
+    }
     return volume, {"name": API_KEY_VOLUME, "mountPath": directory, "readOnly": True}
 
 
@@ -236,8 +253,14 @@ def _resources(cpu: str, memory: str, gpus: int = 0) -> dict:
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
-def _pod_template(settings: RayServiceSettings, container: dict, node_selector: dict, *,
-                  volumes: Sequence[dict] = (), tolerations: Sequence[dict] = ()) -> dict:
+def _pod_template(
+    settings: RayServiceSettings,
+    container: dict,
+    node_selector: dict,
+    *,
+    volumes: Sequence[dict] = (),
+    tolerations: Sequence[dict] = (),
+) -> dict:
     """A Ray pod template: `container` (name, resources, and any env, mounts or ports of its own) gains the
     image, the env every Ray container needs and the serve_app mount; the pod gains the serve_app volume."""
     serve_app_volume, serve_app_mount = _serve_app_volume(settings)
@@ -261,25 +284,38 @@ def _pod_template(settings: RayServiceSettings, container: dict, node_selector: 
 
 
 def _worker_group(name: str, min_pods: int, max_pods: int, template: dict) -> dict:
-    return {"groupName": name, "replicas": min_pods, "minReplicas": min_pods, "maxReplicas": max_pods,
-            "numOfHosts": 1, "rayStartParams": {}, "template": template}
+    return {
+        "groupName": name,
+        "replicas": min_pods,
+        "minReplicas": min_pods,
+        "maxReplicas": max_pods,
+        "numOfHosts": 1,
+        "rayStartParams": {},
+        "template": template,
+    }
 
 
 def _head_group(settings: RayServiceSettings) -> dict:
     return {
         "rayStartParams": {"num-cpus": "0", "num-gpus": "0"},
-        "template": _pod_template(settings, {
-            "name": "ray-head",
-            "resources": _resources(HEAD_CPU, HEAD_MEMORY),
-            "ports": [{"name": name, "containerPort": port} for name, port in HEAD_PORTS],
-        }, dict(SYSTEM_POOL_LABELS)),
+        "template": _pod_template(
+            settings,
+            {
+                "name": "ray-head",
+                "resources": _resources(HEAD_CPU, HEAD_MEMORY),
+                "ports": [{"name": name, "containerPort": port} for name, port in HEAD_PORTS],
+            },
+            dict(SYSTEM_POOL_LABELS),
+        ),
     }
 
 
 def _cpu_group(settings: RayServiceSettings) -> dict:
-    template = _pod_template(settings, {"name": "ray-worker",
-                                        "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY)},
-                             dict(SYSTEM_POOL_LABELS))
+    template = _pod_template(
+        settings,
+        {"name": "ray-worker", "resources": _resources(CPU_WORKER_CPU, CPU_WORKER_MEMORY)},
+        dict(SYSTEM_POOL_LABELS),
+    )
     if settings.weights is not None:
         template = with_store_identity(template, settings.weights)
     return _worker_group("cpu", settings.cpu_workers, settings.cpu_workers, template)
@@ -295,14 +331,19 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
     if settings.gpudirect is GpuDirect.NONE:
         env.append({"name": "NCCL_SOCKET_IFNAME", "value": "eth0"})  # the GPUDirect patch sets its own
     if settings.hf_token:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {
-            "name": settings.hf_token_secret, "key": HF_TOKEN_SECRET_KEY}}})
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret, "key": HF_TOKEN_SECRET_KEY}},
+            }
+        )
     template = _pod_template(
         settings,
         {
             "name": "ray-worker",
-            "resources": _resources(str(machine.ray_worker_cpu), f"{machine.ray_worker_memory_gib}Gi",
-                                    machine.gpu_count),
+            "resources": _resources(
+                str(machine.ray_worker_cpu), f"{machine.ray_worker_memory_gib}Gi", machine.gpu_count
+            ),
             "env": env,
             "volumeMounts": [{"name": "weight-cache", "mountPath": WEIGHT_CACHE_MOUNT}],
         },
@@ -315,9 +356,12 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
         template = patch.apply_to_pod_template(template, "ray-worker")
     if settings.weights is not None:
         template = with_store_identity(template, settings.weights)
-        template = patch_gpu_template(template, settings.weights,
-                                      [model for model in settings.models if model.model_id in group.model_ids],
-                                      machine)
+        template = patch_gpu_template(
+            template,
+            settings.weights,
+            [model for model in settings.models if model.model_id in group.model_ids],
+            machine,
+        )
     worker = _worker_group(group.name, group.min_pods, group.max_pods, template)
     if autoscaling:
         # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for
@@ -330,13 +374,17 @@ def _load_balancer(settings: RayServiceSettings) -> dict:
     # Local: the load balancer sends traffic only to nodes with a Serve proxy, with the client's address kept.
     # With Cluster, kube-proxy would forward from other nodes under the node's address, which the Serve port's
     # NetworkPolicy (serveSourceRanges) does not allow.
-    spec: dict[str, Any] = {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
-                            "ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT,
-                                       "protocol": "TCP"}]}
+    spec: dict[str, Any] = {
+        "type": "LoadBalancer",
+        "externalTrafficPolicy": "Local",
+        "ports": [{"name": "serve", "port": SERVE_PORT, "targetPort": SERVE_PORT, "protocol": "TCP"}],
+    }
     if settings.source_ranges:
         spec["loadBalancerSourceRanges"] = list(settings.source_ranges)
-    metadata: dict[str, Any] = {"labels": dict(PART_OF_LABEL),
-                                "annotations": dict(LOAD_BALANCER_ANNOTATIONS[settings.exposure])}
+    metadata: dict[str, Any] = {
+        "labels": dict(PART_OF_LABEL),
+        "annotations": dict(LOAD_BALANCER_ANNOTATIONS[settings.exposure]),
+    }
     return {"metadata": metadata, "spec": spec}
 
 
@@ -347,11 +395,16 @@ def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
     from_pod = [{"from": "ray.io/cluster", "to": "ray_io_cluster"}, {"from": "ray.io/node-type", "to": "ray_node_type"}]
 
     def monitoring(name: str, selector: dict, ports: Sequence[str]) -> dict:
-        return {"apiVersion": "monitoring.googleapis.com/v1", "kind": "PodMonitoring",
-                "metadata": {"name": name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL)},
-                "spec": {"selector": {"matchLabels": selector},
-                         "endpoints": [{"port": port, "interval": "30s"} for port in ports],
-                         "targetLabels": {"fromPod": from_pod}}}
+        return {
+            "apiVersion": "monitoring.googleapis.com/v1",
+            "kind": "PodMonitoring",
+            "metadata": {"name": name, "namespace": settings.namespace, "labels": dict(PART_OF_LABEL)},
+            "spec": {
+                "selector": {"matchLabels": selector},
+                "endpoints": [{"port": port, "interval": "30s"} for port in ports],
+                "targetLabels": {"fromPod": from_pod},
+            },
+        }
 
     return [
         monitoring(f"{settings.name}-ray", RAY_NODE_SELECTOR, ["metrics"]),
@@ -365,7 +418,7 @@ def serve_urls(settings: RayServiceSettings) -> dict[str, str]:
     return {
         "openai_base_url": f"http://{settings.serve_service}.{namespace}.svc.cluster.local:{SERVE_PORT}/v1",
         "port_forward_command": f"kubectl -n {namespace} port-forward svc/{settings.serve_service} "
-                                f"{SERVE_PORT}:{SERVE_PORT}  # then use http://127.0.0.1:{SERVE_PORT}/v1",
+        f"{SERVE_PORT}:{SERVE_PORT}  # then use http://127.0.0.1:{SERVE_PORT}/v1",
         "ray_dashboard_command": f"kubectl -n {namespace} port-forward svc/{settings.head_service} "
-                                 f"{DASHBOARD_PORT}:{DASHBOARD_PORT}  # then open http://127.0.0.1:{DASHBOARD_PORT}",
+        f"{DASHBOARD_PORT}:{DASHBOARD_PORT}  # then open http://127.0.0.1:{DASHBOARD_PORT}",
     }

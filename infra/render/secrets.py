@@ -12,9 +12,13 @@ HF_TOKEN_SECRET_KEY = "token"  # the key of the HF token Secret
 
 def render_secret(name: str, namespace: str, string_data: dict[str, Any]) -> dict:
     """An Opaque Secret; values may be Pulumi secret outputs, which stay secret."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
-            "stringData": string_data}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL)},
+        "stringData": string_data,
+    }
 
 
 def hf_token_secret_name(name: str) -> str:

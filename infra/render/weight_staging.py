@@ -12,37 +12,52 @@ import hashlib
 import re
 
 from infra.catalog import PART_OF_LABEL, STAGING_IMAGE, SYSTEM_POOL_LABELS
-from infra.config.stackfiles import PROJECT_ROOT
 from infra.config.settings import ModelWeights
+from infra.config.stackfiles import PROJECT_ROOT
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, render_secret
 from infra.render.weights import WeightsSettings
 
 WORKLOAD_IDENTITY_ANNOTATION = "iam.gke.io/gcp-service-account"
-STAGING_FILES = ("staging/__init__.py", "staging/__main__.py", "staging/copy.py", "staging/layout.py",
-                 "staging/sources.py")
+STAGING_FILES = (
+    "staging/__init__.py",
+    "staging/__main__.py",
+    "staging/copy.py",
+    "staging/layout.py",
+    "staging/sources.py",
+)
 STAGING_REQUIREMENTS = "requirements-staging.txt"
 STAGING_CODE_MOUNT = "/opt/staging"
 WORK_MOUNT = "/work"
 STAGING_WORKERS = 4  # files in flight: scratch holds at most 4 R1 shards (~4.3 GB each) at once
 STAGING_SCRATCH_GIB = 50
 # The Job's command: the pinned requirements into the work volume, then the staging package from its ConfigMap.
-_STAGE_SCRIPT = (f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
-                 f"--disable-pip-version-check --target {WORK_MOUNT}/deps "
-                 f"-r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} && exec python -m staging \"$@\"")
+_STAGE_SCRIPT = (
+    f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
+    f"--disable-pip-version-check --target {WORK_MOUNT}/deps "
+    f'-r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} && exec python -m staging "$@"'
+)
 
 
 def render_service_account(name: str, namespace: str, email: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(PART_OF_LABEL),
-                         "annotations": {WORKLOAD_IDENTITY_ANNOTATION: email}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": dict(PART_OF_LABEL),
+            "annotations": {WORKLOAD_IDENTITY_ANNOTATION: email},
+        },
+    }
 
 
 @functools.cache
 def staging_files() -> dict[str, tuple[str, str]]:
     """ConfigMap key -> (path under the mount, text): the staging package and its pinned requirements."""
-    return keyed_files({path: (PROJECT_ROOT / path).read_text(encoding="utf-8")
-                        for path in (*STAGING_FILES, STAGING_REQUIREMENTS)})
+    return keyed_files(
+        {path: (PROJECT_ROOT / path).read_text(encoding="utf-8") for path in (*STAGING_FILES, STAGING_REQUIREMENTS)}
+    )
 
 
 def staging_configmap_name(settings: WeightsSettings) -> str:
@@ -54,9 +69,14 @@ def render_staging_configmap(settings: WeightsSettings) -> dict:
 
 
 def render_s3_secret(settings: WeightsSettings) -> dict:
-    return render_secret(settings.s3_secret, settings.namespace,
-                         {"AWS_ACCESS_KEY_ID": settings.config.s3_access_key_id,
-                          "AWS_SECRET_ACCESS_KEY": settings.config.s3_secret_access_key})
+    return render_secret(
+        settings.s3_secret,
+        settings.namespace,
+        {
+            "AWS_ACCESS_KEY_ID": settings.config.s3_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": settings.config.s3_secret_access_key,
+        },
+    )
 
 
 # --- the Jobs --------------------------------------------------------------------------------------------------
@@ -65,8 +85,9 @@ def render_s3_secret(settings: WeightsSettings) -> dict:
 def staging_job_name(settings: WeightsSettings, weights: ModelWeights) -> str:
     """Named after what it stages and the code that stages it: a new revision (or new staging code) is a new
     Job, which `pulumi up` creates and waits for; an unchanged one is left alone."""
-    digest = hashlib.sha256(f"{weights.origin}\0{weights.prefix}\0{settings.bucket}\0"
-                            f"{staging_configmap_name(settings)}".encode()).hexdigest()[:8]
+    digest = hashlib.sha256(
+        f"{weights.origin}\0{weights.prefix}\0{settings.bucket}\0{staging_configmap_name(settings)}".encode()
+    ).hexdigest()[:8]
     slug = re.sub(r"[^a-z0-9-]", "-", weights.model_id.lower()).strip("-")[:30].strip("-")
     return f"{settings.name}-stage-{slug}-{digest}"
 
@@ -79,8 +100,7 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": staging_job_name(settings, weights), "namespace": settings.namespace,
-                     "labels": labels},
+        "metadata": {"name": staging_job_name(settings, weights), "namespace": settings.namespace, "labels": labels},
         "spec": {
             # Each retry resumes where the last attempt stopped (finished objects are skipped).
             "backoffLimit": 3,
@@ -103,9 +123,22 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
 
 
 def _stage_container(settings: WeightsSettings, weights: ModelWeights) -> dict:
-    args = ["--source", weights.origin, "--revision", weights.revision, "--bucket", settings.bucket,
-            "--model-id", weights.model_id, "--workers", str(STAGING_WORKERS), "--scratch", f"{WORK_MOUNT}/scratch",
-            "--project", settings.gcp_project]
+    args = [
+        "--source",
+        weights.origin,
+        "--revision",
+        weights.revision,
+        "--bucket",
+        settings.bucket,
+        "--model-id",
+        weights.model_id,
+        "--workers",
+        str(STAGING_WORKERS),
+        "--scratch",
+        f"{WORK_MOUNT}/scratch",
+        "--project",
+        settings.gcp_project,
+    ]
     return {
         "name": "stage",
         "image": STAGING_IMAGE,
@@ -138,9 +171,15 @@ def _stage_env(settings: WeightsSettings, weights: ModelWeights) -> list[dict]:
         if config.s3_endpoint_url:
             env.append({"name": "AWS_ENDPOINT_URL", "value": config.s3_endpoint_url})
         if config.s3_credentials:
-            env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": name}}}
-                    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+            env += [
+                {"name": name, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": name}}}
+                for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            ]
     elif settings.hf_token_secret:
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret,
-                                                                        "key": HF_TOKEN_SECRET_KEY}}})
+        env.append(
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": settings.hf_token_secret, "key": HF_TOKEN_SECRET_KEY}},
+            }
+        )
     return env

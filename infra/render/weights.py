@@ -22,8 +22,8 @@ import functools
 import hashlib
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 from infra.catalog import MachineProfile
 from infra.config.sections.weights import RUNAI_LOAD_FORMAT, runai_extra_config
@@ -66,12 +66,12 @@ class WeightsSettings:
     config: WeightsConfig
     namespace: str
     gcp_project: str
-    bucket: Optional[str]  # None when no model reads the store
+    bucket: str | None  # None when no model reads the store
     ray_service_account: str  # KSA of every Ray pod when the store exists
     reader_email: str
     stager_service_account: str
     stager_email: str
-    hf_token_secret: Optional[str] = None  # the HF token Secret, when the stack has a token
+    hf_token_secret: str | None = None  # the HF token Secret, when the stack has a token
     name: str = "llm"
 
     @property
@@ -97,8 +97,9 @@ def _volume_name(model_id: str) -> str:
 
 
 def gcsfuse_models(weights: WeightsConfig, model_ids: Sequence[str]) -> list[ModelWeights]:
-    return [model for model in (weights.for_model(model_id) for model_id in sorted(model_ids))
-            if model.source == "gcsfuse"]
+    return [
+        model for model in (weights.for_model(model_id) for model_id in sorted(model_ids)) if model.source == "gcsfuse"
+    ]
 
 
 def with_store_identity(template: dict, settings: WeightsSettings) -> dict:
@@ -119,8 +120,9 @@ def cache_request_gib(models: Sequence[ModelSpec], machine: MachineProfile) -> i
     return min(wanted, machine.local_ssd_gib * 9 // 10)
 
 
-def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequence[ModelSpec],
-                       machine: MachineProfile) -> dict:
+def patch_gpu_template(
+    template: dict, settings: WeightsSettings, models: Sequence[ModelSpec], machine: MachineProfile
+) -> dict:
     """The GPU worker pod template with its group's store-backed models mounted and checked; unchanged when
     the group has none.
 
@@ -129,13 +131,19 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
     start a pod on a model that is not completely staged.
     """
     fused = gcsfuse_models(settings.config, [model.model_id for model in models])
-    streamed = [weights for weights in (settings.config.for_model(model.model_id) for model in models)
-                if weights.source == "runai-streamer"]
+    streamed = [
+        weights
+        for weights in (settings.config.for_model(model.model_id) for model in models)
+        if weights.source == "runai-streamer"
+    ]
     if not fused and not streamed:
         return template
     template = copy.deepcopy(template)
-    cache_gib = cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"],
-                                  machine) if fused else None
+    cache_gib = (
+        cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"], machine)
+        if fused
+        else None
+    )
     template.setdefault("metadata", {}).setdefault("annotations", {}).update(_sidecar_annotations(cache_gib))
     spec = template["spec"]
     spec.setdefault("volumes", []).extend(_store_volume(weights, settings.bucket) for weights in (*fused, *streamed))
@@ -145,15 +153,18 @@ def patch_gpu_template(template: dict, settings: WeightsSettings, models: Sequen
     if fused:
         ray["volumeMounts"] = [*ray.get("volumeMounts", []), *(mounts[w.model_id] for w in fused)]
     # Needs GKE >= 1.29.3-gke.1093000 (FUSE volumes in init containers, native sidecar).
-    spec["initContainers"] = [*spec.get("initContainers", []),
-                              _manifest_check_container(ray["image"], list(mounts.values()))]
+    spec["initContainers"] = [
+        *spec.get("initContainers", []),
+        _manifest_check_container(ray["image"], list(mounts.values())),
+    ]
     if fused:
-        containers.insert(containers.index(ray) + 1,
-                          _warmup_container(ray["image"], [mounts[w.model_id] for w in fused]))
+        containers.insert(
+            containers.index(ray) + 1, _warmup_container(ray["image"], [mounts[w.model_id] for w in fused])
+        )
     return template
 
 
-def _sidecar_annotations(cache_gib: Optional[int]) -> dict[str, str]:
+def _sidecar_annotations(cache_gib: int | None) -> dict[str, str]:
     """The GCS FUSE sidecar's annotations; `cache_gib` is the file cache's request, None without a file cache."""
     annotations = {
         "gke-gcsfuse/volumes": "true",
@@ -168,17 +179,20 @@ def _sidecar_annotations(cache_gib: Optional[int]) -> dict[str, str]:
     return annotations
 
 
-def _store_volume(weights: ModelWeights, bucket: Optional[str]) -> dict:
+def _store_volume(weights: ModelWeights, bucket: str | None) -> dict:
     """The model's store folder as a read-only CSI ephemeral volume: cached for gcsfuse, metadata only else."""
     options = GCSFUSE_MOUNT_OPTIONS if weights.source == "gcsfuse" else GCSFUSE_METADATA_OPTIONS
-    return {"name": _volume_name(weights.model_id), "csi": {
-        "driver": GCSFUSE_DRIVER,
-        "readOnly": True,
-        "volumeAttributes": {
-            "bucketName": bucket,
-            "mountOptions": ",".join((*options, f"only-dir={weights.prefix.rstrip('/')}")),
+    return {
+        "name": _volume_name(weights.model_id),
+        "csi": {
+            "driver": GCSFUSE_DRIVER,
+            "readOnly": True,
+            "volumeAttributes": {
+                "bucketName": bucket,
+                "mountOptions": ",".join((*options, f"only-dir={weights.prefix.rstrip('/')}")),
+            },
         },
-    }}
+    }
 
 
 def _store_mount(weights: ModelWeights) -> dict:
@@ -223,9 +237,11 @@ def _warmup_script(roots: Sequence[str]) -> str:
     """Read every file once, 16 at a time, so gcsfuse's parallel downloads fill the local-SSD cache on both
     nodes while vLLM starts; then stay up (a finished container would restart under the pod's policy)."""
     quoted = " ".join(shlex.quote(root) for root in roots)
-    return (f"start=$(date +%s); find {quoted} -type f -not -name {shlex.quote(MANIFEST_NAME)} -print0 "
-            f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs=16M status=none; "
-            f"echo \"weights warm-up done in $(( $(date +%s) - start ))s\"; exec sleep infinity")
+    return (
+        f"start=$(date +%s); find {quoted} -type f -not -name {shlex.quote(MANIFEST_NAME)} -print0 "
+        f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs=16M status=none; "
+        f'echo "weights warm-up done in $(( $(date +%s) - start ))s"; exec sleep infinity'
+    )
 
 
 # --- the Serve config ----------------------------------------------------------------------------------------
@@ -243,7 +259,8 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
                 llm["model_loading_config"]["model_source"] = {
-                    "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"}
+                    "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"
+                }
                 engine = dict(llm["engine_kwargs"])
                 engine["load_format"] = RUNAI_LOAD_FORMAT
                 engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])

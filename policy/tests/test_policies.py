@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import re
 
+import policies
 import pytest
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -20,27 +21,52 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UNKNOWN_BOOLEAN_VALUE, UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
-import policies
+OPTIONS = PolicyResourceOptions(
+    protect=False,
+    ignore_changes=[],
+    delete_before_replace=None,
+    aliases=[],
+    custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
+    additional_secret_outputs=[],
+)
 
-OPTIONS = PolicyResourceOptions(protect=False, ignore_changes=[], delete_before_replace=None, aliases=[],
-                                custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[])
+
 def policy(name: str):
     return next(p for p in policies.ALL if p.name == name)
 
 
 def validate(name: str, resource_type: str, props: dict) -> list[str]:
     messages: list[str] = []
-    args = ResourceValidationArgs(resource_type, unknown_checking_proxy(props),
-                                  f"urn:pulumi:test::llmserve::{resource_type}::r", "r", OPTIONS, None)
+    args = ResourceValidationArgs(
+        resource_type,
+        unknown_checking_proxy(props),
+        f"urn:pulumi:test::llmserve::{resource_type}::r",
+        "r",
+        OPTIONS,
+        None,
+    )
     policy(name).validate(args, lambda message, urn=None: messages.append(message))
     return messages
 
 
 def validate_stack(name: str, recorded: list[tuple[str, dict]]) -> list[str]:
     messages: list[str] = []
-    args = StackValidationArgs([PolicyResource(t, unknown_checking_proxy(p), f"urn:pulumi:test::llmserve::{t}::r{i}",
-                                               f"r{i}", OPTIONS, None, None, [], {})
-                                for i, (t, p) in enumerate(recorded)])
+    args = StackValidationArgs(
+        [
+            PolicyResource(
+                t,
+                unknown_checking_proxy(p),
+                f"urn:pulumi:test::llmserve::{t}::r{i}",
+                f"r{i}",
+                OPTIONS,
+                None,
+                None,
+                [],
+                {},
+            )
+            for i, (t, p) in enumerate(recorded)
+        ]
+    )
     policy(name).validate(args, lambda message, urn=None: messages.append(message))
     return messages
 
@@ -64,39 +90,107 @@ BUCKET = {"location": "US-EAST4", "uniformBucketLevelAccess": True, "publicAcces
 # policy, stack, (type, name) of a planned resource (or a literal props dict), mutation path and bad value,
 # expected message, the path made unknown.
 CASES = [
-    ("gpu-pool-secure-boot", "prod", ("gcp:container/nodePool:NodePool", "llm-gpu"),
-     ("nodeConfig", "shieldedInstanceConfig", "enableSecureBoot"), False, r"GPU node pool without secure boot",
-     ("nodeConfig", "shieldedInstanceConfig", "enableSecureBoot"), UNKNOWN_BOOLEAN_VALUE),
-    ("a3-pool-compact-gvnic-gpu-networks", "prod", ("gcp:container/nodePool:NodePool", "llm-gpu"),
-     ("placementPolicy", "type"), "", r"a3-megagpu-8g pool without compact placement",
-     ("nodeConfig", "gvnic", "enabled"), UNKNOWN_BOOLEAN_VALUE),
-    ("a3-pool-compact-gvnic-gpu-networks", "staging", ("gcp:container/nodePool:NodePool", "llm-gpu"),
-     ("networkConfig", "additionalNodeNetworkConfigs"), [], r"a3-highgpu-8g pool has 0 GPU NIC networks; the "
-     r"machine needs exactly 4", ("nodeConfig", "machineType"), UNKNOWN_STRING_VALUE),
-    ("gpu-pool-gpu-taint", "dev", ("gcp:container/nodePool:NodePool", "llm-gpu"),
-     ("nodeConfig", "taints"), [], r"GPU node pool without the nvidia.com/gpu NO_SCHEDULE taint",
-     ("nodeConfig", "taints"), UNKNOWN_STRING_VALUE),
-    ("control-plane-not-open", "prod", ("gcp:container/cluster:Cluster", "llm-gke"),
-     ("masterAuthorizedNetworksConfig", "cidrBlocks"), [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}],
-     r"control plane open to 0.0.0.0/0", ("masterAuthorizedNetworksConfig", "cidrBlocks"), UNKNOWN_STRING_VALUE),
-    ("no-public-buckets", None, ("gcp:storage/bucket:Bucket", BUCKET),
-     ("publicAccessPrevention",), "inherited", r"bucket without publicAccessPrevention=\"enforced\"",
-     ("uniformBucketLevelAccess",), UNKNOWN_BOOLEAN_VALUE),
-    ("no-plain-http-exposure", "prod", ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
-     ("spec", "serveService"), {"spec": {"type": "LoadBalancer", "ports": [{"port": 8000}]}},
-     r"serveService is a public LoadBalancer", ("spec", "serveService"), UNKNOWN_STRING_VALUE),
-    ("images-pinned", "prod", ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
-     ("spec", "rayClusterConfig", "headGroupSpec", "template", "spec", "containers", 0, "image"),
-     "rayproject/ray-llm:latest", r"container 'ray-head': image rayproject/ray-llm:latest uses :latest",
-     ("spec", "rayClusterConfig", "headGroupSpec", "template", "spec", "containers", 0, "image"),
-     UNKNOWN_STRING_VALUE),
-    ("images-pinned", "prod", ("kubernetes:helm.sh/v3:Release", "llm-kuberay"),
-     ("values", "image", "tag"), "", r"Helm values: image quay.io/kuberay/operator is not pinned",
-     ("values", "image", "tag"), UNKNOWN_STRING_VALUE),
-    ("endpoint-key-check", "dev", ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
-     ("spec", "serveConfigV2"), "applications:\n- name: llm\n  import_path: ray.serve.llm:build_openai_app\n"
-                                "  args: {}\n",
-     r"Serve application 'llm' has no API key check", ("spec", "serveConfigV2"), UNKNOWN_STRING_VALUE),
+    (
+        "gpu-pool-secure-boot",
+        "prod",
+        ("gcp:container/nodePool:NodePool", "llm-gpu"),
+        ("nodeConfig", "shieldedInstanceConfig", "enableSecureBoot"),
+        False,
+        r"GPU node pool without secure boot",
+        ("nodeConfig", "shieldedInstanceConfig", "enableSecureBoot"),
+        UNKNOWN_BOOLEAN_VALUE,
+    ),
+    (
+        "a3-pool-compact-gvnic-gpu-networks",
+        "prod",
+        ("gcp:container/nodePool:NodePool", "llm-gpu"),
+        ("placementPolicy", "type"),
+        "",
+        r"a3-megagpu-8g pool without compact placement",
+        ("nodeConfig", "gvnic", "enabled"),
+        UNKNOWN_BOOLEAN_VALUE,
+    ),
+    (
+        "a3-pool-compact-gvnic-gpu-networks",
+        "staging",
+        ("gcp:container/nodePool:NodePool", "llm-gpu"),
+        ("networkConfig", "additionalNodeNetworkConfigs"),
+        [],
+        r"a3-highgpu-8g pool has 0 GPU NIC networks; the "
+        r"machine needs exactly 4",
+        ("nodeConfig", "machineType"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "gpu-pool-gpu-taint",
+        "dev",
+        ("gcp:container/nodePool:NodePool", "llm-gpu"),
+        ("nodeConfig", "taints"),
+        [],
+        r"GPU node pool without the nvidia.com/gpu NO_SCHEDULE taint",
+        ("nodeConfig", "taints"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "control-plane-not-open",
+        "prod",
+        ("gcp:container/cluster:Cluster", "llm-gke"),
+        ("masterAuthorizedNetworksConfig", "cidrBlocks"),
+        [{"cidrBlock": "0.0.0.0/0", "displayName": "all"}],
+        r"control plane open to 0.0.0.0/0",
+        ("masterAuthorizedNetworksConfig", "cidrBlocks"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "no-public-buckets",
+        None,
+        ("gcp:storage/bucket:Bucket", BUCKET),
+        ("publicAccessPrevention",),
+        "inherited",
+        r"bucket without publicAccessPrevention=\"enforced\"",
+        ("uniformBucketLevelAccess",),
+        UNKNOWN_BOOLEAN_VALUE,
+    ),
+    (
+        "no-plain-http-exposure",
+        "prod",
+        ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
+        ("spec", "serveService"),
+        {"spec": {"type": "LoadBalancer", "ports": [{"port": 8000}]}},
+        r"serveService is a public LoadBalancer",
+        ("spec", "serveService"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "images-pinned",
+        "prod",
+        ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
+        ("spec", "rayClusterConfig", "headGroupSpec", "template", "spec", "containers", 0, "image"),
+        "rayproject/ray-llm:latest",
+        r"container 'ray-head': image rayproject/ray-llm:latest uses :latest",
+        ("spec", "rayClusterConfig", "headGroupSpec", "template", "spec", "containers", 0, "image"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "images-pinned",
+        "prod",
+        ("kubernetes:helm.sh/v3:Release", "llm-kuberay"),
+        ("values", "image", "tag"),
+        "",
+        r"Helm values: image quay.io/kuberay/operator is not pinned",
+        ("values", "image", "tag"),
+        UNKNOWN_STRING_VALUE,
+    ),
+    (
+        "endpoint-key-check",
+        "dev",
+        ("kubernetes:ray.io/v1:RayService", "llm-serve-rayservice"),
+        ("spec", "serveConfigV2"),
+        "applications:\n- name: llm\n  import_path: ray.serve.llm:build_openai_app\n  args: {}\n",
+        r"Serve application 'llm' has no API key check",
+        ("spec", "serveConfigV2"),
+        UNKNOWN_STRING_VALUE,
+    ),
 ]
 
 
@@ -115,8 +209,9 @@ def test_every_planned_resource_of_every_stack_complies(stack, name, planned):
 
 def test_every_stack_passes_the_stack_policies(stack, planned):
     for stack_policy in policies.STACK_POLICIES:
-        assert validate_stack(stack_policy.name, [(r.type, r.inputs) for r in planned(stack).resources]) == [], \
+        assert validate_stack(stack_policy.name, [(r.type, r.inputs) for r in planned(stack).resources]) == [], (
             f"{stack}: {stack_policy.name}"
+        )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{'.'.join(map(str, c[3]))}" for c in CASES])
@@ -138,8 +233,9 @@ def test_network_policies_present_compliant_violating_and_unknown(planned):
     recorded = [(r.type, copy.deepcopy(r.inputs)) for r in planned("prod").resources]
     assert validate_stack("network-policies-present", recorded) == []
     without = [(t, p) for t, p in recorded if t != "kubernetes:networking.k8s.io/v1:NetworkPolicy"]
-    assert any("has no NetworkPolicy selecting its Ray pods" in v
-               for v in validate_stack("network-policies-present", without))
+    assert any(
+        "has no NetworkPolicy selecting its Ray pods" in v for v in validate_stack("network-policies-present", without)
+    )
     unknown = copy.deepcopy(recorded)
     for t, p in unknown:
         if t == "kubernetes:networking.k8s.io/v1:NetworkPolicy":
@@ -149,8 +245,12 @@ def test_network_policies_present_compliant_violating_and_unknown(planned):
 
 
 def test_external_https_gateway_passes_and_a_plain_http_listener_fails():
-    gateway = {"spec": {"gatewayClassName": "gke-l7-global-external-managed",
-                        "listeners": [{"name": "https", "protocol": "HTTPS", "port": 443}]}}
+    gateway = {
+        "spec": {
+            "gatewayClassName": "gke-l7-global-external-managed",
+            "listeners": [{"name": "https", "protocol": "HTTPS", "port": 443}],
+        }
+    }
     kind = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
     assert validate("no-plain-http-exposure", kind, gateway) == []
     gateway["spec"]["listeners"].append({"name": "http", "protocol": "HTTP", "port": 80})

@@ -23,7 +23,7 @@ RAY_OWNED_ENGINE_ARGS: Mapping[str, str] = MappingProxyType(
     {
         "model": "Ray Serve LLM sets it from `source` and rejects it in engine_kwargs",
         "served_model_name": "Ray Serve LLM sets it from `id` and rejects it in engine_kwargs",
-        "distributed_executor_backend": "Ray Serve LLM sets it to \"ray\" on GPUs and rejects other values",
+        "distributed_executor_backend": 'Ray Serve LLM sets it to "ray" on GPUs and rejects other values',
     }
 )
 # Names that older vLLM versions (or old examples) use and vLLM 0.29 no longer has.
@@ -45,7 +45,7 @@ REMOVED_ENGINE_ARGS: Mapping[str, str] = MappingProxyType(
 REFUSED_ENGINE_ARGS: Mapping[str, str] = MappingProxyType(
     {
         "api_key": "a secret would sit in plain text in the RayService, and Ray Serve LLM's ingress does not "
-        "check it; the project's ingress checks API keys (auth settings of the builder)",
+        "check it; the project's ingress checks API keys (auth settings of the builder)"
     }
 )
 # Environment variables that must not be set per model, with the reason.
@@ -68,42 +68,76 @@ def engine_kwargs_problems(path: str, engine_kwargs: Mapping[Any, Any]) -> list[
         value = engine_kwargs[name]
         at = f"{path}.{name}"
         if not isinstance(name, str):
-            problems.append(problem(path, "option names must be strings", shown(name),
-                                    "snake_case vLLM option names"))
+            problems.append(problem(path, "option names must be strings", shown(name), "snake_case vLLM option names"))
             continue
         if name in OWNED_ENGINE_ARGS:
-            problems.append(problem(at, f"is set by the model spec, not engineKwargs (use the key "
-                                    f"{OWNED_ENGINE_ARGS[name]})", f"{name}={shown(value)}",
-                                    f"{OWNED_ENGINE_ARGS[name]}: {shown(value)} next to engineKwargs"))
+            problems.append(
+                problem(
+                    at,
+                    f"is set by the model spec, not engineKwargs (use the key {OWNED_ENGINE_ARGS[name]})",
+                    f"{name}={shown(value)}",
+                    f"{OWNED_ENGINE_ARGS[name]}: {shown(value)} next to engineKwargs",
+                )
+            )
         elif name in RAY_OWNED_ENGINE_ARGS:
-            problems.append(problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={shown(value)}",
-                                    "remove it from engineKwargs"))
+            problems.append(
+                problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={shown(value)}", "remove it from engineKwargs")
+            )
         elif name in REFUSED_ENGINE_ARGS:
-            problems.append(problem(at, REFUSED_ENGINE_ARGS[name], f"{name}=<redacted>",
-                                    "remove it from engineKwargs"))
+            problems.append(problem(at, REFUSED_ENGINE_ARGS[name], f"{name}=<redacted>", "remove it from engineKwargs"))
         elif name in REMOVED_ENGINE_ARGS:
-            problems.append(problem(at, f"unknown engine option for vLLM {VLLM_VERSION}: "
-                                    f"{REMOVED_ENGINE_ARGS[name]}", f"{name}={shown(value)}",
-                                    "remove it from engineKwargs"))
+            problems.append(
+                problem(
+                    at,
+                    f"unknown engine option for vLLM {VLLM_VERSION}: {REMOVED_ENGINE_ARGS[name]}",
+                    f"{name}={shown(value)}",
+                    "remove it from engineKwargs",
+                )
+            )
         elif name not in known:
             hint = closest(name, sorted(known), cutoff=0.8)
             camel_as_snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
             if hint is None and camel_as_snake in known:
                 hint = camel_as_snake
             what = f"unknown engine option for vLLM {VLLM_VERSION}" + did_you_mean(hint)
-            problems.append(problem(at, what, f"{name}={shown(value)}",
-                                    f"vLLM {VLLM_VERSION} EngineArgs/AsyncEngineArgs/FrontendArgs field names"))
+            problems.append(
+                problem(
+                    at,
+                    what,
+                    f"{name}={shown(value)}",
+                    f"vLLM {VLLM_VERSION} EngineArgs/AsyncEngineArgs/FrontendArgs field names",
+                )
+            )
         elif name == "data_parallel_size" and value != 1:
-            problems.append(problem(at, "data parallelism needs Ray's build_dp_openai_app, which this project "
-                                    "does not deploy; scale with minReplicas/maxReplicas", shown(value), "1 or unset"))
+            problems.append(
+                problem(
+                    at,
+                    "data parallelism needs Ray's build_dp_openai_app, which this project "
+                    "does not deploy; scale with minReplicas/maxReplicas",
+                    shown(value),
+                    "1 or unset",
+                )
+            )
         elif name == "disable_log_stats" and value is True:
-            problems.append(problem(at, "conflicts with log_engine_metrics, which the project keeps on for "
-                                    "the engine metrics", shown(value), "false or unset"))
+            problems.append(
+                problem(
+                    at,
+                    "conflicts with log_engine_metrics, which the project keeps on for the engine metrics",
+                    shown(value),
+                    "false or unset",
+                )
+            )
         else:
             bad = _non_json(value)
             if bad is not None:
-                problems.append(problem(at, "value must be plain data (string, number, boolean, null, list, map)",
-                                        f"{bad!r} ({type(bad).__name__})", "YAML/JSON values"))
+                problems.append(
+                    problem(
+                        at,
+                        "value must be plain data (string, number, boolean, null, list, map)",
+                        f"{bad!r} ({type(bad).__name__})",
+                        "YAML/JSON values",
+                    )
+                )
     return problems
 
 
@@ -138,23 +172,47 @@ def env_var_problems(path: str, env_vars: Mapping[Any, Any]) -> tuple[list[str],
         value = env_vars[name]
         at = f"{path}.{name}"
         if not isinstance(name, str) or not _ENV_NAME.match(name):
-            problems.append(problem(at, "not an environment variable name", shown(name),
-                                    "letters, digits and '_', not starting with a digit"))
+            problems.append(
+                problem(
+                    at,
+                    "not an environment variable name",
+                    shown(name),
+                    "letters, digits and '_', not starting with a digit",
+                )
+            )
             continue
         if name in REFUSED_ENV_VARS:
-            problems.append(problem(at, REFUSED_ENV_VARS[name], f"{name}=<redacted>" if "TOKEN" in name else
-                                    f"{name}={shown(value)}", "remove it from envVars"))
+            problems.append(
+                problem(
+                    at,
+                    REFUSED_ENV_VARS[name],
+                    f"{name}=<redacted>" if "TOKEN" in name else f"{name}={shown(value)}",
+                    "remove it from envVars",
+                )
+            )
             continue
         if _SECRET_LOOKING_ENV.search(name):
-            problems.append(problem(at, "looks like a secret, and the Serve config is stored in plain text; "
-                                    "set it on the Ray containers from a Kubernetes Secret", f"{name}=<redacted>",
-                                    "non-secret variables only"))
+            problems.append(
+                problem(
+                    at,
+                    "looks like a secret, and the Serve config is stored in plain text; "
+                    "set it on the Ray containers from a Kubernetes Secret",
+                    f"{name}=<redacted>",
+                    "non-secret variables only",
+                )
+            )
             continue
         if isinstance(value, str):
             normalized[name] = value
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             normalized[name] = str(value)
         else:
-            problems.append(problem(at, "environment variable values must be strings (quote them in YAML)",
-                                    shown(value), 'a string such as "1" or "true"'))
+            problems.append(
+                problem(
+                    at,
+                    "environment variable values must be strings (quote them in YAML)",
+                    shown(value),
+                    'a string such as "1" or "true"',
+                )
+            )
     return problems, normalized

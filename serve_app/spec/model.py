@@ -117,9 +117,7 @@ def with_preset(spec: ModelSpec, preset: str = "auto") -> ModelSpec:
     chosen = resolve_preset(preset, spec.model_source)
     if chosen is None:
         return spec
-    updates: dict[str, Any] = {
-        name: value for name, value in chosen.fields.items() if getattr(spec, name) is None
-    }
+    updates: dict[str, Any] = {name: value for name, value in chosen.fields.items() if getattr(spec, name) is None}
     updates["env_vars"] = {**chosen.env_vars, **spec.env_vars}
     updates["preset"] = chosen.name
     return dataclasses.replace(spec, **updates)

@@ -22,8 +22,16 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
     objects with the keys in `KEYS`. Raises `ModelConfigError` listing every problem found.
     """
     if isinstance(raw, Mapping) or not isinstance(raw, Sequence) or isinstance(raw, (str, bytes)):
-        raise ModelConfigError([problem(key, "must be a list of model objects", shown(raw),
-                                        "a list of objects with keys " + ", ".join(KEYS_BY_NAME))])
+        raise ModelConfigError(
+            [
+                problem(
+                    key,
+                    "must be a list of model objects",
+                    shown(raw),
+                    "a list of objects with keys " + ", ".join(KEYS_BY_NAME),
+                )
+            ]
+        )
     if not raw:
         raise ModelConfigError([problem(key, "must list at least one model", "[]", "1 or more model objects")])
 
@@ -32,8 +40,14 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
     for index, item in enumerate(raw):
         path = f"{key}[{index}]"
         if not isinstance(item, Mapping):
-            problems.append(problem(path, "must be an object (a map of keys)", shown(item),
-                                    "an object with keys " + ", ".join(KEYS_BY_NAME)))
+            problems.append(
+                problem(
+                    path,
+                    "must be an object (a map of keys)",
+                    shown(item),
+                    "an object with keys " + ", ".join(KEYS_BY_NAME),
+                )
+            )
             continue
         item_problems = [unknown_key_problem(path, name) for name in item if name not in KEYS_BY_NAME]
         field_problems, kwargs = key_problems(path, item, present=set(item))
@@ -65,8 +79,9 @@ def validate_models(models: Sequence[ModelSpec], key: str = "models") -> None:
         values["preset"] = None  # the resolved name, not a choice; checked below
         field_problems, _ = key_problems(path, values, present=set(values))
         if spec.preset is not None and spec.preset not in PRESETS:
-            field_problems.append(problem(f"{path}.preset", "unknown preset", shown(spec.preset),
-                                          "None or one of " + ", ".join(PRESETS)))
+            field_problems.append(
+                problem(f"{path}.preset", "unknown preset", shown(spec.preset), "None or one of " + ", ".join(PRESETS))
+            )
         problems.extend(field_problems)
         if not field_problems:
             indexed.append((index, spec))

@@ -37,8 +37,9 @@ def _type_problem(path: str, key: ConfigKey, value: Any) -> str | None:
     if ok:
         return None
     article = "an" if expected[0] in "aeiou" else "a"
-    return problem(path, f"must be {article} {expected}", f"{shown(value)} ({type(value).__name__})",
-                   f"{article} {expected}")
+    return problem(
+        path, f"must be {article} {expected}", f"{shown(value)} ({type(value).__name__})", f"{article} {expected}"
+    )
 
 
 # Pulumi carries numbers as doubles (protobuf Struct), which hold integers exactly only up to 2**53.
@@ -47,8 +48,12 @@ _LARGEST_EXACT_INTEGER = 2**53
 
 def _range_problem(path: str, key: ConfigKey, value: float) -> str | None:
     if key.type == "integer" and abs(value) > _LARGEST_EXACT_INTEGER:
-        return problem(path, "too large to pass through Pulumi exactly (its numbers are doubles)", shown(value),
-                       f"integers up to 2**53 ({_LARGEST_EXACT_INTEGER})")
+        return problem(
+            path,
+            "too large to pass through Pulumi exactly (its numbers are doubles)",
+            shown(value),
+            f"integers up to 2**53 ({_LARGEST_EXACT_INTEGER})",
+        )
     if key.range is None or value in key.range:
         return None
     noun = "integers" if key.type == "integer" else "numbers"
@@ -58,12 +63,17 @@ def _range_problem(path: str, key: ConfigKey, value: float) -> str | None:
 def _string_problems(path: str, key: ConfigKey, value: str) -> list[str]:
     if key.choices is not None and value not in key.choices:
         hint = closest(value, key.choices, cutoff=0.75)
-        return [problem(path, "unknown value" + did_you_mean(hint), shown(value),
-                        "one of " + ", ".join(key.choices))]
+        return [problem(path, "unknown value" + did_you_mean(hint), shown(value), "one of " + ", ".join(key.choices))]
     if key.field == "model_id" and not _MODEL_ID.match(value):
-        return [problem(path, "not a valid model id", shown(value),
-                        "1-128 characters: letters, digits, '.', '_', '-', '/', starting with a letter or "
-                        "digit (no ':' or spaces)")]
+        return [
+            problem(
+                path,
+                "not a valid model id",
+                shown(value),
+                "1-128 characters: letters, digits, '.', '_', '-', '/', starting with a letter or "
+                "digit (no ':' or spaces)",
+            )
+        ]
     if key.field == "model_source":
         return _source_problems(path, value)
     if key.field == "accelerator_type":
@@ -80,12 +90,24 @@ def _source_problems(path: str, value: str) -> list[str]:
             return [problem(path, f"{scheme}:// URI without a bucket", shown(value), f"{scheme}://<bucket>/<path>")]
         return []
     if "://" in value:
-        return [problem(path, "unsupported URI scheme", shown(value),
-                        "a Hugging Face id, an absolute path, or a URI starting with " + ", ".join(_REMOTE_SCHEMES))]
+        return [
+            problem(
+                path,
+                "unsupported URI scheme",
+                shown(value),
+                "a Hugging Face id, an absolute path, or a URI starting with " + ", ".join(_REMOTE_SCHEMES),
+            )
+        ]
     if value.startswith("/") or _HF_ID.match(value):
         return []
-    return [problem(path, "not a Hugging Face id, absolute path or supported URI", shown(value),
-                    "org/name, /absolute/path, or " + ", ".join(f"{scheme}..." for scheme in _REMOTE_SCHEMES))]
+    return [
+        problem(
+            path,
+            "not a Hugging Face id, absolute path or supported URI",
+            shown(value),
+            "org/name, /absolute/path, or " + ", ".join(f"{scheme}..." for scheme in _REMOTE_SCHEMES),
+        )
+    ]
 
 
 def _accelerator_problems(path: str, value: str) -> list[str]:
@@ -94,8 +116,14 @@ def _accelerator_problems(path: str, value: str) -> list[str]:
     if value == "A10":  # Ray rewrites it, but say the canonical name so that node resources match
         return [problem(path, "Ray calls this GPU A10G", shown(value), '"A10G"')]
     if value in RAY_TPU_ACCELERATOR_TYPES:
-        return [problem(path, "TPUs are not supported by this project's serve config (GPU only)", shown(value),
-                        "a Ray GPU accelerator name")]
+        return [
+            problem(
+                path,
+                "TPUs are not supported by this project's serve config (GPU only)",
+                shown(value),
+                "a Ray GPU accelerator name",
+            )
+        ]
     hint = None
     for separator in ("-", " ", "_"):  # "H100-80GB", "nvidia-h100-80gb" -> "H100"
         for part in value.split(separator):
@@ -103,8 +131,7 @@ def _accelerator_problems(path: str, value: str) -> list[str]:
     hint = hint or closest(value, sorted(RAY_GPU_ACCELERATOR_TYPES), cutoff=0.6)
     what = "not a Ray accelerator name" + did_you_mean(hint)
     common = ("A100", "A100-80G", "B200", "H100", "H200", "L4", "L40S")
-    return [problem(path, what, shown(value),
-                    "one of the names in ray.util.accelerators, e.g. " + ", ".join(common))]
+    return [problem(path, what, shown(value), "one of the names in ray.util.accelerators, e.g. " + ", ".join(common))]
 
 
 def key_problems(path: str, values: Mapping[str, Any], *, present: set[str]) -> tuple[list[str], dict[str, Any]]:
@@ -159,8 +186,12 @@ def unknown_key_problem(path: str, name: Any) -> str:
         return problem(at, "unknown key" + did_you_mean(hint), shown(name), "one of " + ", ".join(KEYS_BY_NAME))
     engine_name = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
     if engine_name in VLLM_ENGINE_ARG_NAMES or engine_name in VLLM_FRONTEND_ARG_NAMES:
-        return problem(at, f"unknown key; {engine_name!r} is a vLLM option: put it under engineKwargs",
-                       shown(name), f"engineKwargs: {{{engine_name}: ...}}")
+        return problem(
+            at,
+            f"unknown key; {engine_name!r} is a vLLM option: put it under engineKwargs",
+            shown(name),
+            f"engineKwargs: {{{engine_name}: ...}}",
+        )
     return problem(at, "unknown key", shown(name), "one of " + ", ".join(KEYS_BY_NAME))
 
 

@@ -75,7 +75,7 @@ def main(vllm_root: str) -> None:
     )
     parsers = reasoning_parsers(root / REASONING_FILE)
     import ray
-    from ray.llm._internal.serve.core.configs.accelerators import AcceleratorType, TPU_ACCELERATOR_VALUES
+    from ray.llm._internal.serve.core.configs.accelerators import TPU_ACCELERATOR_VALUES, AcceleratorType
 
     gpu = [member.value for member in AcceleratorType if member.value not in TPU_ACCELERATOR_VALUES]
     vllm_version = _vllm_version(root)

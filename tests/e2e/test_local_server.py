@@ -46,16 +46,20 @@ def server():
 def assert_nothing_left_running():
     import psutil
 
-    strays = [f"{p.pid} {p.info['name']}" for p in psutil.process_iter(["name"])
-              if p.info["name"] in ("gcs_server", "raylet", "dashboard")]
+    strays = [
+        f"{p.pid} {p.info['name']}"
+        for p in psutil.process_iter(["name"])
+        if p.info["name"] in ("gcs_server", "raylet", "dashboard")
+    ]
     assert not strays, f"processes left behind: {strays}"
 
 
 def client(info, api_key=None):
     import openai
 
-    return openai.OpenAI(base_url=info["base_url"], api_key=api_key or info["api_key"],
-                         timeout=REQUEST_TIMEOUT_S, max_retries=0)
+    return openai.OpenAI(
+        base_url=info["base_url"], api_key=api_key or info["api_key"], timeout=REQUEST_TIMEOUT_S, max_retries=0
+    )
 
 
 def test_models_lists_every_model_of_the_stack(server):
@@ -77,7 +81,8 @@ def test_first_request_to_each_model_is_a_one_word_completion(server, model):
 @pytest.mark.parametrize("model", MODELS)
 def test_chat_completion_on_every_model(server, model):
     response = client(server).chat.completions.create(
-        model=model, messages=[{"role": "user", "content": "Why is the sky blue?"}], max_tokens=8)
+        model=model, messages=[{"role": "user", "content": "Why is the sky blue?"}], max_tokens=8
+    )
     assert response.model == model
     assert response.choices[0].finish_reason in ("length", "stop"), response
     assert response.usage.completion_tokens > 0, response
@@ -92,7 +97,8 @@ def test_completion(server):
 
 def test_streamed_chat_completion(server):
     stream = client(server).chat.completions.create(
-        model=MODELS[0], messages=[{"role": "user", "content": "Count to three."}], max_tokens=8, stream=True)
+        model=MODELS[0], messages=[{"role": "user", "content": "Count to three."}], max_tokens=8, stream=True
+    )
     chunks = list(stream)
     assert len(chunks) >= 2, f"expected several chunks, got {chunks}"
     assert chunks[-1].choices[0].finish_reason in ("length", "stop") or chunks[-2].choices[0].finish_reason
@@ -113,8 +119,8 @@ def test_requests_without_the_right_key_get_401(server, api_key):
         assert raised.value.status_code == 401
 
 
-
 # --- day-2 tools against the live server ------------------------------------------------------------------------
+
 
 def test_smoke_command_passes_against_the_local_server(server):
     """`python -m infra smoke` (stdlib only) against the real Serve app: reasoning in vLLM 0.29's field."""
@@ -122,9 +128,26 @@ def test_smoke_command_passes_against_the_local_server(server):
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", server["base_url"],
-         "--api-key", server["api_key"], "--model", MODELS[0], "--max-tokens", "16"],
-        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "smoke",
+            STACK,
+            "--base-url",
+            server["base_url"],
+            "--api-key",
+            server["api_key"],
+            "--model",
+            MODELS[0],
+            "--max-tokens",
+            "16",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     print(result.stdout)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "5 passed, 0 failed" in result.stdout, result.stdout
@@ -135,8 +158,13 @@ def test_smoke_command_fails_clearly_on_a_dead_url():
     import sys
 
     url = f"http://127.0.0.1:{free_port()}/v1"
-    result = subprocess.run([sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20],
-                            cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and f"{url}/models does not answer" in result.stderr, result
 
 
@@ -144,8 +172,11 @@ def scraped_names(metrics_url: str) -> set[str]:
     import httpx
 
     text = httpx.get(metrics_url, timeout=30).text
-    return {re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0) for line in text.splitlines()
-            if line and not line.startswith("#")}
+    return {
+        re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0)
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_name(server):
@@ -175,8 +206,7 @@ ROTATION_BOUND_S = 15
 def _status(server, key):
     import httpx
 
-    return httpx.get(f"{server['base_url']}/models", headers={"Authorization": f"Bearer {key}"},
-                     timeout=30).status_code
+    return httpx.get(f"{server['base_url']}/models", headers={"Authorization": f"Bearer {key}"}, timeout=30).status_code
 
 
 def _poll_until(server, *, steady_key, changing_key, wanted):
@@ -185,12 +215,14 @@ def _poll_until(server, *, steady_key, changing_key, wanted):
     started = time.monotonic()
     while True:
         steady = _status(server, steady_key) if steady_key else 200
-        assert steady == 200, f"a key valid throughout the rotation got {steady} after " \
-                              f"{time.monotonic() - started:.1f} s"
+        assert steady == 200, (
+            f"a key valid throughout the rotation got {steady} after {time.monotonic() - started:.1f} s"
+        )
         if _status(server, changing_key) == wanted:
             return time.monotonic() - started
-        assert time.monotonic() - started < ROTATION_BOUND_S, \
+        assert time.monotonic() - started < ROTATION_BOUND_S, (
             f"the rotated key did not answer {wanted} within {ROTATION_BOUND_S:.0f} s"
+        )
         time.sleep(0.5)
 
 
@@ -204,8 +236,10 @@ def test_key_rotation_reaches_the_running_ingress_without_a_restart(server):
         added_after = _poll_until(server, steady_key=first, changing_key=second, wanted=200)
         write_api_keys(key_file, [second])
         removed_after = _poll_until(server, steady_key=second, changing_key=first, wanted=401)
-        print(f"rotation: new key accepted after {added_after:.1f} s, old key refused after {removed_after:.1f} s "
-              f"(bound {ROTATION_BOUND_S:.0f} s)")
+        print(
+            f"rotation: new key accepted after {added_after:.1f} s, old key refused after {removed_after:.1f} s "
+            f"(bound {ROTATION_BOUND_S:.0f} s)"
+        )
     finally:
         write_api_keys(key_file, [first])
         _poll_until(server, steady_key=None, changing_key=first, wanted=200)

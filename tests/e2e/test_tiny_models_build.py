@@ -27,22 +27,21 @@ from typing import Any
 import pytest
 
 from local_run.server import LOCAL_SITE
-from local_run.tiny_models import (
-    ARCHITECTURES,
-    BOS,
-    EOS,
-    MANIFEST,
-    THINK_END,
-    THINK_START,
-    build_tiny_model,
-)
+from local_run.tiny_models import ARCHITECTURES, BOS, EOS, MANIFEST, THINK_END, THINK_START, build_tiny_model
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 HF_ARCHITECTURE = {"deepseek_v3": "DeepseekV3ForCausalLM", "qwen2": "Qwen2ForCausalLM", "llama": "LlamaForCausalLM"}
-FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-         "chat_template.jinja", MANIFEST}
+FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    MANIFEST,
+}
 VLLM_TIMEOUT_S = 600
 
 
@@ -120,8 +119,10 @@ def test_deepseek_stand_in_has_r1s_mla_and_moe_shape(built: dict[str, Path]) -> 
         assert weights.get_slice("model.layers.0.self_attn.kv_a_proj_with_mqa.weight").get_shape() == [512 + 64, 128]
     assert "model.layers.0.mlp.gate_proj.weight" in names
     assert {f"model.layers.1.mlp.experts.{i}.down_proj.weight" for i in range(4)} <= names
-    assert {"model.layers.1.mlp.shared_experts.up_proj.weight",
-            "model.layers.1.mlp.gate.e_score_correction_bias"} <= names
+    assert {
+        "model.layers.1.mlp.shared_experts.up_proj.weight",
+        "model.layers.1.mlp.gate.e_score_correction_bias",
+    } <= names
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
@@ -175,8 +176,9 @@ def test_transformers_loads_every_weight_and_runs(built: dict[str, Path], archit
     import torch
     from transformers import AutoModelForCausalLM
 
-    model, info = AutoModelForCausalLM.from_pretrained(built[architecture], local_files_only=True,
-                                                       output_loading_info=True)
+    model, info = AutoModelForCausalLM.from_pretrained(
+        built[architecture], local_files_only=True, output_loading_info=True
+    )
     assert {key: list(value) for key, value in info.items() if value} == {}  # nothing missing or unexpected
     assert type(model).__name__ == HF_ARCHITECTURE[architecture]
     ids = torch.tensor([_tokenizer(built[architecture]).encode("hello world")])
@@ -187,8 +189,9 @@ def test_transformers_loads_every_weight_and_runs(built: dict[str, Path], archit
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_vllm_registers_the_architecture_and_the_r1_reasoning_parser_starts(built: dict[str, Path],
-                                                                           architecture: str) -> None:
+def test_vllm_registers_the_architecture_and_the_r1_reasoning_parser_starts(
+    built: dict[str, Path], architecture: str
+) -> None:
     """The stacks' ``reasoning_parser: deepseek_r1`` refuses to start when <think> / </think> are missing."""
     importlib.import_module("vllm")
     from vllm.model_executor.models import ModelRegistry
@@ -252,11 +255,19 @@ def test_vllm_generates_with_the_tiny_deepseek(built: dict[str, Path], tmp_path:
     }
     start = time.perf_counter()
     try:
-        run = subprocess.run([sys.executable, str(script), str(model)], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=VLLM_TIMEOUT_S)
+        run = subprocess.run(
+            [sys.executable, str(script), str(model)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=VLLM_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired as expired:
-        pytest.fail(f"vLLM did not finish within {VLLM_TIMEOUT_S} s; output tail:\n"
-                    f"{str(expired.stdout)[-3000:]}\n{str(expired.stderr)[-3000:]}")
+        pytest.fail(
+            f"vLLM did not finish within {VLLM_TIMEOUT_S} s; output tail:\n"
+            f"{str(expired.stdout)[-3000:]}\n{str(expired.stderr)[-3000:]}"
+        )
     finally:
         shutil.rmtree(rpc_dir, ignore_errors=True)
     wall = time.perf_counter() - start
@@ -264,7 +275,7 @@ def test_vllm_generates_with_the_tiny_deepseek(built: dict[str, Path], tmp_path:
     assert run.returncode == 0, f"vLLM exited with {run.returncode}; output tail:\n{log[-5000:]}"
     result_lines = [line for line in run.stdout.splitlines() if line.startswith("RESULT ")]
     assert result_lines, f"no RESULT line; output tail:\n{log[-5000:]}"
-    result = json.loads(result_lines[-1][len("RESULT "):])
+    result = json.loads(result_lines[-1][len("RESULT ") :])
 
     assert len(result["completion_ids"]) == 8 and isinstance(result["completion_text"], str)
     assert len(result["chat_ids"]) == 8
@@ -281,5 +292,7 @@ def test_vllm_generates_with_the_tiny_deepseek(built: dict[str, Path], tmp_path:
     assert "Unquantized MoE backend" in log
 
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"\nvLLM tiny deepseek_v3: wall {wall:.1f} s (import {result['import_s']:.1f} s, engine "
-          f"{result['engine_s']:.1f} s, generate {result['generate_s']:.2f} s), peak child RSS {peak_mb:.0f} MB")
+    print(
+        f"\nvLLM tiny deepseek_v3: wall {wall:.1f} s (import {result['import_s']:.1f} s, engine "
+        f"{result['engine_s']:.1f} s, generate {result['generate_s']:.2f} s), peak child RSS {peak_mb:.0f} MB"
+    )

@@ -17,6 +17,7 @@ import textwrap
 import types
 import warnings
 from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -78,8 +79,14 @@ def protected_app() -> FastAPI:
     [
         ("no header", "GET", "/v1/models", {}, 401, "missing_api_key"),
         ("no header, chat", "POST", "/v1/chat/completions", {}, 401, "missing_api_key"),
-        ("wrong key", "POST", "/v1/chat/completions", {"Authorization": "Bearer not-the-key-0000000"}, 401,
-         "invalid_api_key"),
+        (
+            "wrong key",
+            "POST",
+            "/v1/chat/completions",
+            {"Authorization": "Bearer not-the-key-0000000"},
+            401,
+            "invalid_api_key",
+        ),
         ("prefix of a key", "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A[:-1]}"}, 401, "invalid_api_key"),
         ("key plus suffix", "GET", "/v1/models", {"Authorization": f"Bearer {KEY_A}x"}, 401, "invalid_api_key"),
         ("basic auth", "GET", "/v1/models", {"Authorization": f"Basic {KEY_A}"}, 401, "missing_api_key"),
@@ -92,8 +99,14 @@ def protected_app() -> FastAPI:
         ("second key (rotation)", "POST", "/v1/chat/completions", {"Authorization": f"Bearer {KEY_B}"}, 200, None),
         ("lowercase scheme", "GET", "/v1/models", {"authorization": f"bearer {KEY_A}"}, 200, None),
         ("serve health route", "GET", "/-/healthz", {}, 200, None),
-        ("CORS preflight", "OPTIONS", "/v1/chat/completions",
-         {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}, 200, None),
+        (
+            "CORS preflight",
+            "OPTIONS",
+            "/v1/chat/completions",
+            {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
+            200,
+            None,
+        ),
     ],
 )
 def test_middleware(protected_app, asgi_call, case, method, path, headers, status, code) -> None:
@@ -103,7 +116,9 @@ def test_middleware(protected_app, asgi_call, case, method, path, headers, statu
         assert response.headers["content-type"] == "application/json", f"{case}: {response.headers}"
         assert response.headers["www-authenticate"] == "Bearer", f"{case}: {response.headers}"
         error = response.json()["error"]
-        assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, None), f"{case}: {error}"
+        assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, None), (
+            f"{case}: {error}"
+        )
         assert KEY_A not in response.body.decode() and KEY_B not in response.body.decode(), f"{case}: key echoed"
 
 
@@ -183,10 +198,7 @@ def write(path: Path, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [
-        (" , \n", "API-key file .* is empty"),
-        (f"{KEY_A},short", r"key number\(s\) 2 are shorter than 16 characters"),
-    ],
+    [(" , \n", "API-key file .* is empty"), (f"{KEY_A},short", r"key number\(s\) 2 are shorter than 16 characters")],
 )
 def test_empty_or_weak_key_files_refuse_to_start(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "keys"
@@ -200,8 +212,9 @@ def test_a_missing_key_file_refuses_to_start_and_says_how_to_mount_it(tmp_path) 
         ApiKeyVerifier.from_file(str(tmp_path / "absent"))
 
 
-@pytest.mark.parametrize("bad", [{"path": "relative/keys"}, {"reload_interval_s": 0}, {"max_stale_s": -1},
-                                 {"reload_interval_s": True}])
+@pytest.mark.parametrize(
+    "bad", [{"path": "relative/keys"}, {"reload_interval_s": 0}, {"max_stale_s": -1}, {"reload_interval_s": True}]
+)
 def test_key_file_arguments_are_checked(tmp_path, bad) -> None:
     path = tmp_path / "keys"
     path.write_text(KEY_A)
@@ -331,8 +344,14 @@ def _replica(module, tmp_path, run_async, keys: str | None, *, run_hook: bool = 
     wrapped = serve.ingress(app)(subclass)
     wrapped.__del__ = lambda self: None  # Ray's async destructor needs a replica's event loop; not under test here
     instance = wrapped.__new__(wrapped)
-    run_async(instance.__init__({"deepseek-r1": "handle"}, {"deepseek-r1": "card"}, lora_paths={},
-                              **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0}))
+    run_async(
+        instance.__init__(
+            {"deepseek-r1": "handle"},
+            {"deepseek-r1": "card"},
+            lora_paths={},
+            **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0},
+        )
+    )
     if run_hook:  # replica.py _initialize_asgi_callable: app = __serve_build_asgi_app__(); _set_asgi_app(app)
         built = instance.__serve_build_asgi_app__()
         assert built is instance.app, "the hook must return Ray's FastAPI app itself (metrics, exception handlers)"
@@ -347,8 +366,11 @@ def test_ingress_class_path_resolves(ingress_module) -> None:
 
 def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, tmp_path, asgi_call, run_async) -> None:
     instance = _replica(ingress_module, tmp_path, run_async, f"{KEY_A},{KEY_B}")
-    assert instance.init_args == {"llm_deployments": {"deepseek-r1": "handle"}, "model_cards": {"deepseek-r1": "card"},
-                                  "lora_paths": {}}, "Ray's constructor arguments must reach OpenAiIngress unchanged"
+    assert instance.init_args == {
+        "llm_deployments": {"deepseek-r1": "handle"},
+        "model_cards": {"deepseek-r1": "card"},
+        "lora_paths": {},
+    }, "Ray's constructor arguments must reach OpenAiIngress unchanged"
     assert asgi_call(instance.app, "GET", "/v1/models").status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": "Bearer wrong-key-000000000"}).status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
@@ -361,8 +383,9 @@ def test_ingress_without_keys_does_not_start(ingress_module, tmp_path, run_async
         _replica(ingress_module, tmp_path, run_async, None)
 
 
-def test_ingress_reads_a_rotated_key_file_without_a_restart(ingress_module, tmp_path, asgi_call, monkeypatch,
-                                                           run_async) -> None:
+def test_ingress_reads_a_rotated_key_file_without_a_restart(
+    ingress_module, tmp_path, asgi_call, monkeypatch, run_async
+) -> None:
     clock = FakeClock()
     monkeypatch.setattr(auth.time, "monotonic", clock)
     instance = _replica(ingress_module, tmp_path, run_async, KEY_A)
@@ -386,7 +409,9 @@ def _function(path: Path, class_name: str | None, name: str) -> ast.FunctionDef 
     scope = tree.body
     if class_name is not None:
         scope = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == class_name).body
-    return next(node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name)
+    return next(
+        node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name
+    )
 
 
 def test_stand_in_matches_rays_openai_ingress_constructor() -> None:

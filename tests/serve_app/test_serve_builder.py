@@ -17,10 +17,9 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import warnings
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import pytest
 import yaml
@@ -46,9 +45,7 @@ from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
 GOLDEN = Path(__file__).parent / "golden" / "deepseek-r1.serve.yaml"
-INTERNAL_ROUTER = (
-    "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router:PrefixCacheAffinityRouter"
-)
+INTERNAL_ROUTER = "ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router:PrefixCacheAffinityRouter"
 R1_MODEL = {
     "id": "deepseek-r1",
     "source": "deepseek-ai/DeepSeek-R1",
@@ -95,9 +92,16 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
     "scale to zero": [small(minReplicas=0, maxReplicas=1)],
     "routing on": [small(minReplicas=2, maxReplicas=4, initialReplicas=3, targetOngoingRequests=32)],
     "mirror with explicit preset": [dict(R1_MODEL, source="gs://weights/deepseek-r1", preset="deepseek-r1")],
-    "extra engine options": [small(engineKwargs={"enforce_eager": True, "kv_cache_dtype": "fp8",
-                                                 "speculative_config": {"method": "ngram", "num_speculative_tokens": 2}},
-                                   envVars={"VLLM_PP_LAYER_PARTITION": "32,29"})],
+    "extra engine options": [
+        small(
+            engineKwargs={
+                "enforce_eager": True,
+                "kv_cache_dtype": "fp8",
+                "speculative_config": {"method": "ngram", "num_speculative_tokens": 2},
+            },
+            envVars={"VLLM_PP_LAYER_PARTITION": "32,29"},
+        )
+    ],
 }
 
 
@@ -154,11 +158,13 @@ def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
         "health_check_period_s": 30,
         "health_check_timeout_s": 60,
     }, f"deepseek-r1 deployment_config: {r1['deployment_config']}"
-    assert r1["runtime_env"] == {"env_vars": {
-        "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
-        "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
-        "HF_XET_HIGH_PERFORMANCE": "1",
-    }}, f"deepseek-r1 runtime_env: {r1['runtime_env']}"
+    assert r1["runtime_env"] == {
+        "env_vars": {
+            "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
+            "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
+            "HF_XET_HIGH_PERFORMANCE": "1",
+        }
+    }, f"deepseek-r1 runtime_env: {r1['runtime_env']}"
 
 
 def test_two_models_in_one_config() -> None:
@@ -166,15 +172,20 @@ def test_two_models_in_one_config() -> None:
     configs = app_args(config)["llm_configs"]
     assert [c["model_loading_config"]["model_id"] for c in configs] == ["deepseek-r1", "small"], "sorted by id"
     by_id = llm_configs_by_id(config)
-    assert by_id["small"]["engine_kwargs"] == {"enable_prefix_caching": True, "pipeline_parallel_size": 1,
-                                               "tensor_parallel_size": 1}, f"small: {by_id['small']['engine_kwargs']}"
+    assert by_id["small"]["engine_kwargs"] == {
+        "enable_prefix_caching": True,
+        "pipeline_parallel_size": 1,
+        "tensor_parallel_size": 1,
+    }, f"small: {by_id['small']['engine_kwargs']}"
     assert "runtime_env" not in by_id["small"], "small has no env vars and gets no runtime_env"
     assert by_id["deepseek-r1"]["engine_kwargs"]["tensor_parallel_size"] == 8, "models keep their own settings"
 
 
 def test_scale_to_zero_model() -> None:
     small_config = llm_configs_by_id(build_serve_config(parse_models(CONFIGS["scale to zero"])))["small"]
-    assert small_config["deployment_config"]["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 1}, small_config
+    assert small_config["deployment_config"]["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 1}, (
+        small_config
+    )
     assert "request_router_config" not in small_config["deployment_config"], "max 1: no routing between replicas"
 
 
@@ -192,8 +203,10 @@ def test_prefix_cache_routing_automatic_on_with_two_or_more_replicas(model: dict
     config = llm_configs_by_id(build_serve_config(parse_models([model])))["small"]
     router = config["deployment_config"].get("request_router_config")
     if routing:
-        assert router == {"request_router_class": PREFIX_CACHE_ROUTER,
-                          "request_router_kwargs": dict(PREFIX_CACHE_ROUTER_KWARGS)}, f"{model}: {router}"
+        assert router == {
+            "request_router_class": PREFIX_CACHE_ROUTER,
+            "request_router_kwargs": dict(PREFIX_CACHE_ROUTER_KWARGS),
+        }, f"{model}: {router}"
         assert config["engine_kwargs"]["enable_prefix_caching"] is True, f"{model}: routing needs prefix caching"
     else:
         assert router is None, f"{model}: expected no router, got {router}"
@@ -229,8 +242,9 @@ def test_auth_is_on_by_default() -> None:
 
 
 def test_auth_key_file_is_configurable_and_only_its_path_is_in_the_config() -> None:
-    text = serve_config_yaml(parse_models([small()]), auth=AuthSettings(api_key_file="/keys/team-a",
-                                                                        reload_interval_s=15))
+    text = serve_config_yaml(
+        parse_models([small()]), auth=AuthSettings(api_key_file="/keys/team-a", reload_interval_s=15)
+    )
     assert "api_key_file: /keys/team-a" in text and "api_key_reload_s: 15.0" in text, text
 
 

@@ -44,8 +44,9 @@ def test_cluster_sources_are_exactly_the_listed_files() -> None:
     assert list(sources) == sorted(CLUSTER_FILES), list(sources)
     for relative, text in sources.items():
         assert text == (REPO / relative).read_text(), f"{relative}: text differs from the file"
-    assert "serve_app/ingress.py" in sources and not any(path.startswith("serve_app/spec/") for path in sources), \
-        list(sources)
+    assert "serve_app/ingress.py" in sources and not any(path.startswith("serve_app/spec/") for path in sources), list(
+        sources
+    )
 
 
 def test_cluster_sources_are_closed_under_imports_and_need_only_ray_fastapi_starlette() -> None:
@@ -106,8 +107,13 @@ def test_deploy_time_modules_import_without_ray_or_starlette() -> None:
                           "loaded": sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)}))
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"ok": True, "files": len(CLUSTER_FILES), "loaded": []}, report
@@ -120,9 +126,22 @@ def test_version_data_is_for_the_pinned_versions() -> None:
     assert (RAY_VERSION, VLLM_VERSION) == ("2.60.0", "0.29.0")
 
 
-@pytest.mark.parametrize("name", ["tensor_parallel_size", "pipeline_parallel_size", "max_model_len", "enable_prefix_caching",
-                                  "enable_chunked_prefill", "reasoning_parser", "enforce_eager", "kv_cache_dtype",
-                                  "enable_expert_parallel", "speculative_config", "enable_log_requests"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "max_model_len",
+        "enable_prefix_caching",
+        "enable_chunked_prefill",
+        "reasoning_parser",
+        "enforce_eager",
+        "kv_cache_dtype",
+        "enable_expert_parallel",
+        "speculative_config",
+        "enable_log_requests",
+    ],
+)
 def test_known_engine_arguments_are_present(name: str) -> None:
     assert name in VLLM_ENGINE_ARG_NAMES, f"{name} missing from VLLM_ENGINE_ARG_NAMES"
 

@@ -15,15 +15,7 @@ from typing import Any
 import pytest
 
 from serve_app.errors import ModelConfigError
-from serve_app.spec import (
-    KEYS,
-    OWNED_ENGINE_ARGS,
-    ModelSpec,
-    keys_markdown,
-    parse_models,
-    validate_models,
-    with_preset,
-)
+from serve_app.spec import KEYS, OWNED_ENGINE_ARGS, ModelSpec, keys_markdown, parse_models, validate_models, with_preset
 
 R1 = "deepseek-ai/DeepSeek-R1"
 PROBLEM_SHAPE = re.compile(r"^models(\[\d+\])?(\.[^:]+)?: .+; found .+; allowed .+$")
@@ -41,8 +33,13 @@ DROP = object()
 
 def r1(**overrides: Any) -> dict[str, Any]:
     """The project's DeepSeek-R1 model object (TP8 x PP2 on H100) with keys replaced."""
-    base = {"id": "deepseek-r1", "source": R1, "acceleratorType": "H100", "tensorParallelSize": 8,
-            "pipelineParallelSize": 2}
+    base = {
+        "id": "deepseek-r1",
+        "source": R1,
+        "acceleratorType": "H100",
+        "tensorParallelSize": 8,
+        "pipelineParallelSize": 2,
+    }
     return m(**{**base, **overrides})
 
 
@@ -60,103 +57,223 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
     ("empty list", [], "models: must list at least one model"),
     ("item not an object", ["deepseek-r1"], "models[0]: must be an object"),
     # keys
-    ("unknown key, typo", [m(tensorParalelSize=2)],
-     "models[0].tensorParalelSize: unknown key (did you mean 'tensorParallelSize'?)"),
-    ("unknown key, snake_case", [m(max_replicas=2)], "models[0].max_replicas: unknown key (did you mean 'maxReplicas'?)"),
-    ("unknown key that is a vLLM option", [m(enforceEager=True)],
-     "models[0].enforceEager: unknown key; 'enforce_eager' is a vLLM option: put it under engineKwargs"),
+    (
+        "unknown key, typo",
+        [m(tensorParalelSize=2)],
+        "models[0].tensorParalelSize: unknown key (did you mean 'tensorParallelSize'?)",
+    ),
+    (
+        "unknown key, snake_case",
+        [m(max_replicas=2)],
+        "models[0].max_replicas: unknown key (did you mean 'maxReplicas'?)",
+    ),
+    (
+        "unknown key that is a vLLM option",
+        [m(enforceEager=True)],
+        "models[0].enforceEager: unknown key; 'enforce_eager' is a vLLM option: put it under engineKwargs",
+    ),
     ("missing id", [m(id=DROP)], "models[0].id: required key is missing"),
     ("missing source", [m(source=DROP)], "models[0].source: required key is missing"),
     ("missing acceleratorType", [m(acceleratorType=DROP)], "models[0].acceleratorType: required key is missing"),
     # types
-    ("integer as string", [m(tensorParallelSize="8")], "models[0].tensorParallelSize: must be an integer; found '8' (str)"),
+    (
+        "integer as string",
+        [m(tensorParallelSize="8")],
+        "models[0].tensorParallelSize: must be an integer; found '8' (str)",
+    ),
     ("boolean as integer", [m(minReplicas=True)], "models[0].minReplicas: must be an integer; found True (bool)"),
     ("float as integer", [m(maxModelLen=4096.0)], "models[0].maxModelLen: must be an integer"),
     ("string as boolean", [m(enablePrefixCaching="yes")], "models[0].enablePrefixCaching: must be a boolean"),
     ("list as map", [m(engineKwargs=["enforce_eager"])], "models[0].engineKwargs: must be a map"),
     # ranges
     ("tp < 1", [m(tensorParallelSize=0)], "models[0].tensorParallelSize: out of range; found 0; allowed integers >= 1"),
-    ("pp < 1", [m(pipelineParallelSize=-1)], "models[0].pipelineParallelSize: out of range; found -1; allowed integers >= 1"),
+    (
+        "pp < 1",
+        [m(pipelineParallelSize=-1)],
+        "models[0].pipelineParallelSize: out of range; found -1; allowed integers >= 1",
+    ),
     ("min replicas < 0", [m(minReplicas=-1)], "models[0].minReplicas: out of range; found -1; allowed integers >= 0"),
     ("max replicas 0", [m(maxReplicas=0)], "models[0].maxReplicas: out of range; found 0; allowed integers >= 1"),
-    ("gpu memory > 1", [m(gpuMemoryUtilization=1.5)],
-     "models[0].gpuMemoryUtilization: out of range; found 1.5; allowed numbers > 0 and <= 1"),
-    ("target 0", [m(targetOngoingRequests=0)], "models[0].targetOngoingRequests: out of range; found 0; allowed numbers > 0"),
+    (
+        "gpu memory > 1",
+        [m(gpuMemoryUtilization=1.5)],
+        "models[0].gpuMemoryUtilization: out of range; found 1.5; allowed numbers > 0 and <= 1",
+    ),
+    (
+        "target 0",
+        [m(targetOngoingRequests=0)],
+        "models[0].targetOngoingRequests: out of range; found 0; allowed numbers > 0",
+    ),
     # enums and formats
-    ("accelerator GKE-style name", [m(acceleratorType="nvidia-h100-80gb")],
-     "models[0].acceleratorType: not a Ray accelerator name (did you mean 'H100'?)"),
-    ("accelerator with memory suffix", [m(acceleratorType="H100-80GB")],
-     "models[0].acceleratorType: not a Ray accelerator name (did you mean 'H100'?)"),
-    ("accelerator unknown", [m(acceleratorType="Hopper")], "models[0].acceleratorType: not a Ray accelerator name; found"),
+    (
+        "accelerator GKE-style name",
+        [m(acceleratorType="nvidia-h100-80gb")],
+        "models[0].acceleratorType: not a Ray accelerator name (did you mean 'H100'?)",
+    ),
+    (
+        "accelerator with memory suffix",
+        [m(acceleratorType="H100-80GB")],
+        "models[0].acceleratorType: not a Ray accelerator name (did you mean 'H100'?)",
+    ),
+    (
+        "accelerator unknown",
+        [m(acceleratorType="Hopper")],
+        "models[0].acceleratorType: not a Ray accelerator name; found",
+    ),
     ("accelerator A10", [m(acceleratorType="A10")], "models[0].acceleratorType: Ray calls this GPU A10G"),
     ("accelerator TPU", [m(acceleratorType="TPU-V5P")], "models[0].acceleratorType: TPUs are not supported"),
     ("preset unknown", [m(preset="deepseek")], "models[0].preset: unknown value"),
     ("id with colon", [m(id="r1:latest")], "models[0].id: not a valid model id"),
     ("id with space", [m(id="deep seek")], "models[0].id: not a valid model id"),
-    ("source http", [m(source="https://huggingface.co/deepseek-ai/DeepSeek-R1")], "models[0].source: unsupported URI scheme"),
+    (
+        "source http",
+        [m(source="https://huggingface.co/deepseek-ai/DeepSeek-R1")],
+        "models[0].source: unsupported URI scheme",
+    ),
     ("source bucketless", [m(source="gs://")], "models[0].source: gs:// URI without a bucket"),
-    ("source garbage", [m(source="deepseek r1")], "models[0].source: not a Hugging Face id, absolute path or supported URI"),
-    ("reasoning parser unknown", [m(reasoningParser="deepseek-r1")],
-     "models[0].reasoningParser: not a reasoning parser of vLLM 0.29.0 (did you mean 'deepseek_r1'?)"),
+    (
+        "source garbage",
+        [m(source="deepseek r1")],
+        "models[0].source: not a Hugging Face id, absolute path or supported URI",
+    ),
+    (
+        "reasoning parser unknown",
+        [m(reasoningParser="deepseek-r1")],
+        "models[0].reasoningParser: not a reasoning parser of vLLM 0.29.0 (did you mean 'deepseek_r1'?)",
+    ),
     # engine options
-    ("removed enable_reasoning", [m(engineKwargs={"enable_reasoning": True})],
-     "models[0].engineKwargs.enable_reasoning: unknown engine option for vLLM 0.29.0: removed from vLLM"),
-    ("removed device", [m(engineKwargs={"device": "cuda"})],
-     "models[0].engineKwargs.device: unknown engine option for vLLM 0.29.0: removed from vLLM"),
-    ("engine option typo", [m(engineKwargs={"max_num_seq": 32})],
-     "models[0].engineKwargs.max_num_seq: unknown engine option for vLLM 0.29.0 (did you mean 'max_num_seqs'?)"),
-    ("engine option camelCase", [m(engineKwargs={"enforceEager": True})],
-     "models[0].engineKwargs.enforceEager: unknown engine option for vLLM 0.29.0 (did you mean 'enforce_eager'?)"),
-    ("engine option made up", [m(engineKwargs={"turbo_mode": True})],
-     "models[0].engineKwargs.turbo_mode: unknown engine option for vLLM 0.29.0; found"),
-    ("engine model", [m(engineKwargs={"model": "x/y"})], "models[0].engineKwargs.model: Ray Serve LLM sets it from `source`"),
-    ("engine served_model_name", [m(engineKwargs={"served_model_name": "x"})],
-     "models[0].engineKwargs.served_model_name: Ray Serve LLM sets it from `id`"),
-    ("engine executor backend", [m(engineKwargs={"distributed_executor_backend": "mp"})],
-     "models[0].engineKwargs.distributed_executor_backend: Ray Serve LLM sets it"),
-    ("engine api_key", [m(engineKwargs={"api_key": ["sk-secret-value"]})],
-     "models[0].engineKwargs.api_key: a secret would sit in plain text"),
-    ("engine data parallel", [m(engineKwargs={"data_parallel_size": 2})],
-     "models[0].engineKwargs.data_parallel_size: data parallelism needs Ray's build_dp_openai_app"),
-    ("engine disable_log_stats", [m(engineKwargs={"disable_log_stats": True})],
-     "models[0].engineKwargs.disable_log_stats: conflicts with log_engine_metrics"),
+    (
+        "removed enable_reasoning",
+        [m(engineKwargs={"enable_reasoning": True})],
+        "models[0].engineKwargs.enable_reasoning: unknown engine option for vLLM 0.29.0: removed from vLLM",
+    ),
+    (
+        "removed device",
+        [m(engineKwargs={"device": "cuda"})],
+        "models[0].engineKwargs.device: unknown engine option for vLLM 0.29.0: removed from vLLM",
+    ),
+    (
+        "engine option typo",
+        [m(engineKwargs={"max_num_seq": 32})],
+        "models[0].engineKwargs.max_num_seq: unknown engine option for vLLM 0.29.0 (did you mean 'max_num_seqs'?)",
+    ),
+    (
+        "engine option camelCase",
+        [m(engineKwargs={"enforceEager": True})],
+        "models[0].engineKwargs.enforceEager: unknown engine option for vLLM 0.29.0 (did you mean 'enforce_eager'?)",
+    ),
+    (
+        "engine option made up",
+        [m(engineKwargs={"turbo_mode": True})],
+        "models[0].engineKwargs.turbo_mode: unknown engine option for vLLM 0.29.0; found",
+    ),
+    (
+        "engine model",
+        [m(engineKwargs={"model": "x/y"})],
+        "models[0].engineKwargs.model: Ray Serve LLM sets it from `source`",
+    ),
+    (
+        "engine served_model_name",
+        [m(engineKwargs={"served_model_name": "x"})],
+        "models[0].engineKwargs.served_model_name: Ray Serve LLM sets it from `id`",
+    ),
+    (
+        "engine executor backend",
+        [m(engineKwargs={"distributed_executor_backend": "mp"})],
+        "models[0].engineKwargs.distributed_executor_backend: Ray Serve LLM sets it",
+    ),
+    (
+        "engine api_key",
+        [m(engineKwargs={"api_key": ["sk-secret-value"]})],
+        "models[0].engineKwargs.api_key: a secret would sit in plain text",
+    ),
+    (
+        "engine data parallel",
+        [m(engineKwargs={"data_parallel_size": 2})],
+        "models[0].engineKwargs.data_parallel_size: data parallelism needs Ray's build_dp_openai_app",
+    ),
+    (
+        "engine disable_log_stats",
+        [m(engineKwargs={"disable_log_stats": True})],
+        "models[0].engineKwargs.disable_log_stats: conflicts with log_engine_metrics",
+    ),
     # environment variables
-    ("env VLLM_USE_V1", [m(envVars={"VLLM_USE_V1": "1"})],
-     "models[0].envVars.VLLM_USE_V1: removed: vLLM 0.29.0 no longer reads it"),
+    (
+        "env VLLM_USE_V1",
+        [m(envVars={"VLLM_USE_V1": "1"})],
+        "models[0].envVars.VLLM_USE_V1: removed: vLLM 0.29.0 no longer reads it",
+    ),
     ("env HF_TOKEN", [m(envVars={"HF_TOKEN": "hf_secret_value"})], "models[0].envVars.HF_TOKEN: a secret"),
-    ("env secret-looking", [m(envVars={"WANDB_API_KEY": "secret_value"})],
-     "models[0].envVars.WANDB_API_KEY: looks like a secret"),
+    (
+        "env secret-looking",
+        [m(envVars={"WANDB_API_KEY": "secret_value"})],
+        "models[0].envVars.WANDB_API_KEY: looks like a secret",
+    ),
     ("env bad name", [m(envVars={"1BAD": "x"})], "models[0].envVars.1BAD: not an environment variable name"),
-    ("env boolean value", [m(envVars={"FLAG": True})], "models[0].envVars.FLAG: environment variable values must be strings"),
+    (
+        "env boolean value",
+        [m(envVars={"FLAG": True})],
+        "models[0].envVars.FLAG: environment variable values must be strings",
+    ),
     # cross-field rules
     ("duplicate ids", [m(id="a"), m(id="a")], "models[1].id: duplicate model id (also models[0].id)"),
-    ("ids that collide as deployment names", [m(id="qwen2.5"), m(id="qwen2_5")],
-     "models[1].id: maps to the same Serve deployment name as models[0].id"),
-    ("min > max", [m(minReplicas=3, maxReplicas=2, targetOngoingRequests=8)],
-     "models[0].minReplicas: must not exceed maxReplicas; found minReplicas=3, maxReplicas=2; allowed 0..2"),
-    ("initial outside bounds", [m(minReplicas=1, maxReplicas=2, initialReplicas=3, targetOngoingRequests=8)],
-     "models[0].initialReplicas: must lie between minReplicas and maxReplicas"),
-    ("autoscaling without target", [m(minReplicas=1, maxReplicas=4)],
-     "models[0].targetOngoingRequests: required when the model can scale above one replica"),
-    ("prefix routing true with max 1", [m(prefixCacheRouting=True)],
-     "models[0].prefixCacheRouting: prefix-cache routing chooses between replicas and needs maxReplicas >= 2"),
-    ("prefix routing on without prefix caching", [m(maxReplicas=2, targetOngoingRequests=8, enablePrefixCaching=False)],
-     "models[0].enablePrefixCaching: prefix-cache routing is on"),
-    ("batched tokens < model len without chunked prefill",
-     [m(maxModelLen=8192, maxNumBatchedTokens=4096, enableChunkedPrefill=False)],
-     "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen"),
-    ("R1 preset, chunked prefill off", [r1(enableChunkedPrefill=False)],
-     "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen, or vLLM refuses to start "
-     "(unset keys take preset deepseek-r1's defaults); found maxNumBatchedTokens=8192, maxModelLen=32768"),
-    ("batched tokens < max seqs", [m(maxNumSeqs=256, maxNumBatchedTokens=128)],
-     "models[0].maxNumBatchedTokens: must be at least maxNumSeqs"),
-    ("R1 on one GPU", [m(source=R1, acceleratorType="H100")],
-     "models[0].tensorParallelSize: preset deepseek-r1 needs at least 8 GPUs per replica"),
+    (
+        "ids that collide as deployment names",
+        [m(id="qwen2.5"), m(id="qwen2_5")],
+        "models[1].id: maps to the same Serve deployment name as models[0].id",
+    ),
+    (
+        "min > max",
+        [m(minReplicas=3, maxReplicas=2, targetOngoingRequests=8)],
+        "models[0].minReplicas: must not exceed maxReplicas; found minReplicas=3, maxReplicas=2; allowed 0..2",
+    ),
+    (
+        "initial outside bounds",
+        [m(minReplicas=1, maxReplicas=2, initialReplicas=3, targetOngoingRequests=8)],
+        "models[0].initialReplicas: must lie between minReplicas and maxReplicas",
+    ),
+    (
+        "autoscaling without target",
+        [m(minReplicas=1, maxReplicas=4)],
+        "models[0].targetOngoingRequests: required when the model can scale above one replica",
+    ),
+    (
+        "prefix routing true with max 1",
+        [m(prefixCacheRouting=True)],
+        "models[0].prefixCacheRouting: prefix-cache routing chooses between replicas and needs maxReplicas >= 2",
+    ),
+    (
+        "prefix routing on without prefix caching",
+        [m(maxReplicas=2, targetOngoingRequests=8, enablePrefixCaching=False)],
+        "models[0].enablePrefixCaching: prefix-cache routing is on",
+    ),
+    (
+        "batched tokens < model len without chunked prefill",
+        [m(maxModelLen=8192, maxNumBatchedTokens=4096, enableChunkedPrefill=False)],
+        "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen",
+    ),
+    (
+        "R1 preset, chunked prefill off",
+        [r1(enableChunkedPrefill=False)],
+        "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen, or vLLM refuses to start "
+        "(unset keys take preset deepseek-r1's defaults); found maxNumBatchedTokens=8192, maxModelLen=32768",
+    ),
+    (
+        "batched tokens < max seqs",
+        [m(maxNumSeqs=256, maxNumBatchedTokens=128)],
+        "models[0].maxNumBatchedTokens: must be at least maxNumSeqs",
+    ),
+    (
+        "R1 on one GPU",
+        [m(source=R1, acceleratorType="H100")],
+        "models[0].tensorParallelSize: preset deepseek-r1 needs at least 8 GPUs per replica",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(raw, expected) for _, raw, expected in BAD_INPUTS],
-                         ids=[case for case, _, _ in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(raw, expected) for _, raw, expected in BAD_INPUTS], ids=[case for case, _, _ in BAD_INPUTS]
+)
 def test_bad_input_is_reported_by_its_message(raw: Any, expected: str) -> None:
     problems = problems_of(raw)
     assert any(problem.startswith(expected) for problem in problems), (
@@ -169,8 +286,9 @@ def test_bad_input_is_reported_by_its_message(raw: Any, expected: str) -> None:
 @pytest.mark.parametrize(("engine_option", "config_key"), sorted(OWNED_ENGINE_ARGS.items()))
 def test_engine_option_owned_by_the_spec_names_the_key_to_use(engine_option: str, config_key: str) -> None:
     problems = problems_of([m(engineKwargs={engine_option: 1})])
-    expected = (f"models[0].engineKwargs.{engine_option}: is set by the model spec, not engineKwargs "
-                f"(use the key {config_key})")
+    expected = (
+        f"models[0].engineKwargs.{engine_option}: is set by the model spec, not engineKwargs (use the key {config_key})"
+    )
     assert any(problem.startswith(expected) for problem in problems), f"{engine_option}: {problems}"
 
 
@@ -179,7 +297,9 @@ def test_secret_values_are_not_echoed_in_messages(secret_case: str) -> None:
     raw = next(raw for case, raw, _ in BAD_INPUTS if case == secret_case)
     message = "\n".join(problems_of(raw))
     assert "secret" in message and "<redacted>" in message, f"{secret_case}: {message}"
-    assert "secret_value" not in message and "sk-secret-value" not in message, f"{secret_case} leaks the value: {message}"
+    assert "secret_value" not in message and "sk-secret-value" not in message, (
+        f"{secret_case} leaks the value: {message}"
+    )
 
 
 def test_all_problems_are_collected_into_one_error() -> None:
@@ -213,7 +333,12 @@ def test_custom_key_prefix_is_used_in_paths() -> None:
 
 def test_minimal_model_takes_documented_defaults() -> None:
     (spec,) = parse_models([m()])
-    assert (spec.tensor_parallel_size, spec.pipeline_parallel_size, spec.min_replicas, spec.max_replicas) == (1, 1, 1, 1)
+    assert (spec.tensor_parallel_size, spec.pipeline_parallel_size, spec.min_replicas, spec.max_replicas) == (
+        1,
+        1,
+        1,
+        1,
+    )
     assert spec.preset is None, f"no preset for {spec.model_source}: {spec.preset}"
     assert spec.max_model_len is None and spec.reasoning_parser is None and not spec.env_vars and not spec.engine_kwargs
 
@@ -248,11 +373,21 @@ def test_deepseek_r1_gets_the_reference_defaults() -> None:
 
 
 def test_explicit_keys_beat_the_preset() -> None:
-    (spec,) = parse_models([r1(maxModelLen=65536, maxNumSeqs=32, reasoningParser="deepseek_v3",
-                               envVars={"RAYLLM_ENGINE_START_TIMEOUT_S": 9000, "EXTRA": "x"})])
+    (spec,) = parse_models(
+        [
+            r1(
+                maxModelLen=65536,
+                maxNumSeqs=32,
+                reasoningParser="deepseek_v3",
+                envVars={"RAYLLM_ENGINE_START_TIMEOUT_S": 9000, "EXTRA": "x"},
+            )
+        ]
+    )
     assert (spec.max_model_len, spec.max_num_seqs, spec.reasoning_parser) == (65536, 32, "deepseek_v3"), spec
     assert spec.max_num_batched_tokens == 8192, "unset keys still take the preset"
-    assert spec.env_vars["RAYLLM_ENGINE_START_TIMEOUT_S"] == "9000", "the model's env var (a number, made a string) wins"
+    assert spec.env_vars["RAYLLM_ENGINE_START_TIMEOUT_S"] == "9000", (
+        "the model's env var (a number, made a string) wins"
+    )
     assert spec.env_vars["VLLM_ENGINE_READY_TIMEOUT_S"] == "5400" and spec.env_vars["EXTRA"] == "x", dict(spec.env_vars)
 
 
@@ -270,7 +405,9 @@ def test_explicit_keys_beat_the_preset() -> None:
         ("Qwen/Qwen3-8B", DROP, None, None),
     ],
 )
-def test_preset_selection(source: str, preset_key: Any, expected_preset: str | None, expected_parser: str | None) -> None:
+def test_preset_selection(
+    source: str, preset_key: Any, expected_preset: str | None, expected_parser: str | None
+) -> None:
     (spec,) = parse_models([r1(source=source, preset=preset_key)])
     assert spec.preset == expected_preset, f"{source} preset={preset_key}: got preset {spec.preset!r}"
     assert spec.reasoning_parser == expected_parser, f"{source}: reasoning parser {spec.reasoning_parser!r}"
@@ -307,7 +444,9 @@ def test_scale_to_zero_is_valid() -> None:
     assert (spec.min_replicas, spec.max_replicas) == (0, 1)
 
 
-@pytest.mark.parametrize("source", ["gs://bucket/models/r1", "s3://bucket/r1", "/mnt/models/r1", "Qwen/Qwen3-8B", "gpt2"])
+@pytest.mark.parametrize(
+    "source", ["gs://bucket/models/r1", "s3://bucket/r1", "/mnt/models/r1", "Qwen/Qwen3-8B", "gpt2"]
+)
 def test_supported_sources(source: str) -> None:
     (spec,) = parse_models([m(source=source)])
     assert spec.model_source == source
@@ -347,8 +486,13 @@ def test_validate_models_checks_specs_built_in_code_with_the_same_messages() -> 
 
 
 def test_with_preset_in_code_matches_parsing() -> None:
-    spec = ModelSpec(model_id="deepseek-r1", model_source=R1, accelerator_type="H100", tensor_parallel_size=8,
-                     pipeline_parallel_size=2)
+    spec = ModelSpec(
+        model_id="deepseek-r1",
+        model_source=R1,
+        accelerator_type="H100",
+        tensor_parallel_size=8,
+        pipeline_parallel_size=2,
+    )
     (parsed,) = parse_models([r1()])
     assert with_preset(spec) == parsed
     assert with_preset(spec, "none") == spec

@@ -37,6 +37,7 @@ class Response:
 
 def call(app: Any, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Response:
     """Send one HTTP request to the ASGI `app` and collect its response."""
+
     async def run() -> list[dict]:
         messages: list[dict] = []
         delivered = False
@@ -50,7 +51,9 @@ def call(app: Any, method: str, path: str, headers: dict[str, str] | None = None
             "raw_path": path.encode(),
             "query_string": b"",
             "root_path": "",
-            "headers": [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()],
+            "headers": [
+                (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()
+            ],
             "client": ("127.0.0.1", 40000),
             "server": ("testserver", 80),
         }
@@ -75,4 +78,3 @@ def call(app: Any, method: str, path: str, headers: dict[str, str] | None = None
         headers={name.decode("latin-1"): value.decode("latin-1") for name, value in start.get("headers", [])},
         body=b"".join(message.get("body", b"") for message in messages if message["type"] == "http.response.body"),
     )
-

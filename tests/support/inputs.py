@@ -16,8 +16,14 @@ from infra.render.rayservice import RayServiceSettings
 from serve_app.spec import parse_models
 
 R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
-R1 = {"id": "deepseek-r1", "source": "deepseek-ai/DeepSeek-R1", "revision": R1_REVISION, "acceleratorType": "H100",
-      "tensorParallelSize": 8, "pipelineParallelSize": 2}
+R1 = {
+    "id": "deepseek-r1",
+    "source": "deepseek-ai/DeepSeek-R1",
+    "revision": R1_REVISION,
+    "acceleratorType": "H100",
+    "tensorParallelSize": 8,
+    "pipelineParallelSize": 2,
+}
 
 # The `gcp:` values and the `llmserve:` values (namespace left off) of a small valid stack.
 GCP = {"project": "my-project", "region": "us-east4"}
@@ -31,8 +37,10 @@ BASE = {
 
 def parse_config(gcp: dict = GCP, **overrides: Any) -> StackConfig:
     """BASE with `overrides` (each JSON-encoded unless a string; "null" removes the key), parsed."""
-    values = {**BASE, **{key: value if isinstance(value, str) else json.dumps(value)
-                         for key, value in overrides.items()}}
+    values = {
+        **BASE,
+        **{key: value if isinstance(value, str) else json.dumps(value) for key, value in overrides.items()},
+    }
     values = {key: value for key, value in values.items() if value != "null"}
     return parse_stack_config("test", values, gcp)
 
@@ -45,12 +53,25 @@ def config_problems(**overrides: Any) -> str:
     return str(raised.value)
 
 
-def rayservice_settings(machine: MachineProfile = MACHINE_PROFILES["a3-megagpu-8g"], models=(R1,),
-                        gpudirect: GpuDirect | None = None, max_gpu_nodes: int = 2,
-                        **overrides: Any) -> RayServiceSettings:
+def rayservice_settings(
+    machine: MachineProfile = MACHINE_PROFILES["a3-megagpu-8g"],
+    models=(R1,),
+    gpudirect: GpuDirect | None = None,
+    max_gpu_nodes: int = 2,
+    **overrides: Any,
+) -> RayServiceSettings:
     """Settings for `render_rayservice` and friends: R1 on A3 Mega with the machine's GPUDirect, unless told."""
-    values = dict(name="llm", namespace="llm", image="ray-llm:test", models=parse_models(list(models)),
-                  machine=machine, gpudirect=machine.gpudirect if gpudirect is None else gpudirect,
-                  max_gpu_nodes=max_gpu_nodes, cpu_workers=1, upgrade="NewCluster", exposure="cluster")
+    values = dict(
+        name="llm",
+        namespace="llm",
+        image="ray-llm:test",
+        models=parse_models(list(models)),
+        machine=machine,
+        gpudirect=machine.gpudirect if gpudirect is None else gpudirect,
+        max_gpu_nodes=max_gpu_nodes,
+        cpu_workers=1,
+        upgrade="NewCluster",
+        exposure="cluster",
+    )
     values.update(overrides)
     return RayServiceSettings(**values)

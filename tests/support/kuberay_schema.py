@@ -443,17 +443,17 @@ def _schema_violations(obj: Any) -> list[Violation]:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             known = error.schema.get("properties", {})
             for key in sorted(k for k in error.instance if k not in known):
-                found.append(Violation(
-                    _fmt_path(parts + [key]),
-                    f"unknown field (allowed here: {', '.join(sorted(known))}); a misspelling, or a field "
-                    "missing from tests/support/kuberay_schema.py",
-                ))
+                found.append(
+                    Violation(
+                        _fmt_path(parts + [key]),
+                        f"unknown field (allowed here: {', '.join(sorted(known))}); a misspelling, or a field "
+                        "missing from tests/support/kuberay_schema.py",
+                    )
+                )
         elif error.validator == "required":
             match = re.fullmatch(r"'(.+)' is a required property", error.message)
             missing = match.group(1) if match else None
-            found.append(Violation(
-                _fmt_path(parts + [missing] if missing else parts), "required field is missing"
-            ))
+            found.append(Violation(_fmt_path(parts + [missing] if missing else parts), "required field is missing"))
         else:
             found.append(Violation(_fmt_path(parts), error.message))
     return sorted(set(found), key=lambda v: (v.path, v.message))
@@ -527,34 +527,40 @@ def _group_violations(path: str, group: dict, group_label: str) -> list[Violatio
     containers = _get(group, "template", "spec", "containers")
     if isinstance(containers, list) and not containers:
         # ValidateRayClusterSpec: "headGroupSpec/workerGroupSpec should have at least one container"
-        found.append(Violation(
-            f"{path}.template.spec.containers", "must have at least one container (the Ray container)"
-        ))
+        found.append(
+            Violation(f"{path}.template.spec.containers", "must have at least one container (the Ray container)")
+        )
 
     params = _dict(group.get("rayStartParams"))
     resources = _dict(group.get("resources"))
     # validateRayGroupResources: the `resources` map and rayStartParams resource flags are mutually exclusive.
     clashing = [p for p in RAY_START_RESOURCE_PARAMS if params.get(p)]
     if clashing and resources:
-        found.append(Violation(
-            f"{path}.resources",
-            f"cannot be combined with rayStartParams {', '.join(clashing)} in the {group_label} group; "
-            "use only one way to declare Ray resources (validateRayGroupResources)",
-        ))
+        found.append(
+            Violation(
+                f"{path}.resources",
+                f"cannot be combined with rayStartParams {', '.join(clashing)} in the {group_label} group; "
+                "use only one way to declare Ray resources (validateRayGroupResources)",
+            )
+        )
     # validateRayGroupLabels: no rayStartParams['labels']; labels must be valid Kubernetes labels.
     if "labels" in params:
-        found.append(Violation(
-            f"{path}.rayStartParams.labels",
-            f"rayStartParams['labels'] is not supported for the {group_label} group; use {path}.labels",
-        ))
+        found.append(
+            Violation(
+                f"{path}.rayStartParams.labels",
+                f"rayStartParams['labels'] is not supported for the {group_label} group; use {path}.labels",
+            )
+        )
     for key, value in _dict(group.get("labels")).items():
         for err in _qualified_name_errors(key):
             found.append(Violation(f"{path}.labels[{key!r}]", f"invalid label key: {err}"))
         if isinstance(value, str) and (len(value) > 63 or not _LABEL_VALUE.match(value)):
-            found.append(Violation(
-                f"{path}.labels[{key!r}]",
-                f"invalid label value {value!r}: at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends",
-            ))
+            found.append(
+                Violation(
+                    f"{path}.labels[{key!r}]",
+                    f"invalid label value {value!r}: at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends",
+                )
+            )
     return found
 
 
@@ -568,10 +574,12 @@ def _service_port_violations(path: str, service: Any) -> list[Violation]:
             continue
         key = (port["port"], port.get("protocol", "TCP"))
         if key in seen:
-            found.append(Violation(
-                f"{path}.spec.ports[{i}]",
-                f"duplicate (port, protocol) {key} also at ports[{seen[key]}]; the CRD list-map key must be unique",
-            ))
+            found.append(
+                Violation(
+                    f"{path}.spec.ports[{i}]",
+                    f"duplicate (port, protocol) {key} also at ports[{seen[key]}]; the CRD list-map key must be unique",
+                )
+            )
         seen.setdefault(key, i)
     return found
 
@@ -593,15 +601,19 @@ def _operator_violations(obj: Any) -> list[Violation]:
         found.append(Violation("metadata.name", "required: a RayService needs a name"))
     else:
         if len(name) > MAX_RAYSERVICE_NAME_LENGTH:
-            found.append(Violation(
-                "metadata.name",
-                f"{name!r} is {len(name)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME_LENGTH}",
-            ))
+            found.append(
+                Violation(
+                    "metadata.name",
+                    f"{name!r} is {len(name)} characters; KubeRay allows at most {MAX_RAYSERVICE_NAME_LENGTH}",
+                )
+            )
         if not _DNS1035_LABEL.match(name):
-            found.append(Violation(
-                "metadata.name",
-                f"{name!r} must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter)",
-            ))
+            found.append(
+                Violation(
+                    "metadata.name",
+                    f"{name!r} must be a DNS-1035 label (lowercase letters, digits, '-', starting with a letter)",
+                )
+            )
     timeout = _dict(metadata.get("annotations")).get(INITIALIZING_TIMEOUT_ANNOTATION)
     if isinstance(timeout, str) and timeout:  # validateInitializingTimeout
         if err := _initializing_timeout_error(timeout):
@@ -609,22 +621,26 @@ def _operator_violations(obj: Any) -> list[Violation]:
 
     # ValidateRayServiceSpec: K8s token auth is not supported for a RayService.
     if _get(cluster, "authOptions", "enableK8sTokenAuth") is True:
-        found.append(Violation(
-            f"{rc}.authOptions.enableK8sTokenAuth", "K8s token auth is not supported for a RayService"
-        ))
+        found.append(
+            Violation(f"{rc}.authOptions.enableK8sTokenAuth", "K8s token auth is not supported for a RayService")
+        )
     # ValidateRayServiceSpec: the operator names the head Service itself under a RayService.
     if _get(head, "headService", "metadata", "name"):
-        found.append(Violation(
-            f"{rc}.headGroupSpec.headService.metadata.name",
-            "must not be set under a RayService (the operator names the head Service)",
-        ))
+        found.append(
+            Violation(
+                f"{rc}.headGroupSpec.headService.metadata.name",
+                "must not be set under a RayService (the operator names the head Service)",
+            )
+        )
     # ValidateRayClusterUpgradeOptions: rejected when the RayCluster is created by a RayService (when .type is
     # set); rejected here whenever present, as it has no other effect under a RayService.
     if "upgradeStrategy" in cluster:
-        found.append(Violation(
-            f"{rc}.upgradeStrategy",
-            "must not be set under a RayService (KubeRay rejects it); use spec.upgradeStrategy instead",
-        ))
+        found.append(
+            Violation(
+                f"{rc}.upgradeStrategy",
+                "must not be set under a RayService (KubeRay rejects it); use spec.upgradeStrategy instead",
+            )
+        )
 
     autoscaling = cluster.get("enableInTreeAutoscaling") is True  # IsAutoscalingEnabled
     autoscaler = _dict(cluster.get("autoscalerOptions"))
@@ -637,10 +653,12 @@ def _operator_violations(obj: Any) -> list[Violation]:
         opts_path = "spec.upgradeStrategy.clusterUpgradeOptions"
         opts = _get(spec, "upgradeStrategy", "clusterUpgradeOptions")
         if not autoscaling:
-            found.append(Violation(
-                f"{rc}.enableInTreeAutoscaling",
-                "must be true: NewClusterWithIncrementalUpgrade requires the Ray autoscaler",
-            ))
+            found.append(
+                Violation(
+                    f"{rc}.enableInTreeAutoscaling",
+                    "must be true: NewClusterWithIncrementalUpgrade requires the Ray autoscaler",
+                )
+            )
         if not isinstance(opts, dict):
             found.append(Violation(opts_path, "required for NewClusterWithIncrementalUpgrade"))
         else:
@@ -651,9 +669,9 @@ def _operator_violations(obj: Any) -> list[Violation]:
             if _is_int(step) and not 0 <= step <= 100:
                 found.append(Violation(f"{opts_path}.stepSizePercent", f"must be between 0 and 100, got {step}"))
             if _is_int(step) and _is_int(surge) and step > surge:
-                found.append(Violation(
-                    f"{opts_path}.stepSizePercent", f"must be <= maxSurgePercent ({surge}), got {step}"
-                ))
+                found.append(
+                    Violation(f"{opts_path}.stepSizePercent", f"must be <= maxSurgePercent ({surge}), got {step}")
+                )
             if _is_int(interval) and interval <= 0:
                 found.append(Violation(f"{opts_path}.intervalSeconds", f"must be greater than 0, got {interval}"))
             if opts.get("gatewayClassName") == "":
@@ -664,28 +682,37 @@ def _operator_violations(obj: Any) -> list[Violation]:
 
     # ValidateRayClusterSpec: redis username must come from GcsFaultToleranceOptions (not in this subset).
     if _dict(head.get("rayStartParams")).get("redis-username") or "REDIS_USERNAME" in head_env:
-        found.append(Violation(
-            f"{rc}.headGroupSpec", "must not set a redis username (rayStartParams redis-username or env REDIS_USERNAME)"
-        ))
+        found.append(
+            Violation(
+                f"{rc}.headGroupSpec",
+                "must not set a redis username (rayStartParams redis-username or env REDIS_USERNAME)",
+            )
+        )
     # ValidateRayClusterSpec: RAY_REDIS_ADDRESS implicitly enables GCS FT, which then needs GcsFaultToleranceOptions.
     ft_annotation = str(_dict(metadata.get("annotations")).get(FT_ENABLED_ANNOTATION, "")).lower() == "true"
     if "RAY_REDIS_ADDRESS" in head_env and not ft_annotation:
-        found.append(Violation(
-            f"{rc}.headGroupSpec.template.spec.containers[0].env",
-            "RAY_REDIS_ADDRESS enables GCS fault tolerance; configure gcsFaultToleranceOptions instead",
-        ))
+        found.append(
+            Violation(
+                f"{rc}.headGroupSpec.template.spec.containers[0].env",
+                "RAY_REDIS_ADDRESS enables GCS fault tolerance; configure gcsFaultToleranceOptions instead",
+            )
+        )
     # ValidateRayClusterSpec: RAY_enable_autoscaler_v2 vs enableInTreeAutoscaling / autoscalerOptions.version.
     if env_v2 and not autoscaling:
-        found.append(Violation(
-            f"{rc}.headGroupSpec.template.spec.containers[0].env",
-            f"{RAY_ENABLE_AUTOSCALER_V2}={head_env[RAY_ENABLE_AUTOSCALER_V2]} needs enableInTreeAutoscaling: true",
-        ))
+        found.append(
+            Violation(
+                f"{rc}.headGroupSpec.template.spec.containers[0].env",
+                f"{RAY_ENABLE_AUTOSCALER_V2}={head_env[RAY_ENABLE_AUTOSCALER_V2]} needs enableInTreeAutoscaling: true",
+            )
+        )
     if autoscaling and "version" in autoscaler and RAY_ENABLE_AUTOSCALER_V2 in head_env:
-        found.append(Violation(
-            f"{rc}.headGroupSpec.template.spec.containers[0].env",
-            f"{RAY_ENABLE_AUTOSCALER_V2} and autoscalerOptions.version are both set; "
-            "use only autoscalerOptions.version",
-        ))
+        found.append(
+            Violation(
+                f"{rc}.headGroupSpec.template.spec.containers[0].env",
+                f"{RAY_ENABLE_AUTOSCALER_V2} and autoscalerOptions.version are both set; "
+                "use only autoscalerOptions.version",
+            )
+        )
     # ValidateRayClusterSpec: autoscaler v2 needs restartPolicy Never (or unset) on head and workers.
     if autoscaling and autoscaler_v2:
         for path, template in [(f"{rc}.headGroupSpec", head.get("template"))] + [
@@ -693,29 +720,37 @@ def _operator_violations(obj: Any) -> list[Violation]:
         ]:
             policy = _get(template, "spec", "restartPolicy")
             if policy not in (None, "", "Never"):
-                found.append(Violation(
-                    f"{path}.template.spec.restartPolicy", f"must be Never or unset with autoscaler v2, got {policy!r}"
-                ))
+                found.append(
+                    Violation(
+                        f"{path}.template.spec.restartPolicy",
+                        f"must be Never or unset with autoscaler v2, got {policy!r}",
+                    )
+                )
     # ValidateRayClusterSpec: autoscalerOptions checks.
     idle = autoscaler.get("idleTimeoutSeconds")
     if _is_int(idle) and idle < 0:
         found.append(Violation(f"{rc}.autoscalerOptions.idleTimeoutSeconds", f"must be non-negative, got {idle}"))
     autoscaler_env = _list(autoscaler.get("env"))
     if any(isinstance(e, dict) and e.get("name") == KUBERAY_GEN_AUTOSCALER_START_CMD for e in autoscaler_env):
-        found.append(Violation(
-            f"{rc}.autoscalerOptions.env", f"must not contain {KUBERAY_GEN_AUTOSCALER_START_CMD} (managed by KubeRay)"
-        ))
+        found.append(
+            Violation(
+                f"{rc}.autoscalerOptions.env",
+                f"must not contain {KUBERAY_GEN_AUTOSCALER_START_CMD} (managed by KubeRay)",
+            )
+        )
     # ValidateRayClusterSpec (IsAuthEnabled): token auth needs rayVersion >= 2.52.0.
     if _get(cluster, "authOptions", "mode") == "token":
         version = _parse_version(cluster.get("rayVersion"))
         if version is None:
-            found.append(Violation(
-                f"{rc}.rayVersion", "authOptions.mode 'token' needs a parseable rayVersion (Ray >= 2.52.0)"
-            ))
+            found.append(
+                Violation(f"{rc}.rayVersion", "authOptions.mode 'token' needs a parseable rayVersion (Ray >= 2.52.0)")
+            )
         elif version < MIN_RAY_VERSION_FOR_TOKEN_AUTH:
-            found.append(Violation(
-                f"{rc}.rayVersion", f"authOptions.mode 'token' needs Ray >= 2.52.0, got {cluster['rayVersion']!r}"
-            ))
+            found.append(
+                Violation(
+                    f"{rc}.rayVersion", f"authOptions.mode 'token' needs Ray >= 2.52.0, got {cluster['rayVersion']!r}"
+                )
+            )
 
     # Worker groups.
     first_index: dict[str, int] = {}
@@ -728,10 +763,12 @@ def _operator_violations(obj: Any) -> list[Violation]:
         # RayClusterWebhook.validateWorkerGroups: worker group names must be unique.
         if isinstance(group_name, str):
             if group_name in first_index:
-                found.append(Violation(
-                    f"{path}.groupName",
-                    f"duplicate worker group name {group_name!r} (also workerGroupSpecs[{first_index[group_name]}])",
-                ))
+                found.append(
+                    Violation(
+                        f"{path}.groupName",
+                        f"duplicate worker group name {group_name!r} (also workerGroupSpecs[{first_index[group_name]}])",
+                    )
+                )
             first_index.setdefault(group_name, i)
         # ValidateRayClusterSpec: minReplicas/maxReplicas non-negative and min <= max.
         lo, hi = group.get("minReplicas"), group.get("maxReplicas")
@@ -739,9 +776,11 @@ def _operator_violations(obj: Any) -> list[Violation]:
             if _is_int(value) and value < 0:
                 found.append(Violation(f"{path}.{field}", f"must be non-negative, got {value}"))
         if _is_int(lo) and _is_int(hi) and lo > hi:
-            found.append(Violation(
-                f"{path}.minReplicas", f"minReplicas {lo} is greater than maxReplicas {hi} in worker group {label}"
-            ))
+            found.append(
+                Violation(
+                    f"{path}.minReplicas", f"minReplicas {lo} is greater than maxReplicas {hi} in worker group {label}"
+                )
+            )
         found += _group_violations(path, group, f"worker {label}")
         # validateWorkerGroupIdleTimeout: non-negative, and only with autoscaler v2.
         idle = group.get("idleTimeoutSeconds")
@@ -749,10 +788,12 @@ def _operator_violations(obj: Any) -> list[Violation]:
             if idle < 0:
                 found.append(Violation(f"{path}.idleTimeoutSeconds", f"must be non-negative, got {idle}"))
             elif not (autoscaler_v2 or env_v2):
-                found.append(Violation(
-                    f"{path}.idleTimeoutSeconds",
-                    "is only supported with autoscaler v2: set rayClusterConfig.autoscalerOptions.version: v2",
-                ))
+                found.append(
+                    Violation(
+                        f"{path}.idleTimeoutSeconds",
+                        "is only supported with autoscaler v2: set rayClusterConfig.autoscalerOptions.version: v2",
+                    )
+                )
         # ValidateRayClusterSpec: a worker group cannot be suspended while the autoscaler is enabled.
         if group.get("suspend") is True and autoscaling:
             found.append(Violation(f"{path}.suspend", "cannot suspend a worker group with the autoscaler enabled"))

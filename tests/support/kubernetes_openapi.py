@@ -16,4 +16,5 @@ def assert_valid_kubernetes_object(obj: dict, where: str) -> None:
         name = (obj.get("metadata") or {}).get("name")
         raise AssertionError(
             f"{where}: {obj.get('kind')} {name} is not valid for Kubernetes {KUBERNETES_SCHEMA_VERSION}: "
-            f"{getattr(error, 'message', error)} at {list(getattr(error, 'absolute_path', []))}") from error
+            f"{getattr(error, 'message', error)} at {list(getattr(error, 'absolute_path', []))}"
+        ) from error

@@ -17,8 +17,11 @@ def _safetensors(tensors: dict[str, tuple[list[int], int]], seed: int) -> bytes:
             count *= dim
         size = count * 4
         header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + size]}
-        payload += bytes((seed * 31 + i * 7) % 251 for i in range(size)) if size < 4096 else \
-            (bytes(range(seed % 200, seed % 200 + 50)) * (size // 50 + 1))[:size]
+        payload += (
+            bytes((seed * 31 + i * 7) % 251 for i in range(size))
+            if size < 4096
+            else (bytes(range(seed % 200, seed % 200 + 50)) * (size // 50 + 1))[:size]
+        )
         offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
@@ -32,15 +35,31 @@ def make_snapshot(root: Path, shards: int = 4, shard_floats: int = 150_000) -> P
     weight_map = {}
     for shard in range(1, shards + 1):
         name = f"model-{shard:05d}-of-{shards:05d}.safetensors"
-        tensors = {f"model.layers.{shard}.mlp.weight": ([shard_floats // 100, 100], 0),
-                   f"model.layers.{shard}.norm.weight": ([100], 0)}
+        tensors = {
+            f"model.layers.{shard}.mlp.weight": ([shard_floats // 100, 100], 0),
+            f"model.layers.{shard}.norm.weight": ([100], 0),
+        }
         (root / name).write_bytes(_safetensors(tensors, shard))
-        weight_map.update({tensor: name for tensor in tensors})
-    (root / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": sum((root / n).stat().st_size for n in set(weight_map.values()))},
-         "weight_map": weight_map}, indent=1))
-    (root / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
-                                                  "hidden_size": 100, "num_hidden_layers": shards}))
+        weight_map.update(dict.fromkeys(tensors, name))
+    (root / "model.safetensors.index.json").write_text(
+        json.dumps(
+            {
+                "metadata": {"total_size": sum((root / n).stat().st_size for n in set(weight_map.values()))},
+                "weight_map": weight_map,
+            },
+            indent=1,
+        )
+    )
+    (root / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "hidden_size": 100,
+                "num_hidden_layers": shards,
+            }
+        )
+    )
     (root / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.6}))
     (root / "tokenizer.json").write_text(json.dumps({"version": "1.0", "model": {"type": "BPE", "vocab": {}}}))
     (root / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 4096}))

@@ -18,8 +18,11 @@ from tests.support.snapshots import make_snapshot
 def gcs_emulator(tmp_path_factory):
     """The endpoint of a fresh in-memory GCS emulator; STORAGE_EMULATOR_HOST points at it for the session."""
     port = free_port()
-    process = start_server([str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}",
-                             "--in-memory"], port, tmp_path_factory.mktemp("gcs") / "emulator.log")
+    process = start_server(
+        [str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory"],
+        port,
+        tmp_path_factory.mktemp("gcs") / "emulator.log",
+    )
     endpoint = f"http://127.0.0.1:{port}"
     previous = os.environ.get("STORAGE_EMULATOR_HOST")
     os.environ["STORAGE_EMULATOR_HOST"] = endpoint
@@ -34,8 +37,9 @@ def gcs_emulator(tmp_path_factory):
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory):
     port = free_port()
-    process = start_server([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port,
-                            tmp_path_factory.mktemp("s3") / "moto.log")
+    process = start_server(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, tmp_path_factory.mktemp("s3") / "moto.log"
+    )
     yield f"http://127.0.0.1:{port}"
     stop_server(process)
 
@@ -60,8 +64,9 @@ def bucket(storage_client, request):
 def s3_client(s3_endpoint):
     import boto3
 
-    return boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test")
+    return boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -22,13 +21,18 @@ PREFIX = model_prefix("tiny-model", "v1")
 
 
 def source_files(snapshot: Path) -> dict[str, bytes]:
-    return {path.relative_to(snapshot).as_posix(): path.read_bytes()
-            for path in sorted(snapshot.rglob("*")) if path.is_file() and path.name != ".gitattributes"}
+    return {
+        path.relative_to(snapshot).as_posix(): path.read_bytes()
+        for path in sorted(snapshot.rglob("*"))
+        if path.is_file() and path.name != ".gitattributes"
+    }
 
 
 def stored(bucket, prefix=PREFIX) -> dict[str, bytes]:
-    return {blob.name[len(prefix):]: blob.download_as_bytes()
-            for blob in bucket.client.list_blobs(bucket.name, prefix=prefix)}
+    return {
+        blob.name[len(prefix) :]: blob.download_as_bytes()
+        for blob in bucket.client.list_blobs(bucket.name, prefix=prefix)
+    }
 
 
 def manifest(bucket, prefix=PREFIX) -> dict | None:
@@ -119,8 +123,9 @@ def test_the_manifest_is_the_last_object_written(bucket, snapshot, scratch, monk
     assert data_writes.count(PREFIX + MANIFEST_NAME) == 1 and len(data_writes) == 10
 
 
-def test_a_corrupt_object_is_detected_the_manifest_withdrawn_and_the_object_recopied(bucket, snapshot, scratch,
-                                                                                   monkeypatch):
+def test_a_corrupt_object_is_detected_the_manifest_withdrawn_and_the_object_recopied(
+    bucket, snapshot, scratch, monkeypatch
+):
     Stager(LocalSource(snapshot, "v1"), bucket, PREFIX, scratch=scratch).run()
     shard = "model-00003-of-00004.safetensors"
     good = (snapshot / shard).read_bytes()
@@ -152,7 +157,9 @@ def test_a_corrupt_object_is_detected_the_manifest_withdrawn_and_the_object_reco
     repaired = Stager(LocalSource(snapshot, "v1"), bucket, PREFIX, scratch=scratch).run()
 
     assert sorted(repaired.replaced) == [shard, "tokenizer.json"] and repaired.copied == []
-    assert stored(bucket)[shard] == good and stored(bucket)["tokenizer.json"] == (snapshot / "tokenizer.json").read_bytes()
+    assert (
+        stored(bucket)[shard] == good and stored(bucket)["tokenizer.json"] == (snapshot / "tokenizer.json").read_bytes()
+    )
     # Replaced under the generation that was inspected, never blindly.
     assert preconditions[PREFIX + shard] == generation
     assert PREFIX + MANIFEST_NAME in withdrawn and repaired.manifest_written and manifest(bucket) is not None
@@ -163,8 +170,11 @@ def test_new_objects_are_created_with_a_does_not_exist_precondition(bucket, snap
 
     seen = []
     upload = Blob.upload_from_filename
-    monkeypatch.setattr(Blob, "upload_from_filename",
-                        lambda self, *a, **k: (seen.append(k.get("if_generation_match")), upload(self, *a, **k)))
+    monkeypatch.setattr(
+        Blob,
+        "upload_from_filename",
+        lambda self, *a, **k: (seen.append(k.get("if_generation_match")), upload(self, *a, **k)),
+    )
     Stager(LocalSource(snapshot, "v1"), bucket, PREFIX, scratch=scratch).run()
     assert seen == [0] * 9
 
@@ -210,9 +220,14 @@ class FakeHubApi:
             data = path.read_bytes()
             lfs = path.suffix == ".safetensors"
             git_oid = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-            entries.append(SimpleNamespace(
-                path=path.relative_to(self.snapshot).as_posix(), size=len(data), blob_id=git_oid,
-                lfs=SimpleNamespace(sha256=hashlib.sha256(data).hexdigest(), size=len(data)) if lfs else None))
+            entries.append(
+                SimpleNamespace(
+                    path=path.relative_to(self.snapshot).as_posix(),
+                    size=len(data),
+                    blob_id=git_oid,
+                    lfs=SimpleNamespace(sha256=hashlib.sha256(data).hexdigest(), size=len(data)) if lfs else None,
+                )
+            )
         return entries
 
     def hf_hub_download(self, repo_id, filename, *, revision, repo_type, local_dir):
@@ -243,7 +258,10 @@ def test_hf_copy_records_the_hub_digests_and_skips_on_the_second_run(bucket, sna
     first = Stager(HuggingFaceSource("org/tiny", COMMIT, api=api), bucket, prefix, scratch=scratch).run()
     assert len(first.copied) == 9 and manifest(bucket, prefix)["source"] == f"hf://org/tiny@{COMMIT}"
     shard = bucket.get_blob(prefix + "model-00004-of-00004.safetensors")
-    assert shard.metadata["sha256"] == hashlib.sha256((snapshot / "model-00004-of-00004.safetensors").read_bytes()).hexdigest()
+    assert (
+        shard.metadata["sha256"]
+        == hashlib.sha256((snapshot / "model-00004-of-00004.safetensors").read_bytes()).hexdigest()
+    )
     assert list(scratch.iterdir()) == []  # fetched files are deleted after upload
 
     api.calls.clear()
@@ -254,18 +272,26 @@ def test_hf_copy_records_the_hub_digests_and_skips_on_the_second_run(bucket, sna
 def test_a_download_that_does_not_match_the_hub_sha256_is_never_uploaded(bucket, snapshot, scratch):
     prefix = model_prefix("tiny", COMMIT)
     bad = "model-00002-of-00004.safetensors"
-    with pytest.raises(StagingError, match=r"model-00002-of-00004.safetensors: fetched .* has sha256 .*; the source "
-                                           r"publishes"):
-        Stager(HuggingFaceSource("org/tiny", COMMIT, api=FakeHubApi(snapshot, {bad})), bucket, prefix,
-               scratch=scratch).run()
+    with pytest.raises(
+        StagingError,
+        match=r"model-00002-of-00004.safetensors: fetched .* has sha256 .*; the source "
+        r"publishes",
+    ):
+        Stager(
+            HuggingFaceSource("org/tiny", COMMIT, api=FakeHubApi(snapshot, {bad})), bucket, prefix, scratch=scratch
+        ).run()
     assert bucket.get_blob(prefix + bad) is None and manifest(bucket, prefix) is None
 
 
 def test_a_non_lfs_file_is_checked_against_its_git_blob_id(bucket, snapshot, scratch):
     prefix = model_prefix("tiny", COMMIT)
     with pytest.raises(StagingError, match=r"config.json: fetched config.json has git blob id"):
-        Stager(HuggingFaceSource("org/tiny", COMMIT, api=FakeHubApi(snapshot, {"config.json"})), bucket, prefix,
-               scratch=scratch).run()
+        Stager(
+            HuggingFaceSource("org/tiny", COMMIT, api=FakeHubApi(snapshot, {"config.json"})),
+            bucket,
+            prefix,
+            scratch=scratch,
+        ).run()
 
 
 def test_hf_revision_must_be_a_commit():
@@ -295,8 +321,12 @@ def test_s3_source_copies_into_the_store_with_s3_checksums_verified(bucket, snap
     result = Stager(source, bucket, prefix, scratch=scratch).run()
     assert len(result.copied) == 9 and stored(bucket, prefix)["config.json"] == (snapshot / "config.json").read_bytes()
     assert manifest(bucket, prefix)["source"] == "s3://weights/models/tiny/"
-    assert Stager(S3Source("s3://weights/models/tiny/", "2026-11", client=s3_client), bucket, prefix,
-                  scratch=scratch).run().copied == []
+    assert (
+        Stager(S3Source("s3://weights/models/tiny/", "2026-11", client=s3_client), bucket, prefix, scratch=scratch)
+        .run()
+        .copied
+        == []
+    )
 
 
 def test_s3_uris_need_a_bucket_and_a_snapshot(s3_client, snapshot):
@@ -313,19 +343,40 @@ def test_s3_uris_need_a_bucket_and_a_snapshot(s3_client, snapshot):
 
 
 def test_the_command_stages_a_local_directory(bucket, snapshot, storage_client, capsys):
-    code = staging_main(["--source", str(snapshot), "--revision", "v1", "--bucket", bucket.name,
-                         "--model-id", "tiny-model", "--workers", "2"], storage_client=storage_client)
+    code = staging_main(
+        [
+            "--source",
+            str(snapshot),
+            "--revision",
+            "v1",
+            "--bucket",
+            bucket.name,
+            "--model-id",
+            "tiny-model",
+            "--workers",
+            "2",
+        ],
+        storage_client=storage_client,
+    )
     assert code == 0 and manifest(bucket) is not None
-    assert staging_main(["--source", str(snapshot), "--revision", "v1", "--bucket", bucket.name,
-                         "--model-id", "tiny-model"], storage_client=storage_client) == 0
+    assert (
+        staging_main(
+            ["--source", str(snapshot), "--revision", "v1", "--bucket", bucket.name, "--model-id", "tiny-model"],
+            storage_client=storage_client,
+        )
+        == 0
+    )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--source", "org/tiny", "--revision", "main"], "is not a commit id"),
-    (["--source", "https://example.com/m", "--revision", "v1"], "unsupported source"),
-    (["--source", "s3://", "--revision", "v1"], "names no valid bucket"),
-    (["--source", "org/tiny", "--revision", COMMIT, "--model-id", "../x"], "cannot name a folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--source", "org/tiny", "--revision", "main"], "is not a commit id"),
+        (["--source", "https://example.com/m", "--revision", "v1"], "unsupported source"),
+        (["--source", "s3://", "--revision", "v1"], "names no valid bucket"),
+        (["--source", "org/tiny", "--revision", COMMIT, "--model-id", "../x"], "cannot name a folder"),
+    ],
+)
 def test_the_command_refuses_bad_arguments_with_exit_code_2(argv, message, caplog):
     full = ["--bucket", "b", "--model-id", "tiny", *argv]
     assert staging_main(full, hf_api=object(), s3_client=object()) == 2

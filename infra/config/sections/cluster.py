@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import re
-from typing import Optional
 
 from infra.config import gcp_rules
 from infra.config.settings import ClusterConfig
@@ -20,29 +19,35 @@ DOCUMENTATION_RANGES = tuple(
 )
 
 
-def read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tuple[str, ...]],
-                 master_cidr: Optional[ipaddress.IPv4Network]) -> Optional[ClusterConfig]:
+def read_cluster(
+    read: ValueReader, region: str | None, zones: tuple[str, ...] | None, master_cidr: ipaddress.IPv4Network | None
+) -> ClusterConfig | None:
     """The cluster's settings; None when any of its keys, the region, the GPU zones or the control plane's range
     is bad."""
     start = len(read.problems)
     regional = read.get("regionalCluster")
-    system_machine_type = read.matching("systemMachineType", lambda value: not gcp_rules.machine_type_problem(value),
-                                        gcp_rules.MACHINE_TYPE_RULE)
+    system_machine_type = read.matching(
+        "systemMachineType", lambda value: not gcp_rules.machine_type_problem(value), gcp_rules.MACHINE_TYPE_RULE
+    )
     if system_machine_type == "":
         read.problem(f"{PROJECT}:systemMachineType: must not be empty; allowed: {gcp_rules.MACHINE_TYPE_RULE}")
     system_node_count = read.get("systemNodeCount")
     release_channel = read.get("releaseChannel")
-    kubernetes_version = read.matching("kubernetesVersion", _is_gke_version,
-                                       "a GKE version like 1.33 or 1.33.5-gke.1080000")
+    kubernetes_version = read.matching(
+        "kubernetesVersion", _is_gke_version, "a GKE version like 1.33 or 1.33.5-gke.1080000"
+    )
     window_start = read.matching("maintenanceWindowStart", _is_hh_mm, "HH:MM (UTC)")
     if window_start == "":
         read.problem(f"{PROJECT}:maintenanceWindowStart: must not be empty; allowed: HH:MM (UTC)")
     freeze = read.get("nodeUpgradeFreeze")
-    freeze_start = read.matching("nodeUpgradeFreezeStart", _is_rfc3339,
-                                 "an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z")
+    freeze_start = read.matching(
+        "nodeUpgradeFreezeStart", _is_rfc3339, "an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z"
+    )
     if freeze and freeze_start == "":
-        read.problem(f"{PROJECT}:nodeUpgradeFreezeStart: must be set while {PROJECT}:nodeUpgradeFreeze is true; "
-                     f"allowed: an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z")
+        read.problem(
+            f"{PROJECT}:nodeUpgradeFreezeStart: must be set while {PROJECT}:nodeUpgradeFreeze is true; "
+            f"allowed: an RFC 3339 time with a zone, like 2026-11-01T00:00:00Z"
+        )
     deletion_protection = read.get("deletionProtection")
     authorized = _read_authorized_networks(read)
     if len(read.problems) > start or not read_cleanly(region, zones, regional, master_cidr):
@@ -62,24 +67,30 @@ def read_cluster(read: ValueReader, region: Optional[str], zones: Optional[tuple
     )
 
 
-def _read_authorized_networks(read: ValueReader) -> Optional[list[ipaddress.IPv4Network]]:
+def _read_authorized_networks(read: ValueReader) -> list[ipaddress.IPv4Network] | None:
     """masterAuthorizedNetworks: at least one CIDR, and the whole internet only with allowOpenControlPlane."""
     authorized = read.cidr_list("masterAuthorizedNetworks")
     allow_open = read.get("allowOpenControlPlane")
     if authorized is None:
         return None
     if not authorized:
-        read.problem(f"{PROJECT}:masterAuthorizedNetworks: needs at least one CIDR (the machine that runs "
-                     f"`pulumi up` must reach the control plane); found []")
+        read.problem(
+            f"{PROJECT}:masterAuthorizedNetworks: needs at least one CIDR (the machine that runs "
+            f"`pulumi up` must reach the control plane); found []"
+        )
     for network in authorized:
         if network == OPEN_TO_THE_INTERNET and allow_open is False:
-            read.problem(f"{PROJECT}:masterAuthorizedNetworks: {network} opens the control plane to the whole "
-                         f"internet; allowed: specific CIDRs (the machine running `pulumi up`), or set "
-                         f"{PROJECT}:allowOpenControlPlane=true to accept the risk")
+            read.problem(
+                f"{PROJECT}:masterAuthorizedNetworks: {network} opens the control plane to the whole "
+                f"internet; allowed: specific CIDRs (the machine running `pulumi up`), or set "
+                f"{PROJECT}:allowOpenControlPlane=true to accept the risk"
+            )
         if any(network.subnet_of(doc) for doc in DOCUMENTATION_RANGES):
-            read.warnings.append(f"{PROJECT}:masterAuthorizedNetworks: {network} is a documentation range "
-                                 f"(RFC 5737); replace it with the CIDR of the machine that runs `pulumi up`, "
-                                 f"or the Kubernetes objects cannot be applied")
+            read.warnings.append(
+                f"{PROJECT}:masterAuthorizedNetworks: {network} is a documentation range "
+                f"(RFC 5737); replace it with the CIDR of the machine that runs `pulumi up`, "
+                f"or the Kubernetes objects cannot be applied"
+            )
     return authorized
 
 

@@ -7,7 +7,6 @@ cluster lives in the zones, the models' rules need only the machine and are chec
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from configkit import shown
 from infra.catalog import MACHINE_PROFILES, GpuDirect, MachineProfile
@@ -22,10 +21,11 @@ QUEUED_PROVISIONING_REFUSAL = (
     "consume-provisioning-request annotation and the cloud.google.com/gke-queued toleration; KubeRay creates "
     "the Ray worker pods itself and the Ray autoscaler adds and removes them one by one, so nothing would ever "
     "fill the pool and the workers would stay Pending. Use gpuFlexStart=true (Dynamic Workload Scheduler "
-    "without queueing), gpuSpot=true or a gpuReservation instead")
+    "without queueing), gpuSpot=true or a gpuReservation instead"
+)
 
 
-def read_zones(read: ValueReader, region: Optional[str]) -> Optional[tuple[str, ...]]:
+def read_zones(read: ValueReader, region: str | None) -> tuple[str, ...] | None:
     """gpuZones: at least one, each a zone of gcp:region, none twice."""
     zones = read.get("gpuZones")
     if zones is None:
@@ -35,23 +35,28 @@ def read_zones(read: ValueReader, region: Optional[str]) -> Optional[tuple[str, 
         read.problem(f"{PROJECT}:gpuZones: needs at least one zone{f' in {region}' if region else ''}; found []")
     for index, zone in enumerate(zones):
         if gcp_rules.zone_problem(zone):
-            read.problem(f"{PROJECT}:gpuZones[{index}]: not a zone name; found {shown(zone)}; allowed: "
-                         f"{gcp_rules.ZONE_RULE}")
+            read.problem(
+                f"{PROJECT}:gpuZones[{index}]: not a zone name; found {shown(zone)}; allowed: {gcp_rules.ZONE_RULE}"
+            )
         elif region is not None and zone.rsplit("-", 1)[0] != region:
-            read.problem(f"{PROJECT}:gpuZones[{index}]: zone {zone!r} is not in gcp:region {region!r}; "
-                         f"allowed: zones named {region}-<letter>")
+            read.problem(
+                f"{PROJECT}:gpuZones[{index}]: zone {zone!r} is not in gcp:region {region!r}; "
+                f"allowed: zones named {region}-<letter>"
+            )
     if len(set(zones)) != len(zones):
         read.problem(f"{PROJECT}:gpuZones: lists a zone twice; found {shown(zones)}; allowed: each zone once")
     return tuple(zones) if len(read.problems) == start else None
 
 
-def read_machine(read: ValueReader) -> Optional[MachineProfile]:
+def read_machine(read: ValueReader) -> MachineProfile | None:
     """gpuMachineType: a profile of infra/catalog.py."""
     machine_type = read.get("gpuMachineType")
     machine = MACHINE_PROFILES.get(machine_type) if machine_type is not None else None
     if machine_type is not None and machine is None:
-        read.problem(f"{PROJECT}:gpuMachineType: unknown machine type {shown(machine_type)}; allowed: "
-                     f"{', '.join(sorted(MACHINE_PROFILES))}")
+        read.problem(
+            f"{PROJECT}:gpuMachineType: unknown machine type {shown(machine_type)}; allowed: "
+            f"{', '.join(sorted(MACHINE_PROFILES))}"
+        )
     return machine
 
 
@@ -59,22 +64,23 @@ def read_machine(read: ValueReader) -> Optional[MachineProfile]:
 class _PoolKeys:
     """The pool's keys as read, each None when missing or bad."""
 
-    node_count: Optional[int]
-    autoscaling: Optional[bool]
-    min_nodes: Optional[int]
-    max_nodes: Optional[int]
-    compact_placement: Optional[bool]
-    gpudirect: Optional[bool]
-    network_count: Optional[int]
-    spot: Optional[bool]
-    flex_start: Optional[bool]
-    queued: Optional[bool]
-    reservation: Optional[str]  # "" for none
-    driver_version: Optional[str]
+    node_count: int | None
+    autoscaling: bool | None
+    min_nodes: int | None
+    max_nodes: int | None
+    compact_placement: bool | None
+    gpudirect: bool | None
+    network_count: int | None
+    spot: bool | None
+    flex_start: bool | None
+    queued: bool | None
+    reservation: str | None  # "" for none
+    driver_version: str | None
 
 
-def read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
-                  zones: Optional[tuple[str, ...]]) -> Optional[GpuPoolConfig]:
+def read_gpu_pool(
+    read: ValueReader, machine: MachineProfile | None, zones: tuple[str, ...] | None
+) -> GpuPoolConfig | None:
     """The pool's settings, or None when any of its keys, its machine or its zones is bad."""
     start = len(read.problems)
     keys = _read_pool_keys(read)
@@ -85,17 +91,27 @@ def read_gpu_pool(read: ValueReader, machine: Optional[MachineProfile],
         return None
 
     if keys.spot and (keys.node_count > 1 or (keys.autoscaling and keys.max_nodes > 1)):
-        read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that "
-                             f"spans it")
+        read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that spans it")
     if keys.reservation and keys.compact_placement and gpudirect is GpuDirect.TCPXO:
-        read.warnings.append(f"{PROJECT}:gpuCompactPlacement: A3 Mega pool creation has been reported to fail when "
-                             f"a placement policy is added on top of a dense specific reservation; if it does, set "
-                             f"it to false")
+        read.warnings.append(
+            f"{PROJECT}:gpuCompactPlacement: A3 Mega pool creation has been reported to fail when "
+            f"a placement policy is added on top of a dense specific reservation; if it does, set "
+            f"it to false"
+        )
     return GpuPoolConfig(
-        machine=machine, zones=zones, node_count=keys.node_count, autoscaling=keys.autoscaling,
-        min_nodes=keys.min_nodes, max_nodes=keys.max_nodes, compact_placement=keys.compact_placement,
-        gpudirect=gpudirect, spot=keys.spot, flex_start=keys.flex_start, reservation=keys.reservation or None,
-        driver_version=keys.driver_version)
+        machine=machine,
+        zones=zones,
+        node_count=keys.node_count,
+        autoscaling=keys.autoscaling,
+        min_nodes=keys.min_nodes,
+        max_nodes=keys.max_nodes,
+        compact_placement=keys.compact_placement,
+        gpudirect=gpudirect,
+        spot=keys.spot,
+        flex_start=keys.flex_start,
+        reservation=keys.reservation or None,
+        driver_version=keys.driver_version,
+    )
 
 
 def _read_pool_keys(read: ValueReader) -> _PoolKeys:
@@ -110,27 +126,36 @@ def _read_pool_keys(read: ValueReader) -> _PoolKeys:
         spot=read.get("gpuSpot"),
         flex_start=read.get("gpuFlexStart"),
         queued=read.get("gpuQueuedProvisioning"),
-        reservation=read.matching("gpuReservation", _is_reservation,
-                                  f"a reservation name, optionally NAME/reservationBlocks/BLOCK, each "
-                                  f"{gcp_rules.RFC1035_RULE}"),
+        reservation=read.matching(
+            "gpuReservation",
+            _is_reservation,
+            f"a reservation name, optionally NAME/reservationBlocks/BLOCK, each {gcp_rules.RFC1035_RULE}",
+        ),
         driver_version=read.get("gpuDriverVersion"),
     )
 
 
-def _check_placement_and_size(read: ValueReader, keys: _PoolKeys, zones: Optional[tuple[str, ...]]) -> None:
+def _check_placement_and_size(read: ValueReader, keys: _PoolKeys, zones: tuple[str, ...] | None) -> None:
     """Compact placement keeps the pool in one zone; an autoscaling pool needs 0 <= min <= max, max >= 1."""
     if read_cleanly(keys.compact_placement, zones) and keys.compact_placement and len(zones) > 1:
-        read.problem(f"{PROJECT}:gpuZones: compact placement keeps the pool in one zone; found {len(zones)} "
-                     f"zones {list(zones)}; allowed: exactly one zone, or set {PROJECT}:gpuCompactPlacement to "
-                     f"false")
+        read.problem(
+            f"{PROJECT}:gpuZones: compact placement keeps the pool in one zone; found {len(zones)} "
+            f"zones {list(zones)}; allowed: exactly one zone, or set {PROJECT}:gpuCompactPlacement to "
+            f"false"
+        )
     min_nodes, max_nodes = keys.min_nodes, keys.max_nodes
-    if read_cleanly(keys.autoscaling, min_nodes, max_nodes) and keys.autoscaling and (
-            max_nodes < 1 or min_nodes > max_nodes):
-        read.problem(f"{PROJECT}:gpuMinNodes/{PROJECT}:gpuMaxNodes: need 0 <= min <= max and max >= 1; "
-                     f"found min={min_nodes}, max={max_nodes}")
+    if (
+        read_cleanly(keys.autoscaling, min_nodes, max_nodes)
+        and keys.autoscaling
+        and (max_nodes < 1 or min_nodes > max_nodes)
+    ):
+        read.problem(
+            f"{PROJECT}:gpuMinNodes/{PROJECT}:gpuMaxNodes: need 0 <= min <= max and max >= 1; "
+            f"found min={min_nodes}, max={max_nodes}"
+        )
 
 
-def _check_provisioning(read: ValueReader, keys: _PoolKeys, machine: Optional[MachineProfile]) -> None:
+def _check_provisioning(read: ValueReader, keys: _PoolKeys, machine: MachineProfile | None) -> None:
     """How the pool gets its VMs: queued provisioning is refused; Spot, flex-start and a reservation exclude each
     other; flex-start needs autoscaling, and on some machines no compact placement."""
     if keys.queued:
@@ -139,23 +164,31 @@ def _check_provisioning(read: ValueReader, keys: _PoolKeys, machine: Optional[Ma
     capacity = {"gpuSpot": keys.spot, "gpuFlexStart": keys.flex_start}
     chosen = [name for name, on in capacity.items() if on]
     if len(chosen) > 1:
-        read.problem(f"{' and '.join(f'{PROJECT}:{name}' for name in chosen)}: these provisioning modes exclude "
-                     f"each other; allowed: at most one of {', '.join(f'{PROJECT}:{name}' for name in capacity)}")
+        read.problem(
+            f"{' and '.join(f'{PROJECT}:{name}' for name in chosen)}: these provisioning modes exclude "
+            f"each other; allowed: at most one of {', '.join(f'{PROJECT}:{name}' for name in capacity)}"
+        )
     if keys.reservation:
         for name in chosen:
-            read.problem(f"{PROJECT}:{name}: cannot be combined with {PROJECT}:gpuReservation={keys.reservation!r}; "
-                         f"a reservation is consumed by on-demand VMs only; allowed: {PROJECT}:{name}=false or an "
-                         f"empty {PROJECT}:gpuReservation")
+            read.problem(
+                f"{PROJECT}:{name}: cannot be combined with {PROJECT}:gpuReservation={keys.reservation!r}; "
+                f"a reservation is consumed by on-demand VMs only; allowed: {PROJECT}:{name}=false or an "
+                f"empty {PROJECT}:gpuReservation"
+            )
     if keys.flex_start and keys.autoscaling is False:
-        read.problem(f"{PROJECT}:gpuFlexStart: needs {PROJECT}:gpuAutoscaling=true (the pool scales up from zero "
-                     f"when capacity is granted); found {PROJECT}:gpuAutoscaling=false")
+        read.problem(
+            f"{PROJECT}:gpuFlexStart: needs {PROJECT}:gpuAutoscaling=true (the pool scales up from zero "
+            f"when capacity is granted); found {PROJECT}:gpuAutoscaling=false"
+        )
     if keys.flex_start and keys.compact_placement and machine is not None and not machine.compact_placement_with_dws:
-        read.problem(f"{PROJECT}:gpuFlexStart: GKE does not support compact placement with flex-start on "
-                     f"{machine.machine_type}; found {PROJECT}:gpuCompactPlacement=true; allowed: turn one of them "
-                     f"off")
+        read.problem(
+            f"{PROJECT}:gpuFlexStart: GKE does not support compact placement with flex-start on "
+            f"{machine.machine_type}; found {PROJECT}:gpuCompactPlacement=true; allowed: turn one of them "
+            f"off"
+        )
 
 
-def _gpudirect_in_effect(read: ValueReader, keys: _PoolKeys, machine: Optional[MachineProfile]) -> Optional[GpuDirect]:
+def _gpudirect_in_effect(read: ValueReader, keys: _PoolKeys, machine: MachineProfile | None) -> GpuDirect | None:
     """The GPUDirect flavour the pool gets (NONE when the machine lacks it or it is switched off); a GPU network
     count set by hand must match it."""
     if not read_cleanly(machine, keys.gpudirect):
@@ -163,14 +196,19 @@ def _gpudirect_in_effect(read: ValueReader, keys: _PoolKeys, machine: Optional[M
     gpudirect = machine.gpudirect if keys.gpudirect else GpuDirect.NONE
     needed_nics = machine.gpu_nic_count if gpudirect is not GpuDirect.NONE else 0
     if keys.network_count and keys.network_count != needed_nics:
-        why = (f"{machine.machine_type} with GPUDirect-{gpudirect.value.upper()} uses {needed_nics} GPU NICs"
-               if needed_nics else
-               f"{machine.machine_type} uses no GPU NIC networks here (gpuDirect off or unsupported)")
-        read.problem(f"{PROJECT}:gpuNetworkCount: {why}; found {keys.network_count}; allowed: {needed_nics}, "
-                     f"or 0 to derive it from the machine")
+        why = (
+            f"{machine.machine_type} with GPUDirect-{gpudirect.value.upper()} uses {needed_nics} GPU NICs"
+            if needed_nics
+            else f"{machine.machine_type} uses no GPU NIC networks here (gpuDirect off or unsupported)"
+        )
+        read.problem(
+            f"{PROJECT}:gpuNetworkCount: {why}; found {keys.network_count}; allowed: {needed_nics}, "
+            f"or 0 to derive it from the machine"
+        )
     if machine.gpudirect is not GpuDirect.NONE and not keys.gpudirect:
-        read.warnings.append(f"{PROJECT}:gpuDirect: off on {machine.machine_type}; cross-node NCCL traffic "
-                             f"uses eth0 only")
+        read.warnings.append(
+            f"{PROJECT}:gpuDirect: off on {machine.machine_type}; cross-node NCCL traffic uses eth0 only"
+        )
     return gpudirect
 
 

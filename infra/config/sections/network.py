@@ -4,7 +4,7 @@ the range the GPU NIC subnets are cut from."""
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from infra.catalog import GPU_SUBNET_SLOTS
 from infra.config import gcp_rules
@@ -13,7 +13,7 @@ from infra.config.stackfiles import PROJECT
 from infra.config.values import ValueReader, read_cleanly
 
 RANGE_KEYS = ("primarySubnetCidr", "podsCidr", "servicesCidr", "masterCidr", "gpuNetworksCidr")
-Ranges = dict[str, Optional[ipaddress.IPv4Network]]
+Ranges = dict[str, ipaddress.IPv4Network | None]
 
 
 def read_ranges(read: ValueReader) -> Ranges:
@@ -25,27 +25,34 @@ def read_ranges(read: ValueReader) -> Ranges:
         read.problem(f"{PROJECT}:masterCidr: GKE needs a /28 for the control plane; found {master}")
         ranges["masterCidr"] = None
     if gpu is not None and gpu.prefixlen > smallest - 3:
-        read.problem(f"{PROJECT}:gpuNetworksCidr: too small to split into {GPU_SUBNET_SLOTS} GPU subnets of at "
-                     f"least /{smallest} (Google's smallest subnet); found {gpu}; allowed: "
-                     f"/{smallest - 3} or larger (/16 recommended)")
+        read.problem(
+            f"{PROJECT}:gpuNetworksCidr: too small to split into {GPU_SUBNET_SLOTS} GPU subnets of at "
+            f"least /{smallest} (Google's smallest subnet); found {gpu}; allowed: "
+            f"/{smallest - 3} or larger (/16 recommended)"
+        )
         ranges["gpuNetworksCidr"] = None
     for name in ("primarySubnetCidr", "podsCidr", "servicesCidr"):
         network = ranges[name]
         if network is not None and network.prefixlen > smallest:
-            read.problem(f"{PROJECT}:{name}: Google's smallest subnet range is a /{smallest}; "
-                         f"found {network}; allowed: /{smallest} or larger")
+            read.problem(
+                f"{PROJECT}:{name}: Google's smallest subnet range is a /{smallest}; "
+                f"found {network}; allowed: /{smallest} or larger"
+            )
             ranges[name] = None
     good = [name for name in RANGE_KEYS if ranges[name] is not None]
     for i, first in enumerate(good):
-        for second in good[i + 1:]:
+        for second in good[i + 1 :]:
             if ranges[first].overlaps(ranges[second]):
-                read.problem(f"{PROJECT}:{first} and {PROJECT}:{second}: ranges overlap; found {ranges[first]} and "
-                             f"{ranges[second]}; allowed: disjoint ranges")
+                read.problem(
+                    f"{PROJECT}:{first} and {PROJECT}:{second}: ranges overlap; found {ranges[first]} and "
+                    f"{ranges[second]}; allowed: disjoint ranges"
+                )
     return ranges
 
 
-def read_network(region: Optional[str], ranges: Mapping[str, Optional[ipaddress.IPv4Network]],
-                 pool: Optional[GpuPoolConfig]) -> Optional[NetworkConfig]:
+def read_network(
+    region: str | None, ranges: Mapping[str, ipaddress.IPv4Network | None], pool: GpuPoolConfig | None
+) -> NetworkConfig | None:
     """The network's settings from the ranges and the GPU pool's NIC count; None when any of them is bad."""
     if not read_cleanly(region, pool, *ranges.values()):
         return None
@@ -55,5 +62,5 @@ def read_network(region: Optional[str], ranges: Mapping[str, Optional[ipaddress.
         primary_subnet_cidr=str(ranges["primarySubnetCidr"]),
         pods_cidr=str(ranges["podsCidr"]),
         services_cidr=str(ranges["servicesCidr"]),
-        gpu_subnet_cidrs=tuple(str(slot) for slot in slots[:pool.gpu_network_count]),
+        gpu_subnet_cidrs=tuple(str(slot) for slot in slots[: pool.gpu_network_count]),
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from infra.catalog import RAY_LLM_IMAGE, MachineProfile
 from infra.config.sections.secure import secure_problems
@@ -20,28 +21,35 @@ from serve_app.spec import ModelSpec, parse_models
 
 _K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # A container image reference (distribution/reference's grammar, simplified): [registry[:port]/]path[:tag][@digest].
-_IMAGE = re.compile(r"([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-                    r"(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?")
+_IMAGE = re.compile(
+    r"([a-zA-Z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    r"(:[\w][\w.-]{0,127})?(@sha256:[0-9a-f]{64})?"
+)
 
 
 @dataclass(frozen=True)
 class _ServingKeys:
     """The serving keys as read, each None when missing or bad."""
 
-    models: Optional[tuple[ModelSpec, ...]]
-    namespace: Optional[str]
-    ray_image: Optional[str]  # "" for the pinned image
-    ray_cluster_upgrade: Optional[str]
-    cpu_workers: Optional[int]
-    exposure: Optional[str]
-    source_ranges: Optional[list[ipaddress.IPv4Network]]
-    api_auth: Optional[bool]
-    ready_timeout_minutes: Optional[int]
+    models: tuple[ModelSpec, ...] | None
+    namespace: str | None
+    ray_image: str | None  # "" for the pinned image
+    ray_cluster_upgrade: str | None
+    cpu_workers: int | None
+    exposure: str | None
+    source_ranges: list[ipaddress.IPv4Network] | None
+    api_auth: bool | None
+    ready_timeout_minutes: int | None
 
 
-def read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Optional[GpuPoolConfig],
-                 secure: Optional[SecureSettings], secrets: Mapping[str, Any],
-                 plain_secrets: Mapping[str, str]) -> Optional[ServingConfig]:
+def read_serving(
+    read: ValueReader,
+    machine: MachineProfile | None,
+    pool: GpuPoolConfig | None,
+    secure: SecureSettings | None,
+    secrets: Mapping[str, Any],
+    plain_secrets: Mapping[str, str],
+) -> ServingConfig | None:
     """The serving settings; None when any serving key, the GPU pool or the secure settings is bad. The rules that
     need only the machine run even when the pool is bad. `secrets` pass through unread; `plain_secrets` are the
     same values in plain text, for checks only."""
@@ -70,14 +78,20 @@ def read_serving(read: ValueReader, machine: Optional[MachineProfile], pool: Opt
 
 def _read_serving_keys(read: ValueReader) -> _ServingKeys:
     models = read_models(read)
-    namespace = read.matching("servingNamespace", lambda value: _K8S_LABEL.fullmatch(value) is not None,
-                              "a Kubernetes namespace name: 1 to 63 lowercase letters, digits and '-', starting "
-                              "and ending with a letter or digit")
+    namespace = read.matching(
+        "servingNamespace",
+        lambda value: _K8S_LABEL.fullmatch(value) is not None,
+        "a Kubernetes namespace name: 1 to 63 lowercase letters, digits and '-', starting "
+        "and ending with a letter or digit",
+    )
     if namespace == "":
         read.problem(f"{PROJECT}:servingNamespace: must not be empty; allowed: a Kubernetes namespace name")
-    ray_image = read.matching("rayImage", lambda value: _IMAGE.fullmatch(value) is not None,
-                              "a container image reference like registry/repository:tag or "
-                              "repository@sha256:<digest>, or empty for the pinned image")
+    ray_image = read.matching(
+        "rayImage",
+        lambda value: _IMAGE.fullmatch(value) is not None,
+        "a container image reference like registry/repository:tag or "
+        "repository@sha256:<digest>, or empty for the pinned image",
+    )
     return _ServingKeys(
         models=models,
         namespace=namespace,
@@ -91,17 +105,29 @@ def _read_serving_keys(read: ValueReader) -> _ServingKeys:
     )
 
 
-def _check_serving_rules(read: ValueReader, keys: _ServingKeys, machine: Optional[MachineProfile],
-                         pool: Optional[GpuPoolConfig], secure: Optional[SecureSettings]) -> None:
+def _check_serving_rules(
+    read: ValueReader,
+    keys: _ServingKeys,
+    machine: MachineProfile | None,
+    pool: GpuPoolConfig | None,
+    secure: SecureSettings | None,
+) -> None:
     """The rules between the serving keys, the models and the GPU pool, and the secure settings' serving rules."""
     exposure, models = keys.exposure, keys.models
     if keys.api_auth is False and exposure is not None and exposure != "cluster":
-        read.problem(f"{PROJECT}:apiAuth: false with {PROJECT}:serveExposure={exposure!r} would put an open "
-                     f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster")
-    if read_cleanly(keys.cpu_workers, models) and keys.cpu_workers < 1 and any(
-            model.min_replicas == 0 for model in models):
-        read.problem(f"{PROJECT}:cpuWorkers: a model that scales to zero needs a CPU worker for the ingress that "
-                     f"wakes it; found {keys.cpu_workers}; allowed: 1 or more")
+        read.problem(
+            f"{PROJECT}:apiAuth: false with {PROJECT}:serveExposure={exposure!r} would put an open "
+            f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster"
+        )
+    if (
+        read_cleanly(keys.cpu_workers, models)
+        and keys.cpu_workers < 1
+        and any(model.min_replicas == 0 for model in models)
+    ):
+        read.problem(
+            f"{PROJECT}:cpuWorkers: a model that scales to zero needs a CPU worker for the ingress that "
+            f"wakes it; found {keys.cpu_workers}; allowed: 1 or more"
+        )
     if read_cleanly(models, machine):
         read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
         capacity_errors, capacity_warnings = capacity_findings(models, machine, f"{PROJECT}:models")
@@ -113,21 +139,26 @@ def _check_serving_rules(read: ValueReader, keys: _ServingKeys, machine: Optiona
 
 def _warn_about_serving(read: ValueReader, keys: _ServingKeys, pool: GpuPoolConfig, image: str) -> None:
     if keys.exposure == "internal" and not keys.source_ranges:
-        read.warnings.append(f"{PROJECT}:serveSourceRanges: empty, so the {keys.exposure} load balancer accepts any "
-                             f"source")
+        read.warnings.append(
+            f"{PROJECT}:serveSourceRanges: empty, so the {keys.exposure} load balancer accepts any source"
+        )
     if keys.exposure == "cluster" and keys.source_ranges:
-        read.warnings.append(f"{PROJECT}:serveSourceRanges: has no effect with {PROJECT}:serveExposure=cluster "
-                             f"(no load balancer)")
+        read.warnings.append(
+            f"{PROJECT}:serveSourceRanges: has no effect with {PROJECT}:serveExposure=cluster (no load balancer)"
+        )
     if pool.driver_version == "DEFAULT" and "-cu13" in image:
-        read.warnings.append(f"{PROJECT}:gpuDriverVersion: DEFAULT with a CUDA 13 image "
-                             f"({image}); CUDA 13 needs an R580 or newer driver, which GKE's "
-                             f"default driver may not be; LATEST is the safe choice")
+        read.warnings.append(
+            f"{PROJECT}:gpuDriverVersion: DEFAULT with a CUDA 13 image "
+            f"({image}); CUDA 13 needs an R580 or newer driver, which GKE's "
+            f"default driver may not be; LATEST is the safe choice"
+        )
     if not keys.api_auth:
-        read.warnings.append(f"{PROJECT}:apiAuth: false; anyone who can reach the cluster-internal service can use "
-                             f"the models")
+        read.warnings.append(
+            f"{PROJECT}:apiAuth: false; anyone who can reach the cluster-internal service can use the models"
+        )
 
 
-def read_models(read: ValueReader) -> Optional[tuple[ModelSpec, ...]]:
+def read_models(read: ValueReader) -> tuple[ModelSpec, ...] | None:
     raw_models = read.get("models")
     if raw_models is None:
         return None
@@ -138,19 +169,20 @@ def read_models(read: ValueReader) -> Optional[tuple[ModelSpec, ...]]:
         return None
 
 
-def _check_api_key(read: ValueReader, api_key: Optional[str]) -> None:
+def _check_api_key(read: ValueReader, api_key: str | None) -> None:
     if api_key is None:
         return
     api_keys = parse_api_keys(api_key)
     short = [index for index, key in enumerate(api_keys) if len(key) < MIN_API_KEY_LENGTH]
     if short or not api_keys:
-        read.problem(f"{PROJECT}:apiKey: every key (comma-separated) needs at least {MIN_API_KEY_LENGTH} "
-                     f"characters, or the ingress refuses to start; found "
-                     f"{'no key' if not short else f'short key(s) at position(s) {short}'}")
+        read.problem(
+            f"{PROJECT}:apiKey: every key (comma-separated) needs at least {MIN_API_KEY_LENGTH} "
+            f"characters, or the ingress refuses to start; found "
+            f"{'no key' if not short else f'short key(s) at position(s) {short}'}"
+        )
 
 
-def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,
-                     max_gpu_nodes: Optional[int]) -> list[str]:
+def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile, max_gpu_nodes: int | None) -> list[str]:
     """Rules between the models and the GPU pool they run on; those about the pool's size are skipped when
     `max_gpu_nodes` is None (the size is bad and already reported)."""
     problems = []
@@ -159,29 +191,39 @@ def serving_problems(models: tuple[ModelSpec, ...], machine: MachineProfile,
     for index, model in enumerate(models):
         where = f"{PROJECT}:models[{index}]"
         if model.accelerator_type != machine.ray_accelerator:
-            problems.append(f"{where}.acceleratorType: {model.accelerator_type!r} does not match the GPU pool's "
-                            f"{machine.gke_accelerator} ({machine.machine_type}); allowed: "
-                            f"{machine.ray_accelerator!r}")
+            problems.append(
+                f"{where}.acceleratorType: {model.accelerator_type!r} does not match the GPU pool's "
+                f"{machine.gke_accelerator} ({machine.machine_type}); allowed: "
+                f"{machine.ray_accelerator!r}"
+            )
         tensor = model.tensor_parallel_size
         if per_node % tensor:
-            problems.append(f"{where}.tensorParallelSize: a tensor-parallel group stays within one node (its GPUs "
-                            f"exchange activations every layer; only pipeline stages cross nodes); found {tensor} "
-                            f"on {machine.machine_type} nodes with {per_node} GPUs; allowed: a divisor of "
-                            f"{per_node} ({', '.join(str(n) for n in range(1, per_node + 1) if per_node % n == 0)}); "
-                            f"use pipelineParallelSize to span nodes")
+            problems.append(
+                f"{where}.tensorParallelSize: a tensor-parallel group stays within one node (its GPUs "
+                f"exchange activations every layer; only pipeline stages cross nodes); found {tensor} "
+                f"on {machine.machine_type} nodes with {per_node} GPUs; allowed: a divisor of "
+                f"{per_node} ({', '.join(str(n) for n in range(1, per_node + 1) if per_node % n == 0)}); "
+                f"use pipelineParallelSize to span nodes"
+            )
             continue
         gpus = model.gpus_per_replica
         if gpus % per_node and per_node % gpus:
-            problems.append(f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
-                            f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
-                            f"{per_node}, or a divisor of it so that replicas share a node evenly")
+            problems.append(
+                f"{where}: tensorParallelSize x pipelineParallelSize = {gpus} GPUs does not fill "
+                f"whole {machine.machine_type} nodes ({per_node} GPUs each); allowed: a multiple of "
+                f"{per_node}, or a divisor of it so that replicas share a node evenly"
+            )
         elif pool_gpus is not None and gpus * max(model.min_replicas, 1) > pool_gpus:
-            problems.append(f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
-                            f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
-                            f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
-                            f"or shrink the model")
+            problems.append(
+                f"{where}: needs {gpus * max(model.min_replicas, 1)} GPUs "
+                f"({max(model.min_replicas, 1)} x {gpus}) but the GPU pool can never have more than "
+                f"{pool_gpus} ({max_gpu_nodes} x {per_node}); allowed: raise gpuNodeCount/gpuMaxNodes "
+                f"or shrink the model"
+            )
     needed = sum(model.gpus_per_replica * model.min_replicas for model in models)
     if pool_gpus is not None and needed > pool_gpus and not problems:
-        problems.append(f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
-                        f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool")
+        problems.append(
+            f"{PROJECT}:models: the minimum replicas need {needed} GPUs together but the GPU pool can "
+            f"never have more than {pool_gpus}; allowed: lower minReplicas or grow the pool"
+        )
     return problems

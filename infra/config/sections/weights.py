@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from configkit import shown
 from infra.catalog import RAY_LLM_IMAGE
@@ -36,8 +37,10 @@ RUNAI_LOAD_FORMAT = "runai_streamer"
 RUNAI_EXTRA_CONFIG_KEYS = ("distributed", "concurrency", "memory_limit")
 RUNAI_EXTRA_CONFIG_DEFAULTS = {"distributed": True, "concurrency": 16, "memory_limit": 100_000_000_000}
 # Why runai_streamer_sharded is refused, whatever the topology (vLLM 0.29 sharded_state_loader.py).
-SHARDED_REFUSAL = ("vLLM 0.29's runai_streamer_sharded cannot list gs:// checkpoints (it globs only s3://) and "
-                   "keys shards by tensor-parallel rank only, so pipeline stages collide")
+SHARDED_REFUSAL = (
+    "vLLM 0.29's runai_streamer_sharded cannot list gs:// checkpoints (it globs only s3://) and "
+    "keys shards by tensor-parallel rank only, so pipeline stages collide"
+)
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
 
 
@@ -64,7 +67,7 @@ def default_bucket_name(gcp_project: str, stack: str) -> str:
     return name
 
 
-def read_weight_keys(read: ValueReader) -> Optional[WeightKeys]:
+def read_weight_keys(read: ValueReader) -> WeightKeys | None:
     """This section's keys (type and choice problems are recorded by the reader); None when any of them is bad."""
     keys = WeightKeys(
         default_source=read.get("weightSource"),
@@ -78,9 +81,17 @@ def read_weight_keys(read: ValueReader) -> Optional[WeightKeys]:
     return keys if read_cleanly(*vars(keys).values()) else None
 
 
-def resolve_weights(keys: WeightKeys, models: tuple[ModelSpec, ...], *, stack: str, gcp_project: str,
-                    region: str, deletion_protection: bool, ray_image: str,
-                    secrets: Mapping[str, Any]) -> tuple[WeightsConfig, list[str], list[str]]:
+def resolve_weights(
+    keys: WeightKeys,
+    models: tuple[ModelSpec, ...],
+    *,
+    stack: str,
+    gcp_project: str,
+    region: str,
+    deletion_protection: bool,
+    ray_image: str,
+    secrets: Mapping[str, Any],
+) -> tuple[WeightsConfig, list[str], list[str]]:
     """Stage 2: every model's weight source, the model store, and the rules between them.
     Returns the config, the problems (each naming its key) and warnings."""
     bucket = keys.store_bucket or default_bucket_name(gcp_project, stack)
@@ -89,47 +100,61 @@ def resolve_weights(keys: WeightKeys, models: tuple[ModelSpec, ...], *, stack: s
     warnings: list[str] = []
     access_key, secret_key = secrets.get("s3AccessKeyId"), secrets.get("s3SecretAccessKey")
     if (access_key is None) != (secret_key is None):
-        problems.append(f"{PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey: set both or neither; found only "
-                        f"{'s3AccessKeyId' if access_key is not None else 's3SecretAccessKey'}")
+        problems.append(
+            f"{PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey: set both or neither; found only "
+            f"{'s3AccessKeyId' if access_key is not None else 's3SecretAccessKey'}"
+        )
     resolved: list[ModelWeights] = []
     for index, model in enumerate(models):
         weights, model_problems, model_warnings = _resolve_model(
-            f"{PROJECT}:models[{index}]", model, keys, bucket, ray_image, s3_credentials=access_key is not None)
+            f"{PROJECT}:models[{index}]", model, keys, bucket, ray_image, s3_credentials=access_key is not None
+        )
         problems += model_problems
         warnings += model_warnings
         if weights is not None:
             resolved.append(weights)
 
     uses_store = any(weights.uses_store for weights in resolved)
-    return WeightsConfig(
-        models=tuple(resolved),
-        store=ModelStoreConfig(bucket, location, keys.store_force_destroy) if uses_store else None,
-        staging_timeout_minutes=keys.staging_timeout_minutes,  # its range (1 or more) is checked when it is read
-        s3_endpoint_url=keys.s3_endpoint_url or "",
-        s3_access_key_id=access_key,
-        s3_secret_access_key=secret_key,
-    ), problems, warnings
+    return (
+        WeightsConfig(
+            models=tuple(resolved),
+            store=ModelStoreConfig(bucket, location, keys.store_force_destroy) if uses_store else None,
+            staging_timeout_minutes=keys.staging_timeout_minutes,  # its range (1 or more) is checked when it is read
+            s3_endpoint_url=keys.s3_endpoint_url or "",
+            s3_access_key_id=access_key,
+            s3_secret_access_key=secret_key,
+        ),
+        problems,
+        warnings,
+    )
 
 
 def _store_problems(keys: WeightKeys, bucket: str, location: str, region: str, deletion_protection: bool) -> list[str]:
     """The model store's name, place and deletion rule."""
     problems = []
     if not _BUCKET.fullmatch(bucket) or ".." in bucket or bucket.startswith("goog"):
-        problems.append(f"{PROJECT}:modelStoreBucket: not a valid bucket name; found {bucket!r}; allowed: 3-63 "
-                        f"lowercase letters, digits, '-', '_', '.', starting and ending with a letter or digit")
+        problems.append(
+            f"{PROJECT}:modelStoreBucket: not a valid bucket name; found {bucket!r}; allowed: 3-63 "
+            f"lowercase letters, digits, '-', '_', '.', starting and ending with a letter or digit"
+        )
     if location != region.lower():
-        problems.append(f"{PROJECT}:modelStoreLocation: the model store must be in the GPU pool's region so both "
-                        f"nodes read it without cross-region egress; found {keys.store_location!r}; "
-                        f"allowed: {region!r} (gcp:region) or empty")
+        problems.append(
+            f"{PROJECT}:modelStoreLocation: the model store must be in the GPU pool's region so both "
+            f"nodes read it without cross-region egress; found {keys.store_location!r}; "
+            f"allowed: {region!r} (gcp:region) or empty"
+        )
     if keys.store_force_destroy and deletion_protection:
-        problems.append(f"{PROJECT}:modelStoreForceDestroy: true would let `pulumi destroy` delete every staged "
-                        f"model of a protected stack; found true with {PROJECT}:deletionProtection=true; allowed: "
-                        f"false, or turn deletionProtection off first (throwaway stacks only)")
+        problems.append(
+            f"{PROJECT}:modelStoreForceDestroy: true would let `pulumi destroy` delete every staged "
+            f"model of a protected stack; found true with {PROJECT}:deletionProtection=true; allowed: "
+            f"false, or turn deletionProtection off first (throwaway stacks only)"
+        )
     return problems
 
 
-def _resolve_model(where: str, model: ModelSpec, keys: WeightKeys, bucket: str, ray_image: str, *,
-                   s3_credentials: bool) -> tuple[Optional[ModelWeights], list[str], list[str]]:
+def _resolve_model(
+    where: str, model: ModelSpec, keys: WeightKeys, bucket: str, ray_image: str, *, s3_credentials: bool
+) -> tuple[ModelWeights | None, list[str], list[str]]:
     """One model's weights (None when they cannot be resolved), its problems and warnings."""
     chosen = model.weight_source or keys.default_source
     if chosen == "auto":
@@ -141,31 +166,38 @@ def _resolve_model(where: str, model: ModelSpec, keys: WeightKeys, bucket: str, 
     if weights.source == "runai-streamer":
         problems += _runai_problems(where, model, keys.image_has_runai_streamer, ray_image)
         if model.pipeline_parallel_size > 1:
-            warnings.append(f"{where}.weightSource: runai-streamer with pipelineParallelSize="
-                            f"{model.pipeline_parallel_size} is accepted by vLLM 0.29 but distributed "
-                            f"streaming across pipeline stages on two nodes is unverified; try it on a "
-                            f"non-production stack first")
+            warnings.append(
+                f"{where}.weightSource: runai-streamer with pipelineParallelSize="
+                f"{model.pipeline_parallel_size} is accepted by vLLM 0.29 but distributed "
+                f"streaming across pipeline stages on two nodes is unverified; try it on a "
+                f"non-production stack first"
+            )
     else:
         problems += _load_format_problems(where, model, weights.source)
     if weights.origin.startswith("s3://") and not s3_credentials:
-        warnings.append(f"{where}.source: {weights.origin} is staged without credentials "
-                        f"({PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey unset); only a public bucket "
-                        f"works")
+        warnings.append(
+            f"{where}.source: {weights.origin} is staged without credentials "
+            f"({PROJECT}:s3AccessKeyId/{PROJECT}:s3SecretAccessKey unset); only a public bucket "
+            f"works"
+        )
     return weights, problems, warnings
 
 
-def _model_weights(where: str, model: ModelSpec, chosen: str, bucket: str) \
-        -> tuple[Optional[ModelWeights], list[str]]:
+def _model_weights(where: str, model: ModelSpec, chosen: str, bucket: str) -> tuple[ModelWeights | None, list[str]]:
     source, revision = model.model_source, model.weights_revision
     if chosen == "huggingface":
         if revision is not None:
-            return None, [f"{where}.revision: only used with weightSource gcsfuse or runai-streamer (it names the "
-                          f"model store folder); found {revision!r} with weightSource huggingface; allowed: "
-                          f"remove it (pin a Hub commit with engineKwargs.revision)"]
+            return None, [
+                f"{where}.revision: only used with weightSource gcsfuse or runai-streamer (it names the "
+                f"model store folder); found {revision!r} with weightSource huggingface; allowed: "
+                f"remove it (pin a Hub commit with engineKwargs.revision)"
+            ]
         return ModelWeights(model.model_id, chosen), []
 
-    allowed = (f"a Hugging Face id with revision: <40-character commit>, s3://<bucket>/<prefix> with revision: "
-               f"<label>, or gs://{bucket}/<id>/<revision> staged by hand with `python -m staging`")
+    allowed = (
+        f"a Hugging Face id with revision: <40-character commit>, s3://<bucket>/<prefix> with revision: "
+        f"<label>, or gs://{bucket}/<id>/<revision> staged by hand with `python -m staging`"
+    )
     if source.startswith("gs://"):
         try:
             source_bucket, path = split_uri(source, "gs")
@@ -173,33 +205,45 @@ def _model_weights(where: str, model: ModelSpec, chosen: str, bucket: str) \
             return None, [f"{where}.source: gs:// URI without a valid bucket; found {source!r}; allowed: {allowed}"]
         parts = path.strip("/").rsplit("/", 1)
         if source_bucket != bucket or len(parts) != 2 or parts[0] != model.model_id:
-            return None, [f"{where}.source: weightSource {chosen} reads the stack's model store, at "
-                          f"gs://{bucket}/{model.model_id}/<revision>; found {source!r}; allowed: {allowed}"]
+            return None, [
+                f"{where}.source: weightSource {chosen} reads the stack's model store, at "
+                f"gs://{bucket}/{model.model_id}/<revision>; found {source!r}; allowed: {allowed}"
+            ]
         if revision is not None and revision != parts[1]:
-            return None, [f"{where}.revision: {revision!r} disagrees with the revision in source {source!r}; "
-                          f"allowed: leave it unset"]
+            return None, [
+                f"{where}.revision: {revision!r} disagrees with the revision in source {source!r}; "
+                f"allowed: leave it unset"
+            ]
         return _store_weights(where, model, chosen, "", parts[1])
     if source.startswith("s3://"):
         try:
             split_uri(source, "s3")
         except ValueError:
-            return None, [f"{where}.source: s3:// URI without a valid bucket; found {source!r}; allowed: "
-                          f"s3://<bucket>/<prefix of the snapshot>"]
+            return None, [
+                f"{where}.source: s3:// URI without a valid bucket; found {source!r}; allowed: "
+                f"s3://<bucket>/<prefix of the snapshot>"
+            ]
         if revision is None or not REVISION_LABEL.fullmatch(revision):
-            return None, [f"{where}.revision: an s3:// source needs a label naming its store folder; found "
-                          f"{revision!r}; allowed: letters, digits, '.', '_', '-' (e.g. v1 or 2026-11)"]
+            return None, [
+                f"{where}.revision: an s3:// source needs a label naming its store folder; found "
+                f"{revision!r}; allowed: letters, digits, '.', '_', '-' (e.g. v1 or 2026-11)"
+            ]
         return _store_weights(where, model, chosen, source, revision)
     if "://" in source or source.startswith("/"):
-        return None, [f"{where}.source: weightSource {chosen} cannot stage {source!r} from the cluster; allowed: "
-                      f"{allowed}"]
+        return None, [
+            f"{where}.source: weightSource {chosen} cannot stage {source!r} from the cluster; allowed: {allowed}"
+        ]
     if revision is None or not HF_COMMIT.fullmatch(revision):
-        return None, [f"{where}.revision: weightSource {chosen} stages {source} at one Hub commit; found "
-                      f"{revision!r}; allowed: the 40-character commit id (HfApi().model_info({source!r}).sha)"]
+        return None, [
+            f"{where}.revision: weightSource {chosen} stages {source} at one Hub commit; found "
+            f"{revision!r}; allowed: the 40-character commit id (HfApi().model_info({source!r}).sha)"
+        ]
     return _store_weights(where, model, chosen, source, revision)
 
 
-def _store_weights(where: str, model: ModelSpec, chosen: str, origin: str, revision: str) \
-        -> tuple[Optional[ModelWeights], list[str]]:
+def _store_weights(
+    where: str, model: ModelSpec, chosen: str, origin: str, revision: str
+) -> tuple[ModelWeights | None, list[str]]:
     try:
         prefix = model_prefix(model.model_id, revision)
     except ValueError as error:
@@ -210,38 +254,53 @@ def _store_weights(where: str, model: ModelSpec, chosen: str, origin: str, revis
 def _runai_problems(where: str, model: ModelSpec, image_has_streamer: bool, ray_image: str) -> list[str]:
     problems = []
     if not image_has_streamer or ray_image == RAY_LLM_IMAGE:
-        found = (f"rayImage={ray_image!r} (the pinned image, not known to contain it)" if ray_image == RAY_LLM_IMAGE
-                 else f"rayImageHasRunaiStreamer=false for rayImage={ray_image!r}")
-        problems.append(f"{where}.weightSource: runai-streamer needs runai-model-streamer[gcs] in the Ray image "
-                        f"(ray[llm] does not install it); found {found}; allowed: build an image FROM "
-                        f"{RAY_LLM_IMAGE} with `pip install runai-model-streamer[gcs]==0.17.1`, set "
-                        f"{PROJECT}:rayImage to it and {PROJECT}:rayImageHasRunaiStreamer=true, or use gcsfuse")
+        found = (
+            f"rayImage={ray_image!r} (the pinned image, not known to contain it)"
+            if ray_image == RAY_LLM_IMAGE
+            else f"rayImageHasRunaiStreamer=false for rayImage={ray_image!r}"
+        )
+        problems.append(
+            f"{where}.weightSource: runai-streamer needs runai-model-streamer[gcs] in the Ray image "
+            f"(ray[llm] does not install it); found {found}; allowed: build an image FROM "
+            f"{RAY_LLM_IMAGE} with `pip install runai-model-streamer[gcs]==0.17.1`, set "
+            f"{PROJECT}:rayImage to it and {PROJECT}:rayImageHasRunaiStreamer=true, or use gcsfuse"
+        )
     load_format = model.engine_kwargs.get("load_format")
     if load_format == "runai_streamer_sharded":
-        problems.append(f"{where}.engineKwargs.load_format: runai_streamer_sharded is refused: {SHARDED_REFUSAL}; "
-                        f"found {load_format!r}; allowed: leave it unset (weightSource runai-streamer sets "
-                        f"{RUNAI_LOAD_FORMAT})")
+        problems.append(
+            f"{where}.engineKwargs.load_format: runai_streamer_sharded is refused: {SHARDED_REFUSAL}; "
+            f"found {load_format!r}; allowed: leave it unset (weightSource runai-streamer sets "
+            f"{RUNAI_LOAD_FORMAT})"
+        )
     elif load_format is not None:
-        problems.append(f"{where}.engineKwargs.load_format: weightSource runai-streamer sets it to "
-                        f"{RUNAI_LOAD_FORMAT}; found {load_format!r}; allowed: leave it unset")
+        problems.append(
+            f"{where}.engineKwargs.load_format: weightSource runai-streamer sets it to "
+            f"{RUNAI_LOAD_FORMAT}; found {load_format!r}; allowed: leave it unset"
+        )
     extra = model.engine_kwargs.get("model_loader_extra_config")
     if extra is not None:
         if not isinstance(extra, Mapping) or set(extra) - set(RUNAI_EXTRA_CONFIG_KEYS):
-            problems.append(f"{where}.engineKwargs.model_loader_extra_config: vLLM 0.29's runai_streamer loader "
-                            f"accepts only {', '.join(RUNAI_EXTRA_CONFIG_KEYS)}; found {shown(extra)}")
+            problems.append(
+                f"{where}.engineKwargs.model_loader_extra_config: vLLM 0.29's runai_streamer loader "
+                f"accepts only {', '.join(RUNAI_EXTRA_CONFIG_KEYS)}; found {shown(extra)}"
+            )
         elif extra.get("distributed") is False and model.tensor_parallel_size > 1:
-            problems.append(f"{where}.engineKwargs.model_loader_extra_config.distributed: false makes each of "
-                            f"the {model.tensor_parallel_size} ranks per node stream every byte "
-                            f"({model.tensor_parallel_size}x the reads); found false; allowed: true or unset")
+            problems.append(
+                f"{where}.engineKwargs.model_loader_extra_config.distributed: false makes each of "
+                f"the {model.tensor_parallel_size} ranks per node stream every byte "
+                f"({model.tensor_parallel_size}x the reads); found false; allowed: true or unset"
+            )
     return problems
 
 
 def _load_format_problems(where: str, model: ModelSpec, source: str) -> list[str]:
     load_format = model.engine_kwargs.get("load_format")
     if isinstance(load_format, str) and load_format.startswith("runai_streamer"):
-        return [f"{where}.engineKwargs.load_format: {load_format} streams from object storage, but weightSource "
-                f"is {source}; found {load_format!r}; allowed: weightSource runai-streamer (which sets it), or "
-                f"remove load_format"]
+        return [
+            f"{where}.engineKwargs.load_format: {load_format} streams from object storage, but weightSource "
+            f"is {source}; found {load_format!r}; allowed: weightSource runai-streamer (which sets it), or "
+            f"remove load_format"
+        ]
     return []
 
 
@@ -262,6 +321,8 @@ def weights_summary(weights: WeightsConfig) -> list[str]:
         how = f"staged by a Job from {model.origin}" if model.staged_by_job else "staged by hand"
         lines.append(f"{model.model_id}: {model.source} from {where} ({how})")
     if weights.store is not None:
-        lines.append(f"model store: {weights.store.bucket} in {weights.store.location}"
-                     + (", force-destroy on" if weights.store.force_destroy else ""))
+        lines.append(
+            f"model store: {weights.store.bucket} in {weights.store.location}"
+            + (", force-destroy on" if weights.store.force_destroy else "")
+        )
     return lines

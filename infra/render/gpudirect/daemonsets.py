@@ -43,12 +43,14 @@ def _node_daemonset(
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [
-                        {"matchExpressions": [
-                            {"key": ACCELERATOR_NODE_LABEL, "operator": "In", "values": accelerators},
-                        ]},
-                    ],
-                },
-            },
+                        {
+                            "matchExpressions": [
+                                {"key": ACCELERATOR_NODE_LABEL, "operator": "In", "values": accelerators}
+                            ]
+                        }
+                    ]
+                }
+            }
         },
         # Tolerate every taint, not only the GPU one: these must run on every node a GPUDirect workload can
         # land on, including nodes with extra taints such as flex-start/queued provisioning's
@@ -110,22 +112,23 @@ _INSTALLER_DESTINATION = f"{_INSTALLER_BIN_MOUNT}/nvidia/lib64"
 
 def _plugin_install_container(flavour: GpuDirect) -> dict[str, Any]:
     spec = FLAVOURS[flavour]
-    script = "\n".join([
-        "set -ex",
-        "chmod 755 /scripts/container_entry.sh",
-        # Installs the NCCL net plugin *and* the NCCL core it was qualified with into the staging dir.
-        "/scripts/container_entry.sh install --install-nccl",
-        f"mkdir -p {_INSTALLER_DESTINATION}",
-        f"cp -r {spec.installer_staging_dir}/. {_INSTALLER_DESTINATION}",
-        'echo "installation finishes"',
-    ])
+    script = "\n".join(
+        [
+            "set -ex",
+            "chmod 755 /scripts/container_entry.sh",
+            # Installs the NCCL net plugin *and* the NCCL core it was qualified with into the staging dir.
+            "/scripts/container_entry.sh install --install-nccl",
+            f"mkdir -p {_INSTALLER_DESTINATION}",
+            f"cp -r {spec.installer_staging_dir}/. {_INSTALLER_DESTINATION}",
+            'echo "installation finishes"',
+        ]
+    )
     return {
         "name": spec.installer_name,
         "image": GPUDIRECT_RELEASES[flavour].installer_image,
         "resources": {"requests": {"cpu": "150m"}},
         "securityContext": {"privileged": True},
-        "volumeMounts": [volume_mount("var-lib", "/var/lib"),
-                         volume_mount("kubernetes-bin", _INSTALLER_BIN_MOUNT)],
+        "volumeMounts": [volume_mount("var-lib", "/var/lib"), volume_mount("kubernetes-bin", _INSTALLER_BIN_MOUNT)],
         "command": ["/bin/sh", "-c"],
         "args": [script],
     }
@@ -133,27 +136,29 @@ def _plugin_install_container(flavour: GpuDirect) -> dict[str, Any]:
 
 def _tcpxo_host_setup_container() -> dict[str, Any]:
     """Prepares an A3 Mega host for TCPXO; runs in the host's namespaces via nsenter on PID 1."""
-    script = "\n".join([
-        # COS's host firewall drops inbound TCP by default and the qualified TCPXO setup opens it. `-C`
-        # first keeps the rule single when the DaemonSet pod restarts.
-        "{ /sbin/iptables -C INPUT -p tcp -m tcp -j ACCEPT || /sbin/iptables -I INPUT -p tcp -m tcp -j ACCEPT; }"
-        " && modprobe import-helper",  # provides /dev/dmabuf_import_helper for the tcpxo-daemon
-        f"sudo mkdir -p {APERTURE_DEVICES_DIR}",
-        # One bind mount per NIC aperture (PCI id 1ae0:0084), named by its PCI address.
-        "while IFS= read -r line; do",
-        "  BDF=$(echo \"$line\" | awk '{print $1}')",
-        f"  target=\"{APERTURE_DEVICES_DIR}/$BDF\"",
-        "  device=$(readlink -f \"/sys/bus/pci/devices/$BDF\")",
-        "  sudo mkdir -p \"$target\"",
-        "  sudo umount -R \"$target\"",  # fails harmlessly on first boot; makes a restart idempotent
-        "  sudo mount --bind \"$device\" \"$target\"",
-        "done < <(lspci -nn -D | grep '1ae0:0084')",
-        # The workload is unprivileged and must mmap the apertures' resource files.
-        f"if [ -d {APERTURE_DEVICES_DIR} ]; then",
-        f"  chmod -R a+r {APERTURE_DEVICES_DIR}/",
-        f"  chmod a+rw {APERTURE_DEVICES_DIR}/*/resource*",
-        "fi",
-    ])
+    script = "\n".join(
+        [
+            # COS's host firewall drops inbound TCP by default and the qualified TCPXO setup opens it. `-C`
+            # first keeps the rule single when the DaemonSet pod restarts.
+            "{ /sbin/iptables -C INPUT -p tcp -m tcp -j ACCEPT || /sbin/iptables -I INPUT -p tcp -m tcp -j ACCEPT; }"
+            " && modprobe import-helper",  # provides /dev/dmabuf_import_helper for the tcpxo-daemon
+            f"sudo mkdir -p {APERTURE_DEVICES_DIR}",
+            # One bind mount per NIC aperture (PCI id 1ae0:0084), named by its PCI address.
+            "while IFS= read -r line; do",
+            "  BDF=$(echo \"$line\" | awk '{print $1}')",
+            f'  target="{APERTURE_DEVICES_DIR}/$BDF"',
+            '  device=$(readlink -f "/sys/bus/pci/devices/$BDF")',
+            '  sudo mkdir -p "$target"',
+            '  sudo umount -R "$target"',  # fails harmlessly on first boot; makes a restart idempotent
+            '  sudo mount --bind "$device" "$target"',
+            "done < <(lspci -nn -D | grep '1ae0:0084')",
+            # The workload is unprivileged and must mmap the apertures' resource files.
+            f"if [ -d {APERTURE_DEVICES_DIR} ]; then",
+            f"  chmod -R a+r {APERTURE_DEVICES_DIR}/",
+            f"  chmod a+rw {APERTURE_DEVICES_DIR}/*/resource*",
+            "fi",
+        ]
+    )
     return {
         "name": "pre-installation",
         "image": HOST_SETUP_IMAGE,
@@ -177,10 +182,7 @@ def nccl_installer_daemonset(flavour: GpuDirect) -> dict[str, Any]:
     init_containers = [_plugin_install_container(flavour)]
     if flavour is GpuDirect.TCPXO:
         init_containers.insert(0, _tcpxo_host_setup_container())
-    volumes = [
-        host_path_volume("var-lib", "/var/lib"),
-        host_path_volume("kubernetes-bin", HOST_KUBERNETES_BIN),
-    ]
+    volumes = [host_path_volume("var-lib", "/var/lib"), host_path_volume("kubernetes-bin", HOST_KUBERNETES_BIN)]
     return _node_daemonset(
         spec.installer_name,
         accelerators=gpudirect_accelerators([flavour]),

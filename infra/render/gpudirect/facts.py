@@ -68,8 +68,9 @@ def supported(flavour: GpuDirect, what: str) -> Flavour:
     """The flavour's facts, or a ValueError that names the flavour and the ones that would work."""
     if flavour not in FLAVOURS:
         allowed = ", ".join(f.value for f in FLAVOURS)
-        raise ValueError(f"{what} needs a GPUDirect flavour, got GpuDirect.{flavour.name} ('{flavour.value}'); "
-                         f"use one of: {allowed}")
+        raise ValueError(
+            f"{what} needs a GPUDirect flavour, got GpuDirect.{flavour.name} ('{flavour.value}'); use one of: {allowed}"
+        )
     return FLAVOURS[flavour]
 
 
@@ -86,8 +87,10 @@ def _catalog_max(flavour: GpuDirect, attribute: str) -> int:
 def check_count(name: str, value: int, flavour: GpuDirect, catalog_attribute: str) -> None:
     maximum = _catalog_max(flavour, catalog_attribute)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ValueError(f"{name} for GpuDirect.{flavour.name} must be an integer in 1..{maximum} "
-                         f"(catalog `{catalog_attribute}`), got {value!r}")
+        raise ValueError(
+            f"{name} for GpuDirect.{flavour.name} must be an integer in 1..{maximum} "
+            f"(catalog `{catalog_attribute}`), got {value!r}"
+        )
 
 
 # --------------------------------------------------------------------------------------------------------

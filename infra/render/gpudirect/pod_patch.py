@@ -47,8 +47,10 @@ def _names(items: Iterable[dict[str, Any]], key: str = "name") -> list[str]:
 def _raise_on_overlap(what: str, existing: Iterable[str], added: Iterable[str], where: str) -> None:
     clash = sorted(set(existing) & set(added))
     if clash:
-        raise ValueError(f"GPUDirect patch would duplicate {what} {', '.join(clash)} in {where}; "
-                         f"rename or remove them from the pod spec")
+        raise ValueError(
+            f"GPUDirect patch would duplicate {what} {', '.join(clash)} in {where}; "
+            f"rename or remove them from the pod spec"
+        )
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,13 @@ class PodPatch:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.annotations or self.init_containers or self.volumes
-                    or self.container_volume_mounts or self.container_env)
+        return not (
+            self.annotations
+            or self.init_containers
+            or self.volumes
+            or self.container_volume_mounts
+            or self.container_env
+        )
 
     def apply_to_pod_spec(self, pod_spec: dict[str, Any], container_name: str) -> dict[str, Any]:
         """A new pod spec with this patch merged into the container named `container_name`.
@@ -86,19 +93,23 @@ class PodPatch:
         containers = spec.get("containers") or []
         target = next((c for c in containers if c.get("name") == container_name), None)
         if target is None:
-            raise ValueError(f"container {container_name!r} not found in pod spec; containers are: "
-                             f"{', '.join(_names(containers)) or '(none)'}")
+            raise ValueError(
+                f"container {container_name!r} not found in pod spec; containers are: "
+                f"{', '.join(_names(containers)) or '(none)'}"
+            )
 
         init_containers = spec.get("initContainers") or []
-        _raise_on_overlap("container name(s)", _names(containers) + _names(init_containers),
-                          _names(self.init_containers), "the pod")
+        _raise_on_overlap(
+            "container name(s)", _names(containers) + _names(init_containers), _names(self.init_containers), "the pod"
+        )
         volumes = spec.get("volumes") or []
         _raise_on_overlap("volume name(s)", _names(volumes), _names(self.volumes), "spec.volumes")
         where = f"container {container_name!r}"
         mounts = target.get("volumeMounts") or []
         _raise_on_overlap("volume mount name(s)", _names(mounts), _names(self.container_volume_mounts), where)
-        _raise_on_overlap("mount path(s)", _names(mounts, "mountPath"),
-                          _names(self.container_volume_mounts, "mountPath"), where)
+        _raise_on_overlap(
+            "mount path(s)", _names(mounts, "mountPath"), _names(self.container_volume_mounts, "mountPath"), where
+        )
         env = target.get("env") or []
         _raise_on_overlap("env var(s)", _names(env), _names(self.container_env), where)
 
@@ -124,8 +135,10 @@ class PodPatch:
         annotations = dict(metadata.get("annotations") or {})
         conflicting = sorted(k for k, v in self.annotations.items() if k in annotations and annotations[k] != v)
         if conflicting:
-            raise ValueError(f"GPUDirect patch would overwrite annotation(s) {', '.join(conflicting)}; "
-                             f"remove them from the pod template")
+            raise ValueError(
+                f"GPUDirect patch would overwrite annotation(s) {', '.join(conflicting)}; "
+                f"remove them from the pod template"
+            )
         annotations.update(self.annotations)
         if annotations:
             metadata["annotations"] = annotations
@@ -135,8 +148,7 @@ class PodPatch:
 
 def _interfaces_annotation(nic_count: int) -> str:
     interfaces = [{"interfaceName": PRIMARY_INTERFACE, "network": DEFAULT_POD_NETWORK}]
-    interfaces += [{"interfaceName": interface_name(i), "network": network_name(i)}
-                   for i in range(1, nic_count + 1)]
+    interfaces += [{"interfaceName": interface_name(i), "network": network_name(i)} for i in range(1, nic_count + 1)]
     return json.dumps(interfaces, separators=(",", ":"))
 
 
@@ -157,11 +169,15 @@ def _tcpx_daemon() -> dict[str, Any]:
         "restartPolicy": "Always",
         "command": [
             "/tcpgpudmarxd/build/app/tcpgpudmarxd",
-            "--gpu_nic_preset", "a3vm",
-            "--gpu_shmem_type", "fd",
-            "--uds_path", TCPX_DAEMON_SOCKET_DIR,
+            "--gpu_nic_preset",
+            "a3vm",
+            "--gpu_shmem_type",
+            "fd",
+            "--uds_path",
+            TCPX_DAEMON_SOCKET_DIR,
             # Byte for byte as in CEA's qualified manifest (escaped quotes included): RxDM forwards it.
-            "--setup_param", '\\"--verbose 128 2 0 \\"',
+            "--setup_param",
+            '\\"--verbose 128 2 0 \\"',
         ],
         "securityContext": {"capabilities": {"add": ["NET_ADMIN"]}},
         "env": [env_var("LD_LIBRARY_PATH", NCCL_LIB_DIR)],
@@ -176,11 +192,9 @@ def _tcpx_daemon() -> dict[str, Any]:
 
 def _tcpxo_daemon() -> dict[str, Any]:
     # `--num_nics` is gone: it has been ignored since the Nov 2025 release.
-    script = "\n".join([
-        "set -ex",
-        "chmod 755 /fts/entrypoint_rxdm_container.sh",
-        "/fts/entrypoint_rxdm_container.sh --num_hops=2",
-    ])
+    script = "\n".join(
+        ["set -ex", "chmod 755 /fts/entrypoint_rxdm_container.sh", "/fts/entrypoint_rxdm_container.sh --num_hops=2"]
+    )
     return {
         "name": FLAVOURS[GpuDirect.TCPXO].daemon_name,
         "image": GPUDIRECT_RELEASES[GpuDirect.TCPXO].rxdm_image,
@@ -190,10 +204,7 @@ def _tcpxo_daemon() -> dict[str, Any]:
         "command": ["/bin/sh", "-c"],
         "args": [script],
         "securityContext": {"capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE"]}},
-        "env": [
-            env_var("LD_LIBRARY_PATH", NCCL_LIB_DIR),
-            env_var("HEALTH_CHECK_LOG_FILE", _TCPXO_HEALTH_CHECK_FILE),
-        ],
+        "env": [env_var("LD_LIBRARY_PATH", NCCL_LIB_DIR), env_var("HEALTH_CHECK_LOG_FILE", _TCPXO_HEALTH_CHECK_FILE)],
         # A node with broken host components never writes the file; fail there within ~30 s instead of
         # letting NCCL hang later. Until it succeeds, the main container does not start.
         "startupProbe": {
