@@ -97,7 +97,7 @@ def uv_executable() -> Path:
     pinned = pins((ROOT / LOCK_TOOL.lock).read_text())["uv"]
     uv = LOCK_VENV / "bin" / "uv"
     if uv.exists():
-        installed = subprocess.run([uv, "--version"], capture_output=True, text=True).stdout.split()[1:2]
+        installed = subprocess.run([uv, "--version"], check=False, capture_output=True, text=True).stdout.split()[1:2]
         if installed == [pinned]:
             return uv
     subprocess.run([sys.executable, "-m", "venv", "--clear", LOCK_VENV], check=True)
