@@ -4,7 +4,7 @@ Starts `gcp-storage-emulator` on 127.0.0.1, stages each model directory into it 
 gives back a read-only copy of the staged folder, fetched from the store, to serve from: the stand-in for the
 GCS FUSE mount the GPU workers get. What the cluster does before serving (the manifest check) runs on it
 too, so the local run exercises staging, the manifest and serving from the store's bytes. Needs
-google-cloud-storage and gcp-storage-emulator (in requirements-local.txt).
+google-cloud-storage and gcp-storage-emulator (in requirements/local.txt).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Every policy of the pack, offline, through pulumi_policy itself: on the resources each stack's offline plan
 records (all compliant), on a violating copy of such a resource, and with the value it reads unknown.
 
-Run in the pack's environment (requirements-policy-test.txt): `.venv-policy/bin/python -m pytest policy/tests`.
+Run in the pack's environment (requirements/policy-test.txt): `.venv-policy/bin/python -m pytest policy/tests`.
 Props are wrapped in pulumi_policy's `unknown_checking_proxy`, as the analyzer does during `pulumi preview`.
 """
 

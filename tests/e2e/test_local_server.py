@@ -4,7 +4,7 @@
 stack's serve config through `serve deploy` and serves the OpenAI API with the project's API-key ingress.
 Both dev models scale to zero, so the first request to each also exercises Serve's scale-up from zero.
 
-Run in the heavy environment (requirements-local.txt):
+Run in the heavy environment (requirements/local.txt):
     .venv-local/bin/python -m pytest -m e2e tests/e2e
 A server that never answers fails the module (it is not skipped).
 """

@@ -3,7 +3,7 @@
 The dev stack's tiny models are staged into a GCS emulator on 127.0.0.1 by the real stager, read back,
 checked against their manifest like a GPU worker does, and served from that copy by Ray Serve LLM + vLLM.
 
-Run in the heavy environment (requirements-local.txt):
+Run in the heavy environment (requirements/local.txt):
     .venv-local/bin/python -m pytest -m e2e tests/e2e
 """
 
