@@ -101,8 +101,19 @@ def uv_executable() -> Path:
         if installed == [pinned]:
             return uv
     subprocess.run([sys.executable, "-m", "venv", "--clear", LOCK_VENV], check=True)
-    subprocess.run([LOCK_VENV / "bin" / "python", "-m", "pip", "install", "--quiet", "--require-hashes",
-                    "-r", ROOT / LOCK_TOOL.lock], check=True)
+    subprocess.run(
+        [
+            LOCK_VENV / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "-r",
+            ROOT / LOCK_TOOL.lock,
+        ],
+        check=True,
+    )
     return uv
 
 
@@ -117,8 +128,22 @@ def torch_cpu_source() -> list[str]:
 
 def compile_command(uv: Path, env: Environment, options: list[str]) -> list[str]:
     """`uv pip compile` for one environment; the shared constraints come on standard input (`-c -`)."""
-    command = [str(uv), "pip", "compile", "--quiet", "--generate-hashes", "--python-version", PYTHON_VERSION,
-               "--custom-compile-command", COMMAND, "-c", "-", env.input, "--output-file", env.lock]
+    command = [
+        str(uv),
+        "pip",
+        "compile",
+        "--quiet",
+        "--generate-hashes",
+        "--python-version",
+        PYTHON_VERSION,
+        "--custom-compile-command",
+        COMMAND,
+        "-c",
+        "-",
+        env.input,
+        "--output-file",
+        env.lock,
+    ]
     if env.universal:
         # One version per package across platforms and Python versions, not a fork per Python version.
         command += ["--universal", "--fork-strategy", "fewest"]
@@ -135,8 +160,9 @@ def main(options: list[str]) -> int:
     for env in (LOCK_TOOL, *ENVIRONMENTS):
         print(f"locking {env.lock} from {env.input}", flush=True)
         earlier = compiled if env is not LOCK_TOOL else []
-        subprocess.run(compile_command(uv, env, options), input=shared_constraints(env, earlier), text=True,
-                       cwd=ROOT, check=True)
+        subprocess.run(
+            compile_command(uv, env, options), input=shared_constraints(env, earlier), text=True, cwd=ROOT, check=True
+        )
         if env is not LOCK_TOOL:
             compiled.append(env)
     return 0

@@ -46,8 +46,12 @@ def test_the_locks_are_the_files_the_installers_read():
     # The Pulumi CLI installs the root requirements.txt into .venv and policy/requirements.txt for the pack.
     locks = {name: env.lock for name, env in ENVIRONMENTS.items()}
     assert locks == {
-        "lock": "requirements/lock.txt", "staging": "requirements/staging.txt", "local": "requirements/local.txt",
-        "test": "requirements/test.txt", "deploy": "requirements.txt", "policy": "policy/requirements.txt",
+        "lock": "requirements/lock.txt",
+        "staging": "requirements/staging.txt",
+        "local": "requirements/local.txt",
+        "test": "requirements/test.txt",
+        "deploy": "requirements.txt",
+        "policy": "policy/requirements.txt",
         "policy-test": "requirements/policy-test.txt",
     }
 
@@ -77,9 +81,10 @@ def test_shared_packages_have_one_version_but_for_the_declared_differences():
     environments = list(LOCKING.ENVIRONMENTS)
     disagreements = []
     for i, first in enumerate(environments):
-        for second in environments[i + 1:]:
-            exempt = (LOCKING.differing((ROOT / first.input).read_text())
-                      ^ LOCKING.differing((ROOT / second.input).read_text()))
+        for second in environments[i + 1 :]:
+            exempt = LOCKING.differing((ROOT / first.input).read_text()) ^ LOCKING.differing(
+                (ROOT / second.input).read_text()
+            )
             first_pins, second_pins = _pins(first.lock), _pins(second.lock)
             disagreements += [
                 f"{package}: {first.name} {first_pins[package]}, {second.name} {second_pins[package]}"
