@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
@@ -130,7 +130,7 @@ class MonitoringSettings:
     model_ids: tuple[str, ...]
     always_on_model_ids: tuple[str, ...]  # minReplicas >= 1: "no healthy replica" is an outage for these
     min_gpus: int  # GPUs the pool always has (0 when it scales to zero)
-    thresholds: AlertThresholds = AlertThresholds()
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     # The GKE cluster's name. Managed Prometheus labels every series with it, and Cloud Monitoring queries span
     # the whole project: without it, two stacks in one project would read (and alert on) each other's series.
     cluster: str = ""
