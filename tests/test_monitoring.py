@@ -69,7 +69,7 @@ def test_histograms_are_queried_through_their_buckets():
 
 
 def test_an_unlisted_metric_is_refused():
-    with pytest.raises(KeyError, match="not in infra/render/monitoring.py METRICS"):
+    with pytest.raises(KeyError, match=re.escape("not in infra/render/monitoring.py METRICS")):
         render.metric("ray_vllm_num_requests_swapped")  # gone in vLLM 0.29's V1 engine
 
 
@@ -289,8 +289,8 @@ def test_config_defaults_are_the_renderers_defaults():
         ({"alertKvCacheMinutes": True}, r"alertKvCacheMinutes: out of range; found True"),
         (
             {"alertNotificationChannel": "my-channel"},
-            r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; allowed: "
-            r"projects/<project-id>/notificationChannels/<numeric-id>",
+            r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; "
+            r"allowed: projects/<project-id>/notificationChannels/<numeric-id>",
         ),
         ({"alertNotificationChannel": "projects/p/notificationChannels/42"}, "not a notification channel"),
         ({"alertNotificationChannel": "projects/my-project/notificationChannels/abc"}, "not a notification channel"),
