@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from infra.cli.capacity import cold_start_line, model_lines
 from infra.config.settings import StackConfig
-from infra.planning.capacity import model_reports
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
 from infra.planning.costs import StackShape, capacity_mode, stack_cost
+from infra.planning.model_capacity import model_reports
 from infra.planning.sizing import idle_gpu_nodes
 from serve_app.versions_data import VLLM_VERSION
 
