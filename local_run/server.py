@@ -199,9 +199,9 @@ class LocalServer:
             try:
                 cmdline = " ".join(process.info.get("cmdline") or [])
                 environ = process.info.get("environ") or {}
-                if marker in cmdline or environ.get("RAY_AUTH_TOKEN") == self.env["RAY_AUTH_TOKEN"]:
-                    if process.pid != os.getpid():
-                        process.kill()
+                ours = marker in cmdline or environ.get("RAY_AUTH_TOKEN") == self.env["RAY_AUTH_TOKEN"]
+                if ours and process.pid != os.getpid():
+                    process.kill()
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
 

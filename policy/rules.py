@@ -237,7 +237,7 @@ def images_pinned(resource_type: str, props: Mapping) -> list[str]:
     problems = []
     if resource_type == HELM_RELEASE:
         image = _dig(props, "values", "image")
-        if isinstance(image, Mapping) and "repository" in image.keys():
+        if isinstance(image, Mapping) and "repository" in image:
             tag = image.get("tag")
             reference = f"{image.get('repository')}:{tag}" if tag else image.get("repository")
             problem = image_problem(reference)

@@ -59,7 +59,8 @@ class LocalModelStore:
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.close()
-                    raise StagingError(f"the GCS emulator did not start on 127.0.0.1:{port}")
+                    # The refused connection is only the symptom; the emulator's log says why it is not up.
+                    raise StagingError(f"the GCS emulator did not start on 127.0.0.1:{port}") from None
                 time.sleep(0.05)
         self._previous_host = os.environ.get("STORAGE_EMULATOR_HOST")
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{port}"

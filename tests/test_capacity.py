@@ -15,7 +15,8 @@ from infra.planning.architectures import (
     find_architecture,
     load_architecture,
 )
-from infra.planning.capacity import GIB, EngineSettings, plan_capacity, pp_partition, settings_for
+from infra.planning.capacity import GIB, EngineSettings, plan_capacity, pp_partition
+from infra.planning.model_capacity import settings_for
 from serve_app.spec import ModelSpec, with_preset
 
 H100 = GPU_MEMORY["nvidia-h100-80gb"]

@@ -172,7 +172,8 @@ def test_prod_capacity_and_cost(capacity_plans):
     assert "KV cache: 854,400 tokens" in summary and "26.07x concurrency at 32,768 tokens" in summary
     assert "GPU-hours per hour: 16 (2 x a3-megagpu-8g x 8 GPUs)" in summary
     assert "reservation: $185.13/h <- configured" in summary
-    # prod stages R1 into the model store and mounts it (infra/config/sections/weights.py): that source is the configured one.
+    # prod stages R1 into the model store and mounts it (infra/config/sections/weights.py): that source is the
+    # configured one.
     assert r1["weight_source"] == "gcsfuse"
     assert "huggingface 11.5-40.9 min, gcsfuse 7.5-20 min (configured), runai-streamer 5.5-15 min" in summary
 

@@ -37,7 +37,8 @@ def test_defaults_give_a_two_node_a3_mega_pool_with_tcpxo(parse_config):
     assert config.cluster.location == "us-east4"
     assert config.cluster.deletion_protection is True
     assert config.cluster.node_upgrade_freeze_start == "2026-11-01T00:00:00Z"
-    # The R1 preset batches 64 sequences, of which only about 26 fit at the full 32k context (infra/planning/capacity.py).
+    # The R1 preset batches 64 sequences, of which only about 26 fit at the full 32k context
+    # (infra/planning/capacity.py).
     assert [warning.split(": ")[0] for warning in config.warnings] == ["llmserve:models[0].maxNumSeqs"]
 
 
@@ -400,7 +401,7 @@ def test_a_configured_api_key_must_be_long_enough_for_the_ingress(api_key, ok, s
     if ok:
         run()
     else:
-        with pytest.raises(ConfigError, match="llmserve:apiKey: every key .* needs at least 16 characters"):
+        with pytest.raises(ConfigError, match=r"llmserve:apiKey: every key .* needs at least 16 characters"):
             run()
         with pytest.raises(ConfigError) as raised:
             run()
@@ -465,8 +466,9 @@ def with_other_keys(stack_values, gcp_values):
     [
         (
             "llmserv:gpuNodeCount",
-            r"llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers, so `pulumi up` "
-            r"would ignore the key \(did you mean 'llmserve:gpuNodeCount'\?\); allowed namespaces: llmserve:, gcp:, "
+            r"llmserv:gpuNodeCount: namespace 'llmserv' is read by neither this project nor its providers, "
+            r"so `pulumi up` would ignore the key \(did you mean 'llmserve:gpuNodeCount'\?\); "
+            r"allowed namespaces: llmserve:, gcp:, "
             r"kubernetes:, random:, pulumi:",
         ),
         ("gpuNodeCount", r"gpuNodeCount: config key without a namespace; allowed: llmserve:gpuNodeCount"),

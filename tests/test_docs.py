@@ -95,7 +95,7 @@ def test_the_readme_fits_on_a_few_screens():
 
 def test_the_readme_opens_with_the_two_setup_commands():
     text = README.read_text(encoding="utf-8")
-    prose, code = _prose_and_code(text)
+    _prose, code = _prose_and_code(text)
     commands = [line.strip() for line in code if line.strip() and not line.lstrip().startswith("#")]
     assert tuple(commands[:2]) == SETUP_COMMANDS, commands[:2]
     assert text.index("```") < text.index("\n## "), "the set-up commands come before the first section"

@@ -7,6 +7,7 @@ import copy
 import ctypes
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -35,8 +36,9 @@ def configs(stack: str):
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
 def test_only_what_a_cpu_needs_is_rewritten(stack):
     original, local = configs(stack)
+    # strict: the local config keeps every model, so a missing one is a bug this test should catch.
     for before, after in zip(
-        original["applications"][0]["args"]["llm_configs"], local["applications"][0]["args"]["llm_configs"]
+        original["applications"][0]["args"]["llm_configs"], local["applications"][0]["args"]["llm_configs"], strict=True
     ):
         model_id = before["model_loading_config"]["model_id"]
         assert after["model_loading_config"] == {"model_id": model_id, "model_source": str(PATHS[model_id])}
@@ -73,7 +75,9 @@ def test_dev_serves_two_models_with_auth_on():
 
 
 def test_unknown_stack_is_a_clear_error():
-    with pytest.raises(LocalRunError, match="no stack file Pulumi.nope.yaml; known stacks: dev, prod, staging"):
+    with pytest.raises(
+        LocalRunError, match=re.escape("no stack file Pulumi.nope.yaml; known stacks: dev, prod, staging")
+    ):
         stack_serving("nope")
 
 

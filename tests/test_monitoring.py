@@ -1,7 +1,7 @@
 """The dashboard and alert renderers, their config keys, and what the stacks' plans register.
 
-Pure renderers (infra/render/monitoring.py) are tested without Pulumi; the last tests read the three stacks'
-plans under mocks.
+Pure renderers (infra/render/monitoring.py, infra/render/metrics.py) are tested without Pulumi; the last tests
+read the three stacks' plans under mocks.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from infra.config.keys import CONFIG_KEYS_BY_NAME
 from infra.config.sections.alerts import THRESHOLD_FIELDS, alert_thresholds
 from infra.config.settings import AlertThresholds
 from infra.config.stack import parse_stack_config
+from infra.render import metrics
 from infra.render import monitoring as render
+from infra.render.metrics import METRICS
 from infra.render.monitoring import (
-    METRICS,
     MonitoringSettings,
     alert_policy_args,
     dashboard_json,
@@ -55,10 +56,10 @@ def test_every_metric_used_is_listed_and_every_listed_metric_is_used():
 def test_every_metric_names_its_source_and_kind():
     for metric in METRICS:
         assert metric.kind in ("counter", "gauge", "histogram"), metric
-        assert metric.source in (render.RAY, render.VLLM, render.DCGM, render.KUBERAY), metric
+        assert metric.source in (metrics.RAY, metrics.VLLM, metrics.DCGM, metrics.KUBERAY), metric
         # Ray's Prometheus export adds _total to counters (the OpenTelemetry path); gauges and histograms keep
         # their name, and queries must use the exported one.
-        assert (metric.kind == "counter") == metric.name.endswith("_total") or metric.source == render.DCGM, metric
+        assert (metric.kind == "counter") == metric.name.endswith("_total") or metric.source == metrics.DCGM, metric
 
 
 def test_histograms_are_queried_through_their_buckets():
@@ -69,8 +70,8 @@ def test_histograms_are_queried_through_their_buckets():
 
 
 def test_an_unlisted_metric_is_refused():
-    with pytest.raises(KeyError, match="not in infra/render/monitoring.py METRICS"):
-        render.metric("ray_vllm_num_requests_swapped")  # gone in vLLM 0.29's V1 engine
+    with pytest.raises(KeyError, match=re.escape("not in infra/render/metrics.py METRICS")):
+        metrics.metric("ray_vllm_num_requests_swapped")  # gone in vLLM 0.29's V1 engine
 
 
 @pytest.mark.parametrize(
@@ -289,8 +290,8 @@ def test_config_defaults_are_the_renderers_defaults():
         ({"alertKvCacheMinutes": True}, r"alertKvCacheMinutes: out of range; found True"),
         (
             {"alertNotificationChannel": "my-channel"},
-            r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; allowed: "
-            r"projects/<project-id>/notificationChannels/<numeric-id>",
+            r"llmserve:alertNotificationChannel: not a notification channel resource name; found 'my-channel'; "
+            r"allowed: projects/<project-id>/notificationChannels/<numeric-id>",
         ),
         ({"alertNotificationChannel": "projects/p/notificationChannels/42"}, "not a notification channel"),
         ({"alertNotificationChannel": "projects/my-project/notificationChannels/abc"}, "not a notification channel"),

@@ -319,7 +319,7 @@ def test_every_application_gets_its_own_running_condition(names, paths):
     ] + [f"jsonpath={path}=RUNNING" for path in paths]
 
 
-# --- validity ----------------------------------------------------------------------------------------------------------
+# --- validity ---------------------------------------------------------------------------------------------------------
 
 CASES = {
     "prod": dict(),

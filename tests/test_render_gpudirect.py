@@ -272,8 +272,12 @@ NCCL_ENV_EXPECTATIONS = [
             "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
             "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
             "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/tmp",
-            "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;eth4:60-73,164-177",
-            "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;eth4:74-87,178-191",
+            "NCCL_GPUDIRECTTCPX_TX_BINDINGS": (
+                "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;eth4:60-73,164-177"
+            ),
+            "NCCL_GPUDIRECTTCPX_RX_BINDINGS": (
+                "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;eth4:74-87,178-191"
+            ),
             "NCCL_ALGO": "Ring",
             "NCCL_PROTO": "Simple",
             "NCCL_P2P_PXN_LEVEL": "0",
@@ -419,8 +423,9 @@ def test_patch_leaves_dev_shm_to_kuberay(flavour):
 def test_container_env_is_nccl_env_plus_ld_library_path(flavour):
     profile = _profile(flavour)
     patch = _full_patch(flavour)
-    expected = nccl_env(flavour, profile.gpu_nic_count) + [
-        {"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}
+    expected = [
+        *nccl_env(flavour, profile.gpu_nic_count),
+        {"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"},
     ]
     assert patch.container_env == expected, f"{flavour.value} container env differs from nccl_env + LD_LIBRARY_PATH"
     lib_mount = [m for m in patch.container_volume_mounts if m["mountPath"] == "/usr/local/nvidia/lib64"]
@@ -431,7 +436,7 @@ def test_container_env_is_nccl_env_plus_ld_library_path(flavour):
     )
 
 
-@pytest.mark.parametrize("flavour", GPUDIRECT_FLAVOURS + [GpuDirect.NONE])
+@pytest.mark.parametrize("flavour", [*GPUDIRECT_FLAVOURS, GpuDirect.NONE])
 def test_every_image_comes_from_the_catalog(flavour):
     catalog_images = {catalog.NRI_DEVICE_INJECTOR_IMAGE, catalog.PAUSE_IMAGE, catalog.HOST_SETUP_IMAGE}
     catalog_images |= {img for r in catalog.GPUDIRECT_RELEASES.values() for img in (r.installer_image, r.rxdm_image)}
@@ -539,7 +544,7 @@ def test_apply_to_template_refuses_to_overwrite_an_annotation():
         "metadata": {"annotations": {"networking.gke.io/default-interface": "eth1"}},
         "spec": _minimal_pod_spec(),
     }
-    with pytest.raises(ValueError, match="would overwrite annotation.*default-interface"):
+    with pytest.raises(ValueError, match=r"would overwrite annotation.*default-interface"):
         _full_patch(GpuDirect.TCPX).apply_to_pod_template(template, SERVING_CONTAINER)
 
 

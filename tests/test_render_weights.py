@@ -291,11 +291,11 @@ def test_an_s3_staging_job_reads_its_keys_from_the_secret():
 def test_a_new_revision_is_a_new_job_and_the_same_one_keeps_its_name():
     first = stack()
     second = stack([{**R1, "revision": "0" * 40}])
-    name = lambda config: weight_staging.staging_job_name(
-        weights_settings(config),  # noqa: E731
-        config.weights.staged_models[0],
-    )
-    assert name(first) == name(stack()) != name(second)
+
+    def job_name(config):
+        return weight_staging.staging_job_name(weights_settings(config), config.weights.staged_models[0])
+
+    assert job_name(first) == job_name(stack()) != job_name(second)
 
 
 @pytest.mark.parametrize("model_id", ["team/model-", "a" * 62 + "-tail", "r1."])

@@ -62,7 +62,8 @@ def test_defaults_are_the_secure_ones(parse_config):
         ),
         (
             dict(gpuHostMaintenanceInterval="WEEKLY"),
-            r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; allowed: \"\" \(unset\), AS_NEEDED, PERIODIC",
+            r"llmserve:gpuHostMaintenanceInterval: unknown value 'WEEKLY'; "
+            r"allowed: \"\" \(unset\), AS_NEEDED, PERIODIC",
         ),
         (
             dict(serveClientNamespaces=["Team_A"]),
@@ -469,7 +470,7 @@ def external_prod():
 
 
 def test_external_exposure_is_an_https_only_gateway_with_a_managed_certificate(external_prod):
-    config, resources = external_prod
+    _config, resources = external_prod
     manifests = {m["kind"]: m for m in manifests_of(resources)}
     gateway = manifests["Gateway"]
     assert gateway["spec"]["gatewayClassName"] == "gke-l7-global-external-managed"

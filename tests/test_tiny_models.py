@@ -27,6 +27,8 @@ from local_run.tiny_models import (
     default_cache_dir,
     tiny_model_for,
 )
+from local_run.tiny_models import build as tiny_build
+from local_run.tiny_models import specs as tiny_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,8 +132,8 @@ def test_unsupported_error_names_the_source_and_every_supported_family() -> None
 
 def test_architectures_are_the_three_vllm_code_paths() -> None:
     assert ARCHITECTURES == ("deepseek_v3", "qwen2", "llama")
-    assert set(tiny_models._SPECS) == set(ARCHITECTURES)
-    assert {spec.hf_architecture for spec in tiny_models._SPECS.values()} == {
+    assert set(tiny_specs.SPECS) == set(ARCHITECTURES)
+    assert {spec.hf_architecture for spec in tiny_specs.SPECS.values()} == {
         "DeepseekV3ForCausalLM",
         "Qwen2ForCausalLM",
         "LlamaForCausalLM",
@@ -141,7 +143,7 @@ def test_architectures_are_the_three_vllm_code_paths() -> None:
 def test_deepseek_stand_in_keeps_what_vllm_needs_for_r1_code_paths() -> None:
     """MLA with R1's latent sizes (the CPU MLA backend supports no other) and noaux_tc routing (without
     it vLLM creates no e_score_correction_bias and the load fails)."""
-    config = tiny_models._SPECS["deepseek_v3"].config
+    config = tiny_specs.SPECS["deepseek_v3"].config
     assert (config["kv_lora_rank"], config["qk_rope_head_dim"]) == (512, 64)
     assert (config["topk_method"], config["scoring_func"]) == ("noaux_tc", "sigmoid")
     assert config["first_k_dense_replace"] < config["num_hidden_layers"]  # at least one MoE layer
@@ -152,7 +154,7 @@ def test_deepseek_stand_in_keeps_what_vllm_needs_for_r1_code_paths() -> None:
 
 def test_every_stand_in_accepts_long_stack_contexts() -> None:
     """Stacks keep their maxModelLen (R1's preset: 32768), which vLLM checks against the config."""
-    for spec in tiny_models._SPECS.values():
+    for spec in tiny_specs.SPECS.values():
         assert spec.config["max_position_embeddings"] >= 32768
 
 
@@ -206,7 +208,7 @@ def _fake_build(calls: list[str]):
 
 def test_build_is_cached_by_architecture_and_build_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[str] = []
-    monkeypatch.setattr(tiny_models, "_build_into", _fake_build(calls))
+    monkeypatch.setattr(tiny_build, "_build_into", _fake_build(calls))
     first = build_tiny_model("qwen2", tmp_path)
     assert first == tmp_path / f"qwen2-v{tiny_models.BUILD_VERSION}"
     assert build_tiny_model("qwen2", tmp_path) == first
@@ -223,13 +225,13 @@ def test_a_failed_build_leaves_no_cache_entry(monkeypatch: pytest.MonkeyPatch, t
         (directory / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tiny_models, "_build_into", failing)
+    monkeypatch.setattr(tiny_build, "_build_into", failing)
     with pytest.raises(KeyboardInterrupt):
         build_tiny_model("llama", tmp_path)
     assert list(tmp_path.iterdir()) == []
 
     calls: list[str] = []
-    monkeypatch.setattr(tiny_models, "_build_into", _fake_build(calls))
+    monkeypatch.setattr(tiny_build, "_build_into", _fake_build(calls))
     assert (build_tiny_model("llama", tmp_path) / MANIFEST).is_file()
     assert calls == ["llama"]
 
@@ -239,7 +241,7 @@ def test_a_cache_entry_without_manifest_is_rebuilt(monkeypatch: pytest.MonkeyPat
     broken.mkdir()
     (broken / "config.json").write_text("{}")
     calls: list[str] = []
-    monkeypatch.setattr(tiny_models, "_build_into", _fake_build(calls))
+    monkeypatch.setattr(tiny_build, "_build_into", _fake_build(calls))
     assert (build_tiny_model("llama", tmp_path) / MANIFEST).is_file()
     assert calls == ["llama"]
 
@@ -250,9 +252,9 @@ def test_stale_partial_builds_are_removed(monkeypatch: pytest.MonkeyPatch, tmp_p
     stale, recent = tmp_path / f".{name}.old.partial", tmp_path / f".{name}.new.partial"
     stale.mkdir()
     recent.mkdir()
-    long_ago = tiny_models.time.time() - 2 * tiny_models._STALE_PARTIAL_S
+    long_ago = tiny_build.time.time() - 2 * tiny_build._STALE_PARTIAL_S
     os.utime(stale, (long_ago, long_ago))
-    monkeypatch.setattr(tiny_models, "_build_into", _fake_build([]))
+    monkeypatch.setattr(tiny_build, "_build_into", _fake_build([]))
     build_tiny_model("llama", tmp_path)
     assert not stale.exists()
     assert recent.exists()

@@ -5,7 +5,8 @@ No cloud account, no Pulumi CLI, no network. The stack's config is read from `Pu
 registration is recorded. Outputs:
 
 - `resources.json`: one object per registered resource, `{"type", "name", "parent", "inputs"}`, sorted
-  by name (registration order varies from run to run), inputs as the engine receives them (camelCase), secrets as "[secret]";
+  by name (registration order varies from run to run), inputs as the engine receives them (camelCase),
+  secrets as "[secret]";
 - `manifests.yaml`: every Kubernetes object the stack creates directly, as the API server receives it;
 - a summary on stdout. Invalid config, or a stack file that cannot be read, exits 2 with the problems on
   stderr and removes an earlier plan of the stack from the output folder, so no out-of-date plan is left.

@@ -105,7 +105,7 @@ def changed_paths(old: Any, new: Any, path: str = "") -> Iterator[str]:
             else:
                 yield from changed_paths(old[key], new[key], child)
     elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for index, (first, second) in enumerate(zip(old, new)):
+        for index, (first, second) in enumerate(zip(old, new, strict=True)):  # lengths compared just above
             yield from changed_paths(first, second, f"{path}[{index}]")
     elif old != new:
         yield path or "(value)"

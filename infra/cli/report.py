@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from infra.cli.capacity import cold_start_line, model_lines
 from infra.config.settings import StackConfig
-from infra.planning.capacity import model_reports
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
 from infra.planning.costs import StackShape, capacity_mode, stack_cost
+from infra.planning.model_capacity import model_reports
 from infra.planning.sizing import idle_gpu_nodes
 from serve_app.versions_data import VLLM_VERSION
 
@@ -23,7 +23,8 @@ def stack_capacity(config: StackConfig) -> dict:
             {
                 "id": spec.model_id,
                 "source": spec.model_source,
-                # What this model's replicas load from (infra/config/sections/weights.py); None for a hand-built config in tests.
+                # What this model's replicas load from (infra/config/sections/weights.py);
+                # None for a hand-built config in tests.
                 "weight_source": (
                     config.weights.for_model(spec.model_id).source
                     if getattr(config, "weights", None) is not None
@@ -66,6 +67,13 @@ def stack_shape(config: StackConfig) -> StackShape:
     )
 
 
+def _idle_to_max(pair: dict, fmt: str) -> str:
+    """One number when the idle and the busiest stack cost the same, else both ends of the range."""
+    if pair["idle"] == pair["max"]:
+        return fmt.format(pair["max"])
+    return f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most"
+
+
 def summary_lines(capacity: dict) -> list[str]:
     """The plan summary's capacity and cost section."""
     lines = ["", f"Capacity ({capacity['model']}):"]
@@ -80,16 +88,11 @@ def summary_lines(capacity: dict) -> list[str]:
     cost = capacity["cost"]
     gpu_hours = cost["gpu_hours_per_hour"]
     nodes = cost["gpu_nodes"]
-    span = lambda pair, fmt: (
-        fmt.format(pair["max"])
-        if pair["idle"] == pair["max"]  # noqa: E731
-        else f"{fmt.format(pair['idle'])} idle, {fmt.format(pair['max'])} at most"
-    )
     lines += [
         "",
         f"Cost (list prices of {cost['prices']['as_of']}, {cost['region']}; excludes {cost['excludes']}):",
-        f"  GPU-hours per hour: {span(gpu_hours, '{:g}')} ({span(nodes, '{:g}')} x {cost['gpu_machine']} "
-        f"x {cost['gpus_per_node']} GPUs)",
+        f"  GPU-hours per hour: {_idle_to_max(gpu_hours, '{:g}')} "
+        f"({_idle_to_max(nodes, '{:g}')} x {cost['gpu_machine']} x {cost['gpus_per_node']} GPUs)",
     ]
     for mode, pair in cost["hourly_usd"].items():
         name = mode.replace("_", "-")
@@ -98,7 +101,7 @@ def summary_lines(capacity: dict) -> list[str]:
             if name == cost["capacity_mode"] or (name == "on-demand" and cost["capacity_mode"] == "flex-start")
             else ""
         )
-        value = "no price" if pair["max"] is None else span(pair, "${:,.2f}/h")
+        value = "no price" if pair["max"] is None else _idle_to_max(pair, "${:,.2f}/h")
         lines.append(f"  {name}: {value}{configured}")
     lines += [f"  note: {note}" for note in cost["notes"]]
     return lines

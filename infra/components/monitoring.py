@@ -1,8 +1,9 @@
 """Seeing the endpoint: a Cloud Monitoring dashboard, PromQL alert policies and the KubeRay operator scrape.
 
-The dashboard and the alerts are rendered by `infra/render/monitoring.py` from the one metric list there;
-this component only turns them into resources. The Ray pods' own PodMonitorings belong to the serving
-component (infra/components/serving.py); the operator's, which the RayService-not-ready alert needs, is made here.
+The dashboard and the alerts are rendered by `infra/render/monitoring.py` from the one metric list of
+`infra/render/metrics.py`; this component only turns them into resources. The Ray pods' own PodMonitorings
+belong to the serving component (infra/components/serving.py); the operator's, which the RayService-not-ready
+alert needs, is made here.
 """
 
 from __future__ import annotations

@@ -44,23 +44,40 @@ class LlmService(pulumi.ComponentResource):
         super().__init__("llmserve:k8s:LlmService", name, None, opts)
         # Whether the workers read an HF token follows from whether one is given, not from a second flag.
         settings = dataclasses.replace(args.settings, hf_token=args.hf_token is not None)
-        child = pulumi.ResourceOptions(parent=self)
         # Children do not inherit a component's depends_on; the operator's CRDs, the GPU pool and the GPU
         # network objects must exist before the namespace (and so everything in it) is created.
         upstream = as_dependency_list(opts.depends_on if opts else None)
-
         namespace = KubernetesObject(
             f"{name}-namespace",
             render.render_namespace(settings.namespace),
             pulumi.ResourceOptions(parent=self, depends_on=upstream),
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        self.api_key = self._api_key(name, args.api_key)
+        mounted = self._mounted_objects(name, settings, args.hf_token, in_namespace)
+        mounted += self._guards_and_prerequisites(name, args, namespace, mounted, in_namespace)
+        self.rayservice = self._rayservice(name, settings, args.ready_timeout_minutes, [namespace, *upstream, *mounted])
+        for monitoring in render.render_pod_monitorings(settings):
+            KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
+        self.register_outputs({"api_key": self.api_key})
 
-        if args.api_key is not None:
-            self.api_key = pulumi.Output.secret(args.api_key)
-        else:
-            generated = random.RandomPassword(f"{name}-api-key", length=48, special=False, opts=child)
-            self.api_key = pulumi.Output.secret(generated.result)
+    def _api_key(self, name: str, given: pulumi.Input[str] | None) -> pulumi.Output[str]:
+        """The given API key, or a generated one; a secret either way."""
+        if given is not None:
+            return pulumi.Output.secret(given)
+        generated = random.RandomPassword(
+            f"{name}-api-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return pulumi.Output.secret(generated.result)
+
+    def _mounted_objects(
+        self,
+        name: str,
+        settings: RayServiceSettings,
+        hf_token: pulumi.Input[str] | None,
+        in_namespace: pulumi.ResourceOptions,
+    ) -> list[pulumi.Resource]:
+        """What the Ray pods mount: the API key Secret, the serve_app ConfigMap and, when given, the HF token."""
         mounted: list[pulumi.Resource] = [
             KubernetesObject(
                 f"{name}-api-key",
@@ -69,43 +86,58 @@ class LlmService(pulumi.ComponentResource):
             ),
             KubernetesObject(f"{name}-serve-app", render.render_serve_app_configmap(settings), in_namespace),
         ]
-        if args.hf_token is not None:
+        if hf_token is not None:
             mounted.append(
                 KubernetesObject(
                     f"{name}-hf-token",
                     render_secret(
                         settings.hf_token_secret,
                         settings.namespace,
-                        {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(args.hf_token)},
+                        {HF_TOKEN_SECRET_KEY: pulumi.Output.secret(hf_token)},
                     ),
                     in_namespace,
                 )
             )
+        return mounted
 
-        mounted += [
+    def _guards_and_prerequisites(
+        self,
+        name: str,
+        args: LlmServiceArgs,
+        namespace: pulumi.Resource,
+        mounted: list[pulumi.Resource],
+        in_namespace: pulumi.ResourceOptions,
+    ) -> list[pulumi.Resource]:
+        """The guard objects (NetworkPolicies, the Gateway), then the prerequisites, created once everything
+        else in the namespace exists."""
+        guards: list[pulumi.Resource] = [
             KubernetesObject(f"{name}-{obj['kind'].lower()}-{obj['metadata']['name']}", obj, in_namespace)
             for obj in args.guard_objects
         ]
         if args.prerequisites is not None:
-            mounted.append(args.prerequisites(pulumi.ResourceOptions(parent=self, depends_on=[namespace, *mounted])))
+            guards.append(
+                args.prerequisites(pulumi.ResourceOptions(parent=self, depends_on=[namespace, *mounted, *guards]))
+            )
+        return guards
 
-        timeout = f"{args.ready_timeout_minutes}m"
+    def _rayservice(
+        self, name: str, settings: RayServiceSettings, ready_timeout_minutes: int, depends_on: list[pulumi.Resource]
+    ) -> KubernetesObject:
+        """The RayService, after everything it mounts or needs. Pulumi waits for Ready up to the timeout."""
+        timeout = f"{ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}
         if settings.upgrade == "Recreate":
             rollout = {"replace_on_changes": ["spec.rayClusterConfig"], "delete_before_replace": True}
-        self.rayservice = KubernetesObject(
+        return KubernetesObject(
             f"{name}-rayservice",
             render.render_rayservice(settings),
             pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[namespace, *upstream, *mounted],
+                depends_on=depends_on,
                 custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
                 **rollout,
             ),
         )
-        for monitoring in render.render_pod_monitorings(settings):
-            KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
-        self.register_outputs({"api_key": self.api_key})
 
 
 def as_dependency_list(depends_on: Any) -> list:

@@ -26,7 +26,7 @@ from infra.config.sections.network import read_network, read_ranges
 from infra.config.sections.secure import read_secure_settings, secure_warnings
 from infra.config.sections.serving import read_serving
 from infra.config.sections.weights import read_weight_keys, resolve_weights
-from infra.config.settings import StackConfig
+from infra.config.settings import ClusterConfig, ServingConfig, StackConfig, WeightsConfig
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 from infra.config.values import ValueReader, read_cleanly
@@ -65,21 +65,7 @@ def parse_stack_config(
     secure = read_secure_settings(read)
     serving = read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
     alerts = read_alerts(read)
-    weight_keys = read_weight_keys(read)
-    weights = None
-    if read_cleanly(serving, cluster, gcp_project, region, weight_keys):
-        weights, weight_problems, weight_warnings = resolve_weights(
-            weight_keys,
-            serving.models,
-            stack=stack,
-            gcp_project=gcp_project,
-            region=region,
-            deletion_protection=cluster.deletion_protection,
-            ray_image=serving.ray_image,
-            secrets=secrets or {},
-        )
-        read.problems.extend(weight_problems)
-        read.warnings.extend(weight_warnings)
+    weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})
     if secure is not None and pool is not None:
         read.warnings.extend(
             secure_warnings(
@@ -104,6 +90,35 @@ def parse_stack_config(
         weights=weights,
         alerts=alerts,
     )
+
+
+def _read_weights(
+    read: ValueReader,
+    stack: str,
+    gcp_project: str | None,
+    region: str | None,
+    cluster: ClusterConfig | None,
+    serving: ServingConfig | None,
+    secrets: Mapping[str, Any],
+) -> WeightsConfig | None:
+    """The weights keys, then every model's weight source, which depends on four other sections: resolved only
+    when those read cleanly, so that a problem in one of them is reported once, by its own key."""
+    weight_keys = read_weight_keys(read)
+    if not read_cleanly(serving, cluster, gcp_project, region, weight_keys):
+        return None
+    weights, problems, warnings = resolve_weights(
+        weight_keys,
+        serving.models,
+        stack=stack,
+        gcp_project=gcp_project,
+        region=region,
+        deletion_protection=cluster.deletion_protection,
+        ray_image=serving.ray_image,
+        secrets=secrets,
+    )
+    read.problems.extend(problems)
+    read.warnings.extend(warnings)
+    return weights
 
 
 def load_stack_config() -> StackConfig:

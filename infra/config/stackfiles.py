@@ -29,7 +29,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -88,9 +88,7 @@ def _project_declarations(path: Path) -> list[tuple[str, yaml.Node]]:
         name = key_node.value
         full_name = name if ":" in name else f"{PROJECT}:{name}"
         if isinstance(value_node, yaml.MappingNode) and not _is_secure(value_node):
-            fields = dict(
-                (key.value, value) for key, value in _mapping_pairs(value_node, f"{path.name}: config.{name}")
-            )
+            fields = {key.value: value for key, value in _mapping_pairs(value_node, f"{path.name}: config.{name}")}
             for field_name in ("default", "value"):
                 if field_name in fields:
                     declarations.append((full_name, fields[field_name]))
@@ -269,7 +267,7 @@ class _Yaml12Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's
     """PyYAML's parser and composer without its YAML 1.1 implicit types: every untagged plain scalar gets the
     `_PLAIN` tag and is resolved by `_resolve_scalar`."""
 
-    yaml_implicit_resolvers: dict = {}
+    yaml_implicit_resolvers: ClassVar[dict] = {}
 
 
 _Yaml12Loader.add_implicit_resolver(_PLAIN, re.compile(r"(?s).*"), None)

@@ -10,7 +10,7 @@ latent per token and layer on every TP rank, GQA splits the KV heads over TP. Pu
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,64 +267,83 @@ def architecture_from_config(config: Mapping[str, Any], name: str) -> Architectu
     Raises ValueError naming the field that is missing or the model type that is not supported.
     """
     model_type = config.get("model_type")
-
-    def need(key: str) -> Any:
-        if key not in config:
-            raise ValueError(f"{name}: config.json has no {key!r} (model_type {model_type!r})")
-        return config[key]
-
     quant = config.get("quantization_config") or {}
     weight_format = "fp8" if quant.get("quant_method") == "fp8" else "bf16"
     if model_type in _MLA_TYPES:
-        experts = config.get("n_routed_experts") or 0
-        return Architecture(
-            name=name,
-            attention="mla",
-            hidden_size=need("hidden_size"),
-            num_layers=need("num_hidden_layers"),
-            num_heads=need("num_attention_heads"),
-            num_kv_heads=config.get("num_key_value_heads") or 1,
-            head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"),
-            intermediate_size=need("intermediate_size"),
-            vocab_size=need("vocab_size"),
-            max_positions=need("max_position_embeddings"),
-            weight_format=weight_format,
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            q_lora_rank=config.get("q_lora_rank") or 0,
-            kv_lora_rank=need("kv_lora_rank"),
-            qk_nope_head_dim=need("qk_nope_head_dim"),
-            qk_rope_head_dim=need("qk_rope_head_dim"),
-            v_head_dim=need("v_head_dim"),
-            n_routed_experts=experts,
-            n_shared_experts=config.get("n_shared_experts") or 0,
-            moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
-            first_k_dense_replace=config.get("first_k_dense_replace") or 0,
-        )
+        return _mla_architecture(config, name, weight_format)
     if model_type in _DENSE_TYPES:
-        if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
-            raise ValueError(
-                f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
-                "sized by the capacity planner"
-            )
-        heads = need("num_attention_heads")
-        return Architecture(
-            name=name,
-            attention="gqa",
-            hidden_size=need("hidden_size"),
-            num_layers=need("num_hidden_layers"),
-            num_heads=heads,
-            num_kv_heads=config.get("num_key_value_heads") or heads,
-            head_dim=config.get("head_dim") or need("hidden_size") // heads,
-            intermediate_size=need("intermediate_size"),
-            vocab_size=need("vocab_size"),
-            max_positions=need("max_position_embeddings"),
-            weight_format=weight_format,
-            tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-            qkv_bias=bool(config.get("attention_bias", _DENSE_TYPES[model_type])),
-        )
+        return _gqa_architecture(config, name, weight_format)
     supported = ", ".join([*_DENSE_TYPES, *_MLA_TYPES])
     raise ValueError(
         f"{name}: model_type {model_type!r} is not supported by the capacity planner; supported: {supported}"
+    )
+
+
+def _required_fields(config: Mapping[str, Any], name: str) -> Callable[[str], Any]:
+    """`need(key)`: the config's value of `key`, or a ValueError naming the model and the missing field."""
+
+    def need(key: str) -> Any:
+        if key not in config:
+            raise ValueError(f"{name}: config.json has no {key!r} (model_type {config.get('model_type')!r})")
+        return config[key]
+
+    return need
+
+
+def _mla_architecture(config: Mapping[str, Any], name: str, weight_format: str) -> Architecture:
+    """DeepSeek-V2/V3: multi-head latent attention, and MoE layers after the first dense ones."""
+    need = _required_fields(config, name)
+    experts = config.get("n_routed_experts") or 0
+    return Architecture(
+        name=name,
+        attention="mla",
+        hidden_size=need("hidden_size"),
+        num_layers=need("num_hidden_layers"),
+        num_heads=need("num_attention_heads"),
+        num_kv_heads=config.get("num_key_value_heads") or 1,
+        head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"),
+        intermediate_size=need("intermediate_size"),
+        vocab_size=need("vocab_size"),
+        max_positions=need("max_position_embeddings"),
+        weight_format=weight_format,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        q_lora_rank=config.get("q_lora_rank") or 0,
+        kv_lora_rank=need("kv_lora_rank"),
+        qk_nope_head_dim=need("qk_nope_head_dim"),
+        qk_rope_head_dim=need("qk_rope_head_dim"),
+        v_head_dim=need("v_head_dim"),
+        n_routed_experts=experts,
+        n_shared_experts=config.get("n_shared_experts") or 0,
+        moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
+        first_k_dense_replace=config.get("first_k_dense_replace") or 0,
+    )
+
+
+def _gqa_architecture(config: Mapping[str, Any], name: str, weight_format: str) -> Architecture:
+    """Llama, Mistral, Qwen2: dense layers with grouped-query attention. A config that uses sliding-window
+    attention is refused: the planner does not size it."""
+    model_type = config["model_type"]
+    if config.get("sliding_window") and config.get("use_sliding_window", model_type == "mistral"):
+        raise ValueError(
+            f"{name}: sliding-window attention (sliding_window {config['sliding_window']}) is not "
+            "sized by the capacity planner"
+        )
+    need = _required_fields(config, name)
+    heads = need("num_attention_heads")
+    return Architecture(
+        name=name,
+        attention="gqa",
+        hidden_size=need("hidden_size"),
+        num_layers=need("num_hidden_layers"),
+        num_heads=heads,
+        num_kv_heads=config.get("num_key_value_heads") or heads,
+        head_dim=config.get("head_dim") or need("hidden_size") // heads,
+        intermediate_size=need("intermediate_size"),
+        vocab_size=need("vocab_size"),
+        max_positions=need("max_position_embeddings"),
+        weight_format=weight_format,
+        tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        qkv_bias=bool(config.get("attention_bias", _DENSE_TYPES[model_type])),
     )
 
 

@@ -17,19 +17,18 @@ that cannot start before 16 GPUs are rented. The arithmetic mirrors vLLM 0.29's 
 `plan_capacity` never raises for a configuration that does not fit: it returns a `CapacityReport` whose
 `problems` say what is wrong, which key to change and the numbers. Overheads are estimates (see
 `infra.catalog.GPU_MEMORY`); everything else is exact arithmetic on the model's shape, which comes from
-infra/planning/architectures.py.
+infra/planning/architectures.py. A stack's models are read into `EngineSettings` and planned by
+infra/planning/model_capacity.py.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from infra.catalog import GPU_MEMORY, GpuMemoryProfile, MachineProfile
-from infra.planning.architectures import ARCHITECTURES, Architecture, architecture_for
-from serve_app.spec import ModelSpec
+from infra.catalog import GpuMemoryProfile
+from infra.planning.architectures import Architecture
 
 GIB = 1024**3
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py in 0.29 (older releases: 0.90)
@@ -157,7 +156,9 @@ class CapacityReport:
         return tuple(problem for problem in self.problems if problem.warning)
 
     def as_json(self) -> dict:
-        gib = lambda value: round(value / GIB, 2)  # noqa: E731
+        def gib(value: int) -> float:
+            return round(value / GIB, 2)
+
         return {
             "architecture": self.architecture.name,
             "gpu": self.gpu.gke_accelerator,
@@ -384,22 +385,30 @@ def _shape_problems(arch: Architecture, tp: int, pp: int) -> list[Problem]:
     return problems
 
 
+def _gib(value: int) -> str:
+    return f"{value / GIB:.1f} GiB"
+
+
+def _stage_suffix(index: int, pp: int) -> str:
+    """Which stage a message is about, when there is more than one."""
+    return "" if pp == 1 else f" (pipeline stage {index + 1} of {pp})"
+
+
 def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> list[Problem]:
     arch, settings, gpu = report.architecture, report.settings, report.gpu
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
-    gib = lambda value: f"{value / GIB:.1f} GiB"  # noqa: E731
     heaviest = max(report.stages, key=lambda stage: stage.weight_bytes)
     topology = f"tensorParallelSize={tp}, pipelineParallelSize={pp}"
-    stage = lambda index: "" if pp == 1 else f" (pipeline stage {index + 1} of {pp})"  # noqa: E731
     fixed = heaviest.weight_bytes + report.overhead_bytes
     if fixed > cuda_total:
         key, hint = _more_gpus_hint(report, suggest)
         return [
             Problem(
                 key,
-                f"{arch.name}'s weights need {gib(heaviest.weight_bytes)} per GPU{stage(heaviest.index)} "
-                f"plus ≈{gib(report.overhead_bytes)} of engine overhead, more than the "
-                f"{gib(cuda_total)} a {gpu.gke_accelerator} has",
+                f"{arch.name}'s weights need {_gib(heaviest.weight_bytes)} per GPU"
+                f"{_stage_suffix(heaviest.index, pp)} plus ≈{_gib(report.overhead_bytes)} of engine overhead, "
+                "more than the "
+                f"{_gib(cuda_total)} a {gpu.gke_accelerator} has",
                 topology,
                 hint,
             )
@@ -408,9 +417,9 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
         return [
             Problem(
                 "gpuMemoryUtilization",
-                f"leaves no KV cache: {gib(heaviest.weight_bytes)} of weights per GPU"
-                f"{stage(heaviest.index)} plus ≈{gib(report.overhead_bytes)} overhead exceed "
-                f"{report.gpu_memory_utilization} x {gib(cuda_total)} = {gib(report.requested_bytes)}",
+                f"leaves no KV cache: {_gib(heaviest.weight_bytes)} of weights per GPU"
+                f"{_stage_suffix(heaviest.index, pp)} plus ≈{_gib(report.overhead_bytes)} overhead exceed "
+                f"{report.gpu_memory_utilization} x {_gib(cuda_total)} = {_gib(report.requested_bytes)}",
                 f"{report.gpu_memory_utilization} with {topology}",
                 f"a higher value (at most 0.95 is sensible), or {_more_gpus_hint(report, suggest)[1]}",
             )
@@ -421,9 +430,9 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
             Problem(
                 "maxModelLen",
                 f"the KV cache holds {fits} tokens per replica ("
-                f"{gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
+                f"{_gib(report.stages[report.binding_stage].kv_budget_bytes)} per GPU "
                 f"at {report.stages[report.binding_stage].kv_bytes_per_token} B per token"
-                f"{stage(report.binding_stage)}), less than one "
+                f"{_stage_suffix(report.binding_stage, pp)}), less than one "
                 f"full-context sequence, so vLLM refuses to start",
                 f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
                 f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
@@ -463,105 +472,3 @@ def _more_gpus_hint(report: CapacityReport, suggest: bool) -> tuple[str, str]:
         "more GPUs per replica (tensorParallelSize x pipelineParallelSize), GPUs with more memory, or a "
         "quantized checkpoint",
     )
-
-
-# --- from the stack's model config -------------------------------------------------------------------------
-
-
-def settings_for(spec: ModelSpec) -> EngineSettings:
-    """The engine settings of a `serve_app.spec.ModelSpec` (fields, engineKwargs and envVars).
-
-    Raises ValueError for an engine option the planner cannot size (message names the option).
-    """
-    kwargs: Mapping[str, Any] = spec.engine_kwargs
-    env: Mapping[str, str] = spec.env_vars
-    kv_dtype = str(kwargs.get("kv_cache_dtype", "auto"))
-    if kv_dtype not in KV_CACHE_DTYPE_BYTES:
-        raise ValueError(
-            f"engineKwargs.kv_cache_dtype {kv_dtype!r} is not sized by the capacity planner "
-            f"(known: {', '.join(KV_CACHE_DTYPE_BYTES)})"
-        )
-    quantization = kwargs.get("quantization")
-    weight_format = "fp8" if quantization == "fp8" else None
-    if quantization not in (None, "fp8"):
-        raise ValueError(
-            f"engineKwargs.quantization {quantization!r} is not sized by the capacity planner (known: fp8)"
-        )
-    for name in ("block_size", "kv_cache_memory_bytes"):
-        value = kwargs.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(
-                f"engineKwargs.{name} {value!r} is not a positive whole number the capacity planner can size"
-            )
-    partition = env.get("VLLM_PP_LAYER_PARTITION")
-    try:
-        layer_partition = tuple(int(part) for part in partition.split(",")) if partition else None
-    except ValueError:
-        raise ValueError(
-            f"envVars.VLLM_PP_LAYER_PARTITION {partition!r} is not a comma-separated list of layer counts"
-        ) from None
-    return EngineSettings(
-        tensor_parallel_size=spec.tensor_parallel_size,
-        pipeline_parallel_size=spec.pipeline_parallel_size,
-        max_model_len=spec.max_model_len,
-        gpu_memory_utilization=spec.gpu_memory_utilization,
-        max_num_seqs=spec.max_num_seqs,
-        kv_cache_dtype=kv_dtype,
-        weight_format=weight_format,
-        block_size=kwargs.get("block_size"),
-        cuda_graphs=not kwargs.get("enforce_eager", False)
-        and env.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", "1") != "0",
-        kv_cache_memory_bytes=kwargs.get("kv_cache_memory_bytes"),
-        pp_layer_partition=layer_partition,
-        allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").lower() in ("1", "true"),
-    )
-
-
-def model_reports(
-    models: Sequence[ModelSpec], machine: MachineProfile
-) -> list[tuple[int, ModelSpec, CapacityReport | None, str | None]]:
-    """(index, spec, report or None, why not) for each model of a stack on the GPU pool's machine profile."""
-    gpu = GPU_MEMORY.get(machine.gke_accelerator)
-    results = []
-    for index, spec in enumerate(models):
-        if gpu is None:
-            results.append((index, spec, None, f"no GPU memory profile for {machine.gke_accelerator}"))
-            continue
-        try:
-            arch = architecture_for(spec)
-            settings = settings_for(spec)
-        except (ValueError, OSError) as error:
-            results.append((index, spec, None, str(error)))
-            continue
-        if arch is None:
-            results.append(
-                (
-                    index,
-                    spec,
-                    None,
-                    f"no known architecture for source {spec.model_source!r} (built in: "
-                    f"{', '.join(a.name for a in ARCHITECTURES.values())}; or set preset deepseek-r1 for a "
-                    "mirrored R1)",
-                )
-            )
-            continue
-        results.append((index, spec, plan_capacity(arch, gpu, settings), None))
-    return results
-
-
-def capacity_findings(
-    models: Sequence[ModelSpec], machine: MachineProfile, key: str = "llmserve:models"
-) -> tuple[list[str], list[str]]:
-    """(errors, warnings) for config validation: models that cannot start on the pool's GPUs are errors."""
-    errors: list[str] = []
-    warnings: list[str] = []
-    for index, spec, report, why_not in model_reports(models, machine):
-        where = f"{key}[{index}]"
-        if spec.accelerator_type != machine.ray_accelerator:
-            continue  # reported by serving_problems; its GPUs would not be these
-        if report is None:
-            warnings.append(f"{where}: capacity not checked: {why_not}")
-            continue
-        errors += [problem.text(where) for problem in report.errors]
-        warnings += [problem.text(where) for problem in report.warnings]
-    return errors, warnings

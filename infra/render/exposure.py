@@ -139,80 +139,101 @@ def gateway_name(settings: ExposureSettings) -> str:
 
 def render_gateway_objects(settings: ExposureSettings, certificate_map: Any, address_name: Any) -> list[dict]:
     """The HTTPS-only Gateway, its route to KubeRay's serve Service, and the GKE policies for that Service.
-
-    The Gateway has a single HTTPS listener: there is no port 80 to send an API key to in clear text. The
-    certificate comes from a Certificate Manager map (annotation), which GKE does not allow together with
-    `tls.certificateRefs`, so the listener has no `tls` block. `certificate_map` and `address_name` may be
-    Pulumi outputs."""
+    `certificate_map` and `address_name` may be Pulumi outputs."""
     if settings.hostname is None:
         raise ValueError("render_gateway_objects needs settings.hostname (serveExposure=external)")
-    serving = settings.serving
-    metadata = lambda name, **extra: {
-        "name": name,
-        "namespace": serving.namespace,  # noqa: E731
-        "labels": dict(PART_OF_LABEL),
-        **extra,
-    }
-    service_ref = {"group": "", "kind": "Service", "name": serving.serve_service}
     return [
-        {
-            "apiVersion": GATEWAY_API,
-            "kind": "Gateway",
-            "metadata": metadata(gateway_name(settings), annotations={CERTMAP_ANNOTATION: certificate_map}),
-            "spec": {
-                "gatewayClassName": GATEWAY_CLASS,
-                "listeners": [
-                    {
-                        "name": "https",
-                        "protocol": "HTTPS",
-                        "port": HTTPS_PORT,
-                        "hostname": settings.hostname,
-                        "allowedRoutes": {"namespaces": {"from": "Same"}},
-                    }
-                ],
-                "addresses": [{"type": "NamedAddress", "value": address_name}],
-            },
-        },
-        {
-            "apiVersion": GATEWAY_API,
-            "kind": "HTTPRoute",
-            "metadata": metadata(f"{serving.name}-openai"),
-            "spec": {
-                "parentRefs": [{"name": gateway_name(settings), "sectionName": "https"}],
-                "hostnames": [settings.hostname],
-                "rules": [
-                    {
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                        "backendRefs": [{"name": serving.serve_service, "port": SERVE_PORT}],
-                    }
-                ],
-            },
-        },
-        {
-            "apiVersion": GKE_NETWORKING_API,
-            "kind": "HealthCheckPolicy",
-            "metadata": metadata(f"{serving.name}-serve-health"),
-            "spec": {
-                "default": {
-                    "config": {
-                        "type": "HTTP",
-                        "httpHealthCheck": {
-                            "portSpecification": "USE_FIXED_PORT",
-                            "port": SERVE_PORT,
-                            "requestPath": SERVE_HEALTH_PATH,
-                        },
-                    }
-                },
-                "targetRef": dict(service_ref),
-            },
-        },
-        {
-            "apiVersion": GKE_NETWORKING_API,
-            "kind": "GCPBackendPolicy",
-            "metadata": metadata(f"{serving.name}-serve-backend"),
-            "spec": {"default": {"timeoutSec": BACKEND_TIMEOUT_SECONDS}, "targetRef": dict(service_ref)},
-        },
+        _gateway(settings, settings.hostname, certificate_map, address_name),
+        _openai_route(settings, settings.hostname),
+        _serve_health_check_policy(settings),
+        _serve_backend_policy(settings),
     ]
+
+
+def _gateway_metadata(settings: ExposureSettings, name: str, **extra: Any) -> dict:
+    return {"name": name, "namespace": settings.serving.namespace, "labels": dict(PART_OF_LABEL), **extra}
+
+
+def _serve_service_ref(settings: ExposureSettings) -> dict:
+    return {"group": "", "kind": "Service", "name": settings.serving.serve_service}
+
+
+def _gateway(settings: ExposureSettings, hostname: str, certificate_map: Any, address_name: Any) -> dict:
+    """A single HTTPS listener: there is no port 80 to send an API key to in clear text. The certificate comes
+    from a Certificate Manager map (annotation), which GKE does not allow together with `tls.certificateRefs`,
+    so the listener has no `tls` block."""
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "Gateway",
+        "metadata": _gateway_metadata(
+            settings, gateway_name(settings), annotations={CERTMAP_ANNOTATION: certificate_map}
+        ),
+        "spec": {
+            "gatewayClassName": GATEWAY_CLASS,
+            "listeners": [
+                {
+                    "name": "https",
+                    "protocol": "HTTPS",
+                    "port": HTTPS_PORT,
+                    "hostname": hostname,
+                    "allowedRoutes": {"namespaces": {"from": "Same"}},
+                }
+            ],
+            "addresses": [{"type": "NamedAddress", "value": address_name}],
+        },
+    }
+
+
+def _openai_route(settings: ExposureSettings, hostname: str) -> dict:
+    """Every path of the hostname goes to the Serve port of KubeRay's serve Service."""
+    serving = settings.serving
+    return {
+        "apiVersion": GATEWAY_API,
+        "kind": "HTTPRoute",
+        "metadata": _gateway_metadata(settings, f"{serving.name}-openai"),
+        "spec": {
+            "parentRefs": [{"name": gateway_name(settings), "sectionName": "https"}],
+            "hostnames": [hostname],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": serving.serve_service, "port": SERVE_PORT}],
+                }
+            ],
+        },
+    }
+
+
+def _serve_health_check_policy(settings: ExposureSettings) -> dict:
+    """The load balancer checks Serve's proxy health endpoint, which answers without an API key."""
+    return {
+        "apiVersion": GKE_NETWORKING_API,
+        "kind": "HealthCheckPolicy",
+        "metadata": _gateway_metadata(settings, f"{settings.serving.name}-serve-health"),
+        "spec": {
+            "default": {
+                "config": {
+                    "type": "HTTP",
+                    "httpHealthCheck": {
+                        "portSpecification": "USE_FIXED_PORT",
+                        "port": SERVE_PORT,
+                        "requestPath": SERVE_HEALTH_PATH,
+                    },
+                }
+            },
+            "targetRef": _serve_service_ref(settings),
+        },
+    }
+
+
+def _serve_backend_policy(settings: ExposureSettings) -> dict:
+    """A backend timeout long enough for a streamed reply (BACKEND_TIMEOUT_SECONDS)."""
+    return {
+        "apiVersion": GKE_NETWORKING_API,
+        "kind": "GCPBackendPolicy",
+        "metadata": _gateway_metadata(settings, f"{settings.serving.name}-serve-backend"),
+        "spec": {"default": {"timeoutSec": BACKEND_TIMEOUT_SECONDS}, "targetRef": _serve_service_ref(settings)},
+    }
 
 
 def public_base_url(hostname: str) -> str:

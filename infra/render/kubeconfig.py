@@ -30,7 +30,9 @@ def render_kubeconfig(context_name: str, endpoint: str, cluster_ca_certificate: 
                         "exec": {
                             "apiVersion": "client.authentication.k8s.io/v1beta1",
                             "command": AUTH_PLUGIN,
-                            "installHint": "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+                            "installHint": (
+                                "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin"
+                            ),
                             "provideClusterInfo": True,
                             "interactiveMode": "Never",
                         }

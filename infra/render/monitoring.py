@@ -1,17 +1,10 @@
 """The stack's Cloud Monitoring dashboard and alert policies, as plain data built from metric names.
 
-Pure: `METRICS` is the one list of every metric name the dashboard and the alerts use, with where it comes
-from; `render_dashboard(settings)` returns the dashboard as a dict (the `dashboard_json` of
+Pure: `render_dashboard(settings)` returns the dashboard as a dict (the `dashboard_json` of
 `gcp.monitoring.Dashboard`, after `dashboard_json()`), `render_alerts(settings)` the alert policies as
-`AlertSpec`s. `infra/components/monitoring.py` wraps them in resources. Every PromQL string is assembled here from the
-names in `METRICS` (`metric()` refuses any other), so a renamed metric is one edit.
-
-Metric names are as Managed Prometheus stores them: Ray exports on each Ray pod's port 8080, with counters
-ending in `_total` and histograms queried through `_bucket`; vLLM's engine metrics come through Ray as
-`ray_vllm_*` with a `model_name` label; DCGM metrics come from GKE's managed DCGM exporter; KubeRay's from the
-operator (scraped by the PodMonitoring made here). Sources: Ray Serve's monitoring guide
-(docs.ray.io/en/latest/serve/monitoring.html), vLLM's `vllm/v1/metrics/loggers.py`, GKE's DCGM metrics page
-(cloud.google.com/kubernetes-engine/docs/how-to/dcgm-metrics) and KubeRay's `ray-operator/controllers/ray/metrics`.
+`AlertSpec`s. `infra/components/monitoring.py` wraps them in resources. Every PromQL string is assembled here from
+the names in `infra/render/metrics.py` (`metric()` refuses any other), which also says where each metric comes
+from.
 """
 
 from __future__ import annotations
@@ -19,99 +12,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
-
-RAY = "Ray 2.60 Serve"
-VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
-DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
-KUBERAY = "KubeRay 1.7 operator"
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One metric as PromQL names it. `local`: the local CPU server exports it too (the e2e tier checks it)."""
-
-    name: str
-    kind: str  # "counter" | "gauge" | "histogram"
-    source: str
-    meaning: str
-    local: bool = False
-
-    @property
-    def exported_names(self) -> tuple[str, ...]:
-        """The series names a scrape shows (a histogram as its buckets, sum and count)."""
-        if self.kind == "histogram":
-            return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "sum", "count"))
-        return (self.name,)
-
-
-METRICS: tuple[Metric, ...] = (
-    # Ray Serve (proxy, replicas, controller)
-    Metric("ray_serve_num_http_requests_total", "counter", RAY, "HTTP requests by route and status code", True),
-    Metric("ray_serve_num_http_error_requests_total", "counter", RAY, "HTTP requests answered 4xx or 5xx", True),
-    Metric(
-        "ray_serve_deployment_error_counter_total",
-        "counter",
-        RAY,
-        "exceptions in a deployment's replicas (per model: deployment LLMServer:<model>)",
-    ),
-    Metric("ray_serve_deployment_replica_healthy", "gauge", RAY, "1 per healthy replica, by deployment", True),
-    # vLLM engine metrics through Ray, labelled model_name
-    Metric("ray_vllm_num_requests_running", "gauge", VLLM, "requests in the running batch", True),
-    Metric("ray_vllm_num_requests_waiting", "gauge", VLLM, "requests queued for the engine", True),
-    Metric("ray_vllm_kv_cache_usage_perc", "gauge", VLLM, "KV-cache usage as a fraction (1 = full)", True),
-    Metric("ray_vllm_prefix_cache_queries_total", "counter", VLLM, "prefix-cache lookups, in tokens", True),
-    Metric("ray_vllm_prefix_cache_hits_total", "counter", VLLM, "prefix-cache hits, in tokens", True),
-    Metric("ray_vllm_prompt_tokens_total", "counter", VLLM, "prompt tokens processed", True),
-    Metric("ray_vllm_generation_tokens_total", "counter", VLLM, "tokens generated", True),
-    Metric("ray_vllm_request_success_total", "counter", VLLM, "finished requests by finished_reason", True),
-    Metric("ray_vllm_time_to_first_token_seconds", "histogram", VLLM, "time to first token (TTFT)", True),
-    Metric("ray_vllm_inter_token_latency_seconds", "histogram", VLLM, "time between output tokens (ITL)", True),
-    # GPUs (DCGM), labelled Hostname and gpu
-    Metric("DCGM_FI_DEV_GPU_UTIL", "gauge", DCGM, "GPU busy %, 0-100"),
-    Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),
-    Metric("DCGM_FI_DEV_FB_FREE", "gauge", DCGM, "GPU memory free, MiB"),
-    Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
-    Metric(
-        "DCGM_FI_DEV_XID_ERRORS",
-        "gauge",
-        DCGM,
-        "last XID error code (0 = none); only where the exporter's field list includes it",
-    ),
-    # KubeRay
-    Metric(
-        "kuberay_service_condition_ready",
-        "gauge",
-        KUBERAY,
-        'always 1; the RayService Ready state is the `condition` label ("true"/"false")',
-    ),
-)
-METRICS_BY_NAME = {metric.name: metric for metric in METRICS}
-LOCAL_METRICS = tuple(metric for metric in METRICS if metric.local)
-
-
-def metric(name: str) -> str:
-    """`name`, if it is in `METRICS`; every query goes through here so that none uses an unlisted name."""
-    if name not in METRICS_BY_NAME:
-        raise KeyError(f"metric {name!r} is not in infra/render/monitoring.py METRICS; add it there with its source")
-    return name
-
-
-def metric_names_in(promql: str) -> set[str]:
-    """The metrics a PromQL string uses: identifiers that look like metric names, a histogram's series
-    (`_bucket`, `_sum`, `_count`) named by the histogram."""
-    words = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", re.sub(r'"[^"]*"', '""', promql)))
-    names = set()
-    for word in words:
-        if not word.startswith(("ray_", "DCGM_", "kuberay_")):
-            continue
-        base = re.sub(r"_(bucket|sum|count)$", "", word)
-        listed = METRICS_BY_NAME.get(base)
-        names.add(base if listed is not None and listed.kind == "histogram" else word)
-    return names
+from infra.render.metrics import metric, metric_names_in
 
 
 def serve_deployment_name(model_id: str) -> str:
@@ -130,7 +35,7 @@ class MonitoringSettings:
     model_ids: tuple[str, ...]
     always_on_model_ids: tuple[str, ...]  # minReplicas >= 1: "no healthy replica" is an outage for these
     min_gpus: int  # GPUs the pool always has (0 when it scales to zero)
-    thresholds: AlertThresholds = AlertThresholds()
+    thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     # The GKE cluster's name. Managed Prometheus labels every series with it, and Cloud Monitoring queries span
     # the whole project: without it, two stacks in one project would read (and alert on) each other's series.
     cluster: str = ""
@@ -182,9 +87,15 @@ class Panel:
 
 
 def panels(settings: MonitoringSettings) -> list[Panel]:
-    """The dashboard's charts, in reading order."""
-    ns = _ns(settings)
-    llm_deployments = 'deployment=~"LLMServer:.*"'
+    """The dashboard's charts, in reading order: traffic, latency, the engines, the GPUs."""
+    return [*_traffic_panels(settings), *_latency_panels(settings), *_engine_panels(settings), *_gpu_panels(settings)]
+
+
+_LLM_DEPLOYMENTS = 'deployment=~"LLMServer:.*"'  # the model replicas, not the OpenAI ingress
+
+
+def _traffic_panels(settings: MonitoringSettings) -> list[Panel]:
+    """What clients send and get back: requests by status, errors, finished requests per model."""
     return [
         Panel(
             "Requests/s by status code",
@@ -207,7 +118,7 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
                 ),
                 Series(
                     f"sum by (deployment) (rate({metric('ray_serve_deployment_error_counter_total')}"
-                    f"{{{_in_namespace(settings)},{llm_deployments}}}[5m]))",
+                    f"{{{_in_namespace(settings)},{_LLM_DEPLOYMENTS}}}[5m]))",
                     "${labels.deployment}",
                 ),
             ),
@@ -217,35 +128,40 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
             "Finished requests/s by model",
             (
                 Series(
-                    f"sum by (model_name, finished_reason) (rate({metric('ray_vllm_request_success_total')}{ns}[5m]))",
+                    "sum by (model_name, finished_reason) "
+                    f"(rate({metric('ray_vllm_request_success_total')}{_ns(settings)}[5m]))",
                     "${labels.model_name} ${labels.finished_reason}",
                 ),
             ),
             "1/s",
             "STACKED_AREA",
         ),
-        Panel(
-            "Time to first token p50 / p95",
-            tuple(
-                Series(
-                    quantile_query(settings, "ray_vllm_time_to_first_token_seconds", q),
-                    f"p{int(q * 100)} ${{labels.model_name}}",
-                )
-                for q in (0.5, 0.95)
-            ),
-            "s",
+    ]
+
+
+def _latency_panels(settings: MonitoringSettings) -> list[Panel]:
+    """What a user waits for: the first token, then each next one; p50 and p95 per model."""
+    return [
+        _percentiles_panel(settings, "Time to first token p50 / p95", "ray_vllm_time_to_first_token_seconds"),
+        _percentiles_panel(settings, "Inter-token latency p50 / p95", "ray_vllm_inter_token_latency_seconds"),
+    ]
+
+
+def _percentiles_panel(settings: MonitoringSettings, title: str, histogram: str) -> Panel:
+    return Panel(
+        title,
+        tuple(
+            Series(quantile_query(settings, histogram, q), f"p{int(q * 100)} ${{labels.model_name}}")
+            for q in (0.5, 0.95)
         ),
-        Panel(
-            "Inter-token latency p50 / p95",
-            tuple(
-                Series(
-                    quantile_query(settings, "ray_vllm_inter_token_latency_seconds", q),
-                    f"p{int(q * 100)} ${{labels.model_name}}",
-                )
-                for q in (0.5, 0.95)
-            ),
-            "s",
-        ),
+        "s",
+    )
+
+
+def _engine_panels(settings: MonitoringSettings) -> list[Panel]:
+    """How each model's engines keep up: tokens, the batch and queue, the caches, healthy replicas."""
+    ns = _ns(settings)
+    return [
         Panel(
             "Tokens/s by model (prompt, generation)",
             tuple(
@@ -293,12 +209,19 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
             (
                 Series(
                     f"sum by (deployment) ({metric('ray_serve_deployment_replica_healthy')}"
-                    f"{{{_in_namespace(settings)},{llm_deployments}}})",
+                    f"{{{_in_namespace(settings)},{_LLM_DEPLOYMENTS}}})",
                     "${labels.deployment}",
                 ),
             ),
             "1",
         ),
+    ]
+
+
+def _gpu_panels(settings: MonitoringSettings) -> list[Panel]:
+    """The GPU nodes, from DCGM: how busy each is and how full its memory."""
+    used, free = _dcgm(settings, "DCGM_FI_DEV_FB_USED"), _dcgm(settings, "DCGM_FI_DEV_FB_FREE")
+    return [
         Panel(
             "GPU utilisation by node",
             (Series(f"avg by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_GPU_UTIL')})", "${labels.Hostname}"),),
@@ -308,9 +231,7 @@ def panels(settings: MonitoringSettings) -> list[Panel]:
             "GPU memory used by node",
             (
                 Series(
-                    f"100 * sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) / "
-                    f"(sum by (Hostname) ({_dcgm(settings, 'DCGM_FI_DEV_FB_USED')}) + sum by (Hostname) "
-                    f"({_dcgm(settings, 'DCGM_FI_DEV_FB_FREE')}))",
+                    f"100 * sum by (Hostname) ({used}) / (sum by (Hostname) ({used}) + sum by (Hostname) ({free}))",
                     "${labels.Hostname}",
                 ),
             ),

@@ -58,87 +58,101 @@ REFUSED_ENV_VARS: Mapping[str, str] = MappingProxyType(
     }
 )
 _SECRET_LOOKING_ENV = re.compile(r"(_TOKEN|_SECRET|_PASSWORD|_API_KEYS?)$")
+_KNOWN_ENGINE_ARGS = VLLM_ENGINE_ARG_NAMES | VLLM_FRONTEND_ARG_NAMES
 
 
 def engine_kwargs_problems(path: str, engine_kwargs: Mapping[Any, Any]) -> list[str]:
-    """Problems with the keys (and JSON-ness of the values) of one model's `engineKwargs`."""
+    """Problems with the keys (and JSON-ness of the values) of one model's `engineKwargs`: at most one per
+    option, the first of: set elsewhere or refused, unknown to vLLM, a value the project cannot deploy, a value
+    that is not plain data."""
     problems: list[str] = []
-    known = VLLM_ENGINE_ARG_NAMES | VLLM_FRONTEND_ARG_NAMES
     for name in sorted(engine_kwargs, key=str):
         value = engine_kwargs[name]
-        at = f"{path}.{name}"
         if not isinstance(name, str):
             problems.append(problem(path, "option names must be strings", shown(name), "snake_case vLLM option names"))
             continue
-        if name in OWNED_ENGINE_ARGS:
-            problems.append(
-                problem(
-                    at,
-                    f"is set by the model spec, not engineKwargs (use the key {OWNED_ENGINE_ARGS[name]})",
-                    f"{name}={shown(value)}",
-                    f"{OWNED_ENGINE_ARGS[name]}: {shown(value)} next to engineKwargs",
-                )
-            )
-        elif name in RAY_OWNED_ENGINE_ARGS:
-            problems.append(
-                problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={shown(value)}", "remove it from engineKwargs")
-            )
-        elif name in REFUSED_ENGINE_ARGS:
-            problems.append(problem(at, REFUSED_ENGINE_ARGS[name], f"{name}=<redacted>", "remove it from engineKwargs"))
-        elif name in REMOVED_ENGINE_ARGS:
-            problems.append(
-                problem(
-                    at,
-                    f"unknown engine option for vLLM {VLLM_VERSION}: {REMOVED_ENGINE_ARGS[name]}",
-                    f"{name}={shown(value)}",
-                    "remove it from engineKwargs",
-                )
-            )
-        elif name not in known:
-            hint = closest(name, sorted(known), cutoff=0.8)
-            camel_as_snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-            if hint is None and camel_as_snake in known:
-                hint = camel_as_snake
-            what = f"unknown engine option for vLLM {VLLM_VERSION}" + did_you_mean(hint)
-            problems.append(
-                problem(
-                    at,
-                    what,
-                    f"{name}={shown(value)}",
-                    f"vLLM {VLLM_VERSION} EngineArgs/AsyncEngineArgs/FrontendArgs field names",
-                )
-            )
-        elif name == "data_parallel_size" and value != 1:
-            problems.append(
-                problem(
-                    at,
-                    "data parallelism needs Ray's build_dp_openai_app, which this project "
-                    "does not deploy; scale with minReplicas/maxReplicas",
-                    shown(value),
-                    "1 or unset",
-                )
-            )
-        elif name == "disable_log_stats" and value is True:
-            problems.append(
-                problem(
-                    at,
-                    "conflicts with log_engine_metrics, which the project keeps on for the engine metrics",
-                    shown(value),
-                    "false or unset",
-                )
-            )
-        else:
-            bad = _non_json(value)
-            if bad is not None:
-                problems.append(
-                    problem(
-                        at,
-                        "value must be plain data (string, number, boolean, null, list, map)",
-                        f"{bad!r} ({type(bad).__name__})",
-                        "YAML/JSON values",
-                    )
-                )
+        at = f"{path}.{name}"
+        found = (
+            _set_elsewhere_problem(at, name, value)
+            or _unknown_option_problem(at, name, value)
+            or _undeployable_value_problem(at, name, value)
+            or _non_json_problem(at, value)
+        )
+        if found is not None:
+            problems.append(found)
     return problems
+
+
+def _set_elsewhere_problem(at: str, name: str, value: Any) -> str | None:
+    """An option that the spec or Ray Serve LLM sets, that this project refuses, or that vLLM removed."""
+    if name in OWNED_ENGINE_ARGS:
+        return problem(
+            at,
+            f"is set by the model spec, not engineKwargs (use the key {OWNED_ENGINE_ARGS[name]})",
+            f"{name}={shown(value)}",
+            f"{OWNED_ENGINE_ARGS[name]}: {shown(value)} next to engineKwargs",
+        )
+    if name in RAY_OWNED_ENGINE_ARGS:
+        return problem(at, RAY_OWNED_ENGINE_ARGS[name], f"{name}={shown(value)}", "remove it from engineKwargs")
+    if name in REFUSED_ENGINE_ARGS:
+        return problem(at, REFUSED_ENGINE_ARGS[name], f"{name}=<redacted>", "remove it from engineKwargs")
+    if name in REMOVED_ENGINE_ARGS:
+        return problem(
+            at,
+            f"unknown engine option for vLLM {VLLM_VERSION}: {REMOVED_ENGINE_ARGS[name]}",
+            f"{name}={shown(value)}",
+            "remove it from engineKwargs",
+        )
+    return None
+
+
+def _unknown_option_problem(at: str, name: str, value: Any) -> str | None:
+    """A name that the pinned vLLM does not have, with the closest one it does (a camelCase name too)."""
+    if name in _KNOWN_ENGINE_ARGS:
+        return None
+    hint = closest(name, sorted(_KNOWN_ENGINE_ARGS), cutoff=0.8)
+    camel_as_snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    if hint is None and camel_as_snake in _KNOWN_ENGINE_ARGS:
+        hint = camel_as_snake
+    return problem(
+        at,
+        f"unknown engine option for vLLM {VLLM_VERSION}" + did_you_mean(hint),
+        f"{name}={shown(value)}",
+        f"vLLM {VLLM_VERSION} EngineArgs/AsyncEngineArgs/FrontendArgs field names",
+    )
+
+
+def _undeployable_value_problem(at: str, name: str, value: Any) -> str | None:
+    """A vLLM option set to a value that this project's deployment does not support."""
+    if name == "data_parallel_size" and value != 1:
+        return problem(
+            at,
+            "data parallelism needs Ray's build_dp_openai_app, which this project "
+            "does not deploy; scale with minReplicas/maxReplicas",
+            shown(value),
+            "1 or unset",
+        )
+    if name == "disable_log_stats" and value is True:
+        return problem(
+            at,
+            "conflicts with log_engine_metrics, which the project keeps on for the engine metrics",
+            shown(value),
+            "false or unset",
+        )
+    return None
+
+
+def _non_json_problem(at: str, value: Any) -> str | None:
+    """A value that the Serve config (YAML/JSON) cannot carry."""
+    bad = _non_json(value)
+    if bad is None:
+        return None
+    return problem(
+        at,
+        "value must be plain data (string, number, boolean, null, list, map)",
+        f"{bad!r} ({type(bad).__name__})",
+        "YAML/JSON values",
+    )
 
 
 def _non_json(value: Any) -> Any:

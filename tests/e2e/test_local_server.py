@@ -181,7 +181,7 @@ def scraped_names(metrics_url: str) -> set[str]:
 
 def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_name(server):
     """The dashboard and alerts query these names; a rename in Ray or vLLM must fail here, not in production."""
-    from infra.render.monitoring import LOCAL_METRICS
+    from infra.render.metrics import LOCAL_METRICS
 
     # Prefix-cache hits need a repeated prompt longer than one KV block; the other counters need a request.
     prompt = "Repeat after me: " + " ".join(f"word{i}" for i in range(80))
@@ -194,7 +194,7 @@ def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_nam
         if not missing or time.monotonic() > deadline:
             break
         time.sleep(5)
-    assert not missing, f"listed in infra/render/monitoring.py METRICS as local, but not exported: {sorted(missing)}"
+    assert not missing, f"listed in infra/render/metrics.py METRICS as local, but not exported: {sorted(missing)}"
 
 
 # --- key rotation: the same key file and reload interval as on the cluster --------------------------------------

@@ -417,8 +417,11 @@ def _function(path: Path, class_name: str | None, name: str) -> ast.FunctionDef 
 def test_stand_in_matches_rays_openai_ingress_constructor() -> None:
     real = _function(RAY_ROOT / "llm/_internal/serve/core/ingress/ingress.py", "OpenAiIngress", "__init__")
     stand_in = ast.parse(textwrap.dedent(inspect.getsource(_StandInOpenAiIngress.__init__))).body[0]
-    describe = lambda f: ([a.arg for a in f.args.args], [a.arg for a in f.args.kwonlyargs])  # noqa: E731
-    assert describe(real) == describe(stand_in), f"Ray's OpenAiIngress.__init__ changed: {describe(real)}"
+
+    def parameters(function: ast.FunctionDef) -> tuple[list[str], list[str]]:
+        return [a.arg for a in function.args.args], [a.arg for a in function.args.kwonlyargs]
+
+    assert parameters(real) == parameters(stand_in), f"Ray's OpenAiIngress.__init__ changed: {parameters(real)}"
 
 
 def test_build_openai_app_binds_extra_kwargs_into_the_ingress_constructor() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import inspect
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,7 @@ def test_auth_off_only_when_explicitly_disabled() -> None:
 
 @pytest.mark.parametrize("bad", ["", "keys", "relative/keys", "/etc/keys/"])
 def test_auth_settings_reject_bad_key_file_paths(bad: str) -> None:
-    with pytest.raises(ValueError, match="AuthSettings.api_key_file must be an absolute file path"):
+    with pytest.raises(ValueError, match=re.escape("AuthSettings.api_key_file must be an absolute file path")):
         AuthSettings(api_key_file=bad)
 
 

@@ -255,8 +255,9 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
     (
         "R1 preset, chunked prefill off",
         [r1(enableChunkedPrefill=False)],
-        "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen, or vLLM refuses to start "
-        "(unset keys take preset deepseek-r1's defaults); found maxNumBatchedTokens=8192, maxModelLen=32768",
+        "models[0].maxNumBatchedTokens: without chunked prefill it must be at least maxModelLen, "
+        "or vLLM refuses to start (unset keys take preset deepseek-r1's defaults); "
+        "found maxNumBatchedTokens=8192, maxModelLen=32768",
     ),
     (
         "batched tokens < max seqs",

@@ -445,7 +445,7 @@ def _schema_violations(obj: Any) -> list[Violation]:
             for key in sorted(k for k in error.instance if k not in known):
                 found.append(
                     Violation(
-                        _fmt_path(parts + [key]),
+                        _fmt_path([*parts, key]),
                         f"unknown field (allowed here: {', '.join(sorted(known))}); a misspelling, or a field "
                         "missing from tests/support/kuberay_schema.py",
                     )
@@ -453,7 +453,7 @@ def _schema_violations(obj: Any) -> list[Violation]:
         elif error.validator == "required":
             match = re.fullmatch(r"'(.+)' is a required property", error.message)
             missing = match.group(1) if match else None
-            found.append(Violation(_fmt_path(parts + [missing] if missing else parts), "required field is missing"))
+            found.append(Violation(_fmt_path([*parts, missing] if missing else parts), "required field is missing"))
         else:
             found.append(Violation(_fmt_path(parts), error.message))
     return sorted(set(found), key=lambda v: (v.path, v.message))
@@ -499,13 +499,13 @@ def _is_int(value: Any) -> bool:
 
 def _qualified_name_errors(key: str) -> list[str]:
     """k8s IsQualifiedName: [prefix/]name, prefix a DNS-1123 subdomain (<=253), name <=63 alphanumeric-ish."""
-    prefix, _, name = key.rpartition("/")
+    prefix, slash, name = key.rpartition("/")
     errors = []
     if "/" in prefix:
         errors.append("a qualified name must have at most one '/'")
-    if prefix or key.startswith("/"):
-        if not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix):
-            errors.append("prefix must be a DNS-1123 subdomain (lowercase, at most 253 characters)")
+    prefix_is_subdomain = bool(prefix) and len(prefix) <= 253 and _DNS1123_SUBDOMAIN.match(prefix) is not None
+    if slash and not prefix_is_subdomain:
+        errors.append("prefix must be a DNS-1123 subdomain (lowercase, at most 253 characters)")
     if not name or len(name) > 63 or not _QUALIFIED_NAME_PART.match(name):
         errors.append("name part must be at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends")
     return errors
@@ -558,7 +558,8 @@ def _group_violations(path: str, group: dict, group_label: str) -> list[Violatio
             found.append(
                 Violation(
                     f"{path}.labels[{key!r}]",
-                    f"invalid label value {value!r}: at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends",
+                    f"invalid label value {value!r}: "
+                    "at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends",
                 )
             )
     return found
@@ -615,9 +616,9 @@ def _operator_violations(obj: Any) -> list[Violation]:
                 )
             )
     timeout = _dict(metadata.get("annotations")).get(INITIALIZING_TIMEOUT_ANNOTATION)
-    if isinstance(timeout, str) and timeout:  # validateInitializingTimeout
-        if err := _initializing_timeout_error(timeout):
-            found.append(Violation(f"metadata.annotations[{INITIALIZING_TIMEOUT_ANNOTATION!r}]", err))
+    # validateInitializingTimeout
+    if isinstance(timeout, str) and timeout and (err := _initializing_timeout_error(timeout)):
+        found.append(Violation(f"metadata.annotations[{INITIALIZING_TIMEOUT_ANNOTATION!r}]", err))
 
     # ValidateRayServiceSpec: K8s token auth is not supported for a RayService.
     if _get(cluster, "authOptions", "enableK8sTokenAuth") is True:
@@ -766,7 +767,8 @@ def _operator_violations(obj: Any) -> list[Violation]:
                 found.append(
                     Violation(
                         f"{path}.groupName",
-                        f"duplicate worker group name {group_name!r} (also workerGroupSpecs[{first_index[group_name]}])",
+                        f"duplicate worker group name {group_name!r} "
+                        f"(also workerGroupSpecs[{first_index[group_name]}])",
                     )
                 )
             first_index.setdefault(group_name, i)

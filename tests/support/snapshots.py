@@ -29,8 +29,8 @@ def _safetensors(tensors: dict[str, tuple[list[int], int]], seed: int) -> bytes:
 
 
 def make_snapshot(root: Path, shards: int = 4, shard_floats: int = 150_000) -> Path:
-    """A fake multi-shard model snapshot (~0.6 MB per shard, ~2.4 MB in all, by default): safetensors shards with an index,
-    config, generation config and tokenizer files."""
+    """A fake multi-shard model snapshot (~0.6 MB per shard, ~2.4 MB in all, by default): safetensors shards with an
+    index, config, generation config and tokenizer files."""
     root.mkdir(parents=True, exist_ok=True)
     weight_map = {}
     for shard in range(1, shards + 1):

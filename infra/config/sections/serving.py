@@ -14,7 +14,7 @@ from infra.config.sections.secure import secure_problems
 from infra.config.settings import GpuPoolConfig, SecureSettings, ServingConfig
 from infra.config.stackfiles import PROJECT
 from infra.config.values import ValueReader, read_cleanly
-from infra.planning.capacity import capacity_findings
+from infra.planning.model_capacity import capacity_findings
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
