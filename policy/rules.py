@@ -30,7 +30,7 @@ GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 # The machine's number of GPU NIC networks for GPUDirect (4 for A3 High / TCPX, 8 for A3 Mega / TCPXO).
-# Kept here so the pack runs without the project; tests/test_policy_rules.py checks it against infra/catalog.py.
+# Kept here so the pack runs without the project; tests/stacks/test_policy_rules.py checks it against infra/catalog.py.
 A3_GPU_NETWORKS = {"a3-highgpu-8g": 4, "a3-megagpu-8g": 8}
 GPU_TAINT_KEY = "nvidia.com/gpu"
 INTERNAL_LB_ANNOTATION = ("networking.gke.io/load-balancer-type", "Internal")

@@ -10,7 +10,7 @@ One version per package: the environments are compiled in the order of ENVIRONME
 pins of every lock compiled before it, so a package two environments share gets the version the first one
 locked. An input may exempt a package with a line `# differs: <package> -- <why>`: its pin is then not taken
 from the locks whose inputs do not exempt it too (the policy pack's protobuf 5.29 against everyone else's
-protobuf 6). tests/test_requirements_locks.py checks the same rule on the committed locks.
+protobuf 6). tests/project/test_requirements_locks.py checks the same rule on the committed locks.
 """
 
 from __future__ import annotations

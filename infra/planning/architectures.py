@@ -1,7 +1,7 @@
 """Model shapes for the capacity planner: the fields of a model's config.json that decide its memory.
 
 A built-in table of the models this project serves (their config.json values, checked against the published
-parameter counts in tests/test_capacity.py), a reader for any Llama, Mistral, Qwen2 or DeepSeek-V2/V3
+parameter counts in tests/planning/test_capacity.py), a reader for any Llama, Mistral, Qwen2 or DeepSeek-V2/V3
 config.json, and per-GPU byte counts as vLLM 0.29 shards them: tensor-parallel layers are divided TP ways,
 replicated ones are not (DeepSeek's `q_a_proj`/`kv_a_proj_with_mqa`, the MoE router, norms); MLA keeps one
 latent per token and layer on every TP rank, GQA splits the KV heads over TP. Pure Python.
@@ -185,7 +185,7 @@ def _deepseek_v3(name: str) -> Architecture:
 
 
 # config.json values of each repository (huggingface.co/<repo>/blob/main/config.json). The parameter counts
-# they give reproduce the published safetensors counts exactly (tests/test_capacity.py).
+# they give reproduce the published safetensors counts exactly (tests/planning/test_capacity.py).
 ARCHITECTURES: Mapping[str, Architecture] = {
     arch.name.lower(): arch
     for arch in (

@@ -58,7 +58,7 @@ How to extend it when the project renders a new field
     2. Add a comment naming the CRD path when the rule is not obvious.
     3. Check ``validation.go`` for rules on that field; add them to ``_operator_violations``, citing the Go
        function.
-    4. Add the field to the "full" valid example and a broken case to ``tests/test_kuberay_schema.py``.
+    4. Add the field to the "full" valid example and a broken case to ``tests/render/test_kuberay_schema.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Real storage servers for the staging tests, gcp-storage-emulator and moto's S3 server, run from this
-environment's bin folder on 127.0.0.1 (tests/weights/conftest.py starts them once per session)."""
+environment's bin folder on 127.0.0.1 (tests/staging/conftest.py starts them once per session)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ that no test sees what another one changed:
 
 - `StackPlans`: each stack's real program under Pulumi's mocks (`infra.cli.plan.run_program`, preview=False,
   so no check is silently skipped). Every test gets its own deep copy of the resources; the parsed config is
-  shared, as it is frozen all the way down (tests/test_fixtures.py checks that it stays so).
+  shared, as it is frozen all the way down (tests/project/test_fixtures.py checks that it stays so).
 - `PlanCommandRuns`: `python -m infra plan <stack> --out <folder>` run in-process, for the tests of the
   command and of what it writes. Every test gets its own copy of the folder.
 

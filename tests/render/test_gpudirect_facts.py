@@ -1,7 +1,7 @@
 """The transcribed GPUDirect facts, pinned literally: each rendered value against the value its source documents.
 
 The other GPUDirect tests compare the renderers with the project's own constants, so a wrong constant passes
-them. Here the expected values come from tests/golden/gpudirect-<flavour>.yaml, typed in by hand from the
+them. Here the expected values come from tests/render/golden/gpudirect-<flavour>.yaml, typed in by hand from the
 sources it lists; a failure names the fact, both values and the source to re-read before changing either.
 """
 
@@ -110,7 +110,7 @@ def test_rendered_value_is_the_documented_one(flavour, section, key, fact, plann
     assert actual == expected, (
         f"GPUDirect-{flavour.upper()} {where}: the code renders {actual!r} but the documented value is "
         f"{expected!r} ({fact['source']}: {sources[fact['source']]}). Re-read the source before changing "
-        f"tests/golden/gpudirect-{flavour}.yaml."
+        f"tests/render/golden/gpudirect-{flavour}.yaml."
     )
 
 
@@ -121,7 +121,7 @@ def test_no_nccl_variable_is_rendered_without_a_documented_value(flavour):
     assert rendered == documented, (
         f"GPUDirect-{flavour.upper()}: rendered but undocumented {sorted(rendered - documented)}, documented "
         f"but not rendered {sorted(documented - rendered)}; add each with its source to "
-        f"tests/golden/gpudirect-{flavour}.yaml"
+        f"tests/render/golden/gpudirect-{flavour}.yaml"
     )
 
 

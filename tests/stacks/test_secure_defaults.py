@@ -2,7 +2,7 @@
 infra/components/exposure.py).
 
 Config rules are checked by their messages; what the stacks create is checked on the real program under mocks,
-the same way as tests/test_platform.py, including stack variants (external HTTPS exposure, opt-outs).
+the same way as tests/stacks/test_platform.py, including stack variants (external HTTPS exposure, opt-outs).
 """
 
 from __future__ import annotations

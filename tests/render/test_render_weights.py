@@ -316,7 +316,7 @@ def test_the_init_container_runs_staging_manifest_check_py_as_written(tmp_path):
     name the stager writes (staging/layout.py)."""
     template = gpu_template(rayservice(stack()))
     (check,) = [c for c in template["spec"]["initContainers"] if c["name"] == "weights-manifest-check"]
-    script = (Path(__file__).resolve().parent.parent / "staging" / "manifest_check.py").read_text()
+    script = (Path(__file__).resolve().parents[2] / "staging" / "manifest_check.py").read_text()
     assert check["command"][:3] == ["python3", "-c", script]
     assert f"os.path.join(root, {MANIFEST_NAME!r})" in script
 

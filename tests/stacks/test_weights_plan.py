@@ -113,7 +113,7 @@ def test_the_pulumi_program_needs_none_of_the_staging_libraries():
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     probe = (
         "import sys; from infra.cli.plan import make_plan; make_plan('prod'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('boto3', 'botocore', 'huggingface_hub') "

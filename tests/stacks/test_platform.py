@@ -128,7 +128,7 @@ def test_gpu_pool_attaches_one_network_per_gpu_nic_by_name(stack, planned):
 @pytest.mark.parametrize("stack", ("staging", "prod"))
 def test_gpu_vpcs_use_jumbo_frames_and_allow_internal_traffic(stack, planned):
     for vpc in planned(stack).of_type("gcp:compute/network:Network"):
-        # GKE's documented MTU for the GPU VPCs (cluster-toolkit multivpc; see tests/golden/gpudirect-*.yaml).
+        # GKE's documented MTU for the GPU VPCs (cluster-toolkit multivpc; see tests/render/golden/gpudirect-*.yaml).
         assert vpc.inputs["mtu"] == 8244, f"{stack}: {vpc.name} mtu {vpc.inputs['mtu']}"
     subnets = {r.name: r.inputs["ipCidrRange"] for r in planned(stack).of_type("gcp:compute/subnetwork:Subnetwork")}
     rules = planned(stack).of_type("gcp:compute/firewall:Firewall")

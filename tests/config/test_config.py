@@ -13,7 +13,7 @@ from infra.config.errors import ConfigError
 from infra.config.keys import CONFIG_KEYS, declared_in_pulumi_yaml
 from infra.config.stack import parse_stack_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The model of the stack `parse_config` starts from (tests/support/inputs.py), for the cases that change it.
 R1_REVISION = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"  # the Hub commit the stacks stage
 R1 = {

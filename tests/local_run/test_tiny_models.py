@@ -30,7 +30,7 @@ from local_run.tiny_models import (
 from local_run.tiny_models import build as tiny_build
 from local_run.tiny_models import specs as tiny_specs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Every model source that a stack serves must have a row here, so a new model in a stack is a conscious
 # decision about its local stand-in.

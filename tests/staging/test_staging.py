@@ -1,4 +1,4 @@
-"""Staging against a real GCS emulator and a real moto S3 server (tests/weights/conftest.py)."""
+"""Staging against a real GCS emulator and a real moto S3 server (tests/staging/conftest.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DEPLOYING = (ROOT / "docs" / "deploying.md").read_text()
 PAGES = {"README.md": README, "docs/deploying.md": DEPLOYING}
