@@ -129,6 +129,8 @@ for output_name, value in serve_urls(rayservice).items():
     pulumi.export(output_name, value)
 pulumi.export("api_key", llm.api_key)
 if exposure.address is not None:
+    # The address exists for an external exposure, which the config accepts only with serveHostname.
+    assert config.secure.serve_hostname is not None
     pulumi.export("public_base_url", public_base_url(config.secure.serve_hostname))
     pulumi.export("public_address", exposure.address.address)
     pulumi.export("dns_records_to_create", exposure.dns_records)

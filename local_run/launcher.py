@@ -51,6 +51,7 @@ class LaunchedServer:
         self._reader.start()
 
     def _read(self) -> None:
+        assert self.process.stdout is not None  # opened with stdout=PIPE
         for line in self.process.stdout:
             self.lines.append(line.rstrip("\n"))
 
@@ -63,7 +64,8 @@ class LaunchedServer:
         while time.monotonic() < deadline:
             for index, line in enumerate(self.lines):
                 if line.startswith(READY_MARKER) and index + 1 < len(self.lines):
-                    return json.loads(self.lines[index + 1])
+                    ready: dict = json.loads(self.lines[index + 1])  # one JSON object (local_run/__main__.py)
+                    return ready
             if self.process.poll() is not None:
                 self._reader.join(timeout=5)
                 raise LocalRunError(

@@ -36,7 +36,8 @@ LOCAL_SITE = Path(__file__).resolve().parent / "site"
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]  # an AF_INET socket's name is (host, port)
+        return port
 
 
 def ensure_port_free(port: int, what: str) -> None:

@@ -18,9 +18,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from staging.layout import model_prefix
 from staging.sources import LocalSource, StagingError
+
+if TYPE_CHECKING:
+    from google.cloud import storage
 
 BUCKET = "llmserve-local-models"
 REVISION = "local"
@@ -31,7 +35,7 @@ class LocalModelStore:
         self.workdir = Path(workdir)
         self.process: subprocess.Popen | None = None
         self._previous_host: str | None = None
-        self.bucket = None
+        self.bucket: storage.Bucket | None = None  # made by start()
 
     def start(self) -> LocalModelStore:
         from google.auth.credentials import AnonymousCredentials
@@ -72,18 +76,21 @@ class LocalModelStore:
         """Stage `directory` as `gs://<bucket>/<model_id>/local/` and return a read-only copy fetched back."""
         from staging.copy import Stager
 
+        if self.bucket is None:
+            raise StagingError("the local model store is not started: call start() before stage()")
+        bucket = self.bucket
         prefix = model_prefix(model_id, REVISION)
         logging.getLogger("staging").setLevel(logging.WARNING)  # the local run prints its own summary
-        result = Stager(LocalSource(directory, REVISION), self.bucket, prefix, workers=4, scratch=self.workdir).run()
+        result = Stager(LocalSource(directory, REVISION), bucket, prefix, workers=4, scratch=self.workdir).run()
         mount = self.workdir / "mnt" / "models" / model_id
-        for blob in self.bucket.client.list_blobs(self.bucket.name, prefix=prefix):
+        for blob in bucket.client.list_blobs(bucket.name, prefix=prefix):
             target = mount / blob.name[len(prefix) :]
             target.parent.mkdir(parents=True, exist_ok=True)
             blob.download_to_filename(str(target))
             target.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         print(
             f"staged {model_id}: {result.files} files, {result.bytes_copied} bytes into "
-            f"gs://{self.bucket.name}/{prefix} (emulator); serving from {mount}",
+            f"gs://{bucket.name}/{prefix} (emulator); serving from {mount}",
             flush=True,
         )
         return mount

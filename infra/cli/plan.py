@@ -24,11 +24,18 @@ import runpy
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, SECRET, StackFileError, stack_config
+
+if TYPE_CHECKING:  # Pulumi and the stack config are imported when a plan runs, not with the command line
+    import pulumi
+    from pulumi.runtime import MockCallArgs, MockResourceArgs
+    from pulumi.runtime.proto import resource_pb2
+
+    from infra.config.settings import StackConfig
 
 UNKNOWN = "[unknown]"
 REDACTED = "[redacted]"
@@ -85,7 +92,7 @@ class PlanMocks:
     def __init__(self, gcp_project: str = "my-gcp-project"):
         self.gcp_project = gcp_project
 
-    def new_resource(self, args) -> tuple[str, dict]:
+    def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
         name = outputs.get("name") or args.name
         kind = args.typ
@@ -120,11 +127,11 @@ class PlanMocks:
             outputs["result"] = "offline-plan-" + "x" * max(0, int(outputs.get("length", 32)) - 13)
         return f"{name}-id", outputs
 
-    def call(self, args) -> tuple[dict, list]:
+    def call(self, args: MockCallArgs) -> tuple[dict, list]:
         return {}, []
 
 
-def run_program(stack: str, root: Path = PROJECT_ROOT):
+def run_program(stack: str, root: Path = PROJECT_ROOT) -> tuple[StackConfig, list[RecordedResource]]:
     """Run `__main__.py` for `stack` under mocks; returns the parsed `StackConfig` and what the program
     registered. Raises `ConfigError` for bad config before any resource is registered."""
     import pulumi
@@ -141,7 +148,9 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
     recorded: list[RecordedResource] = []
 
     class RecordingMonitor(pulumi_mocks.MockMonitor):
-        def RegisterResource(self, request):
+        def RegisterResource(
+            self, request: resource_pb2.RegisterResourceRequest
+        ) -> resource_pb2.RegisterResourceResponse:
             if request.type != "pulumi:pulumi:Stack":
                 parent = request.parent.split("::")[-1] if request.parent else None
                 if parent and request.parent.split("::")[2] == "pulumi:pulumi:Stack":
@@ -164,7 +173,8 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
                         options,
                     )
                 )
-            return super().RegisterResource(request)
+            response: resource_pb2.RegisterResourceResponse = super().RegisterResource(request)
+            return response
 
     mocks = _as_pulumi_mocks(PlanMocks(values.get("gcp:project", "my-gcp-project")))
     quiet = logging.getLogger("llmserve.plan")  # warnings reach the summary; the engine log would repeat them
@@ -175,18 +185,22 @@ def run_program(stack: str, root: Path = PROJECT_ROOT):
     )
     config = load_stack_config()  # fail on bad config here, outside the engine loop, with nothing registered
     main = root / "__main__.py"
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+
+    def program() -> None:
+        runpy.run_path(str(main), run_name="__main__")
+
+    _sync_await(run_pulumi_func(program))
     return config, recorded
 
 
-def _as_pulumi_mocks(plan_mocks: PlanMocks):
+def _as_pulumi_mocks(plan_mocks: PlanMocks) -> pulumi.runtime.Mocks:
     import pulumi
 
     class _Mocks(pulumi.runtime.Mocks):
-        def new_resource(self, args):
+        def new_resource(self, args: MockResourceArgs) -> tuple[str, dict]:
             return plan_mocks.new_resource(args)
 
-        def call(self, args):
+        def call(self, args: MockCallArgs) -> tuple[dict, list]:
             return plan_mocks.call(args)
 
     return _Mocks()
@@ -224,7 +238,7 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     capacity: dict | None = None  # capacity.json (infra/cli/report.py)
 
-    def summary(self, config) -> str:
+    def summary(self, config: StackConfig) -> str:
         by_type = collections.Counter(resource.type for resource in self.resources)
         pool = config.gpu_pool
         machine = pool.machine
@@ -289,7 +303,7 @@ def remove_stale_plan(out: Path) -> bool:
     return removed
 
 
-def make_plan(stack: str, root: Path = PROJECT_ROOT):
+def make_plan(stack: str, root: Path = PROJECT_ROOT) -> tuple[Plan, StackConfig]:
     """Plan `stack`; returns the plan and the parsed stack config."""
     config, resources = run_program(stack, root)
     # Registration order depends on when each resource's inputs resolve; sort for byte-stable output.

@@ -26,9 +26,7 @@ def stack_capacity(config: StackConfig) -> dict:
                 # What this model's replicas load from (infra/config/sections/weights.py);
                 # None for a hand-built config in tests.
                 "weight_source": (
-                    config.weights.for_model(spec.model_id).source
-                    if getattr(config, "weights", None) is not None
-                    else None
+                    config.weights.for_model(spec.model_id).source if config.weights is not None else None
                 ),
                 "replicas": {"min": spec.min_replicas, "max": spec.max_replicas},
                 "capacity": report.as_json() if report is not None else None,

@@ -13,6 +13,7 @@ deploy environment. Exit codes: 0 every check passed, 1 a check failed or the en
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import shutil
@@ -57,7 +58,9 @@ class Target:
 
     # --- HTTP ------------------------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: dict | None = None, key: str | None = "default"):
+    def request(
+        self, method: str, path: str, body: dict | None = None, key: str | None = "default"
+    ) -> http.client.HTTPResponse | urllib.error.HTTPError:
         key = self.api_key if key == "default" else key
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if key:
@@ -65,7 +68,9 @@ class Target:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout_s)
+            # main accepts only http:// and https:// URLs, which urlopen answers with an HTTPResponse.
+            response: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=self.timeout_s)
+            return response
         except urllib.error.HTTPError as error:
             return error  # an HTTP answer: the caller checks the status
         except (urllib.error.URLError, OSError) as error:
@@ -86,7 +91,7 @@ class Target:
         self.checks.append(Check(name, passed, time.perf_counter() - started, detail))
 
 
-def _json(response) -> Any:
+def _json(response: http.client.HTTPResponse | urllib.error.HTTPError) -> Any:
     text = response.read().decode("utf-8", "replace")
     try:
         return json.loads(text)
@@ -155,7 +160,7 @@ def check_stream(target: Target, model: str, max_tokens: int) -> str:
             chunks += 1
             if first_token_s is None:
                 first_token_s = time.perf_counter() - started
-    assert chunks >= 1, "the stream carried no token"
+    assert first_token_s is not None, "the stream carried no token"  # set with the first chunk
     assert done, "the stream did not end with data: [DONE]"
     return f"{chunks} chunks with tokens, first after {first_token_s * 1000:.0f} ms"
 
@@ -223,7 +228,8 @@ def stack_outputs(stack: str, root: Path) -> dict:
             f"and --api-key instead",
             exit_code=2,
         )
-    return json.loads(result.stdout or "{}")
+    outputs: dict = json.loads(result.stdout or "{}")  # `pulumi stack output --json` prints one object
+    return outputs
 
 
 def newest_key(configured: str | None) -> str | None:

@@ -44,6 +44,7 @@ class ServingExposure(pulumi.ComponentResource):
         self.dns_records = None
         if settings.serving.exposure == "external":
             hostname = settings.hostname
+            assert hostname is not None  # set exactly when the exposure is external (ExposureSettings)
             self.address = gcp.compute.GlobalAddress(f"{name}-address", opts=child)
             authorization = gcp.certificatemanager.DnsAuthorization(f"{name}-dns-auth", domain=hostname, opts=child)
             certificate = gcp.certificatemanager.Certificate(

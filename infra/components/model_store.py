@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.resources import BUCKET, BUCKET_IAM_MEMBER, BUCKET_SECRET_OUTPUTS, GcpResource
+from infra.components.resources import BUCKET_IAM_MEMBER, GcpResource, GcsBucket
 from infra.config.gcp_rules import stack_slug
 from infra.config.settings import ModelStoreConfig
 from infra.render.weights import gsa_email
@@ -30,10 +30,8 @@ WRITER_ROLES = ("roles/storage.objectUser",)
 
 def store_account_ids(stack: str) -> tuple[str, str]:
     """The reader's and the writer's service-account ids (6-30 characters), unique per stack in a project."""
-    return tuple(
-        f"llm-weights-{kind}-{stack_slug(stack)}"[:30].rstrip("-")  # type: ignore[return-value]
-        for kind in ("ro", "rw")
-    )
+    reader, writer = (f"llm-weights-{kind}-{stack_slug(stack)}"[:30].rstrip("-") for kind in ("ro", "rw"))
+    return reader, writer
 
 
 def store_emails(stack: str, gcp_project: str) -> tuple[str, str]:
@@ -57,7 +55,7 @@ class ModelStoreArgs:
 
 
 class ModelStore(pulumi.ComponentResource):
-    bucket: GcpResource  # a gcp:storage/bucket:Bucket
+    bucket: GcsBucket
     reader: gcp.serviceaccount.Account
     writer: gcp.serviceaccount.Account
     grants: list[pulumi.Resource]
@@ -67,8 +65,7 @@ class ModelStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         store = args.store
         # Registered by type token: importing pulumi_gcp.storage would cost the offline plan 0.3 s.
-        self.bucket = GcpResource(
-            BUCKET,
+        self.bucket = GcsBucket(
             name,
             {
                 "name": store.bucket,
@@ -80,7 +77,6 @@ class ModelStore(pulumi.ComponentResource):
                 "labels": {"app": "llmserve", "stack": re.sub(r"[^a-z0-9_-]", "-", args.stack.lower())[:63]},
             },
             child,
-            secret_outputs=BUCKET_SECRET_OUTPUTS,
         )
         reader_id, writer_id = store_account_ids(args.stack)
         self.reader = gcp.serviceaccount.Account(

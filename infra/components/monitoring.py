@@ -9,6 +9,7 @@ alert needs, is made here.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -31,6 +32,11 @@ class MonitoringArgs:
     operator_namespace: str
     # What must exist before the operator's PodMonitoring (its namespace, the GMP CRDs).
     operator: pulumi.Resource | None = None
+
+
+def _query_of(index: int) -> Callable[[Sequence[render.AlertSpec]], str]:
+    """The query of alert number `index`, bound now rather than when the output resolves."""
+    return lambda alerts: alerts[index].query
 
 
 class Monitoring(pulumi.ComponentResource):
@@ -56,7 +62,7 @@ class Monitoring(pulumi.ComponentResource):
         for index, spec in enumerate(render.render_alerts(settings)):
             plain = render.alert_policy_args(spec, settings)
             plain["conditions"][0]["condition_prometheus_query_language"]["query"] = alerts_in_cluster.apply(
-                lambda alerts, index=index: alerts[index].query
+                _query_of(index)
             )
             self.alert_policies.append(
                 gcp.monitoring.AlertPolicy(

@@ -68,3 +68,13 @@ class GcpResource(pulumi.CustomResource):
             pulumi.ResourceOptions(additional_secret_outputs=list(secret_outputs)),
         )
         super().__init__(type_token, resource_name, dict(inputs), pulumi.ResourceOptions.merge(opts, extra))
+
+
+class GcsBucket(GcpResource):
+    """A `gcp:storage/bucket:Bucket`, with the typed Bucket's secret outputs."""
+
+    # The engine sets an output attribute for each input (pulumi.runtime.rpc.transfer_properties); these are read.
+    name: pulumi.Output[str]
+
+    def __init__(self, resource_name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(BUCKET, resource_name, inputs, opts, secret_outputs=BUCKET_SECRET_OUTPUTS)

@@ -7,10 +7,13 @@ was read (`infra/config/sections/`); secrets stay opaque (Pulumi outputs) end to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from infra.catalog import GpuDirect, MachineProfile
 from serve_app.spec import ModelSpec
+
+if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
+    import pulumi
 
 STORE_SOURCES = ("gcsfuse", "runai-streamer")  # the weight sources that read the model store
 
@@ -84,9 +87,10 @@ class ServingConfig:
     source_ranges: tuple[str, ...]
     api_auth: bool
     ready_timeout_minutes: int
-    # Secrets stay Pulumi outputs end to end; None when the stack does not set them.
-    api_key: Any | None = None
-    hf_token: Any | None = None
+    # Secrets stay Pulumi outputs end to end (text in an offline plan or a test); None when the stack does not
+    # set them.
+    api_key: pulumi.Input[str] | None = None
+    hf_token: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,8 @@ class WeightsConfig:
     staging_timeout_minutes: int
     s3_endpoint_url: str = ""
     # Pulumi secret outputs (or None): the S3 staging source's keys.
-    s3_access_key_id: Any | None = None
-    s3_secret_access_key: Any | None = None
+    s3_access_key_id: pulumi.Input[str] | None = None
+    s3_secret_access_key: pulumi.Input[str] | None = None
 
     def for_model(self, model_id: str) -> ModelWeights:
         return next(model for model in self.models if model.model_id == model_id)

@@ -13,7 +13,7 @@ them, so that every problem is reported once, by the key that holds it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.config.errors import ConfigError
 from infra.config.key_checks import check_keys
@@ -29,14 +29,17 @@ from infra.config.sections.weights import read_weight_keys, resolve_weights
 from infra.config.settings import ClusterConfig, ServingConfig, StackConfig, WeightsConfig
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
-from infra.config.values import ValueReader, read_cleanly
+from infra.config.values import ValueReader, clean
+
+if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
+    import pulumi
 
 
 def parse_stack_config(
     stack: str,
     values: Mapping[str, Any],
     gcp_values: Mapping[str, Any],
-    secrets: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, pulumi.Input[str]] | None = None,
     plain_secrets: Mapping[str, str] | None = None,
     other_keys: Mapping[str, bool] | None = None,
     encrypted: Iterable[str] = (),
@@ -79,16 +82,16 @@ def parse_stack_config(
         raise ConfigError(read.problems)
     return StackConfig(
         stack=stack,
-        gcp_project=gcp_project,
-        region=region,
-        network=network,
-        cluster=cluster,
-        gpu_pool=pool,
-        serving=serving,
+        gcp_project=clean(gcp_project),
+        region=clean(region),
+        network=clean(network),
+        cluster=clean(cluster),
+        gpu_pool=clean(pool),
+        serving=clean(serving),
         warnings=tuple(read.warnings),
-        secure=secure,
-        weights=weights,
-        alerts=alerts,
+        secure=clean(secure),
+        weights=clean(weights),
+        alerts=clean(alerts),
     )
 
 
@@ -99,12 +102,12 @@ def _read_weights(
     region: str | None,
     cluster: ClusterConfig | None,
     serving: ServingConfig | None,
-    secrets: Mapping[str, Any],
+    secrets: Mapping[str, pulumi.Input[str]],
 ) -> WeightsConfig | None:
     """The weights keys, then every model's weight source, which depends on four other sections: resolved only
     when those read cleanly, so that a problem in one of them is reported once, by its own key."""
     weight_keys = read_weight_keys(read)
-    if not read_cleanly(serving, cluster, gcp_project, region, weight_keys):
+    if weight_keys is None or serving is None or cluster is None or gcp_project is None or region is None:
         return None
     weights, problems, warnings = resolve_weights(
         weight_keys,
@@ -137,7 +140,10 @@ def load_stack_config() -> StackConfig:
 
 
 def config_from_map(
-    stack: str, config: Mapping[str, Any], encrypted: Iterable[str], secret: Callable[[str], Any] = lambda name: None
+    stack: str,
+    config: Mapping[str, Any],
+    encrypted: Iterable[str],
+    secret: Callable[[str], pulumi.Output[str] | None] = lambda name: None,
 ) -> StackConfig:
     """`parse_stack_config` for a whole config map as the engine holds it, `{"namespace:key": "text"}`, with the
     keys stored encrypted. `secret(name)` wraps a secret key's value (a `pulumi.Output` under the engine); its

@@ -29,9 +29,14 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import yaml
+
+try:  # libyaml's parser when the wheel has it
+    from yaml import CSafeLoader as _SafeLoader
+except ImportError:
+    from yaml import SafeLoader as _SafeLoader  # type: ignore[assignment]  # the same interface, in pure Python
 
 PROJECT = "llmserve"  # the project name in Pulumi.yaml, and so the namespace of its config keys
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -217,6 +222,7 @@ def _construct(node: yaml.Node, where: str, path: set[int]) -> Any:
         return [_construct(item, f"{where}[{index}]", path) for index, item in enumerate(node.value)]
     if _is_secure(node):
         return _SecretPlaceholder()
+    assert isinstance(node, yaml.MappingNode)  # PyYAML composes scalars, sequences and mappings, nothing else
     return {key.value: _construct(value, f"{where}.{key.value}", path) for key, value in _mapping_pairs(node, where)}
 
 
@@ -263,13 +269,13 @@ _STR = "tag:yaml.org,2002:str"
 _CORE_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 
 
-class _Yaml12Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when the wheel has it
+class _Yaml12Loader(_SafeLoader):
     """PyYAML's parser and composer without its YAML 1.1 implicit types: every untagged plain scalar gets the
     `_PLAIN` tag and is resolved by `_resolve_scalar`."""
 
-    yaml_implicit_resolvers: ClassVar[dict] = {}
 
-
+# Its own resolver table, empty: add_implicit_resolver would otherwise start from a copy of YAML 1.1's.
+_Yaml12Loader.yaml_implicit_resolvers = {}
 _Yaml12Loader.add_implicit_resolver(_PLAIN, re.compile(r"(?s).*"), None)
 
 

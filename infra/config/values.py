@@ -13,16 +13,28 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from configkit import ConfigKey, closest, did_you_mean, shown
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 
+T = TypeVar("T")
+
 
 def read_cleanly(*values: Any) -> bool:
     """Every value a rule depends on was read cleanly (a bad or missing one was read as None)."""
     return all(value is not None for value in values)
+
+
+def clean(value: T | None) -> T:
+    """`value`, of a reader that recorded no problem since it read it. `ValueReader.get` gives None only after
+    recording the key's problem (every key is required or has a default), and a section reader gives None only
+    when a problem is recorded for it or for a section it needs; so with no problem, nothing is None. A None here
+    is a reader that broke that rule, raised as such instead of passed on as a setting."""
+    if value is None:
+        raise AssertionError("a config value read as None, yet no problem was recorded for it")
+    return value
 
 
 class ValueReader:
@@ -78,7 +90,7 @@ class ValueReader:
 
     def matching(self, name: str, check: Callable[[str], bool], what: str) -> str | None:
         """A string that is empty or passes `check`; `what` says what is allowed."""
-        value = self.get(name)
+        value: str | None = self.get(name)  # `name` is a string key, so get gives a str or None
         if value and not check(value):
             self.problem(f"{PROJECT}:{name}: expected {what}; found {shown(value)}")
             return None
@@ -92,8 +104,9 @@ class ValueReader:
         values = self.get(name)
         if values is None:
             return None
-        networks = [self.parse_cidr(f"{PROJECT}:{name}[{index}]", value) for index, value in enumerate(values)]
-        if any(network is None for network in networks):
+        parsed = [self.parse_cidr(f"{PROJECT}:{name}[{index}]", value) for index, value in enumerate(values)]
+        networks = [network for network in parsed if network is not None]
+        if len(networks) < len(parsed):
             return None
         seen: dict[ipaddress.IPv4Network, int] = {}
         duplicate = False
@@ -117,7 +130,7 @@ class ValueReader:
                 f"{where}: expected an IPv4 CIDR with no host bits set, like 10.0.0.0/20; found {shown(value)}"
             )
             return None
-        if network.version != 4:
+        if not isinstance(network, ipaddress.IPv4Network):
             self.problem(f"{where}: expected an IPv4 CIDR; found {shown(value)}")
             return None
         return network

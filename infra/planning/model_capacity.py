@@ -71,7 +71,7 @@ def model_reports(
 ) -> list[tuple[int, ModelSpec, CapacityReport | None, str | None]]:
     """(index, spec, report or None, why not) for each model of a stack on the GPU pool's machine profile."""
     gpu = GPU_MEMORY.get(machine.gke_accelerator)
-    results = []
+    results: list[tuple[int, ModelSpec, CapacityReport | None, str | None]] = []
     for index, spec in enumerate(models):
         if gpu is None:
             results.append((index, spec, None, f"no GPU memory profile for {machine.gke_accelerator}"))

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL, RAY_NODE_SELECTOR
 from infra.render.rayservice import DASHBOARD_PORT, HEAD_PORTS, SERVE_PORT, RayServiceSettings
+
+if TYPE_CHECKING:  # the names' type only: rendering runs without Pulumi
+    import pulumi
 
 NETWORK_POLICY_API = "networking.k8s.io/v1"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
@@ -137,7 +140,9 @@ def gateway_name(settings: ExposureSettings) -> str:
     return f"{settings.serving.name}-gateway"
 
 
-def render_gateway_objects(settings: ExposureSettings, certificate_map: Any, address_name: Any) -> list[dict]:
+def render_gateway_objects(
+    settings: ExposureSettings, certificate_map: pulumi.Input[str], address_name: pulumi.Input[str]
+) -> list[dict]:
     """The HTTPS-only Gateway, its route to KubeRay's serve Service, and the GKE policies for that Service.
     `certificate_map` and `address_name` may be Pulumi outputs."""
     if settings.hostname is None:
@@ -158,7 +163,9 @@ def _serve_service_ref(settings: ExposureSettings) -> dict:
     return {"group": "", "kind": "Service", "name": settings.serving.serve_service}
 
 
-def _gateway(settings: ExposureSettings, hostname: str, certificate_map: Any, address_name: Any) -> dict:
+def _gateway(
+    settings: ExposureSettings, hostname: str, certificate_map: pulumi.Input[str], address_name: pulumi.Input[str]
+) -> dict:
     """A single HTTPS listener: there is no port 80 to send an API key to in clear text. The certificate comes
     from a Certificate Manager map (annotation), which GKE does not allow together with `tls.certificateRefs`,
     so the listener has no `tls` block."""
@@ -243,10 +250,10 @@ def public_base_url(hostname: str) -> str:
 def source_ranges_for_internal(source_ranges: tuple[str, ...], pods_cidr: str) -> list[dict]:
     """NetworkPolicy ipBlocks for clients of an internal load balancer: its source ranges (everything when
     none are set), minus the pod range, so that pods still need their namespace to be allowed."""
-    pods = ipaddress.ip_network(pods_cidr)
+    pods = ipaddress.IPv4Network(pods_cidr)
     blocks = []
     for cidr in source_ranges or ("0.0.0.0/0",):
-        network = ipaddress.ip_network(cidr)
+        network = ipaddress.IPv4Network(cidr)
         block: dict[str, Any] = {"cidr": cidr}
         if pods != network and pods.subnet_of(network):
             block["except"] = [pods_cidr]

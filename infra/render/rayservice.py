@@ -323,7 +323,7 @@ def _cpu_group(settings: RayServiceSettings) -> dict:
 
 def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling: bool) -> dict:
     machine = settings.machine
-    env = [
+    env: list[dict[str, Any]] = [
         {"name": "HF_HOME", "value": WEIGHT_CACHE_MOUNT},
         # Pods on multi-NIC nodes have eth1..ethN too: keep Gloo's rendezvous on the pod network.
         {"name": "GLOO_SOCKET_IFNAME", "value": "eth0"},

@@ -14,11 +14,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local_run.tiny_models.families import ARCHITECTURES, UnsupportedModelError, architecture_for
 from local_run.tiny_models.specs import SEED, SPECS, TinySpec
 from local_run.tiny_models.tokenizer import build_tokenizer
+
+if TYPE_CHECKING:  # imported where a model is built: only the heavy local environment has transformers
+    from transformers import PreTrainedTokenizerFast
 
 BUILD_VERSION = 1
 """Part of the cache key: bump it whenever what `build_tiny_model` writes changes, so old caches are ignored."""
@@ -142,7 +145,7 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def _build_model(spec: TinySpec, tokenizer: Any, directory: Path) -> int:
+def _build_model(spec: TinySpec, tokenizer: PreTrainedTokenizerFast, directory: Path) -> int:
     """Random-init the model (fixed seed, bf16) and save config.json + model.safetensors; its size."""
     import torch
     import transformers

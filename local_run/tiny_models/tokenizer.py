@@ -8,9 +8,12 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from local_run.tiny_models.specs import SEED
+
+if TYPE_CHECKING:  # imported where a tokenizer is built: only the heavy local environment has transformers
+    from transformers import PreTrainedTokenizerFast
 
 # Special tokens, in id order: the trainer puts them first, so their ids are stable.
 BOS, EOS, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|pad|>"
@@ -46,7 +49,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(model_max_length: int) -> Any:
+def build_tokenizer(model_max_length: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `_corpus()`, as a transformers PreTrainedTokenizerFast."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast

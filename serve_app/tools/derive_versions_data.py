@@ -51,7 +51,9 @@ def reasoning_parsers(path: Path) -> list[str]:
             and node.targets[0].id == "_REASONING_PARSERS_TO_REGISTER"
             and isinstance(node.value, ast.Dict)
         ):
-            return [key.value for key in node.value.keys if isinstance(key, ast.Constant)]
+            return [
+                key.value for key in node.value.keys if isinstance(key, ast.Constant) and isinstance(key.value, str)
+            ]
     raise SystemExit(f"_REASONING_PARSERS_TO_REGISTER not found in {path}")
 
 

@@ -52,6 +52,7 @@ def alert_thresholds(values: Mapping[str, Any], prefix: str) -> tuple[AlertThres
         if value is None:
             continue
         bounds = CONFIG_KEYS_BY_NAME[key].range
+        assert bounds is not None, f"{key} declares no range"  # every threshold key does (infra/config/keys.py)
         if isinstance(value, bool) or not isinstance(value, int) or value not in bounds:
             problems.append(
                 f"{prefix}{key}: out of range; found {shown(value)}; allowed: an integer from {bounds.words()}"

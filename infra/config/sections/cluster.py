@@ -10,12 +10,12 @@ import re
 from infra.config import gcp_rules
 from infra.config.settings import ClusterConfig
 from infra.config.stackfiles import PROJECT
-from infra.config.values import ValueReader, read_cleanly
+from infra.config.values import ValueReader, clean
 
-OPEN_TO_THE_INTERNET = ipaddress.ip_network("0.0.0.0/0")
+OPEN_TO_THE_INTERNET = ipaddress.IPv4Network("0.0.0.0/0")
 # RFC 5737 documentation ranges: fine for an offline plan, useless for reaching a real control plane.
 DOCUMENTATION_RANGES = tuple(
-    ipaddress.ip_network(cidr) for cidr in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
+    ipaddress.IPv4Network(cidr) for cidr in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")
 )
 
 
@@ -50,19 +50,19 @@ def read_cluster(
         )
     deletion_protection = read.get("deletionProtection")
     authorized = _read_authorized_networks(read)
-    if len(read.problems) > start or not read_cleanly(region, zones, regional, master_cidr):
+    if len(read.problems) > start or region is None or zones is None or regional is None or master_cidr is None:
         return None
     return ClusterConfig(
         location=region if regional else zones[0],
         node_zones=zones,
         release_channel=release_channel,
         kubernetes_version=kubernetes_version or None,
-        maintenance_window_start=window_start,
+        maintenance_window_start=clean(window_start),
         node_upgrade_freeze_start=freeze_start if freeze else None,
         deletion_protection=deletion_protection,
         master_cidr=str(master_cidr),
-        master_authorized_networks=tuple(str(network) for network in authorized),
-        system_machine_type=system_machine_type,
+        master_authorized_networks=tuple(str(network) for network in clean(authorized)),
+        system_machine_type=clean(system_machine_type),
         system_node_count=system_node_count,
     )
 

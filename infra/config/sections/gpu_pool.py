@@ -13,7 +13,7 @@ from infra.catalog import MACHINE_PROFILES, GpuDirect, MachineProfile
 from infra.config import gcp_rules
 from infra.config.settings import GpuPoolConfig
 from infra.config.stackfiles import PROJECT
-from infra.config.values import ValueReader, read_cleanly
+from infra.config.values import ValueReader, clean
 
 QUEUED_PROVISIONING_REFUSAL = (
     "a queued-provisioning pool gets nodes only through a ProvisioningRequest (autoscaling.x-k8s.io), which "
@@ -87,31 +87,32 @@ def read_gpu_pool(
     _check_placement_and_size(read, keys, zones)
     _check_provisioning(read, keys, machine)
     gpudirect = _gpudirect_in_effect(read, keys, machine)
-    if len(read.problems) > start or not read_cleanly(machine, zones):
+    if len(read.problems) > start or machine is None or zones is None or gpudirect is None:
         return None
 
-    if keys.spot and (keys.node_count > 1 or (keys.autoscaling and keys.max_nodes > 1)):
+    pool = GpuPoolConfig(
+        machine=machine,
+        zones=zones,
+        node_count=clean(keys.node_count),
+        autoscaling=clean(keys.autoscaling),
+        min_nodes=clean(keys.min_nodes),
+        max_nodes=clean(keys.max_nodes),
+        compact_placement=clean(keys.compact_placement),
+        gpudirect=gpudirect,
+        spot=clean(keys.spot),
+        flex_start=clean(keys.flex_start),
+        reservation=keys.reservation or None,
+        driver_version=clean(keys.driver_version),
+    )
+    if pool.spot and (pool.node_count > 1 or (pool.autoscaling and pool.max_nodes > 1)):
         read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that spans it")
-    if keys.reservation and keys.compact_placement and gpudirect is GpuDirect.TCPXO:
+    if pool.reservation and pool.compact_placement and gpudirect is GpuDirect.TCPXO:
         read.warnings.append(
             f"{PROJECT}:gpuCompactPlacement: A3 Mega pool creation has been reported to fail when "
             f"a placement policy is added on top of a dense specific reservation; if it does, set "
             f"it to false"
         )
-    return GpuPoolConfig(
-        machine=machine,
-        zones=zones,
-        node_count=keys.node_count,
-        autoscaling=keys.autoscaling,
-        min_nodes=keys.min_nodes,
-        max_nodes=keys.max_nodes,
-        compact_placement=keys.compact_placement,
-        gpudirect=gpudirect,
-        spot=keys.spot,
-        flex_start=keys.flex_start,
-        reservation=keys.reservation or None,
-        driver_version=keys.driver_version,
-    )
+    return pool
 
 
 def _read_pool_keys(read: ValueReader) -> _PoolKeys:
@@ -137,7 +138,7 @@ def _read_pool_keys(read: ValueReader) -> _PoolKeys:
 
 def _check_placement_and_size(read: ValueReader, keys: _PoolKeys, zones: tuple[str, ...] | None) -> None:
     """Compact placement keeps the pool in one zone; an autoscaling pool needs 0 <= min <= max, max >= 1."""
-    if read_cleanly(keys.compact_placement, zones) and keys.compact_placement and len(zones) > 1:
+    if keys.compact_placement and zones is not None and len(zones) > 1:
         read.problem(
             f"{PROJECT}:gpuZones: compact placement keeps the pool in one zone; found {len(zones)} "
             f"zones {list(zones)}; allowed: exactly one zone, or set {PROJECT}:gpuCompactPlacement to "
@@ -145,8 +146,9 @@ def _check_placement_and_size(read: ValueReader, keys: _PoolKeys, zones: tuple[s
         )
     min_nodes, max_nodes = keys.min_nodes, keys.max_nodes
     if (
-        read_cleanly(keys.autoscaling, min_nodes, max_nodes)
-        and keys.autoscaling
+        keys.autoscaling
+        and min_nodes is not None
+        and max_nodes is not None
         and (max_nodes < 1 or min_nodes > max_nodes)
     ):
         read.problem(
@@ -191,7 +193,7 @@ def _check_provisioning(read: ValueReader, keys: _PoolKeys, machine: MachineProf
 def _gpudirect_in_effect(read: ValueReader, keys: _PoolKeys, machine: MachineProfile | None) -> GpuDirect | None:
     """The GPUDirect flavour the pool gets (NONE when the machine lacks it or it is switched off); a GPU network
     count set by hand must match it."""
-    if not read_cleanly(machine, keys.gpudirect):
+    if machine is None or keys.gpudirect is None:
         return None
     gpudirect = machine.gpudirect if keys.gpudirect else GpuDirect.NONE
     needed_nics = machine.gpu_nic_count if gpudirect is not GpuDirect.NONE else 0

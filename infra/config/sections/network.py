@@ -10,7 +10,7 @@ from infra.catalog import GPU_SUBNET_SLOTS
 from infra.config import gcp_rules
 from infra.config.settings import GpuPoolConfig, NetworkConfig
 from infra.config.stackfiles import PROJECT
-from infra.config.values import ValueReader, read_cleanly
+from infra.config.values import ValueReader
 
 RANGE_KEYS = ("primarySubnetCidr", "podsCidr", "servicesCidr", "masterCidr", "gpuNetworksCidr")
 Ranges = dict[str, ipaddress.IPv4Network | None]
@@ -39,13 +39,13 @@ def read_ranges(read: ValueReader) -> Ranges:
                 f"found {network}; allowed: /{smallest} or larger"
             )
             ranges[name] = None
-    good = [name for name in RANGE_KEYS if ranges[name] is not None]
-    for i, first in enumerate(good):
-        for second in good[i + 1 :]:
-            if ranges[first].overlaps(ranges[second]):
+    good = [(name, network) for name in RANGE_KEYS if (network := ranges[name]) is not None]
+    for i, (first, first_network) in enumerate(good):
+        for second, second_network in good[i + 1 :]:
+            if first_network.overlaps(second_network):
                 read.problem(
-                    f"{PROJECT}:{first} and {PROJECT}:{second}: ranges overlap; found {ranges[first]} and "
-                    f"{ranges[second]}; allowed: disjoint ranges"
+                    f"{PROJECT}:{first} and {PROJECT}:{second}: ranges overlap; found {first_network} and "
+                    f"{second_network}; allowed: disjoint ranges"
                 )
     return ranges
 
@@ -54,13 +54,14 @@ def read_network(
     region: str | None, ranges: Mapping[str, ipaddress.IPv4Network | None], pool: GpuPoolConfig | None
 ) -> NetworkConfig | None:
     """The network's settings from the ranges and the GPU pool's NIC count; None when any of them is bad."""
-    if not read_cleanly(region, pool, *ranges.values()):
+    networks = {name: network for name, network in ranges.items() if network is not None}
+    if region is None or pool is None or len(networks) < len(ranges):
         return None
-    slots = list(ranges["gpuNetworksCidr"].subnets(prefixlen_diff=3))[:GPU_SUBNET_SLOTS]
+    slots = list(networks["gpuNetworksCidr"].subnets(prefixlen_diff=3))[:GPU_SUBNET_SLOTS]
     return NetworkConfig(
         region=region,
-        primary_subnet_cidr=str(ranges["primarySubnetCidr"]),
-        pods_cidr=str(ranges["podsCidr"]),
-        services_cidr=str(ranges["servicesCidr"]),
+        primary_subnet_cidr=str(networks["primarySubnetCidr"]),
+        pods_cidr=str(networks["podsCidr"]),
+        services_cidr=str(networks["servicesCidr"]),
         gpu_subnet_cidrs=tuple(str(slot) for slot in slots[: pool.gpu_network_count]),
     )

@@ -7,17 +7,20 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from infra.catalog import RAY_LLM_IMAGE, MachineProfile
 from infra.config.sections.secure import secure_problems
 from infra.config.settings import GpuPoolConfig, SecureSettings, ServingConfig
 from infra.config.stackfiles import PROJECT
-from infra.config.values import ValueReader, read_cleanly
+from infra.config.values import ValueReader, clean
 from infra.planning.model_capacity import capacity_findings
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
+
+if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
+    import pulumi
 
 _K8S_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # A container image reference (distribution/reference's grammar, simplified): [registry[:port]/]path[:tag][@digest].
@@ -47,7 +50,7 @@ def read_serving(
     machine: MachineProfile | None,
     pool: GpuPoolConfig | None,
     secure: SecureSettings | None,
-    secrets: Mapping[str, Any],
+    secrets: Mapping[str, pulumi.Input[str]],
     plain_secrets: Mapping[str, str],
 ) -> ServingConfig | None:
     """The serving settings; None when any serving key, the GPU pool or the secure settings is bad. The rules that
@@ -57,20 +60,21 @@ def read_serving(
     keys = _read_serving_keys(read)
     _check_api_key(read, plain_secrets.get("apiKey"))
     _check_serving_rules(read, keys, machine, pool, secure)
-    if len(read.problems) > start or not read_cleanly(keys.models, pool, secure):
+    # `models` can be None with no problem since `start`: an encrypted `models` is refused by the key checks, earlier.
+    if len(read.problems) > start or keys.models is None or pool is None or secure is None:
         return None
     image = keys.ray_image or RAY_LLM_IMAGE
     _warn_about_serving(read, keys, pool, image)
     return ServingConfig(
         models=keys.models,
-        namespace=keys.namespace,
+        namespace=clean(keys.namespace),
         ray_image=image,
-        ray_cluster_upgrade=keys.ray_cluster_upgrade,
-        cpu_workers=keys.cpu_workers,
-        exposure=keys.exposure,
-        source_ranges=tuple(str(network) for network in keys.source_ranges),
-        api_auth=keys.api_auth,
-        ready_timeout_minutes=keys.ready_timeout_minutes,
+        ray_cluster_upgrade=clean(keys.ray_cluster_upgrade),
+        cpu_workers=clean(keys.cpu_workers),
+        exposure=clean(keys.exposure),
+        source_ranges=tuple(str(network) for network in clean(keys.source_ranges)),
+        api_auth=clean(keys.api_auth),
+        ready_timeout_minutes=clean(keys.ready_timeout_minutes),
         api_key=secrets.get("apiKey"),
         hf_token=secrets.get("hfToken"),
     )
@@ -120,7 +124,8 @@ def _check_serving_rules(
             f"model endpoint on a load balancer; allowed: apiAuth=true, or serveExposure=cluster"
         )
     if (
-        read_cleanly(keys.cpu_workers, models)
+        keys.cpu_workers is not None
+        and models is not None
         and keys.cpu_workers < 1
         and any(model.min_replicas == 0 for model in models)
     ):
@@ -128,12 +133,12 @@ def _check_serving_rules(
             f"{PROJECT}:cpuWorkers: a model that scales to zero needs a CPU worker for the ingress that "
             f"wakes it; found {keys.cpu_workers}; allowed: 1 or more"
         )
-    if read_cleanly(models, machine):
+    if models is not None and machine is not None:
         read.problems.extend(serving_problems(models, machine, pool.max_gpu_nodes if pool is not None else None))
         capacity_errors, capacity_warnings = capacity_findings(models, machine, f"{PROJECT}:models")
         read.problems.extend(capacity_errors)
         read.warnings.extend(capacity_warnings)
-    if read_cleanly(secure, exposure, keys.source_ranges):
+    if secure is not None and exposure is not None and keys.source_ranges is not None:
         read.problems.extend(secure_problems(secure, exposure=exposure, source_ranges=keys.source_ranges))
 
 

@@ -21,7 +21,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configkit import shown
 from infra.catalog import RAY_LLM_IMAGE
@@ -30,6 +30,9 @@ from infra.config.stackfiles import PROJECT
 from infra.config.values import ValueReader, read_cleanly
 from serve_app.spec import ModelSpec
 from staging.layout import HF_COMMIT, REVISION_LABEL, model_prefix, split_uri
+
+if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
+    import pulumi
 
 LARGE_MODEL_PRESETS = frozenset({"deepseek-r1"})  # "auto" mounts these from the store
 RUNAI_LOAD_FORMAT = "runai_streamer"
@@ -90,7 +93,7 @@ def resolve_weights(
     region: str,
     deletion_protection: bool,
     ray_image: str,
-    secrets: Mapping[str, Any],
+    secrets: Mapping[str, pulumi.Input[str]],
 ) -> tuple[WeightsConfig, list[str], list[str]]:
     """Stage 2: every model's weight source, the model store, and the rules between them.
     Returns the config, the problems (each naming its key) and warnings."""
@@ -317,6 +320,7 @@ def weights_summary(weights: WeightsConfig) -> list[str]:
         if not model.uses_store:
             lines.append(f"{model.model_id}: {model.source} (each node downloads it at start)")
             continue
+        assert weights.store is not None  # resolve_weights makes a store whenever a model uses one
         where = f"gs://{weights.store.bucket}/{model.prefix}"
         how = f"staged by a Job from {model.origin}" if model.staged_by_job else "staged by hand"
         lines.append(f"{model.model_id}: {model.source} from {where} ({how})")

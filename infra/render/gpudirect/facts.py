@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from infra.catalog import MACHINE_PROFILES, GpuDirect
 
@@ -80,11 +80,16 @@ def gpudirect_accelerators(flavours: Iterable[GpuDirect]) -> list[str]:
     return sorted({p.gke_accelerator for p in MACHINE_PROFILES.values() if p.gpudirect in wanted})
 
 
-def _catalog_max(flavour: GpuDirect, attribute: str) -> int:
-    return max(getattr(p, attribute) for p in MACHINE_PROFILES.values() if p.gpudirect == flavour)
+# The MachineProfile counts a GPUDirect count is checked against.
+CountAttribute = Literal["gpu_count", "gpu_nic_count"]
 
 
-def check_count(name: str, value: int, flavour: GpuDirect, catalog_attribute: str) -> None:
+def _catalog_max(flavour: GpuDirect, attribute: CountAttribute) -> int:
+    counts: list[int] = [getattr(p, attribute) for p in MACHINE_PROFILES.values() if p.gpudirect == flavour]
+    return max(counts)
+
+
+def check_count(name: str, value: int, flavour: GpuDirect, catalog_attribute: CountAttribute) -> None:
     maximum = _catalog_max(flavour, catalog_attribute)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise ValueError(

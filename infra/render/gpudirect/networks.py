@@ -3,7 +3,10 @@ the names pods use for them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names' type only: rendering runs without Pulumi
+    import pulumi
 
 GKE_NETWORKING_GROUP = "networking.gke.io"
 GKE_NETWORKING_API_VERSION = f"{GKE_NETWORKING_GROUP}/v1"
@@ -27,7 +30,9 @@ def gpu_interface_names(nic_count: int) -> list[str]:
     return [interface_name(i) for i in range(1, nic_count + 1)]
 
 
-def gpu_network_objects(index: int, vpc_name: Any, subnet_name: Any) -> list[dict[str, Any]]:
+def gpu_network_objects(
+    index: int, vpc_name: pulumi.Input[str], subnet_name: pulumi.Input[str]
+) -> list[dict[str, Any]]:
     """The cluster-scoped `GKENetworkParamSet` and `Network` for GPU NIC number `index` (1-based).
 
     `vpc_name` and `subnet_name` are the *names* (not self-links) of that NIC's VPC and subnet; they are
