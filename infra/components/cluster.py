@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from infra.catalog import SYSTEM_POOL_LABELS
 from infra.components.network import PODS_RANGE_NAME, SERVICES_RANGE_NAME
+from infra.components.resources import grant_name, service_account_member
 from infra.config.gcp_rules import stack_slug
 from infra.config.settings import ClusterConfig
 from infra.render.kubeconfig import render_kubeconfig
@@ -70,14 +71,10 @@ class Cluster(pulumi.ComponentResource):
             display_name=f"GKE nodes of llmserve stack {args.stack}",
             opts=child,
         )
-        member = account.email.apply(lambda email: f"serviceAccount:{email}")
+        member = service_account_member(account.email)
         grants = [
             gcp.projects.IAMMember(
-                f"{name}-nodes-{role.split('/')[-1].replace('.', '-')}",
-                project=args.gcp_project,
-                role=role,
-                member=member,
-                opts=child,
+                grant_name(f"{name}-nodes", role), project=args.gcp_project, role=role, member=member, opts=child
             )
             for role in NODE_SERVICE_ACCOUNT_ROLES
         ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.components.resources import BUCKET_IAM_MEMBER, GcpResource, GcsBucket
+from infra.components.resources import BUCKET_IAM_MEMBER, GcpResource, GcsBucket, grant_name, service_account_member
 from infra.config.gcp_rules import stack_slug
 from infra.config.settings import ModelStoreConfig
 from infra.render.weights import gsa_email
@@ -98,12 +98,12 @@ class ModelStore(pulumi.ComponentResource):
             (self.reader, reader_roles, args.ray_service_account, "reader"),
             (self.writer, WRITER_ROLES, args.stager_service_account, "writer"),
         ):
-            member = account.email.apply(lambda email: f"serviceAccount:{email}")
+            member = service_account_member(account.email)
             for role in roles:
                 self.grants.append(
                     GcpResource(
                         BUCKET_IAM_MEMBER,
-                        f"{name}-{kind}-{role.split('/')[-1].replace('.', '-')}",
+                        grant_name(f"{name}-{kind}", role),
                         {"bucket": self.bucket.name, "role": role, "member": member},
                         child,
                     )

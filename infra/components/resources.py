@@ -78,3 +78,14 @@ class GcsBucket(GcpResource):
 
     def __init__(self, resource_name: str, inputs: Mapping[str, Any], opts: pulumi.ResourceOptions | None = None):
         super().__init__(BUCKET, resource_name, inputs, opts, secret_outputs=BUCKET_SECRET_OUTPUTS)
+
+
+def service_account_member(email: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The IAM member string of a service account, from its email output."""
+    return email.apply(lambda address: f"serviceAccount:{address}")
+
+
+def grant_name(prefix: str, role: str) -> str:
+    """A logical name for one role grant: `<prefix>-<role's last segment>`, dots as dashes
+    (roles/storage.objectViewer -> `<prefix>-storage-objectViewer`)."""
+    return f"{prefix}-{role.split('/')[-1].replace('.', '-')}"

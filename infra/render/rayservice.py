@@ -222,7 +222,7 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
     }
 
 
-def _common_env(settings: RayServiceSettings) -> list[dict]:
+def _common_env() -> list[dict]:
     return [{"name": "PYTHONPATH", "value": SERVE_APP_MOUNT}]
 
 
@@ -272,7 +272,7 @@ def _pod_template(
     container = {
         **container,
         "image": settings.image,
-        "env": _common_env(settings) + container.get("env", []),
+        "env": _common_env() + container.get("env", []),
         "volumeMounts": [*own_mounts, *container.get("volumeMounts", [])],
     }
     spec: dict[str, Any] = {"nodeSelector": node_selector}

@@ -86,8 +86,15 @@ def test_nodes_use_the_dedicated_service_account_not_the_compute_default(stack, 
     email = f"{account}@my-gcp-project.iam.gserviceaccount.com"
     for pool in (planned(stack).system_pool(), planned(stack).gpu_pool()):
         assert pool["nodeConfig"]["serviceAccount"] == email, f"{stack}: node pool runs as {pool['nodeConfig']}"
-    roles = sorted(r.inputs["role"] for r in planned(stack).of_type("gcp:projects/iAMMember:IAMMember"))
+    grants = {r.name: r.inputs for r in planned(stack).of_type("gcp:projects/iAMMember:IAMMember")}
+    roles = sorted(inputs["role"] for inputs in grants.values())
     assert roles == ["roles/artifactregistry.reader", "roles/container.defaultNodeServiceAccount"], roles
+    # The logical names are state: renaming one would make Pulumi delete and recreate the grant.
+    assert sorted(grants) == [
+        "llm-gke-nodes-artifactregistry-reader",
+        "llm-gke-nodes-container-defaultNodeServiceAccount",
+    ]
+    assert {inputs["member"] for inputs in grants.values()} == {f"serviceAccount:{email}"}
 
 
 def test_gpu_pool_machine_and_accelerators_come_from_the_profile(stack, planned):
