@@ -1,8 +1,9 @@
 """Per-model defaults that a stack gets without writing them, keyed by the model's weights.
 
-A preset only fills fields the stack config leaves unset; anything written in the config wins. Values for
-DeepSeek-R1 come from the project's reference (ray-serve-llm-kuberay.md §2.4 and §4.3): TP8 × PP2 on
-2 × 8 H100-80GB, FP8 weights (≈690 GB), MLA KV cache.
+A preset only fills fields the stack config leaves unset; anything written in the config wins. The DeepSeek-R1
+values follow Ray's "Deploy a large-size LLM" / "Serve DeepSeek" tutorials (ray-project/ray,
+doc/source/serve/tutorials/serve-deepseek.md) and vLLM 0.29's engine arguments: TP8 × PP2 on 2 × 8 H100-80GB,
+FP8 weights (≈690 GB), MLA KV cache; docs/capacity-and-cost.md shows the arithmetic behind them.
 """
 
 from __future__ import annotations
@@ -35,16 +36,19 @@ DEEPSEEK_R1 = Preset(
     fields=MappingProxyType(
         {
             # 32k covers R1's long reasoning traces; ≈29 concurrent full-length requests fit in the KV
-            # budget of 16 × H100 (§4.2).
+            # budget of 16 × H100 (vLLM's "Maximum concurrency" log in Ray's tutorial; the capacity planner
+            # reproduces it, tests/planning/test_capacity.py).
             "max_model_len": 32768,
             "max_num_seqs": 64,
             # Set explicitly: vLLM picks H100 defaults only when the process that builds the engine
-            # config sees the GPU, and the Serve replica actor holds none (§4.3).
+            # config sees the GPU (vllm/engine/arg_utils.py, the usage-context defaults), and the Serve
+            # replica actor holds none.
             "max_num_batched_tokens": 8192,
             "gpu_memory_utilization": 0.92,
             "enable_chunked_prefill": True,
             "enable_prefix_caching": True,
-            # Without it `<think>` stays inside `content` (§5 #10). `enable_reasoning` no longer exists.
+            # Without it `<think>` stays inside `content` (ray-project/ray#53324). `enable_reasoning` no
+            # longer exists in vLLM 0.29.
             "reasoning_parser": "deepseek_r1",
             # Serve LLM's 10 s / 10 s restarts a replica whose reload costs tens of minutes.
             "health_check_period_s": 30,
@@ -53,9 +57,10 @@ DEEPSEEK_R1 = Preset(
     ),
     env_vars=MappingProxyType(
         {
-            # Download (≈690 GB per node) + engine init; Ray's default is 3600 (§5 #3).
+            # Download (≈690 GB per node) + engine init; Ray's default is 3600
+            # (ray/llm/_internal/serve/constants.py).
             "RAYLLM_ENGINE_START_TIMEOUT_S": "7200",
-            # 163 shards load for longer than vLLM's 600 s default (§5 #2).
+            # 163 shards load for longer than vLLM's 600 s default (vllm/envs.py; vllm-project/vllm#35547).
             "VLLM_ENGINE_READY_TIMEOUT_S": "5400",
             # Xet's high-performance mode for the Hub download (huggingface_hub >= 1.x; the old
             # HF_HUB_ENABLE_HF_TRANSFER only prints a deprecation warning there).
