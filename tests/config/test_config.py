@@ -564,3 +564,13 @@ def test_every_integer_key_has_a_range():
     for key in CONFIG_KEYS:
         if key.type == "integer" and key.default is not None:
             assert key.range.minimum <= key.default <= key.range.maximum, key.name
+
+
+def test_clean_passes_every_read_value_even_a_falsy_one_and_refuses_none():
+    """`clean` hands a section's values to its settings: 0, False and "" are values (a pool of 0 nodes, a switch
+    turned off, an unset reservation), only None means a reader broke its rule."""
+    from infra.config.values import clean
+
+    assert [clean(0), clean(False), clean(""), clean([])] == [0, False, "", []]
+    with pytest.raises(AssertionError, match="read as None, yet no problem was recorded"):
+        clean(None)
