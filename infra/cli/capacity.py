@@ -11,7 +11,7 @@ from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYTES, find_architecture, load_architecture
 from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
 from infra.planning.coldstart import cold_start_minutes
-from infra.planning.costs import PRICES, PRICES_AS_OF
+from infra.planning.prices import PRICES, PRICES_AS_OF
 from serve_app.versions_data import VLLM_VERSION
 
 
@@ -122,13 +122,14 @@ def run(args: argparse.Namespace) -> int:
     print(cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
     price = PRICES.get((machine.machine_type, args.region))
     rates = (
-        "no list price in infra/planning/costs.py"
+        "no list price in infra/planning/prices.py"
         if price is None
         else ", ".join(
             f"{mode} ${nodes * rate:,.2f}/h"
             for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
             if rate is not None
         )
+        + (f"; no on-demand price: {price.withheld}" if price.withheld else "")
     )
     print(
         f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
