@@ -4,6 +4,7 @@ before a stack exists; its lines are also the per-model lines of the plan's summ
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
         + (f" (maxNumSeqs {seqs})" if seqs else "")
         + f"; {gpu['headroom']} GiB/GPU to spare after one full-context sequence",
     ]
+    full = math.floor(capacity["concurrency_at_full_context"])
+    if seqs and seqs > full:
+        lines.append(
+            f"    maxNumSeqs {seqs} is above the {full} full-context sequences the KV cache holds: all {seqs} run at "
+            f"once while they average {capacity['kv_tokens'] // seqs:,} tokens or less, longer ones wait or are "
+            f"preempted; nothing to do unless most requests run to the full {capacity['max_model_len']:,} tokens "
+            f"(then maxNumSeqs {full})"
+        )
     return lines
 
 

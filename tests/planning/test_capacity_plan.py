@@ -90,11 +90,16 @@ def test_a_kv_budget_below_one_sequence_is_refused_with_the_length_that_fits(tmp
     assert "less than one full-context sequence" in err and "found 32768; allowed: " in err, err
 
 
-def test_max_num_seqs_beyond_full_context_is_a_warning_in_the_summary(tmp_path, capsys):
+def test_max_num_seqs_beyond_full_context_is_a_note_that_says_when_to_act(tmp_path, capsys):
     root = _project(tmp_path, "staging", **{"llmserve:models": [{**R1, "maxNumSeqs": 256}]})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     out = capsys.readouterr().out
-    assert "llmserve:models[0].maxNumSeqs: the KV cache holds 26.1 full-context (32768-token) sequences" in out
+    assert (
+        "    maxNumSeqs 256 is above the 26 full-context sequences the KV cache holds: all 256 run at once while "
+        "they average 3,337 tokens or less, longer ones wait or are preempted; nothing to do unless most requests "
+        "run to the full 32,768 tokens (then maxNumSeqs 26)"
+    ) in out, out
+    assert "maxNumSeqs:" not in out.split("Warnings:")[1]
 
 
 def test_an_unknown_architecture_is_planned_with_a_warning(tmp_path, capsys):

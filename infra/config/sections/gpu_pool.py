@@ -151,9 +151,10 @@ def read_gpu_pool(
         read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that spans it")
     if pool.reservation and pool.compact_placement and gpudirect is GpuDirect.TCPXO:
         read.warnings.append(
-            f"{PROJECT}:gpuCompactPlacement: A3 Mega pool creation has been reported to fail when "
-            f"a placement policy is added on top of a dense specific reservation; if it does, set "
-            f"it to false"
+            f"{PROJECT}:gpuCompactPlacement: nothing to do before `pulumi up`; if GKE refuses to create the GPU "
+            f"pool, set it to false: A3 Mega pool creation has been reported to fail when a placement policy is "
+            f"added on top of a specific reservation (AI-Hypercomputer/xpk PR #1130 stopped combining the two), "
+            f"and the a3-pool-compact-gvnic-gpu-networks policy then needs to be made advisory (docs/security.md)"
         )
     return pool
 
