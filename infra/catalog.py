@@ -163,6 +163,12 @@ KUBERAY_OPERATOR_TAG = "v1.7.0"
 STAGING_IMAGE = "python:3.11-slim-bookworm"
 
 
+# Hub commits that the shipped stacks pin (`revision` of a model staged into the model store), and the repository
+# each is a commit of. A model that keeps one of these but names another `source` plans fine and then fails in the
+# staging Job, which looks the commit up in the new repository: config validation warns.
+PINNED_HUB_REVISIONS: dict[str, str] = {"56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad": "deepseek-ai/DeepSeek-R1"}
+
+
 # --- GPU memory as vLLM sees it (capacity planner) ------------------------------------------------------------
 
 
