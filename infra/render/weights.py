@@ -41,12 +41,14 @@ CACHE_GIB_BY_PRESET = {"deepseek-r1": 750}
 CACHE_GIB_DEFAULT = 100
 # gcsfuse options for an immutable, read-mostly model folder (gcsfuse cfg/params.yaml; GKE needs a non-zero
 # file-cache size to turn the file cache on at all). The file cache lives in the sidecar's default cache
-# volume, an emptyDir on node ephemeral storage = the local-SSD RAID on A3 and G2 pools.
+# volume, an emptyDir on node ephemeral storage = the local-SSD RAID on A3 and G2 pools. Only current option
+# names: since gcsfuse v3.8.0 the type cache is deprecated and `metadata-cache:type-cache-max-size-mb` is
+# ignored with a warning in favour of the one `metadata-cache:stat-cache-max-size-mb` (GoogleCloudPlatform/
+# gcsfuse cfg/params.yaml, cmd/legacy_main.go "Type cache is deprecated"), which already carries the value -1.
 GCSFUSE_MOUNT_OPTIONS = (
     "implicit-dirs",
     "metadata-cache:ttl-secs:-1",
     "metadata-cache:stat-cache-max-size-mb:-1",
-    "metadata-cache:type-cache-max-size-mb:-1",
     "metadata-cache:negative-ttl-secs:0",
     "file-system:kernel-list-cache-ttl-secs:-1",
     "file-cache:max-size-mb:-1",

@@ -134,6 +134,67 @@ def test_gcsfuse_mounts_the_model_folder_read_only_on_every_gpu_worker_with_the_
     assert template["spec"]["serviceAccountName"] == "llm-ray"
 
 
+# gcsfuse's option names at GoogleCloudPlatform/gcsfuse 7b39292 (v3.11.x), cfg/params.yaml: the config path
+# (section:key in GKE's mount options) of each option the store mounts use, and those that file marks
+# deprecated. `metadata-cache:type-cache-max-size-mb` is ignored since v3.8.0 ("Type cache is deprecated",
+# cmd/legacy_main.go); `stat-cache-max-size-mb` is the one size for both caches.
+GCSFUSE_CURRENT = {
+    "implicit-dirs",
+    "only-dir",
+    "metadata-cache:ttl-secs",
+    "metadata-cache:stat-cache-max-size-mb",
+    "metadata-cache:negative-ttl-secs",
+    "file-system:kernel-list-cache-ttl-secs",
+    "file-cache:max-size-mb",
+    "file-cache:cache-file-for-range-read",
+    "file-cache:enable-parallel-downloads",
+    "file-cache:parallel-downloads-per-file",
+}
+GCSFUSE_DEPRECATED = {
+    "metadata-cache:type-cache-max-size-mb",
+    "metadata-cache:enable-nonexistent-type-cache",
+    "metadata-cache:deprecated-stat-cache-capacity",
+    "metadata-cache:deprecated-stat-cache-ttl",
+    "metadata-cache:deprecated-type-cache-ttl",
+    "stat-cache-capacity",
+    "stat-cache-ttl",
+    "type-cache-ttl",
+    "type-cache-max-size-mb",
+}
+
+
+def _option_values(volume: dict) -> dict[str, str]:
+    """`section:key:value` and `key=value` options as {name: value}; a bare flag has the value ""."""
+    values = {}
+    for option in volume["csi"]["volumeAttributes"]["mountOptions"].split(","):
+        name, _, value = option.partition("=") if "=" in option else option.rpartition(":")
+        if not name:  # a bare flag such as implicit-dirs
+            name, value = value, ""
+        values[name] = value
+    return values
+
+
+@pytest.mark.parametrize("source", ["gcsfuse", "runai-streamer"])
+def test_store_mounts_use_only_current_gcsfuse_option_names_with_the_same_values(source):
+    extra = {"rayImage": "example/ray-runai:1", "rayImageHasRunaiStreamer": "true"} if source != "gcsfuse" else {}
+    template = gpu_template(rayservice(stack([{**R1, "weightSource": source}], **extra)))
+    (volume,) = [v for v in template["spec"]["volumes"] if "csi" in v]
+    values = _option_values(volume)
+    assert not set(values) & GCSFUSE_DEPRECATED, f"deprecated gcsfuse options: {set(values) & GCSFUSE_DEPRECATED}"
+    assert set(values) <= GCSFUSE_CURRENT, f"not a gcsfuse option at v3.11: {set(values) - GCSFUSE_CURRENT}"
+    expected = {"implicit-dirs": "", "metadata-cache:ttl-secs": "-1", "metadata-cache:negative-ttl-secs": "0"}
+    if source == "gcsfuse":
+        expected |= {
+            "metadata-cache:stat-cache-max-size-mb": "-1",  # the size the type cache had: unlimited
+            "file-system:kernel-list-cache-ttl-secs": "-1",
+            "file-cache:max-size-mb": "-1",
+            "file-cache:cache-file-for-range-read": "true",
+            "file-cache:enable-parallel-downloads": "true",
+            "file-cache:parallel-downloads-per-file": "16",
+        }
+    assert values == {**expected, "only-dir": f"deepseek-r1/{COMMIT}"}
+
+
 def test_serve_config_points_gcsfuse_models_at_the_mount_and_leaves_hub_models_alone():
     configs = llm_configs(rayservice(stack([R1, SMALL])))
     assert configs["deepseek-r1"]["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
