@@ -58,7 +58,18 @@ GCSFUSE_MOUNT_OPTIONS = (
 )
 # For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
 GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
+# The warm-up container reads WARMUP_PARALLEL_FILES files at once with `dd bs=<WARMUP_BLOCK_MIB>M`. On cgroup
+# v2 the kubelet sets memory.oom.group, so one OOM kills the whole container (kubernetes/kubernetes#117793,
+# Kubernetes 1.28), which then restarts forever: the limit must hold every dd at once. A dd holds its block
+# plus ~1.6 MiB, and bash, find, xargs and sleep ~3 MiB each, measured with GNU coreutils 9.1
+# (`/usr/bin/time -f %M dd if=<100 MiB file> of=/dev/null bs=<N>M`: 2.6 MiB at bs=1M, 5.6 MiB at 4M, 17.7 MiB
+# at 16M). 16 x 16 MiB blocks (~283 MiB) broke the old 256 Mi limit; 1 MiB blocks need ~16 x 2.6 + 12 = ~54
+# MiB, a 4x margin. The block is only dd's copy buffer: gcsfuse's parallel download job fetches the whole
+# object in download-chunk-size-mb pieces whatever the reader asks for (gcsfuse internal/cache/file/
+# downloader/parallel_downloads_job.go, parallelDownloadObjectToFile), so a bigger block buys nothing.
 WARMUP_PARALLEL_FILES = 16
+WARMUP_BLOCK_MIB = 1
+WARMUP_MEMORY_LIMIT_MIB = 256
 
 
 @dataclass(frozen=True)
@@ -219,8 +230,11 @@ def _warmup_container(image: str, mounts: Sequence[dict]) -> dict:
         "command": ["/bin/bash", "-c", _warmup_script([mount["mountPath"] for mount in mounts])],
         "volumeMounts": list(mounts),
         # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
-        # nearly all of the node's allocatable CPU.
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        # nearly all of the node's allocatable CPU. The limit leaves the measured peak a 4x margin (above).
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": f"{WARMUP_MEMORY_LIMIT_MIB}Mi"},
+        },
     }
 
 
@@ -241,7 +255,7 @@ def _warmup_script(roots: Sequence[str]) -> str:
     quoted = " ".join(shlex.quote(root) for root in roots)
     return (
         f"start=$(date +%s); find {quoted} -type f -not -name {shlex.quote(MANIFEST_NAME)} -print0 "
-        f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs=16M status=none; "
+        f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs={WARMUP_BLOCK_MIB}M status=none; "
         f'echo "weights warm-up done in $(( $(date +%s) - start ))s"; exec sleep infinity'
     )
 

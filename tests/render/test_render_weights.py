@@ -425,10 +425,56 @@ def test_the_warmup_reads_every_file_but_the_manifest(tmp_path):
     for name in ("a.safetensors", "sub/b.safetensors", ".manifest.json"):
         (tmp_path / name).write_bytes(b"x" * 1000)
     script = render._warmup_script([str(tmp_path)]).replace("exec sleep infinity", "true")
-    script = script.replace("dd if={} of=/dev/null bs=16M status=none", "echo {}")
+    script = re.sub(r"dd if=\{\} of=/dev/null bs=\S+ status=none", "echo {}", script)
     result = subprocess.run(["/bin/bash", "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0
     assert sorted(result.stdout.split()[:2]) == sorted(
         [str(tmp_path / "a.safetensors"), str(tmp_path / "sub/b.safetensors")]
     )
     assert "weights warm-up done" in result.stdout
+
+
+# --- the warm-up's memory ----------------------------------------------------------------------------------------
+
+# Measured with GNU coreutils 9.1 dd (`/usr/bin/time -f %M dd if=<100 MiB file> of=/dev/null bs=<N>M`): a dd
+# holds its block plus 1.6 MiB (2.6 MiB at bs=1M, 17.7 MiB at bs=16M), rounded up here to 2; bash, find, xargs
+# and sleep hold about 3 MiB each. On cgroup v2 the kubelet kills the whole container past its limit.
+DD_BEYOND_BLOCK_MIB = 2
+SHELL_MIB = 4 * 3
+
+
+def _warmup(template: dict) -> tuple[int, int, int]:
+    """(files read at once, dd block in MiB, memory limit in MiB) of the rendered warm-up container."""
+    (warmup,) = [c for c in template["spec"]["containers"] if c["name"] == "weights-warmup"]
+    script = warmup["command"][-1]
+    parallel = int(re.search(r"xargs -0 -P (\d+) ", script).group(1))
+    block = int(re.search(r" bs=(\d+)M ", script).group(1))
+    limit = warmup["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi"), limit
+    return parallel, block, int(limit[:-2])
+
+
+def test_the_warmup_fits_in_its_memory_limit_with_a_2x_margin():
+    """Every dd at once, plus the shell, stays under half the limit: the old 16 x bs=16M (~300 MiB) under a
+    256 Mi limit was OOM-killed and restarted forever, and the GPU pods never became Ready."""
+    parallel, block, limit = _warmup(gpu_template(rayservice(stack())))
+    peak = parallel * (block + DD_BEYOND_BLOCK_MIB) + SHELL_MIB
+    assert parallel == 16, "the warm-up still reads 16 files at once"
+    assert 2 * peak <= limit, f"{parallel} x dd bs={block}M needs ~{peak} MiB; the limit is {limit} Mi"
+
+
+@pytest.mark.skipif(not Path("/usr/bin/time").exists(), reason="needs GNU time to measure dd's peak memory")
+def test_a_dd_holds_its_block_and_under_2_mib_more(tmp_path):
+    """The allowance the arithmetic above uses, measured on this machine with the rendered block size."""
+    _, block, _ = _warmup(gpu_template(rayservice(stack())))
+    data = tmp_path / "shard"
+    data.write_bytes(b"\0" * (4 * block * 2**20))
+    result = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", "dd", f"if={data}", "of=/dev/null", f"bs={block}M", "status=none"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    peak_kib = int(result.stderr.split()[-1])
+    assert peak_kib <= (block + DD_BEYOND_BLOCK_MIB) * 1024, f"dd bs={block}M peaked at {peak_kib} KiB"
