@@ -6,7 +6,8 @@
   container: KubeRay wants Ray first) that reads every shard in parallel so both nodes fill their file cache
   at once while vLLM starts.
 - `patch_serve_config`: `model_source` becomes the mount path (gcsfuse) or the store URI with vLLM's
-  `runai_streamer` load format (runai-streamer).
+  `runai_streamer` load format (runai-streamer), and such a model runs with `HF_HUB_OFFLINE=1`: it never
+  reaches the Hub (models that load from the Hub keep it).
 
 What fills the store (the service accounts, the staging code and the staging Jobs) is rendered by
 infra/render/weight_staging.py. Mount options and annotations follow the GCS FUSE CSI driver
@@ -58,6 +59,14 @@ GCSFUSE_MOUNT_OPTIONS = (
 )
 # For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
 GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
+# A model served from the store never reaches the Hub: huggingface_hub refuses every call under
+# HF_HUB_OFFLINE=1, and vLLM 0.29 then resolves the model locally (vllm/engine/arg_utils.py,
+# create_engine_config: "HF_HUB_OFFLINE is True, replace model_id", gs:// URIs skipped for runai_streamer). The
+# Hub download settings a preset may carry mean nothing there and are left out, as is the Hub token when no
+# model of a GPU group loads from the Hub.
+HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
+HUB_DOWNLOAD_ENV = ("HF_XET_HIGH_PERFORMANCE", "HF_HUB_ENABLE_HF_TRANSFER")
+HUB_TOKEN_ENV = "HF_TOKEN"
 # The warm-up container reads WARMUP_PARALLEL_FILES files at once with `dd bs=<WARMUP_BLOCK_MIB>M`. On cgroup
 # v2 the kubelet sets memory.oom.group, so one OOM kills the whole container (kubernetes/kubernetes#117793,
 # Kubernetes 1.28), which then restarts forever: the limit must hold every dd at once. A dd holds its block
@@ -152,6 +161,8 @@ def patch_gpu_template(
     if not fused and not streamed:
         return template
     template = copy.deepcopy(template)
+    if all(settings.config.for_model(model.model_id).uses_store for model in models):
+        _drop_env(template["spec"]["containers"], HUB_TOKEN_ENV)
     cache_gib = (
         cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"], machine)
         if fused
@@ -175,6 +186,12 @@ def patch_gpu_template(
             containers.index(ray) + 1, _warmup_container(ray["image"], [mounts[w.model_id] for w in fused])
         )
     return template
+
+
+def _drop_env(containers: list[dict], name: str) -> None:
+    for container in containers:
+        if "env" in container:
+            container["env"] = [item for item in container["env"] if item["name"] != name]
 
 
 def _sidecar_annotations(cache_gib: int | None) -> dict[str, str]:
@@ -271,6 +288,8 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
         for llm in application["args"]["llm_configs"]:
             model_id = llm["model_loading_config"]["model_id"]
             weights = settings.config.for_model(model_id)
+            if weights.uses_store:
+                _offline(llm)
             if weights.source == "gcsfuse":
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
@@ -282,3 +301,12 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
                 engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])
                 llm["engine_kwargs"] = dict(sorted(engine.items()))
     return config
+
+
+def _offline(llm: dict) -> None:
+    """The LLM config runs with the Hub switched off and without Hub download settings."""
+    runtime_env = dict(llm.get("runtime_env", {}))
+    env_vars = {name: value for name, value in runtime_env.get("env_vars", {}).items() if name not in HUB_DOWNLOAD_ENV}
+    env_vars[HUB_OFFLINE_ENV] = "1"
+    runtime_env["env_vars"] = dict(sorted(env_vars.items()))
+    llm["runtime_env"] = runtime_env

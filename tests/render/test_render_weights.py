@@ -202,6 +202,31 @@ def test_serve_config_points_gcsfuse_models_at_the_mount_and_leaves_hub_models_a
     assert configs["qwen-7b"]["model_loading_config"]["model_source"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"
 
 
+@pytest.mark.parametrize("source", ["gcsfuse", "runai-streamer"])
+def test_models_from_the_store_run_offline_and_hub_models_keep_the_hub(source):
+    """HF_HUB_OFFLINE=1 (huggingface_hub's switch) for a model the store serves, without the Hub download
+    settings the R1 preset brings; a model that loads from the Hub keeps them and stays online."""
+    extra = {"rayImage": "example/ray-runai:1", "rayImageHasRunaiStreamer": "true"} if source != "gcsfuse" else {}
+    hub_r1 = {**{k: v for k, v in R1.items() if k != "revision"}, "id": "r1-hub", "weightSource": "huggingface"}
+    configs = llm_configs(rayservice(stack([{**R1, "weightSource": source}, hub_r1], gpuNodeCount="8", **extra)))
+    store_env = configs["deepseek-r1"]["runtime_env"]["env_vars"]
+    assert store_env["HF_HUB_OFFLINE"] == "1"
+    assert "HF_XET_HIGH_PERFORMANCE" not in store_env and "HF_HUB_ENABLE_HF_TRANSFER" not in store_env
+    assert store_env["RAYLLM_ENGINE_START_TIMEOUT_S"] == "7200"  # the preset's other settings stay
+    hub_env = configs["r1-hub"]["runtime_env"]["env_vars"]
+    assert hub_env["HF_XET_HIGH_PERFORMANCE"] == "1" and "HF_HUB_OFFLINE" not in hub_env
+
+
+def test_a_gpu_group_that_serves_only_store_models_gets_no_hub_token():
+    service = rayservice(stack([R1, SMALL]), hf_token=True)  # R1 (store) in h100-x16, the 7B (Hub) in h100-x4
+
+    def env(group: str) -> set[str]:
+        return {item["name"] for item in gpu_template(service, group)["spec"]["containers"][0]["env"]}
+
+    assert "HF_TOKEN" not in env("h100-x16") and "HF_HOME" in env("h100-x16")
+    assert "HF_TOKEN" in env("h100-x4")
+
+
 def test_only_groups_with_gcsfuse_models_mount_the_store():
     service = rayservice(stack([R1, SMALL]))  # R1 (gcsfuse) in h100-x16, the 7B (huggingface) in h100-x4
     small_group = gpu_template(service, "h100-x4")

@@ -94,7 +94,9 @@ def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack, planned):
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     (r1,) = serve["applications"][0]["args"]["llm_configs"]
     assert r1["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
-    assert r1["runtime_env"]["env_vars"]["HF_XET_HIGH_PERFORMANCE"] == "1"
+    # Served from the store: the Hub is off, and its download settings are gone.
+    assert r1["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert "HF_XET_HIGH_PERFORMANCE" not in r1["runtime_env"]["env_vars"]
 
 
 def test_dev_downloads_from_the_hub_and_creates_no_store(planned):
