@@ -338,7 +338,7 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
     (container,) = pod["containers"]
     assert pod["serviceAccountName"] == "llm-weights-stager" and pod["nodeSelector"] == {"llmserve.dev/pool": "system"}
     assert pod["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
-    assert container["image"] == "python:3.11-slim-bookworm"  # the README's staging image
+    assert container["image"] == STAGING_IMAGE
     assert container["args"][:8] == [
         "--source",
         "deepseek-ai/DeepSeek-R1",
@@ -349,14 +349,42 @@ def test_the_staging_job_runs_the_staging_command_as_the_writer_on_the_system_po
         "--model-id",
         "deepseek-r1",
     ]
-    assert "-r /opt/staging/requirements-staging.txt" in container["command"][2]
+    assert "-r /opt/staging/requirements/staging.txt" in container["command"][2]
     assert 'exec python -m staging "$@"' in container["command"][2]
     env = {item["name"]: item for item in container["env"]}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "llm-hf-token", "key": "token"}
     assert env["HF_XET_HIGH_PERFORMANCE"]["value"] == "1" and "AWS_ACCESS_KEY_ID" not in env
     items = {item["path"] for item in pod["volumes"][0]["configMap"]["items"]}
-    assert {"staging/copy.py", "staging/__main__.py", "requirements-staging.txt"} <= items
+    assert {"staging/copy.py", "staging/__main__.py", "requirements/staging.txt"} <= items
     assert job["spec"]["activeDeadlineSeconds"] == 180 * 60
+    assert container["args"][-2:] == ["--access-wait-seconds", "600"]  # IAM grants take minutes to propagate
+
+
+# python:3.11.16-slim-bookworm's image index as Docker Official Images recorded it (docker-library/repo-info,
+# repos/python/remote/3.11.16-slim-bookworm.md at 422f3cfe488dc9ae394c5058b27db617f72c91db). Not pulled here.
+STAGING_IMAGE = "python:3.11.16-slim-bookworm@sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c8df93c8ea8b727f"
+
+
+def test_the_staging_image_is_pinned_by_a_well_formed_digest():
+    job = weight_staging.render_staging_job(weights_settings(stack()), stack().weights.staged_models[0])
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    match = re.fullmatch(r"(?P<repo>[a-z0-9./-]+):(?P<tag>[\w.-]+)@sha256:(?P<digest>[0-9a-f]{64})", image)
+    assert match, f"not <image>:<tag>@sha256:<64 hex digits>: {image}"
+    assert match["repo"] == "python" and match["tag"].startswith("3.11.")  # the lock is compiled for CPython 3.11
+    assert image == STAGING_IMAGE
+
+
+def test_the_staging_job_runs_as_non_root_without_privileges():
+    """Pod Security's "restricted" profile: non-root, no privilege escalation, no capabilities, RuntimeDefault
+    seccomp. The work volume (an emptyDir, mode 0777) takes the installs and HOME."""
+    job = weight_staging.render_staging_job(weights_settings(stack()), stack().weights.staged_models[0])
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    assert {"name": "HOME", "value": "/work"} in container["env"]
+    assert {"name": "work", "mountPath": "/work"} in container["volumeMounts"]
 
 
 def test_an_s3_staging_job_reads_its_keys_from_the_secret():
