@@ -38,8 +38,17 @@ STAGING_SCRATCH_GIB = 50
 # (https://cloud.google.com/iam/docs/access-change-propagation): the staging tool retries a refused (403) first
 # access this long before it gives up.
 STAGING_ACCESS_WAIT_SECONDS = 600
+# `pulumi up` waits this much longer than the Job's own deadline (activeDeadlineSeconds, counted from the
+# Job's start), so that it is always the Job that gives up first and `pulumi up` reports the Job's failure:
+# were Pulumi to stop waiting on a Job that still runs, the next `pulumi up` would replace that running Job.
+STAGING_PULUMI_MARGIN_MINUTES = 10
 # A uid and gid with no entry in the image: nothing in python:3.11-slim runs as them or owns a file.
 STAGING_UID = 65532
+# Without it the Kubernetes provider keeps waiting on a Failed Job at the next `pulumi up` instead of replacing
+# it, and since the Job's name is a content hash, one failed staging run would block every later deploy
+# (pulumi-kubernetes provider/pkg/provider/provider.go, Diff: a Job that is not Complete is replaced, delete
+# before create as its name is the same). A completed Job is ready and left alone.
+REPLACE_UNREADY_ANNOTATION = "pulumi.com/replaceUnready"
 # The Job's command: the hashed lock into the work volume (wheels only, every hash checked), then the staging
 # package from its ConfigMap.
 _STAGE_SCRIPT = (
@@ -92,6 +101,16 @@ def render_s3_secret(settings: WeightsSettings) -> dict:
 # --- the Jobs --------------------------------------------------------------------------------------------------
 
 
+def staging_deadline_seconds(settings: WeightsSettings) -> int:
+    """The Job's activeDeadlineSeconds: `stagingTimeoutMinutes`, retries included."""
+    return settings.config.staging_timeout_minutes * 60
+
+
+def pulumi_wait_minutes(settings: WeightsSettings) -> int:
+    """How long `pulumi up` waits for a staging Job: its deadline and then some, so that the Job ends first."""
+    return settings.config.staging_timeout_minutes + STAGING_PULUMI_MARGIN_MINUTES
+
+
 def staging_job_name(settings: WeightsSettings, weights: ModelWeights) -> str:
     """Named after what it stages and the code that stages it: a new revision (or new staging code) is a new
     Job, which `pulumi up` creates and waits for; an unchanged one is left alone."""
@@ -110,11 +129,17 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": staging_job_name(settings, weights), "namespace": settings.namespace, "labels": labels},
+        "metadata": {
+            "name": staging_job_name(settings, weights),
+            "namespace": settings.namespace,
+            "labels": labels,
+            # A Failed Job is replaced by the next `pulumi up`, which resumes the copy.
+            "annotations": {REPLACE_UNREADY_ANNOTATION: "true"},
+        },
         "spec": {
             # Each retry resumes where the last attempt stopped (finished objects are skipped).
             "backoffLimit": 3,
-            "activeDeadlineSeconds": settings.config.staging_timeout_minutes * 60,
+            "activeDeadlineSeconds": staging_deadline_seconds(settings),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {

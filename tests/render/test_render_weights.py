@@ -387,6 +387,13 @@ def test_the_staging_job_runs_as_non_root_without_privileges():
     assert {"name": "work", "mountPath": "/work"} in container["volumeMounts"]
 
 
+def test_a_failed_staging_job_is_replaced_by_the_next_pulumi_up():
+    """pulumi-kubernetes keeps waiting on a Failed Job at the next update unless the Job carries
+    pulumi.com/replaceUnready: "true" (provider.go, Diff); the name, a content hash, would never change."""
+    job = weight_staging.render_staging_job(weights_settings(stack()), stack().weights.staged_models[0])
+    assert job["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+
+
 def test_an_s3_staging_job_reads_its_keys_from_the_secret():
     config = stack(
         [S3_R1], secrets={"s3AccessKeyId": "id", "s3SecretAccessKey": "key"}, s3EndpointUrl="https://s3.example.com"

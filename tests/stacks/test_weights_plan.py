@@ -64,7 +64,11 @@ def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(
         "--revision",
         COMMIT,
     ]
-    assert job.options["customTimeouts"]["create"] == "180m"
+    # Pulumi outwaits the Job's own deadline (180 min), so that the Job, not Pulumi, gives up first: a Job that
+    # Pulumi stopped waiting on while it ran would be replaced, mid-copy, by the next `pulumi up`.
+    assert job.inputs["spec"]["activeDeadlineSeconds"] == 180 * 60
+    assert job.options["customTimeouts"] == {"create": "190m", "update": "190m"}
+    assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
     assert {
         "llm-models-writer-storage-objectUser",
         "llm-models-writer-workload-identity",
