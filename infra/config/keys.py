@@ -372,8 +372,9 @@ WEIGHT_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "stagingTimeoutMinutes",
         "integer",
-        "How long `pulumi up` waits for the in-cluster staging Job of a model (690 GB takes roughly "
-        "10-30 minutes in-region) before failing.",
+        "Deadline of the in-cluster staging Job of a model, its retries included (690 GB takes roughly "
+        "10-30 minutes in-region); `pulumi up` waits 10 minutes longer, so that the Job's own failure is "
+        "what it reports.",
         180,
         range=_A_WEEK,
     ),

@@ -64,7 +64,11 @@ def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(
         "--revision",
         COMMIT,
     ]
-    assert job.options["customTimeouts"]["create"] == "180m"
+    # Pulumi outwaits the Job's own deadline (180 min), so that the Job, not Pulumi, gives up first: a Job that
+    # Pulumi stopped waiting on while it ran would be replaced, mid-copy, by the next `pulumi up`.
+    assert job.inputs["spec"]["activeDeadlineSeconds"] == 180 * 60
+    assert job.options["customTimeouts"] == {"create": "190m", "update": "190m"}
+    assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
     assert {
         "llm-models-writer-storage-objectUser",
         "llm-models-writer-workload-identity",
@@ -94,7 +98,9 @@ def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack, planned):
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     (r1,) = serve["applications"][0]["args"]["llm_configs"]
     assert r1["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
-    assert r1["runtime_env"]["env_vars"]["HF_XET_HIGH_PERFORMANCE"] == "1"
+    # Served from the store: the Hub is off, and its download settings are gone.
+    assert r1["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert "HF_XET_HIGH_PERFORMANCE" not in r1["runtime_env"]["env_vars"]
 
 
 def test_dev_downloads_from_the_hub_and_creates_no_store(planned):
