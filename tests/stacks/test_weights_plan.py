@@ -16,6 +16,8 @@ def test_the_model_store_is_a_private_regional_bucket(stack, planned):
     assert bucket["name"] == f"my-gcp-project-{stack}-models" and bucket["location"] == "US-EAST4"
     assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
     assert bucket["forceDestroy"] is False and bucket["hierarchicalNamespace"] == {"enabled": True}
+    # Said explicitly, off: unset, Cloud Storage bills a deleted or replaced object 7 more days (604800 s).
+    assert bucket["softDeletePolicy"] == {"retentionDurationSeconds": 0}
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -163,6 +165,7 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
             "llmserve:s3EndpointUrl": "https://s3.example.com",
             "llmserve:s3AccessKeyId": {"secure": "v1:AAAAid"},
             "llmserve:s3SecretAccessKey": {"secure": "v1:AAAAkey"},
+            "llmserve:modelStoreSoftDeleteDays": 30,
         }
     )
     work = tmp_path / "project"
@@ -177,6 +180,8 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
         if r["type"] == "gcp:storage/bucketIAMMember:BucketIAMMember"
     }
     assert ("roles/storage.bucketViewer", "serviceAccount:llm-weights-ro-mixed") in roles  # the streamer's buckets.get
+    bucket = next(r for r in resources if r["type"] == "gcp:storage/bucket:Bucket")
+    assert bucket["inputs"]["softDeletePolicy"] == {"retentionDurationSeconds": 2592000}  # 30 days
     secret = next(r for r in resources if r["name"] == "llm-weights-s3-credentials")
     assert secret["inputs"]["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     jobs = {
