@@ -158,9 +158,16 @@ KUBERAY_CHART_VERSION = "1.7.0"
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
 KUBERAY_OPERATOR_IMAGE = "quay.io/kuberay/operator"
 KUBERAY_OPERATOR_TAG = "v1.7.0"
-# The in-cluster weight-staging Job: a plain Python image that pip-installs requirements-staging.txt (pinned)
-# at start, so no project image has to be built and pushed; the Job runs once per model revision.
-STAGING_IMAGE = "python:3.11-slim-bookworm"
+# The in-cluster weight-staging Job: a plain Python image that pip-installs the hashed lock
+# requirements/staging.txt at start, so no project image has to be built and pushed; the Job runs once per
+# model revision. Pinned by digest: the multi-platform image index of python:3.11.16-slim-bookworm as Docker
+# Official Images recorded it (docker-library/repo-info, repos/python/remote/3.11.16-slim-bookworm.md at commit
+# 422f3cfe488dc9ae394c5058b27db617f72c91db; built 2026-09-01). Not pulled from this project's CI (no registry
+# is reachable from it): `docker buildx imagetools inspect python:3.11.16-slim-bookworm` shows the digest to
+# compare when moving it.
+STAGING_IMAGE_TAG = "python:3.11.16-slim-bookworm"
+STAGING_IMAGE_DIGEST = "sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c8df93c8ea8b727f"
+STAGING_IMAGE = f"{STAGING_IMAGE_TAG}@{STAGING_IMAGE_DIGEST}"
 
 
 # Hub commits that the shipped stacks pin (`revision` of a model staged into the model store), and the repository

@@ -50,7 +50,7 @@ class Environment:
 
 
 # The order decides which environment's resolution leads where they share packages. The staging tool's
-# versions are fixed by the shipped requirements-staging.txt; the local e2e environment comes next because
+# versions are fixed by the pins in requirements-staging.txt; the local e2e environment comes next because
 # it is the closest to the cluster image (vLLM 0.29 caps fastapi below 0.137, mistral-common caps numpy
 # below 2.4); the unit tests, a superset of deploy, then lead deploy and the policy pack.
 ENVIRONMENTS = (

@@ -25,6 +25,11 @@ Contract:
 * Every HTTP or WebSocket request needs ``Authorization: Bearer <key>``; otherwise the answer is HTTP 401
   with an OpenAI-style JSON error body and ``WWW-Authenticate: Bearer``. Deny by default: new routes that a
   later Ray adds to the app are protected too.
+* A 401 carries the same CORS headers as any other answer of the app: the key check sits outside the app's
+  CORSMiddleware (Ray 2.60's OpenAI ingress adds one: `ray/llm/_internal/serve/core/ingress/ingress.py`,
+  ``init()``, allow_origins ["*"] with allow_credentials), so `install_api_key_auth` sends each 401 through a
+  copy of that middleware. A browser client then reads the 401 (and its OpenAI error body) instead of
+  reporting a CORS failure, which it does for any cross-origin answer without ``Access-Control-Allow-Origin``.
 * Exempt: paths under ``/-/`` (Serve's own ``/-/healthz`` and ``/-/routes``; the Serve proxy answers those
   itself, so this is belt and braces) and CORS preflight requests (``OPTIONS`` with ``Origin`` and
   ``Access-Control-Request-Method``), which browsers send without credentials and which the app's
@@ -248,12 +253,40 @@ def _is_exempt(scope: Scope) -> bool:
     return False
 
 
-class ApiKeyMiddleware:
-    """Rejects requests without a valid ``Authorization: Bearer <key>`` (see the module docstring)."""
+def _refusal(body: bytes) -> ASGIApp:
+    """A tiny ASGI app that answers every HTTP request with this 401."""
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode("ascii")),
+        (b"www-authenticate", b"Bearer"),
+    ]
 
-    def __init__(self, app: ASGIApp, verifier: ApiKeyVerifier):
+    async def refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+    return refuse
+
+
+# (middleware class, args, kwargs) of the app's CORS middleware, as Starlette records it in `user_middleware`.
+CorsMiddlewareSpec = tuple[Any, tuple, dict]
+
+
+class ApiKeyMiddleware:
+    """Rejects requests without a valid ``Authorization: Bearer <key>`` (see the module docstring).
+
+    `cors`: the app's own CORS middleware; the 401s go through a copy of it, so that they carry the CORS
+    headers every other answer of the app carries."""
+
+    def __init__(self, app: ASGIApp, verifier: ApiKeyVerifier, cors: CorsMiddlewareSpec | None = None):
         self.app = app
         self.verifier = verifier
+        self._refuse_missing = _refusal(_error_body(MISSING_KEY_MESSAGE, "missing_api_key"))
+        self._refuse_invalid = _refusal(_error_body(INVALID_KEY_MESSAGE, "invalid_api_key"))
+        if cors is not None:
+            cors_cls, args, kwargs = cors
+            self._refuse_missing = cors_cls(self._refuse_missing, *args, **kwargs)
+            self._refuse_invalid = cors_cls(self._refuse_invalid, *args, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or _is_exempt(scope):
@@ -266,31 +299,27 @@ class ApiKeyMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "invalid or missing API key"})
             return
-        if token is None:
-            body = _error_body(MISSING_KEY_MESSAGE, "missing_api_key")
-        else:
-            body = _error_body(INVALID_KEY_MESSAGE, "invalid_api_key")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode("ascii")),
-                    (b"www-authenticate", b"Bearer"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        refuse = self._refuse_missing if token is None else self._refuse_invalid
+        await refuse(scope, receive, send)
+
+
+def _cors_middleware(app: Any) -> CorsMiddlewareSpec | None:
+    """The app's CORS middleware as Starlette records it (`Middleware(cls, *args, **kwargs)`), or None."""
+    for middleware in getattr(app, "user_middleware", ()):
+        cls = getattr(middleware, "cls", None)
+        if getattr(cls, "__name__", "") == "CORSMiddleware":
+            return cls, tuple(getattr(middleware, "args", ())), dict(getattr(middleware, "kwargs", {}))
+    return None
 
 
 def install_api_key_auth(app: Any, verifier: ApiKeyVerifier) -> Any:
-    """Add `ApiKeyMiddleware` as the outermost middleware of a Starlette/FastAPI app and return the app.
+    """Add `ApiKeyMiddleware` as the outermost middleware of a Starlette/FastAPI app and return the app; its
+    401s carry the CORS headers of the app's own CORS middleware, if it has one.
 
     Must run before the app serves its first request (Starlette builds the middleware stack then and
     refuses changes afterwards); the ingress does it from Serve's `__serve_build_asgi_app__` hook.
     """
-    app.add_middleware(ApiKeyMiddleware, verifier=verifier)
+    app.add_middleware(ApiKeyMiddleware, verifier=verifier, cors=_cors_middleware(app))
     return app
 
 

@@ -42,10 +42,24 @@ __all__ = [
 
 BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
 PREFIX_CACHE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
-# PrefixCacheAffinityRouter.initialize_state() defaults `imbalanced_threshold` to infinity in Ray 2.60, which
-# keeps sending a hot prefix to one replica however long its queue gets; 10 is the documented behaviour
-# (fall back to power-of-two choices when queue lengths differ by 10 or more).
-PREFIX_CACHE_ROUTER_KWARGS: Mapping[str, Any] = {"imbalanced_threshold": 10}
+# PrefixCacheAffinityRouter.initialize_state() in Ray 2.60 (ray/llm/_internal/serve/routing_policies/
+# prefix_aware/prefix_aware_router.py, lines 59-66) defaults `imbalanced_threshold` to infinity, which keeps
+# sending a hot prefix to one replica however long its queue gets; 10 is the documented behaviour (fall back to
+# power-of-two choices when queue lengths differ by 10 or more). It also defaults `do_eviction` to False: the
+# prefix tree (a detached actor) then remembers every prompt's text for good and grows without bound. With
+# eviction on, every `eviction_interval_secs` the tree cuts each replica's text above `eviction_threshold_chars`
+# back to `eviction_target_chars`, least recently used first (prefix_tree.py, _run_eviction_loop and
+# evict_tenant_by_lru): at most ~400,000 characters per replica, the limits Ray documents (ray-project/ray
+# doc/source/serve/llm/user-guides/prefix-aware-routing.md, "Memory management parameters"), written out so
+# that a change of Ray's defaults cannot silently move them.
+# Recently used prefixes (a shared system prompt, a running conversation) stay; only cold ones are forgotten.
+PREFIX_CACHE_ROUTER_KWARGS: Mapping[str, Any] = {
+    "imbalanced_threshold": 10,
+    "do_eviction": True,
+    "eviction_threshold_chars": 400_000,
+    "eviction_target_chars": 360_000,
+    "eviction_interval_secs": 10,
+}
 # The OpenAI ingress wraps each request in RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT (600 s by default); long
 # non-streaming R1 answers then end in HTTP 408. Read from the ingress actor's environment at import.
 ROUTER_HTTP_TIMEOUT_ENV = "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"),
                         help="an S3-compatible endpoint (default: AWS_ENDPOINT_URL, else AWS)")
     parser.add_argument("--progress-seconds", type=float, default=10.0, help="progress log interval")
+    parser.add_argument("--access-wait-seconds", type=float, default=0.0,
+                        help="retry a refused (403) first access to the bucket for this long, for a grant made "
+                             "just before the run (IAM takes minutes to propagate; default 0: fail at once)")
     return parser
 
 
@@ -74,7 +77,7 @@ def main(argv: Optional[list[str]] = None, *, storage_client=None, hf_api=None, 
             return 2
     try:
         Stager(source, storage_client.bucket(args.bucket), prefix, workers=args.workers, scratch=args.scratch,
-               progress_interval=args.progress_seconds).run()
+               progress_interval=args.progress_seconds, access_wait=args.access_wait_seconds).run()
     except StagingError as error:
         log.error("%s", error)
         return 1

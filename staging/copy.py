@@ -26,10 +26,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import google_crc32c
 from google.api_core import exceptions as gcs_errors
+from google.auth import exceptions as auth_errors
 
 from staging.layout import MANIFEST_FORMAT, MANIFEST_NAME
 from staging.sources import Source, SourceFile, StagingError, remove_fetched
@@ -41,6 +42,13 @@ META_SHA256 = "sha256"
 META_CRC32C = "crc32c"
 META_GIT_OID = "git-oid"
 META_SOURCE = "source"
+# Refused for now, maybe granted in a minute: IAM grants propagate "typically in 2 minutes, but could
+# potentially take 7 minutes or longer" (https://cloud.google.com/iam/docs/access-change-propagation), and the
+# in-cluster Job starts right after its bucket grant and its Workload Identity binding are created. GCS then
+# answers 403, or the GKE metadata server refuses the token (google-auth raises RefreshError).
+ACCESS_ERRORS = (gcs_errors.Forbidden, auth_errors.RefreshError)
+ACCESS_RETRY_FIRST = 5.0  # seconds before the first retry; doubled each time, up to ACCESS_RETRY_MAX
+ACCESS_RETRY_MAX = 60.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,10 @@ class Progress:
                 + (f" (last: {path})" if path else ""))
 
 
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def _human(count: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(count) < 1024 or unit == "TiB":
@@ -118,13 +130,16 @@ class Stager:
     """Stages one `source` into `bucket` (a `google.cloud.storage.Bucket`) under `prefix` ("model/rev/")."""
 
     def __init__(self, source: Source, bucket: Any, prefix: str, *, workers: int = 8,
-                 scratch: Optional[Path] = None, progress_interval: float = 10.0):
+                 scratch: Optional[Path] = None, progress_interval: float = 10.0, access_wait: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
+        """`access_wait`: how many seconds a refused first access (403) is retried before giving up."""
         if not prefix.endswith("/"):
             prefix += "/"
         self.source, self.bucket, self.prefix = source, bucket, prefix
         self.workers = max(1, workers)
         self.scratch = scratch
         self.progress_interval = progress_interval
+        self.access_wait, self._clock, self._sleep = max(0.0, access_wait), clock, sleep
         self.target = f"gs://{bucket.name}/{prefix}"
 
     # --- the run ---------------------------------------------------------------------------------------
@@ -176,14 +191,40 @@ class Stager:
         return result
 
     def check_writable(self) -> None:
-        """Refuse an unwritable target up front, not after hours of downloading."""
+        """Refuse an unwritable target up front, not after hours of downloading. A refusal (403) is retried
+        for `access_wait` seconds, with backoff: a grant made just before the run may not have propagated."""
         probe = self.bucket.blob(f"{self.prefix}.write-probe-{uuid.uuid4().hex}")
-        try:
-            probe.upload_from_string(b"", if_generation_match=0)
-            probe.delete()
-        except gcs_errors.GoogleAPICallError as error:
-            raise StagingError(f"target {self.target} is not writable: {error}; the staging identity needs "
-                               f"roles/storage.objectUser on bucket {self.bucket.name}, which must exist") from None
+        uploaded = False
+        deadline = self._clock() + self.access_wait
+        delay = ACCESS_RETRY_FIRST
+        while True:
+            try:
+                if not uploaded:
+                    probe.upload_from_string(b"", if_generation_match=0)
+                    uploaded = True
+                probe.delete()
+                return
+            except ACCESS_ERRORS as error:
+                left = deadline - self._clock()
+                if left <= 0:
+                    raise self._unwritable(error, waited=self.access_wait) from None
+                log.warning("no write access to %s yet (%s); IAM grants can take minutes to propagate: retrying "
+                            "in %.0f s (giving up in %.0f s)", self.target, _first_line(error), min(delay, left),
+                            left)
+                self._sleep(min(delay, left))
+                delay = min(delay * 2, ACCESS_RETRY_MAX)
+            except gcs_errors.NotFound as error:
+                if uploaded:  # the probe is gone already: a delete that was retried after it succeeded
+                    return
+                raise self._unwritable(error) from None
+            except gcs_errors.GoogleAPICallError as error:
+                raise self._unwritable(error) from None
+
+    def _unwritable(self, error: Exception, waited: float = 0.0) -> StagingError:
+        after = f" (still refused after {waited:.0f} s)" if waited else ""
+        return StagingError(f"target {self.target} is not writable{after}: {_first_line(error)}; the staging "
+                            f"identity needs roles/storage.objectUser on bucket {self.bucket.name}, which must "
+                            f"exist")
 
     # --- one file ----------------------------------------------------------------------------------------
 

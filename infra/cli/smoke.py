@@ -2,11 +2,17 @@
 
 Checks, each timed: `GET /v1/models` lists the model; a chat completion returns the reasoning separately
 (vLLM 0.29's `message.reasoning`, not DeepSeek's `reasoning_content`); a streamed chat completion sends chunks
-and ends with `[DONE]`; a request without a key and one with a wrong key both get 401.
+and ends with `[DONE]`; a request without a key and one with a wrong key both get 401, with the CORS header a
+browser needs to read it (`Access-Control-Allow-Origin`).
+
+Each request may wait `--timeout` seconds; by default as long as a first request can take on the stack: for a
+model that scales to zero, a new GPU node when the pool can grow, the image pull, the weight load and the
+engine start, at the high end of the plan's cold-start estimates (`capacity.json`); 300 s when every model
+always runs, or when the stack's files cannot be read.
 
 The endpoint and key come from `--base-url` / `--api-key` (or `LLMSERVE_API_KEY`), else from the stack's
-outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. Standard library only, so it runs from the
-deploy environment. Exit codes: 0 every check passed, 1 a check failed or the endpoint does not answer,
+outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. No cloud library: it runs from the deploy
+environment. Exit codes: 0 every check passed, 1 a check failed or the endpoint does not answer,
 2 bad usage (no endpoint known).
 """
 
@@ -27,9 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.cli.report import stack_capacity
+from infra.config.errors import ConfigError
+from infra.config.stack import config_from_map
+from infra.config.stackfiles import StackFileError, stack_config
+from infra.planning.coldstart import REFERENCE_BYTES_PER_NODE, cold_start_minutes
 from serve_app.auth import parse_api_keys
 
 WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
+SMOKE_ORIGIN = "https://llmserve-smoke.invalid"  # a browser's Origin, to see the CORS header of a 401
+WARM_TIMEOUT_S = 300.0  # per request, when no model has to start first
 PROMPT = "What is 17 + 25? Answer with the number."
 
 
@@ -59,10 +72,12 @@ class Target:
     # --- HTTP ------------------------------------------------------------------------------------------------
 
     def request(
-        self, method: str, path: str, body: dict | None = None, key: str | None = "default"
+        self, method: str, path: str, body: dict | None = None, key: str | None = "default", origin: str | None = None
     ) -> http.client.HTTPResponse | urllib.error.HTTPError:
         key = self.api_key if key == "default" else key
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if origin:
+            headers["Origin"] = origin
         if key:
             headers["Authorization"] = f"Bearer {key}"
         data = json.dumps(body).encode() if body is not None else None
@@ -166,9 +181,14 @@ def check_stream(target: Target, model: str, max_tokens: int) -> str:
 
 
 def check_unauthorized(target: Target, key: str | None) -> str:
-    response = target.request("GET", "/models", key=key)
+    response = target.request("GET", "/models", key=key, origin=SMOKE_ORIGIN)
     assert response.status == 401, f"expected 401, got HTTP {response.status}"
-    return "401"
+    allowed = response.headers.get("Access-Control-Allow-Origin")
+    assert allowed in (SMOKE_ORIGIN, "*"), (
+        f"the 401 has no CORS header for Origin {SMOKE_ORIGIN} (Access-Control-Allow-Origin: {allowed!r}): "
+        "a browser client sees a CORS error instead of the 401"
+    )
+    return "401, readable cross-origin"
 
 
 def smoke(target: Target, model: str | None = None, max_tokens: int = 64, reasoning: bool = True) -> bool:
@@ -201,6 +221,38 @@ def report(target: Target) -> str:
     failed = sum(not check.passed for check in target.checks)
     lines.append(f"{len(target.checks) - failed} passed, {failed} failed")
     return "\n".join(lines)
+
+
+# --- how long a request may take on the stack -------------------------------------------------------------------
+
+
+def scale_up_timeout_s(capacity: dict, model: str | None = None) -> float:
+    """Seconds a first request may wait, from the stack's capacity.json: for each model (or `model`) that scales
+    to zero, the high cold-start estimate of its weight source, plus new GPU nodes when the pool can grow."""
+    nodes = capacity["cost"]["gpu_nodes"]
+    node_minutes = capacity["cold_start"]["node_provisioning_minutes"]["high"] if nodes["idle"] < nodes["max"] else 0
+    worst = WARM_TIMEOUT_S
+    for entry in capacity["models"]:
+        if (model is not None and entry["id"] != model) or entry["replicas"]["min"] > 0:
+            continue
+        # An architecture the planner does not know: DeepSeek-R1's figures, the largest.
+        minutes = entry["cold_start_minutes"] or cold_start_minutes(int(REFERENCE_BYTES_PER_NODE))
+        source = entry["weight_source"]
+        start = minutes[source]["high"] if source in minutes else max(m["high"] for m in minutes.values())
+        worst = max(worst, (start + node_minutes) * 60)
+    return worst
+
+
+def default_timeout_s(stack: str, root: Path, model: str | None = None) -> tuple[float, str]:
+    """The per-request timeout for `stack` and why, read from its stack files (no cloud, no Pulumi CLI)."""
+    try:
+        values, encrypted = stack_config(stack, root)
+        seconds = scale_up_timeout_s(stack_capacity(config_from_map(stack, values, encrypted)), model)
+    except (StackFileError, ConfigError) as error:
+        return WARM_TIMEOUT_S, f"stack '{stack}' not read ({str(error).splitlines()[0]})"
+    if seconds == WARM_TIMEOUT_S:
+        return seconds, f"stack '{stack}': no model has to start first"
+    return seconds, f"stack '{stack}': a model scaled to zero starts first (node, image, weights, engine)"
 
 
 # --- finding the endpoint ---------------------------------------------------------------------------------------
@@ -254,8 +306,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         type=float,
-        default=300,
-        help="seconds per request (default 300: a model scaled to zero starts on the first request)",
+        default=None,
+        help="seconds per request (default: the stack's scale-up from zero, from its cold-start estimates; "
+        "300 when every model always runs)",
     )
     parser.add_argument(
         "--no-reasoning",
@@ -274,7 +327,11 @@ def run(args: argparse.Namespace, root: Path | None = None) -> int:
             api_key = api_key or newest_key(outputs.get("api_key"))
             if not base_url:
                 raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
-        target = Target(normalized_base_url(base_url), api_key, timeout_s=args.timeout)
+        timeout_s, why = (
+            (args.timeout, "--timeout") if args.timeout is not None else default_timeout_s(args.stack, root, args.model)
+        )
+        target = Target(normalized_base_url(base_url), api_key, timeout_s=timeout_s)
+        print(f"timeout per request: {timeout_s:.0f} s ({why})", flush=True)
         passed = smoke(target, args.model, args.max_tokens, reasoning=not args.no_reasoning)
     except SmokeError as error:
         print(f"error: {error}", file=sys.stderr)

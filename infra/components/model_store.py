@@ -2,7 +2,8 @@
 
 - the bucket sits in the GPU pool's region, with uniform bucket-level access, public access prevention
   enforced and a hierarchical namespace (real folders: faster GCS FUSE listings); force-destroy only when the
-  stack asks for it (refused on protected stacks by infra/config/sections/weights.py);
+  stack asks for it (refused on protected stacks by infra/config/sections/weights.py); soft delete as
+  `modelStoreSoftDeleteDays` says (off by default);
 - a read-only Google service account for the Ray pods: `roles/storage.objectViewer` on the bucket (plus
   `roles/storage.bucketViewer` when a model uses the RunAI streamer, whose GCS client calls buckets.get),
   bound through Workload Identity to the Kubernetes service account every Ray pod runs as;
@@ -74,6 +75,8 @@ class ModelStore(pulumi.ComponentResource):
                 "publicAccessPrevention": "enforced",
                 "hierarchicalNamespace": {"enabled": True},
                 "forceDestroy": store.force_destroy,
+                # Said explicitly: left out, Google keeps every deleted or replaced object 7 days, billed.
+                "softDeletePolicy": {"retentionDurationSeconds": store.soft_delete_days * 86400},
                 "labels": {"app": "llmserve", "stack": re.sub(r"[^a-z0-9_-]", "-", args.stack.lower())[:63]},
             },
             child,

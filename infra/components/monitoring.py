@@ -1,7 +1,8 @@
-"""Seeing the endpoint: a Cloud Monitoring dashboard, PromQL alert policies and the KubeRay operator scrape.
+"""Seeing the endpoint: a Cloud Monitoring dashboard, alert policies and the KubeRay operator scrape.
 
-The dashboard and the alerts are rendered by `infra/render/monitoring.py` from the one metric list of
-`infra/render/metrics.py`; this component only turns them into resources. The Ray pods' own PodMonitorings
+The dashboard and the PromQL alerts are rendered by `infra/render/monitoring.py` from the one metric list of
+`infra/render/metrics.py`, the log-match alerts (GPU Xid errors) by `infra/render/log_alerts.py`; this
+component only turns them into resources. The Ray pods' own PodMonitorings
 belong to the serving component (infra/components/serving.py); the operator's, which the RayService-not-ready
 alert needs, is made here.
 """
@@ -19,6 +20,7 @@ from infra.components.resources import KubernetesObject
 from infra.config.settings import StackConfig
 from infra.planning.sizing import idle_gpu_nodes
 from infra.render import monitoring as render
+from infra.render.log_alerts import log_alert_policy_args, render_log_alerts
 from infra.render.rayservice import RayServiceSettings
 
 
@@ -69,6 +71,15 @@ class Monitoring(pulumi.ComponentResource):
                     f"{name}-{spec.key}", project=args.gcp_project, **_alert_policy_inputs(plain), opts=child
                 )
             )
+        for log_spec in render_log_alerts(settings):
+            self.alert_policies.append(
+                gcp.monitoring.AlertPolicy(
+                    f"{name}-{log_spec.key}",
+                    project=args.gcp_project,
+                    **_alert_policy_inputs(log_alert_policy_args(log_spec, settings)),
+                    opts=child,
+                )
+            )
         KubernetesObject(
             f"{name}-kuberay-operator-podmonitoring",
             render.render_operator_pod_monitoring(args.operator_namespace),
@@ -100,25 +111,39 @@ def monitoring_settings(config: StackConfig, rayservice: RayServiceSettings) -> 
     )
 
 
+def _condition(condition: dict) -> gcp.monitoring.AlertPolicyConditionArgs:
+    """One renderer condition (PromQL or log match) as pulumi-gcp's typed Args."""
+    monitoring = gcp.monitoring
+    if "condition_matched_log" in condition:
+        return monitoring.AlertPolicyConditionArgs(
+            display_name=condition["display_name"],
+            condition_matched_log=monitoring.AlertPolicyConditionConditionMatchedLogArgs(
+                **condition["condition_matched_log"]
+            ),
+        )
+    return monitoring.AlertPolicyConditionArgs(
+        display_name=condition["display_name"],
+        condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+            **condition["condition_prometheus_query_language"]
+        ),
+    )
+
+
 def _alert_policy_inputs(plain: dict) -> dict:
     """The renderer's plain dict as pulumi-gcp's typed Args."""
     monitoring = gcp.monitoring
-    condition = plain["conditions"][0]
-    promql = condition["condition_prometheus_query_language"]
+    strategy = dict(plain["alert_strategy"])
+    if "notification_rate_limit" in strategy:
+        strategy["notification_rate_limit"] = monitoring.AlertPolicyAlertStrategyNotificationRateLimitArgs(
+            **strategy["notification_rate_limit"]
+        )
     return {
         "display_name": plain["display_name"],
         "combiner": plain["combiner"],
         "severity": plain["severity"],
-        "conditions": [
-            monitoring.AlertPolicyConditionArgs(
-                display_name=condition["display_name"],
-                condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
-                    **promql
-                ),
-            )
-        ],
+        "conditions": [_condition(condition) for condition in plain["conditions"]],
         "documentation": monitoring.AlertPolicyDocumentationArgs(**plain["documentation"]),
         "notification_channels": plain["notification_channels"],
-        "alert_strategy": monitoring.AlertPolicyAlertStrategyArgs(**plain["alert_strategy"]),
+        "alert_strategy": monitoring.AlertPolicyAlertStrategyArgs(**strategy),
         "user_labels": plain["user_labels"],
     }

@@ -2,8 +2,10 @@
 the S3 credentials, and one staging Job per staged model that `pulumi up` waits for before the RayService.
 
 The Kubernetes provider awaits a Job until it completes (or fails: then `pulumi up` fails and the RayService
-is not touched), within `stagingTimeoutMinutes`. A Job is named after what it stages, so an unchanged model
-keeps its finished Job and a new revision gets a new one.
+is not touched). The Job's own deadline is `stagingTimeoutMinutes`; Pulumi waits ten minutes longer, so that
+the Job always ends first. A Job is named after what it stages, so an unchanged model keeps its finished Job
+and a new revision gets a new one; a Job that ended Failed is replaced by the next `pulumi up`
+(`pulumi.com/replaceUnready`), which resumes the copy.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class WeightStaging(pulumi.ComponentResource):
             jobs_need.append(KubernetesObject(f"{name}-code", render.render_staging_configmap(settings), child))
         if settings.config.s3_credentials and any(m.origin.startswith("s3://") for m in settings.config.staged_models):
             jobs_need.append(KubernetesObject(f"{name}-s3-credentials", render.render_s3_secret(settings), child))
-        timeout = f"{settings.config.staging_timeout_minutes}m"
+        timeout = f"{render.pulumi_wait_minutes(settings)}m"
         for weights in settings.config.staged_models:
             KubernetesObject(
                 f"{name}-job-{weights.model_id.replace('/', '-')}",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import pulumi
+try:
+    from pulumi import RunError
+except ImportError:  # `python -m infra smoke` reads a stack's config where Pulumi is not installed
+    RunError = Exception  # type: ignore[misc,assignment]  # the same class name, without Pulumi's printing
 
 
-class ConfigError(pulumi.RunError):
+class ConfigError(RunError):
     """Invalid stack configuration, found before any resource is created.
 
     A `pulumi.RunError` so that `pulumi up` prints the message without a Python stack trace. Each problem is

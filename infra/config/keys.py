@@ -369,6 +369,16 @@ WEIGHT_KEYS: tuple[ConfigKey, ...] = (
         False,
     ),
     ConfigKey(
+        "modelStoreSoftDeleteDays",
+        "integer",
+        "Days Cloud Storage keeps a deleted or replaced object of the model store, billed as stored (soft "
+        "delete). 0 turns soft delete off: a replaced 690 GB revision stops costing at once, and staged "
+        "weights can be staged again from their source. Google's own default for a new bucket is 7; "
+        "1-6 are refused by Google.",
+        0,
+        range=Range(0, 90, why="Cloud Storage keeps soft-deleted objects at most 90 days"),
+    ),
+    ConfigKey(
         "rayImageHasRunaiStreamer",
         "boolean",
         "Declare that rayImage contains runai-model-streamer[gcs]; required by weightSource "
@@ -378,8 +388,9 @@ WEIGHT_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "stagingTimeoutMinutes",
         "integer",
-        "How long `pulumi up` waits for the in-cluster staging Job of a model (690 GB takes roughly "
-        "10-30 minutes in-region) before failing.",
+        "Deadline of the in-cluster staging Job of a model, its retries included (690 GB takes roughly "
+        "10-30 minutes in-region); `pulumi up` waits 10 minutes longer, so that the Job's own failure is "
+        "what it reports.",
         180,
         range=_A_WEEK,
     ),

@@ -110,6 +110,7 @@ class ModelStoreConfig:
     bucket: str
     location: str
     force_destroy: bool
+    soft_delete_days: int = 0  # 0: soft delete off; else 7-90 (Cloud Storage's bounds)
 
 
 @dataclass(frozen=True)

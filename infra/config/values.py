@@ -72,6 +72,8 @@ class ValueReader:
         try:
             value = _COERCE[key.type](raw)
         except (ValueError, TypeError, RecursionError):
+            value = None
+        if value is None:  # not of the key's type, or JSON `null` (`pulumi config set <key> null` stores "null")
             allowed = f"; allowed: {key.range.words()}" if key.range is not None else ""
             self.problem(f"{PROJECT}:{name}: expected {_TYPE_WORDS[key.type]}; found {shown(raw)}{allowed}")
             return None

@@ -44,6 +44,13 @@ METRICS_PORT_NAMES = ("metrics", "as-metrics", "dash-metrics")
 HTTPS_PORT = 443
 # LLM replies stream for minutes; the load balancer's 30 s default backend timeout would cut them off.
 BACKEND_TIMEOUT_SECONDS = 3600
+# When a pod leaves the load balancer (its Serve proxy drains, it turns not-ready, it is deleted), GKE's
+# default drain of 0 s cuts the streams it is still sending. Draining lets them finish for up to this long
+# while no new request reaches the pod: as long as the backend timeout allows a stream to run, within the
+# API's maximum of 3600 s (GoogleCloudPlatform/gke-gateway-api apis/networking/v1/gcpbackendpolicy_types.go,
+# ConnectionDraining.DrainingTimeoutSec; https://cloud.google.com/load-balancing/docs/enabling-connection-draining).
+# A drain outlives the pod only if the pod keeps running: a deleted pod still stops at its grace period.
+CONNECTION_DRAINING_SECONDS = min(BACKEND_TIMEOUT_SECONDS, 3600)
 SERVE_HEALTH_PATH = "/-/healthz"  # Ray Serve's proxy health endpoint, exempt from the API key check
 
 
@@ -234,12 +241,18 @@ def _serve_health_check_policy(settings: ExposureSettings) -> dict:
 
 
 def _serve_backend_policy(settings: ExposureSettings) -> dict:
-    """A backend timeout long enough for a streamed reply (BACKEND_TIMEOUT_SECONDS)."""
+    """A backend timeout long enough for a streamed reply, and a drain that lets replies in flight finish."""
     return {
         "apiVersion": GKE_NETWORKING_API,
         "kind": "GCPBackendPolicy",
         "metadata": _gateway_metadata(settings, f"{settings.serving.name}-serve-backend"),
-        "spec": {"default": {"timeoutSec": BACKEND_TIMEOUT_SECONDS}, "targetRef": _serve_service_ref(settings)},
+        "spec": {
+            "default": {
+                "timeoutSec": BACKEND_TIMEOUT_SECONDS,
+                "connectionDraining": {"drainingTimeoutSec": CONNECTION_DRAINING_SECONDS},
+            },
+            "targetRef": _serve_service_ref(settings),
+        },
     }
 
 

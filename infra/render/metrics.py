@@ -68,12 +68,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),
     Metric("DCGM_FI_DEV_FB_FREE", "gauge", DCGM, "GPU memory free, MiB"),
     Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
-    Metric(
-        "DCGM_FI_DEV_XID_ERRORS",
-        "gauge",
-        DCGM,
-        "last XID error code (0 = none); only where the exporter's field list includes it",
-    ),
+    # No Xid field: GKE's managed DCGM field list has none (monitoring-dashboard-samples,
+    # integrations/dcgm/prometheus_metadata.yaml); the Xid alert matches kernel log lines instead.
     # KubeRay
     Metric(
         "kuberay_service_condition_ready",

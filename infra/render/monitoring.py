@@ -316,14 +316,14 @@ class AlertSpec:
 
 
 def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
-    """The stack's alert policies: four for every stack, one per condition that only some stacks can meet
-    (models that must always run, GPUs that must always report), and GPU XID errors."""
+    """The stack's PromQL alert policies: four for every stack, and one per condition that only some stacks can
+    meet (models that must always run, GPUs that must always report). GPU Xid errors are no metric of GKE's
+    DCGM exporter; their alert matches log lines (infra/render/log_alerts.py)."""
     alerts = _serving_alerts(settings)
     if settings.always_on_model_ids:
         alerts.append(_no_healthy_replica_alert(settings))
     if settings.min_gpus:
         alerts.append(_gpu_lost_alert(settings))
-    alerts.append(_gpu_xid_alert(settings))
     return alerts
 
 
@@ -402,25 +402,25 @@ def _gpu_lost_alert(settings: MonitoringSettings) -> AlertSpec:
     )
 
 
-def _gpu_xid_alert(settings: MonitoringSettings) -> AlertSpec:
-    return AlertSpec(
-        "gpu-xid",
-        f"llmserve {settings.stack}: GPU XID error",
-        f"max by (Hostname, gpu) ({_dcgm(settings, 'DCGM_FI_DEV_XID_ERRORS')}) > 0",
-        0,
-        "ERROR",
-        "A GPU reported an XID error (the value is the XID code; 48, 63, 64, 74, 79 and 94/95 usually need the "
-        "node drained). Only fires where the DCGM exporter exports DCGM_FI_DEV_XID_ERRORS.",
-    )
+def policy_envelope(settings: MonitoringSettings, display_name: str, severity: str, documentation: str) -> dict:
+    """What every alert policy of the stack carries besides its condition: name, severity, documentation, the
+    notification channel, labels and auto-close (PromQL alerts here, log-match ones in log_alerts.py)."""
+    channels = [settings.thresholds.notification_channel] if settings.thresholds.notification_channel else []
+    return {
+        "display_name": display_name,
+        "combiner": "OR",
+        "severity": severity,
+        "documentation": {"content": documentation, "mime_type": "text/markdown", "subject": display_name},
+        "notification_channels": channels,
+        "alert_strategy": {"auto_close": "1800s"},
+        "user_labels": {"llmserve": "true", "stack": re.sub(r"[^a-z0-9_-]", "-", settings.stack.lower())},
+    }
 
 
 def alert_policy_args(spec: AlertSpec, settings: MonitoringSettings) -> dict:
     """Keyword arguments of `gcp.monitoring.AlertPolicy` as plain data (the component builds the Args)."""
-    channels = [settings.thresholds.notification_channel] if settings.thresholds.notification_channel else []
     return {
-        "display_name": spec.display_name,
-        "combiner": "OR",
-        "severity": spec.severity,
+        **policy_envelope(settings, spec.display_name, spec.severity, spec.documentation),
         "conditions": [
             {
                 "display_name": spec.display_name,
@@ -435,10 +435,6 @@ def alert_policy_args(spec: AlertSpec, settings: MonitoringSettings) -> dict:
                 },
             }
         ],
-        "documentation": {"content": spec.documentation, "mime_type": "text/markdown", "subject": spec.display_name},
-        "notification_channels": channels,
-        "alert_strategy": {"auto_close": "1800s"},
-        "user_labels": {"llmserve": "true", "stack": re.sub(r"[^a-z0-9_-]", "-", settings.stack.lower())},
     }
 
 

@@ -181,12 +181,18 @@ def wait_for_conditions(serve_config: dict) -> list[str]:
     ]
 
 
+def in_tree_autoscaling(settings: RayServiceSettings) -> bool:
+    """Whether KubeRay runs Ray's autoscaler in the head pod: only when a GPU worker group may change size."""
+    groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
+    return any(group.min_pods != group.max_pods for group in groups)
+
+
 def render_rayservice(settings: RayServiceSettings) -> dict:
     """The RayService. `serveConfigV2` changes roll out in place; anything under `rayClusterConfig` rolls out
     per `settings.upgrade` (see infra/components/serving.py)."""
     groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
     serve_config = render_serve_config(settings)
-    autoscaling = any(group.min_pods != group.max_pods for group in groups)
+    autoscaling = in_tree_autoscaling(settings)
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "enableInTreeAutoscaling": autoscaling,
@@ -390,8 +396,9 @@ def _load_balancer(settings: RayServiceSettings) -> dict:
 
 def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
     """Managed Prometheus scrapes of Ray's metrics port on every Ray pod (Ray, Serve and the vLLM engine
-    metrics Serve LLM re-exports as ray_vllm_*) and of the head's autoscaler and dashboard metrics. The
-    `ray_io_cluster` label is what Ray's Grafana dashboards filter on."""
+    metrics Serve LLM re-exports as ray_vllm_*) and of the head's dashboard metrics, plus its autoscaler's
+    when KubeRay runs the in-tree autoscaler (without it nothing listens on that port: a target always down).
+    The `ray_io_cluster` label is what Ray's Grafana dashboards filter on."""
     from_pod = [{"from": "ray.io/cluster", "to": "ray_io_cluster"}, {"from": "ray.io/node-type", "to": "ray_node_type"}]
 
     def monitoring(name: str, selector: dict, ports: Sequence[str]) -> dict:
@@ -408,7 +415,11 @@ def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
 
     return [
         monitoring(f"{settings.name}-ray", RAY_NODE_SELECTOR, ["metrics"]),
-        monitoring(f"{settings.name}-ray-head", {"ray.io/node-type": "head"}, ["as-metrics", "dash-metrics"]),
+        monitoring(
+            f"{settings.name}-ray-head",
+            {"ray.io/node-type": "head"},
+            ["as-metrics", "dash-metrics"] if in_tree_autoscaling(settings) else ["dash-metrics"],
+        ),
     ]
 
 

@@ -26,15 +26,34 @@ STAGING_FILES = (
     "staging/layout.py",
     "staging/sources.py",
 )
-STAGING_REQUIREMENTS = "requirements-staging.txt"
+# The hashed lock (scripts/lock_requirements.py compiles it for CPython 3.11 on x86-64 Linux, the image's),
+# shipped in the staging ConfigMap: pip refuses any file whose hash it does not list.
+STAGING_REQUIREMENTS = "requirements/staging.txt"
 STAGING_CODE_MOUNT = "/opt/staging"
 WORK_MOUNT = "/work"
 STAGING_WORKERS = 4  # files in flight: scratch holds at most 4 R1 shards (~4.3 GB each) at once
 STAGING_SCRATCH_GIB = 50
-# The Job's command: the pinned requirements into the work volume, then the staging package from its ConfigMap.
+# The Job starts right after its bucket grant and Workload Identity binding are created; IAM changes take
+# "typically 2 minutes, but could potentially take 7 minutes or longer" to propagate
+# (https://cloud.google.com/iam/docs/access-change-propagation): the staging tool retries a refused (403) first
+# access this long before it gives up.
+STAGING_ACCESS_WAIT_SECONDS = 600
+# `pulumi up` waits this much longer than the Job's own deadline (activeDeadlineSeconds, counted from the
+# Job's start), so that it is always the Job that gives up first and `pulumi up` reports the Job's failure:
+# were Pulumi to stop waiting on a Job that still runs, the next `pulumi up` would replace that running Job.
+STAGING_PULUMI_MARGIN_MINUTES = 10
+# A uid and gid with no entry in the image: nothing in python:3.11-slim runs as them or owns a file.
+STAGING_UID = 65532
+# Without it the Kubernetes provider keeps waiting on a Failed Job at the next `pulumi up` instead of replacing
+# it, and since the Job's name is a content hash, one failed staging run would block every later deploy
+# (pulumi-kubernetes provider/pkg/provider/provider.go, Diff: a Job that is not Complete is replaced, delete
+# before create as its name is the same). A completed Job is ready and left alone.
+REPLACE_UNREADY_ANNOTATION = "pulumi.com/replaceUnready"
+# The Job's command: the hashed lock into the work volume (wheels only, every hash checked), then the staging
+# package from its ConfigMap.
 _STAGE_SCRIPT = (
     f"mkdir -p {WORK_MOUNT}/scratch && python -m pip install --quiet --no-cache-dir "
-    f"--disable-pip-version-check --target {WORK_MOUNT}/deps "
+    f"--disable-pip-version-check --require-hashes --only-binary=:all: --target {WORK_MOUNT}/deps "
     f'-r {STAGING_CODE_MOUNT}/{STAGING_REQUIREMENTS} && exec python -m staging "$@"'
 )
 
@@ -82,6 +101,16 @@ def render_s3_secret(settings: WeightsSettings) -> dict:
 # --- the Jobs --------------------------------------------------------------------------------------------------
 
 
+def staging_deadline_seconds(settings: WeightsSettings) -> int:
+    """The Job's activeDeadlineSeconds: `stagingTimeoutMinutes`, retries included."""
+    return settings.config.staging_timeout_minutes * 60
+
+
+def pulumi_wait_minutes(settings: WeightsSettings) -> int:
+    """How long `pulumi up` waits for a staging Job: its deadline and then some, so that the Job ends first."""
+    return settings.config.staging_timeout_minutes + STAGING_PULUMI_MARGIN_MINUTES
+
+
 def staging_job_name(settings: WeightsSettings, weights: ModelWeights) -> str:
     """Named after what it stages and the code that stages it: a new revision (or new staging code) is a new
     Job, which `pulumi up` creates and waits for; an unchanged one is left alone."""
@@ -100,17 +129,29 @@ def render_staging_job(settings: WeightsSettings, weights: ModelWeights) -> dict
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": staging_job_name(settings, weights), "namespace": settings.namespace, "labels": labels},
+        "metadata": {
+            "name": staging_job_name(settings, weights),
+            "namespace": settings.namespace,
+            "labels": labels,
+            # A Failed Job is replaced by the next `pulumi up`, which resumes the copy.
+            "annotations": {REPLACE_UNREADY_ANNOTATION: "true"},
+        },
         "spec": {
             # Each retry resumes where the last attempt stopped (finished objects are skipped).
             "backoffLimit": 3,
-            "activeDeadlineSeconds": settings.config.staging_timeout_minutes * 60,
+            "activeDeadlineSeconds": staging_deadline_seconds(settings),
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
                     "serviceAccountName": settings.stager_service_account,
                     "restartPolicy": "Never",
                     "nodeSelector": dict(SYSTEM_POOL_LABELS),
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": STAGING_UID,
+                        "runAsGroup": STAGING_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [_stage_container(settings, weights)],
                     "volumes": [
                         files_volume("staging-code", staging_configmap_name(settings), staging_files()),
@@ -138,6 +179,8 @@ def _stage_container(settings: WeightsSettings, weights: ModelWeights) -> dict:
         f"{WORK_MOUNT}/scratch",
         "--project",
         settings.gcp_project,
+        "--access-wait-seconds",
+        str(STAGING_ACCESS_WAIT_SECONDS),
     ]
     return {
         "name": "stage",
@@ -145,6 +188,7 @@ def _stage_container(settings: WeightsSettings, weights: ModelWeights) -> dict:
         "command": ["/bin/sh", "-ec", _STAGE_SCRIPT, "stage"],
         "args": args,
         "env": _stage_env(settings, weights),
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "resources": {
             "requests": {"cpu": "2", "memory": "8Gi", "ephemeral-storage": f"{STAGING_SCRATCH_GIB - 10}Gi"},
             "limits": {"memory": "8Gi", "ephemeral-storage": f"{STAGING_SCRATCH_GIB}Gi"},
@@ -161,6 +205,7 @@ def _stage_env(settings: WeightsSettings, weights: ModelWeights) -> list[dict]:
     config = settings.config
     env: list[dict] = [
         {"name": "PYTHONPATH", "value": f"{STAGING_CODE_MOUNT}:{WORK_MOUNT}/deps"},
+        {"name": "HOME", "value": WORK_MOUNT},  # the uid has no home in the image; the work volume is writable
         {"name": "GOOGLE_CLOUD_PROJECT", "value": settings.gcp_project},
         {"name": "HF_HOME", "value": f"{WORK_MOUNT}/hf"},
         {"name": "HF_XET_HIGH_PERFORMANCE", "value": "1"},

@@ -6,7 +6,8 @@
   container: KubeRay wants Ray first) that reads every shard in parallel so both nodes fill their file cache
   at once while vLLM starts.
 - `patch_serve_config`: `model_source` becomes the mount path (gcsfuse) or the store URI with vLLM's
-  `runai_streamer` load format (runai-streamer).
+  `runai_streamer` load format (runai-streamer), and such a model runs with `HF_HUB_OFFLINE=1`: it never
+  reaches the Hub (models that load from the Hub keep it).
 
 What fills the store (the service accounts, the staging code and the staging Jobs) is rendered by
 infra/render/weight_staging.py. Mount options and annotations follow the GCS FUSE CSI driver
@@ -41,12 +42,14 @@ CACHE_GIB_BY_PRESET = {"deepseek-r1": 750}
 CACHE_GIB_DEFAULT = 100
 # gcsfuse options for an immutable, read-mostly model folder (gcsfuse cfg/params.yaml; GKE needs a non-zero
 # file-cache size to turn the file cache on at all). The file cache lives in the sidecar's default cache
-# volume, an emptyDir on node ephemeral storage = the local-SSD RAID on A3 and G2 pools.
+# volume, an emptyDir on node ephemeral storage = the local-SSD RAID on A3 and G2 pools. Only current option
+# names: since gcsfuse v3.8.0 the type cache is deprecated and `metadata-cache:type-cache-max-size-mb` is
+# ignored with a warning in favour of the one `metadata-cache:stat-cache-max-size-mb` (GoogleCloudPlatform/
+# gcsfuse cfg/params.yaml, cmd/legacy_main.go "Type cache is deprecated"), which already carries the value -1.
 GCSFUSE_MOUNT_OPTIONS = (
     "implicit-dirs",
     "metadata-cache:ttl-secs:-1",
     "metadata-cache:stat-cache-max-size-mb:-1",
-    "metadata-cache:type-cache-max-size-mb:-1",
     "metadata-cache:negative-ttl-secs:0",
     "file-system:kernel-list-cache-ttl-secs:-1",
     "file-cache:max-size-mb:-1",
@@ -56,7 +59,26 @@ GCSFUSE_MOUNT_OPTIONS = (
 )
 # For the manifest check of models vLLM streams itself: listings and stats only, nothing cached on disk.
 GCSFUSE_METADATA_OPTIONS = ("implicit-dirs", "metadata-cache:ttl-secs:-1", "metadata-cache:negative-ttl-secs:0")
+# A model served from the store never reaches the Hub: huggingface_hub refuses every call under
+# HF_HUB_OFFLINE=1, and vLLM 0.29 then resolves the model locally (vllm/engine/arg_utils.py,
+# create_engine_config: "HF_HUB_OFFLINE is True, replace model_id", gs:// URIs skipped for runai_streamer). The
+# Hub download settings a preset may carry mean nothing there and are left out, as is the Hub token when no
+# model of a GPU group loads from the Hub.
+HUB_OFFLINE_ENV = "HF_HUB_OFFLINE"
+HUB_DOWNLOAD_ENV = ("HF_XET_HIGH_PERFORMANCE", "HF_HUB_ENABLE_HF_TRANSFER")
+HUB_TOKEN_ENV = "HF_TOKEN"
+# The warm-up container reads WARMUP_PARALLEL_FILES files at once with `dd bs=<WARMUP_BLOCK_MIB>M`. On cgroup
+# v2 the kubelet sets memory.oom.group, so one OOM kills the whole container (kubernetes/kubernetes#117793,
+# Kubernetes 1.28), which then restarts forever: the limit must hold every dd at once. A dd holds its block
+# plus ~1.6 MiB, and bash, find, xargs and sleep ~3 MiB each, measured with GNU coreutils 9.1
+# (`/usr/bin/time -f %M dd if=<100 MiB file> of=/dev/null bs=<N>M`: 2.6 MiB at bs=1M, 5.6 MiB at 4M, 17.7 MiB
+# at 16M). 16 x 16 MiB blocks (~283 MiB) broke the old 256 Mi limit; 1 MiB blocks need ~16 x 2.6 + 12 = ~54
+# MiB, a 4x margin. The block is only dd's copy buffer: gcsfuse's parallel download job fetches the whole
+# object in download-chunk-size-mb pieces whatever the reader asks for (gcsfuse internal/cache/file/
+# downloader/parallel_downloads_job.go, parallelDownloadObjectToFile), so a bigger block buys nothing.
 WARMUP_PARALLEL_FILES = 16
+WARMUP_BLOCK_MIB = 1
+WARMUP_MEMORY_LIMIT_MIB = 256
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,8 @@ def patch_gpu_template(
     if not fused and not streamed:
         return template
     template = copy.deepcopy(template)
+    if all(settings.config.for_model(model.model_id).uses_store for model in models):
+        _drop_env(template["spec"]["containers"], HUB_TOKEN_ENV)
     cache_gib = (
         cache_request_gib([m for m in models if settings.config.for_model(m.model_id).source == "gcsfuse"], machine)
         if fused
@@ -162,6 +186,12 @@ def patch_gpu_template(
             containers.index(ray) + 1, _warmup_container(ray["image"], [mounts[w.model_id] for w in fused])
         )
     return template
+
+
+def _drop_env(containers: list[dict], name: str) -> None:
+    for container in containers:
+        if "env" in container:
+            container["env"] = [item for item in container["env"] if item["name"] != name]
 
 
 def _sidecar_annotations(cache_gib: int | None) -> dict[str, str]:
@@ -217,8 +247,11 @@ def _warmup_container(image: str, mounts: Sequence[dict]) -> dict:
         "command": ["/bin/bash", "-c", _warmup_script([mount["mountPath"] for mount in mounts])],
         "volumeMounts": list(mounts),
         # dd does little work (the sidecar downloads); keep the request small: the Ray container takes
-        # nearly all of the node's allocatable CPU.
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        # nearly all of the node's allocatable CPU. The limit leaves the measured peak a 4x margin (above).
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": f"{WARMUP_MEMORY_LIMIT_MIB}Mi"},
+        },
     }
 
 
@@ -239,7 +272,7 @@ def _warmup_script(roots: Sequence[str]) -> str:
     quoted = " ".join(shlex.quote(root) for root in roots)
     return (
         f"start=$(date +%s); find {quoted} -type f -not -name {shlex.quote(MANIFEST_NAME)} -print0 "
-        f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs=16M status=none; "
+        f"| xargs -0 -P {WARMUP_PARALLEL_FILES} -I{{}} dd if={{}} of=/dev/null bs={WARMUP_BLOCK_MIB}M status=none; "
         f'echo "weights warm-up done in $(( $(date +%s) - start ))s"; exec sleep infinity'
     )
 
@@ -255,6 +288,8 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
         for llm in application["args"]["llm_configs"]:
             model_id = llm["model_loading_config"]["model_id"]
             weights = settings.config.for_model(model_id)
+            if weights.uses_store:
+                _offline(llm)
             if weights.source == "gcsfuse":
                 llm["model_loading_config"]["model_source"] = mount_path(model_id)
             elif weights.source == "runai-streamer":
@@ -266,3 +301,12 @@ def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence
                 engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])
                 llm["engine_kwargs"] = dict(sorted(engine.items()))
     return config
+
+
+def _offline(llm: dict) -> None:
+    """The LLM config runs with the Hub switched off and without Hub download settings."""
+    runtime_env = dict(llm.get("runtime_env", {}))
+    env_vars = {name: value for name, value in runtime_env.get("env_vars", {}).items() if name not in HUB_DOWNLOAD_ENV}
+    env_vars[HUB_OFFLINE_ENV] = "1"
+    runtime_env["env_vars"] = dict(sorted(env_vars.items()))
+    llm["runtime_env"] = runtime_env

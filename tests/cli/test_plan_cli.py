@@ -173,6 +173,8 @@ def test_a_failed_plan_leaves_other_files_in_the_output_folder_alone(tmp_path, c
         ),
         ({"llmserve:gpuAutoscaling": "yes"}, "llmserve:gpuAutoscaling: expected true or false; found 'yes'"),
         ({"llmserve:models": []}, "llmserve:models: must list at least one model"),
+        # `pulumi config set llmserve:models null` stores the text "null": JSON for "no value", not a list.
+        ({"llmserve:models": "null"}, "llmserve:models: expected a YAML/JSON list of objects; found 'null'"),
         (
             {"llmserve:gpuNodeCount": {"secure": "v1:AAAAencrypted"}},
             "llmserve:gpuNodeCount: stored encrypted, which the offline plan cannot read",

@@ -22,6 +22,7 @@ class Behaviour:
     reasoning_field = "reasoning"
     stream_done = True
     check_key = True
+    cors_on_401 = True  # the project's ingress: a 401 carries the app's CORS headers
 
 
 def make_handler(behaviour: Behaviour):
@@ -31,13 +32,16 @@ def make_handler(behaviour: Behaviour):
 
         def _authorized(self) -> bool:
             if behaviour.check_key and self.headers.get("Authorization") != f"Bearer {KEY}":
-                self._send(401, {"error": {"message": "Incorrect API key provided."}})
+                origin = self.headers.get("Origin") if behaviour.cors_on_401 else None
+                self._send(401, {"error": {"message": "Incorrect API key provided."}}, origin)
                 return False
             return True
 
-        def _send(self, status: int, body: dict) -> None:
+        def _send(self, status: int, body: dict, origin: str | None = None) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
+            if origin:
+                self.send_header("Access-Control-Allow-Origin", origin)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -120,6 +124,7 @@ def test_the_model_flag_picks_a_listed_model_and_refuses_an_unlisted_one(endpoin
         (("reasoning_field", "reasoning_content"), "came back as `reasoning_content`, not vLLM 0.29's `reasoning`"),
         (("stream_done", False), "the stream did not end with data: [DONE]"),
         (("check_key", False), "expected 401, got HTTP 200"),
+        (("cors_on_401", False), "the 401 has no CORS header for Origin https://llmserve-smoke.invalid"),
     ],
 )
 def test_each_wrong_behaviour_fails_its_check_and_the_exit_code(endpoint, capsys, change, failure):
@@ -171,6 +176,51 @@ def test_smoke_runs_where_pulumi_is_not_installed():
         timeout=60,
     )
     assert result.returncode == 1 and "http://127.0.0.1:9/v1/models does not answer" in result.stderr, result
+
+
+def test_the_default_timeout_allows_the_stacks_scale_up_from_zero():
+    """dev's models scale to zero on a pool that scales to zero: the first request waits for an L4 node (10 min at
+    the high end), then the image, the 7B weights from the Hub and the engine (12.6 min): 22.6 min. staging and
+    prod always run their model: a request waits no longer than an answer takes."""
+    from infra.cli.plan import PROJECT_ROOT
+    from infra.cli.smoke import default_timeout_s
+
+    assert default_timeout_s("dev", PROJECT_ROOT)[0] == 1356.0
+    assert default_timeout_s("dev", PROJECT_ROOT, "deepseek-r1-distill-qwen-1.5b")[0] == 1326.0
+    assert default_timeout_s("staging", PROJECT_ROOT)[0] == default_timeout_s("prod", PROJECT_ROOT)[0] == 300.0
+    assert default_timeout_s("nosuch", PROJECT_ROOT) == (
+        300.0,
+        "stack 'nosuch' not read (no stack file Pulumi.nosuch.yaml; known stacks: dev, prod, staging)",
+    )
+
+
+def test_the_scale_up_counts_a_new_node_only_when_the_pool_can_grow():
+    from infra.cli.smoke import scale_up_timeout_s
+
+    minutes = {"huggingface": {"low": 4.5, "high": 12.0}, "gcsfuse": {"low": 4.5, "high": 9.0}}
+    capacity = {
+        "cold_start": {"node_provisioning_minutes": {"low": 5.0, "high": 10.0}},
+        "cost": {"gpu_nodes": {"idle": 0, "max": 2}},
+        "models": [
+            {"id": "zero", "replicas": {"min": 0, "max": 1}, "weight_source": "gcsfuse", "cold_start_minutes": minutes},
+            {
+                "id": "warm",
+                "replicas": {"min": 1, "max": 1},
+                "weight_source": "huggingface",
+                "cold_start_minutes": minutes,
+            },
+        ],
+    }
+    assert scale_up_timeout_s(capacity) == (9.0 + 10.0) * 60
+    assert scale_up_timeout_s(capacity, "warm") == 300.0
+    capacity["cost"]["gpu_nodes"] = {"idle": 2, "max": 2}  # a static pool: the nodes are there
+    assert scale_up_timeout_s(capacity) == 9.0 * 60
+
+
+def test_the_timeout_used_is_printed(endpoint, capsys):
+    url, _ = endpoint
+    assert smoke(url) == 0
+    assert "timeout per request: 10 s (--timeout)" in capsys.readouterr().out
 
 
 def test_during_a_rotation_the_newest_configured_key_is_used():

@@ -168,6 +168,19 @@ def test_force_destroy_is_refused_on_a_protected_stack():
     assert parse(modelStoreForceDestroy="true", deletionProtection="false").weights.store.force_destroy
 
 
+def test_soft_delete_is_off_by_default_and_otherwise_within_cloud_storages_bounds():
+    assert parse().weights.store.soft_delete_days == 0
+    assert parse(modelStoreSoftDeleteDays="7").weights.store.soft_delete_days == 7
+    assert parse(modelStoreSoftDeleteDays="90").weights.store.soft_delete_days == 90
+    assert (
+        "llmserve:modelStoreSoftDeleteDays: Cloud Storage keeps soft-deleted objects 7 to 90 days or not at all; "
+        "found 3; allowed: 0 (off) or 7 to 90" in problems(modelStoreSoftDeleteDays="3")
+    )
+    assert "llmserve:modelStoreSoftDeleteDays: out of range; found 91; allowed: 0 to 90" in problems(
+        modelStoreSoftDeleteDays="91"
+    )
+
+
 def test_bad_bucket_names_are_refused_and_long_defaults_stay_valid():
     assert "llmserve:modelStoreBucket: not a valid bucket name; found 'Models!'" in problems(modelStoreBucket="Models!")
     name = default_bucket_name("a-very-long-project-identifier-30", "a-very-long-stack-name-for-testing-purposes")

@@ -108,16 +108,22 @@ def test_the_local_lock_leaves_out_the_cuda_packages_and_takes_the_cpu_torch():
     assert not {"vllm", "torchvision", "torchaudio", "torchcodec", "nixl"} & local.keys()
 
 
-def test_the_staging_lock_pins_exactly_what_the_staging_job_installs():
-    """requirements/staging.txt (the hashed lock) and requirements-staging.txt (shipped) pin the same versions.
+def test_the_staging_lock_pins_exactly_the_decided_versions():
+    """requirements/staging.txt (the hashed lock the staging Job installs) pins the versions that
+    requirements-staging.txt decides (requirements/staging.in compiles the lock with it as constraints)."""
+    decided = _pins("requirements-staging.txt")
+    assert len(decided) == 40 and decided["boto3"] == "1.44.8" and decided["huggingface-hub"] == "2.4.0"
+    assert _pins("requirements/staging.txt") == decided
 
-    The in-cluster staging Job still pip-installs the shipped requirements-staging.txt, without hashes: its
-    text travels in the staging ConfigMap, so switching the Job to the hashed lock changes the staging and prod
-    plans, which the restructure of issue 13 must leave byte-identical. The switch lands with the staging Job
-    hardening of issue 15 item 3; until then the lock is compiled with the shipped file as constraints
-    (requirements/staging.in), and this test fails the moment the two disagree, so that the lock the Job will
-    install is the environment the Job runs today.
-    """
-    shipped = _pins("requirements-staging.txt")
-    assert len(shipped) == 40 and shipped["boto3"] == "1.44.8" and shipped["huggingface-hub"] == "2.4.0"
-    assert _pins("requirements/staging.txt") == shipped
+
+def test_the_staging_job_installs_the_hashed_lock_with_hashes_required():
+    """What the Job's pip reads is requirements/staging.txt, shipped byte for byte in the staging ConfigMap,
+    and pip is told to refuse anything without a listed hash and anything but a wheel."""
+    from infra.render import weight_staging
+
+    shipped = dict(weight_staging.staging_files().values())
+    assert shipped["requirements/staging.txt"] == (ROOT / "requirements/staging.txt").read_text()
+    assert "requirements-staging.txt" not in shipped
+    script = weight_staging._STAGE_SCRIPT
+    assert "--require-hashes" in script and "--only-binary=:all:" in script
+    assert "-r /opt/staging/requirements/staging.txt" in script

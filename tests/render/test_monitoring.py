@@ -19,6 +19,7 @@ from infra.config.settings import AlertThresholds
 from infra.config.stack import parse_stack_config
 from infra.render import metrics
 from infra.render import monitoring as render
+from infra.render.log_alerts import log_alert_policy_args, render_log_alerts
 from infra.render.metrics import METRICS
 from infra.render.monitoring import (
     MonitoringSettings,
@@ -199,8 +200,49 @@ def test_prod_gets_every_alert_of_the_issue():
         "kv-cache-full",
         "wedged-engine",
         "gpu-lost",
-        "gpu-xid",
     }
+    assert [spec.key for spec in render_log_alerts(settings())] == ["gpu-xid"]
+
+
+# The driver's Xid lines as NVIDIA documents them ("NVRM: Xid (PCI:0000:01:00): 79, pid=..., GPU has fallen off
+# the bus"; docs.nvidia.com/deploy/xid-errors), with and without the kernel's timestamp prefix.
+XID_LINES = [
+    ("[ 9876.543210] NVRM: Xid (PCI:0000:10:1c): 63, pid=1896, Row Remapper: New row marked for remapping", "63"),
+    ("NVRM: Xid (PCI:0000:01:00): 79, pid='<unknown>', name=<unknown>, GPU has fallen off the bus.", "79"),
+]
+
+
+def test_gpu_xid_matches_the_drivers_kernel_lines_in_the_serial_port_log():
+    """GKE's DCGM exporter has no Xid field, so the alert matches the kernel's `NVRM: Xid` lines, which reach Cloud
+    Logging through the VM's serial port log."""
+    [xid] = render_log_alerts(settings())
+    assert xid.filter.splitlines() == [
+        'resource.type="gce_instance"',
+        'log_id("serialconsole.googleapis.com/serial_port_1_output")',
+        'labels."compute.googleapis.com/resource_name"=~"^gke-"',
+        'textPayload:"NVRM: Xid"',
+    ]
+    assert xid.severity == "ERROR" and "serial-port-logging-enable=true" in xid.documentation
+    assert xid.label_extractors["node"] == 'EXTRACT(labels."compute.googleapis.com/resource_name")'
+    extractor = re.fullmatch(r'REGEXP_EXTRACT\(textPayload, "(.*)"\)', xid.label_extractors["xid"])
+    assert extractor, xid.label_extractors
+    for line, code in XID_LINES:  # RE2 and Python's re agree on this pattern (classes and a group, no escapes)
+        assert re.search(extractor.group(1), line).group(1) == code, line
+
+
+def test_a_log_match_policy_carries_the_rate_limit_google_requires():
+    current = settings(thresholds=AlertThresholds(notification_channel="projects/p-123456/notificationChannels/42"))
+    [xid] = render_log_alerts(current)
+    args = log_alert_policy_args(xid, current)
+    assert args["conditions"] == [
+        {
+            "display_name": "llmserve prod: GPU Xid error",
+            "condition_matched_log": {"filter": xid.filter, "label_extractors": dict(xid.label_extractors)},
+        }
+    ]
+    assert args["alert_strategy"] == {"auto_close": "1800s", "notification_rate_limit": {"period": "300s"}}
+    assert args["notification_channels"] == ["projects/p-123456/notificationChannels/42"]
+    assert args["user_labels"] == {"llmserve": "true", "stack": "prod"}
 
 
 def test_thresholds_from_config_reach_the_queries_and_durations():
@@ -354,6 +396,14 @@ def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(pla
         assert scrape[0].provider is not None, "the operator scrape must go to the cluster's provider"
 
 
+def test_each_stack_alerts_on_xid_lines_through_a_log_match_policy(planned, stack):
+    xid = planned(stack).only("gcp:monitoring/alertPolicy:AlertPolicy", "llm-monitoring-gpu-xid").inputs
+    [condition] = xid["conditions"]
+    assert set(condition) == {"displayName", "conditionMatchedLog"}, "no PromQL: GKE's DCGM has no Xid metric"
+    assert 'textPayload:"NVRM: Xid"' in condition["conditionMatchedLog"]["filter"]
+    assert xid["alertStrategy"]["notificationRateLimit"] == {"period": "300s"}
+
+
 def test_prod_gpu_floor_is_the_pools_sixteen_h100s(planned):
     lost = next(r for r in planned("prod").resources if r.name == "llm-monitoring-gpu-lost")
     assert lost.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"].endswith("< 16")
@@ -368,6 +418,7 @@ def test_every_query_of_a_planned_stack_selects_its_own_cluster(planned):
         resource.inputs["conditions"][0]["conditionPrometheusQueryLanguage"]["query"]
         for resource in resources
         if resource.type == "gcp:monitoring/alertPolicy:AlertPolicy"
+        and "conditionPrometheusQueryLanguage" in resource.inputs["conditions"][0]
     ]
     [dashboard] = [resource for resource in resources if resource.type == "gcp:monitoring/dashboard:Dashboard"]
     tiles = json.loads(dashboard.inputs["dashboardJson"])["mosaicLayout"]["tiles"]

@@ -129,8 +129,38 @@ def test_head_declares_the_metrics_ports_managed_prometheus_scrapes(settings):
     head = cluster_of(render_rayservice(settings()))["headGroupSpec"]
     ports = {p["name"]: p["containerPort"] for p in container(head["template"])["ports"]}
     assert {"metrics": 8080, "as-metrics": 44217, "dash-metrics": 44227, "serve": 8000}.items() <= ports.items()
-    monitored = {e["port"] for m in render.render_pod_monitorings(settings()) for e in m["spec"]["endpoints"]}
-    assert monitored == {"metrics", "as-metrics", "dash-metrics"}
+
+
+def scraped_ports(monitorings: list[dict]) -> dict[str, set[str]]:
+    return {m["metadata"]["name"]: {e["port"] for e in m["spec"]["endpoints"]} for m in monitorings}
+
+
+def test_the_autoscaler_port_is_scraped_only_where_kuberay_runs_the_autoscaler(settings):
+    """Ray's autoscaler serves its metrics on 44217 (AUTOSCALER_METRIC_PORT, ray/autoscaler/v2/monitor.py); KubeRay
+    starts it only with enableInTreeAutoscaling, so a static cluster has nothing there: a target always down."""
+    static = settings()
+    assert cluster_of(render_rayservice(static))["enableInTreeAutoscaling"] is False
+    assert scraped_ports(render.render_pod_monitorings(static)) == {
+        "llm-ray": {"metrics"},
+        "llm-ray-head": {"dash-metrics"},
+    }
+    scaling = settings(machine=G2, models=DISTILLS)
+    assert cluster_of(render_rayservice(scaling))["enableInTreeAutoscaling"] is True
+    assert scraped_ports(render.render_pod_monitorings(scaling)) == {
+        "llm-ray": {"metrics"},
+        "llm-ray-head": {"as-metrics", "dash-metrics"},
+    }
+
+
+@pytest.mark.parametrize("stack, autoscaler", [("dev", True), ("staging", False), ("prod", False)])
+def test_each_stack_scrapes_the_autoscaler_exactly_when_it_runs_one(planned, stack, autoscaler):
+    manifests = planned(stack).manifests()
+    [service] = [m for m in manifests if m["kind"] == "RayService"]
+    assert service["spec"]["rayClusterConfig"]["enableInTreeAutoscaling"] is autoscaler
+    head = next(m for m in manifests if m["kind"] == "PodMonitoring" and m["metadata"]["name"] == "llm-ray-head")
+    assert {e["port"] for e in head["spec"]["endpoints"]} == (
+        {"as-metrics", "dash-metrics"} if autoscaler else {"dash-metrics"}
+    )
 
 
 def test_ray_token_auth_is_explicitly_on(settings):

@@ -445,7 +445,15 @@ STRUCTURAL_SCHEMAS = {
                 "default": {
                     "type": "object",
                     "additionalProperties": False,
-                    "properties": {"timeoutSec": {"type": "integer", "minimum": 1, "maximum": 86400}},
+                    "properties": {
+                        "timeoutSec": {"type": "integer", "minimum": 1, "maximum": 86400},
+                        # gke-gateway-api apis/networking/v1/gcpbackendpolicy_types.go: ConnectionDraining
+                        "connectionDraining": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"drainingTimeoutSec": {"type": "integer", "minimum": 0, "maximum": 3600}},
+                        },
+                    },
                 },
             },
         },
@@ -496,6 +504,17 @@ def test_external_exposure_is_an_https_only_gateway_with_a_managed_certificate(e
     assert "serveService" not in rayservice["spec"], "no plain-HTTP load balancer next to the Gateway"
     services = [m for m in manifests_of(resources) if m["kind"] == "Service"]
     assert not services
+
+
+def test_streams_in_flight_survive_a_pod_leaving_the_load_balancer(external_prod):
+    """GKE drains a removed endpoint for 0 s unless told otherwise (gke-gateway-api gcpbackendpolicy_types.go),
+    cutting every reply still streaming from it. The drain lasts as long as a stream may (the backend timeout),
+    at most the API's 3600 s."""
+    (policy,) = [m for m in manifests_of(external_prod[1]) if m["kind"] == "GCPBackendPolicy"]
+    default = policy["spec"]["default"]
+    assert default["connectionDraining"] == {"drainingTimeoutSec": 3600}
+    assert default["timeoutSec"] == 3600
+    assert policy["spec"]["targetRef"] == {"group": "", "kind": "Service", "name": "llm-serve-svc"}
 
 
 def test_external_objects_validate_structurally(external_prod, assert_valid_kubernetes_object):

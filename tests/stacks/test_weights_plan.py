@@ -16,6 +16,8 @@ def test_the_model_store_is_a_private_regional_bucket(stack, planned):
     assert bucket["name"] == f"my-gcp-project-{stack}-models" and bucket["location"] == "US-EAST4"
     assert bucket["uniformBucketLevelAccess"] is True and bucket["publicAccessPrevention"] == "enforced"
     assert bucket["forceDestroy"] is False and bucket["hierarchicalNamespace"] == {"enabled": True}
+    # Said explicitly, off: unset, Cloud Storage bills a deleted or replaced object 7 more days (604800 s).
+    assert bucket["softDeletePolicy"] == {"retentionDurationSeconds": 0}
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])
@@ -64,7 +66,11 @@ def test_the_rayservice_waits_for_the_staging_job_which_waits_for_its_grants(
         "--revision",
         COMMIT,
     ]
-    assert job.options["customTimeouts"]["create"] == "180m"
+    # Pulumi outwaits the Job's own deadline (180 min), so that the Job, not Pulumi, gives up first: a Job that
+    # Pulumi stopped waiting on while it ran would be replaced, mid-copy, by the next `pulumi up`.
+    assert job.inputs["spec"]["activeDeadlineSeconds"] == 180 * 60
+    assert job.options["customTimeouts"] == {"create": "190m", "update": "190m"}
+    assert job.inputs["metadata"]["annotations"] == {"pulumi.com/replaceUnready": "true"}
     assert {
         "llm-models-writer-storage-objectUser",
         "llm-models-writer-workload-identity",
@@ -94,7 +100,9 @@ def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack, planned):
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     (r1,) = serve["applications"][0]["args"]["llm_configs"]
     assert r1["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
-    assert r1["runtime_env"]["env_vars"]["HF_XET_HIGH_PERFORMANCE"] == "1"
+    # Served from the store: the Hub is off, and its download settings are gone.
+    assert r1["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert "HF_XET_HIGH_PERFORMANCE" not in r1["runtime_env"]["env_vars"]
 
 
 def test_dev_downloads_from_the_hub_and_creates_no_store(planned):
@@ -157,6 +165,7 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
             "llmserve:s3EndpointUrl": "https://s3.example.com",
             "llmserve:s3AccessKeyId": {"secure": "v1:AAAAid"},
             "llmserve:s3SecretAccessKey": {"secure": "v1:AAAAkey"},
+            "llmserve:modelStoreSoftDeleteDays": 30,
         }
     )
     work = tmp_path / "project"
@@ -171,6 +180,8 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
         if r["type"] == "gcp:storage/bucketIAMMember:BucketIAMMember"
     }
     assert ("roles/storage.bucketViewer", "serviceAccount:llm-weights-ro-mixed") in roles  # the streamer's buckets.get
+    bucket = next(r for r in resources if r["type"] == "gcp:storage/bucket:Bucket")
+    assert bucket["inputs"]["softDeletePolicy"] == {"retentionDurationSeconds": 2592000}  # 30 days
     secret = next(r for r in resources if r["name"] == "llm-weights-s3-credentials")
     assert secret["inputs"]["stringData"] == {"AWS_ACCESS_KEY_ID": "[secret]", "AWS_SECRET_ACCESS_KEY": "[secret]"}
     jobs = {

@@ -186,6 +186,89 @@ def test_an_unwritable_target_is_refused_before_anything_is_fetched(storage_clie
     assert source.fetched == []
 
 
+class FakeClock:
+    """Monotonic time that moves only when the code under test sleeps."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def refuse_probes(monkeypatch, times: int, error: Exception) -> list[str]:
+    """The write probe's upload is refused `times` times (like a grant that has not propagated), then works."""
+    from google.cloud.storage import Blob
+
+    refused: list[str] = []
+    upload = Blob.upload_from_string
+
+    def maybe_refuse(self, *args, **kwargs):
+        if ".write-probe-" in self.name and len(refused) < times:
+            refused.append(self.name)
+            raise error
+        return upload(self, *args, **kwargs)
+
+    monkeypatch.setattr(Blob, "upload_from_string", maybe_refuse)
+    return refused
+
+
+def forbidden():
+    from google.api_core.exceptions import Forbidden
+
+    return Forbidden("stager@p.iam.gserviceaccount.com does not have storage.objects.create access")
+
+
+def metadata_server_refusal():
+    from google.auth.exceptions import RefreshError
+
+    return RefreshError("Failed to retrieve http://metadata.google.internal/... Status: 403 Response: ...")
+
+
+@pytest.mark.parametrize("error", [forbidden, metadata_server_refusal])
+def test_a_403_is_retried_until_the_grant_arrives(error, bucket, snapshot, scratch, monkeypatch, caplog):
+    """The in-cluster Job starts right after its IAM grants, which take minutes to propagate: a 403 from GCS,
+    or a token the metadata server refuses, is retried with backoff (5, 10, 20, 40 s) and the copy goes on."""
+    caplog.set_level(logging.WARNING, logger="staging")
+    refused = refuse_probes(monkeypatch, 4, error())
+    clock = FakeClock()
+    result = Stager(
+        LocalSource(snapshot, "v1"), bucket, PREFIX, scratch=scratch, access_wait=600, clock=clock, sleep=clock.sleep
+    ).run()
+    assert len(refused) == 4 and clock.sleeps == [5, 10, 20, 40]
+    assert result.manifest_written and stored(bucket).keys() == {*source_files(snapshot), MANIFEST_NAME}
+    warnings = [r.getMessage() for r in caplog.records if "no write access" in r.getMessage()]
+    assert len(warnings) == 4 and "IAM grants can take minutes to propagate" in warnings[0], warnings
+
+
+def test_a_refusal_that_outlasts_the_wait_fails_after_600_seconds_without_fetching(
+    bucket, snapshot, scratch, monkeypatch
+):
+    refuse_probes(monkeypatch, 10**6, forbidden())
+    source = FlakySource(LocalSource(snapshot, "v1"), failing=set())
+    clock = FakeClock()
+    stager = Stager(source, bucket, PREFIX, scratch=scratch, access_wait=600, clock=clock, sleep=clock.sleep)
+    with pytest.raises(StagingError, match=r"is not writable \(still refused after 600 s\).*roles/storage.objectUser"):
+        stager.run()
+    assert clock.now == 600, "waited exactly the access wait, no longer"
+    assert max(clock.sleeps) == 60 and len(clock.sleeps) <= 15, clock.sleeps  # backoff capped at 60 s
+    assert source.fetched == [] and stored(bucket) == {}
+
+
+def test_without_an_access_wait_a_refusal_fails_at_once(bucket, snapshot, scratch, monkeypatch):
+    """By hand (`python -m staging`, default --access-wait-seconds 0) a missing grant fails fast."""
+    refuse_probes(monkeypatch, 1, forbidden())
+    clock = FakeClock()
+    with pytest.raises(StagingError, match=r"is not writable: .*does not have storage.objects.create access"):
+        Stager(LocalSource(snapshot, "v1"), bucket, PREFIX, scratch=scratch, clock=clock, sleep=clock.sleep).run()
+    assert clock.sleeps == []
+
+
 def test_a_local_directory_without_config_json_is_refused(tmp_path, snapshot):
     (snapshot / "config.json").unlink()
     with pytest.raises(StagingError, match=r"has no config.json"):

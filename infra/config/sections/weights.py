@@ -44,6 +44,8 @@ SHARDED_REFUSAL = (
     "vLLM 0.29's runai_streamer_sharded cannot list gs:// checkpoints (it globs only s3://) and "
     "keys shards by tensor-parallel rank only, so pipeline stages collide"
 )
+# Cloud Storage's soft-delete retention: 0 (off) or 7 to 90 days (`softDeletePolicy.retentionDurationSeconds`).
+MIN_SOFT_DELETE_DAYS = 7
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,61}[a-z0-9]$")
 
 
@@ -55,6 +57,7 @@ class WeightKeys:
     store_bucket: str  # "" derives <gcp project>-<stack>-models
     store_location: str  # "" takes gcp:region
     store_force_destroy: bool
+    store_soft_delete_days: int
     image_has_runai_streamer: bool
     staging_timeout_minutes: int
     s3_endpoint_url: str
@@ -77,6 +80,7 @@ def read_weight_keys(read: ValueReader) -> WeightKeys | None:
         store_bucket=read.get("modelStoreBucket"),
         store_location=read.get("modelStoreLocation"),
         store_force_destroy=read.get("modelStoreForceDestroy"),
+        store_soft_delete_days=read.get("modelStoreSoftDeleteDays"),
         image_has_runai_streamer=read.get("rayImageHasRunaiStreamer"),
         staging_timeout_minutes=read.get("stagingTimeoutMinutes"),
         s3_endpoint_url=read.get("s3EndpointUrl"),
@@ -122,7 +126,11 @@ def resolve_weights(
     return (
         WeightsConfig(
             models=tuple(resolved),
-            store=ModelStoreConfig(bucket, location, keys.store_force_destroy) if uses_store else None,
+            store=(
+                ModelStoreConfig(bucket, location, keys.store_force_destroy, keys.store_soft_delete_days)
+                if uses_store
+                else None
+            ),
             staging_timeout_minutes=keys.staging_timeout_minutes,  # its range (1 or more) is checked when it is read
             s3_endpoint_url=keys.s3_endpoint_url or "",
             s3_access_key_id=access_key,
@@ -172,6 +180,11 @@ def _store_problems(keys: WeightKeys, bucket: str, location: str, region: str, d
             f"{PROJECT}:modelStoreForceDestroy: true would let `pulumi destroy` delete every staged "
             f"model of a protected stack; found true with {PROJECT}:deletionProtection=true; allowed: "
             f"false, or turn deletionProtection off first (throwaway stacks only)"
+        )
+    if 0 < keys.store_soft_delete_days < MIN_SOFT_DELETE_DAYS:
+        problems.append(
+            f"{PROJECT}:modelStoreSoftDeleteDays: Cloud Storage keeps soft-deleted objects 7 to 90 days or not at "
+            f"all; found {keys.store_soft_delete_days}; allowed: 0 (off) or 7 to 90"
         )
     return problems
 
@@ -349,5 +362,10 @@ def weights_summary(weights: WeightsConfig) -> list[str]:
         lines.append(
             f"model store: {weights.store.bucket} in {weights.store.location}"
             + (", force-destroy on" if weights.store.force_destroy else "")
+            + (
+                f", deleted objects kept {weights.store.soft_delete_days} days (soft delete)"
+                if weights.store.soft_delete_days
+                else ", soft delete off"
+            )
         )
     return lines
