@@ -170,6 +170,12 @@ STAGING_IMAGE_DIGEST = "sha256:c425d915a89a6dcd3183b1797ad9bd8878caff5a417f6371c
 STAGING_IMAGE = f"{STAGING_IMAGE_TAG}@{STAGING_IMAGE_DIGEST}"
 
 
+# Hub commits that the shipped stacks pin (`revision` of a model staged into the model store), and the repository
+# each is a commit of. A model that keeps one of these but names another `source` plans fine and then fails in the
+# staging Job, which looks the commit up in the new repository: config validation warns.
+PINNED_HUB_REVISIONS: dict[str, str] = {"56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad": "deepseek-ai/DeepSeek-R1"}
+
+
 # --- GPU memory as vLLM sees it (capacity planner) ------------------------------------------------------------
 
 
@@ -202,3 +208,125 @@ GPU_MEMORY: dict[str, GpuMemoryProfile] = {
         GpuMemoryProfile("nvidia-l4", 21.96, 1.5, 0.5, flashmla=False),
     )
 }
+
+
+# --- where Compute Engine has regions, zones and these machines ------------------------------------------------
+#
+# Google's "GPU regions and zones" page (https://cloud.google.com/compute/docs/gpus/gpu-regions-zones) is the
+# authority on which zones offer which GPU machine; its current content could not be read for this table
+# (2026-12-03), so the table is the one source that could be: the SkyPilot catalog's zone rows
+# (skypilot-org/skypilot-catalog, catalogs/v9/gcp/vms.csv at commit 2c3d7ea, dated 2026-11-28, read 2026-12-03),
+# which list every zone where Compute Engine offered each machine type when the catalog was built. Regions and
+# zones: the zones of the catalog's e2-standard-8 rows (E2 is offered in every zone it lists), plus
+# asia-southeast3 (its c4/n4 rows) and us-central2 (its TPU rows). Config validation refuses a region or zone
+# outside this table (a typo, or a name that does not exist); a machine the table does not list in a zone is a
+# warning only, since Google adds GPU zones more often than regions.
+LOCATIONS_SOURCE = "SkyPilot catalog v9 at 2c3d7ea, 2026-11-28"
+# Region -> the letters of its zones.
+REGION_ZONES: dict[str, str] = {
+    "africa-south1": "abc",
+    "asia-east1": "abc",
+    "asia-east2": "abc",
+    "asia-northeast1": "abc",
+    "asia-northeast2": "abc",
+    "asia-northeast3": "abc",
+    "asia-south1": "abc",
+    "asia-south2": "abc",
+    "asia-southeast1": "abc",
+    "asia-southeast2": "abc",
+    "asia-southeast3": "abc",
+    "australia-southeast1": "abc",
+    "australia-southeast2": "abc",
+    "europe-central2": "abc",
+    "europe-north1": "abc",
+    "europe-north2": "abc",
+    "europe-southwest1": "abc",
+    "europe-west1": "bcd",
+    "europe-west2": "abc",
+    "europe-west3": "abc",
+    "europe-west4": "abc",
+    "europe-west6": "abc",
+    "europe-west8": "abc",
+    "europe-west9": "abc",
+    "europe-west10": "abc",
+    "europe-west12": "abc",
+    "me-central1": "abc",
+    "me-central2": "abc",
+    "me-west1": "abc",
+    "northamerica-northeast1": "abc",
+    "northamerica-northeast2": "abc",
+    "northamerica-south1": "abc",
+    "southamerica-east1": "abc",
+    "southamerica-west1": "abc",
+    "us-central1": "abcf",
+    "us-central2": "b",
+    "us-east1": "bcd",
+    "us-east4": "abc",
+    "us-east5": "abc",
+    "us-south1": "abc",
+    "us-west1": "abc",
+    "us-west2": "abc",
+    "us-west3": "abc",
+    "us-west4": "abc",
+}
+# Machine type -> region -> the letters of the zones that offer it (same source).
+MACHINE_ZONES: dict[str, dict[str, str]] = {
+    "a3-highgpu-8g": {
+        "asia-east1": "c",
+        "asia-northeast1": "b",
+        "asia-south1": "c",
+        "asia-south2": "b",
+        "asia-southeast1": "bc",
+        "australia-southeast1": "c",
+        "europe-north1": "c",
+        "europe-west1": "bc",
+        "europe-west3": "c",
+        "europe-west4": "bc",
+        "europe-west9": "c",
+        "us-central1": "abc",
+        "us-east4": "abc",
+        "us-east5": "a",
+        "us-west1": "ab",
+        "us-west4": "a",
+    },
+    "a3-megagpu-8g": {
+        "asia-east1": "c",
+        "asia-northeast1": "b",
+        "asia-southeast1": "bc",
+        "australia-southeast1": "c",
+        "europe-north1": "c",
+        "europe-west1": "bc",
+        "europe-west3": "c",
+        "europe-west4": "bc",
+        "us-central1": "abc",
+        "us-east4": "abc",
+        "us-east5": "a",
+        "us-west1": "ab",
+        "us-west4": "a",
+    },
+    "g2-standard-24": {
+        "asia-east1": "abc",
+        "asia-northeast1": "abc",
+        "asia-northeast3": "ab",
+        "asia-south1": "abc",
+        "asia-southeast1": "abc",
+        "europe-west1": "bc",
+        "europe-west2": "ab",
+        "europe-west3": "ab",
+        "europe-west4": "abc",
+        "europe-west6": "bc",
+        "me-central2": "ac",
+        "northamerica-northeast1": "bc",
+        "northamerica-northeast2": "ab",
+        "us-central1": "abc",
+        "us-east1": "bcd",
+        "us-east4": "ac",
+        "us-west1": "abc",
+        "us-west4": "ac",
+    },
+}
+
+
+def zones_offering(machine_type: str, region: str) -> tuple[str, ...]:
+    """The zones of `region` that the table lists for `machine_type` (empty for a machine it does not cover)."""
+    return tuple(f"{region}-{letter}" for letter in MACHINE_ZONES.get(machine_type, {}).get(region, ""))

@@ -1,4 +1,5 @@
-"""`python -m local_run <stack> [--port 8000] [--weights-store]`: serve a stack's Serve app on this CPU."""
+"""`python -m local_run <stack> [--port 8000] [--weights-store] [--keep-logs]`: serve a stack's Serve app on this
+CPU."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "exit_code", 2)
     try:
-        return _serve(prepared, args.ready_timeout)
+        return _serve(prepared, args.ready_timeout, keep_logs=args.keep_logs)
     finally:
         if prepared.store is not None:
             prepared.store.close()
@@ -58,6 +59,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="stage the tiny models into a local GCS emulator (the real stager) and serve the "
         "copy read back from it after the manifest check, like the gcsfuse weight source",
+    )
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep Ray's and Serve's logs when the server stops (they are deleted otherwise); the folder is "
+        "printed at start",
     )
     return parser.parse_args(argv)
 
@@ -89,16 +96,32 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
     return _Prepared(config, api_key if auth.enabled else None, model_paths, store, started)
 
 
-def _serve(prepared: _Prepared, ready_timeout: float) -> int:
+def log_folder_line(folder: Path, keep_logs: bool) -> str:
+    """What the runner prints before Ray starts: where the logs go, and whether they outlive the server."""
+    fate = "kept when the server stops" if keep_logs else "deleted when the server stops; --keep-logs keeps them"
+    return f"llmserve local: Ray and Serve logs in {folder} (Serve's replica logs in serve/; {fate})"
+
+
+def _serve(prepared: _Prepared, ready_timeout: float, *, keep_logs: bool = False) -> int:
     """Serve until interrupted (Ctrl-C or SIGTERM); 0 once it has served, 130 if stopped before it was ready."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
     signal.signal(signal.SIGTERM, interrupt)
+    local = LocalServer(prepared.config, prepared.api_key, ready_timeout_s=ready_timeout, keep_logs=keep_logs)
+    print(log_folder_line(local.log_dir, keep_logs), flush=True)
+    try:
+        return _run_until_stopped(local, prepared)
+    finally:
+        if local.kept_logs is not None:
+            print(f"llmserve local: logs kept in {local.kept_logs}", flush=True)
+
+
+def _run_until_stopped(local: LocalServer, prepared: _Prepared) -> int:
     ready = False
     try:
-        with LocalServer(prepared.config, prepared.api_key, ready_timeout_s=ready_timeout) as server:
+        with local as server:
             ready = True
             print(f"{READY_MARKER} in {time.monotonic() - prepared.started:.1f} s", flush=True)
             print(
@@ -118,7 +141,8 @@ def _serve(prepared: _Prepared, ready_timeout: float) -> int:
             while True:
                 time.sleep(1)
     except LocalRunError as error:
-        print(f"error: {error}", file=sys.stderr)
+        hint = "" if local.keep_logs else " (run again with --keep-logs to read Ray's and Serve's logs afterwards)"
+        print(f"error: {error}{hint}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("llmserve local: stopped", flush=True)

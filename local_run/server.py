@@ -3,7 +3,8 @@
 `LocalServer` starts `ray start --head` with token authentication, puts the serve_app cluster files on
 PYTHONPATH (as the ConfigMap mount does), writes the API key to a file the ingress re-reads (as the mounted
 Secret volume is), deploys through the dashboard's declarative API (`serve deploy`), waits for RUNNING, and
-always cleans up.
+always cleans up: everything it wrote goes, except, with `keep_logs`, Ray's logs (`log_dir`, Ray's
+`<temp dir>/session_latest/logs`, with Serve's replica logs in `serve/`).
 """
 
 from __future__ import annotations
@@ -67,10 +68,13 @@ def ensure_ray_not_running() -> None:
 class LocalServer:
     """A local Ray head serving `serve_config`; a context manager that always cleans up."""
 
-    def __init__(self, serve_config: dict, api_key: str | None, *, ready_timeout_s: float = 600):
+    def __init__(
+        self, serve_config: dict, api_key: str | None, *, ready_timeout_s: float = 600, keep_logs: bool = False
+    ):
         self.serve_config = serve_config
         self.api_key = api_key
         self.ready_timeout_s = ready_timeout_s
+        self.keep_logs = keep_logs
         self.port = serve_config["http_options"]["port"]
         self.workdir = Path(tempfile.mkdtemp(prefix="llmserve-", dir="/tmp"))  # short: Unix socket paths
         self.api_key_file = self.workdir / "api-keys" / "keys"
@@ -80,6 +84,7 @@ class LocalServer:
         self.metrics_port = free_port()  # Ray's Prometheus endpoint, port 8080 on the cluster
         self.env = self._environment()
         self.started = False
+        self.kept_logs: Path | None = None  # set when the server stops with keep_logs
 
     def _environment(self) -> dict[str, str]:
         pythonpath = self.workdir / "pythonpath"
@@ -115,6 +120,11 @@ class LocalServer:
                 kwargs[API_KEY_FILE_KWARG] = str(self.api_key_file)
         if self.api_key:
             write_api_keys(self.api_key_file, [self.api_key])
+
+    @property
+    def log_dir(self) -> Path:
+        """Where Ray writes its logs (Ray's "Configuring Logging": `<temp dir>/session_latest/logs`)."""
+        return log_dir(self.workdir)
 
     @property
     def dashboard(self) -> str:
@@ -185,11 +195,12 @@ class LocalServer:
             f"the Serve application was not RUNNING after {self.ready_timeout_s:.0f} s:\n{last}", exit_code=1
         )
 
-    def stop(self) -> None:
+    def stop(self) -> Path | None:
+        """Stop Ray and remove what the server wrote; the folder of the logs kept (with `keep_logs`), or None."""
         if self.started:
             self._run("ray", "stop", "--force", timeout=120)
             self._kill_leftovers()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        return clean_workdir(self.workdir, keep_logs=self.keep_logs)
 
     def _kill_leftovers(self) -> None:
         """vLLM engine processes are Ray's grandchildren; make sure none outlives the server."""
@@ -210,12 +221,34 @@ class LocalServer:
         try:
             self.start()
         except BaseException:
-            self.stop()
+            self.kept_logs = self.stop()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        self.kept_logs = self.stop()
+
+
+def log_dir(workdir: Path) -> Path:
+    """Ray's log folder for a server whose `--temp-dir` is `workdir / "ray"`."""
+    return workdir / "ray" / "session_latest" / "logs"
+
+
+def clean_workdir(workdir: Path, *, keep_logs: bool) -> Path | None:
+    """Remove a server's folder; with `keep_logs`, all of it but Ray's temp dir (its logs) and the Serve config it
+    deployed, so the API key file, the code copy and the compile caches go either way. Returns the log folder
+    kept, or None."""
+    if not keep_logs:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return None
+    for child in workdir.iterdir() if workdir.is_dir() else ():
+        if child.name in ("ray", "serve_config.yaml"):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+    return log_dir(workdir) if log_dir(workdir).is_dir() else None
 
 
 def write_api_keys(path: Path, keys: Sequence[str]) -> None:

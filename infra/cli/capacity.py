@@ -4,6 +4,7 @@ before a stack exists; its lines are also the per-model lines of the plan's summ
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from infra.catalog import GPU_MEMORY, MACHINE_PROFILES
 from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYTES, find_architecture, load_architecture
 from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
 from infra.planning.coldstart import cold_start_minutes
-from infra.planning.costs import PRICES, PRICES_AS_OF
+from infra.planning.prices import PRICES, PRICES_AS_OF
 from serve_app.versions_data import VLLM_VERSION
 
 
@@ -33,6 +34,14 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
         + (f" (maxNumSeqs {seqs})" if seqs else "")
         + f"; {gpu['headroom']} GiB/GPU to spare after one full-context sequence",
     ]
+    full = math.floor(capacity["concurrency_at_full_context"])
+    if seqs and seqs > full:
+        lines.append(
+            f"    maxNumSeqs {seqs} is above the {full} full-context sequences the KV cache holds: all {seqs} run at "
+            f"once while they average {capacity['kv_tokens'] // seqs:,} tokens or less, longer ones wait or are "
+            f"preempted; nothing to do unless most requests run to the full {capacity['max_model_len']:,} tokens "
+            f"(then maxNumSeqs {full})"
+        )
     return lines
 
 
@@ -122,13 +131,14 @@ def run(args: argparse.Namespace) -> int:
     print(cold_start_line(cold_start_minutes(arch.stored_bytes()), None))
     price = PRICES.get((machine.machine_type, args.region))
     rates = (
-        "no list price in infra/planning/costs.py"
+        "no list price in infra/planning/prices.py"
         if price is None
         else ", ".join(
             f"{mode} ${nodes * rate:,.2f}/h"
             for mode, rate in (("on-demand", price.on_demand), ("spot", price.spot))
             if rate is not None
         )
+        + (f"; no on-demand price: {price.withheld}" if price.withheld else "")
     )
     print(
         f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "

@@ -257,6 +257,7 @@ class Plan:
             "GPUs by pool:",
             f"  gpu: {machine.machine_type} x {size}, {machine.gpu_count} x {machine.gke_accelerator} per "
             f"node, up to {machine.gpu_count * pool.max_gpu_nodes} GPUs, zones {', '.join(pool.zones)}",
+            _gpus_in_use(config),
             "",
             f"GPUDirect: {pool.gpudirect.value}"
             + (f" ({pool.gpu_network_count} GPU NIC networks)" if pool.gpu_network_count else ""),
@@ -271,6 +272,17 @@ class Plan:
             lines += ["", "Model weights:"] + [f"  {line}" for line in weights_summary(config.weights)]
         lines += ["", "Warnings:"] + ([f"  - {warning}" for warning in self.warnings] or ["  none"])
         return "\n".join(lines)
+
+
+def _gpus_in_use(config: StackConfig) -> str:
+    """How many of the pool's GPUs the models' replicas use at most, and how many stay idle (whole nodes per
+    Ray worker pod, and nodes no model needs)."""
+    from infra.planning.sizing import group_use
+
+    pool = config.gpu_pool
+    total = pool.machine.gpu_count * pool.max_gpu_nodes
+    used = sum(use.used_gpus for use in group_use(config.serving.models, pool.machine, pool.max_gpu_nodes))
+    return f"  the models' replicas use at most {used} of the {total} GPUs: {total - used} idle"
 
 
 PLAN_FILES = ("resources.json", "manifests.yaml", "capacity.json")

@@ -49,7 +49,11 @@ PROVIDER_KEYS: tuple[ConfigKey, ...] = (
         required=True,
     ),
     ConfigKey(
-        "gcp:region", "string", "The region of the cluster and of the GPU capacity, e.g. us-east4.", required=True
+        "gcp:region",
+        "string",
+        "The region of the cluster and of the GPU capacity, e.g. us-east4; a region of REGION_ZONES in "
+        "infra/catalog.py (from the SkyPilot catalog v9 at 2c3d7ea, 2026-11-28).",
+        required=True,
     ),
 )
 
@@ -65,7 +69,9 @@ GPU_POOL_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "gpuZones",
         "array",
-        "Zones of the GPU node pool, all in gcp:region. Exactly one when gpuCompactPlacement is on.",
+        "Zones of the GPU node pool, all zones of gcp:region that exist (REGION_ZONES in infra/catalog.py). "
+        "Exactly one when gpuCompactPlacement is on. A zone where MACHINE_ZONES does not list gpuMachineType "
+        "is a warning: GKE would refuse the pool there.",
         required=True,
     ),
     ConfigKey(

@@ -439,18 +439,8 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
                 f"more GPUs per replica",
             )
         ]
-    if settings.max_num_seqs is not None and settings.max_num_seqs > report.concurrency:
-        return [
-            Problem(
-                "maxNumSeqs",
-                f"the KV cache holds {report.concurrency:.1f} full-context "
-                f"({report.max_model_len}-token) sequences, so that many sequences can only run when "
-                "they are shorter; longer ones queue or are preempted",
-                f"{settings.max_num_seqs}",
-                f"{math.floor(report.concurrency)} or less to guarantee full-context concurrency",
-                warning=True,
-            )
-        ]
+    # maxNumSeqs above the concurrency at full context is not a problem: vLLM runs that many sequences while they
+    # are shorter and queues or preempts the rest. The plan's summary notes it (infra/cli/capacity.py model_lines).
     return []
 
 

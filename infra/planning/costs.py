@@ -1,16 +1,11 @@
 """What a stack costs per hour at list price, and how many GPU-hours it burns per hour.
 
-One price table, with its source and date. Prices are Google Cloud list prices in USD per hour per VM, read
-from the SkyPilot catalog (`skypilot-org/skypilot-catalog`, `catalogs/v9/gcp/vms.csv` at commit 2c3d7ea),
-where a GPU machine is a VM row (vCPU + memory) plus a GPU row; researched on 2026-11-28. The GKE fee is
-from cloud.google.com/kubernetes-engine/pricing. Spot prices move up to once a day: treat them as a dated
-snapshot, not a quote.
-
-Not included: Cloud NAT and its traffic, boot and bundled local-SSD disks (≈ $0.66/h per A3 node, unverified
-rate), GCS storage and egress, committed-use discounts. A reservation is billed at the on-demand rate whether
-its VMs run or not, so a pool that consumes one costs its reserved size around the clock; the table
-assumes the reservation is exactly the pool's largest size. Flex-start and queued provisioning are priced
-at the on-demand list price (their discounts are not modelled).
+The prices are the one table in infra/planning/prices.py (the SkyPilot catalog's rows, with their source and
+date); the GKE fee is from cloud.google.com/kubernetes-engine/pricing. Not included: Cloud NAT and its traffic,
+boot and bundled local-SSD disks (≈ $0.66/h per A3 node, unverified rate), GCS storage and egress, committed-use
+discounts. A reservation is billed at the on-demand rate whether its VMs run or not, so a pool that consumes one
+costs its reserved size around the clock; the table assumes the reservation is exactly the pool's largest size.
+Flex-start and queued provisioning are priced at the on-demand list price (their discounts are not modelled).
 """
 
 from __future__ import annotations
@@ -18,50 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.catalog import MachineProfile
+from infra.planning.prices import PRICE_SOURCE, PRICES, PRICES_AS_OF, MachinePrice
 
-PRICE_SOURCE = (
-    "Google Cloud list prices via the SkyPilot catalog (catalogs/v9/gcp/vms.csv, commit 2c3d7ea); "
-    "GKE fee from cloud.google.com/kubernetes-engine/pricing"
-)
-PRICES_AS_OF = "2026-11-28"
 GKE_CLUSTER_FEE_PER_HOUR = 0.10  # per cluster, any topology; the free tier's credit is per billing account
-
-
-@dataclass(frozen=True)
-class MachinePrice:
-    """USD per hour of one VM: the VM row (vCPU + memory) plus its GPUs, on-demand and Spot."""
-
-    on_demand_vm: float
-    on_demand_gpus: float
-    spot_vm: float | None
-    spot_gpus: float | None
-
-    @property
-    def on_demand(self) -> float:
-        return self.on_demand_vm + self.on_demand_gpus
-
-    @property
-    def spot(self) -> float | None:
-        return None if self.spot_vm is None or self.spot_gpus is None else self.spot_vm + self.spot_gpus
-
-
-# (machine type, region) -> price. Rows the catalog shows inconsistently (a3-highgpu-8g on-demand and
-# a3-megagpu-8g Spot in us-central1) are left out rather than guessed.
-PRICES: dict[tuple[str, str], MachinePrice] = {
-    ("a3-highgpu-8g", "us-east4"): MachinePrice(9.46006, 78.37241, 3.68077, 30.4792),
-    ("a3-highgpu-8g", "us-east5"): MachinePrice(10.65487, 88.2708, 3.78186, 31.3336),
-    ("a3-megagpu-8g", "us-east4"): MachinePrice(9.46006, 82.75424, 3.68077, 18.0544),
-    ("a3-megagpu-8g", "us-central1"): MachinePrice(9.46006, 82.75421, None, None),
-    ("g2-standard-24", "us-central1"): MachinePrice(0.88075, 2 * 0.56004, 0.4501, 2 * 0.2862),
-    ("g2-standard-24", "us-east4"): MachinePrice(0.87787, 2 * 0.55821, 0.38698, 2 * 0.2461),
-    ("e2-standard-8", "us-central1"): MachinePrice(0.26805, 0.0, 0.1547, 0.0),
-    ("e2-standard-8", "us-east4"): MachinePrice(0.30188, 0.0, 0.15765, 0.0),
-    ("e2-standard-8", "us-east5"): MachinePrice(0.26805, 0.0, 0.08454, 0.0),
-    # E2 is priced per vCPU and GB, so e2-standard-16 is exactly twice e2-standard-8 (computed).
-    ("e2-standard-16", "us-central1"): MachinePrice(2 * 0.26805, 0.0, 2 * 0.1547, 0.0),
-    ("e2-standard-16", "us-east4"): MachinePrice(2 * 0.30188, 0.0, 2 * 0.15765, 0.0),
-    ("e2-standard-16", "us-east5"): MachinePrice(2 * 0.26805, 0.0, 2 * 0.08454, 0.0),
-}
 
 
 def capacity_mode(*, reservation: bool, spot: bool, flex_start: bool) -> str:
@@ -146,11 +100,13 @@ def _cost_notes(shape: StackShape, gpu_price: MachinePrice | None, system_price:
     machine_type, region, mode = shape.gpu_machine.machine_type, shape.region, shape.capacity_mode
     notes = []
     if gpu_price is None:
-        notes.append(f"no list price for {machine_type} in {region} in infra/planning/costs.py")
+        notes.append(f"no list price for {machine_type} in {region} in infra/planning/prices.py")
     if system_price is None:
-        notes.append(f"no list price for {shape.system_machine_type} in {region} in infra/planning/costs.py")
+        notes.append(f"no list price for {shape.system_machine_type} in {region} in infra/planning/prices.py")
+    if gpu_price is not None and gpu_price.withheld:
+        notes.append(f"no on-demand price for {machine_type} in {region}: {gpu_price.withheld}")
     if gpu_price is not None and gpu_price.spot is None:
-        notes.append(f"no Spot price for {machine_type} in {region} in infra/planning/costs.py")
+        notes.append(f"no Spot price for {machine_type} in {region} in infra/planning/prices.py")
     if shape.zonal_cluster:
         notes.append(
             "a zonal cluster: the GKE free tier ($74.40 a month per billing account) covers one zonal cluster's fee"

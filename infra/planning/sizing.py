@@ -1,4 +1,5 @@
-"""How many Ray GPU worker pods (one per node) the stack's models occupy, and how many GPU nodes stay up idle.
+"""How many Ray GPU worker pods (one per node) the stack's models occupy, how many GPU nodes stay up idle, and how
+many GPUs of those nodes no replica uses.
 
 Pure: shared by the RayService renderer (its worker groups), the cost model and the monitoring floor.
 """
@@ -60,3 +61,32 @@ def idle_gpu_nodes(models: Sequence[ModelSpec], machine: MachineProfile, pool_fl
     hold Ray GPU workers (and so nodes) that the autoscaler never gives back; never more than the pool's size."""
     ray_floor = sum(group.min_pods for group in gpu_worker_groups(models, machine, max_gpu_nodes))
     return min(max(pool_floor, ray_floor), max_gpu_nodes)
+
+
+@dataclass(frozen=True)
+class GroupUse:
+    """How much of its nodes a worker group uses when each of its models runs `maxReplicas`: a replica of fewer
+    GPUs than a node still takes the node (one Ray worker pod per node), so the rest of its GPUs stay idle."""
+
+    group: WorkerGroupSize
+    max_replicas: int  # of all the group's models together
+    used_gpus: int  # by those replicas, within the group's pods
+    node_gpus: int  # of the nodes the group's pods take
+
+    @property
+    def idle_gpus(self) -> int:
+        return self.node_gpus - self.used_gpus
+
+    def replicas_to_fill(self, gpus_per_node: int) -> int:
+        """Replicas that would use every GPU of the group's nodes."""
+        return self.group.max_pods * (gpus_per_node // self.group.gpus_per_replica)
+
+
+def group_use(models: Sequence[ModelSpec], machine: MachineProfile, max_gpu_nodes: int) -> list[GroupUse]:
+    """Each GPU worker group's use of its nodes at the models' maxReplicas (see `GroupUse`)."""
+    uses = []
+    for group in gpu_worker_groups(models, machine, max_gpu_nodes):
+        replicas = sum(model.max_replicas for model in models if model.model_id in group.model_ids)
+        node_gpus = group.max_pods * machine.gpu_count
+        uses.append(GroupUse(group, replicas, min(replicas * group.gpus_per_replica, node_gpus), node_gpus))
+    return uses

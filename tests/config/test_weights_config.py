@@ -249,3 +249,35 @@ def test_a_trailing_newline_is_not_a_valid_revision(overrides, key):
 
 def test_a_trailing_newline_is_not_a_valid_bucket():
     assert "llmserve:modelStoreBucket: not a valid bucket name" in problems(modelStoreBucket="my-models\n")
+
+
+# --- a revision kept when the source changed --------------------------------------------------------------------
+
+
+def test_a_new_source_with_the_shipped_r1_commit_plans_with_a_warning_that_says_what_to_set():
+    """The new user's edit: source changed to another repository, revision left at prod's R1 commit. The plan
+    cannot look the commit up offline; it knows the commit the stacks pin is R1's, and the staging Job would fail."""
+    config = parse([{**R1, "source": "deepseek-ai/DeepSeek-R1-0528"}])
+    [warning] = [warning for warning in config.warnings if ".revision" in warning]
+    assert warning == (
+        f"llmserve:models[0].revision: {COMMIT} is a commit of deepseek-ai/DeepSeek-R1, but source is "
+        "'deepseek-ai/DeepSeek-R1-0528' (changed source, same revision?); act before `pulumi up`: set revision to "
+        "deepseek-ai/DeepSeek-R1-0528's commit (`python -c \"from huggingface_hub import HfApi; "
+        "print(HfApi().model_info('deepseek-ai/DeepSeek-R1-0528').sha)\"`), or the staging Job fails when it looks "
+        "the commit up in deepseek-ai/DeepSeek-R1-0528"
+    )
+
+
+def test_two_models_of_one_stack_staged_at_one_commit_from_two_repositories_warn():
+    other = {**SMALL, "weightSource": "gcsfuse", "revision": "0" * 40}
+    config = parse([R1, other, {**other, "id": "qwen-14b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"}])
+    assert [warning.split(": ")[0] for warning in config.warnings if ".revision" in warning] == [
+        "llmserve:models[2].revision"
+    ]
+
+
+def test_the_pinned_commit_with_its_own_repository_draws_no_revision_warning():
+    assert not [warning for warning in parse().warnings if ".revision" in warning]
+    assert not [
+        warning for warning in parse([{**R1, "source": "DeepSeek-AI/deepseek-r1"}]).warnings if ".revision" in warning
+    ]

@@ -90,11 +90,16 @@ def test_a_kv_budget_below_one_sequence_is_refused_with_the_length_that_fits(tmp
     assert "less than one full-context sequence" in err and "found 32768; allowed: " in err, err
 
 
-def test_max_num_seqs_beyond_full_context_is_a_warning_in_the_summary(tmp_path, capsys):
+def test_max_num_seqs_beyond_full_context_is_a_note_that_says_when_to_act(tmp_path, capsys):
     root = _project(tmp_path, "staging", **{"llmserve:models": [{**R1, "maxNumSeqs": 256}]})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     out = capsys.readouterr().out
-    assert "llmserve:models[0].maxNumSeqs: the KV cache holds 26.1 full-context (32768-token) sequences" in out
+    assert (
+        "    maxNumSeqs 256 is above the 26 full-context sequences the KV cache holds: all 256 run at once while "
+        "they average 3,337 tokens or less, longer ones wait or are preempted; nothing to do unless most requests "
+        "run to the full 32,768 tokens (then maxNumSeqs 26)"
+    ) in out, out
+    assert "maxNumSeqs:" not in out.split("Warnings:")[1]
 
 
 def test_an_unknown_architecture_is_planned_with_a_warning(tmp_path, capsys):
@@ -212,13 +217,23 @@ def test_capacity_json_is_byte_stable_and_resources_are_untouched(capacity_plans
     assert sorted(path.name for path in tmp_path.iterdir()) == ["capacity.json", "manifests.yaml", "resources.json"]
 
 
-def test_a_stack_in_a_region_without_prices_says_so(tmp_path):
+def test_a_stack_in_europe_west4_is_priced(tmp_path, capsys):
+    """The new user's example: europe-west4 printed "on-demand: no price" before the table covered every region."""
+    root = _project(tmp_path, "staging", **{"gcp:region": "europe-west4", "llmserve:gpuZones": ["europe-west4-b"]})
+    assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
+    cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
+    # 2 x a3-highgpu-8g (9.93306 + 101.88413) + e2-standard-16 (2 x 0.29509) + GKE 0.10.
+    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * (9.93306 + 101.88413) + 2 * 0.29509 + 0.10, 2)
+    assert "on-demand: $224.32/h <- configured" in capsys.readouterr().out
+
+
+def test_a_region_whose_catalog_figure_is_a_placeholder_says_why_there_is_no_price(tmp_path):
     root = _project(
         tmp_path,
         "staging",
         **{
-            "gcp:region": "europe-west4",
-            "llmserve:gpuZones": ["europe-west4-a"],
+            "gcp:region": "us-central1",
+            "llmserve:gpuZones": ["us-central1-a"],
             "llmserve:gpuSpot": True,
             "llmserve:gpuFlexStart": False,
             "llmserve:rayClusterUpgrade": None,
@@ -227,8 +242,20 @@ def test_a_stack_in_a_region_without_prices_says_so(tmp_path):
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
     assert cost["capacity_mode"] == "spot"
-    assert cost["hourly_usd"]["spot"] == {"idle": None, "max": None}
-    assert "no list price for a3-highgpu-8g in europe-west4 in infra/planning/costs.py" in cost["notes"]
+    assert cost["hourly_usd"]["on_demand"] == {"idle": None, "max": None}
+    assert cost["hourly_usd"]["spot"]["max"] == round(2 * (5.15632 + 42.7096) + 2 * 0.26805 + 0.10, 2)
+    assert any("is its placeholder (the same figure in 12 regions" in note for note in cost["notes"])
+
+
+def test_a_small_model_added_to_prod_shows_its_idle_gpus_and_their_price(tmp_path, capsys):
+    """One more node of 8 H100 Mega for a 1-GPU model: $277.35/h instead of $185.13/h, 7 of its GPUs idle."""
+    qwen = {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "H100"}
+    root = _project(tmp_path, "prod", **{"llmserve:gpuNodeCount": 3, "llmserve:models": [R1, qwen]})
+    assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
+    out = capsys.readouterr().out
+    assert "  the models' replicas use at most 17 of the 24 GPUs: 7 idle" in out, out
+    assert "reservation: $277.35/h <- configured" in out
+    assert "qwen-7b runs at most 1 replica of 1 GPU but takes 1 whole node of 8 GPUs" in out
 
 
 # --- python -m infra capacity -----------------------------------------------------------------------------

@@ -163,3 +163,19 @@ def test_a_broken_link_is_caught(tmp_path):
     )
     assert _links(page) == [(3, "#title"), (3, "missing.md")]
     assert _anchors(page) == {"title"}
+
+
+def test_the_teardown_empties_the_model_store_and_the_how_tos_a_new_user_needs_exist():
+    """`pulumi destroy` stops at a bucket that holds weights: the teardown applies modelStoreForceDestroy first.
+    Serving another model, a gated repository and a local config.json each have their how-to."""
+    page = (ROOT / "docs" / "deploying.md").read_text()
+    teardown = page.split("## Tearing a stack down", 1)[1]
+    commands = teardown.split("```bash", 1)[1].split("```", 1)[0]
+    force, up, destroy = (
+        commands.index(step) for step in ("modelStoreForceDestroy true", "pulumi up", "pulumi destroy")
+    )
+    assert force < up < destroy, commands
+    assert {"serving-a-different-model", "a-gated-repository-hftoken"} <= _anchors(ROOT / "docs" / "deploying.md")
+    assert "capacity-of-a-model-the-planner-does-not-know-a-local-configjson" in _anchors(
+        ROOT / "docs" / "deploying.md"
+    )

@@ -87,9 +87,10 @@ def _read_authorized_networks(read: ValueReader) -> list[ipaddress.IPv4Network] 
             )
         if any(network.subnet_of(doc) for doc in DOCUMENTATION_RANGES):
             read.warnings.append(
-                f"{PROJECT}:masterAuthorizedNetworks: {network} is a documentation range "
-                f"(RFC 5737); replace it with the CIDR of the machine that runs `pulumi up`, "
-                f"or the Kubernetes objects cannot be applied"
+                f"{PROJECT}:masterAuthorizedNetworks: {network} is a documentation range (RFC 5737), a "
+                f"placeholder; act before `pulumi up`: replace it with the CIDR of the machine that runs it "
+                f"(`pulumi config set --path '{PROJECT}:masterAuthorizedNetworks[0]' \"$(curl -s "
+                f'https://checkip.amazonaws.com)/32"`), or the Kubernetes objects cannot be applied'
             )
     return authorized
 

@@ -1,11 +1,12 @@
-"""The `gcp:` provider keys this project requires: the project id and the region."""
+"""The `gcp:` provider keys this project requires: the project id and the region (one that exists: infra/catalog.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from configkit import shown
+from configkit import closest, did_you_mean, shown
+from infra.catalog import LOCATIONS_SOURCE, REGION_ZONES
 from infra.config import gcp_rules
 from infra.config.values import ValueReader
 
@@ -29,5 +30,13 @@ def read_gcp(read: ValueReader, gcp_values: Mapping[str, Any]) -> tuple[str | No
         region = None
     elif not isinstance(region, str) or gcp_rules.region_problem(region):
         read.problem(f"gcp:region: not a region name; found {shown(region)}; allowed: {gcp_rules.REGION_RULE}")
+        region = None
+    elif region not in REGION_ZONES:
+        read.problem(
+            f"gcp:region: no Compute Engine region is called {region!r}"
+            f"{did_you_mean(closest(region, REGION_ZONES, cutoff=0.8))}; allowed: one of the "
+            f"{len(REGION_ZONES)} regions of REGION_ZONES in infra/catalog.py ({LOCATIONS_SOURCE}; add one "
+            f"Google opened since)"
+        )
         region = None
     return project, region

@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from configkit import shown
-from infra.catalog import MACHINE_PROFILES, GpuDirect, MachineProfile
+from infra.catalog import (
+    LOCATIONS_SOURCE,
+    MACHINE_PROFILES,
+    MACHINE_ZONES,
+    REGION_ZONES,
+    GpuDirect,
+    MachineProfile,
+    zones_offering,
+)
 from infra.config import gcp_rules
 from infra.config.settings import GpuPoolConfig
 from infra.config.stackfiles import PROJECT
@@ -26,7 +34,7 @@ QUEUED_PROVISIONING_REFUSAL = (
 
 
 def read_zones(read: ValueReader, region: str | None) -> tuple[str, ...] | None:
-    """gpuZones: at least one, each a zone of gcp:region, none twice."""
+    """gpuZones: at least one, each a zone of gcp:region that exists (REGION_ZONES), none twice."""
     zones = read.get("gpuZones")
     if zones is None:
         return None
@@ -43,9 +51,43 @@ def read_zones(read: ValueReader, region: str | None) -> tuple[str, ...] | None:
                 f"{PROJECT}:gpuZones[{index}]: zone {zone!r} is not in gcp:region {region!r}; "
                 f"allowed: zones named {region}-<letter>"
             )
+        elif region in REGION_ZONES and zone not in (known := _zones_of(region)):
+            read.problem(
+                f"{PROJECT}:gpuZones[{index}]: {region} has no zone {zone!r}; allowed: {', '.join(known)} "
+                f"(REGION_ZONES in infra/catalog.py, {LOCATIONS_SOURCE})"
+            )
     if len(set(zones)) != len(zones):
         read.problem(f"{PROJECT}:gpuZones: lists a zone twice; found {shown(zones)}; allowed: each zone once")
     return tuple(zones) if len(read.problems) == start else None
+
+
+def _zones_of(region: str) -> tuple[str, ...]:
+    return tuple(f"{region}-{letter}" for letter in REGION_ZONES[region])
+
+
+def warn_about_machine_zones(read: ValueReader, machine: MachineProfile, zones: tuple[str, ...]) -> None:
+    """A warning for each zone where the zone table does not list the machine: GKE would refuse the pool half-way
+    through `pulumi up`, unless Google offers the machine there since the table was made."""
+    if machine.machine_type not in MACHINE_ZONES:
+        return
+    for index, zone in enumerate(zones):
+        region = zone.rsplit("-", 1)[0]
+        offering = zones_offering(machine.machine_type, region)
+        if zone in offering:
+            continue
+        where = (
+            f"lists {machine.machine_type} in {', '.join(offering)} only"
+            if offering
+            else f"lists {machine.machine_type} in no zone of {region} (regions that have it: "
+            f"{', '.join(sorted(MACHINE_ZONES[machine.machine_type]))})"
+        )
+        read.warnings.append(
+            f"{PROJECT}:gpuZones[{index}]: the zone table (MACHINE_ZONES in infra/catalog.py, "
+            f"{LOCATIONS_SOURCE}) {where}, so GKE would refuse the GPU pool in {zone} half-way through "
+            f"`pulumi up`; act before `pulumi up`: pick a listed zone, or check that Google offers it there "
+            f"now (the table may be out of date): `gcloud compute machine-types list "
+            f'--filter="name={machine.machine_type}" --zones={zone}`'
+        )
 
 
 def read_machine(read: ValueReader) -> MachineProfile | None:
@@ -104,13 +146,15 @@ def read_gpu_pool(
         reservation=keys.reservation or None,
         driver_version=clean(keys.driver_version),
     )
+    warn_about_machine_zones(read, machine, zones)
     if pool.spot and (pool.node_count > 1 or (pool.autoscaling and pool.max_nodes > 1)):
         read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that spans it")
     if pool.reservation and pool.compact_placement and gpudirect is GpuDirect.TCPXO:
         read.warnings.append(
-            f"{PROJECT}:gpuCompactPlacement: A3 Mega pool creation has been reported to fail when "
-            f"a placement policy is added on top of a dense specific reservation; if it does, set "
-            f"it to false"
+            f"{PROJECT}:gpuCompactPlacement: nothing to do before `pulumi up`; if GKE refuses to create the GPU "
+            f"pool, set it to false: A3 Mega pool creation has been reported to fail when a placement policy is "
+            f"added on top of a specific reservation (AI-Hypercomputer/xpk PR #1130 stopped combining the two), "
+            f"and the a3-pool-compact-gvnic-gpu-networks policy then needs to be made advisory (docs/security.md)"
         )
     return pool
 

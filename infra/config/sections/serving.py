@@ -15,6 +15,7 @@ from infra.config.settings import GpuPoolConfig, SecureSettings, ServingConfig
 from infra.config.stackfiles import PROJECT
 from infra.config.values import ValueReader, clean
 from infra.planning.model_capacity import capacity_findings
+from infra.planning.sizing import group_use
 from serve_app.auth import MIN_API_KEY_LENGTH, parse_api_keys
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -65,6 +66,7 @@ def read_serving(
         return None
     image = keys.ray_image or RAY_LLM_IMAGE
     _warn_about_serving(read, keys, pool, image)
+    _warn_about_idle_gpus(read, keys.models, pool)
     return ServingConfig(
         models=keys.models,
         namespace=clean(keys.namespace),
@@ -161,6 +163,40 @@ def _warn_about_serving(read: ValueReader, keys: _ServingKeys, pool: GpuPoolConf
         read.warnings.append(
             f"{PROJECT}:apiAuth: false; anyone who can reach the cluster-internal service can use the models"
         )
+
+
+def _warn_about_idle_gpus(read: ValueReader, models: tuple[ModelSpec, ...], pool: GpuPoolConfig) -> None:
+    """GPUs paid for that no replica can use: a group whose replicas leave part of their whole nodes empty, and
+    nodes of a fixed-size pool that no model needs."""
+    machine, per_node = pool.machine, pool.machine.gpu_count
+    uses = group_use(models, machine, pool.max_gpu_nodes)
+    for use in uses:
+        if use.idle_gpus <= 0:
+            continue
+        indices = [index for index, model in enumerate(models) if model.model_id in use.group.model_ids]
+        where = ", ".join(f"{PROJECT}:models[{index}].maxReplicas" for index in indices)
+        nodes = use.group.max_pods
+        read.warnings.append(
+            f"{where}: {' and '.join(use.group.model_ids)} {'run' if len(indices) > 1 else 'runs'} at most "
+            f"{_count(use.max_replicas, 'replica')} of {_count(use.group.gpus_per_replica, 'GPU')} but "
+            f"{'take' if len(indices) > 1 else 'takes'} {_count(nodes, 'whole node')} of {per_node} GPUs "
+            f"({machine.machine_type}; one Ray worker pod per node), so {use.idle_gpus} of those {use.node_gpus} "
+            f"GPUs stay idle and are paid for; act only if that is not intended: maxReplicas "
+            f"{use.replicas_to_fill(per_node)}{' together' if len(indices) > 1 else ''} fills "
+            f"{'it' if nodes == 1 else 'them'}, or serve the model from a stack whose machine has fewer GPUs"
+        )
+    needed = sum(use.group.max_pods for use in uses)
+    if not pool.autoscaling and pool.node_count > needed:
+        spare = pool.node_count - needed
+        read.warnings.append(
+            f"{PROJECT}:gpuNodeCount: {pool.node_count} nodes, but the models' replicas take at most {needed}; "
+            f"{_count(spare, 'node')} ({spare * per_node} GPUs) stay idle and are paid for; act only if that is "
+            f"not intended: gpuNodeCount {needed}"
+        )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def read_models(read: ValueReader) -> tuple[ModelSpec, ...] | None:

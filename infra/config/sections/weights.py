@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from configkit import shown
-from infra.catalog import RAY_LLM_IMAGE
+from infra.catalog import PINNED_HUB_REVISIONS, RAY_LLM_IMAGE
 from infra.config.settings import ModelStoreConfig, ModelWeights, WeightsConfig
 from infra.config.stackfiles import PROJECT
 from infra.config.values import ValueReader, read_cleanly
@@ -120,6 +120,7 @@ def resolve_weights(
         warnings += model_warnings
         if weights is not None:
             resolved.append(weights)
+            warnings += _revision_warnings(f"{PROJECT}:models[{index}]", weights, resolved[:-1])
 
     uses_store = any(weights.uses_store for weights in resolved)
     return (
@@ -138,6 +139,26 @@ def resolve_weights(
         problems,
         warnings,
     )
+
+
+def _revision_warnings(where: str, weights: ModelWeights, earlier: list[ModelWeights]) -> list[str]:
+    """A Hub commit belongs to one repository: a model staged from the Hub whose `revision` is a commit of another
+    repository (one the shipped stacks pin, or another model's of this stack) plans fine and then fails in the
+    staging Job. Typically `source` was changed and `revision` was not."""
+    origin = weights.origin
+    if not weights.staged_by_job or not origin or origin.startswith("s3://"):
+        return []
+    owners = [PINNED_HUB_REVISIONS.get(weights.revision, origin)]
+    owners += [other.origin for other in earlier if other.revision == weights.revision and other.origin]
+    others = sorted({owner.lower(): owner for owner in owners if owner.lower() != origin.lower()}.values())
+    if not others:
+        return []
+    return [
+        f"{where}.revision: {weights.revision} is a commit of {' and '.join(others)}, but source is {origin!r} "
+        f"(changed source, same revision?); act before `pulumi up`: set revision to {origin}'s commit "
+        f"(`python -c \"from huggingface_hub import HfApi; print(HfApi().model_info('{origin}').sha)\"`), or the "
+        f"staging Job fails when it looks the commit up in {origin}"
+    ]
 
 
 def _store_problems(keys: WeightKeys, bucket: str, location: str, region: str, deletion_protection: bool) -> list[str]:
