@@ -127,7 +127,9 @@ pulumi.export("gpudirect", config.gpu_pool.gpudirect.value)
 pulumi.export("models", [model.model_id for model in serving.models])
 for output_name, value in serve_urls(rayservice).items():
     pulumi.export(output_name, value)
-pulumi.export("api_key", llm.api_key)
+# One key that clients send, whatever the rotation stage: the newest. Every key the endpoint accepts is in api_keys.
+pulumi.export("api_key", llm.current_api_key)
+pulumi.export("api_keys", llm.api_key)
 if exposure.address is not None:
     # The address exists for an external exposure, which the config accepts only with serveHostname.
     assert config.secure.serve_hostname is not None

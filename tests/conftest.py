@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from infra.config.settings import StackConfig
     from infra.render.rayservice import RayServiceSettings
     from tests.support.kuberay_schema import Violation
-    from tests.support.plans import PlanCommandRuns, PlanOutput
+    from tests.support.plans import PlanCommandRuns, PlanOutput, VariantPlan, VariantPlans
 
 
 # --- Kubernetes and KubeRay schemas -----------------------------------------------------------------------------
@@ -74,6 +74,34 @@ def plan_output(plan_command_runs: PlanCommandRuns) -> Callable[[str], PlanOutpu
     """`plan_output(stack)`: the folder `python -m infra plan <stack> --out <folder>` wrote, as this test's own copy,
     and the summary it printed (`.folder`, `.summary`); asked again in the same test, the same copy."""
     return functools.cache(plan_command_runs.copy_of)
+
+
+@pytest.fixture(scope="session")
+def variant_plans() -> VariantPlans:
+    """Stack variants, each planned on first use and kept for the session. Tests ask for `stack_variant`."""
+    from tests.support.plans import VariantPlans
+
+    return VariantPlans()
+
+
+@pytest.fixture
+def stack_variant(variant_plans: VariantPlans) -> Callable[..., VariantPlan]:
+    """`stack_variant(stack, **overrides)`: the real program for `stack` with config values replaced (keys without
+    the `llmserve:` namespace, values as the CLI passes them: JSON text for lists and maps), as this test's own
+    copy (`.config`, `.resources` as in resources.json); `stack_variant(stack)` is the stack as shipped."""
+
+    def plan(stack: str, **overrides: str) -> VariantPlan:
+        return variant_plans.plan(stack, {f"llmserve:{key}": value for key, value in overrides.items()})
+
+    return plan
+
+
+@pytest.fixture
+def stack_models(variant_plans: VariantPlans) -> Callable[[str], list[dict]]:
+    """`stack_models(stack)`: the `llmserve:models` entries of a shipped stack file, this test's copy to edit."""
+    import json
+
+    return lambda stack: json.loads(variant_plans.values(stack)["llmserve:models"])
 
 
 # --- inputs to make variants of ---------------------------------------------------------------------------------

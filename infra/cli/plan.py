@@ -346,6 +346,7 @@ def run(args: argparse.Namespace, root: Path = PROJECT_ROOT) -> int:
     out = args.out or root / "build" / args.stack
     try:
         previous = plandiff.load_previous(against) if against else None  # before --out overwrites it
+        stack_warning = plandiff.stack_warning(against, args.stack) if against else None
         plan, config = make_plan(args.stack, root)
     except plandiff.PlanDiffError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -359,6 +360,11 @@ def run(args: argparse.Namespace, root: Path = PROJECT_ROOT) -> int:
     print(plan.summary(config))
     print(f"\nWrote {out / 'resources.json'}, {out / 'manifests.yaml'} and {out / 'capacity.json'}")
     if previous is not None:
+        from infra.cli.report import model_times
+
         new = [resource.as_json() for resource in plan.resources]
-        print("\n" + plandiff.format_diff(plandiff.diff_plans(previous, new), str(args.against)))
+        diff = plandiff.diff_plans(previous, new, model_times(config))
+        if stack_warning is not None:
+            diff.warnings.append(stack_warning)
+        print("\n" + plandiff.format_diff(diff, str(args.against)))
     return 0

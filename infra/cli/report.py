@@ -4,8 +4,9 @@ command prints the same lines for one model: infra/cli/capacity.py)."""
 from __future__ import annotations
 
 from infra.cli.capacity import cold_start_line, model_lines
+from infra.cli.upgrade_preview import ModelTimes
 from infra.config.settings import StackConfig
-from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes
+from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes, restart_minutes
 from infra.planning.costs import StackShape, capacity_mode, stack_cost
 from infra.planning.model_capacity import model_reports
 from infra.planning.sizing import idle_gpu_nodes
@@ -48,6 +49,21 @@ def stack_capacity(config: StackConfig) -> dict:
             "node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0], "high": NODE_PROVISIONING_MINUTES[1]}
         },
     }
+
+
+def model_times(config: StackConfig) -> dict[str, ModelTimes]:
+    """Per model id, the estimated minutes until it serves again after a replica start in a new pod and after a
+    Serve restart in a running one, from the weight source it uses (for `plan --against`)."""
+    times = {}
+    for _, spec, report, _ in model_reports(config.serving.models, config.gpu_pool.machine):
+        if report is None:
+            times[spec.model_id] = ModelTimes()
+            continue
+        stored = report.architecture.stored_bytes()
+        source = config.weights.for_model(spec.model_id).source if config.weights is not None else "huggingface"
+        cold, restart = cold_start_minutes(stored)[source], restart_minutes(stored)[source]
+        times[spec.model_id] = ModelTimes((cold["low"], cold["high"]), (restart["low"], restart["high"]))
+    return times
 
 
 def stack_shape(config: StackConfig) -> StackShape:

@@ -11,9 +11,10 @@ engine start, at the high end of the plan's cold-start estimates (`capacity.json
 always runs, or when the stack's files cannot be read.
 
 The endpoint and key come from `--base-url` / `--api-key` (or `LLMSERVE_API_KEY`), else from the stack's
-outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. No cloud library: it runs from the deploy
-environment. Exit codes: 0 every check passed, 1 a check failed or the endpoint does not answer,
-2 bad usage (no endpoint known).
+outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. Whichever source holds a list of keys (a
+rotation's "OLD,NEW", say `pulumi stack output api_keys`), the last one is used, as a client would. It runs from
+the deploy environment (no cloud library). Exit codes: 0 every check passed,
+1 a check failed or the endpoint does not answer, 2 bad usage (no endpoint known).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from infra.config.errors import ConfigError
 from infra.config.stack import config_from_map
 from infra.config.stackfiles import StackFileError, stack_config
 from infra.planning.coldstart import REFERENCE_BYTES_PER_NODE, cold_start_minutes
-from serve_app.auth import parse_api_keys
+from infra.render.secrets import current_api_key
 
 WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
 SMOKE_ORIGIN = "https://llmserve-smoke.invalid"  # a browser's Origin, to see the CORS header of a 401
@@ -284,12 +285,6 @@ def stack_outputs(stack: str, root: Path) -> dict:
     return outputs
 
 
-def newest_key(configured: str | None) -> str | None:
-    """The key a client should use from the `api_key` output: during a rotation it holds "OLD,NEW"."""
-    keys = parse_api_keys(configured or "")
-    return keys[-1] if keys else None
-
-
 def normalized_base_url(url: str) -> str:
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
@@ -320,11 +315,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or Path(__file__).resolve().parents[2]
     try:
-        base_url, api_key = args.base_url, args.api_key or os.environ.get("LLMSERVE_API_KEY")
+        # Every source may hold the accepted keys of a rotation, "OLD,NEW": a client sends the newest.
+        base_url = args.base_url
+        api_key = current_api_key(args.api_key) or current_api_key(os.environ.get("LLMSERVE_API_KEY"))
         if base_url is None or api_key is None:
             outputs = stack_outputs(args.stack, root)
             base_url = base_url or outputs.get("openai_base_url")
-            api_key = api_key or newest_key(outputs.get("api_key"))
+            api_key = api_key or current_api_key(outputs.get("api_key"))
             if not base_url:
                 raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
         timeout_s, why = (

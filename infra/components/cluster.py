@@ -155,6 +155,12 @@ class Cluster(pulumi.ComponentResource):
         provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=kubeconfig,
+            # Without it the provider replaces a Secret whose data changes (pulumi-kubernetes
+            # provider/pkg/provider/diff.go, `forceNewProperties`): every API-key rotation would delete the
+            # Secret and create it again, and a Ray pod starting in that gap could not mount its keys. With it
+            # the Secret is updated in place and the kubelet refreshes the mounted file. Turning it on is an
+            # in-place update of the provider (provider.go `DiffConfig` replaces only on a new cluster).
+            enable_secret_mutable=True,
             # Objects such as the GPU network CRs must wait for the system pool: their controllers run there.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_pool]),
         )

@@ -13,7 +13,7 @@ import pulumi_random as random
 from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
 from infra.render.rayservice import API_KEY_SECRET_KEY, RayServiceSettings
-from infra.render.secrets import HF_TOKEN_SECRET_KEY, render_secret
+from infra.render.secrets import HF_TOKEN_SECRET_KEY, current_api_key, render_secret
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class LlmService(pulumi.ComponentResource):
     Pass the cluster's Kubernetes provider (and a dependency on the KubeRay operator) through `opts`.
     """
 
-    api_key: pulumi.Output[str]
+    api_key: pulumi.Output[str]  # every accepted key ("OLD,NEW" during a rotation), as the Secret holds them
+    current_api_key: pulumi.Output[str]  # the one key clients send: the last one listed
 
     def __init__(self, name: str, args: LlmServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:k8s:LlmService", name, None, opts)
@@ -54,12 +55,13 @@ class LlmService(pulumi.ComponentResource):
         )
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         self.api_key = self._api_key(name, args.api_key)
+        self.current_api_key = self.api_key.apply(lambda keys: current_api_key(keys) or "")
         mounted = self._mounted_objects(name, settings, args.hf_token, in_namespace)
         mounted += self._guards_and_prerequisites(name, args, namespace, mounted, in_namespace)
         self.rayservice = self._rayservice(name, settings, args.ready_timeout_minutes, [namespace, *upstream, *mounted])
         for monitoring in render.render_pod_monitorings(settings):
             KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
-        self.register_outputs({"api_key": self.api_key})
+        self.register_outputs({"api_key": self.api_key, "current_api_key": self.current_api_key})
 
     def _api_key(self, name: str, given: pulumi.Input[str] | None) -> pulumi.Output[str]:
         """The given API key, or a generated one; a secret either way."""

@@ -13,6 +13,11 @@ every node reads in full, both nodes in parallel), none of them measured on this
 - plus 5-10 min to create GPU nodes when the pool has to grow (scale from zero, or a replaced node).
 
 The engine-start stage is R1's; a small model starts faster, so its estimate is pessimistic.
+
+A replica that Serve restarts in a Ray worker pod that keeps running (a Serve config change, see
+infra/cli/serve_rules.py) pays the weight phase, Serve's replica start and the engine start, but no image pull
+and no node: `restart_minutes`. The weight phase is counted in full, which is pessimistic where the node still
+caches the files (the Hub download in `HF_HOME`, the GCS FUSE file cache).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ COMMON_STAGES_MINUTES: Mapping[str, tuple[float, float]] = {
     "engine_start": (2.0, 6.0),
 }
 NODE_PROVISIONING_MINUTES = (5.0, 10.0)
+# The stages a replica restarted in a running pod pays besides its weight phase.
+RESTART_STAGES = ("ray_and_serve_deploy", "engine_start")
 
 
 def cold_start_minutes(checkpoint_bytes: int) -> dict[str, dict[str, float]]:
@@ -42,4 +49,15 @@ def cold_start_minutes(checkpoint_bytes: int) -> dict[str, dict[str, float]]:
     return {
         source: {"low": round(common_low + low * scale, 1), "high": round(common_high + high * scale, 1)}
         for source, (low, high) in WEIGHT_PHASE_MINUTES.items()
+    }
+
+
+def restart_minutes(checkpoint_bytes: int) -> dict[str, dict[str, float]]:
+    """{source: {"low", "high"}} minutes from a Serve replica's restart, in a pod that keeps running, to serving."""
+    scale = checkpoint_bytes / REFERENCE_BYTES_PER_NODE
+    low = sum(COMMON_STAGES_MINUTES[stage][0] for stage in RESTART_STAGES)
+    high = sum(COMMON_STAGES_MINUTES[stage][1] for stage in RESTART_STAGES)
+    return {
+        source: {"low": round(low + weights_low * scale, 1), "high": round(high + weights_high * scale, 1)}
+        for source, (weights_low, weights_high) in WEIGHT_PHASE_MINUTES.items()
     }

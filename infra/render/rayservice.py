@@ -68,6 +68,8 @@ WAIT_FOR_NO_PENDING_CLUSTER = "condition=UpgradeInProgress=False"
 WAIT_FOR_OBSERVED = "jsonpath={$[?@.observedGeneration == $.metadata.generation]}"
 API_KEY_VOLUME = "api-keys"
 KUBERAY_UPGRADE_TYPE = {"NewCluster": "NewCluster", "Recreate": "None"}
+# A worker group's bounds as "min-max" pods, on its pod template under NewCluster (see `_worker_group`).
+REPLICA_BOUNDS_ANNOTATION = "llmserve.dev/worker-replicas"
 HEAD_PORTS = (
     ("gcs-server", 6379),
     ("dashboard", DASHBOARD_PORT),
@@ -289,7 +291,19 @@ def _pod_template(
     return {"metadata": {"labels": dict(PART_OF_LABEL)}, "spec": spec}
 
 
-def _worker_group(name: str, min_pods: int, max_pods: int, template: dict) -> dict:
+def _worker_group(settings: RayServiceSettings, name: str, min_pods: int, max_pods: int, template: dict) -> dict:
+    if settings.upgrade == "NewCluster":
+        # KubeRay's cluster hash leaves out replicas, minReplicas and maxReplicas (utils/util.go:645-668 at
+        # v1.7.0), so a change to only those is neither applied to the running RayCluster nor builds a new one
+        # (kuberay #2331, #4568): the group would keep its old bounds, silently. Written into the pod template,
+        # which the hash covers, new bounds build a second cluster that has them. (Under Recreate any change
+        # under rayClusterConfig already replaces the RayService: infra/components/serving.py.)
+        metadata = dict(template.get("metadata", {}))
+        metadata["annotations"] = {
+            **metadata.get("annotations", {}),
+            REPLICA_BOUNDS_ANNOTATION: f"{min_pods}-{max_pods}",
+        }
+        template = {**template, "metadata": metadata}
     return {
         "groupName": name,
         "replicas": min_pods,
@@ -324,7 +338,7 @@ def _cpu_group(settings: RayServiceSettings) -> dict:
     )
     if settings.weights is not None:
         template = with_store_identity(template, settings.weights)
-    return _worker_group("cpu", settings.cpu_workers, settings.cpu_workers, template)
+    return _worker_group(settings, "cpu", settings.cpu_workers, settings.cpu_workers, template)
 
 
 def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling: bool) -> dict:
@@ -368,7 +382,7 @@ def _gpu_group(settings: RayServiceSettings, group: WorkerGroupSize, autoscaling
             [model for model in settings.models if model.model_id in group.model_ids],
             machine,
         )
-    worker = _worker_group(group.name, group.min_pods, group.max_pods, template)
+    worker = _worker_group(settings, group.name, group.min_pods, group.max_pods, template)
     if autoscaling:
         # The autoscaler only knows resources a group declares; Serve LLM's placement groups ask for
         # `accelerator_type:<GPU>`, so without this a scale-up from zero is "infeasible".

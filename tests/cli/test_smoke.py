@@ -224,8 +224,31 @@ def test_the_timeout_used_is_printed(endpoint, capsys):
 
 
 def test_during_a_rotation_the_newest_configured_key_is_used():
-    from infra.cli.smoke import newest_key
+    from infra.render.secrets import current_api_key
 
-    assert newest_key("old-key-0000000000000000,new-key-1111111111111111") == "new-key-1111111111111111"
-    assert newest_key(" only-key-000000000000 ") == "only-key-000000000000"
-    assert newest_key("") is None and newest_key(None) is None
+    assert current_api_key("old-key-0000000000000000,new-key-1111111111111111") == "new-key-1111111111111111"
+    assert current_api_key("old-key-0000000000000000 new-key-1111111111111111") == "new-key-1111111111111111"
+    assert current_api_key(" only-key-000000000000 ") == "only-key-000000000000"
+    assert current_api_key("") is None and current_api_key(None) is None
+
+
+OLD_KEY = "o" * 32  # the stand-in accepts only KEY: sending "OLD,NEW" whole, or OLD, gets 401
+
+
+@pytest.mark.parametrize("source", ["--api-key", "LLMSERVE_API_KEY", "api_key output"])
+def test_a_rotation_list_from_any_source_sends_only_the_newest_key(endpoint, capsys, monkeypatch, source):
+    """During a rotation a client may hold "OLD,NEW" from wherever it got its key; smoke sends NEW alone."""
+    from infra.cli import smoke as smoke_module
+
+    url, _ = endpoint
+    rotation = f"{OLD_KEY},{KEY}"
+    args = ["smoke", "dev", "--base-url", url, "--timeout", "10"]
+    monkeypatch.delenv("LLMSERVE_API_KEY", raising=False)
+    if source == "--api-key":
+        args += ["--api-key", rotation]
+    elif source == "LLMSERVE_API_KEY":
+        monkeypatch.setenv("LLMSERVE_API_KEY", rotation)
+    else:
+        monkeypatch.setattr(smoke_module, "stack_outputs", lambda stack, root: {"api_key": rotation})
+    assert main(args) == 0, capsys.readouterr()
+    assert "5 passed, 0 failed" in capsys.readouterr().out

@@ -352,3 +352,19 @@ def test_capacity_command_knobs_and_a_local_config_json(tmp_path, capsys):
 def test_capacity_command_rejects_an_unknown_model(capsys):
     assert main(["capacity", "gpt-5", "--machine", "a3-megagpu-8g"]) == 2
     assert "unknown model 'gpt-5'" in capsys.readouterr().err
+
+
+def test_a_serve_restart_pays_the_weights_serve_and_the_engine_but_no_image_pull():
+    """R1 (688.6 GB): the weight phase scaled from 690 GB plus Ray/Serve 0.5-1 and engine 2-6 min; the cold
+    start's image pull (2-5 min) is not paid by a replica restarted in a pod that keeps running."""
+    from infra.planning.coldstart import cold_start_minutes, restart_minutes
+
+    r1_bytes = 688_586_727_753
+    assert restart_minutes(r1_bytes) == {
+        "huggingface": {"low": 9.5, "high": 35.9},
+        "gcsfuse": {"low": 5.5, "high": 15.0},
+        "runai-streamer": {"low": 3.5, "high": 10.0},
+    }
+    cold = cold_start_minutes(r1_bytes)
+    for source, span in restart_minutes(r1_bytes).items():
+        assert (cold[source]["low"] - span["low"], cold[source]["high"] - span["high"]) == pytest.approx((2.0, 5.0))

@@ -201,7 +201,9 @@ def test_a3_gpu_workers_carry_the_gpudirect_wiring(machine, daemon, nics, settin
 def test_gpudirect_wiring_stays_off_the_head_the_cpu_group_and_non_a3_pools(settings):
     rayservice = render_rayservice(settings())
     for template in (cluster_of(rayservice)["headGroupSpec"]["template"], group(rayservice, "cpu")["template"]):
-        assert "initContainers" not in template["spec"] and "annotations" not in template["metadata"]
+        # The only annotation: the group's bounds (tests/render/test_rayservice_bounds.py), never GPUDirect's.
+        annotations = set(template["metadata"].get("annotations", {})) - {render.REPLICA_BOUNDS_ANNOTATION}
+        assert "initContainers" not in template["spec"] and not annotations, annotations
     dev = render_rayservice(settings(machine=G2, models=DISTILLS))
     assert all("initContainers" not in g["template"]["spec"] for g in cluster_of(dev)["workerGroupSpecs"])
     off = render_rayservice(settings(gpudirect=GpuDirect.NONE))

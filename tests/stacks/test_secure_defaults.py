@@ -622,6 +622,22 @@ def test_secrets_reach_only_kubernetes_secrets(monkeypatch, stack):
                     )
 
 
+def test_during_a_rotation_api_key_is_the_newest_key_and_api_keys_every_accepted_one(monkeypatch):
+    """The README's and the docs' client commands send `pulumi stack output api_key` as the bearer token: during
+    a rotation ("OLD,NEW") it must be the one new key, not the whole list (which gets 401). The accepted list
+    goes to the Secret and to the api_keys output; all of them stay secret."""
+    from pulumi.runtime import settings
+    from pulumi.runtime.sync_await import _sync_await
+
+    old_key = "old-" + API_KEY_CANARY
+    plan_variant(monkeypatch, "dev", {}, {"llmserve:apiKey": f"{old_key},{API_KEY_CANARY}"})
+    outputs = settings.get_root_resource().outputs
+    for name in ("api_key", "api_keys"):
+        assert _sync_await(outputs[name].is_secret()), f"the {name} output must be a secret"
+    assert _sync_await(outputs["api_key"].future()) == API_KEY_CANARY
+    assert _sync_await(outputs["api_keys"].future()) == f"{old_key},{API_KEY_CANARY}"
+
+
 def test_the_scan_catches_a_literal_secret_in_a_pod_spec():
     manifest = {"kind": "Pod", "spec": {"containers": [{"name": "c", "env": [{"name": "HF_TOKEN", "value": "x"}]}]}}
     env = _containers(manifest)[0]["env"][0]

@@ -6,6 +6,8 @@ that no test sees what another one changed:
   shared, as it is frozen all the way down (tests/project/test_fixtures.py checks that it stays so).
 - `PlanCommandRuns`: `python -m infra plan <stack> --out <folder>` run in-process, for the tests of the
   command and of what it writes. Every test gets its own copy of the folder.
+- `VariantPlans`: a shipped stack's program run with some of its config values replaced, the way an operator's
+  edit to the stack file would (for `plan --against` scenarios). Each variant is planned once per session.
 
 Pulumi is imported only when a stack is planned: the e2e tier loads the conftest files without it.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,3 +110,43 @@ class PlanCommandRuns:
         copied = self._tmp_path_factory.mktemp(f"plan-{stack}-copy")
         shutil.copytree(run.folder, copied, dirs_exist_ok=True)
         return PlanOutput(copied, run.summary)
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """A variant's parsed config and its resources as resources.json holds them (sorted by name, then type)."""
+
+    config: StackConfig
+    resources: list[dict]
+
+
+class VariantPlans:
+    """Plans stack variants on first use and keeps them; hands out copies of the resources."""
+
+    def __init__(self) -> None:
+        self._plans: dict[tuple[str, str], VariantPlan] = {}
+
+    @staticmethod
+    def values(stack: str) -> dict[str, str]:
+        """The stack's config values as the Pulumi CLI passes them (lists and maps as JSON text)."""
+        from infra.config.stackfiles import stack_config
+
+        return dict(stack_config(stack)[0])
+
+    def plan(self, stack: str, overrides: dict[str, str]) -> VariantPlan:
+        key = (stack, json.dumps(overrides, sort_keys=True))
+        if key not in self._plans:
+            import pytest
+
+            from infra.cli import plan as plan_module
+            from infra.config.stackfiles import stack_config
+
+            values, secret_keys = stack_config(stack)
+            values = {**values, **overrides}
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(plan_module, "stack_config", lambda name, root: (values, secret_keys))
+                config, resources = plan_module.run_program(stack)
+            recorded = sorted((r.as_json() for r in resources), key=lambda r: (r["name"], r["type"]))
+            self._plans[key] = VariantPlan(config, recorded)
+        planned = self._plans[key]
+        return VariantPlan(planned.config, copy.deepcopy(planned.resources))
