@@ -70,8 +70,9 @@ GPU_POOL_KEYS: tuple[ConfigKey, ...] = (
         "gpuZones",
         "array",
         "Zones of the GPU node pool, all zones of gcp:region that exist (REGION_ZONES in infra/catalog.py). "
-        "Exactly one when gpuCompactPlacement is on. A zone where MACHINE_ZONES does not list gpuMachineType "
-        "is a warning: GKE would refuse the pool there.",
+        "Exactly one when gpuCompactPlacement is on. A region where MACHINE_ZONES lists gpuMachineType in no "
+        "zone is refused; a zone it does not list, in a region that has the machine, is a warning (GKE would "
+        "refuse the pool there; the table may be out of date).",
         required=True,
     ),
     ConfigKey(

@@ -65,28 +65,33 @@ def _zones_of(region: str) -> tuple[str, ...]:
     return tuple(f"{region}-{letter}" for letter in REGION_ZONES[region])
 
 
-def warn_about_machine_zones(read: ValueReader, machine: MachineProfile, zones: tuple[str, ...]) -> None:
-    """A warning for each zone where the zone table does not list the machine: GKE would refuse the pool half-way
-    through `pulumi up`, unless Google offers the machine there since the table was made."""
+def check_machine_zones(read: ValueReader, machine: MachineProfile, zones: tuple[str, ...]) -> None:
+    """Against the zone table: a GPU machine in a region that has it in no zone is refused (GKE would refuse the
+    pool half-way through `pulumi up`); a zone of a region that has it elsewhere is a warning, since Google adds
+    zones to a region more often than the table is renewed."""
     if machine.machine_type not in MACHINE_ZONES:
         return
+    table = f"the zone table (MACHINE_ZONES in infra/catalog.py, {LOCATIONS_SOURCE})"
     for index, zone in enumerate(zones):
         region = zone.rsplit("-", 1)[0]
         offering = zones_offering(machine.machine_type, region)
         if zone in offering:
             continue
-        where = (
-            f"lists {machine.machine_type} in {', '.join(offering)} only"
-            if offering
-            else f"lists {machine.machine_type} in no zone of {region} (regions that have it: "
-            f"{', '.join(sorted(MACHINE_ZONES[machine.machine_type]))})"
-        )
+        if not offering:
+            read.problem(
+                f"{PROJECT}:gpuZones[{index}]: {table} lists {machine.machine_type} in no zone of {region}, so GKE "
+                f"would refuse the GPU pool half-way through `pulumi up`; found {shown(zone)}; allowed: a zone of "
+                f"a region that has it ({', '.join(sorted(MACHINE_ZONES[machine.machine_type]))}), or another "
+                f"gpuMachineType. If Google offers it there since ("
+                f'`gcloud compute machine-types list --filter="name={machine.machine_type}" --zones={zone}`), '
+                f"add the zone to MACHINE_ZONES"
+            )
+            continue
         read.warnings.append(
-            f"{PROJECT}:gpuZones[{index}]: the zone table (MACHINE_ZONES in infra/catalog.py, "
-            f"{LOCATIONS_SOURCE}) {where}, so GKE would refuse the GPU pool in {zone} half-way through "
-            f"`pulumi up`; act before `pulumi up`: pick a listed zone, or check that Google offers it there "
-            f"now (the table may be out of date): `gcloud compute machine-types list "
-            f'--filter="name={machine.machine_type}" --zones={zone}`'
+            f"{PROJECT}:gpuZones[{index}]: {table} lists {machine.machine_type} in {', '.join(offering)} only, "
+            f"so GKE would refuse the GPU pool in {zone} half-way through `pulumi up`; act before `pulumi up`: "
+            f"pick a listed zone, or check that Google offers it there now (the table may be out of date): "
+            f'`gcloud compute machine-types list --filter="name={machine.machine_type}" --zones={zone}`'
         )
 
 
@@ -146,7 +151,7 @@ def read_gpu_pool(
         reservation=keys.reservation or None,
         driver_version=clean(keys.driver_version),
     )
-    warn_about_machine_zones(read, machine, zones)
+    check_machine_zones(read, machine, zones)
     if pool.spot and (pool.node_count > 1 or (pool.autoscaling and pool.max_nodes > 1)):
         read.warnings.append(f"{PROJECT}:gpuSpot: a preempted Spot node takes down every model replica that spans it")
     if pool.reservation and pool.compact_placement and gpudirect is GpuDirect.TCPXO:
