@@ -12,9 +12,9 @@ from __future__ import annotations
 DEFAULT_API_KEY_FILE = "/etc/llmserve/api-keys/keys"
 # How often (seconds) the ingress re-reads that file; part of the documented rotation bound.
 DEFAULT_API_KEY_RELOAD_S = 10.0
-# `ingress_cls_config.ingress_cls`: Ray loads it with `load_class("module:Class")`.
+# The ingress class ("module:Class") the ingress application's args name; serve_app.apps imports it.
 INGRESS_CLASS_PATH = "serve_app.ingress:AuthenticatedOpenAiIngress"
-# The constructor keywords the builder passes through `ingress_cls_config.ingress_extra_kwargs`.
+# The constructor keywords the builder passes in the ingress application's args (`ingress_kwargs`).
 API_KEY_FILE_KWARG = "api_key_file"
 API_KEY_RELOAD_KWARG = "api_key_reload_s"
 
