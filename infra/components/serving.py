@@ -34,9 +34,10 @@ class LlmService(pulumi.ComponentResource):
 
     `pulumi up` returns only once KubeRay reports the RayService Ready with every Serve application of the config
     just applied RUNNING (its `config-<hash>` marker included; see `wait_for_conditions` in
-    infra/render/rayservice.py), or fails after `ready_timeout_minutes`. With `upgrade="Recreate"` a change under `rayClusterConfig` makes Pulumi
-    delete and recreate the RayService, because KubeRay's own `None` strategy would ignore the change.
-    Pass the cluster's Kubernetes provider (and a dependency on the KubeRay operator) through `opts`.
+    infra/render/rayservice.py), or fails after `ready_timeout_minutes`. With `upgrade="Recreate"` a change
+    under `rayClusterConfig` makes Pulumi delete and recreate the RayService, because KubeRay's own `None`
+    strategy would ignore the change. Pass the cluster's Kubernetes provider (and a dependency on the KubeRay
+    operator) through `opts`.
     """
 
     api_key: pulumi.Output[str]
