@@ -117,6 +117,9 @@ GPU_POOL_LABELS = {"llmserve.dev/pool": "gpu"}
 PART_OF_LABEL = {"app.kubernetes.io/part-of": "llmserve"}  # on every object this program renders
 RAY_NODE_SELECTOR = {"ray.io/is-ray-node": "yes"}  # KubeRay's label on every Ray pod
 KUBERAY_OPERATOR_SELECTOR = {"app.kubernetes.io/name": "kuberay-operator"}  # the Helm chart's operator pod
+# On the RayService: the hash of its Serve config (serve_app.builder.stamp_serve_config), which the ingress reports
+# at GET /v1/llmserve/config and `python -m infra smoke` compares with the plan's.
+SERVE_CONFIG_HASH_ANNOTATION = "llmserve.dev/serve-config-hash"
 
 
 @dataclass(frozen=True)

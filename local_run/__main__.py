@@ -133,6 +133,11 @@ def _run_until_stopped(local: LocalServer, prepared: _Prepared) -> int:
                         "api_key_file": str(server.api_key_file) if prepared.api_key else None,
                         "metrics_url": server.metrics_url,
                         "model_paths": {model_id: str(path) for model_id, path in prepared.model_paths.items()},
+                        # What is deployed, and how to deploy a change to it as KubeRay would (LocalServer.apply).
+                        "serve_config_hash": server.config_hash,
+                        "serve_config_file": str(server.serve_config_file),
+                        "dashboard_url": server.dashboard,
+                        "ray_auth_token_file": str(server.auth_token_file),
                     }
                 ),
                 flush=True,

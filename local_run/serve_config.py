@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
-from serve_app.builder import AuthSettings, build_serve_config
+from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
@@ -43,30 +43,30 @@ def stack_serving(stack: str, root: Path | None = None) -> tuple[tuple[ModelSpec
 
 def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, Path], port: int) -> dict:
     """A copy of `serve_config` that runs on a CPU: each model's source becomes its tiny stand-in in
-    `model_paths` (by model id), TP/PP 1, the CPU as accelerator, a small context. Nothing else changes."""
+    `model_paths` (by model id), TP/PP 1, the CPU as accelerator, a small context. Nothing else changes,
+    except what the ingress is told of the models and the config's hash, which follow (`stamp_serve_config`)."""
     config = copy.deepcopy(dict(serve_config))
     config["http_options"] = {**config.get("http_options", {}), "host": "127.0.0.1", "port": port}
-    for application in config["applications"]:
-        for llm in application["args"]["llm_configs"]:
-            model_id = llm["model_loading_config"]["model_id"]
-            llm["model_loading_config"]["model_source"] = str(model_paths[model_id])
-            llm.pop("accelerator_type", None)
-            llm["accelerator_config"] = {"kind": "cpu"}
-            llm["placement_group_config"] = {"bundles": [{"CPU": 1}]}
-            engine = llm.setdefault("engine_kwargs", {})
-            engine.update(
-                tensor_parallel_size=1,
-                pipeline_parallel_size=1,
-                max_model_len=CPU_MAX_MODEL_LEN,
-                max_num_batched_tokens=CPU_MAX_MODEL_LEN,
-                dtype="bfloat16",
-                enforce_eager=True,
-                max_num_seqs=min(engine.get("max_num_seqs", CPU_MAX_NUM_SEQS), CPU_MAX_NUM_SEQS),
-            )
-            engine.pop("gpu_memory_utilization", None)  # GPU memory; the CPU backend sizes by CPU_ENV instead
-            env_vars = llm.setdefault("runtime_env", {}).setdefault("env_vars", {})
-            env_vars.update(CPU_ENV)
-    return config
+    for llm in model_llm_configs(config):
+        model_id = llm["model_loading_config"]["model_id"]
+        llm["model_loading_config"]["model_source"] = str(model_paths[model_id])
+        llm.pop("accelerator_type", None)
+        llm["accelerator_config"] = {"kind": "cpu"}
+        llm["placement_group_config"] = {"bundles": [{"CPU": 1}]}
+        engine = llm.setdefault("engine_kwargs", {})
+        engine.update(
+            tensor_parallel_size=1,
+            pipeline_parallel_size=1,
+            max_model_len=CPU_MAX_MODEL_LEN,
+            max_num_batched_tokens=CPU_MAX_MODEL_LEN,
+            dtype="bfloat16",
+            enforce_eager=True,
+            max_num_seqs=min(engine.get("max_num_seqs", CPU_MAX_NUM_SEQS), CPU_MAX_NUM_SEQS),
+        )
+        engine.pop("gpu_memory_utilization", None)  # GPU memory; the CPU backend sizes by CPU_ENV instead
+        env_vars = llm.setdefault("runtime_env", {}).setdefault("env_vars", {})
+        env_vars.update(CPU_ENV)
+    return stamp_serve_config(config)
 
 
 def local_serve_config(

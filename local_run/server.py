@@ -2,15 +2,19 @@
 
 `LocalServer` starts `ray start --head` with token authentication, puts the serve_app cluster files on
 PYTHONPATH (as the ConfigMap mount does), writes the API key to a file the ingress re-reads (as the mounted
-Secret volume is), deploys through the dashboard's declarative API (`serve deploy`), waits for RUNNING, and
-always cleans up: everything it wrote goes, except, with `keep_logs`, Ray's logs (`log_dir`, Ray's
-`<temp dir>/session_latest/logs`, with Serve's replica logs in `serve/`).
+Secret volume is), deploys the way KubeRay does (the whole declarative config as JSON in a PUT to the
+dashboard's ``/api/serve/applications/``, KubeRay's `UpdateDeployments`), waits until every application of
+that config, its ``config-<hash>`` marker included, is RUNNING in the dashboard's answer to a GET of the
+same path (what KubeRay copies into the RayService status), and always cleans up: everything it wrote goes,
+except, with `keep_logs`, Ray's logs (`log_dir`, Ray's `<temp dir>/session_latest/logs`, with Serve's replica
+logs in `serve/`) and the Serve config last deployed. `apply` deploys a changed config to the running server
+the same way.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -18,16 +22,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from local_run.errors import LocalRunError
 from local_run.serve_config import CPU_ENV
+from serve_app.builder import serve_config_hash, stamp_serve_config
 from serve_app.bundle import cluster_sources
-from serve_app.contract import API_KEY_FILE_KWARG
+from serve_app.contract import API_KEY_FILE_KWARG, INGRESS_APP_BUILDER, INGRESS_KWARGS_ARG
 
+SERVE_APPLICATIONS_API = "/api/serve/applications/"  # the dashboard's declarative API (PUT) and status (GET)
+FAILED_STATES = ("DEPLOY_FAILED", "UNHEALTHY")
 RAY_LOGICAL_CPUS = 8  # placement is by logical CPU; engines, ingress replicas and proxies oversubscribe the cores
 # On PYTHONPATH of every process the server starts: its sitecustomize asks Linux for the AMX tile-data state,
 # without which vLLM's CPU attention dies with SIGILL on AMX machines (see the module's docstring).
@@ -71,7 +81,7 @@ class LocalServer:
     def __init__(
         self, serve_config: dict, api_key: str | None, *, ready_timeout_s: float = 600, keep_logs: bool = False
     ):
-        self.serve_config = serve_config
+        self.serve_config = copy_config(serve_config)
         self.api_key = api_key
         self.ready_timeout_s = ready_timeout_s
         self.keep_logs = keep_logs
@@ -83,6 +93,9 @@ class LocalServer:
         self.gcs_port = free_port()
         self.metrics_port = free_port()  # Ray's Prometheus endpoint, port 8080 on the cluster
         self.env = self._environment()
+        self.auth_token_file = self.workdir / "ray-auth-token"  # for tests that call the dashboard themselves
+        self.auth_token_file.write_text(self.env["RAY_AUTH_TOKEN"])
+        self.auth_token_file.chmod(0o600)
         self.started = False
         self.kept_logs: Path | None = None  # set when the server stops with keep_logs
 
@@ -113,11 +126,15 @@ class LocalServer:
 
     def _use_api_key_file(self) -> None:
         """Point every authenticated ingress at this server's key file, the local stand-in for the Secret
-        volume, and write the key there. The same reload mechanism as on the cluster reads it."""
+        volume, and write the key there. The same reload mechanism as on the cluster reads it. The config's
+        hash follows the edit."""
         for application in self.serve_config["applications"]:
-            kwargs = application["args"].get("ingress_cls_config", {}).get("ingress_extra_kwargs")
+            if application["import_path"] != INGRESS_APP_BUILDER:
+                continue
+            kwargs = application["args"].get(INGRESS_KWARGS_ARG)
             if kwargs is not None and API_KEY_FILE_KWARG in kwargs:
                 kwargs[API_KEY_FILE_KWARG] = str(self.api_key_file)
+        self.serve_config = stamp_serve_config(self.serve_config)
         if self.api_key:
             write_api_keys(self.api_key_file, [self.api_key])
 
@@ -125,6 +142,14 @@ class LocalServer:
     def log_dir(self) -> Path:
         """Where Ray writes its logs (Ray's "Configuring Logging": `<temp dir>/session_latest/logs`)."""
         return log_dir(self.workdir)
+
+    @property
+    def config_hash(self) -> str:
+        return serve_config_hash(self.serve_config)
+
+    @property
+    def serve_config_file(self) -> Path:
+        return self.workdir / "serve_config.yaml"  # what is deployed now, as YAML
 
     @property
     def dashboard(self) -> str:
@@ -171,29 +196,53 @@ class LocalServer:
         self.started = True
         if started.returncode:
             raise LocalRunError(f"`ray start` failed:\n{started.stdout}\n{started.stderr}", exit_code=1)
-        config_path = self.workdir / "serve_config.yaml"
-        config_path.write_text(yaml.safe_dump(self.serve_config, sort_keys=True))
-        deployed = self._run("serve", "deploy", "--address", self.dashboard, str(config_path))
-        if deployed.returncode:
-            raise LocalRunError(f"`serve deploy` failed:\n{deployed.stdout}\n{deployed.stderr}", exit_code=1)
-        self._wait_until_running()
+        self.apply(self.serve_config)
 
-    def _wait_until_running(self) -> None:
+    def apply(self, serve_config: Mapping[str, Any]) -> None:
+        """Deploy `serve_config` (stamped: `stamp_serve_config`) as KubeRay does, and wait until it runs."""
+        self.put_serve_config(serve_config)
+        self.wait_until_running(serve_config)
+
+    def put_serve_config(self, serve_config: Mapping[str, Any]) -> None:
+        """The PUT KubeRay's `UpdateDeployments` sends: the whole config, as JSON, to the dashboard."""
+        self.serve_config = copy_config(serve_config)
+        self.serve_config_file.write_text(yaml.safe_dump(self.serve_config, sort_keys=True))
+        try:
+            self._dashboard_request("PUT", json.dumps(self.serve_config).encode())
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode("utf-8", "replace")
+            raise LocalRunError(f"the dashboard refused the Serve config (HTTP {error.code}):\n{detail}", 1) from error
+
+    def application_statuses(self) -> dict[str, dict]:
+        """Every Serve application's status and message, as KubeRay's `GetMultiApplicationStatus` reads them."""
+        details: dict = json.loads(self._dashboard_request("GET"))
+        return {
+            name: {"status": app.get("status"), "message": app.get("message", "")}
+            for name, app in (details.get("applications") or {}).items()
+        }
+
+    def wait_until_running(self, serve_config: Mapping[str, Any]) -> None:
+        """Until every application of `serve_config` is RUNNING; raises on a failed one or at the timeout."""
+        wanted = sorted(application["name"] for application in serve_config["applications"])
         deadline = time.monotonic() + self.ready_timeout_s
-        last = ""
+        states: dict[str, dict] = {}
         while time.monotonic() < deadline:
-            status = self._run("serve", "status", "--address", self.dashboard, timeout=60)
-            last = status.stdout or status.stderr
-            applications = _serve_status(status.stdout).get("applications") or {}
-            states = {name: app.get("status") for name, app in applications.items()}
-            if states and all(state == "RUNNING" for state in states.values()):
+            states = self.application_statuses()
+            if all(states.get(name, {}).get("status") == "RUNNING" for name in wanted):
                 return
-            if any(state in ("DEPLOY_FAILED", "UNHEALTHY") for state in states.values()):
-                raise LocalRunError(f"the Serve application failed to deploy:\n{last}", exit_code=1)
+            failed = {name: states[name] for name in wanted if states.get(name, {}).get("status") in FAILED_STATES}
+            if failed:
+                raise LocalRunError(f"a Serve application failed to deploy: {json.dumps(failed, indent=2)}", 1)
             time.sleep(2)
-        raise LocalRunError(
-            f"the Serve application was not RUNNING after {self.ready_timeout_s:.0f} s:\n{last}", exit_code=1
-        )
+        summary = {name: states.get(name, {}).get("status", "absent") for name in wanted}
+        raise LocalRunError(f"not RUNNING after {self.ready_timeout_s:.0f} s: {summary}", exit_code=1)
+
+    def _dashboard_request(self, method: str, body: bytes | None = None) -> bytes:
+        headers = {"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}", "Content-Type": "application/json"}
+        request = urllib.request.Request(self.dashboard + SERVE_APPLICATIONS_API, body, headers, method=method)
+        with urllib.request.urlopen(request, timeout=120) as response:
+            data: bytes = response.read()
+            return data
 
     def stop(self) -> Path | None:
         """Stop Ray and remove what the server wrote; the folder of the logs kept (with `keep_logs`), or None."""
@@ -261,11 +310,7 @@ def write_api_keys(path: Path, keys: Sequence[str]) -> None:
     os.replace(partial, path)
 
 
-def _serve_status(output: str) -> dict:
-    """`serve status` prints YAML, after whatever log lines importing vLLM wrote to stdout."""
-    lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(r"^(proxies|applications):", line)), len(lines))
-    try:
-        return yaml.safe_load("\n".join(lines[start:])) or {}
-    except yaml.YAMLError:
-        return {}
+def copy_config(serve_config: Mapping[str, Any]) -> dict:
+    """A deep copy through JSON: what the dashboard receives, and safe to edit."""
+    copied: dict = json.loads(json.dumps(serve_config))
+    return copied

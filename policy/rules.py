@@ -37,6 +37,7 @@ INTERNAL_LB_ANNOTATION = ("networking.gke.io/load-balancer-type", "Internal")
 INTERNAL_GATEWAY_CLASSES = ("gke-l7-rilb", "gke-l7-regional-internal-managed", "gke-l7-cross-regional-internal-managed")
 RAY_NODE_LABEL = ("ray.io/is-ray-node", "yes")
 AUTHENTICATED_INGRESS = "serve_app.ingress:AuthenticatedOpenAiIngress"
+INGRESS_APP_BUILDER = "serve_app.apps:build_ingress_app"
 OPEN = ipaddress.ip_network("0.0.0.0/0")
 
 Rule = Callable[[str, Mapping], list]
@@ -252,7 +253,9 @@ def images_pinned(resource_type: str, props: Mapping) -> list[str]:
 
 
 def endpoint_key_check(resource_type: str, props: Mapping) -> list[str]:
-    """Every Serve application of a RayService runs behind the API-key-checking ingress (llmserve:apiAuth)."""
+    """Every Serve application of a RayService that takes HTTP traffic is the API-key-checking ingress
+    (llmserve:apiAuth). An application with `route_prefix: null` is not exposed over HTTP (the per-model
+    applications and the config marker); one without a route_prefix gets Serve's default, "/"."""
     if resource_type != RAYSERVICE:
         return []
     text = _dig(props, "spec", "serveConfigV2")
@@ -264,11 +267,14 @@ def endpoint_key_check(resource_type: str, props: Mapping) -> list[str]:
         return [f"RayService serveConfigV2 is not YAML: {error}"]
     problems = []
     for application in _items(config.get("applications") if isinstance(config, Mapping) else None):
-        ingress = _dig(application, "args", "ingress_cls_config", "ingress_cls")
-        if ingress != AUTHENTICATED_INGRESS:
+        if isinstance(application, Mapping) and "route_prefix" in application and application["route_prefix"] is None:
+            continue
+        ingress = _dig(application, "args", "ingress_cls")
+        if _dig(application, "import_path") != INGRESS_APP_BUILDER or ingress != AUTHENTICATED_INGRESS:
             problems.append(
-                f"Serve application {_dig(application, 'name')!r} has no API key check (ingress "
-                f"{ingress or 'default'}; expected {AUTHENTICATED_INGRESS}, llmserve:apiAuth=true)"
+                f"Serve application {_dig(application, 'name')!r} has no API key check but takes HTTP traffic "
+                f"(import_path {_dig(application, 'import_path')}, ingress {ingress or 'default'}; expected "
+                f"{INGRESS_APP_BUILDER} with {AUTHENTICATED_INGRESS}, llmserve:apiAuth=true, or route_prefix null)"
             )
     return problems
 

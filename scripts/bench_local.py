@@ -1,6 +1,6 @@
 """Time the local server and load-test it with vLLM's own benchmark: `.venv-local/bin/python scripts/bench_local.py`.
 
-Reports the time from launch to ready (tiny models, Ray, `serve deploy`, RUNNING) and, for each model, the
+Reports the time from launch to ready (tiny models, Ray, the Serve config deployed, RUNNING) and, for each model, the
 first request (which includes a scale-up from zero where the stack allows it); then runs `vllm bench serve`
 (shipped with vLLM, maintained with it) against the model through the project's API-key ingress and prints
 its summary: completed and failed requests, request and output-token throughput, TTFT, TPOT and ITL

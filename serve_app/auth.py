@@ -2,14 +2,14 @@
 
 Ray Serve LLM 2.60 has no API-key check of its own, so the project's ingress
 (`serve_app.ingress.AuthenticatedOpenAiIngress`) installs `ApiKeyMiddleware` on the FastAPI app that
-`build_openai_app` builds. This module is shipped to the cluster (see `serve_app.bundle`) and so imports
-only the standard library (it is plain ASGI; Starlette is needed only for type names); it is tested
-without Ray or vLLM.
+Ray's `make_fastapi_ingress` builds for it (`serve_app.apps.build_ingress_app`). This module is shipped to
+the cluster (see `serve_app.bundle`) and so imports only the standard library (it is plain ASGI; Starlette is
+needed only for type names); it is tested without Ray or vLLM.
 
 Contract:
 
-* The accepted keys are read from a file (`ingress_extra_kwargs.api_key_file` in the Serve config; on the
-  cluster a mounted Secret volume, see `serve_app.contract.DEFAULT_API_KEY_FILE`). It holds one or more keys
+* The accepted keys are read from a file (`ingress_kwargs.api_key_file` in the ingress application's args; on
+  the cluster a mounted Secret volume, see `serve_app.contract.DEFAULT_API_KEY_FILE`). It holds one or more keys
   separated by commas or whitespace, so a key is rotated by deploying "old,new" and later "new". The keys
   themselves never appear in any config.
 * The file is re-read at most every `api_key_reload_s` seconds (default 10), on the first request after the

@@ -9,13 +9,22 @@ plain data, deterministic (keys sorted on dump, models sorted by id), so golden-
     models = parse_models(pulumi.Config().require_object("models"))
     rayservice_spec["serveConfigV2"] = serve_config_yaml(models)   # auth on, keys from the mounted key file
 
-The application uses Ray's own builder, ``ray.serve.llm:build_openai_app``, with one LLMConfig per model
-and, unless auth is explicitly disabled, the project's ingress class (`serve_app.ingress`), which the
-cluster imports from the files of `serve_app.bundle.cluster_sources()`.
+The config holds one Serve application per model (``model-<id>``, Ray Serve LLM's own LLMServer deployment
+for its LLMConfig), one OpenAI ingress application (the project's ingress class, `serve_app.ingress`, behind
+the API key unless auth is explicitly disabled) and one marker application named after the hash of the rest
+(``config-<hash>``); the cluster imports their builders from `serve_app.apps` (the files of
+`serve_app.bundle.cluster_sources()`). Why one application per model: Ray Serve gives every deployment of an
+application one code version derived from the application's args, so in one shared application a change to
+one model restarts them all. The ingress learns the models and the hash from its ``user_config``, which Serve
+applies to the running replica without a restart. After editing a rendered config, `stamp_serve_config` it
+again.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,22 +34,34 @@ import yaml
 from serve_app.contract import (
     API_KEY_FILE_KWARG,
     API_KEY_RELOAD_KWARG,
+    CONFIG_HASH_KEY,
+    CONFIG_MARKER_BUILDER,
     DEFAULT_API_KEY_FILE,
     DEFAULT_API_KEY_RELOAD_S,
+    INGRESS_APP_BUILDER,
     INGRESS_CLASS_PATH,
+    INGRESS_CLS_ARG,
+    INGRESS_DEPLOYMENT,
+    INGRESS_KWARGS_ARG,
+    MODEL_APP_BUILDER,
+    MODELS_KEY,
+    PLAIN_INGRESS_CLASS_PATH,
+    config_marker_name,
+    model_app_name,
 )
-from serve_app.spec import ModelSpec, validate_models
+from serve_app.spec import ModelSpec, serve_deployment_name, validate_models
 
 __all__ = [
-    "BUILD_OPENAI_APP",
     "PREFIX_CACHE_ROUTER",
     "AuthSettings",
     "build_serve_config",
     "llm_config",
+    "model_llm_configs",
+    "serve_config_hash",
     "serve_config_yaml",
+    "stamp_serve_config",
 ]
 
-BUILD_OPENAI_APP = "ray.serve.llm:build_openai_app"
 PREFIX_CACHE_ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
 # PrefixCacheAffinityRouter.initialize_state() in Ray 2.60 (ray/llm/_internal/serve/routing_policies/
 # prefix_aware/prefix_aware_router.py, lines 59-66) defaults `imbalanced_threshold` to infinity, which keeps
@@ -63,6 +84,13 @@ PREFIX_CACHE_ROUTER_KWARGS: Mapping[str, Any] = {
 # The OpenAI ingress wraps each request in RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT (600 s by default); long
 # non-streaming R1 answers then end in HTTP 408. Read from the ingress actor's environment at import.
 ROUTER_HTTP_TIMEOUT_ENV = "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"
+# Ray 2.60's options for the OpenAI ingress deployment (ray/llm/_internal/serve/core/ingress/ingress.py
+# DEFAULT_INGRESS_OPTIONS, with DEFAULT_MAX_ONGOING_REQUESTS and DEFAULT_MAX_TARGET_ONGOING_REQUESTS of
+# ray/llm/_internal/serve/constants.py), written out because the config now sets them per deployment.
+RAY_INGRESS_MAX_ONGOING_REQUESTS = 1_000_000_000
+RAY_INGRESS_TARGET_ONGOING_REQUESTS = 1_000_000_000
+# The config's name: this many hex digits of the SHA-256 of its canonical JSON (64 bits).
+CONFIG_HASH_HEX_DIGITS = 16
 
 
 @dataclass(frozen=True)
@@ -175,7 +203,7 @@ def build_serve_config(
         models: the models to serve (from `parse_models`, or built in code); validated again here.
         auth: API-key settings; None means the default, ``AuthSettings()`` (on, keys in
             the mounted key file). Only ``AuthSettings(enabled=False)`` serves without keys.
-        app_name: the Serve application name (shows in ``serve status`` and metrics).
+        app_name: the ingress application's name (shows in ``serve status`` and metrics).
         route_prefix: where the OpenAI routes live on the Serve HTTP proxy (``/v1/...`` below it).
         http_host, http_port: the Serve HTTP proxy's bind address (the RayService's serve port).
         ingress_request_timeout_s: seconds the OpenAI ingress waits for a non-streaming answer (or for
@@ -190,28 +218,108 @@ def build_serve_config(
         raise ValueError(f"auth must be an AuthSettings or None; found {auth!r}")
     _check_arguments(app_name, route_prefix, http_port, ingress_request_timeout_s)
     validate_models(models)
-    args: dict[str, Any] = {
-        "ingress_deployment_config": {
-            "ray_actor_options": {
-                "runtime_env": {"env_vars": {ROUTER_HTTP_TIMEOUT_ENV: str(ingress_request_timeout_s)}}
-            }
-        },
-        "llm_configs": [llm_config(spec) for spec in sorted(models, key=lambda spec: spec.model_id)],
-    }
+    ingress = _ingress_app(auth, app_name, route_prefix, ingress_request_timeout_s)
+    model_apps = [
+        {
+            "args": llm_config(spec),
+            "import_path": MODEL_APP_BUILDER,
+            "name": model_app_name(spec.model_id),
+            "route_prefix": None,
+        }
+        for spec in sorted(models, key=lambda spec: spec.model_id)
+    ]
+    return stamp_serve_config(
+        {"applications": [ingress, *model_apps], "http_options": {"host": http_host, "port": http_port}}
+    )
+
+
+def _ingress_app(auth: AuthSettings, app_name: str, route_prefix: str, timeout_s: int) -> dict[str, Any]:
+    """The OpenAI ingress application, before `stamp_serve_config` adds what it learns of the models."""
+    ingress_args: dict[str, Any] = {INGRESS_CLS_ARG: PLAIN_INGRESS_CLASS_PATH}
     if auth.enabled:
-        args["ingress_cls_config"] = {
-            "ingress_cls": INGRESS_CLASS_PATH,
-            "ingress_extra_kwargs": {
+        ingress_args = {
+            INGRESS_CLS_ARG: INGRESS_CLASS_PATH,
+            INGRESS_KWARGS_ARG: {
                 API_KEY_FILE_KWARG: auth.api_key_file,
                 API_KEY_RELOAD_KWARG: float(auth.reload_interval_s),
             },
         }
-    return {
-        "applications": [
-            {"args": args, "import_path": BUILD_OPENAI_APP, "name": app_name, "route_prefix": route_prefix}
-        ],
-        "http_options": {"host": http_host, "port": http_port},
+    # Everything about the ingress deployment that may change is set here, per deployment, not in the args:
+    # args changes rebuild and restart the application, these are applied to it (the environment variable
+    # is read at import, so a new timeout still starts a new replica).
+    ingress_deployment = {
+        "name": INGRESS_DEPLOYMENT,
+        "max_ongoing_requests": RAY_INGRESS_MAX_ONGOING_REQUESTS,
+        "ray_actor_options": {"runtime_env": {"env_vars": {ROUTER_HTTP_TIMEOUT_ENV: str(timeout_s)}}},
     }
+    return {
+        "args": ingress_args,
+        "deployments": [ingress_deployment],
+        "import_path": INGRESS_APP_BUILDER,
+        "name": app_name,
+        "route_prefix": route_prefix,
+    }
+
+
+def model_llm_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The LLMConfig of each model application of `config`, in order; edit them in place, then stamp again."""
+    return [app["args"] for app in config["applications"] if app["import_path"] == MODEL_APP_BUILDER]
+
+
+def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of `config` whose ingress knows the current model applications and which is named by its hash.
+
+    Derives the ingress deployment's ``user_config`` (each model's application, deployment and context length)
+    and its autoscaling (Ray's rule: it may scale to zero when every model may) from the model applications,
+    hashes the result (`CONFIG_HASH_HEX_DIGITS` of SHA-256 over canonical JSON, marker and hash left out), and
+    adds the marker application ``config-<hash>`` first and the hash to the ingress's ``user_config``.
+    Idempotent: call it again after any edit of a rendered config (a CPU rewrite, a weights patch).
+    """
+    stamped = copy.deepcopy(dict(config))
+    applications = [app for app in stamped["applications"] if app["import_path"] != CONFIG_MARKER_BUILDER]
+    (ingress,) = [app for app in applications if app["import_path"] == INGRESS_APP_BUILDER]
+    (deployment,) = [entry for entry in ingress["deployments"] if entry["name"] == INGRESS_DEPLOYMENT]
+    models = [app for app in applications if app["import_path"] == MODEL_APP_BUILDER]
+    autoscaling: dict[str, Any] = {"target_ongoing_requests": RAY_INGRESS_TARGET_ONGOING_REQUESTS}
+    if models and all(app["args"]["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for app in models):
+        autoscaling["min_replicas"] = 0
+    deployment["autoscaling_config"] = autoscaling
+    deployment["user_config"] = {MODELS_KEY: [_ingress_model_entry(app) for app in models]}
+    stamped["applications"] = applications
+    digest = hashlib.sha256(
+        json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    ).hexdigest()[:CONFIG_HASH_HEX_DIGITS]
+    deployment["user_config"][CONFIG_HASH_KEY] = digest
+    marker: dict[str, Any] = {
+        "args": {},
+        "import_path": CONFIG_MARKER_BUILDER,
+        "name": config_marker_name(digest),
+        "route_prefix": None,
+    }
+    stamped["applications"] = [marker, *applications]
+    return stamped
+
+
+def _ingress_model_entry(app: Mapping[str, Any]) -> dict[str, Any]:
+    """What the ingress needs of one model: its id, where its deployment lives, and the context length its
+    model card reports (Ray's `to_model_metadata` reads `max_model_len`)."""
+    model_id = app["args"]["model_loading_config"]["model_id"]
+    entry = {"app": app["name"], "deployment": "LLMServer:" + serve_deployment_name(model_id), "id": model_id}
+    max_model_len = app["args"].get("engine_kwargs", {}).get("max_model_len")
+    return entry if max_model_len is None else {**entry, "max_model_len": max_model_len}
+
+
+def serve_config_hash(config: Mapping[str, Any]) -> str:
+    """The hash a stamped config carries (`stamp_serve_config`)."""
+    (deployment,) = [
+        entry
+        for app in config["applications"]
+        if app["import_path"] == INGRESS_APP_BUILDER
+        for entry in app["deployments"]
+        if entry["name"] == INGRESS_DEPLOYMENT
+    ]
+    digest: str = deployment["user_config"][CONFIG_HASH_KEY]
+    return digest
 
 
 def _check_arguments(app_name: str, route_prefix: str, http_port: int, timeout_s: int) -> None:

@@ -1,20 +1,21 @@
-"""The files the cluster needs to import the project's ingress, for a ConfigMap on PYTHONPATH.
+"""The files the cluster needs to build the Serve applications, for a ConfigMap on PYTHONPATH.
 
 The infrastructure mounts the result of `cluster_sources()` as a directory on every Ray container's
-PYTHONPATH (head and workers: Serve builds the application on the head and runs ingress replicas on any
-node), preserving the relative paths, so that ``import serve_app.ingress`` works there.
+PYTHONPATH (head and workers: Serve builds the applications in a task on any node and runs ingress replicas
+on any node), preserving the relative paths, so that ``import serve_app.apps`` works there.
 
-Only the ingress and what it imports are shipped: the ingress must not depend on Pulumi or on the
-deploy-time modules (spec, builder), and a test checks that the shipped set is closed under imports.
+Only the application builders, the ingress and what they import are shipped: they must not depend on Pulumi
+or on the deploy-time modules (spec, builder), and a test checks that the shipped set is closed under imports.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-# Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `ingress.py`.
+# Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `apps.py` and `ingress.py`.
 CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/__init__.py",
+    "serve_app/apps.py",
     "serve_app/auth.py",
     "serve_app/contract.py",
     "serve_app/ingress.py",

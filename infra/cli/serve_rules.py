@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.cli.paths import changed_paths, structured
+from serve_app.contract import CONFIG_MARKER_BUILDER
 
 # deploy_utils.py:168-196: what an application's code version is made of.
 CODE_VERSION_APP_FIELDS = ("import_path", "runtime_env", "args", "autoscaling_policy")
@@ -214,13 +215,22 @@ def app_change(name: str, old: dict, new: dict) -> AppChange | None:
     return AppChange(name, "in place", why)
 
 
+def _applications(config: dict) -> dict[Any, dict]:
+    """The applications by name, the config marker left out: it is renamed with every change by design (what
+    `pulumi up` waits for, serve_app/builder.py) and never starts a replica, so its swap restarts nothing."""
+    return {
+        app.get("name"): app
+        for app in config.get("applications") or []
+        if isinstance(app, dict) and app.get("import_path") != CONFIG_MARKER_BUILDER
+    }
+
+
 def serve_change(old_config: Any, new_config: Any) -> ServeChange:
     """Serve's verdict on a new serveConfigV2 (a YAML string or a dict), application by application."""
     old, new = structured(old_config) or {}, structured(new_config) or {}
     if not isinstance(old, dict) or not isinstance(new, dict):
         return ServeChange((), unknown=("serveConfigV2 (not a mapping)",))
-    before = {app.get("name"): app for app in old.get("applications") or [] if isinstance(app, dict)}
-    after = {app.get("name"): app for app in new.get("applications") or [] if isinstance(app, dict)}
+    before, after = _applications(old), _applications(new)
     apps: list[AppChange] = []
     for name in sorted(set(before) | set(after), key=str):
         if name not in before:

@@ -1,9 +1,13 @@
 """`python -m infra smoke <stack>`: check a running endpoint the way a client uses it; the exit code says pass or fail.
 
-Checks, each timed: `GET /v1/models` lists the model; a chat completion returns the reasoning separately
-(vLLM 0.29's `message.reasoning`, not DeepSeek's `reasoning_content`); a streamed chat completion sends chunks
-and ends with `[DONE]`; a request without a key and one with a wrong key both get 401, with the CORS header a
-browser needs to read it (`Access-Control-Allow-Origin`).
+Checks, each timed: `GET /v1/models` lists the model; the ingress serves the Serve config of the stack's plan
+(`GET /v1/llmserve/config`: its hash equals the plan's and every application of that config is RUNNING); a chat
+completion returns the reasoning separately (vLLM 0.29's `message.reasoning`, not DeepSeek's
+`reasoning_content`); a streamed chat completion sends chunks and ends with `[DONE]`; a request without a key and
+one with a wrong key both get 401, with the CORS header a browser needs to read it (`Access-Control-Allow-Origin`).
+
+The expected config hash is `--config-hash`, else the RayService annotation `llmserve.dev/serve-config-hash` in
+the plan's `resources.json` (`--plan`, default `build/<stack>`, what `python -m infra plan <stack>` writes).
 
 Each request may wait `--timeout` seconds; by default as long as a first request can take on the stack: for a
 model that scales to zero, a new GPU node when the pool can grow, the image pull, the weight load and the
@@ -13,8 +17,8 @@ always runs, or when the stack's files cannot be read.
 The endpoint and key come from `--base-url` / `--api-key` (or `LLMSERVE_API_KEY`), else from the stack's
 outputs (`openai_base_url`, `api_key`) through the Pulumi CLI. Whichever source holds a list of keys (a
 rotation's "OLD,NEW", say `pulumi stack output api_keys`), the last one is used, as a client would. It runs from
-the deploy environment (no cloud library). Exit codes: 0 every check passed,
-1 a check failed or the endpoint does not answer, 2 bad usage (no endpoint known).
+the deploy environment (no cloud library). Exit codes: 0 every check passed, 1 a check failed or the endpoint
+does not answer, 2 bad usage (no endpoint or no expected config hash known).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.catalog import SERVE_CONFIG_HASH_ANNOTATION
 from infra.cli.report import stack_capacity
 from infra.config.errors import ConfigError
 from infra.config.stack import config_from_map
@@ -44,6 +49,8 @@ from infra.render.secrets import current_api_key
 WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
 SMOKE_ORIGIN = "https://llmserve-smoke.invalid"  # a browser's Origin, to see the CORS header of a 401
 WARM_TIMEOUT_S = 300.0  # per request, when no model has to start first
+RAYSERVICE_TYPE = "kubernetes:ray.io/v1:RayService"
+SERVED_CONFIG_PATH = "/llmserve/config"  # below the /v1 base URL: serve_app.contract.SERVED_CONFIG_ROUTE
 PROMPT = "What is 17 + 25? Answer with the number."
 
 
@@ -181,6 +188,30 @@ def check_stream(target: Target, model: str, max_tokens: int) -> str:
     return f"{chunks} chunks with tokens, first after {first_token_s * 1000:.0f} ms"
 
 
+@dataclass(frozen=True)
+class ExpectedConfig:
+    """The Serve config hash the endpoint should serve, and where it comes from (for the messages)."""
+
+    config_hash: str
+    source: str
+
+
+def check_served_config(target: Target, expected: ExpectedConfig) -> str:
+    """The ingress reports the expected config's hash and every application of that config RUNNING."""
+    response = target.request("GET", SERVED_CONFIG_PATH)
+    assert response.status == 200, f"HTTP {response.status}: {response.read()[:300]!r}"
+    body = _json(response)
+    served = body.get("serve_config_hash")
+    assert served == expected.config_hash, (
+        f"serves config {served}, but {expected.source} says {expected.config_hash}: the endpoint runs another "
+        f"Serve config (not applied yet, or the plan is out of date: run `python -m infra plan <stack>`)"
+    )
+    applications = body.get("applications") or {}
+    waiting = {name: state for name, state in applications.items() if state != "RUNNING"}
+    assert applications and not waiting, f"config {served} is not running yet: {waiting or 'no application'}"
+    return f"config {served} ({expected.source}), {len(applications)} applications RUNNING"
+
+
 def check_unauthorized(target: Target, key: str | None) -> str:
     response = target.request("GET", "/models", key=key, origin=SMOKE_ORIGIN)
     assert response.status == 401, f"expected 401, got HTTP {response.status}"
@@ -192,7 +223,9 @@ def check_unauthorized(target: Target, key: str | None) -> str:
     return "401, readable cross-origin"
 
 
-def smoke(target: Target, model: str | None = None, max_tokens: int = 64, reasoning: bool = True) -> bool:
+def smoke(
+    target: Target, expected: ExpectedConfig, model: str | None = None, max_tokens: int = 64, reasoning: bool = True
+) -> bool:
     """Run every check against `target` (results in `target.checks`); True when all passed."""
     chosen: list[str] = []
 
@@ -202,6 +235,7 @@ def smoke(target: Target, model: str | None = None, max_tokens: int = 64, reason
         return detail
 
     target.run("GET /v1/models", models)
+    target.run("served config", lambda: check_served_config(target, expected))
     if chosen:
         target.run(f"chat completion ({chosen[0]})", lambda: check_chat(target, chosen[0], max_tokens, reasoning))
         target.run(f"streamed chat completion ({chosen[0]})", lambda: check_stream(target, chosen[0], max_tokens))
@@ -285,6 +319,34 @@ def stack_outputs(stack: str, root: Path) -> dict:
     return outputs
 
 
+def expected_config(args: argparse.Namespace, root: Path) -> ExpectedConfig:
+    """`--config-hash`, else the hash the stack's plan gives its RayService (standard library: resources.json)."""
+    if args.config_hash:
+        return ExpectedConfig(args.config_hash, "--config-hash")
+    plan = args.plan or root / "build" / args.stack
+    resources_file = plan / "resources.json"
+    try:
+        resources = json.loads(resources_file.read_text())
+    except (OSError, ValueError) as error:
+        raise SmokeError(
+            f"no plan to compare the served config with ({resources_file}: {error}); run "
+            f"`python -m infra plan {args.stack}` (or pass --plan <folder> or --config-hash <hash>)",
+            exit_code=2,
+        ) from error
+    hashes = [
+        resource["inputs"].get("metadata", {}).get("annotations", {}).get(SERVE_CONFIG_HASH_ANNOTATION)
+        for resource in resources
+        if isinstance(resource, dict) and resource.get("type") == RAYSERVICE_TYPE
+    ]
+    if len(hashes) != 1 or not hashes[0]:
+        raise SmokeError(
+            f"{resources_file} has no RayService with a {SERVE_CONFIG_HASH_ANNOTATION} annotation (a plan "
+            f"from before it existed?); run `python -m infra plan {args.stack}` again",
+            exit_code=2,
+        )
+    return ExpectedConfig(hashes[0], f"the plan in {plan}")
+
+
 def normalized_base_url(url: str) -> str:
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
@@ -297,6 +359,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="the OpenAI API base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--api-key", help="API key (default: $LLMSERVE_API_KEY, else the stack's api_key output)")
     parser.add_argument("--model", help="model id to use (default: the first one /v1/models lists)")
+    parser.add_argument(
+        "--plan",
+        type=Path,
+        help="the stack's plan folder, whose RayService gives the expected config (default build/<stack>)",
+    )
+    parser.add_argument("--config-hash", help="the Serve config hash the endpoint must serve (instead of a plan's)")
     parser.add_argument("--max-tokens", type=int, default=64, help="completion tokens per request (default 64)")
     parser.add_argument(
         "--timeout",
@@ -316,6 +384,7 @@ def run(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or Path(__file__).resolve().parents[2]
     try:
         # Every source may hold the accepted keys of a rotation, "OLD,NEW": a client sends the newest.
+        expected = expected_config(args, root)
         base_url = args.base_url
         api_key = current_api_key(args.api_key) or current_api_key(os.environ.get("LLMSERVE_API_KEY"))
         if base_url is None or api_key is None:
@@ -329,7 +398,7 @@ def run(args: argparse.Namespace, root: Path | None = None) -> int:
         )
         target = Target(normalized_base_url(base_url), api_key, timeout_s=timeout_s)
         print(f"timeout per request: {timeout_s:.0f} s ({why})", flush=True)
-        passed = smoke(target, args.model, args.max_tokens, reasoning=not args.no_reasoning)
+        passed = smoke(target, expected, args.model, args.max_tokens, reasoning=not args.no_reasoning)
     except SmokeError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -32,10 +32,12 @@ class LlmServiceArgs:
 class LlmService(pulumi.ComponentResource):
     """A RayService that serves `settings.models` behind an OpenAI-compatible, API-key-checked endpoint.
 
-    `pulumi up` returns only once KubeRay reports the RayService Ready (the Serve applications run), or fails
-    after `ready_timeout_minutes`. With `upgrade="Recreate"` a change under `rayClusterConfig` makes Pulumi
-    delete and recreate the RayService, because KubeRay's own `None` strategy would ignore the change.
-    Pass the cluster's Kubernetes provider (and a dependency on the KubeRay operator) through `opts`.
+    `pulumi up` returns only once KubeRay reports the RayService Ready with every Serve application of the config
+    just applied RUNNING (its `config-<hash>` marker included; see `wait_for_conditions` in
+    infra/render/rayservice.py), or fails after `ready_timeout_minutes`. With `upgrade="Recreate"` a change
+    under `rayClusterConfig` makes Pulumi delete and recreate the RayService, because KubeRay's own `None`
+    strategy would ignore the change. Pass the cluster's Kubernetes provider (and a dependency on the KubeRay
+    operator) through `opts`.
     """
 
     api_key: pulumi.Output[str]  # every accepted key ("OLD,NEW" during a rotation), as the Secret holds them
@@ -125,7 +127,8 @@ class LlmService(pulumi.ComponentResource):
     def _rayservice(
         self, name: str, settings: RayServiceSettings, ready_timeout_minutes: int, depends_on: list[pulumi.Resource]
     ) -> KubernetesObject:
-        """The RayService, after everything it mounts or needs. Pulumi waits for Ready up to the timeout."""
+        """The RayService, after everything it mounts or needs. Pulumi waits for its waitFor conditions up to the
+        timeout."""
         timeout = f"{ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}
         if settings.upgrade == "Recreate":

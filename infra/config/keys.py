@@ -267,9 +267,9 @@ SERVING_KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "serveReadyTimeoutMinutes",
         "integer",
-        "How long `pulumi up` waits for the RayService to be Ready with every Serve application "
-        "RUNNING (a cold start of DeepSeek-R1 takes about 7.5-20 minutes from the model store, up to 41 "
-        "from the Hub; see capacity.json).",
+        "How long `pulumi up` waits for the RayService to be Ready with every Serve application of the new "
+        "config RUNNING (a cold start of DeepSeek-R1 takes about 7.5-20 minutes from the model store, up to 41 "
+        "from the Hub; see capacity.json); a change that ends in DEPLOY_FAILED fails only after this long.",
         150,
         range=_A_WEEK,
     ),

@@ -33,6 +33,7 @@ from infra.catalog import (
     PART_OF_LABEL,
     RAY_NODE_SELECTOR,
     RAY_VERSION,
+    SERVE_CONFIG_HASH_ANNOTATION,
     SYSTEM_POOL_LABELS,
     GpuDirect,
     MachineProfile,
@@ -42,9 +43,9 @@ from infra.render.files import content_name, files_configmap, files_volume, keye
 from infra.render.gpudirect.pod_patch import workload_pod_patch
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, hf_token_secret_name
 from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
-from serve_app.builder import AuthSettings, build_serve_config
+from serve_app.builder import AuthSettings, build_serve_config, serve_config_hash
 from serve_app.bundle import cluster_sources
-from serve_app.contract import DEFAULT_API_KEY_FILE
+from serve_app.contract import DEFAULT_API_KEY_FILE, config_marker_name
 from serve_app.spec import ModelSpec
 
 SERVE_PORT = 8000
@@ -61,10 +62,12 @@ WAIT_FOR_READY = "condition=Ready"
 # pending cluster starts; KubeRay sets UpgradeInProgress=False (reason NoPendingCluster) only once the switch is
 # done, and whenever an active cluster exists without a pending one (so also after a Recreate).
 WAIT_FOR_NO_PENDING_CLUSTER = "condition=UpgradeInProgress=False"
-# KubeRay sets status.observedGeneration in the same status write as the application statuses it fetched after
-# submitting the new serveConfigV2 (rayservice_controller.go: reconcileServe, then calculateStatus). Until the
-# two generations match, the statuses are the previous config's. The provider's RFC 9535 JSONPath compares
-# against the object's own metadata.generation: the filter selects .status only once it has caught up.
+# KubeRay has written a status for this generation of the spec. Not enough on its own: KubeRay 1.7 fetches the
+# application statuses *before* it submits a changed serveConfigV2 (rayservice_controller.go reconcileServe:
+# getAndCheckServeStatus, then updateServeDeployment) and calculateStatus writes observedGeneration in the same
+# update as those pre-submit statuses. The application named after the config's hash (see wait_for_conditions)
+# is what no pre-submit status can satisfy. The provider's RFC 9535 JSONPath compares against the object's own
+# metadata.generation: the filter selects .status only once it has caught up.
 WAIT_FOR_OBSERVED = "jsonpath={$[?@.observedGeneration == $.metadata.generation]}"
 API_KEY_VOLUME = "api-keys"
 KUBERAY_UPGRADE_TYPE = {"NewCluster": "NewCluster", "Recreate": "None"}
@@ -165,21 +168,32 @@ def application_status_path(app_name: str) -> str:
 
 def wait_for_conditions(serve_config: dict) -> list[str]:
     """What `pulumi up` waits for on the RayService: KubeRay has seen this spec, it is Ready, no upgrade to a
-    second cluster is still pending, and every Serve application is RUNNING.
+    second cluster is still pending, and every Serve application of *this* config is RUNNING, the first of them
+    the marker ``config-<hash>`` named after the config's hash (serve_app.builder.stamp_serve_config).
 
-    `condition=Ready` alone is not enough: on an in-place serveConfigV2 update KubeRay keeps Ready=True while
-    the old endpoints serve, so the update would return while the new application still deploys, and a
-    DEPLOY_FAILED one would look fine. The application statuses alone are not enough either: right after the
-    update they still say RUNNING for the previous config, hence the observedGeneration condition first. With
-    rayClusterUpgrade NewCluster, a cluster change leaves all of these true for the old cluster while the new
-    one is pending, hence UpgradeInProgress=False. The
-    Kubernetes provider (>= 4.18; RFC 9535 JSONPath since 4.24) takes a JSON list of conditions and waits
-    until all hold at once; while it waits it shows the first unmet condition with the value it found
-    (e.g. `found "DEPLOY_FAILED"`), and at the custom timeout it fails with that last state of the object.
+    The marker makes the wait unsatisfiable by any status KubeRay writes before it submits this config: KubeRay
+    1.7 copies the applications the dashboard lists into status.activeServiceStatus.applicationStatuses,
+    replacing the previous map (rayservice_controller.go calculateStatus), and before the submit no application
+    has that name. The PUT that submits it returns only after the Serve controller has applied the whole config
+    (ray/serve/_private/controller.py apply_config), which marks every application of it DEPLOYING
+    (application_state.py _set_target_state) and creates the marker as DEPLOYING; an application reports RUNNING
+    again only once its deployments are healthy at the new target. So the first status that lists the marker
+    comes from after the submit, and "marker and every application RUNNING" in one status means this config
+    runs. `condition=Ready` alone is not enough (KubeRay keeps it True while the old endpoints serve), nor are
+    the application statuses alone (right after the update they still say RUNNING for the previous config).
+    With rayClusterUpgrade NewCluster, a cluster change leaves all of these true for the old cluster while the
+    new one is pending, hence UpgradeInProgress=False. The Kubernetes provider (>= 4.18; RFC 9535 JSONPath since
+    4.24) takes a JSON list of conditions and waits until all hold at once; while it waits it shows the first
+    unmet condition with the value it found (e.g. `found "DEPLOY_FAILED"`), and at the custom timeout it fails
+    with that last state of the object. It has no failure condition (pulumi-kubernetes #4428): a DEPLOY_FAILED
+    application waits for the timeout.
     """
-    apps = sorted(application["name"] for application in serve_config["applications"])
+    marker = config_marker_name(serve_config_hash(serve_config))
+    others = sorted(
+        application["name"] for application in serve_config["applications"] if application["name"] != marker
+    )
     return [WAIT_FOR_OBSERVED, WAIT_FOR_READY, WAIT_FOR_NO_PENDING_CLUSTER] + [
-        f"jsonpath={application_status_path(app)}=RUNNING" for app in apps
+        f"jsonpath={application_status_path(app)}=RUNNING" for app in [marker, *others]
     ]
 
 
@@ -224,7 +238,10 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
             "name": settings.name,
             "namespace": settings.namespace,
             "labels": dict(PART_OF_LABEL),
-            "annotations": {WAIT_FOR_ANNOTATION: json.dumps(wait_for_conditions(serve_config))},
+            "annotations": {
+                WAIT_FOR_ANNOTATION: json.dumps(wait_for_conditions(serve_config)),
+                SERVE_CONFIG_HASH_ANNOTATION: serve_config_hash(serve_config),
+            },
         },
         "spec": spec,
     }

@@ -30,6 +30,7 @@ from infra.catalog import MachineProfile
 from infra.config.sections.weights import RUNAI_LOAD_FORMAT, runai_extra_config
 from infra.config.settings import ModelWeights, WeightsConfig
 from infra.config.stackfiles import PROJECT_ROOT
+from serve_app.builder import model_llm_configs, stamp_serve_config
 from serve_app.spec import ModelSpec
 from staging.layout import MANIFEST_NAME
 
@@ -281,26 +282,26 @@ def _warmup_script(roots: Sequence[str]) -> str:
 
 
 def patch_serve_config(config: dict, settings: WeightsSettings, models: Sequence[ModelSpec]) -> dict:
-    """The Serve config with each store-backed model reading the store instead of `source`."""
+    """The Serve config with each store-backed model reading the store instead of `source` (stamped again:
+    the config's hash follows the edit)."""
     config = copy.deepcopy(config)
     specs = {model.model_id: model for model in models}
-    for application in config["applications"]:
-        for llm in application["args"]["llm_configs"]:
-            model_id = llm["model_loading_config"]["model_id"]
-            weights = settings.config.for_model(model_id)
-            if weights.uses_store:
-                _offline(llm)
-            if weights.source == "gcsfuse":
-                llm["model_loading_config"]["model_source"] = mount_path(model_id)
-            elif weights.source == "runai-streamer":
-                llm["model_loading_config"]["model_source"] = {
-                    "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"
-                }
-                engine = dict(llm["engine_kwargs"])
-                engine["load_format"] = RUNAI_LOAD_FORMAT
-                engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])
-                llm["engine_kwargs"] = dict(sorted(engine.items()))
-    return config
+    for llm in model_llm_configs(config):
+        model_id = llm["model_loading_config"]["model_id"]
+        weights = settings.config.for_model(model_id)
+        if weights.uses_store:
+            _offline(llm)
+        if weights.source == "gcsfuse":
+            llm["model_loading_config"]["model_source"] = mount_path(model_id)
+        elif weights.source == "runai-streamer":
+            llm["model_loading_config"]["model_source"] = {
+                "bucket_uri": f"gs://{settings.bucket}/{weights.prefix.rstrip('/')}"
+            }
+            engine = dict(llm["engine_kwargs"])
+            engine["load_format"] = RUNAI_LOAD_FORMAT
+            engine["model_loader_extra_config"] = runai_extra_config(specs[model_id])
+            llm["engine_kwargs"] = dict(sorted(engine.items()))
+    return stamp_serve_config(config)
 
 
 def _offline(llm: dict) -> None:

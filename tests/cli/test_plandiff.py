@@ -63,11 +63,11 @@ def test_a_serve_config_change_is_in_place(plans):
     new = edited(
         plans["prod"],
         RAYSERVICE,
-        serve_edit(lambda c: c["applications"][0]["args"]["llm_configs"][0]["engine_kwargs"].update(max_num_seqs=32)),
+        serve_edit(lambda c: c["applications"][2]["args"]["engine_kwargs"].update(max_num_seqs=32)),  # the R1 app
     )
     change = only_change(diff_plans(plans["prod"], new))
     assert (change.action, change.name) == ("change", RAYSERVICE)
-    assert change.paths == ("spec.serveConfigV2.applications[0].args.llm_configs[0].engine_kwargs.max_num_seqs",)
+    assert change.paths == ("spec.serveConfigV2.applications[2].args.engine_kwargs.max_num_seqs",)
     assert change.upgrade.kind == "in place, models restart"
     assert change.upgrade.reason.startswith("Serve restarts deepseek-r1 on the running cluster")
     assert change.upgrade.details[-1] == (

@@ -16,6 +16,7 @@ import pytest
 from infra.cli.main import main
 
 KEY = "k" * 32
+CONFIG_HASH = "0123456789abcdef"
 
 
 class Behaviour:
@@ -23,6 +24,8 @@ class Behaviour:
     stream_done = True
     check_key = True
     cors_on_401 = True  # the project's ingress: a 401 carries the app's CORS headers
+    served_hash = CONFIG_HASH
+    model_state = "RUNNING"
 
 
 def make_handler(behaviour: Behaviour):
@@ -48,8 +51,17 @@ def make_handler(behaviour: Behaviour):
             self.wfile.write(data)
 
         def do_GET(self):
-            if self._authorized():
-                self._send(200, {"object": "list", "data": [{"id": "deepseek-r1"}, {"id": "other"}]})
+            if not self._authorized():
+                return
+            if self.path == "/v1/llmserve/config":  # serve_app.ingress ConfiguredOpenAiIngress.served_config
+                applications = {
+                    f"config-{behaviour.served_hash}": "RUNNING",
+                    "llm": "RUNNING",
+                    "model-deepseek-r1": behaviour.model_state,
+                }
+                self._send(200, {"serve_config_hash": behaviour.served_hash, "applications": applications})
+                return
+            self._send(200, {"object": "list", "data": [{"id": "deepseek-r1"}, {"id": "other"}]})
 
         def do_POST(self):
             if not self._authorized():
@@ -90,8 +102,9 @@ def endpoint():
     server.server_close()
 
 
-def smoke(url, *extra):
-    return main(["smoke", "dev", "--base-url", url, "--api-key", KEY, "--timeout", "10", *extra])
+def smoke(url, *extra, config_hash=CONFIG_HASH):
+    expected = ["--config-hash", config_hash] if config_hash else []
+    return main(["smoke", "dev", "--base-url", url, "--api-key", KEY, "--timeout", "10", *expected, *extra])
 
 
 def test_a_correct_endpoint_passes_every_check_and_prints_latencies(endpoint, capsys):
@@ -101,13 +114,15 @@ def test_a_correct_endpoint_passes_every_check_and_prints_latencies(endpoint, ca
     assert f"smoke test of {url}/v1" in out
     for name in (
         "GET /v1/models",
+        "served config",
         "chat completion (deepseek-r1)",
         "streamed chat completion (deepseek-r1)",
         "401 without a key",
         "401 with a wrong key",
     ):
         assert any(line.strip().startswith(f"PASS  {name}") and " ms " in line for line in out.splitlines()), out
-    assert "5 passed, 0 failed" in out and "content none (cut short while thinking)" in out
+    assert "6 passed, 0 failed" in out and "content none (cut short while thinking)" in out
+    assert f"config {CONFIG_HASH} (--config-hash), 3 applications RUNNING" in out
 
 
 def test_the_model_flag_picks_a_listed_model_and_refuses_an_unlisted_one(endpoint, capsys):
@@ -125,6 +140,11 @@ def test_the_model_flag_picks_a_listed_model_and_refuses_an_unlisted_one(endpoin
         (("stream_done", False), "the stream did not end with data: [DONE]"),
         (("check_key", False), "expected 401, got HTTP 200"),
         (("cors_on_401", False), "the 401 has no CORS header for Origin https://llmserve-smoke.invalid"),
+        (
+            ("served_hash", "fedcba9876543210"),
+            "serves config fedcba9876543210, but --config-hash says 0123456789abcdef: the endpoint runs another",
+        ),
+        (("model_state", "DEPLOY_FAILED"), "is not running yet: {'model-deepseek-r1': 'DEPLOY_FAILED'}"),
     ],
 )
 def test_each_wrong_behaviour_fails_its_check_and_the_exit_code(endpoint, capsys, change, failure):
@@ -133,6 +153,45 @@ def test_each_wrong_behaviour_fails_its_check_and_the_exit_code(endpoint, capsys
     assert smoke(url) == 1
     out = capsys.readouterr().out
     assert failure in out and "FAIL" in out, out
+
+
+def write_plan(folder, config_hash):
+    folder.mkdir(parents=True, exist_ok=True)
+    rayservice = {
+        "type": "kubernetes:ray.io/v1:RayService",
+        "name": "llm-serve-rayservice",
+        "parent": "llm-serve",
+        "inputs": {"metadata": {"annotations": {"llmserve.dev/serve-config-hash": config_hash}}},
+    }
+    (folder / "resources.json").write_text(
+        json.dumps([{"type": "kubernetes:core/v1:Namespace", "inputs": {}}, rayservice])
+    )
+
+
+def test_the_expected_config_comes_from_the_stacks_plan(endpoint, capsys, tmp_path):
+    url, _ = endpoint
+    write_plan(tmp_path / "plan", CONFIG_HASH)
+    assert smoke(url, "--plan", str(tmp_path / "plan"), config_hash=None) == 0
+    assert f"config {CONFIG_HASH} (the plan in {tmp_path / 'plan'})" in capsys.readouterr().out
+    write_plan(tmp_path / "other", "1111111111111111")
+    assert smoke(url, "--plan", str(tmp_path / "other"), config_hash=None) == 1
+    assert "serves config 0123456789abcdef, but the plan in" in capsys.readouterr().out
+
+
+def test_the_default_plan_is_build_stack_under_the_project(endpoint, capsys, tmp_path):
+    url, _ = endpoint
+    args = ["smoke", "dev", "--base-url", url, "--api-key", KEY, "--timeout", "10"]
+    assert main(args, root=tmp_path) == 2, "no plan, no --config-hash: nothing to compare with"
+    err = capsys.readouterr().err
+    assert str(tmp_path / "build" / "dev" / "resources.json") in err and "run `python -m infra plan dev`" in err
+    write_plan(tmp_path / "build" / "dev", CONFIG_HASH)
+    assert main(args, root=tmp_path) == 0
+
+
+def test_a_plan_without_the_hash_annotation_is_a_usage_error(capsys, tmp_path):
+    write_plan(tmp_path, "")
+    assert main(["smoke", "dev", "--base-url", "http://127.0.0.1:9/v1", "--plan", str(tmp_path)]) == 2
+    assert "has no RayService with a llmserve.dev/serve-config-hash annotation" in capsys.readouterr().err
 
 
 def test_a_target_that_does_not_answer_names_the_url(capsys):
@@ -149,12 +208,12 @@ def test_a_target_that_does_not_answer_names_the_url(capsys):
 def test_without_an_endpoint_and_without_the_pulumi_cli_it_says_what_to_pass(monkeypatch, capsys):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("LLMSERVE_API_KEY", raising=False)
-    assert main(["smoke", "dev"]) == 2
+    assert main(["smoke", "dev", "--config-hash", CONFIG_HASH]) == 2
     assert "pass --base-url and --api-key" in capsys.readouterr().err
 
 
 def test_a_url_without_a_scheme_is_refused(capsys):
-    assert main(["smoke", "dev", "--base-url", "127.0.0.1:8000", "--api-key", KEY]) == 2
+    assert main(["smoke", "dev", "--base-url", "127.0.0.1:8000", "--api-key", KEY, "--config-hash", CONFIG_HASH]) == 2
     assert "--base-url must start with http:// or https://; found '127.0.0.1:8000'" in capsys.readouterr().err
 
 
@@ -166,7 +225,7 @@ def test_smoke_runs_where_pulumi_is_not_installed():
 
     code = (
         "import sys; sys.modules['pulumi'] = None; from infra.cli.main import main; "
-        "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x']))"
+        "sys.exit(main(['smoke', 'dev', '--base-url', 'http://127.0.0.1:9', '--api-key', 'x', '--config-hash', 'x']))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -242,7 +301,7 @@ def test_a_rotation_list_from_any_source_sends_only_the_newest_key(endpoint, cap
 
     url, _ = endpoint
     rotation = f"{OLD_KEY},{KEY}"
-    args = ["smoke", "dev", "--base-url", url, "--timeout", "10"]
+    args = ["smoke", "dev", "--base-url", url, "--timeout", "10", "--config-hash", CONFIG_HASH]
     monkeypatch.delenv("LLMSERVE_API_KEY", raising=False)
     if source == "--api-key":
         args += ["--api-key", rotation]
@@ -251,4 +310,4 @@ def test_a_rotation_list_from_any_source_sends_only_the_newest_key(endpoint, cap
     else:
         monkeypatch.setattr(smoke_module, "stack_outputs", lambda stack, root: {"api_key": rotation})
     assert main(args) == 0, capsys.readouterr()
-    assert "5 passed, 0 failed" in capsys.readouterr().out
+    assert "6 passed, 0 failed" in capsys.readouterr().out

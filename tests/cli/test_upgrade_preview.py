@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import yaml
-
 from infra.cli.plandiff import diff_plans, format_diff
 from infra.cli.report import model_times
 from infra.render.rayservice import REPLICA_BOUNDS_ANNOTATION
@@ -35,10 +32,11 @@ def models_json(models):
     return json.dumps(models)
 
 
-def test_one_models_engine_option_on_dev_restarts_the_models_of_its_application(stack_variant, stack_models):
-    """Today all of a stack's models are one Serve application: one model's option changes the application's
-    args, hence its code version, and Serve restarts every model in it. A model with at most one replica is
-    down for one engine start while it runs; the estimate is shown."""
+def test_one_models_engine_option_on_dev_restarts_only_that_model(stack_variant, stack_models):
+    """Each model is its own Serve application: one model's option changes that application's args, hence its
+    code version, and Serve restarts that model alone; the ingress only learns the new hash (user_config) and
+    the other model keeps serving. A model with at most one replica is down for one engine start while it runs;
+    the estimate is shown."""
     models = stack_models("dev")
     models[1]["maxNumSeqs"] = 32  # deepseek-r1-distill-qwen-1.5b
     diff = preview(stack_variant("dev"), stack_variant("dev", models=models_json(models)))
@@ -46,18 +44,18 @@ def test_one_models_engine_option_on_dev_restarts_the_models_of_its_application(
     assert [c.name for c in diff.changes] == [RAYSERVICE] and change.action == "change"
     assert change.upgrade.kind == "in place, models restart"
     assert change.upgrade.reason == (
-        "Serve restarts deepseek-r1-distill-qwen-1.5b, deepseek-r1-distill-qwen-7b on the running cluster; the "
-        "endpoint drops deepseek-r1-distill-qwen-1.5b, deepseek-r1-distill-qwen-7b for one engine start where a "
-        "single replica runs"
+        "Serve restarts deepseek-r1-distill-qwen-1.5b on the running cluster; the endpoint drops "
+        "deepseek-r1-distill-qwen-1.5b for one engine start where a single replica runs"
     )
-    assert change.upgrade.details == (
-        "application 'llm' restarts: args.llm_configs[0].engine_kwargs.max_num_seqs changed, which makes its code "
-        "version (import_path, runtime_env, args), so every deployment of it restarts",
+    assert change.upgrade.details[:3] == (
+        "application 'llm': deployments[OpenAiIngress].user_config.serve_config_hash applied to the running "
+        "replicas, no restart",
+        "application 'model-deepseek-r1-distill-qwen-1.5b' restarts: args.engine_kwargs.max_num_seqs changed, "
+        "which makes its code version (import_path, runtime_env, args), so every deployment of it restarts",
         "  deepseek-r1-distill-qwen-1.5b: at zero replicas nothing restarts; running one replica it is down for "
         "one engine start, about 2.5-7.1 min (estimated); with more, a rolling restart keeps it serving",
-        "  deepseek-r1-distill-qwen-7b: its only replica restarts while it runs (at zero replicas nothing "
-        "restarts): down for one engine start, about 2.7-7.6 min (estimated)",
     )
+    assert not [line for line in change.upgrade.details if "deepseek-r1-distill-qwen-7b" in line]
 
 
 def test_one_models_engine_option_on_prod_takes_r1_down_for_one_engine_start(stack_variant, stack_models):
@@ -67,8 +65,9 @@ def test_one_models_engine_option_on_prod_takes_r1_down_for_one_engine_start(sta
     models[0]["maxNumSeqs"] = 32
     change = rayservice_change(preview(stack_variant("prod"), stack_variant("prod", models=models_json(models))))
     assert change.action == "change" and change.upgrade.kind == "in place, models restart"
-    assert change.upgrade.details[-1] == (
+    assert (
         "  deepseek-r1: its only replica restarts: down for one engine start, about 5.5-15 min (estimated)"
+        in change.upgrade.details
     )
     assert change.upgrade.reason == (
         "Serve restarts deepseek-r1 on the running cluster; the endpoint drops deepseek-r1 for one engine start "
@@ -109,7 +108,10 @@ def test_without_the_bounds_in_the_pod_template_a_replica_count_change_is_not_ap
         "the running RayCluster nor builds a new one, so this does not take effect (kuberay #2331, #4568); the "
         "groups keep their old bounds (l4-x2 0-1 -> 0-2 pods), and replicas that need more never schedule"
     )
-    assert change.upgrade.details[0].startswith("application 'llm' restarts: args.llm_configs[1]")
+    assert any(
+        line.startswith("application 'model-deepseek-r1-distill-qwen-7b' restarts: args.deployment_config")
+        for line in change.upgrade.details
+    ), change.upgrade.details
 
 
 def test_an_appended_model_on_dev_grows_its_worker_group_through_a_second_cluster(stack_variant, stack_models):
@@ -132,27 +134,23 @@ def test_an_appended_model_on_dev_grows_its_worker_group_through_a_second_cluste
     )
 
 
-def test_an_appended_model_that_fits_its_worker_group_restarts_the_application_in_place(stack_variant, stack_models):
+def test_an_appended_model_that_fits_its_worker_group_starts_alone_in_place(stack_variant, stack_models):
     """With the 1.5B model's group already at the pool's size (2 pods), one more 1-GPU model leaves the Ray
-    cluster as it is: only the Serve config changes, and today's single application restarts all its models."""
+    cluster as it is: only the Serve config changes; the new model's application starts and no model restarts
+    (the ingress learns the model list through user_config)."""
     models = stack_models("dev")
     models[1]["maxReplicas"] = 4  # deepseek-r1-distill-qwen-1.5b: 4 x 1 GPU = 2 pods, the pool's 2 nodes
     before = stack_variant("dev", models=models_json(models))
     extra = {"id": "qwen-extra", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "acceleratorType": "L4"}
     models.append({**extra, "minReplicas": 0, "maxReplicas": 1})
     change = rayservice_change(preview(before, stack_variant("dev", models=models_json(models))))
-    assert change.upgrade.kind == "in place, models restart"
-    assert change.paths == ("spec.serveConfigV2.applications[0].args.llm_configs",)
-    assert change.upgrade.details[0] == (
-        "application 'llm' restarts: args.llm_configs changed, which makes its code version (import_path, "
-        "runtime_env, args), so every deployment of it restarts"
+    assert change.upgrade.kind == "in place, no restart"
+    assert change.upgrade.reason == "applied to the running cluster; no model restarts"
+    assert change.upgrade.details[:2] == (
+        "application 'llm': deployments[OpenAiIngress].user_config.models, "
+        "deployments[OpenAiIngress].user_config.serve_config_hash applied to the running replicas, no restart",
+        "application 'model-qwen-extra' is added: Serve builds and starts it (qwen-extra)",
     )
-    assert [line.split(":")[0] for line in change.upgrade.details[1:]] == [
-        "  qwen-extra",  # the new model starts with the application
-        "  deepseek-r1-distill-qwen-1.5b",  # the old application's models restart
-        "  deepseek-r1-distill-qwen-7b",
-    ]
-    assert change.upgrade.details[1] == "  qwen-extra: new, starts with the application"
 
 
 def test_an_image_change_on_dev_needs_a_second_cluster_that_fits_the_pool(stack_variant):
@@ -185,32 +183,3 @@ def test_an_image_change_on_a_full_newcluster_pool_never_completes(stack_variant
         "it needs 16 GPUs at its smallest while the old cluster keeps its own (16 at least); the GPU pool has 16 "
         "GPUs at most, so the second cluster never gets them and the upgrade never completes"
     )
-
-
-def per_model_applications(plan):
-    """The plan with its Serve config split into one application per model (the shape that restarts only the
-    model that changed), the rest of the plan as it is."""
-    rayservice = next(r for r in plan.resources if r["name"] == RAYSERVICE)["inputs"]
-    config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    (app,) = config["applications"]
-    config["applications"] = [
-        {**app, "name": llm["model_loading_config"]["model_id"], "args": {**app["args"], "llm_configs": [llm]}}
-        for llm in app["args"]["llm_configs"]
-    ]
-    rayservice["spec"]["serveConfigV2"] = yaml.safe_dump(config, sort_keys=True)
-    return plan
-
-
-@pytest.mark.parametrize("stack", ["dev"])
-def test_with_one_application_per_model_only_the_changed_model_restarts(stack, stack_variant, stack_models):
-    models = stack_models(stack)
-    models[1]["maxNumSeqs"] = 32
-    old = per_model_applications(stack_variant(stack))
-    new = per_model_applications(stack_variant(stack, models=models_json(models)))
-    change = rayservice_change(preview(old, new))
-    assert change.upgrade.kind == "in place, models restart"
-    assert change.upgrade.reason.startswith("Serve restarts deepseek-r1-distill-qwen-1.5b on the running cluster")
-    assert [d for d in change.upgrade.details if not d.startswith("  ")] == [
-        "application 'deepseek-r1-distill-qwen-1.5b' restarts: args.llm_configs[0].engine_kwargs.max_num_seqs "
-        "changed, which makes its code version (import_path, runtime_env, args), so every deployment of it restarts"
-    ]

@@ -1,8 +1,9 @@
 """End to end: the dev stack's own Serve application on this CPU, through the official `openai` client.
 
 `python -m local_run dev` builds tiny models of the stack's architectures, starts Ray, deploys the
-stack's serve config through `serve deploy` and serves the OpenAI API with the project's API-key ingress.
-Both dev models scale to zero, so the first request to each also exercises Serve's scale-up from zero.
+stack's serve config as KubeRay does (a PUT of the whole config to the dashboard's /api/serve/applications/)
+and serves the OpenAI API with the project's API-key ingress. Both dev models scale to zero, so the first
+request to each also exercises Serve's scale-up from zero.
 
 Run in the heavy environment (requirements/local.txt):
     .venv-local/bin/python -m pytest -m e2e tests/e2e
@@ -13,14 +14,17 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from local_run.errors import LocalRunError
 from local_run.launcher import LaunchedServer
 from local_run.server import free_port, write_api_keys
+from serve_app.builder import model_llm_configs, serve_config_hash, stamp_serve_config
 
 pytestmark = pytest.mark.e2e
 
@@ -142,6 +146,8 @@ def test_smoke_command_passes_against_the_local_server(server):
             MODELS[0],
             "--max-tokens",
             "16",
+            "--config-hash",
+            server["serve_config_hash"],
         ],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
@@ -150,7 +156,62 @@ def test_smoke_command_passes_against_the_local_server(server):
     )
     print(result.stdout)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    assert "5 passed, 0 failed" in result.stdout, result.stdout
+    assert "6 passed, 0 failed" in result.stdout, result.stdout
+    served = "PASS  served config"
+    assert any(
+        line.strip().startswith(served) and server["serve_config_hash"] in line for line in result.stdout.splitlines()
+    )
+
+
+def test_smoke_command_fails_when_another_config_is_served(server):
+    import subprocess
+    import sys
+
+    wrong = "0" * 16
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra",
+            "smoke",
+            STACK,
+            "--base-url",
+            server["base_url"],
+            "--api-key",
+            server["api_key"],
+            "--model",
+            MODELS[0],
+            "--max-tokens",
+            "4",
+            "--config-hash",
+            wrong,
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 1, f"{result.stdout}\n{result.stderr}"
+    assert f"serves config {server['serve_config_hash']}, but --config-hash says {wrong}" in result.stdout, (
+        result.stdout
+    )
+
+
+def test_the_ingress_reports_the_served_config_behind_the_key(server):
+    import httpx
+
+    url = f"{server['base_url']}/llmserve/config"
+    assert httpx.get(url, timeout=30).status_code == 401
+    body = httpx.get(url, headers={"Authorization": f"Bearer {server['api_key']}"}, timeout=30).json()
+    digest = server["serve_config_hash"]
+    assert body == {
+        "serve_config_hash": digest,
+        "applications": {
+            f"config-{digest}": "RUNNING",
+            "llm": "RUNNING",
+            **{f"model-{model}": "RUNNING" for model in MODELS},
+        },
+    }, body
 
 
 def test_smoke_command_fails_clearly_on_a_dead_url():
@@ -159,7 +220,7 @@ def test_smoke_command_fails_clearly_on_a_dead_url():
 
     url = f"http://127.0.0.1:{free_port()}/v1"
     result = subprocess.run(
-        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20],
+        [sys.executable, "-m", "infra", "smoke", STACK, "--base-url", url, "--api-key", "x" * 20, "--config-hash", "x"],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
@@ -195,6 +256,124 @@ def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_nam
             break
         time.sleep(5)
     assert not missing, f"listed in infra/render/metrics.py METRICS as local, but not exported: {sorted(missing)}"
+
+
+# --- a change to one model, applied the way KubeRay applies it -------------------------------------------------
+
+
+def _dashboard(server, method="GET", body=None):
+    """The dashboard's declarative API, as KubeRay calls it: PUT the whole config, GET the statuses."""
+    import httpx
+
+    token = Path(server["ray_auth_token_file"]).read_text()
+    response = httpx.request(
+        method,
+        f"{server['dashboard_url']}/api/serve/applications/",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    return response.json() if method == "GET" else None
+
+
+def _live(server):
+    """(status by application, actor ids of the RUNNING replicas by application)."""
+    applications = _dashboard(server)["applications"]
+    statuses = {name: app["status"] for name, app in applications.items()}
+    actors = {
+        name: sorted(
+            replica["actor_id"]
+            for deployment in app["deployments"].values()
+            for replica in deployment["replicas"]
+            if replica.get("state") == "RUNNING"
+        )
+        for name, app in applications.items()
+    }
+    return statuses, actors
+
+
+class SteadyLoad:
+    """Completions to one model, back to back, in a thread: every answer's outcome and latency."""
+
+    def __init__(self, server, model):
+        self.server, self.model = server, model
+        self.results: list[tuple[bool, float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                response = client(self.server).completions.create(model=self.model, prompt="hi there", max_tokens=2)
+                self.results.append((response.usage.completion_tokens > 0, time.monotonic() - started, ""))
+            except Exception as error:  # every failure counts against "answered throughout"
+                self.results.append((False, time.monotonic() - started, repr(error)))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=REQUEST_TIMEOUT_S)
+
+
+def test_a_change_to_one_model_restarts_only_that_model(server):
+    """KubeRay applies an in-place change by PUTting the whole declarative config to the dashboard. Changing the
+    7B model's maxNumSeqs (engine option) must restart its replica only: the 1.5B model's replica and the OpenAI
+    ingress keep their actors and answer throughout. Also checks what `pulumi up`'s wait relies on: right after
+    the PUT returns, the changed application is DEPLOYING and the new config's marker is listed."""
+    changed, steady = "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-1.5b"
+    for model in (changed, steady):  # both with a running replica (they scale to zero)
+        client(server).completions.create(model=model, prompt="hello", max_tokens=2)
+    _, before = _live(server)
+    assert before[f"model-{changed}"] and before[f"model-{steady}"] and before["llm"], before
+
+    config = yaml.safe_load(Path(server["serve_config_file"]).read_text())
+    assert serve_config_hash(config) == server["serve_config_hash"]
+    (llm,) = [c for c in model_llm_configs(config) if c["model_loading_config"]["model_id"] == changed]
+    llm["engine_kwargs"]["max_num_seqs"] = llm["engine_kwargs"]["max_num_seqs"] // 2
+    new = stamp_serve_config(config)
+    old_marker, new_marker = f"config-{server['serve_config_hash']}", f"config-{serve_config_hash(new)}"
+    assert old_marker != new_marker
+
+    with SteadyLoad(server, steady) as load:
+        time.sleep(2)
+        started = time.monotonic()
+        _dashboard(server, "PUT", new)
+        right_after, _ = _live(server)
+        while True:
+            statuses, _ = _live(server)
+            if all(statuses.get(app["name"]) == "RUNNING" for app in new["applications"]):
+                break
+            assert time.monotonic() - started < 600, f"the new config did not run in 600 s: {statuses}"
+            assert "DEPLOY_FAILED" not in statuses.values(), statuses
+            time.sleep(1)
+        running_after = time.monotonic() - started
+        time.sleep(3)
+    _, after = _live(server)
+
+    assert right_after[f"model-{changed}"] == "DEPLOYING", right_after
+    assert (
+        right_after.get(new_marker) in ("DEPLOYING", "RUNNING")
+        and right_after.get(old_marker, "DELETING") == "DELETING"
+    )
+    assert after[f"model-{steady}"] == before[f"model-{steady}"], "the unchanged model's replica was restarted"
+    assert after["llm"] == before["llm"], "the OpenAI ingress was restarted"
+    assert not set(after[f"model-{changed}"]) & set(before[f"model-{changed}"]), "the changed model kept its replica"
+    failures = [result for result in load.results if not result[0]]
+    answered = [latency for ok, latency, _ in load.results if ok]
+    print(
+        f"one-model change: RUNNING after {running_after:.1f} s; {steady}: {len(answered)} answers, "
+        f"{len(failures)} failures, slowest {max(answered):.2f} s"
+    )
+    assert not failures and len(answered) >= 10, failures[:3]
+    body = client(server).models.list()
+    assert sorted(model.id for model in body.data) == MODELS
+    response = client(server).completions.create(model=changed, prompt="hello", max_tokens=2)
+    assert response.usage.completion_tokens > 0
 
 
 # --- key rotation: the same key file and reload interval as on the cluster --------------------------------------

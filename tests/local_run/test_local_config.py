@@ -18,7 +18,7 @@ import pytest
 from local_run.errors import LocalRunError
 from local_run.serve_config import CPU_ENV, CPU_MAX_MODEL_LEN, cpu_serve_config, stack_serving
 from local_run.server import LOCAL_SITE, LocalServer, ensure_port_free
-from serve_app.builder import AuthSettings, build_serve_config
+from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, serve_config_hash, stamp_serve_config
 
 PATHS = {
     "deepseek-r1": Path("/cache/deepseek_v3"),
@@ -37,9 +37,7 @@ def configs(stack: str):
 def test_only_what_a_cpu_needs_is_rewritten(stack):
     original, local = configs(stack)
     # strict: the local config keeps every model, so a missing one is a bug this test should catch.
-    for before, after in zip(
-        original["applications"][0]["args"]["llm_configs"], local["applications"][0]["args"]["llm_configs"], strict=True
-    ):
+    for before, after in zip(model_llm_configs(original), model_llm_configs(local), strict=True):
         model_id = before["model_loading_config"]["model_id"]
         assert after["model_loading_config"] == {"model_id": model_id, "model_source": str(PATHS[model_id])}
         assert "accelerator_type" not in after and after["accelerator_config"] == {"kind": "cpu"}
@@ -52,10 +50,36 @@ def test_only_what_a_cpu_needs_is_rewritten(stack):
         assert engine.get("reasoning_parser") == before["engine_kwargs"].get("reasoning_parser"), model_id
         before_env = before.get("runtime_env", {}).get("env_vars", {})
         assert after["runtime_env"]["env_vars"] == {**before_env, **CPU_ENV}, model_id
-    original_args = {k: v for k, v in original["applications"][0]["args"].items() if k != "llm_configs"}
-    local_args = {k: v for k, v in local["applications"][0]["args"].items() if k != "llm_configs"}
-    assert local_args == original_args, "the ingress and its auth settings must run as configured"
+    original_apps, local_apps = apps(original), apps(local)
+    assert local_apps["llm"]["args"] == original_apps["llm"]["args"], (
+        "the ingress and its auth settings run as configured"
+    )
+    assert [name for name in local_apps if not name.startswith("config-")] == [
+        name for name in original_apps if not name.startswith("config-")
+    ], "the same applications"
+    assert stamp_serve_config(local) == local, "the rewrite leaves the config stamped with its own hash"
+    assert serve_config_hash(local) != serve_config_hash(original), "a different config, a different name"
+    ingress = local_apps["llm"]["deployments"][0]["user_config"]["models"]
+    assert {model["max_model_len"] for model in ingress} == {CPU_MAX_MODEL_LEN}, "the ingress follows the rewrite"
     assert local["http_options"] == {"host": "127.0.0.1", "port": 8123}
+
+
+def apps(config: dict) -> dict:
+    return {application["name"]: application for application in config["applications"]}
+
+
+def test_the_local_server_points_the_ingress_at_its_key_file_and_restamps():
+    models, auth = stack_serving("dev")
+    config = build_serve_config(models, auth=auth)
+    server = LocalServer(config, api_key="k" * 32)
+    try:
+        served = apps(server.serve_config)["llm"]["args"]["ingress_kwargs"]["api_key_file"]
+        assert served == str(server.api_key_file) and server.api_key_file.read_text() == "k" * 32 + "\n"
+        assert stamp_serve_config(server.serve_config) == server.serve_config
+        assert server.config_hash == serve_config_hash(server.serve_config) != serve_config_hash(config)
+        assert apps(config)["llm"]["args"]["ingress_kwargs"]["api_key_file"] == "/etc/llmserve/api-keys/keys"
+    finally:
+        server.stop()
 
 
 def test_the_rewrite_does_not_touch_its_input():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import yaml
@@ -264,16 +265,23 @@ def test_auth_is_on_by_default_every_ray_container_mounts_the_key_secret_as_a_vo
         assert all(
             "secretKeyRef" not in str(value) for value in env_of(template).values() if "llm-api-key" in str(value)
         ), "the keys must not also come from env"
+    assert ingress_args(rayservice) == {
+        "ingress_cls": "serve_app.ingress:AuthenticatedOpenAiIngress",
+        "ingress_kwargs": {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0},
+    }
+
+
+def ingress_args(rayservice: dict) -> dict:
     serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
-    ingress = serve["applications"][0]["args"]["ingress_cls_config"]
-    assert ingress["ingress_cls"] == "serve_app.ingress:AuthenticatedOpenAiIngress"
-    assert ingress["ingress_extra_kwargs"] == {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0}
+    (ingress,) = [app for app in serve["applications"] if app["route_prefix"] is not None]
+    assert ingress["name"] == "llm" and ingress["route_prefix"] == "/"
+    return ingress["args"]
 
 
-def test_auth_off_removes_the_key_and_the_custom_ingress(settings):
+def test_auth_off_removes_the_key_and_the_key_check(settings):
     rayservice = render_rayservice(settings(api_auth=False))
     assert all(key_volume_of(t) == ([], []) for t in ray_templates(rayservice))
-    assert "ingress_cls_config" not in yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]
+    assert ingress_args(rayservice) == {"ingress_cls": "serve_app.ingress:ConfiguredOpenAiIngress"}
 
 
 def test_serve_app_is_mounted_on_pythonpath_from_a_content_named_configmap(monkeypatch, settings):
@@ -316,39 +324,44 @@ def test_upgrade_strategy_is_explicit(upgrade, kuberay_type, settings):
     assert spec["upgradeStrategy"] == {"type": kuberay_type}
 
 
-def test_pulumi_waits_for_ready_and_for_every_serve_application_to_run(settings):
+def test_pulumi_waits_for_ready_and_for_every_serve_application_of_this_config_to_run(settings):
     """A JSON list: the provider waits until all hold; an in-place serveConfigV2 update keeps Ready=True, so
-    only the application status shows DEPLOYING / DEPLOY_FAILED."""
-    annotations = render_rayservice(settings())["metadata"]["annotations"]
+    only the application statuses show DEPLOYING / DEPLOY_FAILED, and only the marker named after this config's
+    hash tells this config's statuses from the previous one's (tests/render/test_rayservice_wait.py replays it)."""
+    rayservice = render_rayservice(settings())
+    annotations = rayservice["metadata"]["annotations"]
+    digest = annotations["llmserve.dev/serve-config-hash"]
+    serve = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    assert serve["applications"][0]["name"] == f"config-{digest}" and re.fullmatch(r"[0-9a-f]{16}", digest)
     assert json.loads(annotations["pulumi.com/waitFor"]) == [
         "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
         "condition=Ready",
         "condition=UpgradeInProgress=False",
+        f"jsonpath={{.status.activeServiceStatus.applicationStatuses['config-{digest}'].status}}=RUNNING",
         "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
+        "jsonpath={.status.activeServiceStatus.applicationStatuses['model-deepseek-r1'].status}=RUNNING",
     ]
+    assert wait_for_conditions(serve) == json.loads(annotations["pulumi.com/waitFor"])
 
 
 @pytest.mark.parametrize(
-    "names, paths",
+    "name, path",
     [
-        (["llm"], ["{.status.activeServiceStatus.applicationStatuses.llm.status}"]),
-        (
-            ["b_app", "a-app"],
-            [
-                "{.status.activeServiceStatus.applicationStatuses['a-app'].status}",
-                "{.status.activeServiceStatus.applicationStatuses.b_app.status}",
-            ],
-        ),
-        (["it's"], ["{.status.activeServiceStatus.applicationStatuses['it\\'s'].status}"]),
+        ("llm", "{.status.activeServiceStatus.applicationStatuses.llm.status}"),
+        ("b_app", "{.status.activeServiceStatus.applicationStatuses.b_app.status}"),
+        ("model-a.b/c", "{.status.activeServiceStatus.applicationStatuses['model-a.b/c'].status}"),
+        ("it's", "{.status.activeServiceStatus.applicationStatuses['it\\'s'].status}"),
     ],
 )
-def test_every_application_gets_its_own_running_condition(names, paths):
-    conditions = wait_for_conditions({"applications": [{"name": name} for name in names]})
-    assert conditions == [
-        "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
-        "condition=Ready",
-        "condition=UpgradeInProgress=False",
-    ] + [f"jsonpath={path}=RUNNING" for path in paths]
+def test_application_status_paths_select_any_name(name, path):
+    assert render.application_status_path(name) == path
+
+
+def test_a_serve_config_change_changes_the_marker_and_the_hash_annotation(settings):
+    before = render_rayservice(settings())["metadata"]["annotations"]
+    changed = render_rayservice(settings(models=({**R1, "maxNumSeqs": 32},)))["metadata"]["annotations"]
+    assert changed["llmserve.dev/serve-config-hash"] != before["llmserve.dev/serve-config-hash"]
+    assert changed["llmserve.dev/serve-config-hash"] in changed["pulumi.com/waitFor"]
 
 
 # --- validity ---------------------------------------------------------------------------------------------------------

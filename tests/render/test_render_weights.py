@@ -21,6 +21,7 @@ from infra.config.stack import parse_stack_config
 from infra.render import weight_staging
 from infra.render import weights as render
 from infra.render.rayservice import RayServiceSettings, render_rayservice
+from serve_app.builder import model_llm_configs, stamp_serve_config
 from staging.layout import MANIFEST_NAME
 
 with warnings.catch_warnings():
@@ -98,7 +99,7 @@ def gpu_template(service: dict, group: str = "h100-x16") -> dict:
 
 def llm_configs(service: dict) -> dict:
     config = yaml.safe_load(service["spec"]["serveConfigV2"])
-    return {c["model_loading_config"]["model_id"]: c for c in config["applications"][0]["args"]["llm_configs"]}
+    return {c["model_loading_config"]["model_id"]: c for c in model_llm_configs(config)}
 
 
 def test_gcsfuse_mounts_the_model_folder_read_only_on_every_gpu_worker_with_the_tuned_options():
@@ -310,7 +311,8 @@ def test_rendered_rayservice_is_valid_for_kuberay_kubernetes_and_ray(
         )
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
     ServeDeploySchema.model_validate(serve)
-    for llm in serve["applications"][0]["args"]["llm_configs"]:
+    assert stamp_serve_config(serve) == serve, "the weights patch must leave the config stamped with its own hash"
+    for llm in model_llm_configs(serve):
         validated = LLMConfig.model_validate(llm)
         assert validated.model_id == llm["model_loading_config"]["model_id"]
 

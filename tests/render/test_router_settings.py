@@ -13,6 +13,8 @@ import inspect
 import pytest
 import yaml
 
+from serve_app.builder import model_llm_configs
+
 ROUTER = "ray.serve.llm.request_router:PrefixCacheAffinityRouter"
 
 
@@ -20,11 +22,7 @@ def llm_configs(planned, stack: str) -> dict[str, dict]:
     """Each model's llm_config in the stack's RayService, read back from the serveConfigV2 YAML Ray receives."""
     [service] = [manifest for manifest in planned(stack).manifests() if manifest["kind"] == "RayService"]
     serve_config = yaml.safe_load(service["spec"]["serveConfigV2"])
-    return {
-        config["model_loading_config"]["model_id"]: config
-        for application in serve_config["applications"]
-        for config in application["args"]["llm_configs"]
-    }
+    return {config["model_loading_config"]["model_id"]: config for config in model_llm_configs(serve_config)}
 
 
 def test_rays_own_default_is_the_unbounded_one_the_pin_replaces():

@@ -18,7 +18,7 @@ with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at im
     from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router import PrefixCacheAffinityRouter
     from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_tree import PrefixTree
 
-from serve_app.builder import build_serve_config
+from serve_app.builder import build_serve_config, model_llm_configs
 from serve_app.spec import parse_models
 
 DOCUMENTED = {
@@ -33,8 +33,7 @@ def router_kwargs() -> dict[str, Any]:
     """The router kwargs of a model that can have two replicas (routing on), as the Serve config has them."""
     model = {"id": "small", "source": "Qwen/Qwen2.5-0.5B-Instruct", "acceleratorType": "L4"}
     model |= {"maxReplicas": 2, "targetOngoingRequests": 8}
-    (application,) = build_serve_config(parse_models([model]))["applications"]
-    (llm,) = application["args"]["llm_configs"]
+    (llm,) = model_llm_configs(build_serve_config(parse_models([model])))
     return llm["deployment_config"]["request_router_config"]["request_router_kwargs"]
 
 

@@ -1,15 +1,16 @@
 """API-key authentication: the ASGI middleware, key loading, and the ingress class wired the way Ray wires it.
 
-`serve_app.ingress` subclasses Ray Serve LLM's `OpenAiIngress`, whose module needs vLLM, which is not
-installed for these tests. The ingress tests therefore put a stand-in for that one module in
-`sys.modules` (mirroring the real constructor signature, which is checked against Ray's source) and run
-the rest through Ray's real `serve.ingress` wrapper. The full path (build_openai_app, serve deploy, HTTP)
-is checked end to end by tests/e2e/test_local_server.py (the e2e tier).
+`serve_app.ingress` subclasses Ray Serve LLM's `OpenAiIngress` and uses its `to_model_metadata`, whose modules
+need vLLM, which is not installed for these tests. The ingress tests therefore put stand-ins for those two
+modules in `sys.modules` (mirroring the real signatures, which are checked against Ray's source), replace
+`serve.get_deployment_handle` and run the rest through Ray's real `serve.ingress` wrapper. The full path
+(serve_app/apps.py on a real Serve, HTTP) is checked end to end by tests/e2e/test_local_server.py (the e2e tier).
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import importlib
 import inspect
 import sys
@@ -33,7 +34,13 @@ from serve_app.auth import (
     parse_api_keys,
     read_api_key_file,
 )
-from serve_app.contract import API_KEY_FILE_KWARG, API_KEY_RELOAD_KWARG, INGRESS_CLASS_PATH
+from serve_app.contract import (
+    API_KEY_FILE_KWARG,
+    API_KEY_RELOAD_KWARG,
+    INGRESS_CLASS_PATH,
+    PLAIN_INGRESS_CLASS_PATH,
+    SERVED_CONFIG_ROUTE,
+)
 
 with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at import
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -43,6 +50,7 @@ with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at im
 KEY_A = "a" * 8 + "-key-number-one-0001"
 KEY_B = "b" * 8 + "-key-number-two-0002"
 RAY_INGRESS_MODULE = "ray.llm._internal.serve.core.ingress.ingress"
+RAY_API_MODELS_MODULE = "ray.llm._internal.serve.core.configs.openai_api_models"
 RAY_ROOT = Path(ray.__file__).parent
 
 
@@ -314,44 +322,80 @@ class _StandInOpenAiIngress:
 
     def __init__(self, llm_deployments, model_cards, *, lora_paths=None, _get_lora_model_metadata_func=None):
         self.init_args = {"llm_deployments": llm_deployments, "model_cards": model_cards, "lora_paths": lora_paths}
+        # What Ray's constructor sets from them (ingress.py OpenAiIngress.__init__).
+        self._default_serve_handles = dict(llm_deployments)
+        self._model_cards = dict(model_cards)
+        self._configured_serve_handles = {}
         self.health_checked = False
 
     async def check_health(self):
         self.health_checked = True
 
 
+def _stand_in_model_metadata(model_id, model_config):
+    """Stands in for Ray's `to_model_metadata`: records what the ingress hands it (a real LLMConfig)."""
+    return {"id": model_id, "max_request_context_length": model_config.max_request_context_length}
+
+
+class _Handle:
+    def __init__(self, deployment, app_name):
+        self.deployment, self.app_name = deployment, app_name
+
+
 @pytest.fixture
 def ingress_module(monkeypatch):
-    """`serve_app.ingress` imported against the stand-in base class; removed again afterwards."""
+    """`serve_app.ingress` imported against the stand-ins; removed again afterwards."""
     stand_in = types.ModuleType(RAY_INGRESS_MODULE)
     stand_in.OpenAiIngress = _StandInOpenAiIngress
     monkeypatch.setitem(sys.modules, RAY_INGRESS_MODULE, stand_in)
+    api_models = types.ModuleType(RAY_API_MODELS_MODULE)
+    api_models.to_model_metadata = _stand_in_model_metadata
+    monkeypatch.setitem(sys.modules, RAY_API_MODELS_MODULE, api_models)
+    handles = []
+
+    def get_deployment_handle(deployment_name, app_name=None, _check_exists=True):
+        assert _check_exists is False, "the model's application may still be building: do not ask the controller"
+        handles.append((deployment_name, app_name))
+        return _Handle(deployment_name, app_name)
+
+    monkeypatch.setattr(serve, "get_deployment_handle", get_deployment_handle)
     sys.modules.pop("serve_app.ingress", None)
     module = importlib.import_module("serve_app.ingress")
+    module.handles_made = handles
     yield module
     sys.modules.pop("serve_app.ingress", None)
 
 
+USER_CONFIG = {
+    "models": [
+        {
+            "app": "model-deepseek-r1",
+            "deployment": "LLMServer:deepseek-r1",
+            "id": "deepseek-r1",
+            "max_model_len": 32768,
+        },
+        {"app": "model-small", "deployment": "LLMServer:small", "id": "small"},
+    ],
+    "serve_config_hash": "0123456789abcdef",
+}
+
+
 def _replica(module, tmp_path, run_async, keys: str | None, *, run_hook: bool = True):
-    """Do what Ray does for one ingress replica: make_fastapi_ingress + serve.ingress, construct, run the hook."""
+    """Do what Ray does for one ingress replica (serve_app/apps.py build_ingress_app): make_fastapi_ingress with
+    the served-config route + serve.ingress, construct, reconfigure with the user_config, run the hook."""
     key_file = tmp_path / "api-keys" / "keys"
     if keys is not None:
         key_file.parent.mkdir(exist_ok=True)
         key_file.write_text(keys)
     app = openai_like_app()
     cls = module.AuthenticatedOpenAiIngress
-    subclass = type(cls.__name__, (cls,), {})  # what make_fastapi_ingress does before serve.ingress(app)
+    # what make_fastapi_ingress does before serve.ingress(app), with the route build_ingress_app adds
+    subclass = type(cls.__name__, (cls,), {"served_config": app.get(SERVED_CONFIG_ROUTE)(cls.served_config)})
     wrapped = serve.ingress(app)(subclass)
     wrapped.__del__ = lambda self: None  # Ray's async destructor needs a replica's event loop; not under test here
     instance = wrapped.__new__(wrapped)
-    run_async(
-        instance.__init__(
-            {"deepseek-r1": "handle"},
-            {"deepseek-r1": "card"},
-            lora_paths={},
-            **{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0},
-        )
-    )
+    run_async(instance.__init__(**{API_KEY_FILE_KWARG: str(key_file), API_KEY_RELOAD_KWARG: 10.0}))
+    instance.reconfigure(copy.deepcopy(USER_CONFIG))  # replica.py: right after the constructor
     if run_hook:  # replica.py _initialize_asgi_callable: app = __serve_build_asgi_app__(); _set_asgi_app(app)
         built = instance.__serve_build_asgi_app__()
         assert built is instance.app, "the hook must return Ray's FastAPI app itself (metrics, exception handlers)"
@@ -359,23 +403,83 @@ def _replica(module, tmp_path, run_async, keys: str | None, *, run_hook: bool = 
     return instance
 
 
-def test_ingress_class_path_resolves(ingress_module) -> None:
-    module_name, _, class_name = INGRESS_CLASS_PATH.partition(":")
-    assert module_name == "serve_app.ingress" and getattr(ingress_module, class_name).__name__ == class_name
+def test_ingress_class_paths_resolve(ingress_module) -> None:
+    for path in (INGRESS_CLASS_PATH, PLAIN_INGRESS_CLASS_PATH):
+        module_name, _, class_name = path.partition(":")
+        assert module_name == "serve_app.ingress" and getattr(ingress_module, class_name).__name__ == class_name
+    assert issubclass(ingress_module.AuthenticatedOpenAiIngress, ingress_module.ConfiguredOpenAiIngress)
 
 
 def test_ingress_enforces_keys_inside_rays_ingress_wrapper(ingress_module, tmp_path, asgi_call, run_async) -> None:
     instance = _replica(ingress_module, tmp_path, run_async, f"{KEY_A},{KEY_B}")
-    assert instance.init_args == {
-        "llm_deployments": {"deepseek-r1": "handle"},
-        "model_cards": {"deepseek-r1": "card"},
-        "lora_paths": {},
-    }, "Ray's constructor arguments must reach OpenAiIngress unchanged"
+    assert instance.init_args == {"llm_deployments": {}, "model_cards": {}, "lora_paths": None}, (
+        "OpenAiIngress starts without models; reconfigure brings them"
+    )
     assert asgi_call(instance.app, "GET", "/v1/models").status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": "Bearer wrong-key-000000000"}).status == 401
     assert asgi_call(instance.app, "GET", "/v1/models", {"Authorization": f"Bearer {KEY_B}"}).status == 200
     run_async(instance.check_health())
     assert instance.health_checked, "check_health must still run OpenAiIngress's own check"
+
+
+def test_reconfigure_points_the_ingress_at_each_models_own_application(ingress_module, tmp_path, run_async) -> None:
+    instance = _replica(ingress_module, tmp_path, run_async, KEY_A)
+    handles = instance._default_serve_handles
+    assert {model_id: (h.deployment, h.app_name) for model_id, h in handles.items()} == {
+        "deepseek-r1": ("LLMServer:deepseek-r1", "model-deepseek-r1"),
+        "small": ("LLMServer:small", "model-small"),
+    }
+    assert instance._model_cards == {
+        "deepseek-r1": {"id": "deepseek-r1", "max_request_context_length": 32768},
+        "small": {"id": "small", "max_request_context_length": None},
+    }, "the model cards come from Ray's to_model_metadata with the model's context length"
+
+
+def test_a_new_config_reaches_the_running_ingress_without_a_restart(ingress_module, tmp_path, run_async) -> None:
+    instance = _replica(ingress_module, tmp_path, run_async, KEY_A)
+    streaming = object()
+    instance._configured_serve_handles = {"deepseek-r1": streaming, "small": object()}
+    changed = copy.deepcopy(USER_CONFIG)
+    changed["models"][0]["max_model_len"] = 8192  # R1 changed; same application and deployment
+    changed["models"][1]["app"] = "model-small-v2"  # small moved
+    changed["serve_config_hash"] = "fedcba9876543210"
+    instance.reconfigure(changed)
+    assert instance._serve_config_hash == "fedcba9876543210"
+    assert instance._model_cards["deepseek-r1"]["max_request_context_length"] == 8192
+    assert instance._configured_serve_handles == {"deepseek-r1": streaming}, "only a moved model's handle goes"
+    assert instance._default_serve_handles["small"].app_name == "model-small-v2"
+
+
+def test_served_config_route_is_behind_the_key_and_reports_the_configs_applications(
+    ingress_module, tmp_path, asgi_call, run_async, monkeypatch
+) -> None:
+    instance = _replica(ingress_module, tmp_path, run_async, KEY_A)
+    statuses = {
+        "config-0123456789abcdef": "RUNNING",
+        "config-0000000000000000": "DELETING",
+        "llm": "RUNNING",
+        "model-deepseek-r1": "DEPLOYING",
+        "model-small": "RUNNING",
+    }
+    overview = types.SimpleNamespace(
+        applications={name: types.SimpleNamespace(status=status) for name, status in statuses.items()}
+    )
+    monkeypatch.setattr(serve, "status", lambda: overview)
+    # Serve's class-based view finds the instance through the replica context too (http_util.py).
+    context = types.SimpleNamespace(app_name="llm", servable_object=instance)
+    monkeypatch.setattr(serve, "get_replica_context", lambda: context)
+    assert asgi_call(instance.app, "GET", SERVED_CONFIG_ROUTE).status == 401
+    response = asgi_call(instance.app, "GET", SERVED_CONFIG_ROUTE, {"Authorization": f"Bearer {KEY_A}"})
+    assert response.status == 200
+    assert response.json() == {
+        "serve_config_hash": "0123456789abcdef",
+        "applications": {
+            "config-0123456789abcdef": "RUNNING",
+            "llm": "RUNNING",
+            "model-deepseek-r1": "DEPLOYING",
+            "model-small": "RUNNING",
+        },
+    }, "the applications of this config only, the old marker left out"
 
 
 def test_ingress_without_keys_does_not_start(ingress_module, tmp_path, run_async) -> None:
@@ -424,10 +528,22 @@ def test_stand_in_matches_rays_openai_ingress_constructor() -> None:
     assert parameters(real) == parameters(stand_in), f"Ray's OpenAiIngress.__init__ changed: {parameters(real)}"
 
 
-def test_build_openai_app_binds_extra_kwargs_into_the_ingress_constructor() -> None:
-    source = ast.unparse(_function(RAY_ROOT / "llm/_internal/serve/core/ingress/builder.py", None, "build_openai_app"))
-    assert "make_fastapi_ingress(ingress_cls_config.ingress_cls)" in source, source
-    assert "**ingress_cls_config.ingress_extra_kwargs" in source, source
+def test_the_ingress_builder_uses_rays_fastapi_ingress_with_an_endpoint_map() -> None:
+    """serve_app/apps.py build_ingress_app: make_fastapi_ingress(cls, endpoint_map=...) over DEFAULT_ENDPOINTS."""
+    ingress = RAY_ROOT / "llm/_internal/serve/core/ingress/ingress.py"
+    source = ast.unparse(_function(ingress, None, "make_fastapi_ingress"))
+    assert "endpoint_map: Optional[Dict[str, Callable[[FastAPI], Callable]]]=None" in source, source
+    assert "original_method = getattr(cls, method_name)" in source and "serve.ingress(app)(new_cls)" in source
+    assert "\nDEFAULT_ENDPOINTS = {" in ingress.read_text()
+
+
+def test_rays_model_card_and_handle_functions_take_what_the_ingress_passes() -> None:
+    models = RAY_ROOT / "llm/_internal/serve/core/configs/openai_api_models.py"
+    card = _function(models, None, "to_model_metadata")
+    assert [a.arg for a in card.args.args] == ["model_id", "model_config", "overrides"]
+    handle = _function(RAY_ROOT / "serve/api.py", None, "get_deployment_handle")
+    assert [a.arg for a in handle.args.args] == ["deployment_name", "app_name", "_check_exists", "_record_telemetry"]
+    assert 'RECONFIGURE_METHOD = "reconfigure"' in (RAY_ROOT / "serve/_private/constants.py").read_text()
 
 
 def test_replica_calls_the_build_hook_even_when_an_app_is_given() -> None:

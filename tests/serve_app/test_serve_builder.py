@@ -1,4 +1,4 @@
-"""`serve_app.builder`: the Ray Serve config, checked against Ray 2.60's own schema classes.
+"""`serve_app.builder`: the Ray Serve config, checked against Ray 2.60's own schema classes and code versions.
 
 Golden file: ``golden/deepseek-r1.serve.yaml`` is the serveConfigV2 for the project's DeepSeek-R1 model.
 After an intended change, regenerate it and review the diff::
@@ -27,21 +27,26 @@ import yaml
 
 with warnings.catch_warnings():  # Ray's own pydantic deprecation warnings at import
     warnings.simplefilter("ignore", DeprecationWarning)
+    import ray
     from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
     from ray.llm._internal.serve.routing_policies.prefix_aware.prefix_aware_router import (
         PrefixCacheAffinityRouter as InternalPrefixCacheAffinityRouter,
     )
     from ray.serve._private.config import DeploymentConfig
-    from ray.serve.schema import RayActorOptionsSchema, ServeDeploySchema
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import DeploymentSchema, RayActorOptionsSchema, ServeApplicationSchema, ServeDeploySchema
 
 from serve_app.builder import (
-    BUILD_OPENAI_APP,
     PREFIX_CACHE_ROUTER,
     PREFIX_CACHE_ROUTER_KWARGS,
     AuthSettings,
     build_serve_config,
+    model_llm_configs,
+    serve_config_hash,
     serve_config_yaml,
+    stamp_serve_config,
 )
+from serve_app.contract import INGRESS_DEPLOYMENT
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
 
@@ -62,19 +67,31 @@ def small(**overrides: Any) -> dict[str, Any]:
     return {"id": "small", "source": "Qwen/Qwen2.5-0.5B-Instruct", "acceleratorType": "L4", **overrides}
 
 
+def apps_by_name(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {application["name"]: application for application in config["applications"]}
+
+
 def app_args(config: dict[str, Any]) -> dict[str, Any]:
-    (application,) = config["applications"]
-    return application["args"]
+    """The ingress application's args."""
+    return apps_by_name(config)["llm"]["args"]
+
+
+def ingress_deployment(config: dict[str, Any]) -> dict[str, Any]:
+    (deployment,) = apps_by_name(config)["llm"]["deployments"]
+    assert deployment["name"] == INGRESS_DEPLOYMENT == "OpenAiIngress"
+    return deployment
 
 
 def llm_configs_by_id(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["model_loading_config"]["model_id"]: c for c in app_args(config)["llm_configs"]}
+    return {c["model_loading_config"]["model_id"]: c for c in model_llm_configs(config)}
 
 
 def validate_with_ray(config: dict[str, Any]) -> None:
-    """Validate the whole config and each LLMConfig with Ray 2.60's own classes (see module docstring)."""
+    """Validate the whole config, the ingress deployment's options and each LLMConfig with Ray 2.60's own
+    classes (see module docstring)."""
     ServeDeploySchema.model_validate(config)
-    for llm_config in app_args(config)["llm_configs"]:
+    DeploymentSchema.model_validate(ingress_deployment(config))
+    for llm_config in model_llm_configs(config):
         candidate = copy.deepcopy(llm_config)
         router = candidate["deployment_config"].get("request_router_config")
         if router is not None:
@@ -83,8 +100,7 @@ def validate_with_ray(config: dict[str, Any]) -> None:
         validated = LLMConfig.model_validate(candidate)
         model_id = llm_config["model_loading_config"]["model_id"]
         assert validated.model_id == model_id, f"{model_id}: LLMConfig read back model_id {validated.model_id}"
-    ingress = app_args(config)["ingress_deployment_config"]
-    RayActorOptionsSchema.model_validate(ingress["ray_actor_options"])
+    RayActorOptionsSchema.model_validate(ingress_deployment(config)["ray_actor_options"])
 
 
 CONFIGS: dict[str, list[dict[str, Any]]] = {
@@ -131,12 +147,123 @@ def test_deepseek_r1_golden_file() -> None:
 
 
 def test_application_shape() -> None:
-    config = build_serve_config(parse_models([R1_MODEL]), app_name="deepseek", route_prefix="/", http_port=8000)
-    (application,) = config["applications"]
-    assert application["import_path"] == BUILD_OPENAI_APP == "ray.serve.llm:build_openai_app"
-    assert (application["name"], application["route_prefix"]) == ("deepseek", "/")
+    config = build_serve_config(parse_models(CONFIGS["two models"]), app_name="deepseek", http_port=8000)
+    digest = serve_config_hash(config)
+    shape = [(app["name"], app["import_path"], app["route_prefix"]) for app in config["applications"]]
+    assert shape == [
+        (f"config-{digest}", "serve_app.apps:build_config_marker", None),
+        ("deepseek", "serve_app.apps:build_ingress_app", "/"),
+        ("model-deepseek-r1", "serve_app.apps:build_model_app", None),
+        ("model-small", "serve_app.apps:build_model_app", None),
+    ], "the marker first, then the ingress (the only application that takes HTTP), then one per model by id"
+    assert config["applications"][0]["args"] == {}
     assert config["http_options"] == {"host": "0.0.0.0", "port": 8000}
-    assert set(app_args(config)) == {"llm_configs", "ingress_cls_config", "ingress_deployment_config"}
+    assert set(apps_by_name(config)["deepseek"]["args"]) == {"ingress_cls", "ingress_kwargs"}
+
+
+def test_each_model_application_is_its_llm_config() -> None:
+    config = build_serve_config(parse_models(CONFIGS["two models"]))
+    apps = apps_by_name(config)
+    for model_id, llm in llm_configs_by_id(config).items():
+        assert apps[f"model-{model_id}"]["args"] is llm and llm["model_loading_config"]["model_id"] == model_id
+
+
+def test_the_ingress_is_told_each_models_application_and_deployment() -> None:
+    config = build_serve_config(parse_models(CONFIGS["two models"]))
+    assert ingress_deployment(config)["user_config"] == {
+        "models": [
+            {
+                "app": "model-deepseek-r1",
+                "deployment": "LLMServer:deepseek-r1",
+                "id": "deepseek-r1",
+                "max_model_len": 32768,
+            },
+            {"app": "model-small", "deployment": "LLMServer:small", "id": "small"},
+        ],
+        "serve_config_hash": serve_config_hash(config),
+    }
+
+
+def test_ingress_deployment_options_are_rays_defaults_and_scale_to_zero_only_with_every_model() -> None:
+    """Ray 2.60's OpenAiIngress.get_deployment_options: DEFAULT_INGRESS_OPTIONS, min_replicas 0 when every model
+    has min_replicas 0 (ray/llm/_internal/serve/core/ingress/ingress.py; checked against the source below)."""
+    from ray.llm._internal.serve.constants import DEFAULT_MAX_ONGOING_REQUESTS, DEFAULT_MAX_TARGET_ONGOING_REQUESTS
+
+    source = (Path(ray.__file__).parent / "llm/_internal/serve/core/ingress/ingress.py").read_text()
+    assert (
+        'DEFAULT_INGRESS_OPTIONS = {\n    "max_ongoing_requests": DEFAULT_MAX_ONGOING_REQUESTS,\n'
+        '    "autoscaling_config": {\n        "target_ongoing_requests": DEFAULT_MAX_TARGET_ONGOING_REQUESTS,\n'
+        "    },\n}" in source
+    ), "Ray's ingress defaults moved"
+    assert 'options.setdefault("autoscaling_config", {})["min_replicas"] = 0' in source
+    assert DEFAULT_MAX_ONGOING_REQUESTS == DEFAULT_MAX_TARGET_ONGOING_REQUESTS == 1_000_000_000
+    both = ingress_deployment(build_serve_config(parse_models(CONFIGS["two models"])))
+    assert both["max_ongoing_requests"] == 1_000_000_000
+    assert both["autoscaling_config"] == {"target_ongoing_requests": 1_000_000_000}, "R1 keeps a replica"
+    zero = ingress_deployment(build_serve_config(parse_models(CONFIGS["scale to zero"])))
+    assert zero["autoscaling_config"] == {"target_ongoing_requests": 1_000_000_000, "min_replicas": 0}
+
+
+def _code_versions(config: dict[str, Any]) -> dict[str, str]:
+    """Ray's own code version of each application (what decides whether Serve restarts its deployments)."""
+    return {
+        app["name"]: get_app_code_version(ServeApplicationSchema.model_validate(app)) for app in config["applications"]
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"maxNumSeqs": 32},
+        {"minReplicas": 2, "maxReplicas": 4, "targetOngoingRequests": 8},
+        {"maxReplicas": 4, "targetOngoingRequests": 8, "prefixCacheRouting": False},
+        {"maxModelLen": 8192},
+        {"envVars": {"VLLM_LOGGING_LEVEL": "DEBUG"}},
+    ],
+    ids=["engine option", "autoscaling", "routing", "context length", "environment"],
+)
+def test_a_change_to_one_model_changes_only_that_models_code_version(change: dict) -> None:
+    """Ray 2.60 restarts an application's deployments when its code version changes (application_state.py
+    apply_app_config): a change to `small` must change `small`'s alone, never R1's or the ingress's."""
+    before = build_serve_config(parse_models(CONFIGS["two models"]))
+    after = build_serve_config(parse_models([R1_MODEL, {**CONFIGS["two models"][1], **change}]))
+    old, new = _code_versions(before), _code_versions(after)
+    assert old["model-small"] != new["model-small"], "the changed model restarts"
+    assert old["model-deepseek-r1"] == new["model-deepseek-r1"], "the other model must not restart"
+    assert old["llm"] == new["llm"], "the OpenAI ingress must not restart"
+    assert serve_config_hash(before) != serve_config_hash(after), "a new config has a new name"
+
+
+def test_stamping_is_idempotent_and_names_the_config_by_its_content() -> None:
+    config = build_serve_config(parse_models(CONFIGS["two models"]))
+    assert stamp_serve_config(config) == config
+    digest = serve_config_hash(config)
+    assert re.fullmatch(r"[0-9a-f]{16}", digest) and config["applications"][0]["name"] == f"config-{digest}"
+    edited = copy.deepcopy(config)
+    llm_configs_by_id(edited)["small"]["engine_kwargs"]["max_num_seqs"] = 8
+    assert serve_config_hash(edited) == digest, "an edit keeps the old name until stamped"
+    restamped = stamp_serve_config(edited)
+    assert serve_config_hash(restamped) != digest and restamped["applications"][0]["name"] != f"config-{digest}"
+    assert [app["name"] for app in restamped["applications"]].count(f"config-{digest}") == 0, "one marker only"
+    assert stamp_serve_config(restamped) == restamped
+
+
+def test_the_ingress_learns_a_changed_context_length() -> None:
+    config = build_serve_config(parse_models(CONFIGS["two models"]))
+    llm_configs_by_id(config)["deepseek-r1"]["engine_kwargs"]["max_model_len"] = 512
+    (r1, _) = ingress_deployment(stamp_serve_config(config))["user_config"]["models"]
+    assert r1["max_model_len"] == 512
+
+
+def test_model_deployment_names_follow_rays_rule() -> None:
+    """The ingress reaches each model by the deployment name Ray gives it: "LLMServer:" and the id with "/" as
+    "--" and "." as "_" (ray/llm/_internal/serve/core/server/builder.py, read from the source)."""
+    source = (Path(ray.__file__).parent / "llm/_internal/serve/core/server/builder.py").read_text()
+    assert 'return llm_config.model_id.replace("/", "--").replace(".", "_")' in source
+    assert 'name_prefix = name_prefix or f"{deployment_cls.__name__}:"' in source
+    config = build_serve_config(parse_models([small(id="org/model-1.5b")]))
+    (entry,) = ingress_deployment(config)["user_config"]["models"]
+    assert entry == {"app": "model-org/model-1.5b", "deployment": "LLMServer:org--model-1_5b", "id": "org/model-1.5b"}
 
 
 def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
@@ -170,7 +297,7 @@ def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
 
 def test_two_models_in_one_config() -> None:
     config = build_serve_config(parse_models(CONFIGS["two models"]))
-    configs = app_args(config)["llm_configs"]
+    configs = model_llm_configs(config)
     assert [c["model_loading_config"]["model_id"] for c in configs] == ["deepseek-r1", "small"], "sorted by id"
     by_id = llm_configs_by_id(config)
     assert by_id["small"]["engine_kwargs"] == {
@@ -225,8 +352,6 @@ def test_router_block_validates_with_serve_deployment_config() -> None:
 
 def test_public_router_path_is_a_thin_subclass_of_the_internal_router() -> None:
     """Justifies validating with the internal class: ray.serve.llm.request_router only re-exports it."""
-    import ray
-
     module, _, cls = PREFIX_CACHE_ROUTER.partition(":")
     source = (Path(ray.__file__).parent / "serve" / "llm" / "request_router.py").read_text()
     assert module == "ray.serve.llm.request_router" and f"class {cls}(_{cls}):" in source, source[:400]
@@ -236,10 +361,10 @@ def test_public_router_path_is_a_thin_subclass_of_the_internal_router() -> None:
 def test_auth_is_on_by_default() -> None:
     for auth in (None, AuthSettings()):
         args = app_args(build_serve_config(parse_models([small()]), auth=auth))
-        assert args["ingress_cls_config"] == {
+        assert args == {
             "ingress_cls": "serve_app.ingress:AuthenticatedOpenAiIngress",
-            "ingress_extra_kwargs": {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0},
-        }, f"auth={auth}: {args.get('ingress_cls_config')}"
+            "ingress_kwargs": {"api_key_file": "/etc/llmserve/api-keys/keys", "api_key_reload_s": 10.0},
+        }, f"auth={auth}: {args}"
 
 
 def test_auth_key_file_is_configurable_and_only_its_path_is_in_the_config() -> None:
@@ -251,7 +376,7 @@ def test_auth_key_file_is_configurable_and_only_its_path_is_in_the_config() -> N
 
 def test_auth_off_only_when_explicitly_disabled() -> None:
     args = app_args(build_serve_config(parse_models([small()]), auth=AuthSettings(enabled=False)))
-    assert "ingress_cls_config" not in args, "auth disabled: Ray's default OpenAiIngress"
+    assert args == {"ingress_cls": "serve_app.ingress:ConfiguredOpenAiIngress"}, "auth disabled: no key check"
 
 
 @pytest.mark.parametrize("bad", ["", "keys", "relative/keys", "/etc/keys/"])
@@ -267,8 +392,8 @@ def test_auth_settings_reject_reload_intervals_out_of_range(bad) -> None:
 
 
 def test_ingress_request_timeout_reaches_the_ingress_actor_environment() -> None:
-    args = app_args(build_serve_config(parse_models([small()]), ingress_request_timeout_s=7200))
-    env = args["ingress_deployment_config"]["ray_actor_options"]["runtime_env"]["env_vars"]
+    deployment = ingress_deployment(build_serve_config(parse_models([small()]), ingress_request_timeout_s=7200))
+    env = deployment["ray_actor_options"]["runtime_env"]["env_vars"]
     assert env == {"RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT": "7200"}, env
 
 

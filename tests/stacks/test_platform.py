@@ -12,6 +12,8 @@ import json
 import pytest
 
 from infra.catalog import MACHINE_PROFILES
+from infra.render.rayservice import application_status_path
+from serve_app.builder import model_llm_configs
 
 EXPECTED_GPU_NICS = {"dev": 0, "staging": 4, "prod": 8}
 
@@ -262,15 +264,24 @@ def test_rayservice_waits_for_the_operator_the_gpu_pool_and_the_gpu_networks(sta
         assert f"llm-gpudirect-network-vpc{EXPECTED_GPU_NICS[stack]}" in dependencies, stack
 
 
+STACK_MODELS = {
+    "dev": ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"],
+    "staging": ["deepseek-r1"],
+    "prod": ["deepseek-r1"],
+}
+
+
 def test_pulumi_up_waits_a_cold_start_for_the_rayservice(stack, planned):
     resource = rayservice(planned(stack))
-    conditions = json.loads(resource.inputs["metadata"]["annotations"]["pulumi.com/waitFor"])
+    annotations = resource.inputs["metadata"]["annotations"]
+    conditions = json.loads(annotations["pulumi.com/waitFor"])
+    applications = [f"config-{annotations['llmserve.dev/serve-config-hash']}", "llm"]
+    applications += [f"model-{model_id}" for model_id in STACK_MODELS[stack]]
     assert conditions == [
         "jsonpath={$[?@.observedGeneration == $.metadata.generation]}",
         "condition=Ready",
         "condition=UpgradeInProgress=False",
-        "jsonpath={.status.activeServiceStatus.applicationStatuses.llm.status}=RUNNING",
-    ], stack
+    ] + [f"jsonpath={application_status_path(name)}=RUNNING" for name in applications], stack
     assert resource.options["customTimeouts"] == {"create": "150m", "update": "150m"}, stack
 
 
@@ -305,7 +316,7 @@ def test_dev_serves_two_models_that_scale_to_zero(planned):
     import yaml as _yaml
 
     serve = _yaml.safe_load(spec["serveConfigV2"])
-    configs = serve["applications"][0]["args"]["llm_configs"]
+    configs = model_llm_configs(serve)
     assert sorted(c["model_loading_config"]["model_id"] for c in configs) == [
         "deepseek-r1-distill-qwen-1.5b",
         "deepseek-r1-distill-qwen-7b",

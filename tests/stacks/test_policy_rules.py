@@ -44,3 +44,27 @@ def test_the_rules_know_the_catalogs_gpu_networks():
 )
 def test_image_pinning(image, ok):
     assert (rules.image_problem(image) is None) == ok, rules.image_problem(image)
+
+
+INGRESS = (
+    "- name: llm\n  route_prefix: /\n  import_path: serve_app.apps:build_ingress_app\n"
+    "  args: {ingress_cls: 'serve_app.ingress:AuthenticatedOpenAiIngress'}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "applications, offenders",
+    [
+        (INGRESS, []),
+        (INGRESS + "- name: model-a\n  route_prefix: null\n  import_path: serve_app.apps:build_model_app\n", []),
+        (INGRESS + "- name: model-a\n  route_prefix: /a\n  import_path: serve_app.apps:build_model_app\n", ["model-a"]),
+        (INGRESS + "- name: model-a\n  import_path: serve_app.apps:build_model_app\n", ["model-a"]),  # default "/"
+        (INGRESS.replace("AuthenticatedOpenAiIngress", "ConfiguredOpenAiIngress"), ["llm"]),
+        ("- name: llm\n  import_path: ray.serve.llm:build_openai_app\n  args: {}\n", ["llm"]),
+    ],
+    ids=["ingress", "model not exposed", "model exposed", "route prefix left to the default", "no key", "Ray's app"],
+)
+def test_endpoint_key_check_covers_every_application_that_takes_http(applications, offenders):
+    props = {"spec": {"serveConfigV2": "applications:\n" + applications}}
+    problems = rules.endpoint_key_check("kubernetes:ray.io/v1:RayService", props)
+    assert [problem.split("'")[1] for problem in problems] == offenders, problems

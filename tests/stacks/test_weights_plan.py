@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from infra.cli.plan import kubernetes_manifests
+from serve_app.builder import model_llm_configs
 
 COMMIT = "56d4cbbb4d29f4355bab4b9a39ccb717a14ad5ad"
 
@@ -98,7 +99,7 @@ def test_gpu_workers_mount_the_staged_revision_and_serve_it(stack, planned):
     env = {item["name"] for item in template["spec"]["containers"][0]["env"]}
     assert "HF_HUB_ENABLE_HF_TRANSFER" not in env
     serve = yaml.safe_load(service["spec"]["serveConfigV2"])
-    (r1,) = serve["applications"][0]["args"]["llm_configs"]
+    (r1,) = model_llm_configs(serve)
     assert r1["model_loading_config"]["model_source"] == "/mnt/models/deepseek-r1"
     # Served from the store: the Hub is off, and its download settings are gone.
     assert r1["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
@@ -199,7 +200,7 @@ def test_a_stack_with_the_streamer_and_an_s3_source_plans_its_grants_secret_and_
     serve = yaml.safe_load(service["inputs"]["spec"]["serveConfigV2"])
     sources = {
         c["model_loading_config"]["model_id"]: c["model_loading_config"]["model_source"]
-        for c in serve["applications"][0]["args"]["llm_configs"]
+        for c in model_llm_configs(serve)
     }
     assert sources == {
         "deepseek-r1": {"bucket_uri": f"gs://my-gcp-project-mixed-models/deepseek-r1/{COMMIT}"},
