@@ -126,34 +126,25 @@ def test_requests_without_the_right_key_get_401(server, api_key):
 # --- day-2 tools against the live server ------------------------------------------------------------------------
 
 
-def test_smoke_command_passes_against_the_local_server(server):
-    """`python -m infra smoke` (stdlib only) against the real Serve app: reasoning in vLLM 0.29's field."""
+def run_smoke(server, config_hash: str, max_tokens: int):
+    """`python -m infra smoke` against the live server, as a user runs it (a subprocess, stdlib only)."""
     import subprocess
     import sys
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra",
-            "smoke",
-            STACK,
-            "--base-url",
-            server["base_url"],
-            "--api-key",
-            server["api_key"],
-            "--model",
-            MODELS[0],
-            "--max-tokens",
-            "16",
-            "--config-hash",
-            server["serve_config_hash"],
-        ],
+    arguments = ["--base-url", server["base_url"], "--api-key", server["api_key"], "--model", MODELS[0]]
+    arguments += ["--max-tokens", str(max_tokens), "--config-hash", config_hash]
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "smoke", STACK, *arguments],
         cwd=Path(__file__).resolve().parents[2],
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def test_smoke_command_passes_against_the_local_server(server):
+    """`python -m infra smoke` (stdlib only) against the real Serve app: reasoning in vLLM 0.29's field."""
+    result = run_smoke(server, server["serve_config_hash"], max_tokens=16)
     print(result.stdout)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     assert "6 passed, 0 failed" in result.stdout, result.stdout
@@ -164,33 +155,8 @@ def test_smoke_command_passes_against_the_local_server(server):
 
 
 def test_smoke_command_fails_when_another_config_is_served(server):
-    import subprocess
-    import sys
-
     wrong = "0" * 16
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "infra",
-            "smoke",
-            STACK,
-            "--base-url",
-            server["base_url"],
-            "--api-key",
-            server["api_key"],
-            "--model",
-            MODELS[0],
-            "--max-tokens",
-            "4",
-            "--config-hash",
-            wrong,
-        ],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_smoke(server, wrong, max_tokens=4)
     assert result.returncode == 1, f"{result.stdout}\n{result.stderr}"
     assert f"serves config {server['serve_config_hash']}, but --config-hash says {wrong}" in result.stdout, (
         result.stdout

@@ -74,8 +74,9 @@ def weights_settings(config, hf_token=False) -> render.WeightsSettings:
     )
 
 
-def rayservice(config, **extra) -> dict:
-    settings = RayServiceSettings(
+def settings_for(config, **extra) -> RayServiceSettings:
+    """The RayServiceSettings of `config`'s models on a 4-node A3 Mega pool (Recreate, cluster exposure)."""
+    return RayServiceSettings(
         name="llm",
         namespace="llm",
         image="ray-llm:test",
@@ -86,10 +87,12 @@ def rayservice(config, **extra) -> dict:
         cpu_workers=1,
         upgrade="Recreate",
         exposure="cluster",
-        weights=weights_settings(config),
         **extra,
     )
-    return render_rayservice(settings)
+
+
+def rayservice(config, **extra) -> dict:
+    return render_rayservice(settings_for(config, weights=weights_settings(config), **extra))
 
 
 def gpu_template(service: dict, group: str = "h100-x16") -> dict:
@@ -266,18 +269,7 @@ def test_runai_streamer_streams_from_the_store_uri_with_distributed_loading():
 def test_huggingface_only_stacks_render_as_before():
     config = stack([SMALL])
     assert config.weights.store is None
-    plain = RayServiceSettings(
-        name="llm",
-        namespace="llm",
-        image="ray-llm:test",
-        models=config.serving.models,
-        machine=A3_MEGA,
-        gpudirect=A3_MEGA.gpudirect,
-        max_gpu_nodes=4,
-        cpu_workers=1,
-        upgrade="Recreate",
-        exposure="cluster",
-    )
+    plain = settings_for(config)
     assert rayservice(config) == render_rayservice(plain)
 
 
