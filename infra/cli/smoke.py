@@ -39,18 +39,19 @@ from pathlib import Path
 from typing import Any
 
 from infra.catalog import SERVE_CONFIG_HASH_ANNOTATION
+from infra.cli.plandiff import RAYSERVICE_TYPE
 from infra.cli.report import stack_capacity
 from infra.config.errors import ConfigError
 from infra.config.stack import config_from_map
 from infra.config.stackfiles import StackFileError, stack_config
 from infra.planning.coldstart import REFERENCE_BYTES_PER_NODE, cold_start_minutes
 from infra.render.secrets import current_api_key
+from serve_app.contract import SERVED_CONFIG_ROUTE
 
 WRONG_KEY = "llmserve-smoke-wrong-key-000000000000"
 SMOKE_ORIGIN = "https://llmserve-smoke.invalid"  # a browser's Origin, to see the CORS header of a 401
 WARM_TIMEOUT_S = 300.0  # per request, when no model has to start first
-RAYSERVICE_TYPE = "kubernetes:ray.io/v1:RayService"
-SERVED_CONFIG_PATH = "/llmserve/config"  # below the /v1 base URL: serve_app.contract.SERVED_CONFIG_ROUTE
+SERVED_CONFIG_PATH = SERVED_CONFIG_ROUTE.removeprefix("/v1")  # requests go below the /v1 base URL
 PROMPT = "What is 17 + 25? Answer with the number."
 
 

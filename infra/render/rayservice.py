@@ -199,7 +199,10 @@ def wait_for_conditions(serve_config: dict) -> list[str]:
 
 def in_tree_autoscaling(settings: RayServiceSettings) -> bool:
     """Whether KubeRay runs Ray's autoscaler in the head pod: only when a GPU worker group may change size."""
-    groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
+    return _any_group_scales(gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes))
+
+
+def _any_group_scales(groups: Sequence[WorkerGroupSize]) -> bool:
     return any(group.min_pods != group.max_pods for group in groups)
 
 
@@ -208,7 +211,7 @@ def render_rayservice(settings: RayServiceSettings) -> dict:
     per `settings.upgrade` (see infra/components/serving.py)."""
     groups = gpu_worker_groups(settings.models, settings.machine, settings.max_gpu_nodes)
     serve_config = render_serve_config(settings)
-    autoscaling = in_tree_autoscaling(settings)
+    autoscaling = _any_group_scales(groups)
     cluster: dict[str, Any] = {
         "rayVersion": RAY_VERSION,
         "enableInTreeAutoscaling": autoscaling,
