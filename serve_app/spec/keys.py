@@ -79,7 +79,12 @@ KEYS: tuple[ConfigKey, ...] = (
         "integer",
         "Pipeline stages (vLLM PP); a replica uses TP × PP GPUs and PP may span nodes.",
         default=1,
-        range=Range(1),
+        range=Range(
+            1,
+            256,
+            why="vLLM needs at least one layer per stage, and the deepest models served here have fewer than 256 "
+            "layers (DeepSeek-R1: 61)",
+        ),
         field="pipeline_parallel_size",
     ),
     ConfigKey(

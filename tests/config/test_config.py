@@ -574,3 +574,11 @@ def test_clean_passes_every_read_value_even_a_falsy_one_and_refuses_none():
     assert [clean(0), clean(False), clean(""), clean([])] == [0, False, "", []]
     with pytest.raises(AssertionError, match="read as None, yet no problem was recorded"):
         clean(None)
+
+
+def test_an_absurdly_deep_pipeline_is_a_config_error_not_a_hang(config_problems):
+    """Found by the property tests: pipelineParallelSize 5665691496 made the capacity planner size billions of
+    pipeline stages (a MemoryError after minutes). The key's range stops it before any rule depends on it."""
+    problems = config_problems(models=[dict(R1, pipelineParallelSize=5665691496)])
+    assert "llmserve:models[0].pipelineParallelSize" in problems
+    assert "5665691496" in problems and "1 to 256" in problems, problems

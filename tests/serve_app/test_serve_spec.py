@@ -90,7 +90,7 @@ BAD_INPUTS: list[tuple[str, Any, str]] = [
     (
         "pp < 1",
         [m(pipelineParallelSize=-1)],
-        "models[0].pipelineParallelSize: out of range; found -1; allowed integers >= 1",
+        "models[0].pipelineParallelSize: out of range; found -1; allowed integers 1 to 256",
     ),
     ("min replicas < 0", [m(minReplicas=-1)], "models[0].minReplicas: out of range; found -1; allowed integers >= 0"),
     ("max replicas 0", [m(maxReplicas=0)], "models[0].maxReplicas: out of range; found 0; allowed integers >= 1"),
