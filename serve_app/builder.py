@@ -49,7 +49,7 @@ from serve_app.contract import (
     config_marker_name,
     model_app_name,
 )
-from serve_app.spec import ModelSpec, serve_deployment_name, validate_models
+from serve_app.spec import ModelSpec, llm_server_deployment, validate_models
 
 __all__ = [
     "PREFIX_CACHE_ROUTER",
@@ -304,7 +304,7 @@ def _ingress_model_entry(app: Mapping[str, Any]) -> dict[str, Any]:
     """What the ingress needs of one model: its id, where its deployment lives, and the context length its
     model card reports (Ray's `to_model_metadata` reads `max_model_len`)."""
     model_id = app["args"]["model_loading_config"]["model_id"]
-    entry = {"app": app["name"], "deployment": "LLMServer:" + serve_deployment_name(model_id), "id": model_id}
+    entry = {"app": app["name"], "deployment": llm_server_deployment(model_id), "id": model_id}
     max_model_len = app["args"].get("engine_kwargs", {}).get("max_model_len")
     return entry if max_model_len is None else {**entry, "max_model_len": max_model_len}
 

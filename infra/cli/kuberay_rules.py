@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.catalog import GPU_RESOURCE
+from infra.cli.paths import under as _under
 
 # The fields the hash leaves out, as plan paths under spec.rayClusterConfig (utils/util.go:653-665).
 WORKER_GROUP_UNHASHED = ("replicas", "minReplicas", "maxReplicas", "scaleStrategy.workersToDelete")
@@ -98,10 +99,6 @@ def is_unhashed(path: str) -> bool:
     if head.startswith("workerGroupSpecs["):
         return _under(rest, WORKER_GROUP_UNHASHED + POD_TEMPLATE_UNHASHED)
     return False
-
-
-def _under(path: str, prefixes: Iterable[str]) -> bool:
-    return any(path == prefix or path.startswith((prefix + ".", prefix + "[")) for prefix in prefixes)
 
 
 def cluster_change(old: dict, new: dict, paths: Iterable[str]) -> ClusterChange:

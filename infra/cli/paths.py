@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -35,3 +35,8 @@ def structured(value: Any) -> Any:
         if isinstance(parsed, dict):
             return parsed
     return value
+
+
+def under(path: str, prefixes: Iterable[str]) -> bool:
+    """Whether the dotted `path` (as `changed_paths` writes it) is one of `prefixes` or lies below one."""
+    return any(path == prefix or path.startswith((prefix + ".", prefix + "[")) for prefix in prefixes)

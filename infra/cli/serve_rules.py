@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.cli.paths import changed_paths, structured
+from infra.cli.paths import under as _matches
 from serve_app.contract import CONFIG_MARKER_BUILDER
+from serve_app.spec import llm_server_deployment as deployment_name
 
 # deploy_utils.py:168-196: what an application's code version is made of.
 CODE_VERSION_APP_FIELDS = ("import_path", "runtime_env", "args", "autoscaling_policy")
@@ -76,7 +78,6 @@ RUNNING_APP_FIELDS = ("name", "route_prefix", "logging_config", "external_scaler
 # Top-level fields a running Serve does not change (serve_head.py:171-186) and those it applies.
 IGNORED_TOP_FIELDS = ("http_options", "grpc_options", "proxy_location", "controller_options")
 APPLIED_TOP_FIELDS = ("applications", "target_capacity", "logging_config")
-SERVE_LLM_DEPLOYMENT_PREFIX = "LLMServer:"
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,6 @@ def _bounds(deployment: dict) -> tuple[int | None, int | None]:
     return (replicas, replicas) if isinstance(replicas, int) else (None, None)
 
 
-def deployment_name(model_id: str) -> str:
-    """Serve LLM's name for a model's deployment (ray/llm/_internal/serve/core/server/builder.py:37-38, 64-73)."""
-    return SERVE_LLM_DEPLOYMENT_PREFIX + model_id.replace("/", "--").replace(".", "_")
-
-
 def _overrides(app: dict) -> dict[str, dict]:
     return {str(item.get("name")): item for item in app.get("deployments") or [] if isinstance(item, dict)}
 
@@ -157,10 +153,6 @@ def _models_with_overrides(app: dict) -> dict[str, ModelReplicas]:
             model = ModelReplicas(model.model_id, low, high)
         models[name] = model
     return models
-
-
-def _matches(path: str, fields: tuple[str, ...]) -> bool:
-    return any(path == field or path.startswith((field + ".", field + "[")) for field in fields)
 
 
 def _changes_code_version(path: str) -> bool:

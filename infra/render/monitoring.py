@@ -17,14 +17,7 @@ from dataclasses import dataclass, field
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
 from infra.render.metrics import metric, metric_names_in
-from serve_app.spec import serve_deployment_name as model_deployment_suffix
-
-
-def serve_deployment_name(model_id: str) -> str:
-    """The Serve deployment `build_openai_app` makes for a model (Ray 2.60 `_get_deployment_name`): the prefix
-    "LLMServer:" and the id as the model spec's rule rewrites it."""
-    return "LLMServer:" + model_deployment_suffix(model_id)
-
+from serve_app.spec import llm_server_deployment as serve_deployment_name
 
 # --- settings -------------------------------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ from serve_app.spec.engine import (
 from serve_app.spec.keys import KEYS, KEYS_BY_NAME, WEIGHT_SOURCES, keys_markdown
 from serve_app.spec.model import ModelSpec, with_preset
 from serve_app.spec.parse import parse_models, validate_models
-from serve_app.spec.rules import serve_deployment_name
+from serve_app.spec.rules import llm_server_deployment, serve_deployment_name
 
 __all__ = [
     "KEYS",
@@ -60,6 +60,7 @@ __all__ = [
     "engine_kwargs_problems",
     "env_var_problems",
     "keys_markdown",
+    "llm_server_deployment",
     "parse_models",
     "serve_deployment_name",
     "validate_models",

@@ -151,9 +151,17 @@ def _preset_problems(path: str, spec: ModelSpec) -> list[str]:
     ]
 
 
+LLM_SERVER_PREFIX = "LLMServer:"
+
+
 def serve_deployment_name(model_id: str) -> str:
     """The name Ray Serve LLM 2.60 gives a model's deployment, after "LLMServer:" (server/builder.py)."""
     return model_id.replace("/", "--").replace(".", "_")
+
+
+def llm_server_deployment(model_id: str) -> str:
+    """A model's whole Serve deployment name in Ray Serve LLM 2.60: "LLMServer:" and `serve_deployment_name`."""
+    return LLM_SERVER_PREFIX + serve_deployment_name(model_id)
 
 
 def duplicate_id_problems(key: str, indexed_specs: Sequence[tuple[int, ModelSpec]]) -> list[str]:
