@@ -63,3 +63,9 @@ def test_under_recreate_the_pod_templates_carry_no_bounds(rayservice_settings):
     settings = dataclasses.replace(rayservice_settings(machine=G2, models=[DISTILL]), upgrade="Recreate")
     for group in groups(settings).values():
         assert REPLICA_BOUNDS_ANNOTATION not in group["template"]["metadata"].get("annotations", {})
+
+
+def test_the_bounds_annotation_has_the_documented_name(rayservice_settings):
+    """docs/operations.md names it `llmserve.dev/worker-replicas`: the rendered pod template carries that key."""
+    rendered = groups(rayservice_settings(machine=G2, models=[DISTILL], cpu_workers=2))
+    assert rendered["l4-x2"]["template"]["metadata"]["annotations"]["llmserve.dev/worker-replicas"] == "0-1"

@@ -551,3 +551,8 @@ def test_replica_calls_the_build_hook_even_when_an_app_is_given() -> None:
     assert 'SERVE_BUILD_ASGI_APP_METHOD = "__serve_build_asgi_app__"' in replica.read_text()
     source = ast.unparse(_function(replica, "UserCallableWrapper", "_initialize_asgi_callable"))
     assert "if build_asgi_app is not None:" in source and "self._callable._set_asgi_app(app)" in source, source
+
+
+def test_the_served_config_route_is_the_documented_path():
+    # docs/operations.md, serve_app/README.md and `python -m infra smoke` (below its /v1 base URL) use this path.
+    assert SERVED_CONFIG_ROUTE == "/v1/llmserve/config"
