@@ -290,6 +290,9 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     ).hexdigest()[:CONFIG_HASH_HEX_DIGITS]
     deployment["user_config"][CONFIG_HASH_KEY] = digest
+    # The marker's one deployment autoscales from 0 without initial_replicas, so Serve sets its target to the
+    # current count, 0 for a new deployment (ray/serve/_private/autoscaling_state.py, `register`, 2.60.0): it
+    # starts no replica and holds no resource (serve_app/apps.py build_config_marker).
     marker: dict[str, Any] = {
         "args": {},
         "import_path": CONFIG_MARKER_BUILDER,

@@ -79,7 +79,8 @@ def log_alert_policy_args(spec: LogAlertSpec, settings: MonitoringSettings) -> d
             "condition_matched_log": {"filter": spec.filter, "label_extractors": dict(spec.label_extractors)},
         }
     ]
-    # Required for a policy with a log-match condition (pulumi-gcp AlertPolicyAlertStrategyArgs).
+    # "Required for alert policies with a LogMatch condition" (pulumi_gcp 10.2.0, monitoring/_inputs.py,
+    # AlertPolicyAlertStrategyArgs.notification_rate_limit; the Cloud Monitoring API's AlertStrategy).
     args["alert_strategy"] = {
         **args["alert_strategy"],
         "notification_rate_limit": {"period": f"{NOTIFICATION_PERIOD_S}s"},

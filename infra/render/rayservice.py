@@ -432,6 +432,9 @@ def render_pod_monitorings(settings: RayServiceSettings) -> list[dict]:
     """Managed Prometheus scrapes of Ray's metrics port on every Ray pod (Ray, Serve and the vLLM engine
     metrics Serve LLM re-exports as ray_vllm_*) and of the head's dashboard metrics, plus its autoscaler's
     when KubeRay runs the in-tree autoscaler (without it nothing listens on that port: a target always down).
+    That port is the autoscaler monitor's metrics server (ray/autoscaler/_private/monitor.py, `Monitor.__init__`,
+    port AUTOSCALER_METRIC_PORT 44217 in autoscaler/_private/constants.py, Ray 2.60.0), which Ray starts for
+    KubeRay's autoscaler container (autoscaler/_private/kuberay/run_autoscaler.py).
     The `ray_io_cluster` label is what Ray's Grafana dashboards filter on."""
     from_pod = [{"from": "ray.io/cluster", "to": "ray_io_cluster"}, {"from": "ray.io/node-type", "to": "ray_node_type"}]
 
