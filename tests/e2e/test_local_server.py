@@ -7,7 +7,7 @@ request to each also exercises Serve's scale-up from zero.
 
 Run in the heavy environment (requirements/local.txt):
     .venv-local/bin/python -m pytest -m e2e tests/e2e
-A server that never answers fails the module (it is not skipped).
+The server is the tier's shared one (tests/e2e/conftest.py); one that never answers fails every test (none is skipped).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from local_run.errors import LocalRunError
-from local_run.launcher import LaunchedServer
 from local_run.server import free_port, write_api_keys
 from serve_app.builder import model_llm_configs, serve_config_hash, stamp_serve_config
 
@@ -33,29 +31,10 @@ MODELS = ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
 REQUEST_TIMEOUT_S = 300  # a cold start from zero replicas is part of the first request to each model
 
 
-@pytest.fixture(scope="module")
-def server():
-    launched = LaunchedServer(STACK, free_port(), ready_timeout_s=600)
-    try:
-        info = launched.wait_ready()
-    except LocalRunError as error:
-        launched.stop()
-        pytest.fail(f"the local {STACK} server did not come up: {error}")
-    yield info
-    exit_code = launched.stop()
-    assert exit_code == 0, f"the server did not stop cleanly ({exit_code}):\n{launched.output[-4000:]}"
-    assert_nothing_left_running()
-
-
-def assert_nothing_left_running():
-    import psutil
-
-    strays = [
-        f"{p.pid} {p.info['name']}"
-        for p in psutil.process_iter(["name"])
-        if p.info["name"] in ("gcs_server", "raylet", "dashboard")
-    ]
-    assert not strays, f"processes left behind: {strays}"
+@pytest.fixture
+def server(dev_server):
+    """The e2e tier's shared dev server (tests/e2e/conftest.py); it fails the test if it never answers."""
+    return dev_server
 
 
 def client(info, api_key=None):
@@ -286,6 +265,7 @@ class SteadyLoad:
         self._thread.join(timeout=REQUEST_TIMEOUT_S)
 
 
+@pytest.mark.mutates_dev_server
 def test_a_change_to_one_model_restarts_only_that_model(server):
     """KubeRay applies an in-place change by PUTting the whole declarative config to the dashboard. Changing the
     7B model's maxNumSeqs (engine option) must restart its replica only: the 1.5B model's replica and the OpenAI
@@ -371,6 +351,7 @@ def _poll_until(server, *, steady_key, changing_key, wanted):
         time.sleep(0.5)
 
 
+@pytest.mark.mutates_dev_server
 def test_key_rotation_reaches_the_running_ingress_without_a_restart(server):
     """Add a second key, then remove the first, by rewriting the key file as the kubelet rewrites a Secret
     volume; no restart, no redeploy. Runs last: it leaves the original key in place again."""

@@ -21,7 +21,7 @@ MODELS = ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
 
 
 @pytest.fixture(scope="module")
-def launched():
+def launched(no_dev_server):
     server = LaunchedServer("dev", free_port(), ready_timeout_s=600, extra_args=["--weights-store"])
     try:
         info = server.wait_ready()
