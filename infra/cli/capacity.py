@@ -45,6 +45,30 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
     return lines
 
 
+def profile_line(profile: dict) -> str:
+    """The summary line of a model's performance profile (`profile` of capacity.json)."""
+    options = profile["settings"]
+    if profile["without_profile"] is None:
+        return (
+            f"    profile {profile['name']}: vLLM's defaults (kvCacheDtype auto, no MTP, expert or context parallelism)"
+        )
+    keys = {
+        "kvCacheDtype": options["kv_cache_dtype"],
+        "mtpSpeculativeTokens": options["mtp_speculative_tokens"] or None,
+        "expertParallel": options["expert_parallel"] or None,
+        "decodeContextParallelSize": options["decode_context_parallel_size"]
+        if options["decode_context_parallel_size"] > 1
+        else None,
+    }
+    shown = ", ".join(f"{key} {str(value).lower()}" for key, value in keys.items() if value not in (None, "auto"))
+    without = profile["without_profile"]
+    return (
+        f"    profile {profile['name']} ({shown}): x{profile['kv_tokens_ratio']} the KV tokens of vLLM's defaults "
+        f"({without['kv_tokens']:,} tokens, {without['concurrency_at_full_context']}x, "
+        f"weights {without['weights_gib']} GiB/GPU without it); a prediction until a GPU run measures it"
+    )
+
+
 def cold_start_line(minutes: dict, current: str | None) -> str:
     parts = [
         f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
@@ -71,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kv-cache-dtype",
         default="auto",
         choices=sorted(KV_CACHE_DTYPE_BYTES),
-        help="engineKwargs.kv_cache_dtype (default auto = the model's dtype, BF16)",
+        help="kvCacheDtype (default auto = the model's dtype, BF16)",
     )
     parser.add_argument(
         "--weight-dtype",
@@ -82,6 +106,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=None, help="engineKwargs.block_size")
     parser.add_argument(
         "--enforce-eager", action="store_true", help="no CUDA graphs, so no CUDA-graph memory is subtracted"
+    )
+    parser.add_argument(
+        "--mtp-speculative-tokens",
+        type=int,
+        default=0,
+        help="mtpSpeculativeTokens: draft tokens of the MTP layer (default 0, off)",
+    )
+    parser.add_argument("--expert-parallel", action="store_true", help="expertParallel: whole experts per GPU")
+    parser.add_argument(
+        "--decode-context-parallel-size", type=int, default=1, help="decodeContextParallelSize (default 1)"
     )
     parser.add_argument("--region", default="us-east4", help="region of the list prices (default us-east4)")
     parser.add_argument(
@@ -116,6 +150,9 @@ def run(args: argparse.Namespace) -> int:
             block_size=args.block_size,
             cuda_graphs=not args.enforce_eager,
             overhead_gib=args.overhead_gib,
+            mtp_speculative_tokens=args.mtp_speculative_tokens,
+            expert_parallel=args.expert_parallel,
+            decode_context_parallel_size=args.decode_context_parallel_size,
         )
         report: CapacityReport = plan_capacity(arch, GPU_MEMORY[machine.gke_accelerator], settings)
     except (ValueError, OSError) as error:
