@@ -13,6 +13,7 @@ from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYT
 from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
 from infra.planning.coldstart import cold_start_minutes
 from infra.planning.prices import PRICES, PRICES_AS_OF
+from infra.planning.profile_rules import profile_problems
 from serve_app.versions_data import VLLM_VERSION
 
 
@@ -181,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
         f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
         f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}"
     )
-    for problem in report.errors:
+    problems = [*report.problems, *profile_problems(arch, settings)]
+    errors = [problem for problem in problems if not problem.warning]
+    for problem in errors:
         print(f"error: {problem.text()}")
-    for problem in report.warnings:
-        print(f"warning: {problem.text()}")
-    return 1 if report.errors else 0
+    for problem in problems:
+        if problem.warning:
+            print(f"warning: {problem.text()}")
+    return 1 if errors else 0

@@ -117,7 +117,7 @@ def capacity_findings(
         if report is None:
             warnings.append(f"{where}: capacity not checked: {why_not}")
             continue
-        problems = [*report.problems, *profile_problems(report.architecture, spec)]
+        problems = [*report.problems, *profile_problems(report.architecture, report.settings)]
         errors += [problem.text(where) for problem in problems if not problem.warning]
         warnings += [problem.text(where) for problem in problems if problem.warning]
     return errors, warnings

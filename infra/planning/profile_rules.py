@@ -8,8 +8,7 @@ serve_app/spec/perf_rules.py. Paths are of the vllm package of vLLM 0.29.0 (vllm
 from __future__ import annotations
 
 from infra.planning.architectures import Architecture
-from infra.planning.capacity import Problem
-from serve_app.spec import ModelSpec
+from infra.planning.capacity import EngineSettings, Problem
 
 # The MLA attention backends vLLM 0.29 tries on Hopper, with the KV cache types each accepts: FLASH_ATTN_MLA
 # (vllm/v1/attention/backends/mla/flashattn_mla.py lines 45-49), FLASHMLA (flashmla.py lines 48-54) and TRITON_MLA
@@ -19,19 +18,19 @@ from serve_app.spec import ModelSpec
 MLA_KV_CACHE_DTYPES: tuple[str, ...] = ("auto", "bfloat16", "float16", "fp8", "fp8_e4m3")
 
 
-def profile_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
+def profile_problems(arch: Architecture, settings: EngineSettings) -> list[Problem]:
     """The problems of one model's performance settings with its architecture (errors, and warnings)."""
     return [
-        *_kv_cache_problems(arch, spec),
-        *_mtp_problems(arch, spec),
-        *_expert_parallel_problems(arch, spec),
-        *_dcp_problems(arch, spec),
+        *_kv_cache_problems(arch, settings),
+        *_mtp_problems(arch, settings),
+        *_expert_parallel_problems(arch, settings),
+        *_dcp_problems(arch, settings),
     ]
 
 
-def _kv_cache_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
-    dtype = spec.kv_cache_dtype
-    if arch.attention != "mla" or dtype is None or dtype in MLA_KV_CACHE_DTYPES:
+def _kv_cache_problems(arch: Architecture, settings: EngineSettings) -> list[Problem]:
+    dtype = settings.kv_cache_dtype
+    if arch.attention != "mla" or dtype in MLA_KV_CACHE_DTYPES:
         return []
     return [
         Problem(
@@ -44,9 +43,9 @@ def _kv_cache_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
     ]
 
 
-def _mtp_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
-    tokens = spec.mtp_speculative_tokens
-    if tokens is None:
+def _mtp_problems(arch: Architecture, settings: EngineSettings) -> list[Problem]:
+    tokens = settings.mtp_speculative_tokens
+    if not tokens:
         return []
     if not arch.mtp_layers:
         return [
@@ -74,8 +73,8 @@ def _mtp_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
     return []
 
 
-def _expert_parallel_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
-    if not spec.enable_expert_parallel or arch.n_routed_experts:
+def _expert_parallel_problems(arch: Architecture, settings: EngineSettings) -> list[Problem]:
+    if not settings.expert_parallel or arch.n_routed_experts:
         return []
     return [
         Problem(
@@ -89,10 +88,10 @@ def _expert_parallel_problems(arch: Architecture, spec: ModelSpec) -> list[Probl
     ]
 
 
-def _dcp_problems(arch: Architecture, spec: ModelSpec) -> list[Problem]:
+def _dcp_problems(arch: Architecture, settings: EngineSettings) -> list[Problem]:
     """Decode context parallelism for GQA models (MLA has no rule beyond dividing TP): vllm/config/model.py lines
     1432-1461."""
-    dcp, tp = spec.decode_context_parallel_size or 1, spec.tensor_parallel_size
+    dcp, tp = settings.decode_context_parallel_size, settings.tensor_parallel_size
     if dcp == 1 or arch.attention == "mla":
         return []
     kv_heads = arch.num_kv_heads

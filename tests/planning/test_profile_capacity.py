@@ -267,3 +267,20 @@ def test_a_refused_kv_cache_dtype_for_mla_fails_the_plan(tmp_path, capsys):
 def test_the_architecture_table_knows_r1s_mtp_layer():
     assert R1 is not None and R1.mtp_layers == 1
     assert QWEN_7B is not None and QWEN_7B.mtp_layers == 0
+
+
+def test_the_capacity_command_sizes_the_options(capsys):
+    args = ["capacity", "deepseek-r1", "--machine", "a3-megagpu-8g", "--tp", "8", "--pp", "2", "--max-model-len"]
+    assert main([*args, "32768", "--kv-cache-dtype", "fp8", "--mtp-speculative-tokens", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "KV cache: 1,547,776 tokens (fp8, 17,856 B/token/GPU), 47.23x concurrency at 32,768 tokens" in out, out
+    assert main([*args, "32768", "--decode-context-parallel-size", "3"]) == 2
+    assert "decode context parallel size 3 must divide the tensor parallel size 8" in capsys.readouterr().err
+
+
+def test_the_capacity_command_applies_the_architecture_rules(capsys):
+    args = ["capacity", "deepseek-r1-distill-qwen-7b", "--machine", "a3-megagpu-8g", "--tp", "2"]
+    assert main([*args, "--mtp-speculative-tokens", "1"]) == 1
+    assert "error: mtpSpeculativeTokens: deepseek-ai/DeepSeek-R1-Distill-Qwen-7B has no multi-token-prediction" in (
+        capsys.readouterr().out
+    )
