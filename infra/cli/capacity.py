@@ -140,21 +140,7 @@ def run(args: argparse.Namespace) -> int:
                     f"; or a path to a config.json"
                 )
             arch = load_architecture(path)
-        settings = EngineSettings(
-            tensor_parallel_size=args.tp,
-            pipeline_parallel_size=args.pp,
-            max_model_len=args.max_model_len,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            max_num_seqs=args.max_num_seqs,
-            kv_cache_dtype=args.kv_cache_dtype,
-            weight_format=args.weight_dtype,
-            block_size=args.block_size,
-            cuda_graphs=not args.enforce_eager,
-            overhead_gib=args.overhead_gib,
-            mtp_speculative_tokens=args.mtp_speculative_tokens,
-            expert_parallel=args.expert_parallel,
-            decode_context_parallel_size=args.decode_context_parallel_size,
-        )
+        settings = _settings(args)
         report: CapacityReport = plan_capacity(arch, GPU_MEMORY[machine.gke_accelerator], settings)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -190,3 +176,22 @@ def run(args: argparse.Namespace) -> int:
         if problem.warning:
             print(f"warning: {problem.text()}")
     return 1 if errors else 0
+
+
+def _settings(args: argparse.Namespace) -> EngineSettings:
+    """The engine settings the command line asks for."""
+    return EngineSettings(
+        tensor_parallel_size=args.tp,
+        pipeline_parallel_size=args.pp,
+        max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_seqs=args.max_num_seqs,
+        kv_cache_dtype=args.kv_cache_dtype,
+        weight_format=args.weight_dtype,
+        block_size=args.block_size,
+        cuda_graphs=not args.enforce_eager,
+        overhead_gib=args.overhead_gib,
+        mtp_speculative_tokens=args.mtp_speculative_tokens,
+        expert_parallel=args.expert_parallel,
+        decode_context_parallel_size=args.decode_context_parallel_size,
+    )
