@@ -13,6 +13,8 @@ that cannot start before 16 GPUs are rented. The arithmetic mirrors vLLM 0.29's 
   smallest block count of all stages, so the binding stage sets the capacity of the whole replica;
 - concurrency at full context = blocks / ceil(max_model_len / block_size), and the "GPU KV cache size"
   vLLM logs is int(concurrency x max_model_len).
+- the performance options (FP8 KV cache, MTP speculative decoding, decode context and expert parallelism) change
+  these as infra/planning/engine_features.py says.
 
 `plan_capacity` never raises for a configuration that does not fit: it returns a `CapacityReport` whose
 `problems` say what is wrong, which key to change and the numbers. Overheads are estimates (see
