@@ -142,6 +142,9 @@ _SPEC_ENGINE_FIELDS: tuple[str, ...] = (
     "enable_prefix_caching",
     "enable_chunked_prefill",
     "reasoning_parser",
+    "kv_cache_dtype",
+    "enable_expert_parallel",
+    "decode_context_parallel_size",
 )
 
 
@@ -152,6 +155,10 @@ def llm_config(spec: ModelSpec) -> dict[str, Any]:
         value = getattr(spec, name)
         if value is not None:
             engine_kwargs[name] = value
+    if spec.mtp_speculative_tokens is not None:
+        # vLLM 0.29 loads the draft from the target's own checkpoint when `model` is unset and the method is mtp
+        # (vllm/config/speculative.py, SpeculativeConfig.__post_init__).
+        engine_kwargs["speculative_config"] = {"method": "mtp", "num_speculative_tokens": spec.mtp_speculative_tokens}
     routing = spec.prefix_cache_routing_enabled
     if routing:
         # The router only pays off when replicas keep prefixes cached (validation refuses an explicit false).

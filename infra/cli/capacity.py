@@ -13,6 +13,7 @@ from infra.planning.architectures import ARCHITECTURE_ALIASES, WEIGHT_FORMAT_BYT
 from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
 from infra.planning.coldstart import cold_start_minutes
 from infra.planning.prices import PRICES, PRICES_AS_OF
+from infra.planning.profile_rules import profile_problems
 from serve_app.versions_data import VLLM_VERSION
 
 
@@ -45,6 +46,30 @@ def model_lines(model_id: str, capacity: dict) -> list[str]:
     return lines
 
 
+def profile_line(profile: dict) -> str:
+    """The summary line of a model's performance profile (`profile` of capacity.json)."""
+    options = profile["settings"]
+    if profile["without_profile"] is None:
+        return (
+            f"    profile {profile['name']}: vLLM's defaults (kvCacheDtype auto, no MTP, expert or context parallelism)"
+        )
+    keys = {
+        "kvCacheDtype": options["kv_cache_dtype"],
+        "mtpSpeculativeTokens": options["mtp_speculative_tokens"] or None,
+        "expertParallel": options["expert_parallel"] or None,
+        "decodeContextParallelSize": options["decode_context_parallel_size"]
+        if options["decode_context_parallel_size"] > 1
+        else None,
+    }
+    shown = ", ".join(f"{key} {str(value).lower()}" for key, value in keys.items() if value not in (None, "auto"))
+    without = profile["without_profile"]
+    return (
+        f"    profile {profile['name']} ({shown}): x{profile['kv_tokens_ratio']} the KV tokens of vLLM's defaults "
+        f"({without['kv_tokens']:,} tokens, {without['concurrency_at_full_context']}x, "
+        f"weights {without['weights_gib']} GiB/GPU without it); a prediction until a GPU run measures it"
+    )
+
+
 def cold_start_line(minutes: dict, current: str | None) -> str:
     parts = [
         f"{source} {span['low']:g}-{span['high']:g} min" + (" (configured)" if source == current else "")
@@ -71,7 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kv-cache-dtype",
         default="auto",
         choices=sorted(KV_CACHE_DTYPE_BYTES),
-        help="engineKwargs.kv_cache_dtype (default auto = the model's dtype, BF16)",
+        help="kvCacheDtype (default auto = the model's dtype, BF16)",
     )
     parser.add_argument(
         "--weight-dtype",
@@ -82,6 +107,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=None, help="engineKwargs.block_size")
     parser.add_argument(
         "--enforce-eager", action="store_true", help="no CUDA graphs, so no CUDA-graph memory is subtracted"
+    )
+    parser.add_argument(
+        "--mtp-speculative-tokens",
+        type=int,
+        default=0,
+        help="mtpSpeculativeTokens: draft tokens of the MTP layer (default 0, off)",
+    )
+    parser.add_argument("--expert-parallel", action="store_true", help="expertParallel: whole experts per GPU")
+    parser.add_argument(
+        "--decode-context-parallel-size", type=int, default=1, help="decodeContextParallelSize (default 1)"
     )
     parser.add_argument("--region", default="us-east4", help="region of the list prices (default us-east4)")
     parser.add_argument(
@@ -105,18 +140,7 @@ def run(args: argparse.Namespace) -> int:
                     f"; or a path to a config.json"
                 )
             arch = load_architecture(path)
-        settings = EngineSettings(
-            tensor_parallel_size=args.tp,
-            pipeline_parallel_size=args.pp,
-            max_model_len=args.max_model_len,
-            gpu_memory_utilization=args.gpu_memory_utilization,
-            max_num_seqs=args.max_num_seqs,
-            kv_cache_dtype=args.kv_cache_dtype,
-            weight_format=args.weight_dtype,
-            block_size=args.block_size,
-            cuda_graphs=not args.enforce_eager,
-            overhead_gib=args.overhead_gib,
-        )
+        settings = _settings(args)
         report: CapacityReport = plan_capacity(arch, GPU_MEMORY[machine.gke_accelerator], settings)
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -144,8 +168,30 @@ def run(args: argparse.Namespace) -> int:
         f"    cost of one replica's nodes ({args.region}, list prices of {PRICES_AS_OF}): "
         f"{nodes * machine.gpu_count} GPU-hours per hour, {rates}"
     )
-    for problem in report.errors:
+    problems = [*report.problems, *profile_problems(arch, settings)]
+    errors = [problem for problem in problems if not problem.warning]
+    for problem in errors:
         print(f"error: {problem.text()}")
-    for problem in report.warnings:
-        print(f"warning: {problem.text()}")
-    return 1 if report.errors else 0
+    for problem in problems:
+        if problem.warning:
+            print(f"warning: {problem.text()}")
+    return 1 if errors else 0
+
+
+def _settings(args: argparse.Namespace) -> EngineSettings:
+    """The engine settings the command line asks for."""
+    return EngineSettings(
+        tensor_parallel_size=args.tp,
+        pipeline_parallel_size=args.pp,
+        max_model_len=args.max_model_len,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_num_seqs=args.max_num_seqs,
+        kv_cache_dtype=args.kv_cache_dtype,
+        weight_format=args.weight_dtype,
+        block_size=args.block_size,
+        cuda_graphs=not args.enforce_eager,
+        overhead_gib=args.overhead_gib,
+        mtp_speculative_tokens=args.mtp_speculative_tokens,
+        expert_parallel=args.expert_parallel,
+        decode_context_parallel_size=args.decode_context_parallel_size,
+    )

@@ -3,12 +3,12 @@ command prints the same lines for one model: infra/cli/capacity.py)."""
 
 from __future__ import annotations
 
-from infra.cli.capacity import cold_start_line, model_lines
+from infra.cli.capacity import cold_start_line, model_lines, profile_line
 from infra.cli.upgrade_preview import ModelTimes
 from infra.config.settings import StackConfig
 from infra.planning.coldstart import NODE_PROVISIONING_MINUTES, cold_start_minutes, restart_minutes
 from infra.planning.costs import StackShape, capacity_mode, stack_cost
-from infra.planning.model_capacity import model_reports
+from infra.planning.model_capacity import model_reports, profile_json
 from infra.planning.sizing import idle_gpu_nodes
 from serve_app.versions_data import VLLM_VERSION
 
@@ -35,6 +35,8 @@ def stack_capacity(config: StackConfig) -> dict:
                 "cold_start_minutes": (
                     cold_start_minutes(report.architecture.stored_bytes()) if report is not None else None
                 ),
+                # The performance profile and what it changes (docs/capacity-and-cost.md#performance-profiles).
+                "profile": profile_json(spec, report),
             }
         )
     return {
@@ -96,6 +98,7 @@ def summary_lines(capacity: dict) -> list[str]:
             lines.append(f"  {model['id']}: not checked ({model['not_checked']})")
             continue
         lines += model_lines(model["id"], model["capacity"])
+        lines.append(profile_line(model["profile"]))
         lines.append(cold_start_line(model["cold_start_minutes"], model["weight_source"]))
     node = capacity["cold_start"]["node_provisioning_minutes"]
     lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")

@@ -53,6 +53,7 @@ class Architecture:
     moe_intermediate_size: int = 0
     first_k_dense_replace: int = 0
     checkpoint_bytes: int | None = None  # on-disk safetensors total when known; else computed
+    mtp_layers: int = 0  # config.json num_nextn_predict_layers: DeepSeek's multi-token-prediction layers
 
     # -- parameters, for checking the table against published counts --
 
@@ -61,7 +62,8 @@ class Architecture:
         return replicated + sharded + small
 
     def parameter_count(self) -> int:
-        """Parameters of the main model (DeepSeek's MTP layer is not loaded by vLLM and not counted)."""
+        """Parameters of the main model (DeepSeek's MTP layer, loaded only for MTP speculative decoding, is not
+        counted; infra/planning/engine_features.py sizes it)."""
         embeddings = self.vocab_size * self.hidden_size * (1 if self.tie_word_embeddings else 2)
         return sum(self.layer_parameters(layer) for layer in range(self.num_layers)) + embeddings + self.hidden_size
 
@@ -181,6 +183,7 @@ def _deepseek_v3(name: str) -> Architecture:
         first_k_dense_replace=3,
         # The checkpoint's index total_size (DeepSeek-V3; R1 has the same tensor layout): MTP layer included.
         checkpoint_bytes=688_586_727_753,
+        mtp_layers=1,
     )
 
 
@@ -316,6 +319,7 @@ def _mla_architecture(config: Mapping[str, Any], name: str, weight_format: str) 
         n_shared_experts=config.get("n_shared_experts") or 0,
         moe_intermediate_size=need("moe_intermediate_size") if experts else 0,
         first_k_dense_replace=config.get("first_k_dense_replace") or 0,
+        mtp_layers=config.get("num_nextn_predict_layers") or 0,
     )
 
 

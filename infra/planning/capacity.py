@@ -13,6 +13,8 @@ that cannot start before 16 GPUs are rented. The arithmetic mirrors vLLM 0.29's 
   smallest block count of all stages, so the binding stage sets the capacity of the whole replica;
 - concurrency at full context = blocks / ceil(max_model_len / block_size), and the "GPU KV cache size"
   vLLM logs is int(concurrency x max_model_len).
+- the performance options (FP8 KV cache, MTP speculative decoding, decode context and expert parallelism) change
+  these as infra/planning/engine_features.py says.
 
 `plan_capacity` never raises for a configuration that does not fit: it returns a `CapacityReport` whose
 `problems` say what is wrong, which key to change and the numbers. Overheads are estimates (see
@@ -29,6 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from infra.catalog import GpuMemoryProfile
 from infra.planning.architectures import Architecture
+from infra.planning.engine_features import blocks_per_sequence, layer_bytes_per_gpu, mtp_kv_layers, mtp_weight_bytes
 
 GIB = 1024**3
 VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vllm/config/cache.py in 0.29 (older releases: 0.90)
@@ -67,6 +70,10 @@ class EngineSettings:
     pp_layer_partition: tuple[int, ...] | None = None  # VLLM_PP_LAYER_PARTITION
     allow_long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1
     overhead_gib: float | None = None  # activation + non-torch + CUDA graphs; None: the GPU's estimate
+    # The performance options (infra/planning/engine_features.py says how each changes the memory).
+    mtp_speculative_tokens: int = 0  # speculative_config method mtp; 0 = off
+    expert_parallel: bool = False  # enable_expert_parallel
+    decode_context_parallel_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,11 @@ class CapacityReport:
 
     @property
     def kv_capacity_tokens(self) -> int:
-        return self.blocks * self.block_size
+        return self.blocks * self.block_size * self.settings.decode_context_parallel_size
 
     @property
     def blocks_per_sequence(self) -> int:
-        return -(-self.max_model_len // self.block_size)
+        return blocks_per_sequence(self.max_model_len, self.block_size, self.settings.decode_context_parallel_size)
 
     @property
     def concurrency(self) -> float:
@@ -167,6 +174,9 @@ class CapacityReport:
             "gpus_per_replica": self.gpus_per_replica,
             "weight_format": self.settings.weight_format or self.architecture.weight_format,
             "kv_cache_dtype": self.settings.kv_cache_dtype,
+            "mtp_speculative_tokens": self.settings.mtp_speculative_tokens,
+            "expert_parallel": self.settings.expert_parallel,
+            "decode_context_parallel_size": self.settings.decode_context_parallel_size,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "max_model_len": self.max_model_len,
             "max_num_seqs": self.settings.max_num_seqs,
@@ -224,6 +234,11 @@ def plan_capacity(
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     if tp < 1 or pp < 1:
         raise ValueError(f"tensor and pipeline parallel sizes must be >= 1; found {tp} x {pp}")
+    dcp = settings.decode_context_parallel_size
+    if dcp < 1 or tp % dcp:
+        raise ValueError(f"decode context parallel size {dcp} must divide the tensor parallel size {tp}, as in vLLM")
+    if settings.mtp_speculative_tokens < 0:
+        raise ValueError(f"MTP speculative tokens must be 0 or more; found {settings.mtp_speculative_tokens}")
     if settings.weight_format is not None and settings.weight_format != arch.weight_format:
         arch = replace(arch, weight_format=settings.weight_format)
     util = settings.gpu_memory_utilization or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
@@ -249,7 +264,7 @@ def plan_capacity(
     stages = _stage_capacities(
         arch,
         partition,
-        tp,
+        settings,
         kv_dtype_bytes,
         block_size,
         lambda weights: fixed_budget if fixed_budget is not None else requested - weights - overhead,
@@ -284,25 +299,30 @@ def _partition(arch: Architecture, settings: EngineSettings) -> tuple[tuple[int,
 def _stage_capacities(
     arch: Architecture,
     partition: tuple[int, ...],
-    tp: int,
+    settings: EngineSettings,
     kv_dtype_bytes: int,
     block_size: int,
     kv_budget: Callable[[int], int],
 ) -> tuple[StageCapacity, ...]:
     """Weights, KV bytes per token and KV blocks per GPU of each pipeline stage; `kv_budget(weights)` is the
     KV memory per GPU left beside a stage's weights."""
-    pp = len(partition)
+    pp, tp, ep = len(partition), settings.tensor_parallel_size, settings.expert_parallel
+    mtp = settings.mtp_speculative_tokens
     stages = []
     first_layer = 0
     for index, layers in enumerate(partition):
-        weights = sum(arch.layer_bytes_per_gpu(layer, tp) for layer in range(first_layer, first_layer + layers))
+        weights = sum(layer_bytes_per_gpu(arch, layer, tp, ep) for layer in range(first_layer, first_layer + layers))
+        kv_layers = layers
         if index == 0:
             weights += arch.embedding_bytes_per_gpu(tp)
         if index == pp - 1:
             weights += arch.hidden_size * 2  # final norm
             if not (arch.tie_word_embeddings and pp == 1):
                 weights += arch.embedding_bytes_per_gpu(tp)  # lm_head
-        per_token = layers * arch.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
+            if mtp:
+                weights += mtp_weight_bytes(arch, tp, pp, ep)
+                kv_layers += mtp_kv_layers(arch, mtp)
+        per_token = kv_layers * arch.kv_bytes_per_token_per_layer(tp, kv_dtype_bytes)
         budget = kv_budget(weights)
         # A stage without layers holds no KV cache (and is refused: see _limit_problems).
         stages.append(
@@ -425,7 +445,7 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
             )
         ]
     if report.blocks < report.blocks_per_sequence:
-        fits = report.blocks * report.block_size
+        fits = report.kv_capacity_tokens
         return [
             Problem(
                 "maxModelLen",
@@ -435,8 +455,7 @@ def _memory_problems(report: CapacityReport, cuda_total: int, suggest: bool) -> 
                 f"{_stage_suffix(report.binding_stage, pp)}), less than one "
                 f"full-context sequence, so vLLM refuses to start",
                 f"{report.max_model_len}" + ("" if settings.max_model_len else " (unset: the model's maximum)"),
-                f"{fits} or less, or raise gpuMemoryUtilization, use engineKwargs.kv_cache_dtype fp8 or "
-                f"more GPUs per replica",
+                f"{fits} or less, or raise gpuMemoryUtilization, use kvCacheDtype fp8 or more GPUs per replica",
             )
         ]
     # maxNumSeqs above the concurrency at full context is not a problem: vLLM runs that many sequences while they

@@ -9,11 +9,13 @@ engineKwargs and envVars) into `EngineSettings`, and finds the model's shape in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from infra.catalog import GPU_MEMORY, MachineProfile
 from infra.planning.architectures import ARCHITECTURES, architecture_for
 from infra.planning.capacity import KV_CACHE_DTYPE_BYTES, CapacityReport, EngineSettings, plan_capacity
+from infra.planning.profile_rules import profile_problems
 from serve_app.spec import ModelSpec
 
 
@@ -24,11 +26,12 @@ def settings_for(spec: ModelSpec) -> EngineSettings:
     """
     kwargs: Mapping[str, Any] = spec.engine_kwargs
     env: Mapping[str, str] = spec.env_vars
-    kv_dtype = str(kwargs.get("kv_cache_dtype", "auto"))
+    # kvCacheDtype owns the option; a spec built in code may still carry it in engine_kwargs.
+    kv_dtype = str(spec.kv_cache_dtype or kwargs.get("kv_cache_dtype", "auto"))
     if kv_dtype not in KV_CACHE_DTYPE_BYTES:
         raise ValueError(
-            f"engineKwargs.kv_cache_dtype {kv_dtype!r} is not sized by the capacity planner "
-            f"(known: {', '.join(KV_CACHE_DTYPE_BYTES)})"
+            f"{'kvCacheDtype' if spec.kv_cache_dtype else 'engineKwargs.kv_cache_dtype'} {kv_dtype!r} is not sized "
+            f"by the capacity planner (known: {', '.join(KV_CACHE_DTYPE_BYTES)})"
         )
     quantization = kwargs.get("quantization")
     weight_format = "fp8" if quantization == "fp8" else None
@@ -63,6 +66,9 @@ def settings_for(spec: ModelSpec) -> EngineSettings:
         kv_cache_memory_bytes=kwargs.get("kv_cache_memory_bytes"),
         pp_layer_partition=layer_partition,
         allow_long_max_model_len=env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "").lower() in ("1", "true"),
+        mtp_speculative_tokens=spec.mtp_speculative_tokens or 0,
+        expert_parallel=bool(spec.enable_expert_parallel),
+        decode_context_parallel_size=spec.decode_context_parallel_size or 1,
     )
 
 
@@ -111,6 +117,44 @@ def capacity_findings(
         if report is None:
             warnings.append(f"{where}: capacity not checked: {why_not}")
             continue
-        errors += [problem.text(where) for problem in report.errors]
-        warnings += [problem.text(where) for problem in report.warnings]
+        problems = [*report.problems, *profile_problems(report.architecture, report.settings)]
+        errors += [problem.text(where) for problem in problems if not problem.warning]
+        warnings += [problem.text(where) for problem in problems if problem.warning]
     return errors, warnings
+
+
+def profile_json(spec: ModelSpec, report: CapacityReport | None) -> dict:
+    """The `profile` entry of a model in capacity.json: the profile's name ("none", a name of
+    `serve_app.profiles.PROFILES`, or "custom" for keys set without one), the four settings in force, and when any
+    is set, what the planner predicts with them and without them (vLLM's defaults)."""
+    settings = report.settings if report is not None else _spec_options(spec)
+    options = {
+        "kv_cache_dtype": settings.kv_cache_dtype,
+        "mtp_speculative_tokens": settings.mtp_speculative_tokens,
+        "expert_parallel": settings.expert_parallel,
+        "decode_context_parallel_size": settings.decode_context_parallel_size,
+    }
+    default = replace(
+        settings, kv_cache_dtype="auto", mtp_speculative_tokens=0, expert_parallel=False, decode_context_parallel_size=1
+    )
+    name = spec.profile or ("none" if settings == default else "custom")
+    entry: dict = {"name": name, "settings": options, "without_profile": None, "kv_tokens_ratio": None}
+    if report is not None and settings != default:
+        baseline = plan_capacity(report.architecture, report.gpu, default, suggest=False)
+        entry["without_profile"] = {
+            "kv_tokens": baseline.kv_tokens,
+            "concurrency_at_full_context": round(baseline.concurrency, 2),
+            "weights_gib": round(baseline.weight_bytes_per_gpu / 1024**3, 2),
+        }
+        entry["kv_tokens_ratio"] = round(report.kv_tokens / baseline.kv_tokens, 2) if baseline.kv_tokens else None
+    return entry
+
+
+def _spec_options(spec: ModelSpec) -> EngineSettings:
+    """The performance options of a model the planner could not size (no report)."""
+    return EngineSettings(
+        kv_cache_dtype=str(spec.kv_cache_dtype or spec.engine_kwargs.get("kv_cache_dtype", "auto")),
+        mtp_speculative_tokens=spec.mtp_speculative_tokens or 0,
+        expert_parallel=bool(spec.enable_expert_parallel),
+        decode_context_parallel_size=spec.decode_context_parallel_size or 1,
+    )

@@ -41,7 +41,7 @@ from serve_app.spec.engine import (
     env_var_problems,
 )
 from serve_app.spec.keys import KEYS, KEYS_BY_NAME, WEIGHT_SOURCES, keys_markdown
-from serve_app.spec.model import ModelSpec, with_preset
+from serve_app.spec.model import ModelSpec, with_preset, with_profile
 from serve_app.spec.parse import parse_models, validate_models
 from serve_app.spec.rules import llm_server_deployment, serve_deployment_name
 
@@ -65,4 +65,5 @@ __all__ = [
     "serve_deployment_name",
     "validate_models",
     "with_preset",
+    "with_profile",
 ]

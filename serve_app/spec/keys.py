@@ -7,8 +7,12 @@ from types import MappingProxyType
 
 from configkit import ConfigKey, Range, markdown_table
 from serve_app.presets import PRESET_CHOICES
+from serve_app.profiles import PROFILE_CHOICES
 from serve_app.versions_data import VLLM_VERSION
 
+# The values of `kvCacheDtype`: vLLM 0.29's CacheDType names (vllm/config/cache.py, lines 39-57) that the capacity
+# planner sizes; the model-dependent rules (MLA backends) are in infra/planning/profile_rules.py.
+KV_CACHE_DTYPES: tuple[str, ...] = ("auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2")
 # The values of a model's `weightSource` (and of the stack's default, which also allows "auto").
 WEIGHT_SOURCES: tuple[str, ...] = ("gcsfuse", "runai-streamer", "huggingface")
 
@@ -197,6 +201,50 @@ KEYS: tuple[ConfigKey, ...] = (
         default_text=_SERVE_DEFAULT,
         range=_POSITIVE,
         field="health_check_timeout_s",
+    ),
+    ConfigKey(
+        "profile",
+        "string",
+        "Performance profile: `none`, `fp8-kv` (kvCacheDtype fp8), `mtp` (mtpSpeculativeTokens 1), "
+        "`fp8-kv-mtp` (both). Fills the four keys below when they are unset; see Capacity and cost.",
+        default="none",
+        choices=PROFILE_CHOICES,
+        field="profile",
+    ),
+    ConfigKey(
+        "kvCacheDtype",
+        "string",
+        "KV cache element type (vLLM `kv_cache_dtype`): `auto` (the model's, BF16), or FP8 (half the bytes per "
+        "token; MLA models on H100/H200: `fp8`, `fp8_e4m3`).",
+        default_text="vLLM's `auto`, or the profile's",
+        choices=KV_CACHE_DTYPES,
+        field="kv_cache_dtype",
+    ),
+    ConfigKey(
+        "mtpSpeculativeTokens",
+        "integer",
+        "Speculative decoding with the checkpoint's multi-token-prediction layer (DeepSeek-V3/R1): tokens "
+        "drafted per step (vLLM `speculative_config` method `mtp`). Unset = off.",
+        default_text="off, or the profile's",
+        range=Range(1),
+        field="mtp_speculative_tokens",
+    ),
+    ConfigKey(
+        "expertParallel",
+        "boolean",
+        "Place whole MoE experts on each GPU of the tensor-parallel group instead of a slice of every expert "
+        "(vLLM `enable_expert_parallel`); MoE models only.",
+        default_text="vLLM's `false`",
+        field="enable_expert_parallel",
+    ),
+    ConfigKey(
+        "decodeContextParallelSize",
+        "integer",
+        "Shard the KV cache of each sequence over this many GPUs of the tensor-parallel group (vLLM "
+        "`decode_context_parallel_size`); divides tensorParallelSize.",
+        default_text="vLLM's `1`",
+        range=Range(1),
+        field="decode_context_parallel_size",
     ),
     ConfigKey(
         "engineKwargs",

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from serve_app.presets import resolve_preset
+from serve_app.profiles import PROFILES
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -66,6 +67,18 @@ class ModelSpec:
     """Seconds between Serve health checks of a replica (Ray Serve LLM default 10)."""
     health_check_timeout_s: float | None = None
     """Seconds before a health check counts as failed (Ray Serve LLM default 10)."""
+    kv_cache_dtype: str | None = None
+    """KV cache element type (vLLM ``kv_cache_dtype``): ``auto`` or an FP8 type (half the bytes per token)."""
+    mtp_speculative_tokens: int | None = None
+    """Tokens drafted per step by the checkpoint's multi-token-prediction layer (vLLM ``speculative_config``
+    ``{"method": "mtp", "num_speculative_tokens": n}``); None = no speculative decoding."""
+    enable_expert_parallel: bool | None = None
+    """Whole MoE experts per GPU instead of a tensor-parallel slice of each (vLLM ``enable_expert_parallel``)."""
+    decode_context_parallel_size: int | None = None
+    """GPUs of the tensor-parallel group that shard each sequence's KV cache (vLLM
+    ``decode_context_parallel_size``)."""
+    profile: str | None = None
+    """The performance profile whose settings were applied (`with_profile`), or None."""
     engine_kwargs: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     """Extra vLLM engine/frontend options (snake_case, as vLLM names them), passed through unchanged.
     Options that a field above owns, that Ray Serve LLM sets, or that the pinned vLLM
@@ -121,3 +134,15 @@ def with_preset(spec: ModelSpec, preset: str = "auto") -> ModelSpec:
     updates["env_vars"] = {**chosen.env_vars, **spec.env_vars}
     updates["preset"] = chosen.name
     return dataclasses.replace(spec, **updates)
+
+
+def with_profile(spec: ModelSpec, profile: str = "none") -> ModelSpec:
+    """`spec` with a performance profile's settings filled into the fields it leaves unset (None).
+
+    `profile` is "none" or a name from `serve_app.profiles.PROFILES`; the name is kept in `spec.profile`.
+    """
+    chosen = PROFILES.get(profile)
+    if chosen is None:
+        return spec
+    updates: dict[str, Any] = {name: value for name, value in chosen.fields.items() if getattr(spec, name) is None}
+    return dataclasses.replace(spec, profile=chosen.name, **updates)

@@ -10,7 +10,7 @@ from configkit import shown
 from serve_app.errors import ModelConfigError
 from serve_app.presets import PRESETS
 from serve_app.spec.keys import KEYS, KEYS_BY_NAME, problem
-from serve_app.spec.model import ModelSpec, with_preset
+from serve_app.spec.model import ModelSpec, with_preset, with_profile
 from serve_app.spec.rules import rule_problems
 from serve_app.spec.shape import key_problems, unknown_key_problem
 
@@ -56,7 +56,8 @@ def parse_models(raw: Any, key: str = "models") -> tuple[ModelSpec, ...]:
             problems.extend(item_problems)
             continue
         preset = kwargs.pop("preset", KEYS_BY_NAME["preset"].default)
-        parsed.append((index, with_preset(ModelSpec(**kwargs), preset)))
+        profile = kwargs.pop("profile", KEYS_BY_NAME["profile"].default)
+        parsed.append((index, with_profile(with_preset(ModelSpec(**kwargs), preset), profile)))
 
     problems.extend(rule_problems(key, parsed))
     if problems:

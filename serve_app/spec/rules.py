@@ -12,6 +12,7 @@ from configkit import closest, did_you_mean, shown
 from serve_app.presets import PRESETS
 from serve_app.spec.keys import problem
 from serve_app.spec.model import ModelSpec
+from serve_app.spec.perf_rules import perf_problems
 from serve_app.versions_data import VLLM_REASONING_PARSERS, VLLM_VERSION
 
 
@@ -31,6 +32,7 @@ def cross_field_problems(path: str, spec: ModelSpec) -> list[str]:
         *_batching_problems(path, spec),
         *_reasoning_parser_problems(path, spec),
         *_preset_problems(path, spec),
+        *perf_problems(path, spec),
     ]
 
 

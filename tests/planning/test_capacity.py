@@ -329,6 +329,7 @@ def test_a_deepseek_config_json_with_fp8_quantization():
         "n_shared_experts": 1,
         "moe_intermediate_size": 2048,
         "first_k_dense_replace": 3,
+        "num_nextn_predict_layers": 1,
         "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]},
     }
     loaded = architecture_from_config(config, "local-r1")

@@ -141,7 +141,9 @@ def test_capacity_json_has_the_documented_shape(capacity_plans):
                 "capacity",
                 "not_checked",
                 "cold_start_minutes",
+                "profile",
             ]
+            assert list(model["profile"]) == ["name", "settings", "without_profile", "kv_tokens_ratio"]
             assert model["weight_source"] in ("huggingface", "gcsfuse", "runai-streamer")
             assert set(model["capacity"]["per_gpu_gib"]) == {
                 "cuda_total",

@@ -111,12 +111,18 @@ CONFIGS: dict[str, list[dict[str, Any]]] = {
     "mirror with explicit preset": [dict(R1_MODEL, source="gs://weights/deepseek-r1", preset="deepseek-r1")],
     "extra engine options": [
         small(
+            kvCacheDtype="fp8",
             engineKwargs={
                 "enforce_eager": True,
-                "kv_cache_dtype": "fp8",
                 "speculative_config": {"method": "ngram", "num_speculative_tokens": 2},
             },
             envVars={"VLLM_PP_LAYER_PARTITION": "32,29"},
+        )
+    ],
+    "r1 profile fp8-kv-mtp": [dict(R1_MODEL, profile="fp8-kv-mtp")],
+    "r1 every performance key": [
+        dict(
+            R1_MODEL, kvCacheDtype="fp8_e4m3", mtpSpeculativeTokens=2, expertParallel=True, decodeContextParallelSize=8
         )
     ],
 }
