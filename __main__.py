@@ -5,6 +5,7 @@ import pulumi
 from infra.catalog import GpuDirect
 from infra.components.cluster import Cluster, ClusterArgs
 from infra.components.exposure import ServingExposure, ServingExposureArgs
+from infra.components.gcs_redis import GcsRedis, GcsRedisArgs
 from infra.components.gpu_pool import GpuNodePool, GpuPoolArgs
 from infra.components.gpudirect import GpuDirectArgs, GpuDirectObjects
 from infra.components.kuberay import OPERATOR_NAMESPACE, KubeRayArgs, KubeRayOperator
@@ -86,6 +87,19 @@ exposure = ServingExposure(
         secure=config.secure,
     ),
 )
+# GCS fault tolerance: the Ray head's metadata in Memorystore, so a head restart keeps the workers and their models.
+gcs_redis = None
+if config.gcs_redis is not None:
+    gcs_redis = GcsRedis(
+        "llm-gcs",
+        GcsRedisArgs(
+            settings=config.gcs_redis,
+            region=config.region,
+            network=network.vpc.id,
+            stack=config.stack,
+            deletion_protection=config.cluster.deletion_protection,
+        ),
+    )
 llm = LlmService(
     "llm-serve",
     LlmServiceArgs(
@@ -95,6 +109,7 @@ llm = LlmService(
         hf_token=serving.hf_token,
         guard_objects=exposure.guard_objects,
         prerequisites=weight_staging,
+        gcs_redis=gcs_redis.connection if gcs_redis is not None else None,
     ),
     pulumi.ResourceOptions.merge(on_cluster, pulumi.ResourceOptions(depends_on=[kuberay, gpu_pool, *gpudirect])),
 )
@@ -139,3 +154,5 @@ if exposure.address is not None:
 if model_store is not None:
     pulumi.export("model_store_bucket", model_store.bucket.name)
 pulumi.export("dashboard", monitoring.dashboard.id)
+if gcs_redis is not None:
+    pulumi.export("gcs_redis_address", gcs_redis.connection.address)

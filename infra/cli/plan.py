@@ -123,6 +123,13 @@ class PlanMocks:
             outputs["name"] = f"projects/{self.gcp_project}/serviceAccounts/{outputs['email']}"
         if kind == "gcp:storage/bucket:Bucket":
             outputs["url"] = f"gs://{name}"
+        if kind == "gcp:redis/instance:Instance":  # TEST-NET-1 address; Memorystore's TLS port
+            outputs.update(
+                host="192.0.2.20",
+                port=6378,
+                authString="offline-plan-redis-auth",
+                serverCaCerts=[{"cert": "-----BEGIN CERTIFICATE-----\noffline-plan-ca\n-----END CERTIFICATE-----"}],
+            )
         if kind == "random:index/randomPassword:RandomPassword":
             outputs["result"] = "offline-plan-" + "x" * max(0, int(outputs.get("length", 32)) - 13)
         return f"{name}-id", outputs

@@ -80,6 +80,8 @@ def stack_shape(config: StackConfig) -> StackShape:
         system_machine_type=cluster.system_machine_type,
         system_node_count=cluster.system_node_count,
         zonal_cluster=cluster.location != config.region,
+        gcs_redis_tier=config.gcs_redis.tier if config.gcs_redis else None,
+        gcs_redis_size_gb=config.gcs_redis.size_gb if config.gcs_redis else 0,
     )
 
 
@@ -120,5 +122,12 @@ def summary_lines(capacity: dict) -> list[str]:
         )
         value = "no price" if pair["max"] is None else _idle_to_max(pair, "${:,.2f}/h")
         lines.append(f"  {name}: {value}{configured}")
+    redis = cost.get("gcs_fault_tolerance")
+    if redis is not None:
+        price = "no price" if redis["usd_per_hour"] is None else f"${redis['usd_per_hour']:,.3f}/h"
+        lines.append(
+            f"  GCS fault tolerance: {redis['service']} {redis['tier']} {redis['size_gb']} GB, {price} "
+            f"(included above; prices of {redis['prices']['as_of']})"
+        )
     lines += [f"  note: {note}" for note in cost["notes"]]
     return lines

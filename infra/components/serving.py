@@ -10,8 +10,10 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from infra.components.gcs_redis import GcsRedisConnection
 from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
+from infra.render.gcs_ft import gcs_redis_secret_name, render_gcs_redis_secret, with_gcs_fault_tolerance
 from infra.render.rayservice import API_KEY_SECRET_KEY, RayServiceSettings
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, current_api_key, render_secret
 
@@ -27,6 +29,8 @@ class LlmServiceArgs:
     # Creates what the RayService needs inside the namespace before it starts (the weight staging objects,
     # infra/components/weight_staging.py); called with options that place it in the namespace.
     prerequisites: Callable[[pulumi.ResourceOptions], pulumi.Resource] | None = None
+    # GCS fault tolerance: the Memorystore instance to keep the Ray cluster's metadata in (None: off).
+    gcs_redis: GcsRedisConnection | None = None
 
 
 class LlmService(pulumi.ComponentResource):
@@ -59,8 +63,12 @@ class LlmService(pulumi.ComponentResource):
         self.api_key = self._api_key(name, args.api_key)
         self.current_api_key = self.api_key.apply(lambda keys: current_api_key(keys) or "")
         mounted = self._mounted_objects(name, settings, args.hf_token, in_namespace)
+        if args.gcs_redis is not None:
+            mounted.append(self._gcs_redis_secret(name, settings, args.gcs_redis, in_namespace))
         mounted += self._guards_and_prerequisites(name, args, namespace, mounted, in_namespace)
-        self.rayservice = self._rayservice(name, settings, args.ready_timeout_minutes, [namespace, *upstream, *mounted])
+        self.rayservice = self._rayservice(
+            name, settings, args.ready_timeout_minutes, [namespace, *upstream, *mounted], args.gcs_redis
+        )
         for monitoring in render.render_pod_monitorings(settings):
             KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
         self.register_outputs({"api_key": self.api_key, "current_api_key": self.current_api_key})
@@ -104,6 +112,16 @@ class LlmService(pulumi.ComponentResource):
             )
         return mounted
 
+    @staticmethod
+    def _gcs_redis_secret(
+        name: str, settings: RayServiceSettings, redis: GcsRedisConnection, in_namespace: pulumi.ResourceOptions
+    ) -> pulumi.Resource:
+        """The Redis AUTH string and CA bundle that the RayService's GCS fault tolerance reads."""
+        secret = render_gcs_redis_secret(
+            gcs_redis_secret_name(settings.name), settings.namespace, redis.password, redis.ca_certificates
+        )
+        return KubernetesObject(f"{name}-gcs-redis", secret, in_namespace)
+
     def _guards_and_prerequisites(
         self,
         name: str,
@@ -125,17 +143,25 @@ class LlmService(pulumi.ComponentResource):
         return guards
 
     def _rayservice(
-        self, name: str, settings: RayServiceSettings, ready_timeout_minutes: int, depends_on: list[pulumi.Resource]
+        self,
+        name: str,
+        settings: RayServiceSettings,
+        ready_timeout_minutes: int,
+        depends_on: list[pulumi.Resource],
+        gcs_redis: GcsRedisConnection | None,
     ) -> KubernetesObject:
-        """The RayService, after everything it mounts or needs. Pulumi waits for its waitFor conditions up to the
-        timeout."""
+        """The RayService, after everything it mounts or needs, with GCS fault tolerance when `gcs_redis` is
+        given. Pulumi waits for its waitFor conditions up to the timeout."""
         timeout = f"{ready_timeout_minutes}m"
         rollout: dict[str, Any] = {}
         if settings.upgrade == "Recreate":
             rollout = {"replace_on_changes": ["spec.rayClusterConfig"], "delete_before_replace": True}
+        rayservice = render.render_rayservice(settings)
+        if gcs_redis is not None:
+            rayservice = with_gcs_fault_tolerance(rayservice, gcs_redis.address, gcs_redis_secret_name(settings.name))
         return KubernetesObject(
             f"{name}-rayservice",
-            render.render_rayservice(settings),
+            rayservice,
             pulumi.ResourceOptions(
                 parent=self,
                 depends_on=depends_on,

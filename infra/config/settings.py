@@ -171,6 +171,16 @@ class AlertThresholds:
 
 
 @dataclass(frozen=True)
+class GcsRedisConfig:
+    """The Memorystore for Redis instance behind GCS fault tolerance (the `gcsRedis*` keys); see
+    infra/config/gcs_ft_keys.py."""
+
+    tier: str  # "BASIC" | "STANDARD_HA"
+    size_gb: int
+    redis_version: str
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     gcp_project: str
@@ -183,3 +193,4 @@ class StackConfig:
     secure: SecureSettings = field(default=SecureSettings())
     weights: WeightsConfig | None = None  # None only for StackConfigs built by hand in tests
     alerts: AlertThresholds = field(default=AlertThresholds())
+    gcs_redis: GcsRedisConfig | None = None  # None: GCS fault tolerance off (`gcsFaultTolerance`)

@@ -21,6 +21,7 @@ from infra.config.keys import CONFIG_KEYS_BY_NAME, SECRET_KEY_NAMES
 from infra.config.sections.alerts import read_alerts
 from infra.config.sections.cluster import read_cluster
 from infra.config.sections.gcp import read_gcp
+from infra.config.sections.gcs_ft import read_gcs_redis
 from infra.config.sections.gpu_pool import read_gpu_pool, read_machine, read_zones
 from infra.config.sections.network import read_network, read_ranges
 from infra.config.sections.secure import read_secure_settings, secure_warnings
@@ -68,6 +69,7 @@ def parse_stack_config(
     secure = read_secure_settings(read)
     serving = read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
     alerts = read_alerts(read)
+    gcs_redis = read_gcs_redis(read)
     weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})
     if secure is not None and pool is not None:
         read.warnings.extend(
@@ -92,6 +94,7 @@ def parse_stack_config(
         secure=clean(secure),
         weights=clean(weights),
         alerts=clean(alerts),
+        gcs_redis=gcs_redis,
     )
 
 

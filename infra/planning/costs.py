@@ -1,11 +1,13 @@
 """What a stack costs per hour at list price, and how many GPU-hours it burns per hour.
 
 The prices are the one table in infra/planning/prices.py (the SkyPilot catalog's rows, with their source and
-date); the GKE fee is from cloud.google.com/kubernetes-engine/pricing. Not included: Cloud NAT and its traffic,
-boot and bundled local-SSD disks (≈ $0.66/h per A3 node, unverified rate), GCS storage and egress, committed-use
-discounts. A reservation is billed at the on-demand rate whether its VMs run or not, so a pool that consumes one
-costs its reserved size around the clock; the table assumes the reservation is exactly the pool's largest size.
-Flex-start and queued provisioning are priced at the on-demand list price (their discounts are not modelled).
+date), and infra/planning/memorystore_prices.py for the Memorystore instance behind GCS fault tolerance (billed
+around the clock, idle or not, so it is in both the idle and the largest figure); the GKE fee is from
+cloud.google.com/kubernetes-engine/pricing. Not included: Cloud NAT and its traffic, boot and bundled local-SSD
+disks (≈ $0.66/h per A3 node, unverified rate), GCS storage and egress, committed-use discounts. A reservation
+is billed at the on-demand rate whether its VMs run or not, so a pool that consumes one costs its reserved size
+around the clock; the table assumes the reservation is exactly the pool's largest size. Flex-start and queued
+provisioning are priced at the on-demand list price (their discounts are not modelled).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.catalog import MachineProfile
+from infra.planning.memorystore_prices import MEMORYSTORE_PRICE_SOURCE, MEMORYSTORE_PRICES_AS_OF, memorystore_hourly_usd
 from infra.planning.prices import PRICE_SOURCE, PRICES, PRICES_AS_OF, MachinePrice
 
 GKE_CLUSTER_FEE_PER_HOUR = 0.10  # per cluster, any topology; the free tier's credit is per billing account
@@ -42,6 +45,8 @@ class StackShape:
     system_machine_type: str
     system_node_count: int
     zonal_cluster: bool
+    gcs_redis_tier: str | None = None  # the Memorystore tier behind GCS fault tolerance; None: off
+    gcs_redis_size_gb: int = 0
 
 
 def stack_cost(shape: StackShape) -> dict:
@@ -51,8 +56,13 @@ def stack_cost(shape: StackShape) -> dict:
     idle_nodes, max_nodes = shape.idle_gpu_nodes, shape.max_gpu_nodes
     gpu_price = PRICES.get((machine.machine_type, region))
     system_price = PRICES.get((shape.system_machine_type, region))
-    hourly_usd = _hourly_usd(shape, gpu_price, system_price)
+    redis = _gcs_redis_cost(shape)
+    hourly_usd = _hourly_usd(shape, gpu_price, system_price, redis["usd_per_hour"] if redis else 0.0)
     notes = _cost_notes(shape, gpu_price, system_price)
+    if redis is not None and redis["usd_per_hour"] is None:
+        notes.append(
+            f"no Memorystore price for {shape.gcs_redis_tier} in {region} in infra/planning/memorystore_prices.py"
+        )
     if mode == "reservation":
         reserved = hourly_usd["on_demand"]["max"]  # the largest pool, billed whether the VMs run or not
         hourly_usd["reservation"] = {"idle": reserved, "max": reserved}
@@ -68,18 +78,33 @@ def stack_cost(shape: StackShape) -> dict:
         "system_nodes": {"machine": shape.system_machine_type, "count": shape.system_node_count},
         "gke_fee_per_hour": GKE_CLUSTER_FEE_PER_HOUR,
         "hourly_usd": hourly_usd,
+        "gcs_fault_tolerance": redis,
         "excludes": "Cloud NAT and traffic, disks and bundled local SSD, GCS, egress, committed-use discounts",
         "notes": notes,
     }
 
 
+def _gcs_redis_cost(shape: StackShape) -> dict | None:
+    """The Memorystore instance behind GCS fault tolerance, priced; None when it is off."""
+    if shape.gcs_redis_tier is None:
+        return None
+    return {
+        "service": "Memorystore for Redis",
+        "tier": shape.gcs_redis_tier,
+        "size_gb": shape.gcs_redis_size_gb,
+        "usd_per_hour": memorystore_hourly_usd(shape.gcs_redis_tier, shape.region, shape.gcs_redis_size_gb),
+        "prices": {"source": MEMORYSTORE_PRICE_SOURCE, "as_of": MEMORYSTORE_PRICES_AS_OF},
+    }
+
+
 def _hourly_usd(
-    shape: StackShape, gpu_price: MachinePrice | None, system_price: MachinePrice | None
+    shape: StackShape, gpu_price: MachinePrice | None, system_price: MachinePrice | None, redis: float | None
 ) -> dict[str, dict[str, float | None]]:
     def hourly(gpu_rate: float | None, system_rate: float | None, gpu_nodes: int) -> float | None:
-        if gpu_rate is None or system_rate is None:
+        if gpu_rate is None or system_rate is None or redis is None:
             return None
-        return round(gpu_nodes * gpu_rate + shape.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR, 2)
+        fixed = shape.system_node_count * system_rate + GKE_CLUSTER_FEE_PER_HOUR + redis
+        return round(gpu_nodes * gpu_rate + fixed, 2)
 
     on_demand_gpu = gpu_price.on_demand if gpu_price else None
     on_demand_system = system_price.on_demand if system_price else None

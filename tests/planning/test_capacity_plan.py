@@ -167,10 +167,15 @@ def test_prod_capacity_and_cost(capacity_plans):
     cost = capacity["cost"]
     assert cost["capacity_mode"] == "reservation"
     assert cost["gpu_hours_per_hour"] == {"idle": 16, "max": 16}
-    # 2 x a3-megagpu-8g (9.46006 + 82.75424) + 1 x e2-standard-16 (2 x 0.30188) + GKE 0.10, us-east4.
-    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * 92.2143 + 0.60376 + 0.10, 2) == 185.13
-    assert cost["hourly_usd"]["spot"]["max"] == round(2 * (3.68077 + 18.0544) + 0.60376 + 0.10, 2)
-    assert cost["hourly_usd"]["reservation"] == {"idle": 185.13, "max": 185.13}
+    # 2 x a3-megagpu-8g (9.46006 + 82.75424) + 1 x e2-standard-16 (2 x 0.30188) + GKE 0.10 + Memorystore
+    # Standard M1 1 GB (0.064, billing SKU "Redis Capacity Standard M1" in us-east4), us-east4.
+    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * 92.2143 + 0.60376 + 0.10 + 0.064, 2) == 185.20
+    assert cost["hourly_usd"]["spot"]["max"] == round(2 * (3.68077 + 18.0544) + 0.60376 + 0.10 + 0.064, 2)
+    assert cost["hourly_usd"]["reservation"] == {"idle": 185.20, "max": 185.20}
+    redis = cost["gcs_fault_tolerance"]
+    assert (redis["tier"], redis["size_gb"], redis["usd_per_hour"]) == ("STANDARD_HA", 1, 0.064)
+    assert redis["prices"]["as_of"] == "2026-04-27"
+    assert "GCS fault tolerance: Memorystore for Redis STANDARD_HA 1 GB, $0.064/h (included above" in summary
     assert cost["prices"]["as_of"] == "2026-11-28"
     # R1: 690 GB per node from the Hub; weight phase 7-29 min plus 4.5-12 min the other stages.
     assert r1["cold_start_minutes"]["huggingface"] == {"low": 11.5, "high": 40.9}
@@ -178,7 +183,7 @@ def test_prod_capacity_and_cost(capacity_plans):
     assert "weights 40.87 GiB (fp8, stage 2 of 2 binds)" in summary
     assert "KV cache: 854,400 tokens" in summary and "26.07x concurrency at 32,768 tokens" in summary
     assert "GPU-hours per hour: 16 (2 x a3-megagpu-8g x 8 GPUs)" in summary
-    assert "reservation: $185.13/h <- configured" in summary
+    assert "reservation: $185.20/h <- configured" in summary
     # prod stages R1 into the model store and mounts it (infra/config/sections/weights.py): that source is the
     # configured one.
     assert r1["weight_source"] == "gcsfuse"
@@ -191,8 +196,9 @@ def test_staging_is_flex_start_priced_at_on_demand_as_an_upper_bound(capacity_pl
     assert cost["capacity_mode"] == "flex-start" and "reservation" not in cost["hourly_usd"]
     # The pool autoscales 0-2, but R1's minReplicas 1 keeps its two Ray GPU workers, so both nodes stay.
     assert cost["gpu_hours_per_hour"] == {"idle": 16, "max": 16}
-    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * (9.46006 + 78.37241) + 0.60376 + 0.10, 2)
-    assert "on-demand: $176.37/h <- configured" in summary
+    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * (9.46006 + 78.37241) + 0.60376 + 0.10 + 0.064, 2)
+    assert "on-demand: $176.43/h <- configured" in summary
+    assert cost["gcs_fault_tolerance"]["usd_per_hour"] == 0.064
     assert any("Dynamic Workload Scheduler prices" in note and "upper bound" in note for note in cost["notes"])
 
 
@@ -209,6 +215,8 @@ def test_dev_scales_to_zero_so_idle_costs_only_the_cluster(capacity_plans):
     }
     assert any("free tier" in note for note in cost["notes"])
     assert "GPU-hours per hour: 0 idle, 4 at most" in summary
+    # dev keeps GCS fault tolerance off (Pulumi.yaml's default): no Memorystore in its cost.
+    assert cost["gcs_fault_tolerance"] is None and "GCS fault tolerance" not in summary
 
 
 def test_capacity_json_is_byte_stable_and_resources_are_untouched(capacity_plans, tmp_path):
@@ -224,9 +232,11 @@ def test_a_stack_in_europe_west4_is_priced(tmp_path, capsys):
     root = _project(tmp_path, "staging", **{"gcp:region": "europe-west4", "llmserve:gpuZones": ["europe-west4-b"]})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
-    # 2 x a3-highgpu-8g (9.93306 + 101.88413) + e2-standard-16 (2 x 0.29509) + GKE 0.10.
-    assert cost["hourly_usd"]["on_demand"]["max"] == round(2 * (9.93306 + 101.88413) + 2 * 0.29509 + 0.10, 2)
-    assert "on-demand: $224.32/h <- configured" in capsys.readouterr().out
+    # 2 x a3-highgpu-8g (9.93306 + 101.88413) + e2-standard-16 (2 x 0.29509) + GKE 0.10 + Memorystore Standard
+    # M1 1 GB in europe-west4 (0.086).
+    on_demand = round(2 * (9.93306 + 101.88413) + 2 * 0.29509 + 0.10 + 0.086, 2)
+    assert cost["hourly_usd"]["on_demand"]["max"] == on_demand == 224.41
+    assert "on-demand: $224.41/h <- configured" in capsys.readouterr().out
 
 
 def test_a_region_whose_catalog_figure_is_a_placeholder_says_why_there_is_no_price(tmp_path):
@@ -245,18 +255,18 @@ def test_a_region_whose_catalog_figure_is_a_placeholder_says_why_there_is_no_pri
     cost = json.loads((tmp_path / "out" / "capacity.json").read_text())["cost"]
     assert cost["capacity_mode"] == "spot"
     assert cost["hourly_usd"]["on_demand"] == {"idle": None, "max": None}
-    assert cost["hourly_usd"]["spot"]["max"] == round(2 * (5.15632 + 42.7096) + 2 * 0.26805 + 0.10, 2)
+    assert cost["hourly_usd"]["spot"]["max"] == round(2 * (5.15632 + 42.7096) + 2 * 0.26805 + 0.10 + 0.064, 2)
     assert any("is its placeholder (the same figure in 12 regions" in note for note in cost["notes"])
 
 
 def test_a_small_model_added_to_prod_shows_its_idle_gpus_and_their_price(tmp_path, capsys):
-    """One more node of 8 H100 Mega for a 1-GPU model: $277.35/h instead of $185.13/h, 7 of its GPUs idle."""
+    """One more node of 8 H100 Mega for a 1-GPU model: $277.41/h instead of $185.20/h, 7 of its GPUs idle."""
     qwen = {"id": "qwen-7b", "source": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "acceleratorType": "H100"}
     root = _project(tmp_path, "prod", **{"llmserve:gpuNodeCount": 3, "llmserve:models": [R1, qwen]})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     out = capsys.readouterr().out
     assert "  the models' replicas use at most 17 of the 24 GPUs: 7 idle" in out, out
-    assert "reservation: $277.35/h <- configured" in out
+    assert "reservation: $277.41/h <- configured" in out
     assert "qwen-7b runs at most 1 replica of 1 GPU but takes 1 whole node of 8 GPUs" in out
 
 

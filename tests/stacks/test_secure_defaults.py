@@ -609,7 +609,11 @@ def test_secrets_reach_only_kubernetes_secrets(monkeypatch, stack):
         assert type_ == "kubernetes:v1:Secret" and path.startswith(".stringData."), (
             f"{stack}: a secret value in {type_} {name} at {path}"
         )
-    assert {name for _, name, _ in secret_places} == {"llm-serve-api-key", "llm-serve-hf-token"}, secret_places
+    # staging and prod: the Memorystore AUTH string (the plan's mock: "offline-plan-redis-auth") is in the GCS
+    # fault-tolerance Secret only, never in plain text (infra/components/gcs_redis.py).
+    assert "offline-plan-redis-auth" not in recorded, f"{stack}: the Redis AUTH string in plain text"
+    redis = {"llm-serve-gcs-redis"} if stack != "dev" else set()
+    assert {name for _, name, _ in secret_places} == {"llm-serve-api-key", "llm-serve-hf-token", *redis}, secret_places
     rayservice = next(r for r in resources if r.type == "kubernetes:ray.io/v1:RayService").inputs
     serve_config = rayservice["spec"]["serveConfigV2"]
     assert not re.search(r"(api_key|hf_token|token)\s*:\s*\S{16,}", serve_config, re.IGNORECASE), serve_config

@@ -21,8 +21,8 @@ How it was derived
     * ``format: int32`` becomes an explicit int32 range (the API server rejects values outside it).
     * The CRD's only CEL rules (``x-kubernetes-validations``) are on ``spec.managedBy``,
       ``spec.rayClusterConfig.managedBy`` (value in {ray.io/kuberay-operator, kueue.x-k8s.io/multikueue};
-      immutable) and ``spec.rayClusterConfig.gcsFaultToleranceOptions.backend`` (immutable). None of those
-      fields is in this subset, so they are rejected as unknown fields; the ``self == oldSelf`` rules need
+      immutable) and ``spec.rayClusterConfig.gcsFaultToleranceOptions.backend`` (immutable). The managedBy
+      fields are not in this subset, so they are rejected as unknown fields; the ``self == oldSelf`` rules need
       the previous object and cannot be checked on a single render anyway. There is no CEL rule on
       min/max/replicas or group names in the CRD: those are operator rules, implemented below.
     * Operator rules come from ``ray-operator/controllers/ray/utils/validation.go`` (``ValidateRayServiceMetadata``,
@@ -42,7 +42,7 @@ Deliberately not modelled
       ``required: [containers]``). The pod ``spec`` stays open: tests validate it against Kubernetes' own
       OpenAPI with ``kubernetes-validate``. A few operator rules look inside it (container count, the Ray
       container's env, ``restartPolicy``) and are implemented in Python.
-    * Operator rules left out, and why: ``priority``, ``gcsFaultToleranceOptions``, ``networkPolicy``,
+    * Operator rules left out, and why: ``priority``, ``networkPolicy``,
       ``tlsOptions``, ``historyServerOptions`` checks (fields not in the subset, so rejected as unknown);
       the ``RayJobDeletionPolicy`` gate on ``suspend`` (on by default); ``enableK8sTokenAuth`` version and
       ``secretName`` checks (``ValidateRayServiceSpec`` rejects ``enableK8sTokenAuth: true`` outright for a
@@ -198,6 +198,19 @@ RAYSERVICE_SCHEMA: dict[str, Any] = {
                     },
                 },
                 "workerGroupSpecs": {"type": "array", "items": {"$ref": "#/$defs/workerGroupSpec"}},
+                # CRD: spec.rayClusterConfig.gcsFaultToleranceOptions (GcsFaultToleranceOptions). Its `storage`
+                # (the rocksdb backend's volume) is not modelled: rejected as an unknown field.
+                "gcsFaultToleranceOptions": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "backend": {"type": "string", "enum": ["redis", "rocksdb"]},  # CRD enum; immutable (CEL)
+                        "externalStorageNamespace": {"type": "string"},
+                        "redisAddress": {"type": "string"},
+                        "redisPassword": {"$ref": "#/$defs/redisCredential"},
+                        "redisUsername": {"$ref": "#/$defs/redisCredential"},
+                    },
+                },
                 # CRD: spec.rayClusterConfig.upgradeStrategy.type enum [Recreate, None]. Modelled only so the
                 # operator rule (ValidateRayClusterUpgradeOptions: rejected when the RayCluster is created
                 # by a RayService) gets a precise message instead of "unknown field".
@@ -309,6 +322,13 @@ RAYSERVICE_SCHEMA: dict[str, Any] = {
                 "requests": {"type": "object", "additionalProperties": {"$ref": "#/$defs/quantity"}},
             },
         },
+        # CRD: gcsFaultToleranceOptions.redisPassword / redisUsername (RedisCredential: value or valueFrom, the
+        # latter a corev1.EnvVarSource, as in an env var)
+        "redisCredential": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"value": {"type": "string"}, "valueFrom": {"$ref": "#/$defs/envVar/properties/valueFrom"}},
+        },
         "envVar": {
             # CRD: autoscalerOptions.env.items (corev1.EnvVar)
             "type": "object",
@@ -371,6 +391,7 @@ _VALIDATOR = jsonschema.Draft202012Validator(RAYSERVICE_SCHEMA)
 MAX_RAYSERVICE_NAME_LENGTH = 47
 INITIALIZING_TIMEOUT_ANNOTATION = "ray.io/initializing-timeout"
 FT_ENABLED_ANNOTATION = "ray.io/ft-enabled"
+EXTERNAL_STORAGE_NS_ANNOTATION = "ray.io/external-storage-namespace"
 RAY_CONTAINER_INDEX = 0  # RayContainerIndex: KubeRay treats the first container as the Ray container
 RAY_ENABLE_AUTOSCALER_V2 = "RAY_enable_autoscaler_v2"
 KUBERAY_GEN_AUTOSCALER_START_CMD = "KUBERAY_GEN_AUTOSCALER_START_CMD"
@@ -585,6 +606,39 @@ def _service_port_violations(path: str, service: Any) -> list[Violation]:
     return found
 
 
+def _gcs_fault_tolerance_violations(
+    rc: str, metadata: dict, cluster: dict, head: dict, head_env: dict[str, Any]
+) -> list[Violation]:
+    """ValidateRayClusterSpec's rules on gcsFaultToleranceOptions (utils/validation.go:153-190 at v1.7.0) and
+    validateGcsFaultToleranceBackend's for the redis backend (:333-375): with the options set, the password,
+    the address and the storage namespace come from them only. The rocksdb backend needs a feature gate that
+    the chart leaves off, so it is refused here."""
+    options = cluster.get("gcsFaultToleranceOptions")
+    annotations = _dict(metadata.get("annotations"))
+    if options is None:
+        return []
+    found = []
+    path = f"{rc}.gcsFaultToleranceOptions"
+    env_path = f"{rc}.headGroupSpec.template.spec.containers[0].env"
+    if annotations.get(FT_ENABLED_ANNOTATION):
+        found.append(Violation(f"metadata.annotations[{FT_ENABLED_ANNOTATION!r}]", f"and {path} are both set"))
+    if _dict(head.get("rayStartParams")).get("redis-password"):
+        found.append(Violation(f"{rc}.headGroupSpec.rayStartParams", "redis-password: use redisPassword instead"))
+    for env, field in (("REDIS_PASSWORD", "redisPassword"), ("RAY_REDIS_ADDRESS", "redisAddress")):
+        if env in head_env:
+            found.append(Violation(env_path, f"{env} must not be set with {path}: use {field} instead"))
+    if annotations.get(EXTERNAL_STORAGE_NS_ANNOTATION):
+        found.append(
+            Violation(
+                f"metadata.annotations[{EXTERNAL_STORAGE_NS_ANNOTATION!r}]",
+                f"must not be set with {path}: use externalStorageNamespace instead",
+            )
+        )
+    if _dict(options).get("backend") == "rocksdb":
+        found.append(Violation(f"{path}.backend", "rocksdb needs the GCSFaultToleranceEmbeddedStorage feature gate"))
+    return found
+
+
 def _operator_violations(obj: Any) -> list[Violation]:
     if not isinstance(obj, dict):
         return []
@@ -689,9 +743,11 @@ def _operator_violations(obj: Any) -> list[Violation]:
                 "must not set a redis username (rayStartParams redis-username or env REDIS_USERNAME)",
             )
         )
+    found += _gcs_fault_tolerance_violations(rc, metadata, cluster, head, head_env)
     # ValidateRayClusterSpec: RAY_REDIS_ADDRESS implicitly enables GCS FT, which then needs GcsFaultToleranceOptions.
     ft_annotation = str(_dict(metadata.get("annotations")).get(FT_ENABLED_ANNOTATION, "")).lower() == "true"
-    if "RAY_REDIS_ADDRESS" in head_env and not ft_annotation:
+    ft_enabled = ft_annotation or "gcsFaultToleranceOptions" in cluster  # IsGCSFaultToleranceEnabled
+    if "RAY_REDIS_ADDRESS" in head_env and not ft_enabled:
         found.append(
             Violation(
                 f"{rc}.headGroupSpec.template.spec.containers[0].env",
