@@ -351,6 +351,9 @@ def ingress_module(monkeypatch):
     api_models = types.ModuleType(RAY_API_MODELS_MODULE)
     api_models.to_model_metadata = _stand_in_model_metadata
     monkeypatch.setitem(sys.modules, RAY_API_MODELS_MODULE, api_models)
+    from tests.support import ray_llm
+
+    ray_llm.install(monkeypatch.setitem, sys.modules, api_models)
     handles = []
 
     def get_deployment_handle(deployment_name, app_name=None, _check_exists=True):
@@ -360,10 +363,12 @@ def ingress_module(monkeypatch):
 
     monkeypatch.setattr(serve, "get_deployment_handle", get_deployment_handle)
     sys.modules.pop("serve_app.ingress", None)
+    sys.modules.pop("serve_app.pipeline_ingress", None)
     module = importlib.import_module("serve_app.ingress")
     module.handles_made = handles
     yield module
     sys.modules.pop("serve_app.ingress", None)
+    sys.modules.pop("serve_app.pipeline_ingress", None)
 
 
 USER_CONFIG = {
