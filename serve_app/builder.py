@@ -282,7 +282,8 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Derives the ingress deployment's ``user_config`` (each model's application, deployment and context length)
     and its autoscaling (Ray's rule: it may scale to zero when every model may) from the model applications,
-    keeps the pipelines `build_serve_config` put there, hashes the result (`CONFIG_HASH_HEX_DIGITS` of SHA-256 over canonical JSON, marker and hash left out), and
+    keeps the pipelines `build_serve_config` put there, hashes the result (`CONFIG_HASH_HEX_DIGITS` of SHA-256
+    over canonical JSON, marker and hash left out), and
     adds the marker application ``config-<hash>`` first and the hash to the ingress's ``user_config``.
     Idempotent: call it again after any edit of a rendered config (a CPU rewrite, a weights patch).
     """

@@ -56,17 +56,30 @@ class PipelineMetrics:
     """Ray metrics per pipeline and step (names in the module docstring)."""
 
     def __init__(self) -> None:
-        self.requests = metrics.Counter("llmserve_pipeline_requests", "Pipeline requests by outcome.",
-                                        tag_keys=("pipeline", "outcome"))
-        self.latency = metrics.Histogram("llmserve_pipeline_latency_seconds", "Pipeline request latency.",
-                                         boundaries=LATENCY_BOUNDARIES_S, tag_keys=("pipeline", "outcome"))
+        self.requests = metrics.Counter(
+            "llmserve_pipeline_requests", "Pipeline requests by outcome.", tag_keys=("pipeline", "outcome")
+        )
+        self.latency = metrics.Histogram(
+            "llmserve_pipeline_latency_seconds",
+            "Pipeline request latency.",
+            boundaries=LATENCY_BOUNDARIES_S,
+            tag_keys=("pipeline", "outcome"),
+        )
         self.steps = metrics.Counter("llmserve_pipeline_step_requests", "Pipeline steps run.", tag_keys=STEP_TAGS)
-        self.step_latency = metrics.Histogram("llmserve_pipeline_step_latency_seconds", "Pipeline step latency.",
-                                              boundaries=LATENCY_BOUNDARIES_S, tag_keys=STEP_TAGS)
-        self.tokens = metrics.Counter("llmserve_pipeline_step_tokens", "Tokens of pipeline steps.",
-                                      tag_keys=(*STEP_TAGS, "type"))
-        self.denials = metrics.Counter("llmserve_pipeline_guard_denials", "Requests a pipeline guard denied.",
-                                       tag_keys=("pipeline", "step", "reason"))
+        self.step_latency = metrics.Histogram(
+            "llmserve_pipeline_step_latency_seconds",
+            "Pipeline step latency.",
+            boundaries=LATENCY_BOUNDARIES_S,
+            tag_keys=STEP_TAGS,
+        )
+        self.tokens = metrics.Counter(
+            "llmserve_pipeline_step_tokens", "Tokens of pipeline steps.", tag_keys=(*STEP_TAGS, "type")
+        )
+        self.denials = metrics.Counter(
+            "llmserve_pipeline_guard_denials",
+            "Requests a pipeline guard denied.",
+            tag_keys=("pipeline", "step", "reason"),
+        )
 
     def step(self, pipeline: str, record: StepRecord, seconds: float) -> None:
         tags = {"pipeline": pipeline, "step": str(record.step), "kind": record.kind, "model": record.model or "rule"}
@@ -98,8 +111,9 @@ def pipeline_metrics() -> PipelineMetrics:
 def pipeline_card(pipeline: Pipeline) -> ModelCard:
     """The pipeline's entry in ``/v1/models``: the models it uses and its steps' kinds in ``metadata``."""
     metadata = {"llmserve_pipeline": {"models": list(pipeline.models()), "steps": [s.kind for s in pipeline.steps]}}
-    return ModelCard(id=pipeline.pipeline_id, object="model", owned_by="llmserve-pipeline", permission=[],
-                     metadata=metadata)
+    return ModelCard(
+        id=pipeline.pipeline_id, object="model", owned_by="llmserve-pipeline", permission=[], metadata=metadata
+    )
 
 
 class PipelineIngressMixin:
@@ -128,8 +142,9 @@ class PipelineIngressMixin:
 
     async def _get_model_id(self, model: str | None) -> str:
         if model in self._pipelines:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                                f'"{model}" is a pipeline; pipelines answer /v1/chat/completions only.')
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, f'"{model}" is a pipeline; pipelines answer /v1/chat/completions only.'
+            )
         model_id: str = await super()._get_model_id(model)  # type: ignore[misc]
         return model_id
 
@@ -140,14 +155,18 @@ class PipelineIngressMixin:
             return response
         return await self._run_pipeline(pipeline, body, request)
 
+    def _chat_items(self, sub: dict[str, Any], request: Request) -> Any:
+        """A model's answer to one step's request, through Ray's own `_get_response` (handle, session, sanitizing)."""
+        get_response = self._get_response  # type: ignore[attr-defined]  # OpenAiIngress's, after this mixin
+        return get_response(body=ChatCompletionRequest(**sub), call_method="chat", raw_request=request)
+
     async def _run_pipeline(self, pipeline: Pipeline, body: ChatCompletionRequest, request: Request) -> Response:
         from ray.llm._internal.serve.core.ingress.ingress import router_request_timeout
 
         plain = _sanitize_chat_completion_request(body).model_dump(exclude_unset=True)
 
         async def call(model: str, sub: dict[str, Any]) -> dict[str, Any]:
-            items = self._get_response(body=ChatCompletionRequest(**sub), call_method="chat",  # type: ignore[attr-defined]
-                                       raw_request=request)
+            items = self._chat_items(sub, request)
             first = await items.__anext__()
             await items.aclose()
             first = first[0] if isinstance(first, list) else first
@@ -156,8 +175,7 @@ class PipelineIngressMixin:
             return answer
 
         async def stream(model: str, sub: dict[str, Any]) -> AsyncIterator[str]:
-            items = self._get_response(body=ChatCompletionRequest(**sub), call_method="chat",  # type: ignore[attr-defined]
-                                       raw_request=request)
+            items = self._chat_items(sub, request)
             first = True
             async for item in items:
                 for part in item if isinstance(item, list) else [item]:

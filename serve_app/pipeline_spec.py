@@ -84,7 +84,9 @@ class Step:
         out: dict[str, Any] = {"kind": self.kind}
         if self.kind == "guard":
             out.update(check=self.check, message=self.message)
-            out.update({"model": self.model, "verdict": self.verdict} if self.model else {"patterns": list(self.patterns)})
+            out.update(
+                {"model": self.model, "verdict": self.verdict} if self.model else {"patterns": list(self.patterns)}
+            )
         elif self.kind == "generate":
             out["model"] = self.model
         else:
@@ -141,7 +143,11 @@ def template_problems(template: Any, path: str, has_previous: bool) -> list[str]
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as error:
-        return [problem(path, f"is not a valid template ({error}; write {{{{ and }}}} for literal braces)", template, allowed)]
+        return [
+            problem(
+                path, f"is not a valid template ({error}; write {{{{ and }}}} for literal braces)", template, allowed
+            )
+        ]
     problems = []
     for _, name, spec, conversion in parts:
         if name is None:
@@ -149,8 +155,14 @@ def template_problems(template: Any, path: str, has_previous: bool) -> list[str]
         if name not in TEMPLATE_FIELDS or spec or conversion:
             problems.append(problem(path, f"has an unknown placeholder {{{name}}}", template, allowed))
         elif name == "previous" and not has_previous:
-            problems.append(problem(path, "uses {previous} but no model step answers before this one", template,
-                                    "{previous} only after a generate or route step"))
+            problems.append(
+                problem(
+                    path,
+                    "uses {previous} but no model step answers before this one",
+                    template,
+                    "{previous} only after a generate or route step",
+                )
+            )
     return problems
 
 
@@ -201,7 +213,9 @@ class _Checker:
                 self.problems.append(problem(f"{path}.{name}", "is not a key here", name, ", ".join(known)))
 
 
-def parse_pipelines(raw: Any, models: Iterable[str] | None = None, key: str = "pipelines") -> tuple[tuple[Pipeline, ...], list[str]]:
+def parse_pipelines(
+    raw: Any, models: Iterable[str] | None = None, key: str = "pipelines"
+) -> tuple[tuple[Pipeline, ...], list[str]]:
     """The pipelines of `raw` (the decoded `pipelines` value, or None for none) and every problem found.
 
     `models`: the stack's model ids, which steps may name and pipeline ids may not take (None skips both checks,
@@ -235,8 +249,14 @@ def _pipeline_id(check: _Checker, value: Any, path: str, seen: dict[str, int], i
         check.problems.append(problem(path, "must be an OpenAI model id", value, allowed))
         return None
     if check.models is not None and value in check.models:
-        check.problems.append(problem(path, "equals a model id; clients could not tell the two apart", value,
-                                      "an id that no model of models has"))
+        check.problems.append(
+            problem(
+                path,
+                "equals a model id; clients could not tell the two apart",
+                value,
+                "an id that no model of models has",
+            )
+        )
         return None
     if value in seen:
         check.problems.append(problem(path, f"repeats the id of {key}[{seen[value]}]", value, "a unique id"))
@@ -247,8 +267,9 @@ def _pipeline_id(check: _Checker, value: Any, path: str, seen: dict[str, int], i
 
 def _steps(check: _Checker, value: Any, path: str) -> tuple[Step, ...] | None:
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes, Mapping)) or not value:
-        check.problems.append(problem(path, "must list at least one step", value,
-                                      "a non-empty list of steps of kind " + ", ".join(KINDS)))
+        check.problems.append(
+            problem(path, "must list at least one step", value, "a non-empty list of steps of kind " + ", ".join(KINDS))
+        )
         return None
     start = len(check.problems)
     steps: list[Step] = []
@@ -259,8 +280,11 @@ def _steps(check: _Checker, value: Any, path: str) -> tuple[Step, ...] | None:
     if len(check.problems) > start:
         return None
     if not any(step.answers for step in steps):
-        check.problems.append(problem(path, "has no step that answers", [step.kind for step in steps],
-                                      "at least one generate or route step"))
+        check.problems.append(
+            problem(
+                path, "has no step that answers", [step.kind for step in steps], "at least one generate or route step"
+            )
+        )
         return None
     return tuple(steps)
 
@@ -289,55 +313,106 @@ def _step(check: _Checker, item: Any, path: str, answered: bool) -> Step | None:
 def _guard(check: _Checker, item: Mapping[str, Any], path: str, answered: bool) -> Step | None:
     step_check = check.choice(item.get("check", "input"), f"{path}.check", CHECKS)
     if step_check == "output" and not answered:
-        check.problems.append(problem(f"{path}.check", "is output but no step answers before this guard", "output",
-                                      "input, or output after a generate or route step"))
+        check.problems.append(
+            problem(
+                f"{path}.check",
+                "is output but no step answers before this guard",
+                "output",
+                "input, or output after a generate or route step",
+            )
+        )
     message = check.text(item.get("message", DEFAULT_DENY_MESSAGE), f"{path}.message")
     model, patterns = item.get("model"), item.get("patterns")
     if (model is None) == (patterns is None):
-        check.problems.append(problem(path, "needs exactly one of model (with a verdict) or patterns",
-                                      sorted(item), "model and verdict, or patterns"))
+        check.problems.append(
+            problem(
+                path,
+                "needs exactly one of model (with a verdict) or patterns",
+                sorted(item),
+                "model and verdict, or patterns",
+            )
+        )
         return None
     if model is not None:
         if "verdict" not in item:
-            check.problems.append(problem(f"{path}.verdict", "is missing: a guard model needs a verdict rule", None,
-                                          ", ".join(VERDICTS)))
+            check.problems.append(
+                problem(f"{path}.verdict", "is missing: a guard model needs a verdict rule", None, ", ".join(VERDICTS))
+            )
             return None
         verdict = check.choice(item["verdict"], f"{path}.verdict", VERDICTS)
-        return Step("guard", model=check.model(model, f"{path}.model"), verdict=verdict, check=step_check or "input",
-                    message=message or DEFAULT_DENY_MESSAGE)
+        return Step(
+            "guard",
+            model=check.model(model, f"{path}.model"),
+            verdict=verdict,
+            check=step_check or "input",
+            message=message or DEFAULT_DENY_MESSAGE,
+        )
     if "verdict" in item:
-        check.problems.append(problem(f"{path}.verdict", "applies to a guard model only", item["verdict"],
-                                      "no verdict with patterns"))
+        check.problems.append(
+            problem(f"{path}.verdict", "applies to a guard model only", item["verdict"], "no verdict with patterns")
+        )
     if not isinstance(patterns, Sequence) or isinstance(patterns, (str, bytes)) or not patterns:
-        check.problems.append(problem(f"{path}.patterns", "must list at least one pattern", patterns,
-                                      "a non-empty list of Python regular expressions"))
+        check.problems.append(
+            problem(
+                f"{path}.patterns",
+                "must list at least one pattern",
+                patterns,
+                "a non-empty list of Python regular expressions",
+            )
+        )
         return None
     for index, pattern in enumerate(patterns):
         check.problems.extend(_regex_problems(pattern, f"{path}.patterns[{index}]"))
-    return Step("guard", patterns=tuple(str(pattern) for pattern in patterns), check=step_check or "input",
-                message=message or DEFAULT_DENY_MESSAGE)
+    return Step(
+        "guard",
+        patterns=tuple(str(pattern) for pattern in patterns),
+        check=step_check or "input",
+        message=message or DEFAULT_DENY_MESSAGE,
+    )
 
 
 def _route(check: _Checker, item: Mapping[str, Any], path: str, template: str | None) -> Step | None:
     default = check.model(item.get("default"), f"{path}.default")
     rules, classifier = item.get("rules"), item.get("classifier")
     if (rules is None) == (classifier is None):
-        check.problems.append(problem(path, "needs exactly one of rules or classifier (with choices)", sorted(item),
-                                      "rules, or classifier and choices"))
+        check.problems.append(
+            problem(
+                path,
+                "needs exactly one of rules or classifier (with choices)",
+                sorted(item),
+                "rules, or classifier and choices",
+            )
+        )
         return None
     if classifier is not None:
         choices = item.get("choices")
         if not isinstance(choices, Mapping) or not choices:
-            check.problems.append(problem(f"{path}.choices", "must map at least one label to a model", choices,
-                                          "a map of label -> model id"))
+            check.problems.append(
+                problem(
+                    f"{path}.choices", "must map at least one label to a model", choices, "a map of label -> model id"
+                )
+            )
             return None
-        pairs = tuple((str(label).strip().lower(), check.model(model, f"{path}.choices.{label}") or "")
-                      for label, model in choices.items())
-        return Step("route", classifier=check.model(classifier, f"{path}.classifier"), choices=pairs,
-                    default=default, template=template)
+        pairs = tuple(
+            (str(label).strip().lower(), check.model(model, f"{path}.choices.{label}") or "")
+            for label, model in choices.items()
+        )
+        return Step(
+            "route",
+            classifier=check.model(classifier, f"{path}.classifier"),
+            choices=pairs,
+            default=default,
+            template=template,
+        )
     if not isinstance(rules, Sequence) or isinstance(rules, (str, bytes)) or not rules:
-        check.problems.append(problem(f"{path}.rules", "must list at least one rule", rules,
-                                      "a non-empty list of {model, minPromptChars or pattern}"))
+        check.problems.append(
+            problem(
+                f"{path}.rules",
+                "must list at least one rule",
+                rules,
+                "a non-empty list of {model, minPromptChars or pattern}",
+            )
+        )
         return None
     parsed = tuple(_rule(check, rule, f"{path}.rules[{index}]") for index, rule in enumerate(rules))
     return Step("route", rules=tuple(rule for rule in parsed if rule is not None), default=default, template=template)

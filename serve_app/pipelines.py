@@ -130,8 +130,13 @@ class StepRecord:
     usage: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"step": self.step, "kind": self.kind, "model": self.model, "decision": self.decision,
-                "usage": self.usage}
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "model": self.model,
+            "decision": self.decision,
+            "usage": self.usage,
+        }
 
 
 class Recorder(Protocol):
@@ -146,14 +151,21 @@ class PipelineRun:
     """One chat completion request through one pipeline; `run()` returns the answer as a dict, or an async
     iterator of server-sent events when the request asks for a stream."""
 
-    def __init__(self, pipeline: Pipeline, request: Mapping[str, Any], call: Call, stream: Stream,
-                 recorder: Recorder, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        request: Mapping[str, Any],
+        call: Call,
+        stream: Stream,
+        recorder: Recorder,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if int(request.get("n") or 1) != 1:
             raise PipelineRequestError(f"pipeline {pipeline.pipeline_id!r} answers one choice; found n={request['n']}")
         self.pipeline, self.request, self.call, self.stream = pipeline, dict(request), call, stream
         self.recorder, self.clock = recorder, clock
         self.records: list[StepRecord] = []
-        self.started = clock()
+        self.started: float | None = clock()  # None once the outcome is reported
         self.wants_stream = bool(request.get("stream"))
         self.wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
 
@@ -170,8 +182,9 @@ class PipelineRun:
                         return refusal
                     continue
                 model = await self._route(index, step, messages) if step.kind == "route" else str(step.model)
-                prompt = render_template(step.template, messages, answer_text(previous or {})) if step.template \
-                    else messages
+                prompt = (
+                    render_template(step.template, messages, answer_text(previous or {})) if step.template else messages
+                )
                 if streams_last and index == last_answer:
                     return self._rewrite(self.stream(model, self._generate_request(model, prompt, True)), index, model)
                 previous = await self._timed(index, "generate", model, self._generate_request(model, prompt, False))
@@ -184,8 +197,9 @@ class PipelineRun:
 
     # --- steps -------------------------------------------------------------------------------------------
 
-    async def _guard(self, index: int, step: Step, messages: list[dict[str, Any]],
-                     previous: dict[str, Any] | None) -> dict[str, Any] | AsyncIterator[str] | None:
+    async def _guard(
+        self, index: int, step: Step, messages: list[dict[str, Any]], previous: dict[str, Any] | None
+    ) -> dict[str, Any] | AsyncIterator[str] | None:
         answer = answer_text(previous or {})
         if step.model is None:
             texts = user_texts(messages) if step.check == "input" else [answer]
@@ -195,9 +209,14 @@ class PipelineRun:
             self.recorder.step(self.pipeline.pipeline_id, record, 0.0)
         else:
             checked = messages if step.check == "input" else [*messages, {"role": "assistant", "content": answer}]
-            response = await self._timed(index, "guard", step.model, self._short_request(step.model, checked))
-            decision = parse_verdict(step.verdict, answer_text(response))
-            self.records[-1].decision = decision
+            await self._timed(
+                index,
+                "guard",
+                step.model,
+                self._short_request(step.model, checked),
+                lambda text: parse_verdict(step.verdict, text),
+            )
+            decision = str(self.records[-1].decision)
         if decision == "allow":
             return None
         self._finish("denied")
@@ -210,15 +229,24 @@ class PipelineRun:
             self.records.append(record)
             self.recorder.step(self.pipeline.pipeline_id, record, 0.0)
             return model
-        response = await self._timed(index, "route", step.classifier, self._short_request(step.classifier, messages))
-        model = route_by_label(step, answer_text(response))
-        self.records[-1].decision = model
-        return model
+        await self._timed(
+            index,
+            "route",
+            step.classifier,
+            self._short_request(step.classifier, messages),
+            lambda text: route_by_label(step, text),
+        )
+        return str(self.records[-1].decision)
 
-    async def _timed(self, index: int, kind: str, model: str, request: dict[str, Any]) -> dict[str, Any]:
+    async def _timed(
+        self, index: int, kind: str, model: str, request: dict[str, Any], decide: Callable[[str], str] | None = None
+    ) -> dict[str, Any]:
+        """Call `model`, record the step (with what `decide` makes of the answer) and report it."""
         started = self.clock()
         response = await self.call(model, request)
         record = StepRecord(index, kind, model, usage=response.get("usage"))
+        if decide is not None:
+            record.decision = decide(answer_text(response))
         self.records.append(record)
         self.recorder.step(self.pipeline.pipeline_id, record, self.clock() - started)
         return response
@@ -226,8 +254,13 @@ class PipelineRun:
     # --- requests and answers ------------------------------------------------------------------------------
 
     def _short_request(self, model: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model": model, "messages": messages, "max_tokens": GUARD_MAX_TOKENS, "temperature": 0.0,
-                "stream": False}
+        return {
+            "model": model,
+            "messages": messages,
+            "max_tokens": GUARD_MAX_TOKENS,
+            "temperature": 0.0,
+            "stream": False,
+        }
 
     def _generate_request(self, model: str, messages: list[dict[str, Any]], stream: bool) -> dict[str, Any]:
         request = {name: value for name, value in self.request.items() if name not in ("stream", "stream_options")}
@@ -246,21 +279,37 @@ class PipelineRun:
         return {"id": self.pipeline.pipeline_id, "steps": [record.as_json() for record in self.records]}
 
     def _refusal(self, message: str) -> dict[str, Any]:
-        choice = {"index": 0, "message": {"role": "assistant", "content": message}, "finish_reason": CONTENT_FILTER,
-                  "logprobs": None}
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-                "choices": [choice]}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": message},
+            "finish_reason": CONTENT_FILTER,
+            "logprobs": None,
+        }
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "choices": [choice],
+        }
 
     def _respond(self, response: dict[str, Any]) -> dict[str, Any] | AsyncIterator[str]:
         """`response` as the pipeline's answer: its model id, the summed usage and the extension field."""
-        answer = {**response, "model": self.pipeline.pipeline_id, "usage": self.usage(),
-                  EXTENSION_FIELD: self.extension()}
+        answer = {
+            **response,
+            "model": self.pipeline.pipeline_id,
+            "usage": self.usage(),
+            EXTENSION_FIELD: self.extension(),
+        }
         return self._one_chunk_stream(answer) if self.wants_stream else answer
 
     async def _one_chunk_stream(self, answer: dict[str, Any]) -> AsyncIterator[str]:
         choice = answer["choices"][0]
-        base = {"id": answer["id"], "object": "chat.completion.chunk", "created": answer["created"],
-                "model": answer["model"]}
+        base = {
+            "id": answer["id"],
+            "object": "chat.completion.chunk",
+            "created": answer["created"],
+            "model": answer["model"],
+        }
         delta = {"role": "assistant", "content": choice["message"].get("content")}
         yield _event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
         yield _event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}]})
@@ -296,7 +345,7 @@ class PipelineRun:
     def _finish(self, outcome: str) -> None:
         if self.started is not None:
             self.recorder.request(self.pipeline.pipeline_id, outcome, self.clock() - self.started)
-            self.started = None  # type: ignore[assignment]  # reported once
+            self.started = None  # reported once
 
 
 def _event(data: Mapping[str, Any]) -> str:
@@ -305,4 +354,4 @@ def _event(data: Mapping[str, Any]) -> str:
 
 def _sse_data(chunk: str) -> list[str]:
     """The ``data:`` payloads of one chunk of server-sent events (vLLM sends one or more per chunk)."""
-    return [line[len("data:"):].strip() for line in chunk.splitlines() if line.startswith("data:")]
+    return [line[len("data:") :].strip() for line in chunk.splitlines() if line.startswith("data:")]

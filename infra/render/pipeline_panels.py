@@ -13,17 +13,13 @@ _STEP = "pipeline, step, kind, model"
 
 def pipeline_panel_specs(selector: str) -> list[PanelSpec]:
     """The pipeline charts over the series that `selector` (``{namespace="..."}``) picks."""
+    requests = metric("ray_llmserve_pipeline_requests_total")
     latency = metric("ray_llmserve_pipeline_latency_seconds")
     step_latency = metric("ray_llmserve_pipeline_step_latency_seconds")
     return [
         (
             "Pipeline requests/s by outcome",
-            (
-                (
-                    f"sum by (pipeline, outcome) (rate({metric('ray_llmserve_pipeline_requests_total')}{selector}[5m]))",
-                    "${labels.pipeline} ${labels.outcome}",
-                ),
-            ),
+            ((f"sum by (pipeline, outcome) (rate({requests}{selector}[5m]))", "${labels.pipeline} ${labels.outcome}"),),
             "1/s",
         ),
         (

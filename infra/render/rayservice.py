@@ -44,9 +44,9 @@ from infra.render.gpudirect.pod_patch import workload_pod_patch
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, hf_token_secret_name
 from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
 from serve_app.builder import AuthSettings, build_serve_config, serve_config_hash
-from serve_app.pipeline_spec import Pipeline
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_FILE, config_marker_name
+from serve_app.pipeline_spec import Pipeline
 from serve_app.spec import ModelSpec
 
 SERVE_PORT = 8000
