@@ -11,8 +11,9 @@ Why in the ingress deployment and not a deployment of its own (read from the Ray
 * The ingress already holds a `DeploymentHandle` per model (``reconfigure`` in `serve_app.ingress`) and calls it
   in `OpenAiIngress._get_response` (`ray/llm/_internal/serve/core/ingress/ingress.py`); a pipeline step goes
   through that same method, so it is routed, autoscaled and woken from zero replicas exactly as a direct request
-  to that model is (a handle request to a deployment with no replica is queued and counted by the autoscaler as
-  demand, `ray/serve/_private/router.py`), with no extra network hop and no extra deployment to size.
+  to that model is (a handle request to a deployment with no replica is queued and pushed to the controller's
+  autoscaler at once, `ray/serve/_private/router.py` ``wrap_queued_request``, line 267), with no extra network hop
+  and no extra deployment to size.
 * The pipeline runs behind the same ASGI app, so behind the same API-key middleware (`serve_app.auth`), and
   scales with the ingress's own autoscaling.
 
