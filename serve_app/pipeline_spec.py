@@ -274,7 +274,9 @@ def _steps(check: _Checker, value: Any, path: str) -> tuple[Step, ...] | None:
     start = len(check.problems)
     steps: list[Step] = []
     for index, item in enumerate(value):
-        step = _step(check, item, f"{path}[{index}]", answered=any(step.answers for step in steps))
+        # judged from the kinds written, so that a bad earlier step does not also make a later {previous} wrong
+        answered = any(isinstance(before, Mapping) and before.get("kind") != "guard" for before in value[:index])
+        step = _step(check, item, f"{path}[{index}]", answered=answered)
         if step is not None:
             steps.append(step)
     if len(check.problems) > start:

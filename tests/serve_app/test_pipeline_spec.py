@@ -209,3 +209,9 @@ def test_a_good_config_parses_and_reads_back_from_its_user_config_form():
 def test_references_are_not_checked_when_the_models_are_unknown():
     pipelines, found = parse_pipelines([{"id": "p", "steps": [generate("anything")]}], None, key=KEY)
     assert found == [] and pipelines == (Pipeline("p", (Step("generate", model="anything"),)),)
+
+
+def test_a_bad_step_is_reported_once_not_again_by_the_template_after_it():
+    found = problems([{"id": "p", "steps": [generate("huge"), generate("small", template="{previous}")]}])
+    assert f"{KEY}[0].steps[0].model: names no model" in found
+    assert "{previous}" not in found, "the template is fine; only the step before it is bad"
