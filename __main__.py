@@ -73,6 +73,7 @@ rayservice = RayServiceSettings(
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
     weights=weights,
+    pipelines=serving.pipelines,
 )
 exposure = ServingExposure(
     "llm-exposure",

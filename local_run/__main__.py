@@ -16,7 +16,7 @@ from pathlib import Path
 
 from local_run.errors import LocalRunError
 from local_run.launcher import READY_MARKER
-from local_run.serve_config import local_serve_config, stack_serving
+from local_run.serve_config import local_serve_config, stack_pipelines, stack_serving
 from local_run.server import LocalServer, ensure_port_free, ensure_ray_not_running
 from local_run.store import serve_from_local_store
 from local_run.tiny_models import UnsupportedModelError, default_cache_dir, tiny_model_for
@@ -73,6 +73,7 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
     """The stack's Serve config rewritten for this CPU, with its tiny models built (and staged, with
     --weights-store); nothing is left running when it raises."""
     models, auth = stack_serving(args.stack)
+    pipelines = stack_pipelines(args.stack, models)
     ensure_port_free(args.port, "the OpenAI API")
     ensure_ray_not_running()
     cache_dir = args.cache_dir or default_cache_dir()
@@ -88,7 +89,7 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
         store, model_paths = serve_from_local_store(model_paths)
     try:
         api_key = os.environ.get("LLMSERVE_LOCAL_API_KEY") or secrets.token_urlsafe(32)
-        config = local_serve_config(models, auth, model_paths, args.port)
+        config = local_serve_config(models, auth, model_paths, args.port, pipelines)
     except BaseException:
         if store is not None:
             store.close()

@@ -12,6 +12,7 @@ from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack
 from local_run.errors import LocalRunError
 from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
 from serve_app.errors import ModelConfigError
+from serve_app.pipeline_spec import Pipeline, parse_pipelines
 from serve_app.spec import ModelSpec, parse_models
 
 # What a CPU needs and nothing more. A 512-token context keeps the KV cache at VLLM_CPU_KVCACHE_SPACE GiB.
@@ -39,6 +40,21 @@ def stack_serving(stack: str, root: Path | None = None) -> tuple[tuple[ModelSpec
         raise LocalRunError(str(error)) from error
     auth_enabled = values.get(f"{PROJECT}:apiAuth", "true").lower() != "false"
     return models, AuthSettings(enabled=auth_enabled)
+
+
+def stack_pipelines(stack: str, models: Sequence[ModelSpec], root: Path | None = None) -> tuple[Pipeline, ...]:
+    """The pipelines of `stack` (none when it sets none), checked against its models as the plan checks them."""
+    try:
+        values, _ = stack_config(stack, root or PROJECT_ROOT)
+    except StackFileError as error:
+        raise LocalRunError(str(error)) from error
+    raw = values.get(f"{PROJECT}:pipelines")
+    pipelines, problems = parse_pipelines(
+        None if raw is None else json.loads(raw), [model.model_id for model in models], key=f"{PROJECT}:pipelines"
+    )
+    if problems:
+        raise LocalRunError("\n".join(problems))
+    return pipelines
 
 
 def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, Path], port: int) -> dict:
@@ -70,6 +86,10 @@ def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, 
 
 
 def local_serve_config(
-    models: Sequence[ModelSpec], auth: AuthSettings, model_paths: Mapping[str, Path], port: int
+    models: Sequence[ModelSpec],
+    auth: AuthSettings,
+    model_paths: Mapping[str, Path],
+    port: int,
+    pipelines: Sequence[Pipeline] = (),
 ) -> dict:
-    return cpu_serve_config(build_serve_config(models, auth=auth), model_paths, port)
+    return cpu_serve_config(build_serve_config(models, pipelines=pipelines, auth=auth), model_paths, port)

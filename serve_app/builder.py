@@ -49,6 +49,7 @@ from serve_app.contract import (
     config_marker_name,
     model_app_name,
 )
+from serve_app.pipeline_spec import PIPELINES_KEY, Pipeline, parse_pipelines
 from serve_app.spec import ModelSpec, llm_server_deployment, validate_models
 
 __all__ = [
@@ -197,6 +198,7 @@ def llm_config(spec: ModelSpec) -> dict[str, Any]:
 def build_serve_config(
     models: Sequence[ModelSpec],
     *,
+    pipelines: Sequence[Pipeline] = (),
     auth: AuthSettings | None = None,
     app_name: str = "llm",
     route_prefix: str = "/",
@@ -208,6 +210,9 @@ def build_serve_config(
 
     Args:
         models: the models to serve (from `parse_models`, or built in code); validated again here.
+        pipelines: pipelines over those models (`serve_app.pipeline_spec`), checked again here; they reach the
+            ingress in its ``user_config``, so a change to them reconfigures the running ingress and restarts
+            nothing.
         auth: API-key settings; None means the default, ``AuthSettings()`` (on, keys in
             the mounted key file). Only ``AuthSettings(enabled=False)`` serves without keys.
         app_name: the ingress application's name (shows in ``serve status`` and metrics).
@@ -218,7 +223,7 @@ def build_serve_config(
 
     Raises:
         ModelConfigError: listing every problem with `models`.
-        ValueError: for a bad argument of this function.
+        ValueError: for a bad argument of this function or a bad pipeline.
     """
     auth = AuthSettings() if auth is None else auth
     if not isinstance(auth, AuthSettings):
@@ -226,6 +231,12 @@ def build_serve_config(
     _check_arguments(app_name, route_prefix, http_port, ingress_request_timeout_s)
     validate_models(models)
     ingress = _ingress_app(auth, app_name, route_prefix, ingress_request_timeout_s)
+    if pipelines:
+        rendered = [pipeline.as_config() for pipeline in pipelines]
+        _, problems = parse_pipelines(rendered, [spec.model_id for spec in models])
+        if problems:
+            raise ValueError("; ".join(problems))
+        ingress["deployments"][0]["user_config"] = {PIPELINES_KEY: rendered}
     model_apps = [
         {
             "args": llm_config(spec),
@@ -278,7 +289,8 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Derives the ingress deployment's ``user_config`` (each model's application, deployment and context length)
     and its autoscaling (Ray's rule: it may scale to zero when every model may) from the model applications,
-    hashes the result (`CONFIG_HASH_HEX_DIGITS` of SHA-256 over canonical JSON, marker and hash left out), and
+    keeps the pipelines `build_serve_config` put there, hashes the result (`CONFIG_HASH_HEX_DIGITS` of SHA-256
+    over canonical JSON, marker and hash left out), and
     adds the marker application ``config-<hash>`` first and the hash to the ingress's ``user_config``.
     Idempotent: call it again after any edit of a rendered config (a CPU rewrite, a weights patch).
     """
@@ -291,7 +303,10 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if models and all(app["args"]["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for app in models):
         autoscaling["min_replicas"] = 0
     deployment["autoscaling_config"] = autoscaling
+    pipelines = deployment.get("user_config", {}).get(PIPELINES_KEY)
     deployment["user_config"] = {MODELS_KEY: [_ingress_model_entry(app) for app in models]}
+    if pipelines:  # rendered by build_serve_config; kept through every later stamp
+        deployment["user_config"][PIPELINES_KEY] = pipelines
     stamped["applications"] = applications
     digest = hashlib.sha256(
         json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -19,6 +19,9 @@ CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/auth.py",
     "serve_app/contract.py",
     "serve_app/ingress.py",
+    "serve_app/pipeline_ingress.py",
+    "serve_app/pipeline_spec.py",
+    "serve_app/pipelines.py",
 )
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -49,10 +49,13 @@ from serve_app.contract import (
     MODELS_KEY,
     config_marker_name,
 )
+from serve_app.pipeline_ingress import PipelineIngressMixin
+from serve_app.pipeline_spec import PIPELINES_KEY
 
 
-class ConfiguredOpenAiIngress(OpenAiIngress):
-    """`OpenAiIngress` whose models come from its ``user_config`` (see the module docstring)."""
+class ConfiguredOpenAiIngress(PipelineIngressMixin, OpenAiIngress):
+    """`OpenAiIngress` whose models (and pipelines, `serve_app.pipeline_ingress`) come from its ``user_config``
+    (see the module docstring)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__({}, {}, **kwargs)
@@ -63,6 +66,7 @@ class ConfiguredOpenAiIngress(OpenAiIngress):
         """Serve's hook: the models and the config hash, at start and after every config change."""
         models = {model["id"]: model for model in user_config[MODELS_KEY]}
         routes = {model_id: (model["app"], model["deployment"]) for model_id, model in models.items()}
+        self._configure_pipelines(user_config.get(PIPELINES_KEY), set(routes))  # raises on a bad one
         handles = {
             # Not checked against the controller: the model's application may still be building.
             model_id: serve.get_deployment_handle(deployment, app_name=app, _check_exists=False)

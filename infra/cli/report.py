@@ -46,6 +46,10 @@ def stack_capacity(config: StackConfig) -> dict:
         "machine": machine.machine_type,
         "gpu": machine.gke_accelerator,
         "models": models,
+        "pipelines": [
+            {"id": p.pipeline_id, "models": list(p.models()), "steps": [step.kind for step in p.steps]}
+            for p in config.serving.pipelines
+        ],
         "cost": stack_cost(stack_shape(config)),
         "cold_start": {
             "node_provisioning_minutes": {"low": NODE_PROVISIONING_MINUTES[0], "high": NODE_PROVISIONING_MINUTES[1]}
@@ -102,6 +106,12 @@ def summary_lines(capacity: dict) -> list[str]:
         lines += model_lines(model["id"], model["capacity"])
         lines.append(profile_line(model["profile"]))
         lines.append(cold_start_line(model["cold_start_minutes"], model["weight_source"]))
+    if capacity.get("pipelines"):
+        lines.append("  pipelines (OpenAI model ids over the models above):")
+        for pipeline in capacity["pipelines"]:
+            lines.append(
+                f"    {pipeline['id']}: {' -> '.join(pipeline['steps'])}; models {', '.join(pipeline['models'])}"
+            )
     node = capacity["cold_start"]["node_provisioning_minutes"]
     lines.append(f"  + {node['low']:g}-{node['high']:g} min when GPU nodes have to be created")
     cost = capacity["cost"]

@@ -218,6 +218,13 @@ SERVING_KEYS: tuple[ConfigKey, ...] = (
         "The models to serve: a list of objects, one per model, with the keys declared in serve_app/spec/keys.py.",
         required=True,
     ),
+    ConfigKey(
+        "pipelines",
+        "object",
+        "Multi-model pipelines: a list of objects {id, steps}, each served as an OpenAI model id whose chat "
+        "completions run guard, route and generate steps over the models (docs/pipelines.md).",
+        default_text="none",
+    ),
     ConfigKey("servingNamespace", "string", "Kubernetes namespace of the RayService and its secrets.", "llm"),
     ConfigKey(
         "rayImage",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from infra.catalog import GpuDirect, MachineProfile
+from serve_app.pipeline_spec import Pipeline
 from serve_app.spec import ModelSpec
 
 if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
@@ -91,6 +92,8 @@ class ServingConfig:
     # set them.
     api_key: pulumi.Input[str] | None = None
     hf_token: pulumi.Input[str] | None = None
+    # Multi-model pipelines over `models` (infra/config/sections/pipelines.py), none by default.
+    pipelines: tuple[Pipeline, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from infra.config.sections.gcp import read_gcp
 from infra.config.sections.gcs_ft import read_gcs_redis
 from infra.config.sections.gpu_pool import read_gpu_pool, read_machine, read_zones
 from infra.config.sections.network import read_network, read_ranges
+from infra.config.sections.pipelines import with_pipelines
 from infra.config.sections.secure import read_secure_settings, secure_warnings
 from infra.config.sections.serving import read_serving
 from infra.config.sections.weights import read_weight_keys, resolve_weights
@@ -68,6 +69,7 @@ def parse_stack_config(
     cluster = read_cluster(read, region, zones, ranges["masterCidr"])
     secure = read_secure_settings(read)
     serving = read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
+    serving = with_pipelines(read, serving)
     alerts = read_alerts(read)
     gcs_redis = read_gcs_redis(read)
     weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})

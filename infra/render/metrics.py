@@ -21,6 +21,7 @@ RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
 DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
 KUBERAY = "KubeRay 1.7 operator"
+PIPELINES = "the project's ingress (ray.util.metrics, exported by Ray 2.60 with the ray_ prefix)"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("ray_vllm_request_success_total", "counter", VLLM, "finished requests by finished_reason", True),
     Metric("ray_vllm_time_to_first_token_seconds", "histogram", VLLM, "time to first token (TTFT)", True),
     Metric("ray_vllm_inter_token_latency_seconds", "histogram", VLLM, "time between output tokens (ITL)", True),
+    # Multi-model pipelines, recorded by the ingress (serve_app/pipeline_ingress.py PipelineMetrics), labelled
+    # pipeline (and outcome), or pipeline, step, kind and model (and type, reason)
+    Metric("ray_llmserve_pipeline_requests_total", "counter", PIPELINES, "pipeline requests by outcome", True),
+    Metric("ray_llmserve_pipeline_latency_seconds", "histogram", PIPELINES, "pipeline request latency", True),
+    Metric("ray_llmserve_pipeline_step_requests_total", "counter", PIPELINES, "pipeline steps run", True),
+    Metric("ray_llmserve_pipeline_step_latency_seconds", "histogram", PIPELINES, "pipeline step latency", True),
+    Metric("ray_llmserve_pipeline_step_tokens_total", "counter", PIPELINES, "tokens by step and type", True),
+    Metric("ray_llmserve_pipeline_guard_denials_total", "counter", PIPELINES, "guard denials by reason", True),
     # GPUs (DCGM), labelled Hostname and gpu
     Metric("DCGM_FI_DEV_GPU_UTIL", "gauge", DCGM, "GPU busy %, 0-100"),
     Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
 from infra.render.metrics import metric, metric_names_in
+from infra.render.pipeline_panels import pipeline_panel_specs
 from serve_app.spec import llm_server_deployment as serve_deployment_name
 
 # --- settings -------------------------------------------------------------------------------------------------
@@ -82,8 +83,18 @@ class Panel:
 
 
 def panels(settings: MonitoringSettings) -> list[Panel]:
-    """The dashboard's charts, in reading order: traffic, latency, the engines, the GPUs."""
-    return [*_traffic_panels(settings), *_latency_panels(settings), *_engine_panels(settings), *_gpu_panels(settings)]
+    """The dashboard's charts, in reading order: traffic, latency, the engines, the GPUs, the pipelines."""
+    pipelines = [
+        Panel(title, tuple(Series(query, legend) for query, legend in series), unit)
+        for title, series, unit in pipeline_panel_specs(_ns(settings))
+    ]
+    return [
+        *_traffic_panels(settings),
+        *_latency_panels(settings),
+        *_engine_panels(settings),
+        *_gpu_panels(settings),
+        *pipelines,
+    ]
 
 
 _LLM_DEPLOYMENTS = 'deployment=~"LLMServer:.*"'  # the model replicas, not the OpenAI ingress

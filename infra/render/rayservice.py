@@ -46,6 +46,7 @@ from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serv
 from serve_app.builder import AuthSettings, build_serve_config, serve_config_hash
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_FILE, config_marker_name
+from serve_app.pipeline_spec import Pipeline
 from serve_app.spec import ModelSpec
 
 SERVE_PORT = 8000
@@ -106,6 +107,7 @@ class RayServiceSettings:
     hf_token: bool = False  # whether an HF token Secret exists; LlmService sets it from the token it is given
     api_key_file: str = DEFAULT_API_KEY_FILE
     weights: WeightsSettings | None = None  # where the weights come from (infra/render/weights.py)
+    pipelines: tuple[Pipeline, ...] = ()  # rendered into the ingress's user_config (serve_app/pipeline_spec.py)
 
     @property
     def api_key_secret(self) -> str:
@@ -151,6 +153,7 @@ def render_serve_app_configmap(settings: RayServiceSettings) -> dict:
 def render_serve_config(settings: RayServiceSettings) -> dict:
     config = build_serve_config(
         settings.models,
+        pipelines=settings.pipelines,
         auth=AuthSettings(enabled=settings.api_auth, api_key_file=settings.api_key_file),
         http_port=SERVE_PORT,
     )

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 
 STACK = "dev"
 MODELS = ["deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b"]
+PIPELINES = ["distill-chain", "distill-guarded"]  # OpenAI model ids too (tests/e2e/test_pipelines.py)
 REQUEST_TIMEOUT_S = 300  # a cold start from zero replicas is part of the first request to each model
 
 
@@ -46,7 +47,7 @@ def client(info, api_key=None):
 
 
 def test_models_lists_every_model_of_the_stack(server):
-    assert sorted(model.id for model in client(server).models.list().data) == MODELS
+    assert sorted(model.id for model in client(server).models.list().data) == sorted(MODELS + PIPELINES)
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -193,6 +194,11 @@ def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_nam
     prompt = "Repeat after me: " + " ".join(f"word{i}" for i in range(80))
     for _ in range(2):
         client(server).completions.create(model=MODELS[0], prompt=prompt, max_tokens=4)
+    # The pipeline metrics need a pipeline run and a guard denial (the dev stack's rule-based guard).
+    for pipeline, content in ((PIPELINES[0], "Hi"), (PIPELINES[1], "my password")):
+        client(server).chat.completions.create(
+            model=pipeline, messages=[{"role": "user", "content": content}], max_tokens=4
+        )
     wanted = {name for metric in LOCAL_METRICS for name in metric.exported_names}
     deadline = time.monotonic() + 90  # Ray's metrics agent exports on an interval
     while True:
@@ -317,7 +323,7 @@ def test_a_change_to_one_model_restarts_only_that_model(server):
     )
     assert not failures and len(answered) >= 10, failures[:3]
     body = client(server).models.list()
-    assert sorted(model.id for model in body.data) == MODELS
+    assert sorted(model.id for model in body.data) == sorted(MODELS + PIPELINES), "the pipelines outlive a model change"
     response = client(server).completions.create(model=changed, prompt="hello", max_tokens=2)
     assert response.usage.completion_tokens > 0
 

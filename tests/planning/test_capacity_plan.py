@@ -84,7 +84,7 @@ def test_a_kv_budget_below_one_sequence_is_refused_with_the_length_that_fits(tmp
         "maxReplicas": 1,
         "maxModelLen": 32768,
     }
-    root = _project(tmp_path, "dev", **{"llmserve:models": [llama]})
+    root = _project(tmp_path, "dev", **{"llmserve:models": [llama], "llmserve:pipelines": None})
     err = _refused(root, capsys)
     assert "llmserve:models[0].maxModelLen: the KV cache holds " in err, err
     assert "less than one full-context sequence" in err and "found 32768; allowed: " in err, err
@@ -104,7 +104,7 @@ def test_max_num_seqs_beyond_full_context_is_a_note_that_says_when_to_act(tmp_pa
 
 def test_an_unknown_architecture_is_planned_with_a_warning(tmp_path, capsys):
     other = {"id": "mystery", "source": "gs://my-bucket/mystery", "acceleratorType": "L4", "minReplicas": 0}
-    root = _project(tmp_path, "dev", **{"llmserve:models": [other]})
+    root = _project(tmp_path, "dev", **{"llmserve:models": [other], "llmserve:pipelines": None})
     assert main(["plan", "probe", "--out", str(tmp_path / "out")], root=root) == 0
     out = capsys.readouterr().out
     assert (
@@ -130,8 +130,19 @@ def capacity_plans(plan_output):
 
 def test_capacity_json_has_the_documented_shape(capacity_plans):
     for stack, (capacity, _, _) in capacity_plans.items():
-        assert list(capacity) == ["format", "stack", "model", "machine", "gpu", "models", "cost", "cold_start"]
+        assert list(capacity) == [
+            "format",
+            "stack",
+            "model",
+            "machine",
+            "gpu",
+            "models",
+            "pipelines",
+            "cost",
+            "cold_start",
+        ]
         assert capacity["stack"] == stack and capacity["format"] == 1
+        assert all(list(pipeline) == ["id", "models", "steps"] for pipeline in capacity["pipelines"])
         for model in capacity["models"]:
             assert list(model) == [
                 "id",

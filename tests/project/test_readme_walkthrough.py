@@ -26,7 +26,9 @@ def test_the_first_request_asks_the_selected_stack_for_a_model_it_serves(page):
     text = PAGES[page]
     stack = re.search(r"pulumi stack select --create (\w+)", text).group(1)
     first = text[text.index("A first request") :]
-    models = {m["id"] for m in yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]["llmserve:models"]}
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    # a pipeline's id is a model id too (docs/pipelines.md)
+    models = {m["id"] for m in config["llmserve:models"] + config.get("llmserve:pipelines", [])}
     asked = re.findall(r'"model": "([^"]+)"', first) + re.findall(r'model="([^"]+)"', first)
     assert asked and set(asked) <= models, f"{page} selects {stack} ({sorted(models)}) but asks for {asked}"
 

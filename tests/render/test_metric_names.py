@@ -15,6 +15,7 @@ from the exporters' sources (each with its file), and every query of every stack
 - GKE's managed DCGM exporter: the 18 fields of GoogleCloudPlatform/monitoring-dashboard-samples
   `integrations/dcgm/prometheus_metadata.yaml` (commit 25d8c3e8); there is no Xid field among them.
 - KubeRay 1.7: `ray-operator/controllers/ray/metrics/ray_service_metrics.go` (`kuberay_service_condition_ready`).
+- The project's pipeline metrics: `serve_app/pipeline_ingress.py` (`PipelineMetrics`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ UPSTREAM_METRICS: dict[str, str] = {
     ),
     # KubeRay 1.7
     "kuberay_service_condition_ready": "gauge",
+    # The project's own, registered in serve_app/pipeline_ingress.py (PipelineMetrics) with ray.util.metrics:
+    # Ray adds the `ray_` prefix and `_total` to counters like Serve's own (tests/serve_app/test_pipeline_run.py
+    # checks the registered names; the e2e tier scrapes them)
+    "ray_llmserve_pipeline_requests_total": "counter",
+    "ray_llmserve_pipeline_latency_seconds": "histogram",
+    "ray_llmserve_pipeline_step_requests_total": "counter",
+    "ray_llmserve_pipeline_step_latency_seconds": "histogram",
+    "ray_llmserve_pipeline_step_tokens_total": "counter",
+    "ray_llmserve_pipeline_guard_denials_total": "counter",
 }
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 

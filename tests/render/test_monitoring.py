@@ -57,7 +57,7 @@ def test_every_metric_used_is_listed_and_every_listed_metric_is_used():
 def test_every_metric_names_its_source_and_kind():
     for metric in METRICS:
         assert metric.kind in ("counter", "gauge", "histogram"), metric
-        assert metric.source in (metrics.RAY, metrics.VLLM, metrics.DCGM, metrics.KUBERAY), metric
+        assert metric.source in (metrics.RAY, metrics.VLLM, metrics.DCGM, metrics.KUBERAY, metrics.PIPELINES), metric
         # Ray's Prometheus export adds _total to counters (the OpenTelemetry path); gauges and histograms keep
         # their name, and queries must use the exported one.
         assert (metric.kind == "counter") == metric.name.endswith("_total") or metric.source == metrics.DCGM, metric

@@ -343,7 +343,7 @@ class _Handle:
 
 
 @pytest.fixture
-def ingress_module(monkeypatch):
+def ingress_module(monkeypatch, ray_llm_stand_ins):
     """`serve_app.ingress` imported against the stand-ins; removed again afterwards."""
     stand_in = types.ModuleType(RAY_INGRESS_MODULE)
     stand_in.OpenAiIngress = _StandInOpenAiIngress
@@ -351,6 +351,7 @@ def ingress_module(monkeypatch):
     api_models = types.ModuleType(RAY_API_MODELS_MODULE)
     api_models.to_model_metadata = _stand_in_model_metadata
     monkeypatch.setitem(sys.modules, RAY_API_MODELS_MODULE, api_models)
+    ray_llm_stand_ins(monkeypatch.setitem, sys.modules, api_models)
     handles = []
 
     def get_deployment_handle(deployment_name, app_name=None, _check_exists=True):
@@ -360,10 +361,12 @@ def ingress_module(monkeypatch):
 
     monkeypatch.setattr(serve, "get_deployment_handle", get_deployment_handle)
     sys.modules.pop("serve_app.ingress", None)
+    sys.modules.pop("serve_app.pipeline_ingress", None)
     module = importlib.import_module("serve_app.ingress")
     module.handles_made = handles
     yield module
     sys.modules.pop("serve_app.ingress", None)
+    sys.modules.pop("serve_app.pipeline_ingress", None)
 
 
 USER_CONFIG = {

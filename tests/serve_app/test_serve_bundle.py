@@ -79,7 +79,10 @@ def test_shipped_bundle_imports_on_its_own(tmp_path: Path) -> None:
             def __init__(self, llm_deployments, model_cards, *, lora_paths=None): pass
         stand_in("ray.llm._internal.serve.core.ingress.ingress", OpenAiIngress=OpenAiIngress,
                  DEFAULT_ENDPOINTS={}, make_fastapi_ingress=None)
-        stand_in("ray.llm._internal.serve.core.configs.openai_api_models", to_model_metadata=None)
+        stand_in("ray.llm._internal.serve.core.configs.openai_api_models", to_model_metadata=None,
+                 ChatCompletionRequest=object, ErrorResponse=object, ModelCard=object, ModelList=object,
+                 OpenAIHTTPException=Exception)
+        stand_in("ray.llm._internal.serve.core.ingress.utils", _sanitize_chat_completion_request=None)
         stand_in("ray.serve.llm", LLMConfig=None, build_llm_deployment=None)
         import serve_app.apps as apps
         import serve_app.ingress as ingress
