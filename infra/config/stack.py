@@ -28,13 +28,32 @@ from infra.config.sections.pipelines import with_pipelines
 from infra.config.sections.secure import read_secure_settings, secure_warnings
 from infra.config.sections.serving import read_serving
 from infra.config.sections.weights import read_weight_keys, resolve_weights
-from infra.config.settings import ClusterConfig, ServingConfig, StackConfig, WeightsConfig
+from infra.config.settings import (
+    ClusterConfig,
+    GpuPoolConfig,
+    SecureSettings,
+    ServingConfig,
+    StackConfig,
+    WeightsConfig,
+)
 from infra.config.stackfiles import PROJECT
 from infra.config.stackfiles import SECRET as OFFLINE_SECRET
 from infra.config.values import ValueReader, clean
 
 if TYPE_CHECKING:  # the secrets' type only: the config is read where Pulumi may not be installed (local_run)
     import pulumi
+
+
+def _warn_on_secure_settings(read: ValueReader, secure: SecureSettings | None, pool: GpuPoolConfig | None) -> None:
+    """The hardening settings' warnings, which depend on the GPU machine and how it is bought."""
+    if secure is not None and pool is not None:
+        read.warnings.extend(
+            secure_warnings(
+                secure,
+                machine_type=pool.machine.machine_type,
+                on_demand=not (pool.reservation or pool.spot or pool.flex_start),
+            )
+        )
 
 
 def parse_stack_config(
@@ -73,14 +92,7 @@ def parse_stack_config(
     alerts = read_alerts(read)
     gcs_redis = read_gcs_redis(read)
     weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})
-    if secure is not None and pool is not None:
-        read.warnings.extend(
-            secure_warnings(
-                secure,
-                machine_type=pool.machine.machine_type,
-                on_demand=not (pool.reservation or pool.spot or pool.flex_start),
-            )
-        )
+    _warn_on_secure_settings(read, secure, pool)
 
     if read.problems:
         raise ConfigError(read.problems)
