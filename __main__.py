@@ -72,6 +72,7 @@ rayservice = RayServiceSettings(
     source_ranges=serving.source_ranges,
     api_auth=serving.api_auth,
     weights=weights,
+    stream_drain_s=serving.stream_drain_seconds,
 )
 exposure = ServingExposure(
     "llm-exposure",

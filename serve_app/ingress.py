@@ -49,10 +49,13 @@ from serve_app.contract import (
     MODELS_KEY,
     config_marker_name,
 )
+from serve_app.engine_health import RECOVERY_KEY
+from serve_app.engine_watch import EngineGatedIngress
 
 
-class ConfiguredOpenAiIngress(OpenAiIngress):
-    """`OpenAiIngress` whose models come from its ``user_config`` (see the module docstring)."""
+class ConfiguredOpenAiIngress(EngineGatedIngress, OpenAiIngress):
+    """`OpenAiIngress` whose models come from its ``user_config`` (see the module docstring); a model whose
+    engine died answers 503 with Retry-After until it is replaced (`serve_app.engine_watch`)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__({}, {}, **kwargs)
@@ -78,6 +81,7 @@ class ConfiguredOpenAiIngress(OpenAiIngress):
         self._default_serve_handles, self._model_cards = handles, cards
         self._configured_serve_handles, self._model_routes = configured, routes
         self._serve_config_hash = user_config[CONFIG_HASH_KEY]
+        self.set_recovery_estimates(user_config.get(RECOVERY_KEY, {}))
 
     async def served_config(self) -> dict[str, Any]:
         """``GET /v1/llmserve/config``: the Serve config this replica serves and the status of its applications."""

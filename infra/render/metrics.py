@@ -21,6 +21,7 @@ RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
 DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
 KUBERAY = "KubeRay 1.7 operator"
+LLMSERVE = "this project's ingress (serve_app/engine_watch.py), through Ray 2.60's ray.util.metrics"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
     # No Xid field: GKE's managed DCGM field list has none (monitoring-dashboard-samples,
     # integrations/dcgm/prometheus_metadata.yaml); the Xid alert matches kernel log lines instead.
+    # The project's own, counted by the OpenAI ingress
+    Metric("ray_llmserve_engine_deaths_total", "counter", LLMSERVE, "vLLM engine deaths seen, by model"),
+    Metric(
+        "ray_llmserve_engine_unavailable_responses_total",
+        "counter",
+        LLMSERVE,
+        "503 answers while a model's engine was dead, by model",
+    ),
     # KubeRay
     Metric(
         "kuberay_service_condition_ready",
