@@ -91,6 +91,7 @@ class EngineGate:
     def __init__(self, clock: Callable[[], float] = time.time):
         self._clock = clock
         self._down: dict[str, float] = {}  # model id -> when its engine died (epoch seconds)
+        self._recorded: frozenset[str] = frozenset()  # the models of the last records read
         self._recovery: dict[str, float] = {}
         self._events: dict[str, asyncio.Event] = {}
 
@@ -98,8 +99,10 @@ class EngineGate:
         self._recovery = {model_id: float(seconds) for model_id, seconds in recovery_s.items()}
 
     def update(self, down: Mapping[str, float]) -> list[str]:
-        """Replace the dead set by the stored records; returns the model ids newly down."""
-        new = [model_id for model_id in down if model_id not in self._down]
+        """Replace the dead set by the stored records; returns the model ids newly recorded (each death once, also
+        one a failed request reported first)."""
+        new = [model_id for model_id in down if model_id not in self._recorded]
+        self._recorded = frozenset(down)
         for model_id in set(self._down) - set(down):
             self._event(model_id).clear()
         self._down = dict(down)

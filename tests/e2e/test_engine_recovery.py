@@ -129,6 +129,7 @@ def test_a_killed_engine_answers_503_with_retry_after_until_its_model_is_back(de
     if busy < BUSY_PER_CORE:  # a replica's start is CPU-bound: on a crowded machine only the above is meaningful
         assert recovered < BEFORE_S, f"recovery took {recovered:.1f} s, not faster than the {BEFORE_S} s before"
     assert _post(server, OTHER, timeout=COLD_TIMEOUT_S).status_code == 200, "the other model must keep serving"
+    _assert_exported(server, "ray_llmserve_engine_unavailable_responses_total")
     _assert_exported(server, "ray_llmserve_engine_deaths_total")
 
 

@@ -69,6 +69,14 @@ def test_retry_after_counts_down_from_the_models_recovery_estimate_to_a_floor() 
     assert gate.update({}) == [] and gate.retry_after("small") is None, "the record removed: the model is back"
 
 
+def test_a_death_a_failed_request_reported_first_is_still_counted_once_when_recorded() -> None:
+    gate = EngineGate(Clock())
+    gate.mark_down("small")
+    assert gate.update({"small": 1000.0}) == ["small"]
+    assert gate.update({"small": 1000.0}) == []
+    assert gate.update({}) == [] and gate.update({"small": 1010.0}) == ["small"], "a second death counts again"
+
+
 def test_a_model_without_an_estimate_gets_the_default_of_60_s() -> None:
     gate = EngineGate(Clock())
     gate.update({"other": 1000.0})
