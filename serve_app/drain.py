@@ -31,6 +31,9 @@ import time
 from collections.abc import Callable
 
 POLL_S = 2.0
+# Consecutive failed looks after which the hook gives up: Ray or Serve is gone (the head pod is going too, as
+# when a whole cluster is deleted), so nothing can be drained and waiting would only hold the pod.
+MAX_FAILED_LOOKS = 3
 DRAIN_REASON = "DRAIN_NODE_REASON_PREEMPTION"
 REPLICA_CLASS_PREFIX = "ServeReplica:"  # the class name Serve gives its replica actors
 # ray/serve/schema.py ProxyStatus: DRAINED is momentary (the proxy is removed next), UNHEALTHY serves nothing.
@@ -45,13 +48,18 @@ def wait_until_drained(
     sleep: Callable[[float], None] = time.sleep,
     log: Callable[[str], None] = print,
 ) -> bool:
-    """Poll `busy` (what still runs on the node) until it is empty or `deadline_s` passed; True when drained."""
-    deadline = clock() + deadline_s
+    """Poll `busy` (what still runs on the node) until it is empty (True), or until `deadline_s` passed or it
+    failed `MAX_FAILED_LOOKS` times in a row (False)."""
+    deadline, failed = clock() + deadline_s, 0
     while True:
         try:
-            left = busy()
-        except Exception as error:  # the GCS or the dashboard may be going away too: keep waiting
+            left, failed = busy(), 0
+        except Exception as error:
+            failed += 1
             left = [f"unknown ({error!r})"]
+            if failed >= MAX_FAILED_LOOKS:
+                log(f"llmserve drain: giving up, Ray cannot be asked: {error!r}")
+                return False
         if not left:
             log("llmserve drain: nothing left on this node")
             return True

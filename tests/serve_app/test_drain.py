@@ -35,13 +35,23 @@ def test_the_wait_ends_when_the_node_is_empty():
     assert clock.now == 4.0, "two polls of 2 s"
 
 
-def test_the_wait_ends_at_the_deadline_and_survives_errors():
+def test_the_wait_ends_at_the_deadline_and_survives_a_failed_look():
     clock = Clock()
 
     def busy():
-        if clock.now < 5:
-            raise ConnectionError("dashboard going away")
+        if clock.now == 2:
+            raise ConnectionError("dashboard hiccup")
         return ["replica"]
 
     assert not wait_until_drained(busy, 10, clock=clock, sleep=clock.sleep, log=lambda _: None)
     assert clock.now == 10.0
+
+
+def test_the_wait_gives_up_when_ray_cannot_be_asked_three_times_in_a_row():
+    clock = Clock()
+
+    def busy():
+        raise ConnectionError("the head is gone")
+
+    assert not wait_until_drained(busy, 900, clock=clock, sleep=clock.sleep, log=lambda _: None)
+    assert clock.now == 4.0, "three looks, 2 s apart"
