@@ -74,6 +74,7 @@ rayservice = RayServiceSettings(
     api_auth=serving.api_auth,
     weights=weights,
     pipelines=serving.pipelines,
+    stream_drain_s=serving.stream_drain_seconds,
 )
 exposure = ServingExposure(
     "llm-exposure",

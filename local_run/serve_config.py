@@ -11,6 +11,7 @@ from typing import Any
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
 from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
+from serve_app.engine_health import RECOVERY_KEY
 from serve_app.errors import ModelConfigError
 from serve_app.pipeline_spec import Pipeline, parse_pipelines
 from serve_app.spec import ModelSpec, parse_models
@@ -23,6 +24,11 @@ CPU_ENV = {
     "VLLM_CPU_OMP_THREADS_BIND": "nobind",  # two engines on two cores: let the OS schedule them
     "HF_HUB_OFFLINE": "1",  # the tiny models are local; never reach for the hub
 }
+
+
+# Seconds from a killed engine until its model answers again on this CPU server, the Retry-After of the 503s
+# meanwhile: measured by tests/e2e/test_engine_recovery.py (docs/operations.md says how), rounded up.
+CPU_RECOVERY_S = 30
 
 
 def stack_serving(stack: str, root: Path | None = None) -> tuple[tuple[ModelSpec, ...], AuthSettings]:
@@ -82,7 +88,17 @@ def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, 
         engine.pop("gpu_memory_utilization", None)  # GPU memory; the CPU backend sizes by CPU_ENV instead
         env_vars = llm.setdefault("runtime_env", {}).setdefault("env_vars", {})
         env_vars.update(CPU_ENV)
+    model_ids = [llm["model_loading_config"]["model_id"] for llm in model_llm_configs(config)]
+    _set_recovery(config, dict.fromkeys(model_ids, CPU_RECOVERY_S))
     return stamp_serve_config(config)
+
+
+def _set_recovery(config: dict, recovery_s: Mapping[str, int]) -> None:
+    """The ingress's recovery estimates (its user_config's `recovery_s`, kept by `stamp_serve_config`)."""
+    for app in config["applications"]:
+        for deployment in app.get("deployments", []):
+            if isinstance(deployment.get("user_config"), dict) and RECOVERY_KEY in deployment["user_config"]:
+                deployment["user_config"][RECOVERY_KEY] = dict(sorted(recovery_s.items()))
 
 
 def local_serve_config(

@@ -27,11 +27,16 @@ from ray.serve.deployment import Application
 from ray.serve.llm import LLMConfig, build_llm_deployment
 
 from serve_app.contract import INGRESS_CLS_ARG, INGRESS_DEPLOYMENT, INGRESS_KWARGS_ARG, SERVED_CONFIG_ROUTE
+from serve_app.engine_replica import WatchedLLMServer
 
 
 def build_model_app(args: dict[str, Any]) -> Application:
-    """One model's application: ``args`` is its LLMConfig."""
-    return build_llm_deployment(LLMConfig.model_validate(args))
+    """One model's application: ``args`` is its LLMConfig. The deployment keeps Ray's name, ``LLMServer:<id>``
+    (Ray prefixes the class's name unless told otherwise), and runs `WatchedLLMServer`, which leaves as soon as
+    its engine dies (`serve_app.engine_replica`)."""
+    return build_llm_deployment(
+        LLMConfig.model_validate(args), name_prefix="LLMServer:", deployment_cls=WatchedLLMServer
+    )
 
 
 def build_ingress_app(args: dict[str, Any]) -> Application:

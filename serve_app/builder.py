@@ -49,6 +49,7 @@ from serve_app.contract import (
     config_marker_name,
     model_app_name,
 )
+from serve_app.engine_health import RECOVERY_KEY
 from serve_app.pipeline_spec import PIPELINES_KEY, Pipeline, parse_pipelines
 from serve_app.spec import ModelSpec, llm_server_deployment, validate_models
 
@@ -90,6 +91,16 @@ ROUTER_HTTP_TIMEOUT_ENV = "RAY_SERVE_LLM_ROUTER_HTTP_TIMEOUT"
 # ray/llm/_internal/serve/constants.py), written out because the config now sets them per deployment.
 RAY_INGRESS_MAX_ONGOING_REQUESTS = 1_000_000_000
 RAY_INGRESS_TARGET_ONGOING_REQUESTS = 1_000_000_000
+# A model replica exits its actor as soon as its engine dies (serve_app/engine_watch.py); Serve notices at the
+# replica's next health check (an exited actor is unhealthy at once: ray/serve/_private/deployment_state.py
+# ActorReplicaWrapper.check_health, ACTOR_CRASHED), so the period bounds that delay. Ray Serve LLM's default is
+# 10 s (ray/llm/_internal/serve/constants.py DEFAULT_HEALTH_CHECK_PERIOD_S); LLMServer.check_health only reads
+# vLLM's `errored` flag, so a check every 2 s costs nothing. A model's healthCheckPeriodS still wins.
+ENGINE_DEATH_HEALTH_CHECK_PERIOD_S = 2.0
+# Seconds a stopping replica (scale-down, a config change, a drained node) waits for its in-flight requests,
+# streams included, before Serve kills it: graceful_shutdown_timeout_s, 20 s by default in Ray 2.60
+# (ray/serve/_private/constants.py DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT_S), which cuts any longer stream.
+DEFAULT_STREAM_DRAIN_S = 900
 # The config's name: this many hex digits of the SHA-256 of its canonical JSON (64 bits).
 CONFIG_HASH_HEX_DIGITS = 16
 
@@ -149,7 +160,7 @@ _SPEC_ENGINE_FIELDS: tuple[str, ...] = (
 )
 
 
-def llm_config(spec: ModelSpec) -> dict[str, Any]:
+def llm_config(spec: ModelSpec, stream_drain_s: int = DEFAULT_STREAM_DRAIN_S) -> dict[str, Any]:
     """One model's LLMConfig as a dict (``ray.serve.llm.LLMConfig`` fields). Assumes a validated spec."""
     engine_kwargs: dict[str, Any] = dict(_plain(spec.engine_kwargs))
     for name in _SPEC_ENGINE_FIELDS:
@@ -170,7 +181,11 @@ def llm_config(spec: ModelSpec) -> dict[str, Any]:
         autoscaling["initial_replicas"] = spec.initial_replicas
     if spec.target_ongoing_requests is not None:
         autoscaling["target_ongoing_requests"] = spec.target_ongoing_requests
-    deployment: dict[str, Any] = {"autoscaling_config": autoscaling}
+    deployment: dict[str, Any] = {
+        "autoscaling_config": autoscaling,
+        "graceful_shutdown_timeout_s": stream_drain_s,
+        "health_check_period_s": ENGINE_DEATH_HEALTH_CHECK_PERIOD_S,
+    }
     if spec.health_check_period_s is not None:
         deployment["health_check_period_s"] = spec.health_check_period_s
     if spec.health_check_timeout_s is not None:
@@ -205,6 +220,8 @@ def build_serve_config(
     http_host: str = "0.0.0.0",
     http_port: int = 8000,
     ingress_request_timeout_s: int = 3600,
+    stream_drain_s: int = DEFAULT_STREAM_DRAIN_S,
+    recovery_s: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The Ray Serve declarative config for `models`, as a dict (``yaml.safe_dump`` it for serveConfigV2).
 
@@ -220,6 +237,9 @@ def build_serve_config(
         http_host, http_port: the Serve HTTP proxy's bind address (the RayService's serve port).
         ingress_request_timeout_s: seconds the OpenAI ingress waits for a non-streaming answer (or for
             the first chunk of a streaming one) before answering 408; Ray's default is 600.
+        stream_drain_s: seconds a stopping replica (models and ingress) lets its in-flight streams finish.
+        recovery_s: model id -> seconds a replacement replica is expected to take (the ``Retry-After`` of the
+            503s while its engine is dead, `serve_app.engine_health`); a model not named gets its default.
 
     Raises:
         ModelConfigError: listing every problem with `models`.
@@ -229,17 +249,17 @@ def build_serve_config(
     if not isinstance(auth, AuthSettings):
         raise ValueError(f"auth must be an AuthSettings or None; found {auth!r}")
     _check_arguments(app_name, route_prefix, http_port, ingress_request_timeout_s)
+    _check_drain_and_recovery(stream_drain_s, recovery_s)
     validate_models(models)
     ingress = _ingress_app(auth, app_name, route_prefix, ingress_request_timeout_s)
+    (ingress_deployment,) = ingress["deployments"]
+    ingress_deployment["graceful_shutdown_timeout_s"] = stream_drain_s
+    ingress_deployment["user_config"] = {RECOVERY_KEY: dict(sorted((recovery_s or {}).items()))}
     if pipelines:
-        rendered = [pipeline.as_config() for pipeline in pipelines]
-        _, problems = parse_pipelines(rendered, [spec.model_id for spec in models])
-        if problems:
-            raise ValueError("; ".join(problems))
-        ingress["deployments"][0]["user_config"] = {PIPELINES_KEY: rendered}
+        ingress_deployment["user_config"][PIPELINES_KEY] = _checked_pipelines(pipelines, models)
     model_apps = [
         {
-            "args": llm_config(spec),
+            "args": llm_config(spec, stream_drain_s),
             "import_path": MODEL_APP_BUILDER,
             "name": model_app_name(spec.model_id),
             "route_prefix": None,
@@ -284,6 +304,15 @@ def model_llm_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [app["args"] for app in config["applications"] if app["import_path"] == MODEL_APP_BUILDER]
 
 
+def _checked_pipelines(pipelines: Sequence[Pipeline], models: Sequence[ModelSpec]) -> list[dict[str, Any]]:
+    """The pipelines as the ingress's ``user_config`` carries them, checked against the models served."""
+    rendered = [pipeline.as_config() for pipeline in pipelines]
+    _, problems = parse_pipelines(rendered, [spec.model_id for spec in models])
+    if problems:
+        raise ValueError("; ".join(problems))
+    return rendered
+
+
 def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `config` whose ingress knows the current model applications and which is named by its hash.
 
@@ -303,10 +332,15 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if models and all(app["args"]["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for app in models):
         autoscaling["min_replicas"] = 0
     deployment["autoscaling_config"] = autoscaling
-    pipelines = deployment.get("user_config", {}).get(PIPELINES_KEY)
-    deployment["user_config"] = {MODELS_KEY: [_ingress_model_entry(app) for app in models]}
-    if pipelines:  # rendered by build_serve_config; kept through every later stamp
-        deployment["user_config"][PIPELINES_KEY] = pipelines
+    model_ids = {app["args"]["model_loading_config"]["model_id"] for app in models}
+    previous = deployment.get("user_config", {})
+    recovery = previous.get(RECOVERY_KEY, {})
+    deployment["user_config"] = {
+        MODELS_KEY: [_ingress_model_entry(app) for app in models],
+        RECOVERY_KEY: {model_id: seconds for model_id, seconds in sorted(recovery.items()) if model_id in model_ids},
+    }
+    if previous.get(PIPELINES_KEY):  # rendered by build_serve_config; kept through every later stamp
+        deployment["user_config"][PIPELINES_KEY] = previous[PIPELINES_KEY]
     stamped["applications"] = applications
     digest = hashlib.sha256(
         json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
@@ -363,6 +397,14 @@ def _check_arguments(app_name: str, route_prefix: str, http_port: int, timeout_s
         problems.append(f"ingress_request_timeout_s must be a positive integer; found {timeout_s!r}")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _check_drain_and_recovery(stream_drain_s: int, recovery_s: Mapping[str, int] | None) -> None:
+    if isinstance(stream_drain_s, bool) or not isinstance(stream_drain_s, int) or not 1 <= stream_drain_s <= 3600:
+        raise ValueError(f"stream_drain_s must be an integer of seconds in 1..3600; found {stream_drain_s!r}")
+    for model_id, seconds in (recovery_s or {}).items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+            raise ValueError(f"recovery_s[{model_id!r}] must be a positive integer of seconds; found {seconds!r}")
 
 
 def serve_config_yaml(models: Sequence[ModelSpec], **kwargs: Any) -> str:

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `apps.py` and `ingress.py`.
+# Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `apps.py` and `ingress.py`,
+# and the Ray pods' preStop hook (`drain.py`, run as `python -m serve_app.drain`).
 CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/__init__.py",
     "serve_app/apps.py",
     "serve_app/auth.py",
     "serve_app/contract.py",
+    "serve_app/drain.py",
+    "serve_app/engine_health.py",
+    "serve_app/engine_replica.py",
+    "serve_app/engine_watch.py",
     "serve_app/ingress.py",
     "serve_app/pipeline_ingress.py",
     "serve_app/pipeline_spec.py",

@@ -49,13 +49,16 @@ from serve_app.contract import (
     MODELS_KEY,
     config_marker_name,
 )
+from serve_app.engine_health import RECOVERY_KEY
+from serve_app.engine_watch import EngineGatedIngress
 from serve_app.pipeline_ingress import PipelineIngressMixin
 from serve_app.pipeline_spec import PIPELINES_KEY
 
 
-class ConfiguredOpenAiIngress(PipelineIngressMixin, OpenAiIngress):
+class ConfiguredOpenAiIngress(PipelineIngressMixin, EngineGatedIngress, OpenAiIngress):
     """`OpenAiIngress` whose models (and pipelines, `serve_app.pipeline_ingress`) come from its ``user_config``
-    (see the module docstring)."""
+    (see the module docstring); a model whose engine died answers 503 with Retry-After until it is replaced
+    (`serve_app.engine_watch`)."""
 
     def __init__(self, **kwargs: Any):
         super().__init__({}, {}, **kwargs)
@@ -82,6 +85,7 @@ class ConfiguredOpenAiIngress(PipelineIngressMixin, OpenAiIngress):
         self._default_serve_handles, self._model_cards = handles, cards
         self._configured_serve_handles, self._model_routes = configured, routes
         self._serve_config_hash = user_config[CONFIG_HASH_KEY]
+        self.set_recovery_estimates(user_config.get(RECOVERY_KEY, {}))
 
     async def served_config(self) -> dict[str, Any]:
         """``GET /v1/llmserve/config``: the Serve config this replica serves and the status of its applications."""

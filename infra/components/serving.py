@@ -13,6 +13,7 @@ import pulumi_random as random
 from infra.components.gcs_redis import GcsRedisConnection
 from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
+from infra.render.disruption import render_disruption_budgets
 from infra.render.gcs_ft import gcs_redis_secret_name, render_gcs_redis_secret, with_gcs_fault_tolerance
 from infra.render.rayservice import API_KEY_SECRET_KEY, RayServiceSettings
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, current_api_key, render_secret
@@ -71,6 +72,8 @@ class LlmService(pulumi.ComponentResource):
         )
         for monitoring in render.render_pod_monitorings(settings):
             KubernetesObject(f"{name}-{monitoring['metadata']['name']}-podmonitoring", monitoring, in_namespace)
+        for budget in render_disruption_budgets(settings):
+            KubernetesObject(f"{name}-{budget['metadata']['name']}-pdb", budget, in_namespace)
         self.register_outputs({"api_key": self.api_key, "current_api_key": self.current_api_key})
 
     def _api_key(self, name: str, given: pulumi.Input[str] | None) -> pulumi.Output[str]:

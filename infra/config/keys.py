@@ -273,6 +273,16 @@ SERVING_KEYS: tuple[ConfigKey, ...] = (
         True,
     ),
     ConfigKey(
+        "streamDrainSeconds",
+        "integer",
+        "How long a stopping model or ingress replica (scale-down, a config change, a drained node, a deleted "
+        "pod) lets its in-flight requests and streams finish before it is stopped: Serve's "
+        "graceful_shutdown_timeout_s (20 s in Ray 2.60), the Ray pods' preStop drain, and their "
+        "terminationGracePeriodSeconds (this plus 30 s). A longer stream is cut. See docs/operations.md.",
+        900,
+        range=Range(30, 3600),
+    ),
+    ConfigKey(
         "serveReadyTimeoutMinutes",
         "integer",
         "How long `pulumi up` waits for the RayService to be Ready with every Serve application of the new "

@@ -88,6 +88,7 @@ class ServingConfig:
     source_ranges: tuple[str, ...]
     api_auth: bool
     ready_timeout_minutes: int
+    stream_drain_seconds: int = 900  # streamDrainSeconds
     # Secrets stay Pulumi outputs end to end (text in an offline plan or a test); None when the stack does not
     # set them.
     api_key: pulumi.Input[str] | None = None

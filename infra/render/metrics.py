@@ -21,7 +21,8 @@ RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
 DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
 KUBERAY = "KubeRay 1.7 operator"
-PIPELINES = "the project's ingress (ray.util.metrics, exported by Ray 2.60 with the ray_ prefix)"
+# serve_app/pipeline_ingress.py and engine_watch.py register them with ray.util.metrics; Ray adds the ray_ prefix.
+LLMSERVE = "this project's ingress, through Ray 2.60's ray.util.metrics"
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("ray_vllm_inter_token_latency_seconds", "histogram", VLLM, "time between output tokens (ITL)", True),
     # Multi-model pipelines, recorded by the ingress (serve_app/pipeline_ingress.py PipelineMetrics), labelled
     # pipeline (and outcome), or pipeline, step, kind and model (and type, reason)
-    Metric("ray_llmserve_pipeline_requests_total", "counter", PIPELINES, "pipeline requests by outcome", True),
-    Metric("ray_llmserve_pipeline_latency_seconds", "histogram", PIPELINES, "pipeline request latency", True),
-    Metric("ray_llmserve_pipeline_step_requests_total", "counter", PIPELINES, "pipeline steps run", True),
-    Metric("ray_llmserve_pipeline_step_latency_seconds", "histogram", PIPELINES, "pipeline step latency", True),
-    Metric("ray_llmserve_pipeline_step_tokens_total", "counter", PIPELINES, "tokens by step and type", True),
-    Metric("ray_llmserve_pipeline_guard_denials_total", "counter", PIPELINES, "guard denials by reason", True),
+    Metric("ray_llmserve_pipeline_requests_total", "counter", LLMSERVE, "pipeline requests by outcome", True),
+    Metric("ray_llmserve_pipeline_latency_seconds", "histogram", LLMSERVE, "pipeline request latency", True),
+    Metric("ray_llmserve_pipeline_step_requests_total", "counter", LLMSERVE, "pipeline steps run", True),
+    Metric("ray_llmserve_pipeline_step_latency_seconds", "histogram", LLMSERVE, "pipeline step latency", True),
+    Metric("ray_llmserve_pipeline_step_tokens_total", "counter", LLMSERVE, "tokens by step and type", True),
+    Metric("ray_llmserve_pipeline_guard_denials_total", "counter", LLMSERVE, "guard denials by reason", True),
     # GPUs (DCGM), labelled Hostname and gpu
     Metric("DCGM_FI_DEV_GPU_UTIL", "gauge", DCGM, "GPU busy %, 0-100"),
     Metric("DCGM_FI_DEV_FB_USED", "gauge", DCGM, "GPU memory used, MiB"),
@@ -79,6 +80,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
     # No Xid field: GKE's managed DCGM field list has none (monitoring-dashboard-samples,
     # integrations/dcgm/prometheus_metadata.yaml); the Xid alert matches kernel log lines instead.
+    # The project's own, counted by the OpenAI ingress
+    Metric("ray_llmserve_engine_deaths_total", "counter", LLMSERVE, "vLLM engine deaths seen, by model"),
+    Metric(
+        "ray_llmserve_engine_unavailable_responses_total",
+        "counter",
+        LLMSERVE,
+        "503 answers while a model's engine was dead, by model",
+    ),
     # KubeRay
     Metric(
         "kuberay_service_condition_ready",

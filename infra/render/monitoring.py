@@ -131,6 +131,17 @@ def _traffic_panels(settings: MonitoringSettings) -> list[Panel]:
             "1/s",
         ),
         Panel(
+            "Dead engines: 503s/s while a model recovers, by model",
+            (
+                Series(
+                    f"sum by (model) (rate({metric('ray_llmserve_engine_unavailable_responses_total')}"
+                    f"{_ns(settings)}[5m]))",
+                    "${labels.model}",
+                ),
+            ),
+            "1/s",
+        ),
+        Panel(
             "Finished requests/s by model",
             (
                 Series(
@@ -355,6 +366,16 @@ def _serving_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
             "CRITICAL",
             "A model's engine has queued requests but produced no token: a wedged engine (NCCL hang, a dead "
             "pipeline stage). Restarting its replica (or the GPU worker pods) usually clears it.",
+        ),
+        AlertSpec(
+            "engine-died",
+            f"llmserve {settings.stack}: a vLLM engine died",
+            f"sum by (model) (increase({metric('ray_llmserve_engine_deaths_total')}{ns}[10m])) > 0",
+            0,
+            "ERROR",
+            "A model's vLLM engine died (GPU Xid, OOM, a crash); its replica left at once and Serve is starting a "
+            "new one (a cold start on the GPU nodes still up). Meanwhile requests to the model get 503 with "
+            "Retry-After. Repeated deaths: check the GPU Xid alert and the replica's logs. See docs/operations.md.",
         ),
         AlertSpec(
             "ttft-p95",

@@ -39,6 +39,7 @@ from infra.catalog import (
     MachineProfile,
 )
 from infra.planning.sizing import WorkerGroupSize, gpu_worker_groups
+from infra.render.disruption import recovery_estimates, with_graceful_stop
 from infra.render.files import content_name, files_configmap, files_volume, keyed_files
 from infra.render.gpudirect.pod_patch import workload_pod_patch
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, hf_token_secret_name
@@ -108,6 +109,7 @@ class RayServiceSettings:
     api_key_file: str = DEFAULT_API_KEY_FILE
     weights: WeightsSettings | None = None  # where the weights come from (infra/render/weights.py)
     pipelines: tuple[Pipeline, ...] = ()  # rendered into the ingress's user_config (serve_app/pipeline_spec.py)
+    stream_drain_s: int = 900  # streamDrainSeconds: graceful shutdown, preStop and grace periods (drain.py)
 
     @property
     def api_key_secret(self) -> str:
@@ -156,6 +158,8 @@ def render_serve_config(settings: RayServiceSettings) -> dict:
         pipelines=settings.pipelines,
         auth=AuthSettings(enabled=settings.api_auth, api_key_file=settings.api_key_file),
         http_port=SERVE_PORT,
+        stream_drain_s=settings.stream_drain_s,
+        recovery_s=recovery_estimates(settings),
     )
     return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
 
@@ -315,6 +319,7 @@ def _pod_template(
 
 
 def _worker_group(settings: RayServiceSettings, name: str, min_pods: int, max_pods: int, template: dict) -> dict:
+    template = with_graceful_stop(template, settings.stream_drain_s)  # infra/render/disruption.py
     if settings.upgrade == "NewCluster":
         # KubeRay's cluster hash leaves out replicas, minReplicas and maxReplicas (utils/util.go:645-668 at
         # v1.7.0), so a change to only those is neither applied to the running RayCluster nor builds a new one

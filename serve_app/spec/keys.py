@@ -18,6 +18,7 @@ WEIGHT_SOURCES: tuple[str, ...] = ("gcsfuse", "runai-streamer", "huggingface")
 
 _VLLM_DEFAULT = "vLLM's, or the preset's"
 _SERVE_DEFAULT = "10 (Ray Serve LLM), or the preset's"
+_HEALTH_PERIOD_DEFAULT = "2 (this project; Ray Serve LLM: 10), or the preset's"
 _POSITIVE = Range(0, exclusive_minimum=True)
 KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
@@ -189,8 +190,9 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         "healthCheckPeriodS",
         "number",
-        "Seconds between Serve health checks. deepseek-r1: 30.",
-        default_text=_SERVE_DEFAULT,
+        "Seconds between Serve health checks; a replica whose engine died exits at once and is replaced at the "
+        "next check. deepseek-r1: 30.",
+        default_text=_HEALTH_PERIOD_DEFAULT,
         range=_POSITIVE,
         field="health_check_period_s",
     ),

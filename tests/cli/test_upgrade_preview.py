@@ -148,6 +148,7 @@ def test_an_appended_model_that_fits_its_worker_group_starts_alone_in_place(stac
     assert change.upgrade.reason == "applied to the running cluster; no model restarts"
     assert change.upgrade.details[:2] == (
         "application 'llm': deployments[OpenAiIngress].user_config.models, "
+        "deployments[OpenAiIngress].user_config.recovery_s.qwen-extra, "
         "deployments[OpenAiIngress].user_config.serve_config_hash applied to the running replicas, no restart",
         "application 'model-qwen-extra' is added: Serve builds and starts it (qwen-extra)",
     )

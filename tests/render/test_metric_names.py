@@ -79,6 +79,10 @@ UPSTREAM_METRICS: dict[str, str] = {
     "ray_llmserve_pipeline_step_latency_seconds": "histogram",
     "ray_llmserve_pipeline_step_tokens_total": "counter",
     "ray_llmserve_pipeline_guard_denials_total": "counter",
+    # This project's ingress (serve_app/engine_watch.py GateMetrics): Ray 2.60 exports a ray.util.metrics Counter
+    # named N as ray_N_total (tests/e2e/test_engine_recovery.py scrapes it after a real engine death).
+    "ray_llmserve_engine_deaths_total": "counter",
+    "ray_llmserve_engine_unavailable_responses_total": "counter",
 }
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 

@@ -57,10 +57,16 @@ def test_every_metric_used_is_listed_and_every_listed_metric_is_used():
 def test_every_metric_names_its_source_and_kind():
     for metric in METRICS:
         assert metric.kind in ("counter", "gauge", "histogram"), metric
-        assert metric.source in (metrics.RAY, metrics.VLLM, metrics.DCGM, metrics.KUBERAY, metrics.PIPELINES), metric
+        assert metric.source in (metrics.RAY, metrics.VLLM, metrics.DCGM, metrics.KUBERAY, metrics.LLMSERVE), metric
         # Ray's Prometheus export adds _total to counters (the OpenTelemetry path); gauges and histograms keep
         # their name, and queries must use the exported one.
         assert (metric.kind == "counter") == metric.name.endswith("_total") or metric.source == metrics.DCGM, metric
+
+
+def test_an_engine_death_alerts_once_per_model_at_once():
+    (died,) = [spec for spec in render.render_alerts(settings()) if spec.key == "engine-died"]
+    assert died.query.startswith("sum by (model) (increase(ray_llmserve_engine_deaths_total{")
+    assert died.query.endswith("[10m])) > 0") and died.duration_s == 0 and died.severity == "ERROR"
 
 
 def test_histograms_are_queried_through_their_buckets():
@@ -200,6 +206,7 @@ def test_prod_gets_every_alert_of_the_issue():
         "kv-cache-full",
         "wedged-engine",
         "gpu-lost",
+        "engine-died",
     }
     assert [spec.key for spec in render_log_alerts(settings())] == ["gpu-xid"]
 
@@ -375,10 +382,19 @@ def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gc
 
 def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(planned):
     for stack, expected in (
-        ("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-xid"}),
+        ("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "engine-died", "gpu-xid"}),
         (
             "prod",
-            {"not-ready", "no-healthy-replica", "ttft-p95", "kv-cache-full", "wedged-engine", "gpu-lost", "gpu-xid"},
+            {
+                "not-ready",
+                "no-healthy-replica",
+                "ttft-p95",
+                "kv-cache-full",
+                "wedged-engine",
+                "engine-died",
+                "gpu-lost",
+                "gpu-xid",
+            },
         ),
     ):
         resources = planned(stack).resources

@@ -186,6 +186,7 @@ def test_the_ingress_is_told_each_models_application_and_deployment() -> None:
             },
             {"app": "model-small", "deployment": "LLMServer:small", "id": "small"},
         ],
+        "recovery_s": {},
         "serve_config_hash": serve_config_hash(config),
     }
 
@@ -289,6 +290,7 @@ def test_deepseek_r1_llm_config_has_the_reference_settings() -> None:
     }, f"deepseek-r1 engine_kwargs: {r1['engine_kwargs']}"
     assert r1["deployment_config"] == {
         "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        "graceful_shutdown_timeout_s": 900,
         "health_check_period_s": 30,
         "health_check_timeout_s": 60,
     }, f"deepseek-r1 deployment_config: {r1['deployment_config']}"

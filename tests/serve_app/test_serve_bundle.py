@@ -84,6 +84,7 @@ def test_shipped_bundle_imports_on_its_own(tmp_path: Path) -> None:
                  OpenAIHTTPException=Exception)
         stand_in("ray.llm._internal.serve.core.ingress.utils", _sanitize_chat_completion_request=None)
         stand_in("ray.serve.llm", LLMConfig=None, build_llm_deployment=None)
+        stand_in("ray.serve.llm.deployment", LLMServer=type("LLMServer", (), {}))
         import serve_app.apps as apps
         import serve_app.ingress as ingress
         print(apps.__file__)

@@ -44,6 +44,7 @@ class _ServingKeys:
     source_ranges: list[ipaddress.IPv4Network] | None
     api_auth: bool | None
     ready_timeout_minutes: int | None
+    stream_drain_seconds: int | None
 
 
 def read_serving(
@@ -77,6 +78,7 @@ def read_serving(
         source_ranges=tuple(str(network) for network in clean(keys.source_ranges)),
         api_auth=clean(keys.api_auth),
         ready_timeout_minutes=clean(keys.ready_timeout_minutes),
+        stream_drain_seconds=clean(keys.stream_drain_seconds),
         api_key=secrets.get("apiKey"),
         hf_token=secrets.get("hfToken"),
     )
@@ -108,6 +110,7 @@ def _read_serving_keys(read: ValueReader) -> _ServingKeys:
         source_ranges=read.cidr_list("serveSourceRanges"),
         api_auth=read.get("apiAuth"),
         ready_timeout_minutes=read.get("serveReadyTimeoutMinutes"),
+        stream_drain_seconds=read.get("streamDrainSeconds"),
     )
 
 
