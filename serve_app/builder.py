@@ -31,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from serve_app.admission_config import AdmissionSettings, admission_entry, model_capacity
 from serve_app.contract import (
+    ADMISSION_KEY,
     API_KEY_FILE_KWARG,
     API_KEY_RELOAD_KWARG,
     CONFIG_HASH_KEY,
@@ -46,6 +48,7 @@ from serve_app.contract import (
     MODEL_APP_BUILDER,
     MODELS_KEY,
     PLAIN_INGRESS_CLASS_PATH,
+    TENANT_KEY_FILE_KWARG,
     config_marker_name,
     model_app_name,
 )
@@ -106,6 +109,7 @@ class AuthSettings:
     enabled: bool = True
     api_key_file: str = DEFAULT_API_KEY_FILE
     reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S
+    tenant_key_file: str | None = None  # the tenants' keys (serve_app.tenants); None: the stack has no tenants
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -196,6 +200,7 @@ def build_serve_config(
     http_host: str = "0.0.0.0",
     http_port: int = 8000,
     ingress_request_timeout_s: int = 3600,
+    admission: AdmissionSettings | None = None,
 ) -> dict[str, Any]:
     """The Ray Serve declarative config for `models`, as a dict (``yaml.safe_dump`` it for serveConfigV2).
 
@@ -208,6 +213,8 @@ def build_serve_config(
         http_host, http_port: the Serve HTTP proxy's bind address (the RayService's serve port).
         ingress_request_timeout_s: seconds the OpenAI ingress waits for a non-streaming answer (or for
             the first chunk of a streaming one) before answering 408; Ray's default is 600.
+        admission: the tenants' limits and the overload bound (`serve_app.admission_config`); None: no
+            tenants, the default bound.
 
     Raises:
         ModelConfigError: listing every problem with `models`.
@@ -219,6 +226,7 @@ def build_serve_config(
     _check_arguments(app_name, route_prefix, http_port, ingress_request_timeout_s)
     validate_models(models)
     ingress = _ingress_app(auth, app_name, route_prefix, ingress_request_timeout_s)
+    ingress["deployments"][0]["user_config"] = {ADMISSION_KEY: admission_entry(admission or AdmissionSettings())}
     model_apps = [
         {
             "args": llm_config(spec),
@@ -244,6 +252,8 @@ def _ingress_app(auth: AuthSettings, app_name: str, route_prefix: str, timeout_s
                 API_KEY_RELOAD_KWARG: float(auth.reload_interval_s),
             },
         }
+        if auth.tenant_key_file is not None:
+            ingress_args[INGRESS_KWARGS_ARG][TENANT_KEY_FILE_KWARG] = auth.tenant_key_file
     # Everything about the ingress deployment that may change is set here, per deployment, not in the args:
     # args changes rebuild and restart the application, these are applied to it (the environment variable
     # is read at import, so a new timeout still starts a new replica).
@@ -284,7 +294,10 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     if models and all(app["args"]["deployment_config"]["autoscaling_config"]["min_replicas"] == 0 for app in models):
         autoscaling["min_replicas"] = 0
     deployment["autoscaling_config"] = autoscaling
+    admission = (deployment.get("user_config") or {}).get(ADMISSION_KEY)
     deployment["user_config"] = {MODELS_KEY: [_ingress_model_entry(app) for app in models]}
+    if admission is not None:  # the tenants as given, each model's capacity from its application
+        deployment["user_config"][ADMISSION_KEY] = {**admission, "capacity": model_capacity(admission, models)}
     stamped["applications"] = applications
     digest = hashlib.sha256(
         json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -15,10 +15,14 @@ from pathlib import Path
 # Relative to the directory that goes on PYTHONPATH. Keep in step with the imports of `apps.py` and `ingress.py`.
 CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/__init__.py",
+    "serve_app/admission.py",
     "serve_app/apps.py",
     "serve_app/auth.py",
     "serve_app/contract.py",
     "serve_app/ingress.py",
+    "serve_app/tenant_metrics.py",
+    "serve_app/tenants.py",
+    "serve_app/usage.py",
 )
 
 _ROOT = Path(__file__).resolve().parent.parent
