@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 from configkit import ConfigKey, Range
 from infra.catalog import GPU_SUBNET_SLOTS
+from infra.config.tenant_keys import TENANT_KEYS
 from serve_app.spec import WEIGHT_SOURCES
 
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
@@ -473,6 +474,7 @@ KEY_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
     ("Secure defaults and capacity", SECURE_KEYS),
     ("Model weights", WEIGHT_KEYS),
     ("Alerts", ALERT_KEYS),
+    ("Tenants and admission", TENANT_KEYS),
 )
 CONFIG_KEYS: tuple[ConfigKey, ...] = tuple(key for _, keys in KEY_SECTIONS for key in keys)
 CONFIG_KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.name: key for key in CONFIG_KEYS})

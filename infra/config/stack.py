@@ -25,6 +25,7 @@ from infra.config.sections.gpu_pool import read_gpu_pool, read_machine, read_zon
 from infra.config.sections.network import read_network, read_ranges
 from infra.config.sections.secure import read_secure_settings, secure_warnings
 from infra.config.sections.serving import read_serving
+from infra.config.sections.tenants import read_tenants
 from infra.config.sections.weights import read_weight_keys, resolve_weights
 from infra.config.settings import ClusterConfig, ServingConfig, StackConfig, WeightsConfig
 from infra.config.stackfiles import PROJECT
@@ -68,6 +69,7 @@ def parse_stack_config(
     secure = read_secure_settings(read)
     serving = read_serving(read, machine, pool, secure, secrets or {}, plain_secrets or {})
     alerts = read_alerts(read)
+    tenants = read_tenants(read, secrets or {}, plain_secrets or {})
     weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})
     if secure is not None and pool is not None:
         read.warnings.extend(
@@ -92,6 +94,7 @@ def parse_stack_config(
         secure=clean(secure),
         weights=clean(weights),
         alerts=clean(alerts),
+        tenants=clean(tenants),
     )
 
 

@@ -86,5 +86,6 @@ def test_the_reference_lists_the_sections_in_the_order_of_pulumi_yaml():
         "### Secure defaults and capacity",
         "### Model weights",
         "### Alerts",
+        "### Tenants and admission",
         "## The keys of a `models` entry",
     ]
