@@ -10,6 +10,7 @@ from typing import Any
 
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
+from serve_app.admission_config import AdmissionSettings
 from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
 from serve_app.errors import ModelConfigError
 from serve_app.spec import ModelSpec, parse_models
@@ -70,6 +71,10 @@ def cpu_serve_config(serve_config: Mapping[str, Any], model_paths: Mapping[str, 
 
 
 def local_serve_config(
-    models: Sequence[ModelSpec], auth: AuthSettings, model_paths: Mapping[str, Path], port: int
+    models: Sequence[ModelSpec],
+    auth: AuthSettings,
+    model_paths: Mapping[str, Path],
+    port: int,
+    admission: AdmissionSettings | None = None,
 ) -> dict:
-    return cpu_serve_config(build_serve_config(models, auth=auth), model_paths, port)
+    return cpu_serve_config(build_serve_config(models, auth=auth, admission=admission), model_paths, port)

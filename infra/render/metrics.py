@@ -21,6 +21,7 @@ RAY = "Ray 2.60 Serve"
 VLLM = "vLLM 0.29 engine, re-exported by Ray 2.60"
 DCGM = "NVIDIA DCGM exporter (GKE managed DCGM package)"
 KUBERAY = "KubeRay 1.7 operator"
+INGRESS = "the project's ingress (serve_app/tenant_metrics.py), through Ray's metrics export"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,22 @@ METRICS: tuple[Metric, ...] = (
     Metric("DCGM_FI_DEV_GPU_TEMP", "gauge", DCGM, "GPU temperature; one series per GPU present"),
     # No Xid field: GKE's managed DCGM field list has none (monitoring-dashboard-samples,
     # integrations/dcgm/prometheus_metadata.yaml); the Xid alert matches kernel log lines instead.
+    # Usage per tenant and model, labelled tenant and model (never a key)
+    Metric("ray_llmserve_tenant_requests_total", "counter", INGRESS, "generation requests by tenant, model, status"),
+    Metric(
+        "ray_llmserve_tenant_rejected_requests_total",
+        "counter",
+        INGRESS,
+        "requests refused before any engine work: 429 (a quota) or 503 (overload), by tenant, model and limit",
+    ),
+    Metric("ray_llmserve_tenant_prompt_tokens_total", "counter", INGRESS, "prompt tokens by tenant and model"),
+    Metric("ray_llmserve_tenant_completion_tokens_total", "counter", INGRESS, "completion tokens by tenant and model"),
+    Metric(
+        "ray_llmserve_tenant_request_latency_seconds",
+        "histogram",
+        INGRESS,
+        "seconds from arrival at the ingress to the end of the answer",
+    ),
     # KubeRay
     Metric(
         "kuberay_service_condition_ready",

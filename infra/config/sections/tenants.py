@@ -136,3 +136,17 @@ def _check_tenant_keys(read: ValueReader, tenants: Mapping[str, TenantLimits], t
                 f"{key}: tenant {name!r}: key number {shared[0]} is also in {PROJECT}:apiKey (the "
                 f"unlimited {DEFAULT_TENANT!r} tenant); a key identifies one tenant"
             )
+
+
+def tenants_from_values(values: Mapping[str, Any]) -> TenantsConfig:
+    """The tenants section alone from a stack's `llmserve:` values (namespace left off), for the local runner,
+    which reads the stack files without Pulumi and has no secrets (it makes the tenants' keys itself)."""
+    from infra.config.errors import ConfigError
+    from infra.config.keys import CONFIG_KEYS_BY_NAME
+    from infra.config.values import ValueReader
+
+    read = ValueReader(values, CONFIG_KEYS_BY_NAME)
+    tenants = read_tenants(read, {}, {})
+    if tenants is None or read.problems:
+        raise ConfigError(read.problems)
+    return tenants
