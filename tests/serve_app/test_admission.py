@@ -216,3 +216,19 @@ def test_the_user_config_entry_round_trips_with_capacity_from_the_model_applicat
     assert tenants == {"a": TenantLimits(requests_per_minute=30, priority="high")}
     assert (capacity, wait_s) == ({"m": 64}, 3.0)
     assert model_capacity({**entry, "in_flight_per_seq": 0}, [app]) == {}
+
+
+def test_the_ingress_runs_one_replica_so_a_tenants_limit_is_its_limit_on_the_endpoint():
+    """The quotas live in the ingress replica (docs/tenants.md): the builder leaves the ingress's max_replicas to
+    Ray, whose AutoscalingConfig default is 1 (ray/serve/config.py, Ray 2.60). A second replica would double every
+    tenant's quota."""
+    from ray.serve.config import AutoscalingConfig
+
+    from serve_app.builder import build_serve_config
+    from serve_app.spec import parse_models
+
+    config = build_serve_config(parse_models([{"id": "m", "source": "org/m", "acceleratorType": "L4"}]))
+    (ingress,) = [app for app in config["applications"] if app["route_prefix"] == "/"]
+    autoscaling = ingress["deployments"][0]["autoscaling_config"]
+    assert "max_replicas" not in autoscaling and "num_replicas" not in ingress["deployments"][0]
+    assert AutoscalingConfig(**autoscaling).max_replicas == 1
