@@ -97,9 +97,11 @@ def _batch_load(base_url: str, key: str) -> list:
 def test_an_over_quota_tenant_gets_429s_at_its_rate_and_the_others_keep_their_latency(dev_server):
     base_url, keys = dev_server["base_url"], dev_server["tenant_keys"]
     assert sorted(keys) == ["batch", "interactive", "team"]
+    started = time.monotonic()
     for tenant in ("interactive", "team", "batch"):  # warm: the model may be at zero replicas
         assert _post(base_url, keys[tenant], stream=False)[0] == 200
     warmed = time.monotonic()
+    print(f"\nwarm-up (a start from zero replicas if the model had none): {warmed - started:.1f} s")
     # The unloaded run: the same two streams, without batch; meanwhile batch's bucket fills up again (10 s).
     idle = _streams(base_url, keys, lambda: time.sleep(IDLE_S))
     time.sleep(max(0.0, warmed + 11 - time.monotonic()))
@@ -114,8 +116,9 @@ def test_an_over_quota_tenant_gets_429s_at_its_rate_and_the_others_keep_their_la
     allowed = BATCH_BURST + BATCH_RPM / 60 * sent_for
     idle_p95 = _p95([first for _, first, _ in idle if first is not None])
     loaded_p95 = _p95([first for _, first, _ in others if first is not None])
+    print(f"after the warm-up: {time.monotonic() - warmed:.1f} s")
     print(
-        f"\nbatch: {len(batch)} sent in {sent_for:.1f} s, {accepted} admitted (allowed {allowed:.1f}), "
+        f"batch: {len(batch)} sent in {sent_for:.1f} s, {accepted} admitted (allowed {allowed:.1f}), "
         f"{len(refused)} x 429; others: {len(others)} streamed, p95 TTFT {loaded_p95 * 1000:.0f} ms loaded vs "
         f"{idle_p95 * 1000:.0f} ms idle ({loaded_p95 / idle_p95:.2f}x)"
     )
