@@ -16,6 +16,7 @@ from infra.components.weight_staging import model_weights
 from infra.config.stack import load_stack_config
 from infra.render.exposure import ExposureSettings, public_base_url
 from infra.render.rayservice import RayServiceSettings, serve_urls
+from infra.render.tenants import admission_settings
 
 config = load_stack_config()
 for warning in config.warnings:
@@ -75,6 +76,7 @@ rayservice = RayServiceSettings(
     weights=weights,
     pipelines=serving.pipelines,
     stream_drain_s=serving.stream_drain_seconds,
+    admission=admission_settings(config.tenants),
 )
 exposure = ServingExposure(
     "llm-exposure",
@@ -109,6 +111,7 @@ llm = LlmService(
         ready_timeout_minutes=serving.ready_timeout_minutes,
         api_key=serving.api_key,
         hf_token=serving.hf_token,
+        tenant_keys=config.tenants.keys,
         guard_objects=exposure.guard_objects,
         prerequisites=weight_staging,
         gcs_redis=gcs_redis.connection if gcs_redis is not None else None,
@@ -147,6 +150,8 @@ for output_name, value in serve_urls(rayservice).items():
 # One key that clients send, whatever the rotation stage: the newest. Every key the endpoint accepts is in api_keys.
 pulumi.export("api_key", llm.current_api_key)
 pulumi.export("api_keys", llm.api_key)
+if llm.tenant_keys is not None:  # tenant -> the key its clients send (given, or generated)
+    pulumi.export("tenant_keys", llm.tenant_keys)
 if exposure.address is not None:
     # The address exists for an external exposure, which the config accepts only with serveHostname.
     assert config.secure.serve_hostname is not None

@@ -4,6 +4,7 @@ CPU."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -19,6 +20,7 @@ from local_run.launcher import READY_MARKER
 from local_run.serve_config import local_serve_config, stack_pipelines, stack_serving
 from local_run.server import LocalServer, ensure_port_free, ensure_ray_not_running
 from local_run.store import serve_from_local_store
+from local_run.tenants import LOCAL_TENANT_KEY_FILE, new_tenant_keys, stack_admission
 from local_run.tiny_models import UnsupportedModelError, default_cache_dir, tiny_model_for
 from staging.local_store import LocalModelStore
 
@@ -29,6 +31,7 @@ class _Prepared:
 
     config: dict
     api_key: str | None  # None when the stack turns the API key off
+    tenant_keys: dict[str, str]  # tenant -> its key (local_run/tenants.py); empty without tenants or auth
     model_paths: dict[str, Path]
     store: LocalModelStore | None  # the GCS emulator of --weights-store, closed when the server stops
     started: float  # time.monotonic() when the tiny models were asked for
@@ -74,6 +77,7 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
     --weights-store); nothing is left running when it raises."""
     models, auth = stack_serving(args.stack)
     pipelines = stack_pipelines(args.stack, models)
+    admission = stack_admission(args.stack)
     ensure_port_free(args.port, "the OpenAI API")
     ensure_ray_not_running()
     cache_dir = args.cache_dir or default_cache_dir()
@@ -89,12 +93,15 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
         store, model_paths = serve_from_local_store(model_paths)
     try:
         api_key = os.environ.get("LLMSERVE_LOCAL_API_KEY") or secrets.token_urlsafe(32)
-        config = local_serve_config(models, auth, model_paths, args.port, pipelines)
+        tenant_keys = new_tenant_keys(admission) if auth.enabled else {}
+        if tenant_keys:  # the path is rewritten to the server's own folder (LocalServer._use_api_key_file)
+            auth = dataclasses.replace(auth, tenant_key_file=LOCAL_TENANT_KEY_FILE)
+        config = local_serve_config(models, auth, model_paths, args.port, pipelines, admission)
     except BaseException:
         if store is not None:
             store.close()
         raise
-    return _Prepared(config, api_key if auth.enabled else None, model_paths, store, started)
+    return _Prepared(config, api_key if auth.enabled else None, tenant_keys, model_paths, store, started)
 
 
 def log_folder_line(folder: Path, keep_logs: bool) -> str:
@@ -110,7 +117,13 @@ def _serve(prepared: _Prepared, ready_timeout: float, *, keep_logs: bool = False
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
     signal.signal(signal.SIGTERM, interrupt)
-    local = LocalServer(prepared.config, prepared.api_key, ready_timeout_s=ready_timeout, keep_logs=keep_logs)
+    local = LocalServer(
+        prepared.config,
+        prepared.api_key,
+        ready_timeout_s=ready_timeout,
+        keep_logs=keep_logs,
+        tenant_keys=prepared.tenant_keys,
+    )
     print(log_folder_line(local.log_dir, keep_logs), flush=True)
     try:
         return _run_until_stopped(local, prepared)
@@ -132,6 +145,9 @@ def _run_until_stopped(local: LocalServer, prepared: _Prepared) -> int:
                         "models": sorted(prepared.model_paths),
                         "api_key": prepared.api_key,
                         "api_key_file": str(server.api_key_file) if prepared.api_key else None,
+                        # The stack's tenants (llmserve:tenants), each with a key made for this server.
+                        "tenant_keys": prepared.tenant_keys,
+                        "tenant_key_file": str(server.tenant_key_file) if prepared.tenant_keys else None,
                         "metrics_url": server.metrics_url,
                         "model_paths": {model_id: str(path) for model_id, path in prepared.model_paths.items()},
                         # What is deployed, and how to deploy a change to it as KubeRay would (LocalServer.apply).

@@ -10,6 +10,7 @@ from typing import Any
 
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
+from serve_app.admission_config import AdmissionSettings
 from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
 from serve_app.engine_health import RECOVERY_KEY
 from serve_app.errors import ModelConfigError
@@ -107,5 +108,7 @@ def local_serve_config(
     model_paths: Mapping[str, Path],
     port: int,
     pipelines: Sequence[Pipeline] = (),
+    admission: AdmissionSettings | None = None,
 ) -> dict:
-    return cpu_serve_config(build_serve_config(models, pipelines=pipelines, auth=auth), model_paths, port)
+    serve_config = build_serve_config(models, pipelines=pipelines, auth=auth, admission=admission)
+    return cpu_serve_config(serve_config, model_paths, port)

@@ -34,7 +34,8 @@ from local_run.errors import LocalRunError
 from local_run.serve_config import CPU_ENV
 from serve_app.builder import serve_config_hash, stamp_serve_config
 from serve_app.bundle import cluster_sources
-from serve_app.contract import API_KEY_FILE_KWARG, INGRESS_APP_BUILDER, INGRESS_KWARGS_ARG
+from serve_app.contract import API_KEY_FILE_KWARG, INGRESS_APP_BUILDER, INGRESS_KWARGS_ARG, TENANT_KEY_FILE_KWARG
+from serve_app.tenants import format_tenant_keys
 
 SERVE_APPLICATIONS_API = "/api/serve/applications/"  # the dashboard's declarative API (PUT) and status (GET)
 FAILED_STATES = ("DEPLOY_FAILED", "UNHEALTHY")
@@ -79,15 +80,23 @@ class LocalServer:
     """A local Ray head serving `serve_config`; a context manager that always cleans up."""
 
     def __init__(
-        self, serve_config: dict, api_key: str | None, *, ready_timeout_s: float = 600, keep_logs: bool = False
+        self,
+        serve_config: dict,
+        api_key: str | None,
+        *,
+        ready_timeout_s: float = 600,
+        keep_logs: bool = False,
+        tenant_keys: Mapping[str, str] | None = None,
     ):
         self.serve_config = copy_config(serve_config)
         self.api_key = api_key
+        self.tenant_keys = dict(tenant_keys or {})  # tenant -> its key (local_run/tenants.py)
         self.ready_timeout_s = ready_timeout_s
         self.keep_logs = keep_logs
         self.port = serve_config["http_options"]["port"]
         self.workdir = Path(tempfile.mkdtemp(prefix="llmserve-", dir="/tmp"))  # short: Unix socket paths
         self.api_key_file = self.workdir / "api-keys" / "keys"
+        self.tenant_key_file = self.workdir / "api-keys" / "tenant-keys"  # the Secret's tenant-keys item
         self._use_api_key_file()
         self.dashboard_port = free_port()
         self.gcs_port = free_port()
@@ -134,9 +143,12 @@ class LocalServer:
             kwargs = application["args"].get(INGRESS_KWARGS_ARG)
             if kwargs is not None and API_KEY_FILE_KWARG in kwargs:
                 kwargs[API_KEY_FILE_KWARG] = str(self.api_key_file)
+            if kwargs is not None and TENANT_KEY_FILE_KWARG in kwargs:
+                kwargs[TENANT_KEY_FILE_KWARG] = str(self.tenant_key_file)
         self.serve_config = stamp_serve_config(self.serve_config)
         if self.api_key:
             write_api_keys(self.api_key_file, [self.api_key])
+            write_tenant_keys(self.tenant_key_file, self.tenant_keys)
 
     @property
     def log_dir(self) -> Path:
@@ -306,6 +318,15 @@ def write_api_keys(path: Path, keys: Sequence[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_text("\n".join(keys) + "\n")
+    partial.chmod(0o600)
+    os.replace(partial, path)
+
+
+def write_tenant_keys(path: Path, keys: Mapping[str, str]) -> None:
+    """The tenants' key file (serve_app/tenants.py's format), replaced atomically like `write_api_keys`."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(format_tenant_keys({name: (key,) for name, key in keys.items()}))
     partial.chmod(0o600)
     os.replace(partial, path)
 

@@ -50,7 +50,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from serve_app.contract import DEFAULT_API_KEY_FILE, DEFAULT_API_KEY_RELOAD_S
+from serve_app.admission import DEFAULT_TENANT
+from serve_app.contract import DEFAULT_API_KEY_FILE, DEFAULT_API_KEY_RELOAD_S, TENANT_SCOPE_KEY
+from serve_app.tenants import TenantKeyFile
 
 if TYPE_CHECKING:  # only the ASGI type names; at run time this module needs nothing but the stdlib
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -193,10 +195,12 @@ class ApiKeyFile:
 
 
 class ApiKeyVerifier:
-    """Checks a presented key against the accepted ones (fixed, or from an `ApiKeyFile`) in constant time."""
+    """Checks a presented key against the accepted ones (fixed, or from an `ApiKeyFile`) in constant time;
+    with `tenant_keys` (serve_app.tenants), also against every tenant's keys, and says whose key it is."""
 
-    def __init__(self, keys: Iterable[str] | ApiKeyFile):
+    def __init__(self, keys: Iterable[str] | ApiKeyFile, tenant_keys: TenantKeyFile | None = None):
         self._source = keys if isinstance(keys, ApiKeyFile) else _FixedKeys(keys)
+        self._tenant_keys = tenant_keys
 
     @classmethod
     def from_file(cls, path: str, reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S,
@@ -207,10 +211,18 @@ class ApiKeyVerifier:
         return len(self._source.digests())
 
     def verify(self, presented: str) -> bool:
+        return self.identify(presented) is not None
+
+    def identify(self, presented: str) -> str | None:
+        """The tenant whose key `presented` is ("default" for the plain keys), or None when no key matches."""
         presented_digest = _digest(presented)
-        matched = False
+        matched = None
         for accepted in self._source.digests():  # no early exit: the time does not depend on which key matched
-            matched |= hmac.compare_digest(accepted, presented_digest)
+            if hmac.compare_digest(accepted, presented_digest):
+                matched = DEFAULT_TENANT
+        for accepted, tenant in self._tenant_keys.entries() if self._tenant_keys is not None else ():
+            if hmac.compare_digest(accepted, presented_digest):
+                matched = tenant
         return matched
 
 
@@ -293,7 +305,9 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         token = bearer_token(scope.get("headers", ()))
-        if token is not None and self.verifier.verify(token):
+        tenant = self.verifier.identify(token) if token is not None else None
+        if tenant is not None:
+            scope[TENANT_SCOPE_KEY] = tenant  # for serve_app.usage's admission and usage metrics
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -31,7 +31,9 @@ from typing import Any
 
 import yaml
 
+from serve_app.admission_config import AdmissionSettings, admission_entry, model_capacity
 from serve_app.contract import (
+    ADMISSION_KEY,
     API_KEY_FILE_KWARG,
     API_KEY_RELOAD_KWARG,
     CONFIG_HASH_KEY,
@@ -46,6 +48,7 @@ from serve_app.contract import (
     MODEL_APP_BUILDER,
     MODELS_KEY,
     PLAIN_INGRESS_CLASS_PATH,
+    TENANT_KEY_FILE_KWARG,
     config_marker_name,
     model_app_name,
 )
@@ -118,6 +121,7 @@ class AuthSettings:
     enabled: bool = True
     api_key_file: str = DEFAULT_API_KEY_FILE
     reload_interval_s: float = DEFAULT_API_KEY_RELOAD_S
+    tenant_key_file: str | None = None  # the tenants' keys (serve_app.tenants); None: the stack has no tenants
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -222,6 +226,7 @@ def build_serve_config(
     ingress_request_timeout_s: int = 3600,
     stream_drain_s: int = DEFAULT_STREAM_DRAIN_S,
     recovery_s: Mapping[str, int] | None = None,
+    admission: AdmissionSettings | None = None,
 ) -> dict[str, Any]:
     """The Ray Serve declarative config for `models`, as a dict (``yaml.safe_dump`` it for serveConfigV2).
 
@@ -240,6 +245,8 @@ def build_serve_config(
         stream_drain_s: seconds a stopping replica (models and ingress) lets its in-flight streams finish.
         recovery_s: model id -> seconds a replacement replica is expected to take (the ``Retry-After`` of the
             503s while its engine is dead, `serve_app.engine_health`); a model not named gets its default.
+        admission: the tenants' limits and the overload bound (`serve_app.admission_config`); None: no
+            tenants, the default bound.
 
     Raises:
         ModelConfigError: listing every problem with `models`.
@@ -254,9 +261,7 @@ def build_serve_config(
     ingress = _ingress_app(auth, app_name, route_prefix, ingress_request_timeout_s)
     (ingress_deployment,) = ingress["deployments"]
     ingress_deployment["graceful_shutdown_timeout_s"] = stream_drain_s
-    ingress_deployment["user_config"] = {RECOVERY_KEY: dict(sorted((recovery_s or {}).items()))}
-    if pipelines:
-        ingress_deployment["user_config"][PIPELINES_KEY] = _checked_pipelines(pipelines, models)
+    ingress_deployment["user_config"] = _ingress_user_config(models, pipelines, recovery_s, admission)
     model_apps = [
         {
             "args": llm_config(spec, stream_drain_s),
@@ -282,6 +287,8 @@ def _ingress_app(auth: AuthSettings, app_name: str, route_prefix: str, timeout_s
                 API_KEY_RELOAD_KWARG: float(auth.reload_interval_s),
             },
         }
+        if auth.tenant_key_file is not None:
+            ingress_args[INGRESS_KWARGS_ARG][TENANT_KEY_FILE_KWARG] = auth.tenant_key_file
     # Everything about the ingress deployment that may change is set here, per deployment, not in the args:
     # args changes rebuild and restart the application, these are applied to it (the environment variable
     # is read at import, so a new timeout still starts a new replica).
@@ -302,6 +309,20 @@ def _ingress_app(auth: AuthSettings, app_name: str, route_prefix: str, timeout_s
 def model_llm_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The LLMConfig of each model application of `config`, in order; edit them in place, then stamp again."""
     return [app["args"] for app in config["applications"] if app["import_path"] == MODEL_APP_BUILDER]
+
+
+def _ingress_user_config(
+    models: Sequence[ModelSpec],
+    pipelines: Sequence[Pipeline],
+    recovery_s: Mapping[str, int] | None,
+    admission: AdmissionSettings | None,
+) -> dict[str, Any]:
+    """What `build_serve_config` hands the ingress; `stamp_serve_config` adds the models and the hash."""
+    user_config: dict[str, Any] = {RECOVERY_KEY: dict(sorted((recovery_s or {}).items()))}
+    if pipelines:
+        user_config[PIPELINES_KEY] = _checked_pipelines(pipelines, models)
+    user_config[ADMISSION_KEY] = admission_entry(admission or AdmissionSettings())
+    return user_config
 
 
 def _checked_pipelines(pipelines: Sequence[Pipeline], models: Sequence[ModelSpec]) -> list[dict[str, Any]]:
@@ -333,7 +354,7 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         autoscaling["min_replicas"] = 0
     deployment["autoscaling_config"] = autoscaling
     model_ids = {app["args"]["model_loading_config"]["model_id"] for app in models}
-    previous = deployment.get("user_config", {})
+    previous = deployment.get("user_config") or {}
     recovery = previous.get(RECOVERY_KEY, {})
     deployment["user_config"] = {
         MODELS_KEY: [_ingress_model_entry(app) for app in models],
@@ -341,6 +362,9 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
     }
     if previous.get(PIPELINES_KEY):  # rendered by build_serve_config; kept through every later stamp
         deployment["user_config"][PIPELINES_KEY] = previous[PIPELINES_KEY]
+    admission = previous.get(ADMISSION_KEY)
+    if admission is not None:  # the tenants as given, each model's capacity from its application
+        deployment["user_config"][ADMISSION_KEY] = {**admission, "capacity": model_capacity(admission, models)}
     stamped["applications"] = applications
     digest = hashlib.sha256(
         json.dumps(stamped, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()

@@ -16,6 +16,7 @@ from pathlib import Path
 # and the Ray pods' preStop hook (`drain.py`, run as `python -m serve_app.drain`).
 CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/__init__.py",
+    "serve_app/admission.py",
     "serve_app/apps.py",
     "serve_app/auth.py",
     "serve_app/contract.py",
@@ -27,6 +28,9 @@ CLUSTER_FILES: tuple[str, ...] = (
     "serve_app/pipeline_ingress.py",
     "serve_app/pipeline_spec.py",
     "serve_app/pipelines.py",
+    "serve_app/tenant_metrics.py",
+    "serve_app/tenants.py",
+    "serve_app/usage.py",
 )
 
 _ROOT = Path(__file__).resolve().parent.parent

@@ -17,6 +17,12 @@ INGRESS_CLASS_PATH = "serve_app.ingress:AuthenticatedOpenAiIngress"
 # The constructor keywords the builder passes in the ingress application's args (`ingress_kwargs`).
 API_KEY_FILE_KWARG = "api_key_file"
 API_KEY_RELOAD_KWARG = "api_key_reload_s"
+# Tenants (serve_app.tenants, serve_app.admission): the tenant-key file's path (a second item of the API-key
+# Secret, only when the stack has tenants), the ingress user_config entry with their limits and the per-model
+# overload bound, and the ASGI scope entry in which the key check names the caller's tenant.
+TENANT_KEY_FILE_KWARG = "tenant_key_file"
+ADMISSION_KEY = "admission"
+TENANT_SCOPE_KEY = "llmserve.tenant"
 
 # --- the applications of the Serve config (one per model, one ingress, one config marker) -----------------
 # Ray Serve gives every deployment of an application one code version, derived from the application's args

@@ -41,8 +41,10 @@ from ray.llm._internal.serve.core.configs.llm_config import LLMConfig
 from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
 from ray.llm._internal.serve.core.ingress.ingress import OpenAiIngress
 
-from serve_app.auth import ApiKeyVerifier, api_key_auth_installed, install_api_key_auth
+from serve_app.admission import Admission, admission_from_entry
+from serve_app.auth import ApiKeyFile, ApiKeyVerifier, api_key_auth_installed, install_api_key_auth
 from serve_app.contract import (
+    ADMISSION_KEY,
     CONFIG_HASH_KEY,
     DEFAULT_API_KEY_FILE,
     DEFAULT_API_KEY_RELOAD_S,
@@ -53,6 +55,9 @@ from serve_app.engine_health import RECOVERY_KEY
 from serve_app.engine_watch import EngineGatedIngress
 from serve_app.pipeline_ingress import PipelineIngressMixin
 from serve_app.pipeline_spec import PIPELINES_KEY
+from serve_app.tenant_metrics import RayUsageSink
+from serve_app.tenants import TenantKeyFile
+from serve_app.usage import AdmissionMiddleware
 
 
 class ConfiguredOpenAiIngress(PipelineIngressMixin, EngineGatedIngress, OpenAiIngress):
@@ -64,6 +69,8 @@ class ConfiguredOpenAiIngress(PipelineIngressMixin, EngineGatedIngress, OpenAiIn
         super().__init__({}, {}, **kwargs)
         self._serve_config_hash: str | None = None
         self._model_routes: dict[str, tuple[str, str]] = {}  # model id -> (application, deployment)
+        self._admission = Admission({})  # tenants' quotas and the models' overload bound (serve_app.admission)
+        self._usage_sink = RayUsageSink()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Serve's hook: the models and the config hash, at start and after every config change."""
@@ -86,6 +93,14 @@ class ConfiguredOpenAiIngress(PipelineIngressMixin, EngineGatedIngress, OpenAiIn
         self._configured_serve_handles, self._model_routes = configured, routes
         self._serve_config_hash = user_config[CONFIG_HASH_KEY]
         self.set_recovery_estimates(user_config.get(RECOVERY_KEY, {}))
+        tenants, capacity, wait_s = admission_from_entry(user_config.get(ADMISSION_KEY) or {})
+        self._admission.configure(tenants, capacity)
+        self._admission.wait_s = wait_s
+
+    def __serve_build_asgi_app__(self) -> Any:
+        """Serve's replica hook (see the module docstring): Ray's FastAPI app with admission and usage metrics."""
+        self.app.add_middleware(AdmissionMiddleware, admission=lambda: self._admission, sink=self._usage_sink)
+        return self.app
 
     async def served_config(self) -> dict[str, Any]:
         """``GET /v1/llmserve/config``: the Serve config this replica serves and the status of its applications."""
@@ -115,15 +130,18 @@ class AuthenticatedOpenAiIngress(ConfiguredOpenAiIngress):
         *,
         api_key_file: str = DEFAULT_API_KEY_FILE,
         api_key_reload_s: float = DEFAULT_API_KEY_RELOAD_S,
+        tenant_key_file: str | None = None,
         **kwargs: Any,
     ):
         # Read the keys before anything else: a replica without keys must not start.
-        self._api_key_verifier = ApiKeyVerifier.from_file(api_key_file, api_key_reload_s)
+        tenant_keys = None if tenant_key_file is None else TenantKeyFile(tenant_key_file, api_key_reload_s)
+        self._api_key_verifier = ApiKeyVerifier(ApiKeyFile(api_key_file, api_key_reload_s), tenant_keys)
         super().__init__(**kwargs)
 
     def __serve_build_asgi_app__(self) -> Any:
-        """Serve's replica hook: return the app to serve, here Ray's FastAPI app with the key check added."""
-        return install_api_key_auth(self.app, self._api_key_verifier)
+        """Serve's replica hook: return the app to serve, here with the key check outermost (it names the
+        tenant that admission then uses)."""
+        return install_api_key_auth(super().__serve_build_asgi_app__(), self._api_key_verifier)
 
     async def check_health(self) -> None:
         if not api_key_auth_installed(self.app):

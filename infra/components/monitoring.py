@@ -108,6 +108,7 @@ def monitoring_settings(config: StackConfig, rayservice: RayServiceSettings) -> 
         always_on_model_ids=tuple(model.model_id for model in rayservice.models if model.min_replicas >= 1),
         min_gpus=nodes * pool.machine.gpu_count,
         thresholds=config.alerts,
+        tenant_throttled_minutes=config.tenants.throttled_alert_minutes if config.tenants.tenants else None,
     )
 
 

@@ -15,8 +15,9 @@ from infra.components.resources import KubernetesObject
 from infra.render import rayservice as render
 from infra.render.disruption import render_disruption_budgets
 from infra.render.gcs_ft import gcs_redis_secret_name, render_gcs_redis_secret, with_gcs_fault_tolerance
-from infra.render.rayservice import API_KEY_SECRET_KEY, RayServiceSettings
+from infra.render.rayservice import API_KEY_SECRET_KEY, TENANT_KEYS_SECRET_KEY, RayServiceSettings
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, current_api_key, render_secret
+from infra.render.tenants import current_tenant_keys, tenant_keys_text
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class LlmServiceArgs:
     ready_timeout_minutes: int
     api_key: pulumi.Input[str] | None = None  # None: generate one
     hf_token: pulumi.Input[str] | None = None
+    tenant_keys: pulumi.Input[str] | None = None  # llmserve:tenantKeys; a declared tenant it omits gets a random key
     # Objects that must exist in the namespace before the Ray pods start: NetworkPolicies, the HTTPS Gateway.
     guard_objects: Sequence[Mapping[str, Any]] = ()
     # Creates what the RayService needs inside the namespace before it starts (the weight staging objects,
@@ -47,6 +49,7 @@ class LlmService(pulumi.ComponentResource):
 
     api_key: pulumi.Output[str]  # every accepted key ("OLD,NEW" during a rotation), as the Secret holds them
     current_api_key: pulumi.Output[str]  # the one key clients send: the last one listed
+    tenant_keys: pulumi.Output[dict] | None  # tenant -> the key its clients send; None without tenants
 
     def __init__(self, name: str, args: LlmServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:k8s:LlmService", name, None, opts)
@@ -63,6 +66,8 @@ class LlmService(pulumi.ComponentResource):
         in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         self.api_key = self._api_key(name, args.api_key)
         self.current_api_key = self.api_key.apply(lambda keys: current_api_key(keys) or "")
+        self._tenant_key_file = self._tenant_keys(name, settings, args.tenant_keys)
+        self.tenant_keys = None if self._tenant_key_file is None else self._tenant_key_file.apply(current_tenant_keys)
         mounted = self._mounted_objects(name, settings, args.hf_token, in_namespace)
         if args.gcs_redis is not None:
             mounted.append(self._gcs_redis_secret(name, settings, args.gcs_redis, in_namespace))
@@ -85,6 +90,30 @@ class LlmService(pulumi.ComponentResource):
         )
         return pulumi.Output.secret(generated.result)
 
+    def _api_key_secret_data(self) -> dict[str, pulumi.Output[str]]:
+        data = {API_KEY_SECRET_KEY: self.api_key}
+        if self._tenant_key_file is not None:
+            data[TENANT_KEYS_SECRET_KEY] = self._tenant_key_file
+        return data
+
+    def _tenant_keys(
+        self, name: str, settings: RayServiceSettings, given: pulumi.Input[str] | None
+    ) -> pulumi.Output[str] | None:
+        """The tenant-key file's text (a secret): the given keys, and a generated one per tenant they omit."""
+        tenants = sorted(settings.admission.tenants)
+        if settings.tenant_key_file is None:
+            return None
+        generated = [
+            random.RandomPassword(
+                f"{name}-tenant-key-{tenant}", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
+            for tenant in tenants
+        ]
+        text = pulumi.Output.all(given, *generated).apply(
+            lambda values: tenant_keys_text(values[0], tenants, dict(zip(tenants, values[1:], strict=True)))
+        )
+        return pulumi.Output.secret(text)
+
     def _mounted_objects(
         self,
         name: str,
@@ -96,7 +125,7 @@ class LlmService(pulumi.ComponentResource):
         mounted: list[pulumi.Resource] = [
             KubernetesObject(
                 f"{name}-api-key",
-                render_secret(settings.api_key_secret, settings.namespace, {API_KEY_SECRET_KEY: self.api_key}),
+                render_secret(settings.api_key_secret, settings.namespace, self._api_key_secret_data()),
                 in_namespace,
             ),
             KubernetesObject(f"{name}-serve-app", render.render_serve_app_configmap(settings), in_namespace),

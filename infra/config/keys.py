@@ -15,6 +15,7 @@ from types import MappingProxyType
 from configkit import ConfigKey, Range
 from infra.catalog import GPU_SUBNET_SLOTS
 from infra.config.gcs_ft_keys import GCS_FT_KEYS
+from infra.config.tenant_keys import TENANT_KEYS
 from serve_app.spec import WEIGHT_SOURCES
 
 RELEASE_CHANNELS = ("RAPID", "REGULAR", "STABLE", "EXTENDED")
@@ -492,6 +493,7 @@ KEY_SECTIONS: tuple[tuple[str, tuple[ConfigKey, ...]], ...] = (
     ("Model weights", WEIGHT_KEYS),
     ("Alerts", ALERT_KEYS),
     ("GCS fault tolerance", GCS_FT_KEYS),
+    ("Tenants and admission", TENANT_KEYS),
 )
 CONFIG_KEYS: tuple[ConfigKey, ...] = tuple(key for _, keys in KEY_SECTIONS for key in keys)
 CONFIG_KEYS_BY_NAME: Mapping[str, ConfigKey] = MappingProxyType({key.name: key for key in CONFIG_KEYS})

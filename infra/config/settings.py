@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from infra.catalog import GpuDirect, MachineProfile
+from serve_app.admission import TenantLimits
 from serve_app.pipeline_spec import Pipeline
 from serve_app.spec import ModelSpec
 
@@ -185,6 +186,17 @@ class GcsRedisConfig:
 
 
 @dataclass(frozen=True)
+class TenantsConfig:
+    """Tenants (name, limits) sorted by name, their keys (a Pulumi secret, or None), and the overload bound."""
+
+    tenants: tuple[tuple[str, TenantLimits], ...] = ()
+    keys: pulumi.Input[str] | None = None
+    in_flight_per_seq: float = 2.0
+    wait_s: float = 5.0
+    throttled_alert_minutes: int = 15
+
+
+@dataclass(frozen=True)
 class StackConfig:
     stack: str
     gcp_project: str
@@ -198,3 +210,4 @@ class StackConfig:
     weights: WeightsConfig | None = None  # None only for StackConfigs built by hand in tests
     alerts: AlertThresholds = field(default=AlertThresholds())
     gcs_redis: GcsRedisConfig | None = None  # None: GCS fault tolerance off (`gcsFaultTolerance`)
+    tenants: TenantsConfig = field(default=TenantsConfig())

@@ -27,6 +27,7 @@ from infra.config.sections.network import read_network, read_ranges
 from infra.config.sections.pipelines import with_pipelines
 from infra.config.sections.secure import read_secure_settings, secure_warnings
 from infra.config.sections.serving import read_serving
+from infra.config.sections.tenants import read_tenants
 from infra.config.sections.weights import read_weight_keys, resolve_weights
 from infra.config.settings import (
     ClusterConfig,
@@ -91,6 +92,7 @@ def parse_stack_config(
     serving = with_pipelines(read, serving)
     alerts = read_alerts(read)
     gcs_redis = read_gcs_redis(read)
+    tenants = read_tenants(read, secrets or {}, plain_secrets or {})
     weights = _read_weights(read, stack, gcp_project, region, cluster, serving, secrets or {})
     _warn_on_secure_settings(read, secure, pool)
 
@@ -109,6 +111,7 @@ def parse_stack_config(
         weights=clean(weights),
         alerts=clean(alerts),
         gcs_redis=gcs_redis,
+        tenants=clean(tenants),
     )
 
 

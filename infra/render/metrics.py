@@ -88,6 +88,22 @@ METRICS: tuple[Metric, ...] = (
         LLMSERVE,
         "503 answers while a model's engine was dead, by model",
     ),
+    # Usage per tenant and model, labelled tenant and model (never a key)
+    Metric("ray_llmserve_tenant_requests_total", "counter", LLMSERVE, "generation requests by tenant, model, status"),
+    Metric(
+        "ray_llmserve_tenant_rejected_requests_total",
+        "counter",
+        LLMSERVE,
+        "requests refused before any engine work: 429 (a quota) or 503 (overload), by tenant, model and limit",
+    ),
+    Metric("ray_llmserve_tenant_prompt_tokens_total", "counter", LLMSERVE, "prompt tokens by tenant and model"),
+    Metric("ray_llmserve_tenant_completion_tokens_total", "counter", LLMSERVE, "completion tokens by tenant and model"),
+    Metric(
+        "ray_llmserve_tenant_request_latency_seconds",
+        "histogram",
+        LLMSERVE,
+        "seconds from arrival at the ingress to the end of the answer",
+    ),
     # KubeRay
     Metric(
         "kuberay_service_condition_ready",

@@ -18,6 +18,7 @@ from infra.catalog import KUBERAY_OPERATOR_SELECTOR, PART_OF_LABEL
 from infra.config.settings import AlertThresholds
 from infra.render.metrics import metric, metric_names_in
 from infra.render.pipeline_panels import pipeline_panel_specs
+from infra.render.tenant_monitoring import tenant_panels, tenant_throttled_alert
 from serve_app.spec import llm_server_deployment as serve_deployment_name
 
 # --- settings -------------------------------------------------------------------------------------------------
@@ -35,6 +36,7 @@ class MonitoringSettings:
     # The GKE cluster's name. Managed Prometheus labels every series with it, and Cloud Monitoring queries span
     # the whole project: without it, two stacks in one project would read (and alert on) each other's series.
     cluster: str = ""
+    tenant_throttled_minutes: int | None = None  # llmserve:alertTenantThrottledMinutes; None: no tenants, no alert
 
 
 # --- PromQL ---------------------------------------------------------------------------------------------------
@@ -83,13 +85,15 @@ class Panel:
 
 
 def panels(settings: MonitoringSettings) -> list[Panel]:
-    """The dashboard's charts, in reading order: traffic, latency, the engines, the GPUs, the pipelines."""
+    """The dashboard's charts, in reading order: traffic, the tenants, latency, the engines, the GPUs, the
+    pipelines."""
     pipelines = [
         Panel(title, tuple(Series(query, legend) for query, legend in series), unit)
         for title, series, unit in pipeline_panel_specs(_ns(settings))
     ]
     return [
         *_traffic_panels(settings),
+        *tenant_panels(settings, _ns(settings)),
         *_latency_panels(settings),
         *_engine_panels(settings),
         *_gpu_panels(settings),
@@ -335,6 +339,8 @@ def render_alerts(settings: MonitoringSettings) -> list[AlertSpec]:
     meet (models that must always run, GPUs that must always report). GPU Xid errors are no metric of GKE's
     DCGM exporter; their alert matches log lines (infra/render/log_alerts.py)."""
     alerts = _serving_alerts(settings)
+    if settings.tenant_throttled_minutes is not None:
+        alerts.append(tenant_throttled_alert(settings, settings.tenant_throttled_minutes, _ns(settings)))
     if settings.always_on_model_ids:
         alerts.append(_no_healthy_replica_alert(settings))
     if settings.min_gpus:

@@ -20,7 +20,7 @@ import json
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -44,6 +44,7 @@ from infra.render.files import content_name, files_configmap, files_volume, keye
 from infra.render.gpudirect.pod_patch import workload_pod_patch
 from infra.render.secrets import HF_TOKEN_SECRET_KEY, hf_token_secret_name
 from infra.render.weights import WeightsSettings, patch_gpu_template, patch_serve_config, with_store_identity
+from serve_app.admission_config import AdmissionSettings
 from serve_app.builder import AuthSettings, build_serve_config, serve_config_hash
 from serve_app.bundle import cluster_sources
 from serve_app.contract import DEFAULT_API_KEY_FILE, config_marker_name
@@ -57,6 +58,7 @@ CPU_WORKER_CPU, CPU_WORKER_MEMORY = "2", "8Gi"
 SERVE_APP_MOUNT = "/opt/llmserve"  # the ConfigMap with serve_app's in-cluster files; on PYTHONPATH
 WEIGHT_CACHE_MOUNT = "/mnt/hf-cache"  # HF_HOME on local NVMe: ~690 GB of R1 weights per node
 API_KEY_SECRET_KEY = "keys"
+TENANT_KEYS_SECRET_KEY = "tenant-keys"  # the tenants' keys (serve_app/tenants.py), only when there are tenants
 # The Kubernetes provider waits for these before `pulumi up` returns (see `wait_for_conditions`).
 WAIT_FOR_ANNOTATION = "pulumi.com/waitFor"
 WAIT_FOR_READY = "condition=Ready"
@@ -110,10 +112,18 @@ class RayServiceSettings:
     weights: WeightsSettings | None = None  # where the weights come from (infra/render/weights.py)
     pipelines: tuple[Pipeline, ...] = ()  # rendered into the ingress's user_config (serve_app/pipeline_spec.py)
     stream_drain_s: int = 900  # streamDrainSeconds: graceful shutdown, preStop and grace periods (drain.py)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)  # tenants' limits and the overload bound
 
     @property
     def api_key_secret(self) -> str:
         return f"{self.name}-api-key"
+
+    @property
+    def tenant_key_file(self) -> str | None:
+        """The tenants' keys, next to the API-key file in the same Secret volume; None without tenants."""
+        if not (self.api_auth and self.admission.tenants):
+            return None
+        return posixpath.join(posixpath.dirname(self.api_key_file), TENANT_KEYS_SECRET_KEY)
 
     @property
     def hf_token_secret(self) -> str:
@@ -156,10 +166,13 @@ def render_serve_config(settings: RayServiceSettings) -> dict:
     config = build_serve_config(
         settings.models,
         pipelines=settings.pipelines,
-        auth=AuthSettings(enabled=settings.api_auth, api_key_file=settings.api_key_file),
+        auth=AuthSettings(
+            enabled=settings.api_auth, api_key_file=settings.api_key_file, tenant_key_file=settings.tenant_key_file
+        ),
         http_port=SERVE_PORT,
         stream_drain_s=settings.stream_drain_s,
         recovery_s=recovery_estimates(settings),
+        admission=settings.admission,
     )
     return patch_serve_config(config, settings.weights, settings.models) if settings.weights else config
 
@@ -265,13 +278,12 @@ def _api_key_volume(settings: RayServiceSettings) -> tuple[dict, dict]:
     """The API-key Secret as a volume (not env, not subPath): the kubelet updates the file in place when the
     Secret changes and the ingress re-reads it, so a key rotation needs no restart."""
     directory, filename = posixpath.split(settings.api_key_file)
+    items = [{"key": API_KEY_SECRET_KEY, "path": filename}]
+    if settings.tenant_key_file is not None:
+        items.append({"key": TENANT_KEYS_SECRET_KEY, "path": posixpath.basename(settings.tenant_key_file)})
     volume = {
         "name": API_KEY_VOLUME,
-        "secret": {
-            "secretName": settings.api_key_secret,
-            "defaultMode": 0o444,
-            "items": [{"key": API_KEY_SECRET_KEY, "path": filename}],
-        },
+        "secret": {"secretName": settings.api_key_secret, "defaultMode": 0o444, "items": items},
     }
     return volume, {"name": API_KEY_VOLUME, "mountPath": directory, "readOnly": True}
 

@@ -48,8 +48,9 @@ def test_one_models_engine_option_on_dev_restarts_only_that_model(stack_variant,
         "deepseek-r1-distill-qwen-1.5b for one engine start where a single replica runs"
     )
     assert change.upgrade.details[:3] == (
-        "application 'llm': deployments[OpenAiIngress].user_config.serve_config_hash applied to the running "
-        "replicas, no restart",
+        # The ingress's overload bound follows maxNumSeqs (serve_app/admission_config.py), also without a restart.
+        "application 'llm': deployments[OpenAiIngress].user_config.admission.capacity.deepseek-r1-distill-qwen-1.5b, "
+        "deployments[OpenAiIngress].user_config.serve_config_hash applied to the running replicas, no restart",
         "application 'model-deepseek-r1-distill-qwen-1.5b' restarts: args.engine_kwargs.max_num_seqs changed, "
         "which makes its code version (import_path, runtime_env, args), so every deployment of it restarts",
         "  deepseek-r1-distill-qwen-1.5b: at zero replicas nothing restarts; running one replica it is down for "
@@ -147,7 +148,8 @@ def test_an_appended_model_that_fits_its_worker_group_starts_alone_in_place(stac
     assert change.upgrade.kind == "in place, no restart"
     assert change.upgrade.reason == "applied to the running cluster; no model restarts"
     assert change.upgrade.details[:2] == (
-        "application 'llm': deployments[OpenAiIngress].user_config.models, "
+        "application 'llm': deployments[OpenAiIngress].user_config.admission.capacity.qwen-extra, "
+        "deployments[OpenAiIngress].user_config.models, "
         "deployments[OpenAiIngress].user_config.recovery_s.qwen-extra, "
         "deployments[OpenAiIngress].user_config.serve_config_hash applied to the running replicas, no restart",
         "application 'model-qwen-extra' is added: Serve builds and starts it (qwen-extra)",

@@ -87,5 +87,6 @@ def test_the_reference_lists_the_sections_in_the_order_of_pulumi_yaml():
         "### Model weights",
         "### Alerts",
         "### GCS fault tolerance",
+        "### Tenants and admission",
         "## The keys of a `models` entry",
     ]

@@ -16,6 +16,9 @@ from the exporters' sources (each with its file), and every query of every stack
   `integrations/dcgm/prometheus_metadata.yaml` (commit 25d8c3e8); there is no Xid field among them.
 - KubeRay 1.7: `ray-operator/controllers/ray/metrics/ray_service_metrics.go` (`kuberay_service_condition_ready`).
 - The project's pipeline metrics: `serve_app/pipeline_ingress.py` (`PipelineMetrics`).
+- The project's tenant metrics: `serve_app/tenant_metrics.py` registers `llmserve_tenant_*` through `ray.util.metrics`,
+  exported with Ray's `ray_` prefix and a counter's `_total` as vLLM's are (tests/e2e/test_tenants.py scrapes a live
+  server for them).
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ UPSTREAM_METRICS: dict[str, str] = {
     # named N as ray_N_total (tests/e2e/test_engine_recovery.py scrapes it after a real engine death).
     "ray_llmserve_engine_deaths_total": "counter",
     "ray_llmserve_engine_unavailable_responses_total": "counter",
+    # The project's ingress, serve_app/tenant_metrics.py
+    "ray_llmserve_tenant_requests_total": "counter",  # "llmserve_tenant_requests"
+    "ray_llmserve_tenant_rejected_requests_total": "counter",  # "llmserve_tenant_rejected_requests"
+    "ray_llmserve_tenant_prompt_tokens_total": "counter",  # "llmserve_tenant_prompt_tokens"
+    "ray_llmserve_tenant_completion_tokens_total": "counter",  # "llmserve_tenant_completion_tokens"
+    "ray_llmserve_tenant_request_latency_seconds": "histogram",  # "llmserve_tenant_request_latency_seconds"
 }
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 

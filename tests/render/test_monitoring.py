@@ -382,7 +382,10 @@ def test_stack_config_reads_the_alert_keys_and_rejects_bad_ones(stack_values, gc
 
 def test_each_stack_registers_a_dashboard_its_alerts_and_the_operator_scrape(planned):
     for stack, expected in (
-        ("dev", {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "engine-died", "gpu-xid"}),
+        (
+            "dev",
+            {"not-ready", "ttft-p95", "kv-cache-full", "wedged-engine", "engine-died", "gpu-xid", "tenant-throttled"},
+        ),
         (
             "prod",
             {
@@ -463,3 +466,13 @@ def test_the_dashboards_stack_label_is_one_google_accepts(stack, label):
     key = render.dashboard_stack_label(stack)
     assert key == label and re.fullmatch(r"[a-z][a-z0-9_-]{0,62}", key)
     assert label in render.render_dashboard(settings(stack=stack))["labels"]
+
+
+def test_tenant_usage_is_on_the_dashboard_and_a_long_throttled_tenant_alerts_only_with_tenants():
+    titles = [panel.title for panel in render.panels(settings())]
+    assert "Refused/s by tenant (429 quota, 503 overload)" in titles and "Tokens/s by tenant" in titles
+    assert "tenant-throttled" not in alerts_by_key(settings())
+    alert = alerts_by_key(settings(tenant_throttled_minutes=20))["tenant-throttled"]
+    assert alert.duration_s == 1200
+    assert alert.query.startswith("sum by (tenant) (increase(ray_llmserve_tenant_rejected_requests_total{")
+    assert alert.query.endswith(',status="429"}[5m])) > 0')

@@ -188,6 +188,14 @@ def test_the_ingress_is_told_each_models_application_and_deployment() -> None:
         ],
         "recovery_s": {},
         "serve_config_hash": serve_config_hash(config),
+        # No tenants; the overload bound: 2 x maxReplicas x maxNumSeqs (64 for R1's preset, 1 replica), and for a
+        # model without maxNumSeqs vLLM 0.29's largest default, 1024 (x 4 replicas).
+        "admission": {
+            "in_flight_per_seq": 2.0,
+            "tenants": {},
+            "wait_s": 5.0,
+            "capacity": {"deepseek-r1": 128, "small": 8192},
+        },
     }
 
 
