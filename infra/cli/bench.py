@@ -110,9 +110,18 @@ def engine_capacity(args: argparse.Namespace, folder: Path, model: str) -> tuple
         why = "no cache_config_info gauge" if not engines else f"{len(engines)} engines with different figures"
         return None, f"{why} at {args.metrics_url} (engine-metrics.txt); pass one replica's --engine-log instead"
     if args.engine_log:
-        engine = bm.engine_from_log(args.engine_log.read_text(errors="replace"))
-        return engine, "" if engine else f"no 'GPU KV cache size' line in {args.engine_log}"
-    return None, "pass --metrics-url (Ray's metrics endpoint, port 8080) or --engine-log (a replica's log)."
+        files = (
+            sorted(p for p in args.engine_log.rglob("*") if p.is_file())
+            if args.engine_log.is_dir()
+            else [args.engine_log]
+        )
+        engines = bm.engines_of_model([path.read_text(errors="replace") for path in files], model)
+        if len(engines) == 1:
+            return engines[0], ""
+        if not engines:
+            return None, f"no 'GPU KV cache size' line of {model} in {args.engine_log}"
+        return None, f"{len(engines)} engines of {model} with different figures in {args.engine_log}"
+    return None, "pass --engine-log (the engines' logs, a file or a folder) or --metrics-url (Ray's metrics)."
 
 
 def endpoint(args: argparse.Namespace, root: Path) -> tuple[str, str | None]:
@@ -166,6 +175,11 @@ def collect(run: Run, points: list[bm.SweepPoint], results: dict[str, Path], fai
             run.failures.append((point.name, failures[point.name]))
 
 
+def point_arguments(point: bm.SweepPoint, *, first: bm.SweepPoint, **settings: str) -> list[str]:
+    """A point's `vllm bench serve` arguments; the sweep's first point starts with one warm-up request."""
+    return vllm_bench_args(point, warmups=1 if point == first else 0, **settings)
+
+
 def run(args: argparse.Namespace, root: Path) -> int:
     from infra.cli import bench_cluster, bench_sweep
 
@@ -180,7 +194,8 @@ def run(args: argparse.Namespace, root: Path) -> int:
         else:
             bench_run.base_url = base_url
             arguments = functools.partial(
-                vllm_bench_args,
+                point_arguments,
+                first=points[0],
                 base_url=base_url,
                 model=bench_run.model,
                 tokenizer=bench_run.tokenizer,

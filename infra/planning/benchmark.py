@@ -237,18 +237,46 @@ INFO_METRICS = ("ray_vllm_cache_config_info", "vllm:cache_config_info")
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+# The engine's config line before it (vllm/v1/engine/core.py: "Initializing a V1 LLM engine (v...) with config:
+# ..., served_model_name=<id>, ...") says which model the figures that follow belong to.
+SERVED_MODEL = re.compile(r"served_model_name=([^,\s]+)")
+
+
 def engine_from_log(text: str) -> EngineCapacity | None:
-    match = LOG_LINE.search(text)
-    if match is None:
-        return None
-    return EngineCapacity(
-        kv_tokens=int(match.group(1).replace(",", "")),
-        max_concurrency=float(match.group(3)),
-        max_model_len=int(match.group(2).replace(",", "")),
-        blocks=None,
-        block_size=None,
-        source="the engine's start-up log",
-    )
+    engines = engines_from_log(text)
+    return engines[0][1] if engines else None
+
+
+def engines_from_log(text: str) -> list[tuple[str | None, EngineCapacity]]:
+    """Every KV cache line of a log, with the served model named last before it (None if none was)."""
+    found: list[tuple[str | None, EngineCapacity]] = []
+    model = None
+    for line in text.splitlines():
+        named = SERVED_MODEL.search(line)
+        if named:
+            model = named.group(1)
+        match = LOG_LINE.search(line)
+        if match is None:
+            continue
+        engine = EngineCapacity(
+            kv_tokens=int(match.group(1).replace(",", "")),
+            max_concurrency=float(match.group(3)),
+            max_model_len=int(match.group(2).replace(",", "")),
+            blocks=None,
+            block_size=None,
+            source="the engine's start-up log",
+        )
+        found.append((model, engine))
+    return found
+
+
+def engines_of_model(logs: list[str], model: str) -> list[EngineCapacity]:
+    """The distinct KV caches the engines of `model` logged across `logs` (several files of one server, say);
+    the lines of no named model count only when no line names `model`."""
+    pairs = [pair for text in logs for pair in engines_from_log(text)]
+    named = [engine for served, engine in pairs if served == model]
+    chosen = named or [engine for served, engine in pairs if served is None]
+    return list(dict.fromkeys(chosen))
 
 
 def _number(labels: dict[str, str], name: str) -> float | None:

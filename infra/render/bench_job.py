@@ -32,14 +32,18 @@ BACKENDS = {"completions": ("openai", "/v1/completions"), "chat": ("openai-chat"
 
 
 def vllm_bench_args(
-    point: SweepPoint, *, base_url: str, model: str, tokenizer: str, api: str, result_dir: str
+    point: SweepPoint, *, base_url: str, model: str, tokenizer: str, api: str, result_dir: str, warmups: int = 0
 ) -> list[str]:
     """The arguments of `vllm bench serve` for one point; `base_url` is the server's root (no /v1). Every
     request asks for exactly the shape's output tokens (`--ignore-eos`), the random dataset makes prompts of
     exactly its input tokens with the model's own tokenizer, and the result JSON holds the p50/p99 figures
-    infra/planning/benchmark.py reads."""
+    infra/planning/benchmark.py reads. `warmups` requests go first, unmeasured (`--num-warmups`: vLLM sends
+    them and waits for their answers before its measured run starts): the first point of a sweep sends one,
+    so that a model scaled to zero is up before anything is measured."""
     backend, endpoint = BACKENDS[api]
+    warmup = ["--num-warmups", str(warmups)] if warmups else []
     return [
+        *warmup,
         "--backend",
         backend,
         "--base-url",
@@ -85,7 +89,13 @@ def job_script(points: list[SweepPoint], *, model: str, tokenizer: str, api: str
     ]
     for point in points:
         args = vllm_bench_args(
-            point, base_url=base_url, model=model, tokenizer=tokenizer, api=api, result_dir=RESULTS_DIR
+            point,
+            base_url=base_url,
+            model=model,
+            tokenizer=tokenizer,
+            api=api,
+            result_dir=RESULTS_DIR,
+            warmups=1 if point == points[0] else 0,
         )
         result = f"{RESULTS_DIR}/{point.name}.json"
         lines += [

@@ -2,7 +2,7 @@
 
 The stand-in speaks the runner's marker protocol (infra/cli/bench_sweep.py) and writes result files with vLLM
 0.29's field names; the real benchmark against the real local server is the e2e tier's
-(tests/e2e/test_bench.py). The in-cluster path runs against a stand-in `kubectl`.
+(tests/e2e/test_server_bench.py). The in-cluster path runs against a stand-in `kubectl`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ for name, argv in json.loads(sys.argv[1]):
     concurrency = int(flags["--max-concurrency"])
     result = {"completed": int(flags["--num-prompts"]), "failed": 0, "duration": 1.0, "total_output_tokens": 100,
               "output_throughput": 100.0, "median_ttft_ms": 50.0 * concurrency, "p99_ttft_ms": 60.0 * concurrency,
-              "median_tpot_ms": 5.0, "p99_tpot_ms": 7.0, "api_key": os.environ["OPENAI_API_KEY"]}
+              "median_tpot_ms": 5.0, "p99_tpot_ms": 7.0, "api_key": os.environ["OPENAI_API_KEY"],
+              "warmups": flags.get("--num-warmups")}
     with open(os.path.join(flags["--result-dir"], flags["--result-filename"]), "w") as f:
         json.dump(result, f)
     print("LLMSERVE-BENCH-DONE", name, 0, flush=True)
@@ -75,6 +76,9 @@ def test_a_sweep_writes_results_report_and_prices(tmp_path, fake_vllm, capsys):
         "64-16-c4.json",
     ]
     assert json.loads((out / "results" / "64-16-c4.json").read_text())["api_key"] == KEY  # as OPENAI_API_KEY
+    # One warm-up request before the first point only (a model scaled to zero is up before anything is timed).
+    warmups = {path.stem: json.loads(path.read_text())["warmups"] for path in (out / "results").iterdir()}
+    assert warmups == {name: ("1" if name == "64-16-c1" else None) for name in warmups}
     report = (out / "report.md").read_text()
     assert "## 64/16 (64 input, 16 output tokens)" in report
     assert "| 4 | 16 / 0 | 100.0 | 50.0 | 50.0 | 200 / 240 | 5.0 / 7.0 | $12.14 |" in report
@@ -165,3 +169,20 @@ def test_in_cluster_the_job_is_applied_and_its_log_becomes_the_results(tmp_path,
     assert "| 1 | 8 / 0 | 400.0 | 25.0 | 400.0 | 80 / 90 | 9.0 / 11.0 | $128.56 |" in report
     assert "- 1k-1k-c4: vLLM's benchmark exited with 124 in the Job (124: its time bound)" in report
     assert json.loads((out / "job.json").read_text())["metadata"]["name"] == "llmserve-bench"
+
+
+def test_the_engines_kv_cache_from_a_folder_of_logs(tmp_path, fake_vllm):
+    """Locally the engine's start-up line is in a Ray worker log of the server's log folder; 2,097,152 tokens
+    against the plan's 557,728 is +276.0% (2097152 / 557728 = 3.7601)."""
+    logs = tmp_path / "logs"
+    (logs / "serve").mkdir(parents=True)
+    (logs / "worker-1.out").write_text(
+        f"INFO [core.py:123] Initializing a V1 LLM engine with config: served_model_name={MODEL}, x=1\n"
+        "INFO [kv_cache_utils.py:2032] GPU KV cache size: 2,097,152 tokens, Maximum concurrency for 512 tokens "
+        "per request: 4096.00x\n"
+    )
+    (logs / "serve" / "replica.log").write_text("nothing here\n")
+    assert _bench(tmp_path / "run", "--engine-log", str(logs)) == 0
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "From the engine's start-up log at 512 tokens" in report
+    assert "| KV cache tokens | 2,097,152 | 557,728 | +276.0% |" in report

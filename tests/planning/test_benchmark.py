@@ -152,3 +152,22 @@ def test_measured_against_planned_in_percent():
         ("KV cache blocks", 750, 625, 20.0),
     ]
     assert bm.versus_planned(engine, None)[0].percent is None
+
+
+# Two engines' lines as the local server's Ray worker logs hold them (vLLM 0.29 on the CPU; trimmed config lines).
+ENGINE_LOG = """\
+(EngineCore pid=7581) INFO 12-03 15:26:46 [core.py:123] Initializing a V1 LLM engine (v0.29.0) with config: \
+model='/root/.cache/llmserve/tiny-models/qwen2-v1', served_model_name=deepseek-r1-distill-qwen-1.5b, \
+enable_prefix_caching=True
+(EngineCore pid=7581) INFO 12-03 15:26:54 [kv_cache_utils.py:2032] GPU KV cache size: 2,097,152 tokens, \
+Maximum concurrency for 512 tokens per request: 4096.00x
+"""
+
+
+def test_the_engine_of_the_benchmarked_model_is_picked_from_several_logs():
+    other = ENGINE_LOG.replace("qwen-1.5b", "qwen-7b").replace("2,097,152", "1,048,576").replace("4096.00", "2048.00")
+    engines = bm.engines_of_model([other, ENGINE_LOG, ENGINE_LOG], "deepseek-r1-distill-qwen-1.5b")
+    assert [(e.kv_tokens, e.max_model_len, e.max_concurrency) for e in engines] == [(2097152, 512, 4096.0)]
+    assert bm.engines_of_model([other], "deepseek-r1-distill-qwen-1.5b") == []
+    unnamed = ENGINE_LOG.splitlines()[1]  # a log without the config line: the figures of an unnamed engine
+    assert [e.kv_tokens for e in bm.engines_of_model([unnamed], "deepseek-r1")] == [2097152]

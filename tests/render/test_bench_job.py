@@ -77,6 +77,7 @@ def test_the_job_reads_the_key_from_the_stacks_secret_and_reaches_the_serve_serv
     script = job["spec"]["template"]["spec"]["containers"][0]["command"][2]
     assert "--base-url http://llm-serve-svc.llm.svc:8000 " in script
     assert job["spec"]["backoffLimit"] == 0
+    assert script.count("--num-warmups 1 ") == 1 and script.index("--num-warmups 1 ") < script.index("1k-8k-c1.json")
     assert job["spec"]["activeDeadlineSeconds"] == 600 * 2 + 600
 
 
