@@ -149,6 +149,8 @@ def _run_until_stopped(local: LocalServer, prepared: _Prepared) -> int:
                         "tenant_keys": prepared.tenant_keys,
                         "tenant_key_file": str(server.tenant_key_file) if prepared.tenant_keys else None,
                         "metrics_url": server.metrics_url,
+                        # Ray's logs, the engines' start-up lines among them (python -m infra bench --engine-log).
+                        "log_dir": str(server.log_dir),
                         "model_paths": {model_id: str(path) for model_id, path in prepared.model_paths.items()},
                         # What is deployed, and how to deploy a change to it as KubeRay would (LocalServer.apply).
                         "serve_config_hash": server.config_hash,

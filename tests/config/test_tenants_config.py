@@ -51,6 +51,10 @@ def test_tenants_are_read_with_their_limits_and_keys(stack_values, gcp_values):
             [{"name": "team-a", "priority": "urgent"}],
             "llmserve:tenants[0].priority: found 'urgent'; allowed: high, normal, low",
         ),
+        (
+            [{"name": "team-a", "priority": ["high"]}],
+            "llmserve:tenants[0].priority: found ['high']; allowed: high, normal, low",
+        ),
         ([{"name": "default"}], "llmserve:tenants[0].name: found 'default'; allowed: 1 to 63 lowercase"),
         ([{"name": "a"}, {"name": "a"}], "llmserve:tenants[1].name: tenant 'a' is declared twice"),
         (

@@ -108,7 +108,7 @@ def _tenant_limits(read: ValueReader, where: str, entry: Mapping[str, Any]) -> T
             continue
         fields[field_name] = value
     priority = entry.get("priority", "normal")
-    if priority not in PRIORITIES:
+    if not isinstance(priority, str) or priority not in PRIORITIES:
         read.problem(f"{where}.priority: found {shown(priority)}; allowed: {', '.join(PRIORITIES)}")
         ok = False
     return TenantLimits(**fields, priority=priority) if ok else None
