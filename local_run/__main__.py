@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import os
 import secrets
@@ -117,6 +118,7 @@ def _serve(prepared: _Prepared, ready_timeout: float, *, keep_logs: bool = False
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
     signal.signal(signal.SIGTERM, interrupt)
+    faulthandler.register(signal.SIGUSR1)  # a stop that hangs: the launcher asks for every thread's stack
     local = LocalServer(
         prepared.config,
         prepared.api_key,

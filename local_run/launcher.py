@@ -75,12 +75,25 @@ class LaunchedServer:
             time.sleep(0.5)
         raise LocalRunError(f"the local server was not ready in time:\n{self.output}", exit_code=1)
 
+    def _tree(self) -> str:
+        """The server's processes and their states, for the output of a stop that hangs."""
+        import psutil
+
+        try:
+            processes = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+            return "processes: " + ", ".join(f"{p.pid} {p.name()} {p.status()}" for p in processes)
+        except psutil.Error as error:
+            return f"processes unknown ({error})"
+
     def stop(self, timeout_s: float = 180) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
                 self.process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
+                self.lines.append(f"llmserve launcher: no exit {timeout_s:.0f} s after Ctrl-C; {self._tree()}")
+                self.process.send_signal(signal.SIGUSR1)  # local_run/__main__.py dumps its threads' stacks
+                time.sleep(2)
                 self.process.kill()
                 self.process.wait()
         self._reader.join(timeout=5)

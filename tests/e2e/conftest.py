@@ -71,7 +71,7 @@ def dev_server() -> dict:
     return _dev_server_info()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def no_dev_server() -> None:
     """For a test that starts its own Ray: the shared server is stopped, cleanly, before it runs."""
     problems = stop_dev_server()

@@ -271,12 +271,58 @@ class SteadyLoad:
         self._thread.join(timeout=REQUEST_TIMEOUT_S)
 
 
+# The local server caps every model's context at 512 tokens (local_run/serve_config.py), so the stream runs
+# seconds, not minutes, past the stop: this shows Serve letting it finish; the unit tests pin the 900 s bound
+# (graceful_shutdown_timeout_s, tests/stacks/test_disruption_plan.py) that Ray's default 20 s would cut.
+DRAIN_STREAM_TOKENS = 480
+
+
+class LongStream:
+    """One long streamed completion in a thread (vLLM's ignore_eos: always the full length): when each chunk
+    arrived and how the stream ended."""
+
+    def __init__(self, server, model, max_tokens):
+        self.server, self.model, self.max_tokens = server, model, max_tokens
+        self.chunk_times: list[float] = []
+        self.finish_reason, self.error = None, None
+        self.first_chunk = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            stream = client(self.server).completions.create(
+                model=self.model,
+                prompt="Tell me a long story.",
+                max_tokens=self.max_tokens,
+                stream=True,
+                extra_body={"ignore_eos": True},
+            )
+            for chunk in stream:
+                self.chunk_times.append(time.monotonic())
+                self.first_chunk.set()
+                self.finish_reason = chunk.choices[0].finish_reason or self.finish_reason
+        except Exception as error:  # a cut stream ends here
+            self.error = repr(error)
+        finally:
+            self.first_chunk.set()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self.first_chunk.wait(REQUEST_TIMEOUT_S) and self.error is None, self.error
+        return self
+
+    def __exit__(self, *exc_info):
+        self._thread.join(timeout=REQUEST_TIMEOUT_S)
+
+
 @pytest.mark.mutates_dev_server
 def test_a_change_to_one_model_restarts_only_that_model(server):
     """KubeRay applies an in-place change by PUTting the whole declarative config to the dashboard. Changing the
     7B model's maxNumSeqs (engine option) must restart its replica only: the 1.5B model's replica and the OpenAI
     ingress keep their actors and answer throughout. Also checks what `pulumi up`'s wait relies on: right after
-    the PUT returns, the changed application is DEPLOYING and the new config's marker is listed."""
+    the PUT returns, the changed application is DEPLOYING and the new config's marker is listed. And a stream
+    of the 7B in flight when its replica is told to stop completes: a stopping replica lets its requests finish
+    (graceful_shutdown_timeout_s, streamDrainSeconds)."""
     changed, steady = "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-1.5b"
     for model in (changed, steady):  # both with a running replica (they scale to zero)
         client(server).completions.create(model=model, prompt="hello", max_tokens=2)
@@ -291,8 +337,8 @@ def test_a_change_to_one_model_restarts_only_that_model(server):
     old_marker, new_marker = f"config-{server['serve_config_hash']}", f"config-{serve_config_hash(new)}"
     assert old_marker != new_marker
 
-    with SteadyLoad(server, steady) as load:
-        time.sleep(2)
+    with SteadyLoad(server, steady) as load, LongStream(server, changed, DRAIN_STREAM_TOKENS) as stream:
+        time.sleep(0.5)
         started = time.monotonic()
         _dashboard(server, "PUT", new)
         right_after, _ = _live(server)
@@ -322,6 +368,13 @@ def test_a_change_to_one_model_restarts_only_that_model(server):
         f"{len(failures)} failures, slowest {max(answered):.2f} s"
     )
     assert not failures and len(answered) >= 10, failures[:3]
+    print(
+        f"drain: the {changed} stream went on for {stream.chunk_times[-1] - started:.1f} s after its replica was "
+        f"told to stop ({len(stream.chunk_times)} chunks, {stream.finish_reason}, error {stream.error})"
+    )
+    assert stream.error is None and stream.finish_reason == "length", f"the stream was cut: {stream.error}"
+    assert len(stream.chunk_times) >= DRAIN_STREAM_TOKENS // 2, len(stream.chunk_times)
+    assert stream.chunk_times[-1] > started, "the stream ended before the stop: nothing was drained"
     body = client(server).models.list()
     assert sorted(model.id for model in body.data) == sorted(MODELS + PIPELINES), "the pipelines outlive a model change"
     response = client(server).completions.create(model=changed, prompt="hello", max_tokens=2)
