@@ -18,7 +18,7 @@ from pathlib import Path
 
 from local_run.errors import LocalRunError
 from local_run.launcher import READY_MARKER
-from local_run.serve_config import local_serve_config, stack_pipelines, stack_serving
+from local_run.serve_config import local_serve_config, stack_pipelines, stack_serving, stack_stream_drain_s
 from local_run.server import LocalServer, ensure_port_free, ensure_ray_not_running
 from local_run.store import serve_from_local_store
 from local_run.tenants import LOCAL_TENANT_KEY_FILE, new_tenant_keys, stack_admission
@@ -97,7 +97,8 @@ def _prepare(args: argparse.Namespace) -> _Prepared:
         tenant_keys = new_tenant_keys(admission) if auth.enabled else {}
         if tenant_keys:  # the path is rewritten to the server's own folder (LocalServer._use_api_key_file)
             auth = dataclasses.replace(auth, tenant_key_file=LOCAL_TENANT_KEY_FILE)
-        config = local_serve_config(models, auth, model_paths, args.port, pipelines, admission)
+        drain_s = stack_stream_drain_s(args.stack)
+        config = local_serve_config(models, auth, model_paths, args.port, pipelines, admission, drain_s)
     except BaseException:
         if store is not None:
             store.close()

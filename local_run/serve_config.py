@@ -11,7 +11,13 @@ from typing import Any
 from infra.config.stackfiles import PROJECT, PROJECT_ROOT, StackFileError, stack_config
 from local_run.errors import LocalRunError
 from serve_app.admission_config import AdmissionSettings
-from serve_app.builder import AuthSettings, build_serve_config, model_llm_configs, stamp_serve_config
+from serve_app.builder import (
+    DEFAULT_STREAM_DRAIN_S,
+    AuthSettings,
+    build_serve_config,
+    model_llm_configs,
+    stamp_serve_config,
+)
 from serve_app.engine_health import RECOVERY_KEY
 from serve_app.errors import ModelConfigError
 from serve_app.pipeline_spec import Pipeline, parse_pipelines
@@ -27,8 +33,8 @@ CPU_ENV = {
 }
 
 
-# Seconds from a killed engine until its model answers again on this CPU server, the Retry-After of the 503s
-# meanwhile: measured by tests/e2e/test_engine_recovery.py (docs/operations.md says how), rounded up.
+# The Retry-After the 503s count down from after an engine dies on this CPU server: a little under the recovery
+# tests/e2e/test_engine_recovery.py measures (36 to 52 s on a busy 2-core machine, docs/operations.md).
 CPU_RECOVERY_S = 30
 
 
@@ -47,6 +53,23 @@ def stack_serving(stack: str, root: Path | None = None) -> tuple[tuple[ModelSpec
         raise LocalRunError(str(error)) from error
     auth_enabled = values.get(f"{PROJECT}:apiAuth", "true").lower() != "false"
     return models, AuthSettings(enabled=auth_enabled)
+
+
+def stack_stream_drain_s(stack: str, root: Path | None = None) -> int:
+    """`streamDrainSeconds` of `stack` (Serve's graceful_shutdown_timeout_s), as the plan reads it."""
+    try:
+        values, _ = stack_config(stack, root or PROJECT_ROOT)
+    except StackFileError as error:
+        raise LocalRunError(str(error)) from error
+    raw = values.get(f"{PROJECT}:streamDrainSeconds")
+    if raw is None:
+        return DEFAULT_STREAM_DRAIN_S
+    try:
+        return int(raw)
+    except ValueError:
+        raise LocalRunError(
+            f"{PROJECT}:streamDrainSeconds: found {raw!r}; allowed: a whole number of seconds"
+        ) from None
 
 
 def stack_pipelines(stack: str, models: Sequence[ModelSpec], root: Path | None = None) -> tuple[Pipeline, ...]:
@@ -109,6 +132,9 @@ def local_serve_config(
     port: int,
     pipelines: Sequence[Pipeline] = (),
     admission: AdmissionSettings | None = None,
+    stream_drain_s: int = DEFAULT_STREAM_DRAIN_S,
 ) -> dict:
-    serve_config = build_serve_config(models, pipelines=pipelines, auth=auth, admission=admission)
+    serve_config = build_serve_config(
+        models, pipelines=pipelines, auth=auth, admission=admission, stream_drain_s=stream_drain_s
+    )
     return cpu_serve_config(serve_config, model_paths, port)

@@ -361,6 +361,9 @@ def stamp_serve_config(config: Mapping[str, Any]) -> dict[str, Any]:
         RECOVERY_KEY: {model_id: seconds for model_id, seconds in sorted(recovery.items()) if model_id in model_ids},
     }
     if previous.get(PIPELINES_KEY):  # rendered by build_serve_config; kept through every later stamp
+        _, problems = parse_pipelines(previous[PIPELINES_KEY], sorted(model_ids))
+        if problems:  # e.g. an edit removed a model a pipeline calls: the ingress would refuse the config
+            raise ValueError("; ".join(problems))
         deployment["user_config"][PIPELINES_KEY] = previous[PIPELINES_KEY]
     admission = previous.get(ADMISSION_KEY)
     if admission is not None:  # the tenants as given, each model's capacity from its application

@@ -167,6 +167,7 @@ class PipelineIngressMixin:
         plain = _sanitize_chat_completion_request(body).model_dump(exclude_unset=True)
 
         async def call(model: str, sub: dict[str, Any]) -> dict[str, Any]:
+            self._raise_if_engine_down(model)
             items = self._chat_items(sub, request)
             first = await items.__anext__()
             await items.aclose()
@@ -176,6 +177,7 @@ class PipelineIngressMixin:
             return answer
 
         async def stream(model: str, sub: dict[str, Any]) -> AsyncIterator[str]:
+            self._raise_if_engine_down(model)
             items = self._chat_items(sub, request)
             first = True
             async for item in items:
@@ -188,12 +190,30 @@ class PipelineIngressMixin:
         async with router_request_timeout(DEFAULT_LLM_ROUTER_HTTP_TIMEOUT):
             try:
                 result = await PipelineRun(pipeline, plain, call, stream, pipeline_metrics()).run()
+                if isinstance(result, dict):
+                    return JSONResponse(content=result)
+                events = await _started(result)  # an error before the first chunk is still an HTTP error
             except PipelineRequestError as error:
                 raise OpenAIHTTPException(status.HTTP_400_BAD_REQUEST, str(error), type="BadRequestError") from None
-            if isinstance(result, dict):
-                return JSONResponse(content=result)
-            events = await _started(result)  # an error before the first chunk is still an HTTP error
+            except EngineDown as down:  # a step's model has a dead engine: 503 + Retry-After, as for the model
+                return self._unavailable(down.model_id, down.retry_after_s)  # type: ignore[attr-defined, no-any-return]
         return StreamingResponse(events, media_type="text/event-stream")
+
+    def _raise_if_engine_down(self, model_id: str) -> None:
+        """Before a step calls `model_id`: `EngineDown` when the ingress's engine gate (`serve_app.engine_watch`,
+        mixed in after this class) knows its engine is dead, so the step is not left waiting for a new replica."""
+        engine_gate = getattr(self, "engine_gate", None)
+        wait = engine_gate().retry_after(model_id) if engine_gate is not None else None
+        if wait is not None:
+            raise EngineDown(model_id, wait)
+
+
+class EngineDown(Exception):
+    """A pipeline step's model has a dead engine; the pipeline answers 503 with ``Retry-After``."""
+
+    def __init__(self, model_id: str, retry_after_s: int):
+        super().__init__(model_id)
+        self.model_id, self.retry_after_s = model_id, retry_after_s
 
 
 async def _started(events: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -12,7 +12,8 @@ TENANT_KEYS: tuple[ConfigKey, ...] = (
         "object",
         "Tenants with keys of their own and limits: a list of {name, requestsPerMinute, tokensPerMinute, "
         "maxConcurrentRequests, priority (high, normal or low; default normal)}; a limit left out is none. "
-        "Unset: no tenants; the apiKey keys are always the unlimited tenant `default`.",
+        "Unset: no tenants; the apiKey keys are always the unlimited tenant `default`. Needs apiAuth true "
+        "(tenants are told apart by their keys).",
         default_text="no tenants",
     ),
     ConfigKey(

@@ -98,3 +98,11 @@ def test_the_overload_bound_keys_are_read_and_bounded(parse_config, config_probl
     assert (tenants.in_flight_per_seq, tenants.wait_s) == (1.5, 0.0)
     assert "llmserve:admissionWaitSeconds: out of range; found 601" in config_problems(admissionWaitSeconds=601)
     assert "llmserve:admissionInFlightPercent: out of range; found -1" in config_problems(admissionInFlightPercent=-1)
+
+
+def test_tenants_without_the_key_check_are_a_config_error(stack_values, gcp_values):
+    """With apiAuth false no request carries a key, so no tenant could be told apart or limited."""
+    values = {**stack_values, "tenants": TEAMS, "apiAuth": False, "serveExposure": "cluster"}
+    with pytest.raises(ConfigError) as raised:
+        parse_stack_config("test", values, gcp_values)
+    assert "llmserve:tenants: 2 declared with llmserve:apiAuth false" in str(raised.value)

@@ -110,3 +110,12 @@ def test_pipelines_survive_a_later_stamp():
 def test_the_builder_refuses_a_pipeline_over_a_model_it_does_not_serve():
     with pytest.raises(ValueError, match=r"pipelines\[0\].steps\[0\].model: names no model of the stack"):
         build_serve_config(MODELS, pipelines=[Pipeline("p", (Step("generate", model="huge"),))])
+
+
+def test_a_stamp_refuses_pipelines_over_a_model_an_edit_removed():
+    """A rendered config edited afterwards (a CPU rewrite, a hand edit) must not reach the ingress with a
+    pipeline whose model is gone: its reconfigure would refuse it and the ingress application would fail."""
+    config = build_serve_config(MODELS, pipelines=[Pipeline("p", (Step("generate", model="big"),))])
+    config["applications"] = [app for app in config["applications"] if app["name"] != "model-big"]
+    with pytest.raises(ValueError, match=r"pipelines\[0\].steps\[0\].model: names no model of the stack"):
+        stamp_serve_config(config)

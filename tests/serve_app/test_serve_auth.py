@@ -559,3 +559,24 @@ def test_replica_calls_the_build_hook_even_when_an_app_is_given() -> None:
 def test_the_served_config_route_is_the_documented_path():
     # docs/operations.md, serve_app/README.md and `python -m infra smoke` (below its /v1 base URL) use this path.
     assert SERVED_CONFIG_ROUTE == "/v1/llmserve/config"
+
+
+def test_a_pipeline_step_to_a_dead_engine_answers_503_not_a_wait_for_the_new_replica(ingress_module) -> None:
+    """The dead-engine gate (serve_app/engine_watch.py) covers pipelines too: a step whose model's engine is
+    known dead raises `EngineDown` before it calls the model, and the pipeline answers 503 with the gate's
+    Retry-After, as a direct request to that model does."""
+    from serve_app.engine_health import EngineGate
+
+    pipeline_ingress = sys.modules["serve_app.pipeline_ingress"]
+    gate = EngineGate(clock=lambda: 1000.0)
+    gate.set_recovery({"small": 40})
+    gate.mark_down("small")
+
+    class Ingress(pipeline_ingress.PipelineIngressMixin):
+        def engine_gate(self):
+            return gate
+
+    Ingress()._raise_if_engine_down("deepseek-r1")  # a live model: the step runs
+    with pytest.raises(pipeline_ingress.EngineDown) as raised:
+        Ingress()._raise_if_engine_down("small")
+    assert (raised.value.model_id, raised.value.retry_after_s) == ("small", 40)

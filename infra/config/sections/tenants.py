@@ -41,6 +41,11 @@ def read_tenants(
     keys_text = plain_secrets.get("tenantKeys")
     if tenants is not None and keys_text is not None:
         _check_tenant_keys(read, tenants, keys_text, plain_secrets.get("apiKey"))
+    if tenants and read.get("apiAuth") is False:  # no key check: no tenant could be told apart, none limited
+        read.problem(
+            f"{PROJECT}:tenants: {len(tenants)} declared with {PROJECT}:apiAuth false; tenants are told apart by "
+            f"their keys; allowed: apiAuth true, or no tenants"
+        )
     if tenants is not None and not tenants and "tenantKeys" in secrets:
         read.problem(f"{PROJECT}:tenantKeys: set, but {PROJECT}:tenants declares no tenant; declare them there")
     if len(read.problems) > start or tenants is None or None in (percent, wait_s, throttled):
