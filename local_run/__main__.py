@@ -118,7 +118,10 @@ def _serve(prepared: _Prepared, ready_timeout: float, *, keep_logs: bool = False
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM too: both end in LocalServer.stop()
 
-    signal.signal(signal.SIGTERM, interrupt)
+    # SIGINT too, explicitly: a process started in the background by a non-interactive shell inherits SIGINT
+    # ignored, and Python then installs no KeyboardInterrupt handler, so the launcher's Ctrl-C did nothing.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, interrupt)
     faulthandler.register(signal.SIGUSR1)  # a stop that hangs: the launcher asks for every thread's stack
     local = LocalServer(
         prepared.config,
