@@ -21,20 +21,18 @@ import argparse
 import datetime
 import functools
 import json
-import os
 import sys
 import urllib.request
 from pathlib import Path
 
 from infra.cli.bench_report import Run, write_run
 from infra.cli.report import stack_capacity
-from infra.cli.smoke import SmokeError, normalized_base_url, stack_outputs
+from infra.cli.smoke import SmokeError, resolve_endpoint
 from infra.config.errors import ConfigError
 from infra.config.stack import config_from_map
 from infra.config.stackfiles import StackFileError, stack_config
 from infra.planning import benchmark as bm
 from infra.render.bench_job import BACKENDS, vllm_bench_args
-from infra.render.secrets import current_api_key
 
 DEFAULT_POINT_TIMEOUT_S = 900
 
@@ -124,18 +122,6 @@ def engine_capacity(args: argparse.Namespace, folder: Path, model: str) -> tuple
     return None, "pass --engine-log (the engines' logs, a file or a folder) or --metrics-url (Ray's metrics)."
 
 
-def endpoint(args: argparse.Namespace, root: Path) -> tuple[str, str | None]:
-    base_url = args.base_url
-    api_key = current_api_key(args.api_key) or current_api_key(os.environ.get("LLMSERVE_API_KEY"))
-    if base_url is None or api_key is None:
-        outputs = stack_outputs(args.stack, root)
-        base_url = base_url or outputs.get("openai_base_url")
-        api_key = api_key or current_api_key(outputs.get("api_key"))
-        if not base_url:
-            raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
-    return normalized_base_url(base_url), api_key
-
-
 def prepare(args: argparse.Namespace, root: Path) -> tuple[Run, list[bm.SweepPoint], Path]:
     """The run to fill, its points and its folder; SmokeError(…, 2) for bad usage."""
     try:
@@ -187,7 +173,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
         missing = None if args.in_cluster else bench_sweep.vllm_missing()
         if missing:
             raise SmokeError(missing, 2)
-        base_url, api_key = ("", None) if args.in_cluster else endpoint(args, root)
+        base_url, api_key = ("", None) if args.in_cluster else resolve_endpoint(args, root)
         bench_run, points, folder = prepare(args, root)
         if args.in_cluster:
             results, failures = bench_cluster.run_job(args, root, bench_run, points, folder)

@@ -381,23 +381,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def resolve_endpoint(args: argparse.Namespace, root: Path) -> tuple[str, str | None]:
+    """The endpoint's base URL and key: from --base-url/--api-key (or LLMSERVE_API_KEY), else the stack's outputs;
+    SmokeError(…, 2) when no URL is known. Every source may hold the accepted keys of a rotation, "OLD,NEW": a
+    client sends the newest."""
+    base_url = args.base_url
+    api_key = current_api_key(args.api_key) or current_api_key(os.environ.get("LLMSERVE_API_KEY"))
+    if base_url is None or api_key is None:
+        outputs = stack_outputs(args.stack, root)
+        base_url = base_url or outputs.get("openai_base_url")
+        api_key = api_key or current_api_key(outputs.get("api_key"))
+        if not base_url:
+            raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
+    return normalized_base_url(base_url), api_key
+
+
 def run(args: argparse.Namespace, root: Path | None = None) -> int:
     root = root or Path(__file__).resolve().parents[2]
     try:
-        # Every source may hold the accepted keys of a rotation, "OLD,NEW": a client sends the newest.
         expected = expected_config(args, root)
-        base_url = args.base_url
-        api_key = current_api_key(args.api_key) or current_api_key(os.environ.get("LLMSERVE_API_KEY"))
-        if base_url is None or api_key is None:
-            outputs = stack_outputs(args.stack, root)
-            base_url = base_url or outputs.get("openai_base_url")
-            api_key = api_key or current_api_key(outputs.get("api_key"))
-            if not base_url:
-                raise SmokeError(f"stack '{args.stack}' has no openai_base_url output; pass --base-url", 2)
+        base_url, api_key = resolve_endpoint(args, root)
         timeout_s, why = (
             (args.timeout, "--timeout") if args.timeout is not None else default_timeout_s(args.stack, root, args.model)
         )
-        target = Target(normalized_base_url(base_url), api_key, timeout_s=timeout_s)
+        target = Target(base_url, api_key, timeout_s=timeout_s)
         print(f"timeout per request: {timeout_s:.0f} s ({why})", flush=True)
         passed = smoke(target, expected, args.model, args.max_tokens, reasoning=not args.no_reasoning)
     except SmokeError as error:
