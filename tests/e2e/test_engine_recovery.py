@@ -16,10 +16,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
-
-from tests.support.serve_dashboard import dashboard as _dashboard
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +132,19 @@ def _assert_exported(server, name):
     while name not in httpx.get(server["metrics_url"], timeout=10).text:
         assert time.monotonic() < deadline, f"{name} is not exported at {server['metrics_url']}"
         time.sleep(2)
+
+
+def _dashboard(server, method="GET", body=None):
+    """The dashboard's declarative API, as KubeRay calls it (the same calls as tests/e2e/test_local_server.py)."""
+    import httpx
+
+    token = Path(server["ray_auth_token_file"]).read_text()
+    response = httpx.request(
+        method,
+        f"{server['dashboard_url']}/api/serve/applications/",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    return response.json() if method == "GET" else None

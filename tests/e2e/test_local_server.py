@@ -23,7 +23,6 @@ import yaml
 
 from local_run.server import free_port, write_api_keys
 from serve_app.builder import model_llm_configs, serve_config_hash, stamp_serve_config
-from tests.support.serve_dashboard import dashboard as _dashboard
 
 pytestmark = pytest.mark.e2e
 
@@ -211,6 +210,22 @@ def test_every_metric_the_cpu_server_can_export_is_exported_under_the_listed_nam
 
 
 # --- a change to one model, applied the way KubeRay applies it -------------------------------------------------
+
+
+def _dashboard(server, method="GET", body=None):
+    """The dashboard's declarative API, as KubeRay calls it: PUT the whole config, GET the statuses."""
+    import httpx
+
+    token = Path(server["ray_auth_token_file"]).read_text()
+    response = httpx.request(
+        method,
+        f"{server['dashboard_url']}/api/serve/applications/",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    response.raise_for_status()
+    return response.json() if method == "GET" else None
 
 
 def _live(server):
