@@ -181,3 +181,12 @@ def test_the_teardown_empties_the_model_store_and_the_how_tos_a_new_user_needs_e
     assert "capacity-of-a-model-the-planner-does-not-know-a-local-configjson" in _anchors(
         ROOT / "docs" / "deploying.md"
     )
+
+
+def test_every_stack_output_is_listed_in_the_deploying_page():
+    """`pulumi up` prints these; a new output must be explained where users look them up."""
+    names = set(re.findall(r'pulumi\.export\(\s*"([a-z_]+)"', (ROOT / "__main__.py").read_text(encoding="utf-8")))
+    assert {"api_key", "tenant_keys", "gcs_redis_address"} <= names, names  # the parse still finds them
+    section = (ROOT / "docs" / "deploying.md").read_text(encoding="utf-8").split("## Stack outputs", 1)[1]
+    missing = sorted(name for name in names if f"`{name}`" not in section.split("\n## ", 1)[0])
+    assert not missing, f"docs/deploying.md#stack-outputs does not list {missing}"
